@@ -1,0 +1,292 @@
+"""Command line: ``sslstudio [FOLDER]`` opens the window; subcommands run headless.
+
+    sslstudio train FOLDER [--method simclr --backbone resnet18 --image-size 32 ...]
+    sslstudio train --resume RUN
+    sslstudio embed RUN FOLDER -o features.npz
+    sslstudio eval RUN --train DIR [--test DIR]
+    sslstudio scan FOLDER
+    sslstudio methods
+
+Errors from below print as one line and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from sslstudio.config import OptimConfig, RunConfig
+
+COMMANDS = ("train", "embed", "eval", "scan", "methods", "gui")
+EXIT_INTERRUPTED = 130
+
+
+def _die(msg: str, code: int = 2) -> int:
+    print(f"sslstudio: error: {msg}", file=sys.stderr)
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sslstudio", description="Self-supervised pretraining on your own images.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    g = sub.add_parser("gui", help="open the window (default when no command is given)")
+    g.add_argument("folder", nargs="?", help="folder of images (default: the bundled sample images)")
+    g.add_argument("--selftest", action="store_true", help="build the window offscreen, train 2 steps, exit 0")
+
+    t = sub.add_parser("train", help="train a model on a folder of images")
+    t.add_argument("folder", nargs="?", help="folder of images (searched recursively)")
+    t.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last checkpoint")
+    t.add_argument("--config", metavar="JSON", help="start from a saved config.json; flags override it")
+    t.add_argument("--method")
+    t.add_argument("--backbone")
+    t.add_argument("--image-size", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--max-steps", type=int)
+    t.add_argument("--preset", choices=("natural", "histopathology", "microscopy"))
+    t.add_argument("--optimizer", choices=("sgd", "lars", "adamw"))
+    t.add_argument("--lr", type=float, help="learning rate for a batch of 256")
+    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--weights", help="local weights file to start from, or 'imagenet'")
+    t.add_argument("--small-stem", choices=("auto", "on", "off"))
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
+    t.add_argument("--threads", type=int)
+    t.add_argument("--checkpoint-every", type=int)
+    t.add_argument("--monitor-every", type=int)
+    t.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="a method option, e.g. temperature=0.2")
+    t.add_argument("--out", help="run folder (default: a new folder under the user's runs directory)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("embed", help="write backbone features of a folder")
+    e.add_argument("run")
+    e.add_argument("folder")
+    e.add_argument("-o", "--output", required=True, help=".npz file (features, paths, labels)")
+
+    v = sub.add_parser("eval", help="weighted kNN top-1 of a run beside the same network at random init")
+    v.add_argument("run")
+    v.add_argument("--train", required=True, help="labelled folder used as kNN memory")
+    v.add_argument("--test", help="labelled folder used as queries (default: leave-one-out on --train)")
+    v.add_argument("-k", type=int, default=200)
+    v.add_argument("--temperature", type=float, default=0.1)
+    v.add_argument("--json", help="also write the result here")
+
+    s = sub.add_parser("scan", help="list usable images and skipped files with reasons")
+    s.add_argument("folder")
+    s.add_argument("--quick", action="store_true", help="headers only: faster, misses truncated files")
+
+    sub.add_parser("methods", help="list the self-supervised methods")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+        argv = ["gui", *argv]
+    args = build_parser().parse_args(argv)
+    from sslstudio.core.errors import SSLStudioError
+
+    try:
+        if args.command == "gui":
+            from sslstudio.gui.app import run_app
+
+            return run_app(args.folder, selftest=args.selftest)
+        return {"train": cmd_train, "embed": cmd_embed, "eval": cmd_eval, "scan": cmd_scan,
+                "methods": cmd_methods}[args.command](args)
+    except SSLStudioError as exc:
+        return _die(str(exc), 1)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    from sslstudio.core.errors import ConfigError
+    from sslstudio.core.transforms.presets import preset
+
+    base = RunConfig.load(args.config) if args.config else RunConfig()
+    if args.folder:
+        base = dataclasses.replace(base, data_root=str(Path(args.folder).expanduser()))
+    simple = {"method": args.method, "backbone": args.backbone, "image_size": args.image_size,
+              "batch_size": args.batch_size, "epochs": args.epochs, "max_steps": args.max_steps,
+              "weights": args.weights, "small_stem": args.small_stem, "seed": args.seed, "device": args.device,
+              "threads": args.threads, "checkpoint_every": args.checkpoint_every,
+              "monitor_every": args.monitor_every, "out": args.out, "preset": args.preset}
+    cfg = dataclasses.replace(base, **{k: v for k, v in simple.items() if v is not None})
+    if args.preset or not args.config:
+        cfg = dataclasses.replace(cfg, augment=preset(cfg.preset, cfg.image_size))
+    optim = {"optimizer": args.optimizer, "lr": args.lr, "weight_decay": args.weight_decay}
+    optim = {k: v for k, v in optim.items() if v is not None}
+    if optim:
+        cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, **optim))
+    options = dict(cfg.method_options)
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--option takes KEY=VALUE, got {item!r}")
+        options[key.strip()] = _parse_value(value.strip())
+    return dataclasses.replace(cfg, method_options=options)
+
+
+def _parse_value(text: str):
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from sslstudio.core.errors import ConfigError
+    from sslstudio.core.events import MonitorLogged, RunFailed, RunFinished, RunStarted, RunStopped, StepLogged
+    from sslstudio.core.methods import method_config
+    from sslstudio.core.runs import load_run_config
+
+    if args.resume:
+        cfg = load_run_config(Path(args.resume))
+        if args.device or args.threads:
+            cfg = dataclasses.replace(cfg, device=args.device or cfg.device, threads=args.threads or cfg.threads)
+    else:
+        if not args.folder and not args.config:
+            raise ConfigError("train needs a FOLDER of images (or --resume RUN)")
+        cfg = config_from_args(args)
+    from sslstudio.config import validate
+
+    validate(cfg)
+    method_config(cfg.method, cfg.method_options)  # refuse bad method options before any work
+    from sslstudio.core.trainer import train
+
+    stop = threading.Event()
+
+    def on_sigint(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nstopping after this step (Ctrl-C again to abort)...", file=sys.stderr)
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    bar = _Progress(quiet=args.quiet)
+    try:
+        for ev in train(cfg, stop=stop, resume_from=args.resume):
+            if isinstance(ev, RunStarted):
+                bar.start(ev)
+            elif isinstance(ev, StepLogged):
+                bar.step(ev)
+            elif isinstance(ev, MonitorLogged) and ev.warning:
+                bar.message(f"warning at step {ev.step}: {ev.warning}")
+            elif isinstance(ev, RunStopped):
+                bar.message(f"stopped at step {ev.step}; checkpoint {ev.path}")
+                bar.message(f"resume with: sslstudio train --resume {Path(ev.path).parent.parent}")
+                return EXIT_INTERRUPTED
+            elif isinstance(ev, RunFinished):
+                bar.message(f"finished {ev.step} steps, final loss {ev.final_loss:.4f}")
+                bar.message(f"run folder: {Path(ev.path).parent.parent}")
+            elif isinstance(ev, RunFailed):
+                bar.message(f"failed at step {ev.step}; last good checkpoint: {ev.last_checkpoint or 'none'}")
+    finally:
+        signal.signal(signal.SIGINT, old)
+    return 0
+
+
+class _Progress:
+    """One status line on stderr, redrawn at most 4 times a second."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.total = 0
+        self._last = 0.0
+        self.tty = sys.stderr.isatty()
+
+    def message(self, text: str) -> None:
+        print(("\n" if self.tty and not self.quiet else "") + text, file=sys.stderr)
+
+    def start(self, ev) -> None:
+        self.total = ev.total_steps
+        self.message(f"run {ev.run_dir}\n{ev.num_images} images, batch {ev.batch_size}, {ev.total_steps} steps on {ev.device}"
+                     + (f" (resuming at step {ev.start_step})" if ev.start_step else ""))
+        for n in ev.notices:
+            self.message(f"note: {n}")
+
+    def step(self, ev) -> None:
+        now = time.monotonic()
+        last = ev.step + 1 == self.total
+        if self.quiet or (now - self._last < 0.25 and not last):
+            return
+        self._last = now
+        pct = 100 * (ev.step + 1) / max(1, self.total)
+        eta = time.strftime("%H:%M:%S", time.gmtime(ev.eta_s))
+        line = (f"step {ev.step + 1}/{self.total} [{pct:5.1f}%] epoch {ev.epoch + 1} loss {ev.loss:.4f} "
+                f"lr {ev.lr:.2e} {ev.images_per_s:.0f} img/s ETA {eta}")
+        if self.tty:
+            print("\r" + line.ljust(100), end="", file=sys.stderr, flush=True)
+        elif (ev.step + 1) % 50 == 0 or last:
+            print(line, file=sys.stderr)
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from sslstudio.core.embed import embed_folder, load_method
+
+    method, cfg, ck = load_method(args.run)
+    emb = embed_folder(method, args.folder, cfg.image_size)
+    out = Path(args.output)
+    if out.suffix != ".npz":
+        out = out.with_suffix(".npz")
+    emb.save(out)
+    print(f"{emb.features.shape[0]} images x {emb.features.shape[1]} features from {ck.name} -> {out}")
+    if emb.skipped:
+        print(f"{len(emb.skipped)} file(s) skipped", file=sys.stderr)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from sslstudio.core.embed import knn_eval, load_method, random_init_method
+
+    method, cfg, ck = load_method(args.run)
+    device = next(method.parameters()).device
+    trained = knn_eval(method, args.train, args.test, cfg.image_size, k=args.k, temperature=args.temperature)
+    random = knn_eval(random_init_method(cfg).to(device), args.train, args.test, cfg.image_size, k=args.k,
+                      temperature=args.temperature)
+    mode = f"k={args.k}, τ={args.temperature}" if args.test else "leave-one-out, k<=10"
+    print(f"weighted kNN top-1 ({mode}), {cfg.backbone} {cfg.method} at {cfg.image_size} px")
+    print(f"  trained ({ck.name}):  {trained:.4f}")
+    print(f"  random init:        {random:.4f}")
+    print(f"  difference:         {trained - random:+.4f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"trained": trained, "random_init": random, "checkpoint": str(ck)}, indent=2))
+    return 0
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from sslstudio.core.data.scan import scan_folder
+
+    index = scan_folder(args.folder, verify=not args.quick)
+    print(index.summary())
+    for f in index.skipped:
+        print(f"  skipped {f.path}: {f.reason}")
+    return 0 if index.images else 1
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    import textwrap
+
+    from sslstudio.core.methods import METHODS
+
+    for name, cls in sorted(METHODS.items()):
+        print(f"{name}  ({cls.paper})")
+        print(textwrap.fill(cls.summary, width=90, initial_indent="    ", subsequent_indent="    "))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

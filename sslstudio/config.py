@@ -1,0 +1,198 @@
+"""Run configuration: frozen dataclasses, defaults in one place, JSON in and out, validation.
+
+Every field carries ``metadata={"help", "min", "max"}`` (and ``"choices"`` where it is a
+choice): the GUI builds its forms from them and :func:`validate` checks them, so a bad
+value is refused before training starts with a message naming the field. Torch-free.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sslstudio.core.errors import ConfigError
+
+CONFIG_VERSION = 1
+
+
+def _f(default: Any, help: str, **meta: Any) -> Any:
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """One view's random augmentation; parameters are drawn per image, never per batch."""
+
+    crop_scale_min: float = _f(0.08, "smallest crop area as a share of the image", min=0.01, max=1.0)
+    crop_scale_max: float = _f(1.0, "largest crop area as a share of the image", min=0.01, max=1.0)
+    crop_ratio_min: float = _f(3 / 4, "narrowest crop aspect ratio (w/h)", min=0.1, max=1.0)
+    crop_ratio_max: float = _f(4 / 3, "widest crop aspect ratio (w/h)", min=1.0, max=10.0)
+    hflip_p: float = _f(0.5, "probability of a horizontal flip", min=0.0, max=1.0)
+    vflip_p: float = _f(0.0, "probability of a vertical flip", min=0.0, max=1.0)
+    rot90_p: float = _f(0.0, "probability of a random 90/180/270 degree rotation", min=0.0, max=1.0)
+    jitter_p: float = _f(0.8, "probability of colour jitter", min=0.0, max=1.0)
+    brightness: float = _f(0.4, "brightness jitter strength", min=0.0, max=2.0)
+    contrast: float = _f(0.4, "contrast jitter strength", min=0.0, max=2.0)
+    saturation: float = _f(0.4, "saturation jitter strength", min=0.0, max=2.0)
+    hue: float = _f(0.1, "hue jitter (fraction of the colour wheel)", min=0.0, max=0.5)
+    grey_p: float = _f(0.2, "probability of converting to greyscale", min=0.0, max=1.0)
+    blur_p: float = _f(0.5, "probability of Gaussian blur", min=0.0, max=1.0)
+    blur_sigma_min: float = _f(0.1, "smallest blur sigma, in pixels at 224 px", min=0.0, max=10.0)
+    blur_sigma_max: float = _f(2.0, "largest blur sigma, in pixels at 224 px", min=0.0, max=10.0)
+    hed_p: float = _f(0.0, "probability of H&E stain (HED) jitter", min=0.0, max=1.0)
+    hed_sigma: float = _f(0.05, "HED jitter strength (scale and shift per stain)", min=0.0, max=0.5)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    optimizer: str = _f("sgd", "optimizer", choices=("sgd", "lars", "adamw"))
+    lr: float = _f(0.06, "learning rate for a batch of 256 (scaled linearly with the batch)", min=1e-6, max=20.0)
+    weight_decay: float = _f(5e-4, "weight decay", min=0.0, max=1.0)
+    momentum: float = _f(0.9, "SGD/LARS momentum", min=0.0, max=0.999)
+    warmup_epochs: float = _f(0.5, "linear warm-up length, in epochs", min=0.0, max=100.0)
+    min_lr_ratio: float = _f(0.0, "final learning rate as a share of the peak", min=0.0, max=1.0)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs; saved as ``config.json`` in the run folder."""
+
+    data_root: str = _f("", "folder of images (searched recursively)")
+    method: str = _f("simclr", "self-supervised method")
+    backbone: str = _f("resnet18", "backbone network")
+    small_stem: str = _f("auto", "3x3 stem without max-pool ('auto': on for images <= 64 px)", choices=("auto", "on", "off"))
+    weights: str = _f("", "local weights file to start from (safetensors or a torchvision state dict); empty = random init")
+    image_size: int = _f(32, "training resolution in pixels", min=8, max=1024)
+    cache_size: int = _f(0, "side of the decoded cache in pixels (0 = automatic)", min=0, max=2048)
+    preset: str = _f("natural", "augmentation preset", choices=("natural", "histopathology", "microscopy", "custom"))
+    augment: AugmentConfig = field(default_factory=AugmentConfig, metadata={"help": "augmentation parameters"})
+    optim: OptimConfig = field(default_factory=OptimConfig, metadata={"help": "optimizer"})
+    method_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "the method's own settings"})
+    epochs: int = _f(100, "passes over the folder", min=1, max=100_000)
+    max_steps: int = _f(0, "stop after this many steps (0 = run all epochs)", min=0, max=10**9)
+    batch_size: int = _f(256, "images per step", min=2, max=65_536)
+    seed: int = _f(0, "random seed (data order, augmentations, initialisation)", min=0, max=2**31 - 1)
+    device: str = _f("auto", "where to train", choices=("auto", "cpu", "cuda", "mps"))
+    amp: bool = _f(True, "mixed precision on GPU (bf16 where supported)")
+    channels_last: bool = _f(True, "channels-last memory format on GPU")
+    threads: int = _f(0, "CPU threads for training (0 = all but one when a window is open)", min=0, max=1024)
+    checkpoint_every: int = _f(200, "save a checkpoint every N steps (and at the end)", min=1, max=10**9)
+    monitor_every: int = _f(100, "collapse metrics every N steps (0 = off)", min=0, max=10**9)
+    probe_size: int = _f(256, "images in the fixed probe set for the collapse monitor", min=16, max=100_000)
+    deterministic: bool = _f(False, "deterministic kernels (slower; exact resume on GPU)")
+    out: str = _f("", "run folder (empty = a new folder under the user's runs directory)")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["version"] = CONFIG_VERSION
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        data = dict(data)
+        version = data.pop("version", CONFIG_VERSION)
+        if version > CONFIG_VERSION:
+            raise ConfigError(f"config version {version} is newer than this SSL Studio understands ({CONFIG_VERSION})")
+        return _build(cls, data, "config")
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"config {path} must hold a JSON object")
+        return cls.from_dict(data)
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Build a (nested) config dataclass from plain data, type-checking each field."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be an object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown {where} field(s): {', '.join(unknown)}")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{where}.{name}")
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be an object")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be a whole number, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be text, got {value!r}")
+        return value
+    return value
+
+
+def field_problems(obj: Any, where: str = "") -> list[str]:
+    """Range and choice violations of a config dataclass, as messages naming each field."""
+    problems = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        name = f"{where}{f.name}"
+        if dataclasses.is_dataclass(value):
+            problems += field_problems(value, f"{name}.")
+            continue
+        meta = f.metadata
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append(f"{name} must be finite, got {value}")
+        if "min" in meta and isinstance(value, (int, float)) and value < meta["min"]:
+            problems.append(f"{name} must be >= {meta['min']}, got {value}")
+        if "max" in meta and isinstance(value, (int, float)) and value > meta["max"]:
+            problems.append(f"{name} must be <= {meta['max']}, got {value}")
+        if "choices" in meta and value not in meta["choices"]:
+            problems.append(f"{name} must be one of {', '.join(meta['choices'])}; got {value!r}")
+    return problems
+
+
+def validate(cfg: RunConfig) -> None:
+    """Refuse a config before any work starts; cross-field rules live here too."""
+    problems = field_problems(cfg)
+    a = cfg.augment
+    if a.crop_scale_min > a.crop_scale_max:
+        problems.append(f"augment.crop_scale_min ({a.crop_scale_min}) exceeds crop_scale_max ({a.crop_scale_max})")
+    if a.blur_sigma_min > a.blur_sigma_max:
+        problems.append(f"augment.blur_sigma_min ({a.blur_sigma_min}) exceeds blur_sigma_max ({a.blur_sigma_max})")
+    if not cfg.data_root:
+        problems.append("data_root is empty: choose a folder of images")
+    elif not Path(cfg.data_root).is_dir():
+        problems.append(f"data_root {cfg.data_root!r} is not a folder")
+    if cfg.cache_size and cfg.cache_size < cfg.image_size:
+        problems.append(f"cache_size ({cfg.cache_size}) must be 0 or at least image_size ({cfg.image_size})")
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))

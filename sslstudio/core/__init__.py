@@ -1,0 +1,1 @@
+"""The headless engine: data, augmentations, models, methods, trainer. Never imports Qt."""

@@ -1,0 +1,163 @@
+"""Checkpoints that survive crashes: one folder per save, written aside then renamed in.
+
+A checkpoint ``checkpoints/step_000200/`` holds
+- ``model.safetensors``: every weight and buffer of the method (backbone, heads, EMA copies);
+- ``state.pt``: optimizer state and RNG states, plain tensors and numbers, read back with
+  ``torch.load(weights_only=True)`` (never unpickled);
+- ``meta.json``: step, samples seen, the plan, the config, the folder fingerprint.
+
+The folder is written as ``.tmp-*`` beside the final name, every file is fsynced, then
+``os.replace`` puts it in place: a SIGKILL at any moment leaves the previous checkpoint
+loadable; stray temp folders are removed on the next start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from sslstudio.core.errors import CheckpointError
+
+FORMAT_VERSION = 1
+KEEP = 3  # most recent checkpoints kept besides "final"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    meta: dict[str, Any]
+
+    @property
+    def step(self) -> int:
+        return int(self.meta["step"])
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: Path, writer) -> None:
+    writer(path)
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
+def save_checkpoint(
+    run_dir: Path, name: str, model_state: dict[str, torch.Tensor], train_state: dict[str, Any], meta: dict[str, Any]
+) -> Path:
+    """Write checkpoint ``name`` atomically; raises ``CheckpointError`` (disk full, read-only, ...)."""
+    parent = run_dir / "checkpoints"
+    final = parent / name
+    tmp: Path | None = None
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=parent))
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in model_state.items()}
+        _write_file(tmp / "model.safetensors", lambda p: save_file(tensors, str(p)))
+        _write_file(tmp / "state.pt", lambda p: torch.save(train_state, p))
+        body = json.dumps({**meta, "format_version": FORMAT_VERSION}, indent=2, sort_keys=True)
+        _write_file(tmp / "meta.json", lambda p: p.write_text(body, encoding="utf-8"))
+        _fsync_dir(tmp)
+        if final.exists():  # re-saving the same step (e.g. "final"): move the old one aside first
+            old = parent / f".old-{name}-{os.getpid()}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        _fsync_dir(parent)
+    except OSError as exc:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise CheckpointError(
+            f"could not save checkpoint {name} in {parent}: {reason}. The previous checkpoint is intact."
+        ) from exc
+    return final
+
+
+def prune(run_dir: Path, keep: int = KEEP) -> None:
+    """Remove old step checkpoints beyond the ``keep`` most recent (``final`` is never removed)."""
+    steps = sorted((p for p in (run_dir / "checkpoints").glob("step_*") if p.is_dir()), key=lambda p: p.name)
+    for p in steps[:-keep] if keep > 0 else steps:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def clean_stray(run_dir: Path) -> int:
+    """Remove temp folders a killed save left behind; returns how many."""
+    n = 0
+    for p in (run_dir / "checkpoints").glob(".*-*"):
+        if p.name.startswith((".tmp-", ".old-")):
+            shutil.rmtree(p, ignore_errors=True)
+            n += 1
+    return n
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"checkpoint {path} is damaged: meta.json unreadable ({type(exc).__name__})") from exc
+    if not isinstance(meta, dict) or "step" not in meta:
+        raise CheckpointError(f"checkpoint {path} is damaged: meta.json lacks a step")
+    return meta
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
+    """(model state, train state, meta) of one checkpoint; ``CheckpointError`` if damaged."""
+    meta = read_meta(path)
+    try:
+        model_state = load_file(str(path / "model.safetensors"))
+    except Exception as exc:  # safetensors raises its own error types for damaged files
+        raise CheckpointError(f"checkpoint {path} is damaged: model.safetensors ({exc})") from exc
+    try:
+        train_state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"checkpoint {path} is damaged: state.pt ({type(exc).__name__})") from exc
+    return model_state, train_state, meta
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Checkpoint folders, newest (highest step) first; ``final`` ranks by its step."""
+    found = []
+    for p in (run_dir / "checkpoints").glob("*"):
+        if p.is_dir() and not p.name.startswith("."):
+            try:
+                step = int(read_meta(p)["step"])
+            except (CheckpointError, ValueError, TypeError):
+                step = -1
+            found.append((step, p.name == "final", p))
+    return [p for _, _, p in sorted(found, key=lambda t: (t[0], t[1]), reverse=True)]
+
+
+def latest_good(run_dir: Path) -> tuple[Checkpoint | None, list[str]]:
+    """The newest checkpoint that loads, and a message for each damaged one seen."""
+    skipped: list[str] = []
+    found: Checkpoint | None = None
+    for p in list_checkpoints(run_dir):
+        try:
+            if found is None:
+                _, _, meta = load_checkpoint(p)
+                found = Checkpoint(p, meta)
+            else:
+                read_meta(p)  # older ones: a cheap check, so damage is still reported
+        except CheckpointError as exc:
+            skipped.append(str(exc))
+    return found, skipped

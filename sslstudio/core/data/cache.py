@@ -1,0 +1,192 @@
+"""Decoded cache: every image decoded once, at working resolution, into one uint8 array.
+
+Large images are decoded (and EXIF-rotated, colour-converted, ...) once, not every epoch.
+The array ``(N, S, S, 3)`` lives in a ``.npy`` file under the cache folder, memory-mapped, keyed
+by the folder's fingerprint (paths, sizes, mtimes) and the side ``S``; a changed folder gets a
+new cache. Before the file grows the free disk space is checked; when it is short the cache is
+kept in memory if that is small enough, otherwise a clear error says how much space is needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sslstudio import imaging
+from sslstudio.core.data.scan import ImageIndex, SkippedFile
+from sslstudio.core.errors import NoUsableImagesError, SSLStudioError
+
+CACHE_VERSION = 1
+DISK_RESERVE = 512 * 2**20  # leave this much free on the disk after the cache
+IN_MEMORY_LIMIT = 2 * 2**30
+
+
+class CacheCancelled(Exception):
+    pass
+
+
+@dataclass
+class DecodedImages:
+    """Rows of ``array`` correspond to ``index.images[rows[i]]``; ``failed`` lists files that did not decode."""
+
+    array: np.ndarray  # (len(index.images), S, S, 3) uint8, possibly a read-only memmap
+    rows: np.ndarray  # (N,) int64: the rows of ``array`` (= images of the index) that decoded
+    index: ImageIndex
+    failed: list[SkippedFile] = field(default_factory=list)
+    location: str = ""  # file path, or "memory"
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
+    @property
+    def side(self) -> int:
+        return int(self.array.shape[1])
+
+    def labels(self) -> np.ndarray | None:
+        """Class index per row, or None when the folder has no class subfolders."""
+        all_labels = self.index.labels()
+        if all_labels is None:
+            return None
+        return np.asarray(all_labels, dtype=np.int64)[self.rows]
+
+    def batch(self, idx: np.ndarray) -> np.ndarray:
+        """``(B, S, S, 3)`` uint8 copy of usable images ``idx`` (positions in ``rows``)."""
+        r = self.rows[np.asarray(idx)]
+        order = np.argsort(r)  # sorted reads are kinder to a memory-mapped file
+        out = np.empty((len(r), *self.array.shape[1:]), dtype=np.uint8)
+        out[order] = self.array[r[order]]
+        return out
+
+    def relpaths(self) -> list[str]:
+        return [self.index.images[int(r)].path for r in self.rows]
+
+
+def cache_key(index: ImageIndex, side: int) -> str:
+    h = hashlib.sha256(f"{CACHE_VERSION}|{side}|{index.fingerprint()}".encode())
+    return h.hexdigest()[:24]
+
+
+def build_cache(
+    index: ImageIndex,
+    side: int,
+    cache_root: Path | None,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+    workers: int | None = None,
+) -> DecodedImages:
+    """Decode every image of ``index`` to ``side x side`` (reusing an earlier cache when valid).
+
+    Args:
+        cache_root: folder for the ``.npy`` file; ``None`` keeps the cache in memory.
+    Raises:
+        NoUsableImagesError: nothing decoded. CacheCancelled: ``cancel`` was set.
+    """
+    n = len(index.images)
+    if n == 0:
+        raise NoUsableImagesError(f"no usable images in {index.root}: {index.summary()}")
+    key = cache_key(index, side)
+    if cache_root is not None:
+        found = _open_existing(cache_root, key, index)
+        if found is not None:
+            return found
+    need = n * side * side * 3
+    target: Path | None = None
+    if cache_root is not None:
+        try:
+            cache_root.mkdir(parents=True, exist_ok=True)
+            free = shutil.disk_usage(cache_root).free
+        except OSError:
+            free = 0
+        if free - need >= DISK_RESERVE:
+            target = cache_root / f"{key}.npy"
+    if target is None and need > IN_MEMORY_LIMIT:
+        raise SSLStudioError(
+            f"the decoded cache needs {need / 2**30:.1f} GiB and {cache_root} lacks the space; "
+            "free some disk space or lower the image size"
+        )
+    tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}") if target else None
+    if tmp is not None:
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, side, side, 3))
+    else:
+        arr = np.empty((n, side, side, 3), dtype=np.uint8)
+    ok = np.zeros(n, dtype=bool)
+    failed: list[SkippedFile] = []
+    root = Path(index.root)
+
+    def work(i: int) -> tuple[int, SkippedFile | None]:
+        rec = index.images[i]
+        try:
+            arr[i] = imaging.decode_resized(root / rec.path, side)
+            return i, None
+        except imaging.DecodeError as exc:
+            return i, SkippedFile(rec.path, exc.reason, exc.error)
+
+    try:
+        with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 2)) as pool:
+            chunk = 256
+            for start in range(0, n, chunk):
+                if cancel is not None and cancel.is_set():
+                    raise CacheCancelled()
+                for i, bad in pool.map(work, range(start, min(n, start + chunk))):
+                    if bad is None:
+                        ok[i] = True
+                    else:
+                        failed.append(bad)
+                if progress is not None:
+                    progress(min(n, start + chunk), n)
+    except BaseException:
+        del arr
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise
+    rows = np.flatnonzero(ok)
+    if rows.size == 0:
+        if tmp is not None:
+            del arr
+            tmp.unlink(missing_ok=True)
+        reasons = ", ".join(f"{c} {r}" for r, c in _count(failed).items())
+        raise NoUsableImagesError(f"no usable images in {index.root}: {len(failed)} failed to decode ({reasons})")
+    if tmp is not None:
+        arr.flush()
+        del arr
+        meta = {"rows": rows.tolist(), "failed": [[f.path, f.reason, f.error] for f in failed], "side": side}
+        meta_tmp = target.with_suffix(".json.tmp")
+        meta_tmp.write_text(json.dumps(meta), encoding="utf-8")
+        os.replace(tmp, target)
+        os.replace(meta_tmp, target.with_suffix(".json"))
+        return _open_existing(cache_root, key, index)  # type: ignore[return-value]
+    return DecodedImages(arr, rows, index, failed, "memory")
+
+
+def _count(failed: list[SkippedFile]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for f in failed:
+        cat = f.reason.split(" (")[0].split(":")[0]
+        out[cat] = out.get(cat, 0) + 1
+    return out
+
+
+def _open_existing(cache_root: Path, key: str, index: ImageIndex) -> DecodedImages | None:
+    npy, meta_path = cache_root / f"{key}.npy", cache_root / f"{key}.json"
+    if not (npy.is_file() and meta_path.is_file()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        arr = np.load(npy, mmap_mode="r")
+        rows = np.asarray(meta["rows"], dtype=np.int64)
+        failed = [SkippedFile(p, r, e) for p, r, e in meta["failed"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a damaged cache is rebuilt, never trusted
+    if arr.ndim != 4 or arr.shape[0] != len(index.images) or (rows.size and rows.max() >= arr.shape[0]):
+        return None
+    return DecodedImages(arr, rows, index, failed, str(npy))

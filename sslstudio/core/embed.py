@@ -1,0 +1,124 @@
+"""Features for a folder from a trained run, and kNN evaluation beside random initialisation.
+
+Embedding decodes each image once to ``image_size x image_size`` through the shared decode
+path (the same pixels the exported tool sees), then runs the backbone in eval mode.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sslstudio.config import RunConfig
+from sslstudio.core import checkpoints as ckpt
+from sslstudio.core.data.cache import build_cache
+from sslstudio.core.data.scan import SkippedFile, require_usable, scan_folder
+from sslstudio.core.device import pick_device
+from sslstudio.core.errors import CheckpointError, SSLStudioError
+from sslstudio.core.knn import knn_accuracy
+from sslstudio.core.methods import build_method
+from sslstudio.core.methods.base import Method
+from sslstudio.core.runs import load_run_config
+from sslstudio.core.transforms.views import centre_view
+from sslstudio.paths import cache_dir
+
+
+@dataclass
+class Embeddings:
+    features: np.ndarray  # (N, D) float32
+    paths: list[str]  # relative to root, POSIX
+    root: str
+    labels: np.ndarray | None  # (N,) int64 class indices, when the folder has class subfolders
+    classes: list[str]
+    skipped: list[SkippedFile]
+
+    def save(self, path: Path) -> None:
+        """``.npz`` with features, paths (as text), labels; no pickles."""
+        path = Path(path)
+        extra = {"labels": self.labels} if self.labels is not None else {}
+        tmp = path.with_name(f".tmp-{path.name}")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, features=self.features, paths=np.array(self.paths, dtype=str),
+                     classes=np.array(self.classes, dtype=str), root=np.array(self.root), **extra)
+        tmp.replace(path)
+
+
+def load_method(run: str | Path, *, which: str = "latest", device: torch.device | None = None) -> tuple[Method, RunConfig, Path]:
+    """The trained method of a run folder (or of one checkpoint folder), in eval mode."""
+    run = Path(run)
+    if (run / "meta.json").exists():
+        ck_path = run
+        run = run.parent.parent
+    else:
+        if not (run / "config.json").exists():
+            raise SSLStudioError(f"{run} is not a run folder (no config.json)")
+        found, _ = ckpt.latest_good(run)
+        if found is None:
+            raise CheckpointError(f"run {run} has no usable checkpoint yet")
+        ck_path = found.path
+    cfg = load_run_config(run)
+    method = build_method(_no_weights(cfg))
+    state, _, _ = ckpt.load_checkpoint(ck_path)
+    method.load_state_dict(state, strict=True)
+    method.eval()
+    return method.to(device or pick_device(cfg.device)[0]), cfg, ck_path
+
+
+def random_init_method(cfg: RunConfig) -> Method:
+    """The same network as the run at step 0: same seed, same initial weights."""
+    torch.manual_seed(cfg.seed)
+    return build_method(cfg).eval()
+
+
+def _no_weights(cfg: RunConfig) -> RunConfig:
+    from dataclasses import replace
+
+    return replace(cfg, weights="")
+
+
+@torch.no_grad()
+def embed_folder(
+    method: Method, folder: str | Path, image_size: int, *, batch: int = 256,
+    progress: Callable[[int, int], None] | None = None, cancel: threading.Event | None = None,
+) -> Embeddings:
+    index = scan_folder(folder, verify=False)
+    require_usable(index)
+    data = build_cache(index, image_size, cache_dir())
+    device = next(method.parameters()).device
+    method.eval()
+    feats = []
+    n = len(data)
+    for i in range(0, n, batch):
+        if cancel is not None and cancel.is_set():
+            raise SSLStudioError("embedding cancelled")
+        x = torch.from_numpy(data.batch(np.arange(i, min(n, i + batch)))).permute(0, 3, 1, 2).to(device)
+        feats.append(method.embed(centre_view(x, image_size)).float().cpu())
+        if progress is not None:
+            progress(min(n, i + batch), n)
+    return Embeddings(
+        features=torch.cat(feats).numpy(), paths=data.relpaths(), root=str(index.root),
+        labels=data.labels(), classes=index.classes, skipped=index.skipped + data.failed,
+    )
+
+
+def knn_eval(method: Method, train_dir: str | Path, test_dir: str | Path | None, image_size: int,
+             k: int = 200, temperature: float = 0.1) -> float:
+    """Weighted kNN top-1: ``train_dir`` as memory, ``test_dir`` as queries; with no test folder,
+    leave-one-out on ``train_dir`` with k <= 10."""
+    mem = embed_folder(method, train_dir, image_size)
+    if mem.labels is None:
+        raise SSLStudioError(f"{train_dir} has no class subfolders: kNN evaluation needs labels")
+    if test_dir is None:
+        y = torch.from_numpy(mem.labels)
+        f = torch.from_numpy(mem.features)
+        return knn_accuracy(f, y, f, y, k=min(k, 10, len(y) - 1), temperature=temperature, exclude_self=True)
+    qry = embed_folder(method, test_dir, image_size)
+    if qry.labels is None or qry.classes != mem.classes:
+        raise SSLStudioError(f"{test_dir} must have the same class subfolders as {train_dir}: {qry.classes} vs {mem.classes}")
+    return knn_accuracy(torch.from_numpy(mem.features), torch.from_numpy(mem.labels),
+                        torch.from_numpy(qry.features), torch.from_numpy(qry.labels), k=k, temperature=temperature)

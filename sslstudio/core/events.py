@@ -1,0 +1,95 @@
+"""What a training run says while it runs: plain frozen dataclasses, Python floats only.
+
+The CLI prints them, the GUI forwards them through one Qt signal, tests collect them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted:
+    run_dir: str
+    device: str
+    total_steps: int
+    steps_per_epoch: int
+    batch_size: int
+    start_step: int  # > 0 when resumed
+    num_images: int
+    lr_schedule: tuple[float, ...]  # one value per step, so a GUI can plot it before step 0
+    notices: tuple[str, ...] = ()  # e.g. "CUDA unavailable: training on CPU"
+
+
+@dataclass(frozen=True, slots=True)
+class StepLogged:
+    step: int  # 0-based index of the step just taken
+    epoch: int
+    samples_seen: int
+    loss: float
+    lr: float
+    images_per_s: float
+    data_wait: float  # share of the step's wall time spent preparing the batch (0..1)
+    eta_s: float
+    extra: dict[str, float] = field(default_factory=dict)  # method metrics (e.g. momentum)
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorLogged:
+    """Collapse metrics (and kNN when the folder has labels) on the fixed probe set."""
+
+    step: int
+    std_sqrt_d: float  # std of L2-normalised embeddings x sqrt(d): ~1 healthy, ~0 collapsed
+    rankme: float  # effective rank (Garrido et al. 2023)
+    embed_dim: int
+    knn_top1: float | None = None
+    warning: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EpochEnded:
+    epoch: int
+    step: int
+    mean_loss: float
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointSaved:
+    step: int
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunStopped:
+    """Stopped on request; the checkpoint at ``path`` resumes exactly."""
+
+    step: int
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished:
+    step: int
+    path: str
+    final_loss: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunFailed:
+    """The run raised; ``last_checkpoint`` (if any) is intact and resumable."""
+
+    step: int
+    message: str
+    last_checkpoint: str | None
+
+
+Event = (
+    RunStarted
+    | StepLogged
+    | MonitorLogged
+    | EpochEnded
+    | CheckpointSaved
+    | RunStopped
+    | RunFinished
+    | RunFailed
+)

@@ -1,0 +1,90 @@
+"""The method contract and registry. A method = backbone + heads + loss, in one ``nn.Module``.
+
+The trainer calls only: ``view_specs(cfg)`` (which crops), ``training_step(views)`` (loss and
+metrics), ``on_step_end(step, total_steps)`` (EMA, queues, centres; default no-op) and
+``embed(images)`` (backbone features, for kNN, neighbours and export).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+from sslstudio.config import RunConfig
+from sslstudio.core.errors import ConfigError
+from sslstudio.core.models.backbones import Backbone, build_backbone, resolve_small_stem
+from sslstudio.core.transforms.views import ViewSpec
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def register(name: str):
+    def deco(cls: type[Method]) -> type[Method]:
+        if name in METHODS:
+            raise ValueError(f"method {name!r} registered twice")
+        cls.name = name
+        METHODS[name] = cls
+        return cls
+
+    return deco
+
+
+class Method(nn.Module):
+    """Subclasses set ``Config`` (a frozen dataclass), ``summary`` (one plain-language paragraph)
+    and, if they restrict augmentations, ``constraints`` (AugmentConfig fields forced to values)."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    summary: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    constraints: ClassVar[dict[str, float]] = {}
+
+    def __init__(self, backbone: Backbone, config: Any) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.config = config
+
+    def view_specs(self, cfg: RunConfig) -> list[ViewSpec]:
+        """Two views of the run's augmentation at the training size (override for multi-crop)."""
+        return [ViewSpec(cfg.augment, cfg.image_size, count=2)]
+
+    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def on_step_end(self, step: int, total_steps: int) -> None:
+        """EMA updates, queues, centres. Default: nothing."""
+
+    def embed(self, images: Tensor) -> Tensor:
+        """Backbone features ``(B, D)`` for kNN, neighbours and export."""
+        return self.backbone(images)
+
+
+def method_config(name: str, options: dict[str, Any]) -> Any:
+    """The method's typed config from plain options; unknown or bad options raise ``ConfigError``."""
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; choose one of {', '.join(sorted(METHODS))}")
+    cls = METHODS[name].Config
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(f"unknown option(s) for {name}: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    try:
+        conf = cls(**options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"bad options for {name}: {exc}") from exc
+    from sslstudio.config import field_problems
+
+    problems = field_problems(conf, f"{name}.")
+    if problems:
+        raise ConfigError("invalid method options:\n  " + "\n  ".join(problems))
+    return conf
+
+
+def build_method(cfg: RunConfig) -> Method:
+    conf = method_config(cfg.method, cfg.method_options)
+    backbone = build_backbone(
+        cfg.backbone, small_stem=resolve_small_stem(cfg.small_stem, cfg.image_size), weights=cfg.weights
+    )
+    return METHODS[cfg.method](backbone, conf)

@@ -1,0 +1,49 @@
+"""SimCLR: two views per image, NT-Xent with the rest of the batch as negatives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from sslstudio.core.losses.ntxent import NTXentLoss
+from sslstudio.core.methods.base import Method, register
+from sslstudio.core.models.backbones import Backbone
+from sslstudio.core.models.heads import simclr_head
+
+
+@dataclass(frozen=True)
+class SimCLRConfig:
+    temperature: float = field(default=0.2, metadata={"min": 0.01, "max": 2.0, "help": "NT-Xent temperature τ; lower = sharper"})
+    proj_hidden: int = field(default=512, metadata={"min": 16, "max": 8192, "help": "hidden width of the projection head"})
+    proj_out: int = field(default=128, metadata={"min": 8, "max": 4096, "help": "output width of the projection head"})
+    proj_layers: int = field(default=2, metadata={"min": 1, "max": 4, "help": "linear layers in the projection head"})
+
+
+@register("simclr")
+class SimCLR(Method):
+    """SimCLR [0].
+
+    - [0] Chen, Kornblith, Norouzi, Hinton, "A Simple Framework for Contrastive Learning of
+      Visual Representations", ICML 2020, https://arxiv.org/abs/2002.05709
+    """
+
+    Config = SimCLRConfig
+    paper = "Chen et al. 2020, https://arxiv.org/abs/2002.05709"
+    summary = (
+        "SimCLR shows the network two randomly altered copies of each image and teaches it to "
+        "recognise that they belong together, while telling them apart from every other image "
+        "in the batch. It is simple and dependable, and it benefits from large batches and "
+        "strong augmentations: what the augmentations change is what the features learn to ignore."
+    )
+
+    def __init__(self, backbone: Backbone, config: SimCLRConfig) -> None:
+        super().__init__(backbone, config)
+        self.head = simclr_head(backbone.feature_dim, config.proj_hidden, config.proj_out, config.proj_layers)
+        self.criterion = NTXentLoss(config.temperature)
+
+    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
+        z = self.head(self.backbone(torch.cat(views)))  # one pass over both views: shared BN statistics
+        z0, z1 = z.chunk(2)
+        return self.criterion(z0, z1), {}

@@ -1,0 +1,1 @@
+"""Backbones (a registry) and heads (block lists)."""

@@ -1,0 +1,1 @@
+"""Augmentations: per-image random parameters, batched, one path for preview and training."""

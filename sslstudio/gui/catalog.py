@@ -1,0 +1,115 @@
+"""What the installed core offers (methods, backbones, devices), loaded off the GUI thread.
+
+Everything here needs torch, whose import takes seconds; the window is shown first and the
+Method and Augment pages fill in when :class:`CatalogLoader` reports ``ready``. The catalog is
+loaded once per process and holds plain data only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import shiboken6
+from PySide6.QtCore import QObject, QTimer, Signal
+
+log = logging.getLogger(__name__)
+
+
+def gui_threads() -> int:
+    """Torch threads for runs started from the window: all cores but one, so the UI stays smooth."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str
+    summary: str
+    paper: str
+    config_cls: type
+    constraints: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    methods: dict[str, MethodInfo]
+    backbones: dict[str, str]  # name -> one-line description
+    cuda_name: str | None  # the GPU's name when CUDA works
+    mps: bool
+    notices: tuple[str, ...] = ()  # e.g. "CUDA failed to initialise"
+
+    def describe_device(self, wish: str, threads: int | None = None) -> str:
+        """Where a run with ``device=wish`` will train, in words (mirrors ``pick_device``)."""
+        if wish in ("auto", "cuda") and self.cuda_name:
+            return f"GPU: {self.cuda_name}"
+        if wish in ("auto", "mps") and self.mps:
+            return "Apple GPU (MPS)"
+        cpu = f"CPU, {threads or gui_threads()} thread(s)"
+        if wish in ("cuda", "mps"):
+            return f"{cpu} (no {'CUDA GPU' if wish == 'cuda' else 'Apple GPU'} found)"
+        return cpu
+
+
+def load_catalog() -> Catalog:
+    """Import the core (torch included) and describe it. Slow the first time: call off-thread."""
+    from sslstudio.core import trainer  # noqa: F401  (warms every module a run needs)
+    from sslstudio.core.device import pick_device
+    from sslstudio.core.methods import METHODS
+    from sslstudio.core.models.backbones import BACKBONES, backbone_info
+
+    methods = {
+        name: MethodInfo(name, cls.summary, cls.paper, cls.Config, dict(cls.constraints))
+        for name, cls in sorted(METHODS.items())
+    }
+    backbones = {name: backbone_info(name).description for name in BACKBONES}
+    device, notices = pick_device("auto")
+    cuda_name = None
+    if device.type == "cuda":
+        import torch
+
+        cuda_name = torch.cuda.get_device_name(device)
+    mps = device.type == "mps"
+    return Catalog(methods, backbones, cuda_name, mps, tuple(notices))
+
+
+_cached: Catalog | None = None
+_lock = threading.Lock()
+
+
+class CatalogLoader(QObject):
+    """Emits ``ready(Catalog)`` in the GUI thread once the core is imported (at once if it was)."""
+
+    ready = Signal(object)
+    failed = Signal(str)
+
+    def start(self) -> None:
+        if _cached is not None:
+            QTimer.singleShot(0, self._emit_cached)
+            return
+        # a plain daemon thread: an import cannot be cancelled, and must not hold up quitting
+        threading.Thread(target=self._load, name="sslstudio-catalog", daemon=True).start()
+
+    def _emit_cached(self) -> None:
+        self.ready.emit(_cached)
+
+    def _load(self) -> None:
+        global _cached
+        try:
+            with _lock:  # two windows in one process import once
+                if _cached is None:
+                    _cached = load_catalog()
+            result: Any = _cached
+            ok = True
+        except Exception as exc:  # surfaced in the window; the app still opens
+            log.error("loading the training engine failed:\n%s", traceback.format_exc())
+            result, ok = f"{type(exc).__name__}: {exc}", False
+        if not shiboken6.isValid(self):
+            return
+        try:
+            (self.ready if ok else self.failed).emit(result)
+        except RuntimeError:  # the window closed between the check and the emit
+            pass

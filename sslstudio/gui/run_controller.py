@@ -1,0 +1,128 @@
+"""One training run at a time: the QThread wiring, the run's state, and its events re-emitted.
+
+Pages and menus are views over this object: they call start/pause/resume/stop and listen to
+``stateChanged`` and ``event``. Stop is acknowledged at once (state ``stopping``) although the
+trainer needs up to a step and a checkpoint to actually end.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QDeadlineTimer, QObject, QThread, Signal, Slot
+
+from sslstudio.config import RunConfig
+from sslstudio.core.events import RunFailed, RunFinished, RunStarted, RunStopped
+from sslstudio.gui.worker import TrainingWorker, start_in_thread
+
+log = logging.getLogger(__name__)
+
+IDLE, RUNNING, PAUSED, STOPPING = "idle", "running", "paused", "stopping"
+
+
+class RunController(QObject):
+    """Owns the worker and its thread for the run in progress.
+
+    Signals:
+        event(object): every trainer event, in the GUI thread.
+        stateChanged(str): ``idle``, ``running``, ``paused`` or ``stopping``.
+        failed(str, str): a one-line message and the traceback.
+        runEnded(str): ``finished``, ``stopped`` or ``failed``, after the thread has finished.
+    """
+
+    event = Signal(object)
+    stateChanged = Signal(str)
+    failed = Signal(str, str)
+    runEnded = Signal(str)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._worker: TrainingWorker | None = None
+        self._thread: QThread | None = None
+        self._state = IDLE
+        self._outcome = ""
+        self.run_dir: str | None = None  # the current or last run's folder
+        self.resumable: str | None = None  # a stopped/failed run with a checkpoint to go on from
+        self.last_config: RunConfig | None = None
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    def is_running(self) -> bool:
+        """True from start() until the worker thread has finished (paused and stopping included)."""
+        return self._thread is not None
+
+    def start(self, cfg: RunConfig, resume_from: str | Path | None = None) -> None:
+        """Start training ``cfg`` (or continue the run folder ``resume_from``) on a new thread."""
+        if self.is_running():
+            raise RuntimeError("a run is already in progress")
+        self.last_config = cfg
+        self._outcome = ""
+        self.run_dir = str(resume_from) if resume_from else None
+        worker = TrainingWorker(cfg, resume_from)
+        worker.event.connect(self._on_event)
+        worker.failed.connect(self._on_failed)
+        self._worker = worker
+        self._thread = start_in_thread(worker, "sslstudio-training")
+        self._thread.finished.connect(self._on_thread_finished)
+        self._set_state(RUNNING)
+
+    def pause(self) -> None:
+        if self._worker is not None and self._state == RUNNING:
+            self._worker.set_paused(True)
+            self._set_state(PAUSED)
+
+    def resume(self) -> None:
+        if self._worker is not None and self._state == PAUSED:
+            self._worker.set_paused(False)
+            self._set_state(RUNNING)
+
+    def stop(self) -> None:
+        """Ask the run to checkpoint and end; returns at once."""
+        if self._worker is not None and self._state in (RUNNING, PAUSED):
+            self._worker.request_stop()
+            self._set_state(STOPPING)
+
+    def shutdown(self, timeout_ms: int = 120_000) -> bool:
+        """Stop and block until the thread has finished (app exit). False if it timed out."""
+        if self._thread is None:
+            return True
+        self.stop()
+        return self._thread.wait(QDeadlineTimer(timeout_ms))
+
+    def _set_state(self, state: str) -> None:
+        if state != self._state:
+            self._state = state
+            self.stateChanged.emit(state)
+
+    @Slot(object)
+    def _on_event(self, ev: object) -> None:
+        if isinstance(ev, RunStarted):
+            self.run_dir = ev.run_dir
+        elif isinstance(ev, RunStopped):
+            self._outcome = "stopped"
+            self.resumable = self.run_dir
+        elif isinstance(ev, RunFinished):
+            self._outcome = "finished"
+            self.resumable = None
+        elif isinstance(ev, RunFailed):
+            self._outcome = "failed"
+            self.resumable = self.run_dir if ev.last_checkpoint else None
+        self.event.emit(ev)
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        self._outcome = "failed"
+        details = self._worker.details if self._worker is not None else ""
+        self.failed.emit(message, details)
+
+    @Slot()
+    def _on_thread_finished(self) -> None:
+        # deleteLater (wired in start_in_thread) frees the C++ objects; drop our wrappers
+        self._worker = None
+        self._thread = None
+        outcome = self._outcome or "stopped"
+        self._set_state(IDLE)
+        self.runEnded.emit(outcome)

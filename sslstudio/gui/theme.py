@@ -1,0 +1,105 @@
+"""Look and feel: Fusion + a palette + one QSS template filled from a light or dark token file.
+
+The dark variant is chosen when the system says so (Qt's colour scheme hint, else the
+palette's window lightness). Plot colours come from the same token file, so curves match.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPalette
+from PySide6.QtWidgets import QApplication
+
+from sslstudio.paths import resource_path
+
+
+@dataclass(frozen=True)
+class Theme:
+    name: str  # "light" | "dark"
+    tokens: dict[str, Any] = field(default_factory=dict)
+
+    def color(self, key: str) -> str:
+        return str(self.tokens[key])
+
+    def curve(self, key: str) -> Any:
+        return self.tokens["curves"][key]
+
+
+_current: Theme | None = None
+
+
+def system_is_dark(app: QGuiApplication) -> bool:
+    scheme = app.styleHints().colorScheme()
+    if scheme == Qt.ColorScheme.Dark:
+        return True
+    if scheme == Qt.ColorScheme.Light:
+        return False
+    return app.palette().color(QPalette.ColorRole.Window).lightness() < 128
+
+
+@lru_cache(maxsize=2)
+def load_tokens(name: str) -> dict[str, Any]:
+    return json.loads(resource_path("styles", f"{name}.json").read_text(encoding="utf-8"))
+
+
+def stylesheet(tokens: dict[str, Any]) -> str:
+    qss = resource_path("styles", "sslstudio.qss").read_text(encoding="utf-8")
+    # longest names first, so @accent does not eat the start of @accent_hover
+    for key in sorted((k for k, v in tokens.items() if isinstance(v, str)), key=len, reverse=True):
+        qss = qss.replace(f"@{key}", tokens[key])
+    return qss
+
+
+def apply_theme(app: QApplication, dark: bool | None = None) -> Theme:
+    """Style ``app``; ``dark=None`` follows the system. Returns the theme for plot colours."""
+    global _current
+    if dark is None:
+        dark = system_is_dark(app)
+    name = "dark" if dark else "light"
+    tokens = load_tokens(name)
+    app.setStyle("Fusion")
+    app.setPalette(_palette(tokens))
+    app.setStyleSheet(stylesheet(tokens))
+    _current = Theme(name, tokens)
+    _configure_plots(_current)
+    return _current
+
+
+def current() -> Theme:
+    """The applied theme (light before :func:`apply_theme` ran, e.g. in a bare widget test)."""
+    return _current or Theme("light", load_tokens("light"))
+
+
+def app_icon() -> QIcon:
+    return QIcon(str(resource_path("icons", "sslstudio.svg")))
+
+
+def _palette(t: dict[str, Any]) -> QPalette:
+    # Fusion draws inputs from the palette: setting it keeps spin boxes and combos on-theme
+    # without restyling their sub-controls in QSS.
+    p = QPalette()
+    role = QPalette.ColorRole
+    for r, key in (
+        (role.Window, "window"), (role.Base, "input"), (role.AlternateBase, "sidebar"),
+        (role.Button, "panel"), (role.Text, "text"), (role.WindowText, "text"),
+        (role.ButtonText, "text"), (role.ToolTipBase, "panel"), (role.ToolTipText, "text"),
+        (role.Highlight, "accent"), (role.HighlightedText, "accent_text"),
+        (role.PlaceholderText, "muted"), (role.Link, "accent"),
+    ):  # fmt: skip
+        p.setColor(r, QColor(t[key]))
+    for r in (role.Text, role.WindowText, role.ButtonText):
+        p.setColor(QPalette.ColorGroup.Disabled, r, QColor(t["muted"]))
+    return p
+
+
+def _configure_plots(theme: Theme) -> None:
+    import pyqtgraph as pg
+
+    pg.setConfigOptions(
+        background=theme.color("plot_bg"), foreground=theme.color("plot_fg"), antialias=True
+    )

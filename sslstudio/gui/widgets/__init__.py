@@ -1,0 +1,1 @@
+"""Reusable widgets: generated config forms, throttled plots, the thumbnail grid."""

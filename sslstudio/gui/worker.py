@@ -1,0 +1,136 @@
+"""Workers: QObjects that run core generators on a QThread and speak through signals.
+
+Stop, pause and cancel are ``threading.Event`` s set *directly* from the GUI thread: a slot of
+an object living in the worker thread would be queued behind ``run()`` and fire only after the
+work ended. Worst-case stop latency of training: one step plus one batch fetch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+
+from sslstudio.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+
+def start_in_thread(worker: QObject, name: str) -> QThread:
+    """Move ``worker`` (with ``run``/``finished``) to a new thread, wire its lifetime, start it.
+
+    ``finished -> thread.quit`` is a direct connection: ``quit`` is thread-safe, and a queued
+    one would never run while the GUI thread blocks in ``QThread.wait`` at shutdown.
+    """
+    thread = QThread()
+    thread.setObjectName(name)
+    worker.moveToThread(thread)
+    thread.started.connect(worker.run)
+    worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
+    worker.finished.connect(worker.deleteLater)
+    thread.finished.connect(thread.deleteLater)
+    thread.start()
+    return thread
+
+
+class TrainingWorker(QObject):
+    """Iterates :func:`sslstudio.core.trainer.train` and emits each event.
+
+    ``failed`` carries a one-line message; the full traceback is in :attr:`details` (read it
+    after ``failed`` arrived: the worker has stopped writing by then).
+    """
+
+    event = Signal(object)  # a sslstudio.core.events.Event
+    failed = Signal(str)
+    finished = Signal()
+
+    def __init__(self, cfg: RunConfig, resume_from: str | Path | None = None) -> None:
+        super().__init__()
+        self._cfg = cfg
+        self._resume_from = resume_from
+        self._stop = threading.Event()
+        self._pause = threading.Event()
+        self.details = ""
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            from sslstudio.core.trainer import train  # torch loads here, off the GUI thread
+
+            for ev in train(self._cfg, stop=self._stop, resume_from=self._resume_from, pause=self._pause):
+                self.event.emit(ev)
+        except Exception as exc:  # surfaced to the GUI, never swallowed
+            self.details = traceback.format_exc()
+            log.error("training failed:\n%s", self.details)
+            self.failed.emit(_message(exc))
+        finally:
+            self.finished.emit()
+
+    def request_stop(self) -> None:
+        """Thread-safe; the trainer checkpoints and yields ``RunStopped`` at the next step."""
+        self._stop.set()
+        self._pause.clear()  # a paused run must wake up to stop
+
+    def set_paused(self, paused: bool) -> None:
+        if paused:
+            self._pause.set()
+        else:
+            self._pause.clear()
+
+
+class ScanWorker(QObject):
+    """Runs :func:`sslstudio.core.data.scan.scan_folder`; progress is throttled to ~20 Hz."""
+
+    progress = Signal(int, int)  # done, total (-1 while unknown)
+    done = Signal(object)  # ImageIndex
+    failed = Signal(str)
+    cancelled = Signal()
+    finished = Signal()
+
+    def __init__(self, root: str, verify: bool = True) -> None:
+        super().__init__()
+        self._root = root
+        self._verify = verify
+        self._cancel = threading.Event()
+        self._last_emit = 0.0
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            from sslstudio.core.data.scan import ScanCancelled, scan_folder
+
+            try:
+                index = scan_folder(self._root, verify=self._verify, progress=self._on_progress, cancel=self._cancel)
+            except ScanCancelled:
+                self.cancelled.emit()
+                return
+            if self._cancel.is_set():
+                self.cancelled.emit()
+            else:
+                self.done.emit(index)
+        except Exception as exc:
+            log.error("scanning %s failed:\n%s", self._root, traceback.format_exc())
+            self.failed.emit(_message(exc))
+        finally:
+            self.finished.emit()
+
+    def _on_progress(self, done: int, total: int | None) -> None:
+        # one signal per file would flood the GUI's queue on a 100k-image folder
+        now = time.monotonic()
+        if now - self._last_emit >= 0.05 or (total is not None and done >= total):
+            self._last_emit = now
+            self.progress.emit(done, -1 if total is None else total)
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+
+def _message(exc: BaseException) -> str:
+    from sslstudio.core.errors import SSLStudioError
+
+    # our own errors are written for users; anything else keeps its type for a bug report
+    return str(exc) if isinstance(exc, SSLStudioError) else f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,131 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sslstudio.cli import main
+from sslstudio.core.runs import read_metrics
+from tests.shapes import make_shapes_folder
+
+TINY = ["--backbone", "tiny_cnn", "--image-size", "16", "--batch-size", "8", "--threads", "1", "--quiet"]
+
+
+def test_train_embed_eval_end_to_end(tiny_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_folder), *TINY, "--epochs", "2", "--out", str(run)]) == 0
+    assert (run / "checkpoints" / "final" / "model.safetensors").is_file()
+    out = tmp_path / "feats.npz"
+    assert main(["embed", str(run), str(tiny_folder), "-o", str(out)]) == 0
+    with np.load(out, allow_pickle=False) as z:
+        assert z["features"].shape == (24, 128) and z["features"].dtype == np.float32
+        assert list(z["classes"]) == ["circle", "square"] and z["labels"].shape == (24,)
+        assert str(z["paths"][0]).startswith("circle/")
+    capsys.readouterr()
+    res = tmp_path / "eval.json"
+    assert main(["eval", str(run), "--train", str(tiny_folder), "--json", str(res)]) == 0
+    printed = capsys.readouterr().out
+    assert "trained (final)" in printed and "random init" in printed
+    result = json.loads(res.read_text())
+    assert 0 <= result["trained"] <= 1 and 0 <= result["random_init"] <= 1
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train"], "train needs a FOLDER"),
+        (["train", "/no/such/folder"], "is not a folder"),
+        (["train", "{folder}", "--method", "nope"], "unknown method 'nope'"),
+        (["train", "{folder}", "--backbone", "vgg99"], "unknown backbone 'vgg99'"),
+        (["train", "{folder}", "--batch-size", "1"], "batch_size must be >= 2"),
+        (["train", "{folder}", "--option", "temperature=-2"], "temperature"),
+        (["train", "{folder}", "--option", "colour"], "KEY=VALUE"),
+        (["train", "{folder}", "--option", "wobble=3"], "unknown option"),
+        (["train", "--resume", "{tmp}"], "not a run folder"),
+        (["embed", "{tmp}", "{folder}", "-o", "x.npz"], "not a run folder"),
+        (["scan", "/no/such/folder"], "no/such/folder"),
+    ],
+)
+def test_bad_input_gives_one_clear_line_and_nonzero_exit(argv, message, tiny_folder, tmp_path, capsys):
+    argv = [a.format(folder=tiny_folder, tmp=tmp_path) for a in argv]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code != 0
+    assert message in err and "Traceback" not in err
+    assert err.startswith("sslstudio: error:")
+
+
+def test_argparse_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--image-size", "big"])
+    assert exc.value.code == 2
+    assert "invalid int value" in capsys.readouterr().err
+
+
+def test_scan_prints_summary_and_reasons(tiny_folder, capsys):
+    (tiny_folder / "broken.png").write_text("not really a png")
+    assert main(["scan", str(tiny_folder)]) == 0
+    out = capsys.readouterr().out
+    assert "24 images" in out and "broken.png" in out and "not an image" in out
+
+
+def test_methods_lists_simclr(capsys):
+    assert main(["methods"]) == 0
+    assert "simclr" in capsys.readouterr().out
+
+
+def _spawn(args, home):
+    env = {**os.environ, "SSLSTUDIO_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "sslstudio", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _wait_for(pred, timeout=120.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def medium_folder(tmp_path):
+    return make_shapes_folder(tmp_path / "medium", per_class=40, size=24, shapes=("circle", "square"))
+
+
+@pytest.mark.slow
+def test_ctrl_c_checkpoints_prints_resume_and_exits_130(medium_folder, tmp_path, isolated_home):
+    run = tmp_path / "run"
+    proc = _spawn(["train", str(medium_folder), *TINY, "--epochs", "500", "--out", str(run)], isolated_home)
+    assert _wait_for(lambda: sum(r["kind"] == "step" for r in read_metrics(run)) >= 2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert f"resume with: sslstudio train --resume {run}" in err
+    stopped = [r for r in read_metrics(run) if r["kind"] == "stopped"]
+    assert len(stopped) == 1
+    assert (run / "checkpoints" / f"step_{stopped[0]['step']:07d}" / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_finishes(medium_folder, tmp_path, isolated_home):
+    run = tmp_path / "run"
+    args = ["train", str(medium_folder), *TINY, "--epochs", "3", "--checkpoint-every", "5", "--out", str(run)]
+    proc = _spawn(args, isolated_home)
+    assert _wait_for(lambda: any(p.name.startswith("step_") for p in (run / "checkpoints").glob("*")))
+    assert _wait_for(lambda: sum(r["kind"] == "step" for r in read_metrics(run)) >= 7)
+    proc.kill()
+    proc.wait(timeout=30)
+    assert not (run / "checkpoints" / "final").exists()
+    done = _spawn(["train", "--resume", str(run), "--quiet"], isolated_home)
+    _, err = done.communicate(timeout=300)
+    assert done.returncode == 0, err
+    steps = [r["step"] for r in read_metrics(run) if r["kind"] == "step"]
+    assert steps == list(range(30))  # 80 images / batch 8 * 3 epochs, no gaps, no duplicates
+    assert (Path(run) / "checkpoints" / "final").is_dir()
