@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QDeadlineTimer, QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Signal, Slot
 
 from sslstudio.config import RunConfig
 from sslstudio.core.events import RunFailed, RunFinished, RunStarted, RunStopped
-from sslstudio.gui.worker import TrainingWorker, start_in_thread
+from sslstudio.gui.worker import ThreadJob, TrainingWorker
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class RunController(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._worker: TrainingWorker | None = None
-        self._thread: QThread | None = None
+        self._job: ThreadJob | None = None
         self._state = IDLE
         self._outcome = ""
         self.run_dir: str | None = None  # the current or last run's folder
@@ -52,7 +52,7 @@ class RunController(QObject):
 
     def is_running(self) -> bool:
         """True from start() until the worker thread has finished (paused and stopping included)."""
-        return self._thread is not None
+        return self._job is not None
 
     def start(self, cfg: RunConfig, resume_from: str | Path | None = None) -> None:
         """Start training ``cfg`` (or continue the run folder ``resume_from``) on a new thread."""
@@ -65,8 +65,8 @@ class RunController(QObject):
         worker.event.connect(self._on_event)
         worker.failed.connect(self._on_failed)
         self._worker = worker
-        self._thread = start_in_thread(worker, "sslstudio-training")
-        self._thread.finished.connect(self._on_thread_finished)
+        self._job = ThreadJob(worker, "sslstudio-training", self)
+        self._job.ended.connect(self._on_thread_finished)
         self._set_state(RUNNING)
 
     def pause(self) -> None:
@@ -87,10 +87,10 @@ class RunController(QObject):
 
     def shutdown(self, timeout_ms: int = 120_000) -> bool:
         """Stop and block until the thread has finished (app exit). False if it timed out."""
-        if self._thread is None:
+        if self._job is None:
             return True
         self.stop()
-        return self._thread.wait(QDeadlineTimer(timeout_ms))
+        return self._job.wait(timeout_ms)
 
     def _set_state(self, state: str) -> None:
         if state != self._state:
@@ -120,9 +120,8 @@ class RunController(QObject):
 
     @Slot()
     def _on_thread_finished(self) -> None:
-        # deleteLater (wired in start_in_thread) frees the C++ objects; drop our wrappers
-        self._worker = None
-        self._thread = None
+        self._worker = None  # safe now: the thread has ended (ThreadJob waited for it)
+        self._job = None
         outcome = self._outcome or "stopped"
         self._set_state(IDLE)
         self.runEnded.emit(outcome)

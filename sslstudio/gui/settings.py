@@ -92,7 +92,10 @@ class Settings:
             os.replace(tmp, self.path)
         except (OSError, TypeError, ValueError) as exc:
             log.warning("cannot save settings to %s: %s", self.path, exc)
-            tmp.unlink(missing_ok=True)
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
 
     def recent_folders(self) -> list[str]:
         return [f for f in self.get("recent_folders", []) if isinstance(f, str)]

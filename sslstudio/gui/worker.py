@@ -13,28 +13,58 @@ import time
 import traceback
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QDeadlineTimer, QObject, Qt, QThread, Signal, Slot
 
 from sslstudio.config import RunConfig
 
 log = logging.getLogger(__name__)
 
 
-def start_in_thread(worker: QObject, name: str) -> QThread:
-    """Move ``worker`` (with ``run``/``finished``) to a new thread, wire its lifetime, start it.
+class ThreadJob(QObject):
+    """A worker on a QThread of its own, wired once for every kind of worker.
 
-    ``finished -> thread.quit`` is a direct connection: ``quit`` is thread-safe, and a queued
-    one would never run while the GUI thread blocks in ``QThread.wait`` at shutdown.
+    ``started -> run``, ``finished -> quit`` (a direct connection: ``quit`` is thread-safe, and
+    a queued one would never run while the GUI thread blocks in :meth:`wait` at shutdown),
+    ``finished -> deleteLater`` for both. The Python wrappers of the worker and the thread are
+    held until the thread has really ended: dropping the last reference earlier would delete
+    the worker from the GUI thread while its own thread still runs, a use-after-free.
+
+    Args:
+        worker: a QObject with a ``run`` slot and a ``finished`` signal; it is moved to the thread.
+        parent: a GUI-thread object that outlives the work (a page, the run controller).
     """
-    thread = QThread()
-    thread.setObjectName(name)
-    worker.moveToThread(thread)
-    thread.started.connect(worker.run)
-    worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
-    worker.finished.connect(worker.deleteLater)
-    thread.finished.connect(thread.deleteLater)
-    thread.start()
-    return thread
+
+    ended = Signal()  # in the GUI thread, after the thread has finished
+
+    def __init__(self, worker: QObject, name: str, parent: QObject) -> None:
+        super().__init__(parent)
+        self.worker = worker
+        self.thread = QThread()
+        self.thread.setObjectName(name)
+        worker.moveToThread(self.thread)
+        self.thread.started.connect(worker.run)
+        worker.finished.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
+        worker.finished.connect(worker.deleteLater)
+        self.thread.finished.connect(self.thread.deleteLater)
+        self.thread.finished.connect(self._on_finished)
+        self.done = False
+        self.thread.start()
+
+    def wait(self, timeout_ms: int) -> bool:
+        """Block until the thread has ended (True) or ``timeout_ms`` passed (False)."""
+        if self.done:
+            return True
+        try:
+            return self.thread.wait(QDeadlineTimer(timeout_ms))
+        except RuntimeError:  # deleted by deleteLater: it had finished
+            return True
+
+    @Slot()
+    def _on_finished(self) -> None:
+        self.wait(60_000)  # finished() is emitted just before the thread's last clean-up
+        self.done = True
+        self.ended.emit()
+        self.deleteLater()  # and with it the last references to the worker and thread
 
 
 class TrainingWorker(QObject):
@@ -83,18 +113,22 @@ class TrainingWorker(QObject):
 
 
 class ScanWorker(QObject):
-    """Runs :func:`sslstudio.core.data.scan.scan_folder`; progress is throttled to ~20 Hz."""
+    """Runs :func:`sslstudio.core.data.scan.scan_folder`; progress is throttled to ~20 Hz.
 
-    progress = Signal(int, int)  # done, total (-1 while unknown)
-    done = Signal(object)  # ImageIndex
-    failed = Signal(str)
-    cancelled = Signal()
+    Every signal carries ``job``, so a page can ignore a scan it has already replaced.
+    """
+
+    progress = Signal(int, int, int)  # job, done, total (-1 while unknown)
+    done = Signal(int, object)  # job, ImageIndex
+    failed = Signal(int, str)
+    cancelled = Signal(int)
     finished = Signal()
 
-    def __init__(self, root: str, verify: bool = True) -> None:
+    def __init__(self, root: str, verify: bool = True, job: int = 0) -> None:
         super().__init__()
         self._root = root
         self._verify = verify
+        self.job = job
         self._cancel = threading.Event()
         self._last_emit = 0.0
 
@@ -106,15 +140,15 @@ class ScanWorker(QObject):
             try:
                 index = scan_folder(self._root, verify=self._verify, progress=self._on_progress, cancel=self._cancel)
             except ScanCancelled:
-                self.cancelled.emit()
+                self.cancelled.emit(self.job)
                 return
             if self._cancel.is_set():
-                self.cancelled.emit()
+                self.cancelled.emit(self.job)
             else:
-                self.done.emit(index)
+                self.done.emit(self.job, index)
         except Exception as exc:
             log.error("scanning %s failed:\n%s", self._root, traceback.format_exc())
-            self.failed.emit(_message(exc))
+            self.failed.emit(self.job, _message(exc))
         finally:
             self.finished.emit()
 
@@ -123,7 +157,7 @@ class ScanWorker(QObject):
         now = time.monotonic()
         if now - self._last_emit >= 0.05 or (total is not None and done >= total):
             self._last_emit = now
-            self.progress.emit(done, -1 if total is None else total)
+            self.progress.emit(self.job, done, -1 if total is None else total)
 
     def cancel(self) -> None:
         self._cancel.set()

@@ -155,11 +155,17 @@ def build_cache(
             del arr
             tmp.unlink(missing_ok=True)
         reasons = ", ".join(f"{c} {r}" for r, c in _count(failed).items())
-        raise NoUsableImagesError(f"no usable images in {index.root}: {len(failed)} failed to decode ({reasons})")
+        raise NoUsableImagesError(
+            f"no usable images in {index.root}: {len(failed)} failed to decode ({reasons})"
+        )
     if tmp is not None:
         arr.flush()
         del arr
-        meta = {"rows": rows.tolist(), "failed": [[f.path, f.reason, f.error] for f in failed], "side": side}
+        meta = {
+            "rows": rows.tolist(),
+            "failed": [[f.path, f.reason, f.error] for f in failed],
+            "side": side,
+        }
         meta_tmp = target.with_suffix(".json.tmp")
         meta_tmp.write_text(json.dumps(meta), encoding="utf-8")
         os.replace(tmp, target)
@@ -187,6 +193,10 @@ def _open_existing(cache_root: Path, key: str, index: ImageIndex) -> DecodedImag
         failed = [SkippedFile(p, r, e) for p, r, e in meta["failed"]]
     except (OSError, ValueError, KeyError, TypeError):
         return None  # a damaged cache is rebuilt, never trusted
-    if arr.ndim != 4 or arr.shape[0] != len(index.images) or (rows.size and rows.max() >= arr.shape[0]):
+    if (
+        arr.ndim != 4
+        or arr.shape[0] != len(index.images)
+        or (rows.size and rows.max() >= arr.shape[0])
+    ):
         return None
     return DecodedImages(arr, rows, index, failed, str(npy))

@@ -1,0 +1,112 @@
+"""Representation quality for a wall-clock budget: kNN top-1 of trained vs random-init features.
+
+The run is sized to the budget before it starts (a short measured warm-up gives seconds per
+step, the step count follows), so the cosine schedule ends at the deadline instead of being
+cut. Evaluation is the standard weighted kNN (k=200, τ=0.1, cosine; train split as memory,
+val split as queries) on the same network at step 0 and at the end.
+
+    python bench/quality.py --data ../shared/data/cifar10-subset --size 32 --minutes 20
+    python bench/quality.py --data ../shared/data/crc-he-subset --size 64 --preset histopathology --minutes 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sslstudio.config import OptimConfig, RunConfig  # noqa: E402
+from sslstudio.core.embed import knn_eval, load_method, random_init_method  # noqa: E402
+from sslstudio.core.events import RunFinished, RunStarted, StepLogged  # noqa: E402
+from sslstudio.core.methods import build_method  # noqa: E402
+from sslstudio.core.optimizers import build_optimizer  # noqa: E402
+from sslstudio.core.trainer import train  # noqa: E402
+from sslstudio.core.transforms.presets import preset  # noqa: E402
+
+
+def seconds_per_step(cfg: RunConfig, steps: int = 3) -> float:
+    """Model-only time per step plus a measured margin for the data pipeline (5 %)."""
+    method = build_method(cfg)
+    opt = build_optimizer(method, cfg.optim, 0.01)
+    views = [torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size) for _ in range(2)]
+    loss, _ = method.training_step(views)
+    loss.backward()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        loss, _ = method.training_step(views)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return (time.perf_counter() - t0) / steps * 1.05
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="folder with train/ and val/ class subfolders")
+    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--preset", default="natural")
+    ap.add_argument("--minutes", type=float, default=20.0, help="training wall-clock budget")
+    ap.add_argument("--backbone", default="resnet18")
+    ap.add_argument("--small-stem", default="auto", choices=("auto", "on", "off"))
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--optimizer", default="sgd")
+    ap.add_argument("--lr", type=float, default=0.06)
+    ap.add_argument("--wd", type=float, default=5e-4)
+    ap.add_argument("--temperature", type=float, default=None)
+    ap.add_argument("--warmup-epochs", type=float, default=0.5)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    data = Path(args.data)
+    opts = {} if args.temperature is None else {"temperature": args.temperature}
+    cfg = RunConfig(
+        data_root=str(data / "train"), backbone=args.backbone, small_stem=args.small_stem, image_size=args.size,
+        batch_size=args.batch, epochs=10_000, preset=args.preset, augment=preset(args.preset, args.size),
+        optim=OptimConfig(optimizer=args.optimizer, lr=args.lr, weight_decay=args.wd, warmup_epochs=args.warmup_epochs),
+        method_options=opts, monitor_every=0, checkpoint_every=10**9, out=tempfile.mkdtemp(prefix="sslstudio-q-"),
+    )
+    t_start = time.perf_counter()
+    sps = seconds_per_step(cfg)
+    budget = args.minutes * 60 - (time.perf_counter() - t_start)
+    steps = max(1, int(budget / sps))
+    cfg = dataclasses.replace(cfg, max_steps=steps)
+    print(f"{sps:.2f} s/step measured -> {steps} steps for {args.minutes} min")
+    losses = []
+    for ev in train(cfg):
+        if isinstance(ev, RunStarted):
+            print(f"{ev.num_images} images, {ev.steps_per_epoch} steps/epoch, {ev.total_steps} steps on {ev.device}")
+        elif isinstance(ev, StepLogged):
+            losses.append(ev.loss)
+            if ev.step % 50 == 0:
+                print(f"step {ev.step} loss {ev.loss:.3f} {ev.images_per_s:.0f} img/s", flush=True)
+        elif isinstance(ev, RunFinished):
+            run = Path(ev.path).parent.parent
+    train_s = time.perf_counter() - t_start
+    method, _, _ = load_method(run)
+    trained = knn_eval(method, data / "train", data / "val", args.size)
+    random = knn_eval(random_init_method(cfg), data / "train", data / "val", args.size)
+    epochs = steps * args.batch / len(list((data / "train").rglob("*.*")))
+    print(f"\n{'data':<16} {'size':>4} {'min':>5} {'epochs':>6} {'random kNN':>10} {'trained kNN':>11} {'gain':>7}")
+    print(f"{data.name:<16} {args.size:>4} {train_s / 60:>5.1f} {epochs:>6.2f} {random:>10.4f} {trained:>11.4f} {trained - random:>+7.4f}")
+    result = {"data": data.name, "size": args.size, "train_minutes": train_s / 60, "steps": steps, "epochs": epochs,
+              "random_init_knn": random, "trained_knn": trained, "gain": trained - random, "config": cfg.to_dict(),
+              "first_loss": losses[0], "last_loss": losses[-1], "machine": platform.platform(),
+              "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv)}
+    out = Path(args.json or ROOT / "bench" / "results" / f"quality-{data.name}-{args.size}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Render every page of the window offscreen on the sample images and save PNGs.
+
+    python bench/screenshots.py [--out docs/screenshots] [--dark]
+
+Trains a tiny model for 10 steps first so the Train page shows curves. Runs, caches and
+settings go to a temporary SSLSTUDIO_HOME, never the user's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = (1280, 800)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
+    p.add_argument("--dark", action="store_true", help="the dark theme (files get a -dark suffix)")
+    args = p.parse_args(argv)
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    home = tempfile.mkdtemp(prefix="sslstudio-shots-")
+    os.environ["SSLSTUDIO_HOME"] = home
+    try:
+        return shoot(Path(args.out), dark=args.dark)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def shoot(out: Path, dark: bool) -> int:
+    from sslstudio.gui import theme
+    from sslstudio.gui.app import make_app, wait_until
+    from sslstudio.gui.main_window import STEPS, MainWindow
+    from sslstudio.paths import sample_images_dir
+
+    app = make_app()
+    theme.apply_theme(app, dark=dark)
+    window = MainWindow()
+    window.resize(*SIZE)
+    window.show()
+    t0 = time.monotonic()
+    window.open_folder(sample_images_dir())
+    wait_until(app, lambda: window.data_page.index is not None and window.catalog is not None, 60, "scan + engine")
+    base = window.build_config()
+    tiny = dataclasses.replace(
+        base, backbone="tiny_cnn", image_size=32, batch_size=16, epochs=2, max_steps=10,
+        monitor_every=2, checkpoint_every=5, preset="histopathology",
+    )
+    from sslstudio.core.transforms.presets import preset
+
+    window.apply_config(dataclasses.replace(tiny, augment=preset("histopathology", 32)))
+    window.start_run()
+    wait_until(app, lambda: not window.controller.is_running(), 120, "10 training steps")
+    # the Method page shows the run one would really launch next: the defaults at 64 px
+    window.method_page.apply_config(dataclasses.replace(tiny, backbone="resnet18", image_size=64, batch_size=64,
+                                                        epochs=100, max_steps=0, monitor_every=100,
+                                                        checkpoint_every=200))
+    window.augment_page.regenerate()
+    made = window.augment_page.previews_made
+    wait_until(app, lambda: window.augment_page.previews_made > made, 30, "the augmentation preview")
+    out.mkdir(parents=True, exist_ok=True)
+    suffix = "-dark" if dark else ""
+    for name in STEPS:
+        window.show_page(name)
+        window.train_page.redraw_now()
+        for _ in range(20):  # let layouts, thumbnails and plots settle
+            app.processEvents()
+            time.sleep(0.02)
+        path = out / f"{name.lower()}{suffix}.png"
+        if not window.grab().save(str(path)):
+            print(f"could not write {path}", file=sys.stderr)
+            return 1
+        print(f"{path}  ({window.width()}x{window.height()})")
+    print(f"done in {time.monotonic() - t0:.1f} s")
+    window.close()
+    app.processEvents()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Image data: scanning folders, the decoded cache, batch loading."""

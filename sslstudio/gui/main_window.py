@@ -1,0 +1,410 @@
+"""The main window: a step list, the pages, menus, status bar; the one place pages are wired together."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QByteArray, QRect, QSize, Qt, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QColor, QDragEnterEvent, QDropEvent, QIcon, QKeySequence, QPainter, QPixmap
+from PySide6.QtWidgets import (
+    QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QMainWindow, QMessageBox, QStackedWidget, QVBoxLayout, QWidget,
+)
+
+from sslstudio import __version__
+from sslstudio.config import RunConfig, validate
+from sslstudio.core.errors import ConfigError
+from sslstudio.gui import theme
+from sslstudio.gui.catalog import Catalog, CatalogLoader, gui_threads
+from sslstudio.gui.pages.augment import AugmentPage
+from sslstudio.gui.pages.data import DataPage
+from sslstudio.gui.pages.method import MethodPage
+from sslstudio.gui.pages.train import STATE_TEXT, TrainPage
+from sslstudio.gui.run_controller import IDLE, PAUSED, RUNNING, RunController
+from sslstudio.gui.settings import Settings
+from sslstudio.paths import sample_images_dir
+
+log = logging.getLogger(__name__)
+
+STEPS = ("Data", "Augment", "Method", "Train")
+COMING = ("Explore", "Export")
+
+
+def step_icon(number: int | None, color: str, selected_color: str = "#ffffff", size: int = 22) -> QIcon:
+    """A numbered ring for the step list (empty for steps that are not there yet), light when selected."""
+    icon = QIcon()
+    icon.addPixmap(_ring(number, color, size))
+    icon.addPixmap(_ring(number, selected_color, size), QIcon.Mode.Selected)
+    return icon
+
+
+def _ring(number: int | None, color: str, size: int) -> QPixmap:
+    pm = QPixmap(QSize(size, size) * 2)
+    pm.setDevicePixelRatio(2)
+    pm.fill(Qt.GlobalColor.transparent)
+    p = QPainter(pm)
+    p.setRenderHint(QPainter.RenderHint.Antialiasing)
+    p.setPen(QColor(color))
+    p.setBrush(Qt.BrushStyle.NoBrush)
+    p.drawEllipse(1, 1, size - 2, size - 2)
+    if number is not None:
+        font = p.font()
+        font.setPixelSize(int(size * 0.55))
+        font.setBold(True)
+        p.setFont(font)
+        p.drawText(QRect(0, 0, size, size), Qt.AlignmentFlag.AlignCenter, str(number))
+    p.end()
+    return pm
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: Settings | None = None) -> None:
+        super().__init__()
+        self.settings = settings or Settings()
+        self.catalog: Catalog | None = None
+        self._close_when_idle = False
+        self.setWindowTitle("SSL Studio")
+        self.setWindowIcon(theme.app_icon())
+        self.setAcceptDrops(True)
+        self.setMinimumSize(1024, 680)
+
+        self.controller = RunController(self)
+        self.data_page = DataPage()
+        self.augment_page = AugmentPage()
+        self.method_page = MethodPage()
+        self.train_page = TrainPage(self.controller)
+        self.pages = [self.data_page, self.augment_page, self.method_page, self.train_page]
+        self.stack = QStackedWidget()
+        for page in self.pages:
+            self.stack.addWidget(page)
+
+        central = QWidget()
+        row = QHBoxLayout(central)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(0)
+        row.addWidget(self._build_sidebar())
+        row.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
+        self._build_status_bar()
+        self._build_menus()
+        self._wire()
+        self._restore()
+
+        self.loader = CatalogLoader(self)
+        self.loader.ready.connect(self._on_catalog)
+        self.loader.failed.connect(self._on_catalog_failed)
+        self.loader.start()
+
+    # -- construction ---------------------------------------------------------------------------
+
+    def _build_sidebar(self) -> QWidget:
+        side = QWidget()
+        side.setObjectName("sidebar")
+        side.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        side.setFixedWidth(196)
+        col = QVBoxLayout(side)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.setSpacing(0)
+        self.steps = QListWidget()
+        self.steps.setObjectName("steps")
+        self.steps.setIconSize(QSize(22, 22))
+        self.steps.setSpacing(2)
+        t = theme.current()
+        for i, name in enumerate(STEPS, start=1):
+            item = QListWidgetItem(step_icon(i, t.color("accent"), t.color("accent_text")), name)
+            item.setSizeHint(QSize(0, 40))
+            self.steps.addItem(item)
+        for name in COMING:
+            item = QListWidgetItem(step_icon(None, t.color("muted")), f"{name} · soon")
+            item.setSizeHint(QSize(0, 40))
+            item.setFlags(Qt.ItemFlag.NoItemFlags)  # visible, so the road ahead is clear; not clickable
+            item.setToolTip(f"{name}: coming soon")
+            self.steps.addItem(item)
+        self.steps.currentRowChanged.connect(self._on_step_chosen)
+        head = QLabel("SSL Studio")
+        head.setObjectName("appName")
+        head.setContentsMargins(10, 16, 10, 0)
+        col.addWidget(head)
+        col.addWidget(self.steps, 1)
+        self.steps.setCurrentRow(0)
+        return side
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.device_status = QLabel("Device: checking…")
+        self.run_status = QLabel(STATE_TEXT[IDLE])
+        self.run_status.setObjectName("runStatus")
+        bar.addPermanentWidget(self.device_status)
+        bar.addPermanentWidget(self.run_status)
+
+    def _build_menus(self) -> None:
+        m = self.menuBar().addMenu("&File")
+        self.open_action = QAction("&Open folder…", self, shortcut=QKeySequence.StandardKey.Open)
+        self.open_action.triggered.connect(self._choose_folder)
+        m.addAction(self.open_action)
+        self.recent_menu = m.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        self._fill_recent()
+        m.addSeparator()
+        quit_action = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit)
+        quit_action.triggered.connect(self.close)
+        m.addAction(quit_action)
+
+        r = self.menuBar().addMenu("&Run")
+        self.start_action = QAction("&Start", self, shortcut=QKeySequence("Ctrl+R"))
+        self.start_action.triggered.connect(self.start_run)
+        self.pause_action = QAction("&Pause", self, shortcut=QKeySequence("Ctrl+Shift+P"))
+        self.pause_action.triggered.connect(self._toggle_pause)
+        self.stop_action = QAction("S&top", self, shortcut=QKeySequence("Ctrl+."))
+        self.stop_action.triggered.connect(self.controller.stop)
+        for a in (self.start_action, self.pause_action, self.stop_action):
+            r.addAction(a)
+
+        h = self.menuBar().addMenu("&Help")
+        about = QAction("&About SSL Studio", self)
+        about.triggered.connect(self.show_about)
+        h.addAction(about)
+
+    def _wire(self) -> None:
+        d, a, m, t, c = self.data_page, self.augment_page, self.method_page, self.train_page, self.controller
+        d.scanStarted.connect(self._on_scan_started)
+        d.indexChanged.connect(self._on_index)
+        a.configChanged.connect(self._update_context)
+        m.imageSizeChanged.connect(a.set_image_size)
+        m.methodChanged.connect(self._on_method_changed)
+        t.startRequested.connect(self.start_run)
+        t.resumeRequested.connect(self.continue_run)
+        c.stateChanged.connect(self._on_run_state)
+        c.runEnded.connect(self._on_run_ended)
+        self._on_run_state(c.state)
+
+    def _restore(self) -> None:
+        geometry = self.settings.get("geometry", "")
+        if geometry:
+            self.restoreGeometry(QByteArray(base64.b64decode(geometry.encode("ascii"), validate=False)))
+        else:
+            self.resize(1280, 800)
+        saved = self.settings.get("last_config", {})
+        if saved:
+            try:
+                cfg = RunConfig.from_dict(saved)
+            except (ConfigError, TypeError, ValueError) as exc:  # an older or hand-edited file
+                log.warning("ignoring the saved choices: %s", exc)
+            else:
+                self.apply_config(cfg)
+
+    # -- config ---------------------------------------------------------------------------------
+
+    def apply_config(self, cfg: RunConfig) -> None:
+        self.method_page.apply_config(cfg)
+        self.augment_page.apply_config(cfg)
+        self._update_context()
+
+    def build_config(self) -> RunConfig:
+        """The run the pages describe, with all but one CPU core for torch (the UI keeps one)."""
+        cfg = RunConfig(data_root=self.data_page.folder or "", threads=gui_threads())
+        cfg = self.augment_page.update_config(cfg)
+        return self.method_page.update_config(cfg)
+
+    def _update_context(self) -> None:
+        self.method_page.set_context(self.augment_page.update_config(RunConfig(data_root=self.data_page.folder or "")))
+
+    # -- folders ---------------------------------------------------------------------------------
+
+    def open_folder(self, folder: str | Path) -> None:
+        self.data_page.open_folder(str(folder))
+
+    def open_initial(self, folder: str | None) -> None:
+        """``folder``, else the last one used (if it still exists), else the sample images."""
+        last = self.settings.get("last_folder", "")
+        if folder:
+            target = folder
+        elif last and Path(last).is_dir():
+            target = last
+        else:
+            target = str(sample_images_dir())
+        self.open_folder(target)
+
+    def _choose_folder(self) -> None:
+        self.steps.setCurrentRow(0)
+        self.data_page.choose_folder()
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        recent = self.settings.recent_folders()
+        for folder in recent:
+            action = self.recent_menu.addAction(folder)
+            action.triggered.connect(lambda _=False, f=folder: self.open_folder(f))
+        self.recent_menu.setEnabled(bool(recent))
+
+    @Slot(str)
+    def _on_scan_started(self, folder: str) -> None:
+        self.settings.set("last_folder", folder)
+        self.settings.add_recent_folder(folder)
+        self.statusBar().showMessage(f"Scanning {folder}…")
+        self._update_context()
+        self._update_can_start()
+
+    @Slot(object)
+    def _on_index(self, index: Any) -> None:
+        self.augment_page.set_index(index)
+        self.method_page.set_num_images(len(index.images))
+        self.statusBar().showMessage(index.summary(), 8000)
+        self._update_can_start()
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt override)
+        if _dropped_folder(event.mimeData()) is not None:
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        folder = _dropped_folder(event.mimeData())
+        if folder is not None:
+            event.acceptProposedAction()
+            self.steps.setCurrentRow(0)
+            self.open_folder(folder)
+
+    # -- catalog ---------------------------------------------------------------------------------
+
+    @Slot(object)
+    def _on_catalog(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.method_page.set_catalog(catalog)
+        self.augment_page.set_catalog_ready()
+        self.device_status.setText(f"Device: {catalog.describe_device('auto')}")
+        for notice in catalog.notices:
+            self.train_page.append_log(f"note: {notice}")
+        self._update_can_start()
+
+    @Slot(str)
+    def _on_catalog_failed(self, message: str) -> None:
+        self.device_status.setText("Device: unavailable")
+        QMessageBox.critical(self, "The training engine did not load", f"{message}\n\nTraining is unavailable.")
+
+    @Slot(str)
+    def _on_method_changed(self, name: str) -> None:
+        if self.catalog is not None and name in self.catalog.methods:
+            self.augment_page.set_constraints(self.catalog.methods[name].constraints)
+
+    # -- runs ------------------------------------------------------------------------------------
+
+    def _update_can_start(self) -> None:
+        if self.catalog is None:
+            ok, why = False, "The training engine is still loading"
+        elif self.data_page.index is None or not self.data_page.index.images:
+            ok, why = False, "Choose a folder with readable images first"
+        else:
+            ok, why = True, ""
+        self.train_page.set_can_start(ok, why)
+        self.start_action.setEnabled(ok and self.controller.state == IDLE)
+
+    @Slot()
+    def start_run(self) -> None:
+        if self.controller.is_running() or not self.train_page.can_start:
+            return
+        cfg = self.build_config()
+        try:
+            validate(cfg)
+            from sslstudio.core.methods import method_config  # loaded already (the catalog is ready)
+
+            method_config(cfg.method, cfg.method_options)
+        except ConfigError as exc:
+            self.train_page.show_error(str(exc))
+            return
+        self.settings.set("last_config", _choices(cfg))
+        self.steps.setCurrentRow(STEPS.index("Train"))
+        self.controller.start(cfg)
+
+    @Slot(str)
+    def continue_run(self, run_dir: str) -> None:
+        """Resume a stopped run with the config it was started with."""
+        from sslstudio.core.runs import load_run_config
+
+        if self.controller.is_running():
+            return
+        try:
+            cfg = dataclasses.replace(load_run_config(Path(run_dir)), threads=gui_threads())
+        except ConfigError as exc:
+            self.train_page.show_error(str(exc))
+            return
+        self.controller.start(cfg, resume_from=run_dir)
+
+    def _toggle_pause(self) -> None:
+        if self.controller.state == RUNNING:
+            self.controller.pause()
+        elif self.controller.state == PAUSED:
+            self.controller.resume()
+
+    @Slot(str)
+    def _on_run_state(self, state: str) -> None:
+        self.run_status.setText(STATE_TEXT[state])
+        self.pause_action.setText("&Resume" if state == PAUSED else "&Pause")
+        self.pause_action.setEnabled(state in (RUNNING, PAUSED))
+        self.stop_action.setEnabled(state in (RUNNING, PAUSED))
+        self.start_action.setEnabled(state == IDLE and self.train_page.can_start)
+
+    @Slot(str)
+    def _on_run_ended(self, outcome: str) -> None:
+        self.statusBar().showMessage(f"Run {outcome}.", 8000)
+        if self._close_when_idle:
+            self.close()
+
+    # -- window ----------------------------------------------------------------------------------
+
+    def _on_step_chosen(self, row: int) -> None:
+        if 0 <= row < len(self.pages):
+            self.stack.setCurrentIndex(row)
+
+    def show_page(self, name: str) -> None:
+        self.steps.setCurrentRow(STEPS.index(name))
+
+    def show_about(self) -> None:
+        attribution = sample_images_dir() / "ATTRIBUTION.md"
+        try:
+            credit = attribution.read_text(encoding="utf-8").split("\n\n")[2:5]
+        except OSError:
+            credit = []
+        text = "<br><br>".join(p.replace("\n", " ") for p in credit)
+        self.about_box = QMessageBox(QMessageBox.Icon.NoIcon, "About SSL Studio", "", QMessageBox.StandardButton.Ok, self)
+        self.about_box.setIconPixmap(theme.app_icon().pixmap(64, 64))
+        self.about_box.setText(
+            f"<h3>SSL Studio {__version__}</h3><p>Pretrain self-supervised vision models on your own images.</p>"
+            f"<p><b>Sample images</b>: colorectal cancer histology tiles (Kather et al., 2016), "
+            f"CC BY 4.0.</p><p style='font-size:small'>{text}</p>"
+        )
+        self.about_box.open()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt override)
+        if self.controller.is_running():
+            # the run checkpoints first; we close when the thread has finished (runEnded)
+            event.ignore()
+            self._close_when_idle = True
+            self.controller.stop()
+            self.statusBar().showMessage("Saving a checkpoint before closing…")
+            return
+        self.settings.update({
+            "geometry": base64.b64encode(bytes(self.saveGeometry().data())).decode("ascii"),
+            "last_config": _choices(self.build_config()),
+        })
+        for page in self.pages:
+            page.shutdown()
+        event.accept()
+
+
+def _choices(cfg: RunConfig) -> dict[str, Any]:
+    """What to remember between sessions: the choices, not the folder or machine-specific bits."""
+    d = cfg.to_dict()
+    for key in ("data_root", "out", "threads", "weights"):
+        d.pop(key, None)
+    return d
+
+
+def _dropped_folder(mime: Any) -> str | None:
+    if mime is None or not mime.hasUrls():
+        return None
+    for url in mime.urls():
+        if url.isLocalFile() and Path(url.toLocalFile()).is_dir():
+            return url.toLocalFile()
+    return None

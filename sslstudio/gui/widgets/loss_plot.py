@@ -1,0 +1,166 @@
+"""Throttled training curves: points go into growing NumPy buffers, the screen updates at ~10 Hz.
+
+A run can log thousands of steps a minute; calling ``setData`` per step would re-upload the
+whole curve each time and starve the event loop. Here ``append`` is O(1) amortised (the buffer
+doubles when full) and only marks the plot dirty; a single-shot 100 ms timer redraws every
+dirty curve once, with pyqtgraph's peak downsampling and clip-to-view doing the rest.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QWidget
+
+REDRAW_MS = 100
+
+
+class CurveBuffer:
+    """Append-only (x, y) float64 arrays with amortised O(1) growth."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._x = np.empty(max(1, capacity), dtype=np.float64)
+        self._y = np.empty(max(1, capacity), dtype=np.float64)
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def capacity(self) -> int:
+        return int(self._x.shape[0])
+
+    def append(self, x: float, y: float) -> None:
+        if self._n == self._x.shape[0]:
+            self._grow(self._n + 1)
+        self._x[self._n] = x
+        self._y[self._n] = y
+        self._n += 1
+
+    def extend(self, xs: Sequence[float] | np.ndarray, ys: Sequence[float] | np.ndarray) -> None:
+        xs, ys = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
+        if xs.shape != ys.shape or xs.ndim != 1:
+            raise ValueError(f"x and y must be 1-D of one length, got {xs.shape} and {ys.shape}")
+        end = self._n + xs.shape[0]
+        if end > self._x.shape[0]:
+            self._grow(end)
+        self._x[self._n : end] = xs
+        self._y[self._n : end] = ys
+        self._n = end
+
+    def _grow(self, need: int) -> None:
+        cap = self._x.shape[0]
+        while cap < need:
+            cap *= 2
+        for name in ("_x", "_y"):
+            new = np.empty(cap, dtype=np.float64)
+            new[: self._n] = getattr(self, name)[: self._n]
+            setattr(self, name, new)
+
+    def clear(self) -> None:
+        self._n = 0
+
+    @property
+    def x(self) -> np.ndarray:
+        return self._x[: self._n]
+
+    @property
+    def y(self) -> np.ndarray:
+        return self._y[: self._n]
+
+
+class Ema:
+    """Exponential moving average with start-up bias correction (Adam's), so early points are not pulled to 0."""
+
+    def __init__(self, decay: float = 0.9) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"decay must be in [0, 1), got {decay}")
+        self.decay = decay
+        self._avg = 0.0
+        self._count = 0
+
+    def update(self, value: float) -> float:
+        if not math.isfinite(value):
+            return self.value
+        self._count += 1
+        self._avg = self.decay * self._avg + (1 - self.decay) * value
+        return self.value
+
+    @property
+    def value(self) -> float:
+        return self._avg / (1 - self.decay**self._count) if self._count else float("nan")
+
+    def reset(self) -> None:
+        self._avg, self._count = 0.0, 0
+
+
+class ThrottledPlot(pg.PlotWidget):
+    """A plot of named curves fed through :class:`CurveBuffer` s and redrawn at most every 100 ms."""
+
+    def __init__(self, title: str, y_label: str = "", parent: QWidget | None = None, legend: bool = False) -> None:
+        super().__init__(parent)
+        self.setObjectName("plot")
+        item = self.getPlotItem()
+        item.setTitle(title, size="10pt")
+        item.setLabel("bottom", "step")
+        if y_label:
+            item.setLabel("left", y_label)
+        item.showGrid(x=True, y=True, alpha=0.2)
+        item.setDownsampling(auto=True, mode="peak")
+        item.setClipToView(True)
+        item.hideButtons()
+        item.setMenuEnabled(False)
+        self.setMinimumHeight(150)
+        self._legend = item.addLegend(offset=(-8, 8), labelTextSize="8pt") if legend else None
+        self._curves: dict[str, tuple[CurveBuffer, pg.PlotDataItem]] = {}
+        self._dirty: set[str] = set()
+        self.redraws = 0  # counted for tests: the throttle must coalesce appends
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(REDRAW_MS)
+        self._timer.timeout.connect(self.redraw)
+
+    def add_curve(self, key: str, pen: object, name: str | None = None, **kwargs: object) -> CurveBuffer:
+        buf = CurveBuffer()
+        curve = self.getPlotItem().plot([], [], pen=pen, name=name, **kwargs)
+        self._curves[key] = (buf, curve)
+        return buf
+
+    def buffer(self, key: str) -> CurveBuffer:
+        return self._curves[key][0]
+
+    def append(self, key: str, x: float, y: float) -> None:
+        self._curves[key][0].append(x, y)
+        self._mark(key)
+
+    def set_curve(self, key: str, xs: Sequence[float] | np.ndarray, ys: Sequence[float] | np.ndarray) -> None:
+        buf = self._curves[key][0]
+        buf.clear()
+        buf.extend(xs, ys)
+        self._mark(key)
+
+    def clear_curves(self) -> None:
+        for key, (buf, _) in self._curves.items():
+            buf.clear()
+            self._dirty.add(key)
+        self.redraw()
+
+    def _mark(self, key: str) -> None:
+        self._dirty.add(key)
+        if not self._timer.isActive():
+            self._timer.start()
+
+    def redraw(self) -> None:
+        """Upload dirty curves now (the timer calls this; tests and screenshots may too)."""
+        self._timer.stop()
+        if not self._dirty:
+            return
+        for key in self._dirty:
+            buf, curve = self._curves[key]
+            curve.setData(buf.x, buf.y)
+        self._dirty.clear()
+        self.redraws += 1

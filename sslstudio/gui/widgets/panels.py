@@ -1,0 +1,96 @@
+"""The building blocks every page shares, so spacing and type sizes are the same everywhere."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+PAGE_MARGIN = 24
+SPACING = 12
+
+
+class Page(QWidget):
+    """A page: title, one-line subtitle that says what the step is for, then ``body``."""
+
+    def __init__(self, title: str, subtitle: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("page")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(PAGE_MARGIN, PAGE_MARGIN - 4, PAGE_MARGIN, PAGE_MARGIN - 8)
+        outer.setSpacing(SPACING)
+        head = QVBoxLayout()
+        head.setSpacing(2)
+        self.title_label = QLabel(title)
+        self.title_label.setObjectName("pageTitle")
+        self.subtitle_label = QLabel(subtitle)
+        self.subtitle_label.setObjectName("pageSubtitle")
+        self.subtitle_label.setWordWrap(True)
+        head.addWidget(self.title_label)
+        head.addWidget(self.subtitle_label)
+        outer.addLayout(head)
+        self.body = QVBoxLayout()
+        self.body.setSpacing(SPACING)
+        outer.addLayout(self.body, 1)
+
+    def shutdown(self) -> None:
+        """Stop background work before the window goes (pages with workers override this)."""
+
+
+class Card(QFrame):
+    """A white (or dark) rounded panel with an optional section title."""
+
+    def __init__(self, title: str = "", parent: QWidget | None = None, margins: int = 14) -> None:
+        super().__init__(parent)
+        self.setObjectName("card")
+        self.layout_ = QVBoxLayout(self)
+        self.layout_.setContentsMargins(margins, margins - 2, margins, margins)
+        self.layout_.setSpacing(8)
+        if title:
+            label = QLabel(title)
+            label.setObjectName("sectionTitle")
+            self.layout_.addWidget(label)
+
+    def add(self, widget: QWidget, stretch: int = 0) -> QWidget:
+        self.layout_.addWidget(widget, stretch)
+        return widget
+
+
+class Stat(QWidget):
+    """A big value over a small caption (step, ETA, loss ...)."""
+
+    def __init__(self, caption: str, value: str = "–", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        self.value = QLabel(value)
+        self.value.setObjectName("statValue")
+        self.value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        cap = QLabel(caption.upper())
+        cap.setObjectName("statName")
+        lay.addWidget(self.value)
+        lay.addWidget(cap)
+
+    def set(self, text: str) -> None:
+        self.value.setText(text)
+
+
+def hint(text: str, parent: QWidget | None = None) -> QLabel:
+    label = QLabel(text, parent)
+    label.setObjectName("hint")
+    label.setWordWrap(True)
+    return label
+
+
+def hbox(*widgets: QWidget | None, spacing: int = 8) -> QHBoxLayout:
+    """A row; ``None`` entries become stretch, so ``hbox(a, None, b)`` pushes b to the right."""
+    lay = QHBoxLayout()
+    lay.setSpacing(spacing)
+    lay.setContentsMargins(0, 0, 0, 0)
+    for w in widgets:
+        if w is None:
+            lay.addStretch(1)
+        else:
+            lay.addWidget(w)
+    return lay

@@ -1,0 +1,143 @@
+"""The main window: opens on the sample images, every step reachable, folders, settings, menus."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
+
+from sslstudio.gui.main_window import STEPS, MainWindow
+from sslstudio.paths import sample_images_dir, settings_path
+
+SAMPLE_COUNT = 124  # resources/sample_images: 8 class folders
+
+
+def test_opens_on_the_sample_images_and_scans_them(window, qtbot) -> None:
+    window.open_initial(None)  # fresh settings: the bundled samples
+    qtbot.waitUntil(lambda: window.data_page.index is not None, timeout=30_000)
+    page = window.data_page
+    assert Path(page.folder) == sample_images_dir()
+    assert len(page.index.images) == SAMPLE_COUNT
+    assert page.summary["images"].text() == str(SAMPLE_COUNT)
+    assert page.summary["classes"].text().startswith("8 ")
+    assert page.image_model.rowCount() == SAMPLE_COUNT
+    assert page.skipped_model.rowCount() == len(page.index.skipped) == 1  # ATTRIBUTION.md
+    page.copy_skipped()
+    assert QApplication.clipboard().text() == "ATTRIBUTION.md\tnot an image"
+    assert not page.scan_row.isVisible()
+    qtbot.waitUntil(lambda: page.thumbnails.decoded > 0, timeout=10_000)  # thumbnails arrive
+
+
+def test_every_step_is_reachable_and_placeholders_are_not(window) -> None:
+    for i, name in enumerate(STEPS):
+        window.steps.setCurrentRow(i)
+        assert window.stack.currentWidget() is window.pages[i]
+        window.show_page(name)
+        assert window.stack.currentIndex() == i
+    for row in range(len(STEPS), window.steps.count()):
+        item = window.steps.item(row)
+        assert "soon" in item.text() and not item.flags() & Qt.ItemFlag.ItemIsEnabled
+    titles = [p.title_label.text() for p in window.pages]
+    assert all(titles) and all(p.subtitle_label.text() for p in window.pages)
+
+
+def test_menus_and_shortcuts(window) -> None:
+    menus = [a.text().replace("&", "") for a in window.menuBar().actions()]
+    assert menus == ["File", "Run", "Help"]
+    assert window.start_action.shortcut().toString() == "Ctrl+R"
+    assert window.stop_action.shortcut().toString() == "Ctrl+."
+    assert not window.start_action.isEnabled()  # nothing scanned yet
+    window.show_about()
+    assert "Kather" in window.about_box.text() and "CC BY 4.0" in window.about_box.text()
+    window.about_box.close()
+
+
+def test_dropping_a_folder_opens_it(window, qtbot, image_folder: Path) -> None:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(image_folder))])
+    enter = QDragEnterEvent(QPointF(50, 50).toPoint(), Qt.DropAction.CopyAction, mime,
+                            Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    window.dragEnterEvent(enter)
+    assert enter.isAccepted()
+    drop = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                      Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(drop)
+    qtbot.waitUntil(lambda: window.data_page.index is not None, timeout=10_000)
+    assert window.data_page.folder == str(image_folder)
+    assert len(window.data_page.index.images) == 6 and window.data_page.index.skipped[0].path == "notes.txt"
+    assert window.settings.recent_folders()[0] == str(image_folder)
+    window._fill_recent()
+    assert [a.text() for a in window.recent_menu.actions()] == [str(image_folder)]
+
+
+def test_a_file_is_not_a_droppable_folder(window, image_folder: Path) -> None:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(image_folder / "notes.txt"))])
+    enter = QDragEnterEvent(QPointF(5, 5).toPoint(), Qt.DropAction.CopyAction, mime,
+                            Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    enter.ignore()
+    window.dragEnterEvent(enter)
+    assert not enter.isAccepted()
+
+
+def test_a_missing_folder_says_why(window, qtbot, tmp_path: Path) -> None:
+    window.open_folder(tmp_path / "nope")
+    qtbot.waitUntil(lambda: not window.data_page.is_scanning, timeout=10_000)
+    assert "does not exist" in window.data_page.summary["skipped"].text()
+    assert not window.train_page.start_button.isEnabled()
+
+
+def test_cancel_a_scan(window, qtbot) -> None:
+    window.open_folder(sample_images_dir())
+    window.data_page.cancel_scan()
+    assert not window.data_page.is_scanning and window.data_page.index is None
+    qtbot.wait(300)
+    assert window.data_page.index is None  # the cancelled scan's result never lands
+
+
+def test_method_page_fills_in_when_the_engine_is_loaded(ready_window) -> None:
+    page = ready_window.method_page
+    names = [page.method_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(page.method_list.count())]
+    assert "simclr" in names and page.options_form is not None
+    assert "temperature" in page.options_form.field_names
+    backbones = page.run_form.control("backbone")
+    assert "tiny_cnn" in [backbones.itemText(i) for i in range(backbones.count())]
+    assert page.device_label.text().startswith("Will train on:")
+    assert ready_window.device_status.text().startswith("Device:")
+    xs, ys = page.schedule_curve.getData()
+    assert len(xs) > 0 and max(ys) > 0
+    assert "124 images" in page.schedule_caption.text()
+    page.run_form.control("epochs").setValue(3)
+    page.copy_command()
+    cmd = QApplication.clipboard().text()
+    assert cmd.startswith("sslstudio train ") and "--method simclr" in cmd and "--epochs 3" in cmd
+    assert str(sample_images_dir()) in cmd
+    assert ready_window.train_page.start_button.isEnabled() and ready_window.start_action.isEnabled()
+
+
+def test_choices_and_folder_persist_across_sessions(ready_window, qtbot, image_folder: Path) -> None:
+    w = ready_window
+    w.method_page.run_form.control("epochs").setValue(7)
+    w.method_page.run_form.control("backbone").setCurrentText("tiny_cnn")
+    w.method_page.options_form.control("temperature").setValue(0.3)
+    w.augment_page.preset_combo.setCurrentText("microscopy")
+    w.open_folder(image_folder)
+    qtbot.waitUntil(lambda: w.data_page.index is not None, timeout=10_000)
+    w.close()
+    saved = json.loads(settings_path().read_text())
+    assert saved["last_folder"] == str(image_folder) and saved["geometry"]
+
+    again = MainWindow()
+    qtbot.addWidget(again)
+    again.open_initial(None)
+    assert again.data_page.folder == str(image_folder)  # the last folder, not the samples
+    qtbot.waitUntil(lambda: again.catalog is not None and again.data_page.index is not None, timeout=30_000)
+    cfg = again.build_config()
+    assert (cfg.epochs, cfg.backbone, cfg.preset) == (7, "tiny_cnn", "microscopy")
+    assert cfg.method_options["temperature"] == 0.3
+    assert dataclasses.replace(cfg, threads=0).data_root == str(image_folder)
+    again.close()
