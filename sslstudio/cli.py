@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from sslstudio.config import OptimConfig, RunConfig
+from sslstudio.config import RunConfig
 
 COMMANDS = ("train", "embed", "eval", "scan", "methods", "gui")
 EXIT_INTERRUPTED = 130
@@ -146,7 +146,14 @@ def _parse_value(text: str):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from sslstudio.core.errors import ConfigError
-    from sslstudio.core.events import MonitorLogged, RunFailed, RunFinished, RunStarted, RunStopped, StepLogged
+    from sslstudio.core.events import (
+        MonitorLogged,
+        RunFailed,
+        RunFinished,
+        RunStarted,
+        RunStopped,
+        StepLogged,
+    )
     from sslstudio.core.methods import method_config
     from sslstudio.core.runs import load_run_config
 

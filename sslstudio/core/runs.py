@@ -83,7 +83,7 @@ class RunLock:
         self._fh = None
 
     def acquire(self) -> RunLock:
-        self._fh = open(self.path, "a+")
+        self._fh = open(self.path, "a+")  # noqa: SIM115 (held for the life of the run)
         try:
             import fcntl
 
@@ -127,7 +127,7 @@ class MetricsLog:
             tmp.write_text("".join(x + "\n" for x in keep), encoding="utf-8")
             os.replace(tmp, path)
         try:
-            self._fh = open(path, "a", encoding="utf-8")
+            self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 (held for the life of the run)
         except OSError as exc:
             raise CheckpointError(f"cannot write the metrics log {path}: {exc}") from exc
 

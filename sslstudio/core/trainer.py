@@ -25,7 +25,15 @@ from sslstudio.core.data.scan import require_usable, scan_folder
 from sslstudio.core.device import describe, pick_device
 from sslstudio.core.errors import CheckpointError, ConfigError, DivergedError
 from sslstudio.core.events import (
-    CheckpointSaved, EpochEnded, Event, MonitorLogged, RunFailed, RunFinished, RunStarted, RunStopped, StepLogged,
+    CheckpointSaved,
+    EpochEnded,
+    Event,
+    MonitorLogged,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    RunStopped,
+    StepLogged,
 )
 from sslstudio.core.knn import knn_accuracy
 from sslstudio.core.methods import build_method, method_config
@@ -33,9 +41,20 @@ from sslstudio.core.methods.base import Method
 from sslstudio.core.models.backbones import backbone_info
 from sslstudio.core.monitor import collapse_warning, rankme, std_sqrt_d
 from sslstudio.core.optimizers import build_optimizer
-from sslstudio.core.runs import MetricsLog, RunLock, config_differences, load_run_config, new_run_dir
+from sslstudio.core.runs import (
+    MetricsLog,
+    RunLock,
+    config_differences,
+    load_run_config,
+    new_run_dir,
+)
 from sslstudio.core.schedules import cosine_schedule, scaled_lr
-from sslstudio.core.transforms.views import ViewPipeline, centre_view, default_cache_size, step_generator
+from sslstudio.core.transforms.views import (
+    ViewPipeline,
+    centre_view,
+    default_cache_size,
+    step_generator,
+)
 from sslstudio.paths import cache_dir
 
 

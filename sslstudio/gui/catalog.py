@@ -7,6 +7,7 @@ loaded once per process and holds plain data only.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -109,7 +110,5 @@ class CatalogLoader(QObject):
             result, ok = f"{type(exc).__name__}: {exc}", False
         if not shiboken6.isValid(self):
             return
-        try:
+        with contextlib.suppress(RuntimeError):  # the window closed between the check and the emit
             (self.ready if ok else self.failed).emit(result)
-        except RuntimeError:  # the window closed between the check and the emit
-            pass

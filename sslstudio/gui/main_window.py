@@ -8,11 +8,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QRect, QSize, Qt, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QColor, QDragEnterEvent, QDropEvent, QIcon, QKeySequence, QPainter, QPixmap
-from PySide6.QtWidgets import (
-    QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QMainWindow, QMessageBox, QStackedWidget, QVBoxLayout, QWidget,
-)
+from PySide6.QtCore import QByteArray, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QMessageBox, QStackedWidget, QWidget
 
 from sslstudio import __version__
 from sslstudio.config import RunConfig, validate
@@ -25,39 +23,13 @@ from sslstudio.gui.pages.method import MethodPage
 from sslstudio.gui.pages.train import STATE_TEXT, TrainPage
 from sslstudio.gui.run_controller import IDLE, PAUSED, RUNNING, RunController
 from sslstudio.gui.settings import Settings
+from sslstudio.gui.widgets.step_list import Sidebar
 from sslstudio.paths import sample_images_dir
 
 log = logging.getLogger(__name__)
 
 STEPS = ("Data", "Augment", "Method", "Train")
 COMING = ("Explore", "Export")
-
-
-def step_icon(number: int | None, color: str, selected_color: str = "#ffffff", size: int = 22) -> QIcon:
-    """A numbered ring for the step list (empty for steps that are not there yet), light when selected."""
-    icon = QIcon()
-    icon.addPixmap(_ring(number, color, size))
-    icon.addPixmap(_ring(number, selected_color, size), QIcon.Mode.Selected)
-    return icon
-
-
-def _ring(number: int | None, color: str, size: int) -> QPixmap:
-    pm = QPixmap(QSize(size, size) * 2)
-    pm.setDevicePixelRatio(2)
-    pm.fill(Qt.GlobalColor.transparent)
-    p = QPainter(pm)
-    p.setRenderHint(QPainter.RenderHint.Antialiasing)
-    p.setPen(QColor(color))
-    p.setBrush(Qt.BrushStyle.NoBrush)
-    p.drawEllipse(1, 1, size - 2, size - 2)
-    if number is not None:
-        font = p.font()
-        font.setPixelSize(int(size * 0.55))
-        font.setBold(True)
-        p.setFont(font)
-        p.drawText(QRect(0, 0, size, size), Qt.AlignmentFlag.AlignCenter, str(number))
-    p.end()
-    return pm
 
 
 class MainWindow(QMainWindow):
@@ -101,34 +73,9 @@ class MainWindow(QMainWindow):
     # -- construction ---------------------------------------------------------------------------
 
     def _build_sidebar(self) -> QWidget:
-        side = QWidget()
-        side.setObjectName("sidebar")
-        side.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
-        side.setFixedWidth(196)
-        col = QVBoxLayout(side)
-        col.setContentsMargins(0, 0, 0, 0)
-        col.setSpacing(0)
-        self.steps = QListWidget()
-        self.steps.setObjectName("steps")
-        self.steps.setIconSize(QSize(22, 22))
-        self.steps.setSpacing(2)
-        t = theme.current()
-        for i, name in enumerate(STEPS, start=1):
-            item = QListWidgetItem(step_icon(i, t.color("accent"), t.color("accent_text")), name)
-            item.setSizeHint(QSize(0, 40))
-            self.steps.addItem(item)
-        for name in COMING:
-            item = QListWidgetItem(step_icon(None, t.color("muted")), f"{name} · soon")
-            item.setSizeHint(QSize(0, 40))
-            item.setFlags(Qt.ItemFlag.NoItemFlags)  # visible, so the road ahead is clear; not clickable
-            item.setToolTip(f"{name}: coming soon")
-            self.steps.addItem(item)
+        side = Sidebar(STEPS, COMING)
+        self.steps = side.steps
         self.steps.currentRowChanged.connect(self._on_step_chosen)
-        head = QLabel("SSL Studio")
-        head.setObjectName("appName")
-        head.setContentsMargins(10, 16, 10, 0)
-        col.addWidget(head)
-        col.addWidget(self.steps, 1)
         self.steps.setCurrentRow(0)
         return side
 
@@ -244,6 +191,7 @@ class MainWindow(QMainWindow):
     def _on_scan_started(self, folder: str) -> None:
         self.settings.set("last_folder", folder)
         self.settings.add_recent_folder(folder)
+        self.setWindowTitle(f"{Path(folder).name or folder} — SSL Studio")
         self.statusBar().showMessage(f"Scanning {folder}…")
         self._update_context()
         self._update_can_start()
@@ -307,7 +255,9 @@ class MainWindow(QMainWindow):
         cfg = self.build_config()
         try:
             validate(cfg)
-            from sslstudio.core.methods import method_config  # loaded already (the catalog is ready)
+            from sslstudio.core.methods import (
+                method_config,  # loaded already (the catalog is ready)
+            )
 
             method_config(cfg.method, cfg.method_options)
         except ConfigError as exc:

@@ -15,12 +15,24 @@ from collections import OrderedDict, deque
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QAbstractListModel, QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, QSize, Qt, QThreadPool, Signal, Slot
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QAbstractTableModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QSize,
+    Qt,
+    QThreadPool,
+    Signal,
+    Slot,
+)
 from PySide6.QtGui import QColor, QImage, QPixmap
 
 from sslstudio import imaging
 
 _Index = QModelIndex | QPersistentModelIndex
+_ROOT = QModelIndex()  # the invalid index: "no parent" in a flat model
 MAX_QUEUED = 512  # older requests are dropped: they scrolled out of view and are re-asked if seen again
 
 
@@ -144,7 +156,7 @@ class ImageListModel(QAbstractListModel):
         self._cache.reset()
         self.endResetModel()
 
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802 (Qt API)
+    def rowCount(self, parent: _Index = _ROOT) -> int:  # noqa: N802 (Qt API)
         if parent.isValid() or self._index is None:
             return 0
         return len(self._index.images)
@@ -184,10 +196,10 @@ class SkippedFilesModel(QAbstractTableModel):
         self._rows = list(skipped)
         self.endResetModel()
 
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802
+    def rowCount(self, parent: _Index = _ROOT) -> int:  # noqa: N802
         return 0 if parent.isValid() else len(self._rows)
 
-    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802
+    def columnCount(self, parent: _Index = _ROOT) -> int:  # noqa: N802
         return 0 if parent.isValid() else 2
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:  # noqa: N802

@@ -8,6 +8,7 @@ can never stop the window from opening.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -92,10 +93,8 @@ class Settings:
             os.replace(tmp, self.path)
         except (OSError, TypeError, ValueError) as exc:
             log.warning("cannot save settings to %s: %s", self.path, exc)
-            try:
+            with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
 
     def recent_folders(self) -> list[str]:
         return [f for f in self.get("recent_folders", []) if isinstance(f, str)]

@@ -9,7 +9,14 @@ import torch
 from sslstudio.core import checkpoints as ckpt
 from sslstudio.core.errors import ConfigError, DivergedError, NoUsableImagesError
 from sslstudio.core.events import (
-    CheckpointSaved, EpochEnded, MonitorLogged, RunFailed, RunFinished, RunStarted, RunStopped, StepLogged,
+    CheckpointSaved,
+    EpochEnded,
+    MonitorLogged,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    RunStopped,
+    StepLogged,
 )
 from sslstudio.core.methods import METHODS
 from sslstudio.core.runs import RunLock, RunLockedError, read_metrics

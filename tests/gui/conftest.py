@@ -16,7 +16,6 @@ from PySide6.QtCore import QMessageLogContext, QtMsgType, qInstallMessageHandler
 from sslstudio.paths import sample_images_dir
 
 
-
 @pytest.fixture(autouse=True)
 def sslstudio_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Settings, runs and caches of each test live in its own temporary folder."""
@@ -80,7 +79,7 @@ def ready_window(window, qtbot):  # noqa: ANN001
 
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
-    """Six small random PNGs in two class folders, and one file that is not an image."""
+    """Six small random PNGs in two class folders, a damaged image and a document."""
     import numpy as np
     from PIL import Image
 
@@ -90,5 +89,6 @@ def image_folder(tmp_path: Path) -> Path:
         (root / cls).mkdir(parents=True)
         for i in range(3):
             Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
-    (root / "notes.txt").write_text("not an image")
+    (root / "notes.txt").write_text("a document: ignored, not a failure")
+    (root / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)  # a PNG header, no image
     return root

@@ -17,8 +17,8 @@ def test_render_views_shapes_and_determinism() -> None:
     c = render_views(originals, AugmentConfig(), size=32, views=4, seed=2)
     assert len(a) == 3 and all(len(row) == 4 for row in a)
     assert a[0][0].shape == (32, 32, 3) and a[0][0].dtype == np.uint8
-    assert all(np.array_equal(x, y) for ra, rb in zip(a, b) for x, y in zip(ra, rb))
-    assert not all(np.array_equal(x, y) for ra, rc in zip(a, c) for x, y in zip(ra, rc))
+    assert all(np.array_equal(x, y) for ra, rb in zip(a, b, strict=True) for x, y in zip(ra, rb, strict=True))
+    assert not all(np.array_equal(x, y) for ra, rc in zip(a, c, strict=True) for x, y in zip(ra, rc, strict=True))
     # no augmentation at all: each view is the whole image, resized
     still = AugmentConfig(crop_scale_min=1.0, crop_ratio_min=1.0, crop_ratio_max=1.0, hflip_p=0, jitter_p=0,
                           grey_p=0, blur_p=0)

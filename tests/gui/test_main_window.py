@@ -6,7 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
@@ -25,10 +25,9 @@ def test_opens_on_the_sample_images_and_scans_them(window, qtbot) -> None:
     assert page.summary["images"].text() == str(SAMPLE_COUNT)
     assert page.summary["classes"].text().startswith("8 ")
     assert page.image_model.rowCount() == SAMPLE_COUNT
-    assert page.skipped_model.rowCount() == len(page.index.skipped) == 1  # ATTRIBUTION.md
-    page.copy_skipped()
-    assert QApplication.clipboard().text() == "ATTRIBUTION.md\tnot an image"
-    assert not page.scan_row.isVisible()
+    assert page.skipped_model.rowCount() == len(page.index.skipped) == 0  # ATTRIBUTION.md is a document
+    assert "1 non-image file" in page.summary["ignored"].text()
+    assert not page.scan_row.isVisible() and not page.copy_button.isEnabled()
     qtbot.waitUntil(lambda: page.thumbnails.decoded > 0, timeout=10_000)  # thumbnails arrive
 
 
@@ -59,7 +58,7 @@ def test_menus_and_shortcuts(window) -> None:
 def test_dropping_a_folder_opens_it(window, qtbot, image_folder: Path) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(image_folder))])
-    enter = QDragEnterEvent(QPointF(50, 50).toPoint(), Qt.DropAction.CopyAction, mime,
+    enter = QDragEnterEvent(QPoint(50, 50), Qt.DropAction.CopyAction, mime,
                             Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
     window.dragEnterEvent(enter)
     assert enter.isAccepted()
@@ -67,8 +66,12 @@ def test_dropping_a_folder_opens_it(window, qtbot, image_folder: Path) -> None:
                       Qt.KeyboardModifier.NoModifier)
     window.dropEvent(drop)
     qtbot.waitUntil(lambda: window.data_page.index is not None, timeout=10_000)
-    assert window.data_page.folder == str(image_folder)
-    assert len(window.data_page.index.images) == 6 and window.data_page.index.skipped[0].path == "notes.txt"
+    page = window.data_page
+    assert page.folder == str(image_folder)
+    assert len(page.index.images) == 6 and [f.path for f in page.index.skipped] == ["a/broken.png"]
+    assert page.skipped_model.rowCount() == 1 and page.copy_button.isEnabled()
+    page.copy_skipped()
+    assert QApplication.clipboard().text().startswith("a/broken.png\t")
     assert window.settings.recent_folders()[0] == str(image_folder)
     window._fill_recent()
     assert [a.text() for a in window.recent_menu.actions()] == [str(image_folder)]
@@ -77,7 +80,7 @@ def test_dropping_a_folder_opens_it(window, qtbot, image_folder: Path) -> None:
 def test_a_file_is_not_a_droppable_folder(window, image_folder: Path) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(image_folder / "notes.txt"))])
-    enter = QDragEnterEvent(QPointF(5, 5).toPoint(), Qt.DropAction.CopyAction, mime,
+    enter = QDragEnterEvent(QPoint(5, 5), Qt.DropAction.CopyAction, mime,
                             Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
     enter.ignore()
     window.dragEnterEvent(enter)

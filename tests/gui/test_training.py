@@ -16,7 +16,13 @@ import pytest
 
 from sslstudio.core import trainer
 from sslstudio.core.events import (
-    CheckpointSaved, MonitorLogged, RunFailed, RunFinished, RunStarted, RunStopped, StepLogged,
+    CheckpointSaved,
+    MonitorLogged,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    RunStopped,
+    StepLogged,
 )
 from sslstudio.gui.run_controller import IDLE, PAUSED, RUNNING, STOPPING
 

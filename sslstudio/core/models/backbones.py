@@ -7,9 +7,9 @@ the network once; cached by torchvision) can be loaded on top.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn

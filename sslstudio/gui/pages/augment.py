@@ -14,7 +14,15 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal, Slot
-from PySide6.QtWidgets import QComboBox, QLabel, QPushButton, QScrollArea, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
 from sslstudio import imaging
 from sslstudio.config import AugmentConfig, RunConfig
@@ -299,7 +307,7 @@ class AugmentPage(Page):
             side = min(a.shape[0] for a in originals)
             originals = [a[:side, :side] for a in originals]
             views = render_views(originals, job["augment"], job["size"], VIEWS, job["seed"], job["constraints"])
-            rows = [[numpy_to_qimage(o)] + [numpy_to_qimage(v) for v in vs] for o, vs in zip(originals, views)]
+            rows = [[numpy_to_qimage(o)] + [numpy_to_qimage(v) for v in vs] for o, vs in zip(originals, views, strict=True)]
         except Exception as exc:  # shown in the preview area, never a crash
             error = f"{type(exc).__name__}: {exc}"
         if not self._closed:

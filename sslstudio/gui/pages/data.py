@@ -9,8 +9,17 @@ from typing import Any
 
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import (
-    QApplication, QFileDialog, QFormLayout, QHeaderView, QLabel, QProgressBar, QPushButton, QSplitter,
-    QTableView, QVBoxLayout, QWidget,
+    QApplication,
+    QFileDialog,
+    QFormLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
 )
 
 from sslstudio.gui.qt_models import ImageListModel, SkippedFilesModel, ThumbnailCache, human_bytes
@@ -69,7 +78,7 @@ class DataPage(Page):
         left = QWidget()
         left.setMinimumWidth(300)
         left.setMaximumWidth(420)
-        col = QVBoxLayout(left)
+        col = self._left_column = QVBoxLayout(left)
         col.setContentsMargins(0, 0, 0, 0)
         col.setSpacing(12)
         summary = Card("Summary")
@@ -79,7 +88,7 @@ class DataPage(Page):
         self.summary: dict[str, QLabel] = {}
         for key, caption in (("images", "Usable images"), ("classes", "Classes"), ("formats", "Formats"),
                              ("sizes", "Image sizes"), ("median", "Median size"), ("bytes", "On disk"),
-                             ("skipped", "Set aside")):
+                             ("skipped", "Set aside"), ("ignored", "Ignored")):
             value = QLabel("–")
             value.setWordWrap(True)
             value.setObjectName(f"summary_{key}")
@@ -91,7 +100,7 @@ class DataPage(Page):
         summary.add(self.class_list)
         col.addWidget(summary)
 
-        skipped = Card()
+        skipped = self._skipped_card = Card()
         title = QLabel("Files set aside")
         title.setObjectName("sectionTitle")
         self.copy_button = QPushButton("Copy")
@@ -112,6 +121,7 @@ class DataPage(Page):
         self.skipped_empty = hint("None: every file was readable.")
         skipped.add(self.skipped_empty)
         col.addWidget(skipped, 1)
+        col.addStretch(0)  # takes the slack instead of an empty table when nothing was set aside
         return left
 
     def _build_grid(self) -> QWidget:
@@ -240,11 +250,15 @@ class DataPage(Page):
         s["skipped"].setText(
             "none" if not skipped else f"{len(skipped):,}: " + ", ".join(f"{n} {r}" for r, n in reasons.items())
         )
-        if index.ignored:
-            s["skipped"].setText(s["skipped"].text() + f" (and {index.ignored:,} system files ignored)")
+        other = getattr(index, "other", 0)  # documents such as README.md: neither images nor failures
+        ignored = [f"{n:,} {what}{'' if n == 1 else 's'}" for n, what in
+                   ((other, "non-image file"), (index.ignored, "system file")) if n]
+        s["ignored"].setText(", ".join(ignored) or "none")
         self.skipped_model.set_skipped(skipped)
         self.skipped_table.setVisible(bool(skipped))
         self.skipped_empty.setVisible(not skipped)
+        self._left_column.setStretchFactor(self._skipped_card, 1 if skipped else 0)
+        self._left_column.setStretch(self._left_column.count() - 1, 0 if skipped else 1)
         self.copy_button.setEnabled(bool(skipped))
         self.image_model.set_index(index)
         self.grid_caption.setText(f"{len(images):,} images · hover for details")

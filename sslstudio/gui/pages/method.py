@@ -9,7 +9,15 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QApplication, QComboBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPlainTextEdit, QPushButton, QVBoxLayout,
+    QApplication,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPlainTextEdit,
+    QPushButton,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -62,7 +70,7 @@ class MethodPage(Page):
         row.setSpacing(12)
         columns = ((self._build_method_card(),), (self._build_settings_card(), self._build_command_card()),
                    (self._build_optim_card(), self._build_schedule_card()))
-        for stretch, widgets in zip((10, 11, 11), columns):
+        for stretch, widgets in zip((10, 11, 11), columns, strict=True):
             col = QVBoxLayout()
             col.setSpacing(12)
             for i, w in enumerate(widgets):

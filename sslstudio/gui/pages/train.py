@@ -5,16 +5,33 @@ A view over :class:`RunController`: buttons call it, its events feed the curves 
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from pathlib import Path
 
 import pyqtgraph as pg
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QGridLayout, QLabel, QMessageBox, QPlainTextEdit, QProgressBar, QPushButton, QWidget
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QLabel,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QWidget,
+)
 
 from sslstudio.core.events import (
-    CheckpointSaved, EpochEnded, MonitorLogged, RunFailed, RunFinished, RunStarted, RunStopped, StepLogged,
+    CheckpointSaved,
+    EpochEnded,
+    MonitorLogged,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    RunStopped,
+    StepLogged,
 )
 from sslstudio.gui import theme
 from sslstudio.gui.run_controller import IDLE, PAUSED, RUNNING, STOPPING, RunController
@@ -24,8 +41,17 @@ from sslstudio.gui.widgets.panels import Card, Page, Stat, hbox
 STATE_TEXT = {IDLE: "Idle", RUNNING: "Training", PAUSED: "Paused", STOPPING: "Stopping… saving a checkpoint"}
 
 
+def format_device(text: str) -> str:
+    """The trainer's 'cpu (1 threads)' as 'CPU, 1 thread'; other devices as they come."""
+    m = re.fullmatch(r"cpu \((\d+) threads?\)", text)
+    if m:
+        n = int(m.group(1))
+        return f"CPU, {n} thread{'s' if n != 1 else ''}"
+    return text
+
+
 def format_eta(seconds: float) -> str:
-    if not seconds == seconds or seconds < 0:  # NaN or negative
+    if not math.isfinite(seconds) or seconds < 0:
         return "–"
     s = int(round(seconds))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
@@ -198,7 +224,7 @@ class TrainPage(Page):
         self.lr_plot.set_curve("plan", range(len(ev.lr_schedule)), ev.lr_schedule)
         self.progress.setRange(0, max(1, ev.total_steps))
         self.progress.setValue(ev.start_step)
-        self.stats["device"].set(ev.device)
+        self.stats["device"].set(format_device(ev.device))
         self.stats["step"].set(f"{ev.start_step:,} / {ev.total_steps:,}")
         verb = f"resumed at step {ev.start_step}" if ev.start_step else "started"
         self.append_log(f"run {verb}: {ev.num_images:,} images, batch {ev.batch_size}, {ev.total_steps:,} steps "
@@ -247,7 +273,10 @@ class TrainPage(Page):
 
     def _add_collapse_bands(self, dim: int) -> None:
         """Shade where the core's collapse warnings fire (thresholds from core.monitor)."""
-        from sslstudio.core.monitor import COLLAPSE_STD, RANK_SHARE  # torch is loaded: a run is going
+        from sslstudio.core.monitor import (  # torch is loaded: a run is going
+            COLLAPSE_STD,
+            RANK_SHARE,
+        )
 
         brush = QColor(*theme.current().curve("band"))
         rank_limit = max(2.0, RANK_SHARE * min(self._probe_n or dim, dim))  # as collapse_warning()

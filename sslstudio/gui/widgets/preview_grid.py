@@ -50,9 +50,10 @@ class PreviewGrid(QWidget):
             return
         ncols = max(len(r) for r in self._rows)
         nrows = len(self._rows)
+        pad = 2  # room for the outline around the originals
         cell = min(
-            (self.width() - GAP * (ncols - 1)) / ncols,
-            (self.height() - HEADER - GAP * (nrows - 1)) / nrows,
+            (self.width() - 2 * pad - GAP * (ncols - 1)) / ncols,
+            (self.height() - 2 * pad - HEADER - GAP * (nrows - 1)) / nrows,
             MAX_CELL,
         )
         cell = max(cell, 8.0)
