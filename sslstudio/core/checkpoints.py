@@ -60,7 +60,11 @@ def _write_file(path: Path, writer) -> None:
 
 
 def save_checkpoint(
-    run_dir: Path, name: str, model_state: dict[str, torch.Tensor], train_state: dict[str, Any], meta: dict[str, Any]
+    run_dir: Path,
+    name: str,
+    model_state: dict[str, torch.Tensor],
+    train_state: dict[str, Any],
+    meta: dict[str, Any],
 ) -> Path:
     """Write checkpoint ``name`` atomically; raises ``CheckpointError`` (disk full, read-only, ...)."""
     parent = run_dir / "checkpoints"
@@ -95,7 +99,9 @@ def save_checkpoint(
 
 def prune(run_dir: Path, keep: int = KEEP) -> None:
     """Remove old step checkpoints beyond the ``keep`` most recent (``final`` is never removed)."""
-    steps = sorted((p for p in (run_dir / "checkpoints").glob("step_*") if p.is_dir()), key=lambda p: p.name)
+    steps = sorted(
+        (p for p in (run_dir / "checkpoints").glob("step_*") if p.is_dir()), key=lambda p: p.name
+    )
     for p in steps[:-keep] if keep > 0 else steps:
         shutil.rmtree(p, ignore_errors=True)
 
@@ -114,7 +120,9 @@ def read_meta(path: Path) -> dict[str, Any]:
     try:
         meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"checkpoint {path} is damaged: meta.json unreadable ({type(exc).__name__})") from exc
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: meta.json unreadable ({type(exc).__name__})"
+        ) from exc
     if not isinstance(meta, dict) or "step" not in meta:
         raise CheckpointError(f"checkpoint {path} is damaged: meta.json lacks a step")
     return meta
@@ -130,7 +138,9 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     try:
         train_state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"checkpoint {path} is damaged: state.pt ({type(exc).__name__})") from exc
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: state.pt ({type(exc).__name__})"
+        ) from exc
     return model_state, train_state, meta
 
 
@@ -161,3 +171,16 @@ def latest_good(run_dir: Path) -> tuple[Checkpoint | None, list[str]]:
         except CheckpointError as exc:
             skipped.append(str(exc))
     return found, skipped
+
+
+def load_model_state(method: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Load all of ``state`` or nothing: another architecture raises ``CheckpointError`` naming the difference."""
+    own = method.state_dict()
+    wrong = [k for k in own if k not in state or tuple(state[k].shape) != tuple(own[k].shape)]
+    extra = [k for k in state if k not in own]
+    if wrong or extra:
+        raise CheckpointError(
+            f"checkpoint {path} belongs to another model: {len(wrong)} tensors missing or of another shape"
+            f"{' (e.g. ' + wrong[0] + ')' if wrong else ''}, {len(extra)} unexpected; nothing was loaded"
+        )
+    method.load_state_dict(state, strict=True)

@@ -43,12 +43,20 @@ class Embeddings:
         extra = {"labels": self.labels} if self.labels is not None else {}
         tmp = path.with_name(f".tmp-{path.name}")
         with open(tmp, "wb") as fh:
-            np.savez(fh, features=self.features, paths=np.array(self.paths, dtype=str),
-                     classes=np.array(self.classes, dtype=str), root=np.array(self.root), **extra)
+            np.savez(
+                fh,
+                features=self.features,
+                paths=np.array(self.paths, dtype=str),
+                classes=np.array(self.classes, dtype=str),
+                root=np.array(self.root),
+                **extra,
+            )
         tmp.replace(path)
 
 
-def load_method(run: str | Path, *, which: str = "latest", device: torch.device | None = None) -> tuple[Method, RunConfig, Path]:
+def load_method(
+    run: str | Path, *, which: str = "latest", device: torch.device | None = None
+) -> tuple[Method, RunConfig, Path]:
     """The trained method of a run folder (or of one checkpoint folder), in eval mode."""
     run = Path(run)
     if (run / "meta.json").exists():
@@ -83,8 +91,13 @@ def _no_weights(cfg: RunConfig) -> RunConfig:
 
 @torch.no_grad()
 def embed_folder(
-    method: Method, folder: str | Path, image_size: int, *, batch: int = 256,
-    progress: Callable[[int, int], None] | None = None, cancel: threading.Event | None = None,
+    method: Method,
+    folder: str | Path,
+    image_size: int,
+    *,
+    batch: int = 256,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> Embeddings:
     index = scan_folder(folder, verify=False)
     require_usable(index)
@@ -96,18 +109,32 @@ def embed_folder(
     for i in range(0, n, batch):
         if cancel is not None and cancel.is_set():
             raise SSLStudioError("embedding cancelled")
-        x = torch.from_numpy(data.batch(np.arange(i, min(n, i + batch)))).permute(0, 3, 1, 2).to(device)
+        x = (
+            torch.from_numpy(data.batch(np.arange(i, min(n, i + batch))))
+            .permute(0, 3, 1, 2)
+            .to(device)
+        )
         feats.append(method.embed(centre_view(x, image_size)).float().cpu())
         if progress is not None:
             progress(min(n, i + batch), n)
     return Embeddings(
-        features=torch.cat(feats).numpy(), paths=data.relpaths(), root=str(index.root),
-        labels=data.labels(), classes=index.classes, skipped=index.skipped + data.failed,
+        features=torch.cat(feats).numpy(),
+        paths=data.relpaths(),
+        root=str(index.root),
+        labels=data.labels(),
+        classes=index.classes,
+        skipped=index.skipped + data.failed,
     )
 
 
-def knn_eval(method: Method, train_dir: str | Path, test_dir: str | Path | None, image_size: int,
-             k: int = 200, temperature: float = 0.1) -> float:
+def knn_eval(
+    method: Method,
+    train_dir: str | Path,
+    test_dir: str | Path | None,
+    image_size: int,
+    k: int = 200,
+    temperature: float = 0.1,
+) -> float:
     """Weighted kNN top-1: ``train_dir`` as memory, ``test_dir`` as queries; with no test folder,
     leave-one-out on ``train_dir`` with k <= 10."""
     mem = embed_folder(method, train_dir, image_size)
@@ -116,9 +143,19 @@ def knn_eval(method: Method, train_dir: str | Path, test_dir: str | Path | None,
     if test_dir is None:
         y = torch.from_numpy(mem.labels)
         f = torch.from_numpy(mem.features)
-        return knn_accuracy(f, y, f, y, k=min(k, 10, len(y) - 1), temperature=temperature, exclude_self=True)
+        return knn_accuracy(
+            f, y, f, y, k=min(k, 10, len(y) - 1), temperature=temperature, exclude_self=True
+        )
     qry = embed_folder(method, test_dir, image_size)
     if qry.labels is None or qry.classes != mem.classes:
-        raise SSLStudioError(f"{test_dir} must have the same class subfolders as {train_dir}: {qry.classes} vs {mem.classes}")
-    return knn_accuracy(torch.from_numpy(mem.features), torch.from_numpy(mem.labels),
-                        torch.from_numpy(qry.features), torch.from_numpy(qry.labels), k=k, temperature=temperature)
+        raise SSLStudioError(
+            f"{test_dir} must have the same class subfolders as {train_dir}: {qry.classes} vs {mem.classes}"
+        )
+    return knn_accuracy(
+        torch.from_numpy(mem.features),
+        torch.from_numpy(mem.labels),
+        torch.from_numpy(qry.features),
+        torch.from_numpy(qry.labels),
+        k=k,
+        temperature=temperature,
+    )

@@ -9,6 +9,15 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
+class Preparing:
+    """Before step 0: scanning the folder or decoding it into the cache (``total`` 0 = unknown)."""
+
+    stage: str  # "scan" | "decode"
+    done: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
 class RunStarted:
     run_dir: str
     device: str
@@ -61,7 +70,8 @@ class CheckpointSaved:
 
 @dataclass(frozen=True, slots=True)
 class RunStopped:
-    """Stopped on request; the checkpoint at ``path`` resumes exactly."""
+    """Stopped on request; the checkpoint at ``path`` resumes exactly ("" when stopped before
+    the first step: resuming then starts from step 0)."""
 
     step: int
     path: str
@@ -84,7 +94,8 @@ class RunFailed:
 
 
 Event = (
-    RunStarted
+    Preparing
+    | RunStarted
     | StepLogged
     | MonitorLogged
     | EpochEnded

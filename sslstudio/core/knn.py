@@ -12,8 +12,14 @@ from torch import Tensor
 
 
 def knn_predict(
-    memory: Tensor, memory_labels: Tensor, queries: Tensor, num_classes: int, k: int = 200,
-    temperature: float = 0.1, exclude_self: bool = False, chunk: int = 1024,
+    memory: Tensor,
+    memory_labels: Tensor,
+    queries: Tensor,
+    num_classes: int,
+    k: int = 200,
+    temperature: float = 0.1,
+    exclude_self: bool = False,
+    chunk: int = 1024,
 ) -> Tensor:
     """Predicted class per query.
 
@@ -43,9 +49,22 @@ def knn_predict(
 
 
 def knn_accuracy(
-    memory: Tensor, memory_labels: Tensor, queries: Tensor, query_labels: Tensor, k: int = 200,
-    temperature: float = 0.1, exclude_self: bool = False,
+    memory: Tensor,
+    memory_labels: Tensor,
+    queries: Tensor,
+    query_labels: Tensor,
+    k: int = 200,
+    temperature: float = 0.1,
+    exclude_self: bool = False,
 ) -> float:
     num_classes = int(max(memory_labels.max(), query_labels.max())) + 1
-    pred = knn_predict(memory, memory_labels, queries, num_classes, k=k, temperature=temperature, exclude_self=exclude_self)
+    pred = knn_predict(
+        memory,
+        memory_labels,
+        queries,
+        num_classes,
+        k=k,
+        temperature=temperature,
+        exclude_self=exclude_self,
+    )
     return float((pred == query_labels).float().mean())

@@ -10,9 +10,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from sslstudio.core.data.cache import DecodedImages
+from sslstudio.core.events import MonitorLogged
+from sslstudio.core.knn import knn_accuracy
+from sslstudio.core.transforms.views import centre_view
 
 COLLAPSE_STD = 0.1  # below this std x sqrt(d) the embeddings have (nearly) collapsed to a point
 RANK_SHARE = 0.05  # below this share of min(n, d) the embeddings have collapsed dimensionally
@@ -39,3 +45,49 @@ def collapse_warning(std: float, rank: float, n: int, d: int) -> str | None:
     if rank < limit:
         return f"dimensional collapse: embeddings use about {rank:.1f} of {d} dimensions"
     return None
+
+
+@torch.no_grad()
+def probe_features(
+    method: torch.nn.Module,
+    data: DecodedImages,
+    rows: np.ndarray,
+    image_size: int,
+    device,
+    batch: int = 256,
+) -> torch.Tensor:
+    """Backbone features ``(len(rows), D)`` of cached images, centre view, eval mode."""
+    was_training = method.training
+    method.eval()
+    out = []
+    for i in range(0, len(rows), batch):
+        x = torch.from_numpy(data.batch(rows[i : i + batch])).permute(0, 3, 1, 2).to(device)
+        out.append(method.embed(centre_view(x, image_size)).float().cpu())
+    method.train(was_training)
+    return torch.cat(out)
+
+
+def run_probe(
+    method,
+    data: DecodedImages,
+    rows: np.ndarray,
+    labels: np.ndarray | None,
+    image_size: int,
+    device,
+    step: int,
+) -> MonitorLogged:
+    """Collapse metrics (and leave-one-out kNN with k <= 10 when labels exist) on the probe rows."""
+    z = probe_features(method, data, rows, image_size, device)
+    s, r = std_sqrt_d(z), rankme(z)
+    knn = None
+    if labels is not None and len(rows) > 2:
+        y = torch.from_numpy(labels[rows])
+        knn = knn_accuracy(z, y, z, y, k=min(10, len(rows) - 1), exclude_self=True)
+    return MonitorLogged(
+        step=step,
+        std_sqrt_d=s,
+        rankme=r,
+        embed_dim=z.shape[1],
+        knn_top1=knn,
+        warning=collapse_warning(s, r, z.shape[0], z.shape[1]),
+    )

@@ -19,10 +19,21 @@ class LARS(torch.optim.Optimizer):
     ``lars_exclude=True`` (biases, norms) take plain SGD-with-momentum steps.
     """
 
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02) -> None:
+    def __init__(
+        self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02
+    ) -> None:
         if lr < 0 or not 0 <= momentum < 1 or eta <= 0:
             raise ValueError(f"bad LARS settings: lr={lr}, momentum={momentum}, eta={eta}")
-        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "eta": eta, "lars_exclude": False})
+        super().__init__(
+            params,
+            {
+                "lr": lr,
+                "momentum": momentum,
+                "weight_decay": weight_decay,
+                "eta": eta,
+                "lars_exclude": False,
+            },
+        )
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -35,7 +46,11 @@ class LARS(torch.optim.Optimizer):
                 if not group["lars_exclude"]:
                     d = d.add(p, alpha=group["weight_decay"])
                     w_norm, d_norm = torch.norm(p), torch.norm(d)
-                    trust = torch.where((w_norm > 0) & (d_norm > 0), group["eta"] * w_norm / d_norm, torch.ones_like(w_norm))
+                    trust = torch.where(
+                        (w_norm > 0) & (d_norm > 0),
+                        group["eta"] * w_norm / d_norm,
+                        torch.ones_like(w_norm),
+                    )
                     d = d.mul(trust)
                 buf = self.state[p].get("momentum_buffer")
                 if buf is None:

@@ -33,9 +33,13 @@ def new_run_dir(cfg: RunConfig) -> Path:
     if cfg.out:
         path = Path(cfg.out)
         if (path / "config.json").exists():
-            raise ConfigError(f"{path} already holds a run; resume it with --resume or choose another --out")
+            raise ConfigError(
+                f"{path} already holds a run; resume it with --resume or choose another --out"
+            )
     else:
-        folder = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(cfg.data_root).name or "images").strip("-")[:40]
+        folder = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(cfg.data_root).name or "images").strip("-")[
+            :40
+        ]
         path = runs_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.method}-{folder}"
         n = 1
         while path.exists():
@@ -56,7 +60,9 @@ def write_json_atomic(path: Path, data: Any) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise SSLStudioError(f"could not write {path}: {os.strerror(exc.errno) if exc.errno else exc}") from exc
+        raise SSLStudioError(
+            f"could not write {path}: {os.strerror(exc.errno) if exc.errno else exc}"
+        ) from exc
 
 
 def load_run_config(run_dir: Path) -> RunConfig:
@@ -95,11 +101,15 @@ class RunLock:
                 msvcrt.locking(self._fh.fileno(), msvcrt.LK_NBLCK, 1)
             except OSError as exc:
                 self._fh.close()
-                raise RunLockedError(f"run {self.path.parent} is open in another SSL Studio process") from exc
+                raise RunLockedError(
+                    f"run {self.path.parent} is open in another SSL Studio process"
+                ) from exc
         except OSError as exc:
             self._fh.close()
             self._fh = None
-            raise RunLockedError(f"run {self.path.parent} is being trained by another SSL Studio process") from exc
+            raise RunLockedError(
+                f"run {self.path.parent} is being trained by another SSL Studio process"
+            ) from exc
         return self
 
     def release(self) -> None:

@@ -7,7 +7,9 @@ import math
 import numpy as np
 
 
-def cosine_schedule(peak: float, final: float, total_steps: int, warmup_steps: int = 0, start: float = 0.0) -> np.ndarray:
+def cosine_schedule(
+    peak: float, final: float, total_steps: int, warmup_steps: int = 0, start: float = 0.0
+) -> np.ndarray:
     """Linear warm-up from ``start`` to ``peak``, then half a cosine down to ``final``.
 
     Returns:

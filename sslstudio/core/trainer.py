@@ -20,26 +20,24 @@ import torch
 
 from sslstudio.config import RunConfig, validate
 from sslstudio.core import checkpoints as ckpt
-from sslstudio.core.data.cache import DecodedImages, build_cache
-from sslstudio.core.data.scan import require_usable, scan_folder
+from sslstudio.core.background import in_background
+from sslstudio.core.data.cache import CacheCancelled, build_cache
+from sslstudio.core.data.scan import ScanCancelled, require_usable, scan_folder
 from sslstudio.core.device import describe, pick_device
 from sslstudio.core.errors import CheckpointError, ConfigError, DivergedError
 from sslstudio.core.events import (
     CheckpointSaved,
     EpochEnded,
     Event,
-    MonitorLogged,
     RunFailed,
     RunFinished,
     RunStarted,
     RunStopped,
     StepLogged,
 )
-from sslstudio.core.knn import knn_accuracy
 from sslstudio.core.methods import build_method, method_config
-from sslstudio.core.methods.base import Method
 from sslstudio.core.models.backbones import backbone_info
-from sslstudio.core.monitor import collapse_warning, rankme, std_sqrt_d
+from sslstudio.core.monitor import run_probe
 from sslstudio.core.optimizers import build_optimizer
 from sslstudio.core.runs import (
     MetricsLog,
@@ -51,7 +49,6 @@ from sslstudio.core.runs import (
 from sslstudio.core.schedules import cosine_schedule, scaled_lr
 from sslstudio.core.transforms.views import (
     ViewPipeline,
-    centre_view,
     default_cache_size,
     step_generator,
 )
@@ -68,9 +65,13 @@ def make_plan(cfg: RunConfig, num_images: int) -> dict:
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
     return {
-        "batch_size": batch, "steps_per_epoch": steps_per_epoch, "total_steps": total,
-        "num_images": num_images, "peak_lr": scaled_lr(cfg.optim.lr, batch),
-        "warmup_steps": int(round(cfg.optim.warmup_epochs * steps_per_epoch)), "revisions": [],
+        "batch_size": batch,
+        "steps_per_epoch": steps_per_epoch,
+        "total_steps": total,
+        "num_images": num_images,
+        "peak_lr": scaled_lr(cfg.optim.lr, batch),
+        "warmup_steps": int(round(cfg.optim.warmup_epochs * steps_per_epoch)),
+        "revisions": [],
     }
 
 
@@ -128,12 +129,31 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
     device, dev_notices = pick_device(cfg.device)
     notices += dev_notices
 
-    index = scan_folder(cfg.data_root, verify=False)
-    require_usable(index)
-    side = cfg.cache_size or default_cache_size(cfg.image_size, _median_short_side(index))
-    data = build_cache(index, side, cache_dir())
+    cancel = stop or threading.Event()
+    try:
+        index = yield from in_background(
+            "scan",
+            lambda progress: scan_folder(
+                cfg.data_root, verify=False, progress=progress, cancel=cancel
+            ),
+        )
+        require_usable(index)
+        side = cfg.cache_size or default_cache_size(cfg.image_size, _median_short_side(index))
+        data = yield from in_background(
+            "decode",
+            lambda progress: build_cache(
+                index, side, cache_dir(), progress=progress, cancel=cancel
+            ),
+        )
+    except (ScanCancelled, CacheCancelled):
+        last = str(start.path) if start is not None else ""
+        yield RunStopped(step=int(start.meta["step"]) if start is not None else 0, path=last)
+        return
     if data.failed or index.skipped:
-        notices.append(f"{len(index.skipped) + len(data.failed)} file(s) skipped: " + _reasons(index.skipped + data.failed))
+        notices.append(
+            f"{len(index.skipped) + len(data.failed)} file(s) skipped: "
+            + _reasons(index.skipped + data.failed)
+        )
     n = len(data)
 
     torch.manual_seed(cfg.seed)
@@ -153,15 +173,18 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
     else:
         plan = make_plan(cfg, n)
     bs, spe, total = plan["batch_size"], plan["steps_per_epoch"], plan["total_steps"]
-    lr_sched = cosine_schedule(plan["peak_lr"], plan["peak_lr"] * cfg.optim.min_lr_ratio, total, plan["warmup_steps"])
+    lr_sched = cosine_schedule(
+        plan["peak_lr"], plan["peak_lr"] * cfg.optim.min_lr_ratio, total, plan["warmup_steps"]
+    )
     opt = build_optimizer(method, cfg.optim, float(lr_sched[0]))
     amp_dtype = _amp_dtype(cfg, device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
 
+    method.on_train_start(n, total)
     step = 0
     if start is not None:
         model_state, train_state, _ = ckpt.load_checkpoint(start.path)
-        _load_model(method, model_state, start.path)
+        ckpt.load_model_state(method, model_state, start.path)
         opt.load_state_dict(train_state["optimizer"])
         if scaler is not None and "scaler" in train_state:
             scaler.load_state_dict(train_state["scaler"])
@@ -173,15 +196,30 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
     labels = data.labels()
     last_ckpt = str(start.path) if start is not None else None
     yield RunStarted(
-        run_dir=str(run_dir), device=describe(device), total_steps=total, steps_per_epoch=spe,
-        batch_size=bs, start_step=step, num_images=n, lr_schedule=tuple(float(x) for x in lr_sched),
+        run_dir=str(run_dir),
+        device=describe(device),
+        total_steps=total,
+        steps_per_epoch=spe,
+        batch_size=bs,
+        start_step=step,
+        num_images=n,
+        lr_schedule=tuple(float(x) for x in lr_sched),
         notices=tuple(notices),
     )
-    log.write("start", step=step, total_steps=total, device=describe(device), plan=plan, notices=notices)
+    log.write(
+        "start", step=step, total_steps=total, device=describe(device), plan=plan, notices=notices
+    )
 
     def save(name: str) -> str:
-        meta = {"step": step, "samples_seen": step * bs, "epoch": step // spe, "plan": plan,
-                "config": cfg.to_dict(), "fingerprint": index.fingerprint(), "run_dir": str(run_dir)}
+        meta = {
+            "step": step,
+            "samples_seen": step * bs,
+            "epoch": step // spe,
+            "plan": plan,
+            "config": cfg.to_dict(),
+            "fingerprint": index.fingerprint(),
+            "run_dir": str(run_dir),
+        }
         state = {"optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state()}
         if scaler is not None:
             state["scaler"] = scaler.state_dict()
@@ -200,13 +238,15 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
             while pause is not None and pause.is_set() and not (stop is not None and stop.is_set()):
                 time.sleep(0.05)
             if stop is not None and stop.is_set():
-                if last_ckpt is None or ckpt.read_meta(Path(last_ckpt))["step"] != step:
+                if (last_ckpt is None and step > 0) or (
+                    last_ckpt and ckpt.read_meta(Path(last_ckpt))["step"] != step
+                ):
                     last_ckpt = save(f"step_{step:07d}")
                 log.write("stopped", step=step)
-                yield RunStopped(step=step, path=last_ckpt)
+                yield RunStopped(step=step, path=last_ckpt or "")
                 return
             if cfg.monitor_every and step % cfg.monitor_every == 0:
-                ev = _monitor(method, data, probe_rows, labels, cfg.image_size, device, step)
+                ev = run_probe(method, data, probe_rows, labels, cfg.image_size, device, step)
                 log.write("monitor", **_asdict(ev))
                 yield ev
             t0 = time.perf_counter()
@@ -214,7 +254,8 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
             if epoch != order_epoch:
                 order, order_epoch = epoch_order(cfg.seed, epoch, n), epoch
             pos = step % spe
-            batch = torch.from_numpy(data.batch(order[pos * bs : (pos + 1) * bs])).permute(0, 3, 1, 2)
+            idx = order[pos * bs : (pos + 1) * bs]
+            batch = torch.from_numpy(data.batch(idx)).permute(0, 3, 1, 2)
             batch = batch.to(device, non_blocking=True)
             views = pipeline(batch, step_generator(cfg.seed, step))
             if use_cl:
@@ -224,8 +265,15 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
             for group in opt.param_groups:
                 group["lr"] = lr
             method.train()
-            with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
-                loss, extra = method.training_step(views)
+            with (
+                torch.autocast(device.type, dtype=amp_dtype)
+                if amp_dtype
+                else contextlib.nullcontext()
+            ):
+                if method.wants_indices:
+                    loss, extra = method.training_step(views, indices=torch.from_numpy(idx).to(device))
+                else:
+                    loss, extra = method.training_step(views)
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -243,8 +291,14 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
             losses.append(last_loss)
             epoch_losses.append(last_loss)
             ev = StepLogged(
-                step=step, epoch=epoch, samples_seen=(step + 1) * bs, loss=last_loss, lr=lr,
-                images_per_s=bs / dt, data_wait=t_data / dt, eta_s=step_time * (total - step - 1),
+                step=step,
+                epoch=epoch,
+                samples_seen=(step + 1) * bs,
+                loss=last_loss,
+                lr=lr,
+                images_per_s=bs / dt,
+                data_wait=t_data / dt,
+                eta_s=step_time * (total - step - 1),
                 extra={k: float(v) for k, v in extra.items()},
             )
             log.write("step", **_asdict(ev))
@@ -259,7 +313,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
                 last_ckpt = save(f"step_{step:07d}")
                 yield CheckpointSaved(step=step, path=last_ckpt)
         if cfg.monitor_every:
-            ev = _monitor(method, data, probe_rows, labels, cfg.image_size, device, step)
+            ev = run_probe(method, data, probe_rows, labels, cfg.image_size, device, step)
             log.write("monitor", **_asdict(ev))
             yield ev
         last_ckpt = save("final")
@@ -268,7 +322,9 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
     except (DivergedError, CheckpointError, RuntimeError, OSError) as exc:
         with contextlib.suppress(Exception):
             log.write("failed", step=step, message=str(exc))
-        yield RunFailed(step=step, message=f"{type(exc).__name__}: {exc}", last_checkpoint=last_ckpt)
+        yield RunFailed(
+            step=step, message=f"{type(exc).__name__}: {exc}", last_checkpoint=last_ckpt
+        )
         raise
     finally:
         log.close()
@@ -278,42 +334,6 @@ def _amp_dtype(cfg: RunConfig, device: torch.device) -> torch.dtype | None:
     if not cfg.amp or device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-def _load_model(method: Method, state: dict, path: Path) -> None:
-    own = method.state_dict()
-    wrong = [k for k in own if k not in state or tuple(state[k].shape) != tuple(own[k].shape)]
-    extra = [k for k in state if k not in own]
-    if wrong or extra:
-        raise CheckpointError(
-            f"checkpoint {path} belongs to another model: {len(wrong)} tensors missing or of another shape"
-            f"{' (e.g. ' + wrong[0] + ')' if wrong else ''}, {len(extra)} unexpected; nothing was loaded"
-        )
-    method.load_state_dict(state, strict=True)
-
-
-@torch.no_grad()
-def embed_rows(method: Method, data: DecodedImages, rows: np.ndarray, image_size: int, device, batch: int = 256) -> torch.Tensor:
-    """Backbone features ``(len(rows), D)`` of cached images, centre view, eval mode."""
-    was_training = method.training
-    method.eval()
-    out = []
-    for i in range(0, len(rows), batch):
-        x = torch.from_numpy(data.batch(rows[i : i + batch])).permute(0, 3, 1, 2).to(device)
-        out.append(method.embed(centre_view(x, image_size)).float().cpu())
-    method.train(was_training)
-    return torch.cat(out)
-
-
-def _monitor(method, data, rows, labels, image_size, device, step) -> MonitorLogged:
-    z = embed_rows(method, data, rows, image_size, device)
-    s, r = std_sqrt_d(z), rankme(z)
-    knn = None
-    if labels is not None and len(rows) > 2:
-        y = torch.from_numpy(labels[rows])
-        knn = knn_accuracy(z, y, z, y, k=min(10, len(rows) - 1), exclude_self=True)
-    return MonitorLogged(step=step, std_sqrt_d=s, rankme=r, embed_dim=z.shape[1], knn_top1=knn,
-                         warning=collapse_warning(s, r, z.shape[0], z.shape[1]))
 
 
 def _median_short_side(index) -> int | None:

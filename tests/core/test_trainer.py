@@ -12,6 +12,7 @@ from sslstudio.core.events import (
     CheckpointSaved,
     EpochEnded,
     MonitorLogged,
+    Preparing,
     RunFailed,
     RunFinished,
     RunStarted,
@@ -30,7 +31,7 @@ def _steps(events):
 
 def test_event_stream_of_a_whole_run(tiny_folder, tmp_path):
     cfg = tiny_config(tiny_folder, tmp_path / "run")  # 24 images, batch 8 -> 3 steps/epoch, 2 epochs
-    events = list(train(cfg))
+    events = [e for e in train(cfg) if not isinstance(e, Preparing)]
     assert isinstance(events[0], RunStarted) and isinstance(events[-1], RunFinished)
     start = events[0]
     assert start.total_steps == 6 and start.steps_per_epoch == 3 and len(start.lr_schedule) == 6
@@ -65,7 +66,7 @@ def test_stop_then_resume_equals_uninterrupted(tiny_folder, tmp_path):
             stop.set()  # as the GUI's Stop button does, from outside the loop
     assert isinstance(first[-1], RunStopped) and first[-1].step == 3
     rest = list(train(tiny_config(tiny_folder, tmp_path / "b"), resume_from=tmp_path / "b"))
-    assert rest[0].start_step == 3
+    assert next(e for e in rest if isinstance(e, RunStarted)).start_step == 3
     losses_b = [s.loss for s in _steps(first) + _steps(rest)]
     assert losses_b == [s.loss for s in _steps(straight)]  # exact, not approximate
     wa, wb = _weights(tmp_path / "a"), _weights(tmp_path / "b")
@@ -82,7 +83,7 @@ def test_crash_resumes_from_last_checkpoint_without_duplicate_rows(tiny_folder, 
             break  # the process "dies" after step 3 was logged; the checkpoint holds step 2
     gen.close()
     rest = list(train(tiny_config(tiny_folder, tmp_path / "b"), resume_from=tmp_path / "b"))
-    assert rest[0].start_step == 2
+    assert next(e for e in rest if isinstance(e, RunStarted)).start_step == 2
     assert [s.loss for s in _steps(rest)] == [s.loss for s in straight[2:]]
     logged = [r["step"] for r in read_metrics(tmp_path / "b") if r["kind"] == "step"]
     assert logged == list(range(6))
@@ -137,7 +138,8 @@ def test_folder_change_is_reported_on_resume(tiny_folder, tmp_path):
     for p in sorted((tiny_folder / "circle").iterdir())[:5]:
         p.unlink()
     events = list(train(tiny_config(tiny_folder, tmp_path / "run"), resume_from=tmp_path / "run"))
-    assert any("folder changed" in n for n in events[0].notices)
+    started = next(e for e in events if isinstance(e, RunStarted))
+    assert any("folder changed" in n for n in started.notices)
     assert isinstance(events[-1], RunFinished)
 
 
@@ -145,7 +147,7 @@ def test_empty_folder_is_a_clear_error_before_training(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("hello")
     with pytest.raises(NoUsableImagesError, match="no usable images"):
-        next(train(tiny_config(tmp_path / "empty", tmp_path / "run")))
+        list(train(tiny_config(tmp_path / "empty", tmp_path / "run")))
 
 
 def test_bad_config_refused_before_a_run_folder_exists(tiny_folder, tmp_path):
@@ -160,3 +162,31 @@ def test_every_method_takes_two_finite_steps(name, tiny_folder, tmp_path):
     cfg = tiny_config(tiny_folder, tmp_path / "run", method=name, max_steps=2, monitor_every=0)
     losses = [e.loss for e in _steps(list(train(cfg)))]
     assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+
+
+def test_preparation_reports_progress_and_stop_there_leaves_no_checkpoint(tiny_folder, tmp_path):
+    from sslstudio.core.events import Preparing
+
+    stop = threading.Event()
+    events = []
+    for ev in train(tiny_config(tiny_folder, tmp_path / "run"), stop=stop):
+        events.append(ev)
+        if isinstance(ev, Preparing):
+            stop.set()  # Stop pressed while the folder is still being read
+    assert any(isinstance(e, Preparing) for e in events)
+    assert isinstance(events[-1], RunStopped) and events[-1] == RunStopped(step=0, path="")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    # and such a run resumes from step 0
+    rest = list(train(tiny_config(tiny_folder, tmp_path / "run"), resume_from=tmp_path / "run"))
+    assert isinstance(rest[-1], RunFinished) and next(e for e in rest if isinstance(e, RunStarted)).start_step == 0
+
+
+def test_stop_before_the_first_step_saves_nothing(tiny_folder, tmp_path):
+    stop = threading.Event()
+    events = []
+    for ev in train(tiny_config(tiny_folder, tmp_path / "run"), stop=stop):
+        events.append(ev)
+        if isinstance(ev, RunStarted):
+            stop.set()
+    assert events[-1] == RunStopped(step=0, path="")
+    assert not list((tmp_path / "run").glob("checkpoints/step_*"))

@@ -259,7 +259,26 @@ def scan_folder(
 # Files with these extensions that are not images are notes beside the images, not failures.
 # A file with an image extension (or none) that is not an image is still skipped and reported.
 _DOCUMENT_EXTENSIONS = frozenset(
-    [".md", ".txt", ".rst", ".csv", ".tsv", ".json", ".yaml", ".yml", ".xml", ".html", ".pdf", ".doc", ".docx", ".xls", ".xlsx", ".zip", ".py", ".log"]
+    [
+        ".md",
+        ".txt",
+        ".rst",
+        ".csv",
+        ".tsv",
+        ".json",
+        ".yaml",
+        ".yml",
+        ".xml",
+        ".html",
+        ".pdf",
+        ".doc",
+        ".docx",
+        ".xls",
+        ".xlsx",
+        ".zip",
+        ".py",
+        ".log",
+    ]
 )
 
 

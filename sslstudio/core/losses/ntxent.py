@@ -26,7 +26,9 @@ class NTXentLoss(nn.Module):
     def forward(self, z0: Tensor, z1: Tensor) -> Tensor:
         """Args: z0, z1 ``(N, D)`` projections of two views of the same N images. Returns a scalar."""
         if z0.shape != z1.shape or z0.ndim != 2:
-            raise ValueError(f"z0 and z1 must both be (N, D), got {tuple(z0.shape)} and {tuple(z1.shape)}")
+            raise ValueError(
+                f"z0 and z1 must both be (N, D), got {tuple(z0.shape)} and {tuple(z1.shape)}"
+            )
         n = z0.shape[0]
         z = F.normalize(torch.cat([z0, z1]).float(), dim=1)  # (2N, D) on the unit sphere
         sim = z @ z.T / self.temperature  # (2N, 2N) cosine similarities / τ

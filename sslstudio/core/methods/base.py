@@ -40,6 +40,9 @@ class Method(nn.Module):
     summary: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     constraints: ClassVar[dict[str, float]] = {}
+    # methods that keep per-image state (DeepCluster's pseudo-labels) get the batch's dataset
+    # indices as ``training_step(views, indices=...)``
+    wants_indices: ClassVar[bool] = False
 
     def __init__(self, backbone: Backbone, config: Any) -> None:
         super().__init__()
@@ -52,6 +55,10 @@ class Method(nn.Module):
 
     def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
         raise NotImplementedError
+
+    def on_train_start(self, num_images: int, total_steps: int) -> None:
+        """Called once before the first step (and before a checkpoint is loaded into the method),
+        so buffers sized by the dataset exist when their saved values arrive. Default: nothing."""
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         """EMA updates, queues, centres. Default: nothing."""
@@ -69,7 +76,9 @@ def method_config(name: str, options: dict[str, Any]) -> Any:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise ConfigError(f"unknown option(s) for {name}: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        raise ConfigError(
+            f"unknown option(s) for {name}: {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+        )
     try:
         conf = cls(**options)
     except (TypeError, ValueError) as exc:
@@ -85,6 +94,8 @@ def method_config(name: str, options: dict[str, Any]) -> Any:
 def build_method(cfg: RunConfig) -> Method:
     conf = method_config(cfg.method, cfg.method_options)
     backbone = build_backbone(
-        cfg.backbone, small_stem=resolve_small_stem(cfg.small_stem, cfg.image_size), weights=cfg.weights
+        cfg.backbone,
+        small_stem=resolve_small_stem(cfg.small_stem, cfg.image_size),
+        weights=cfg.weights,
     )
     return METHODS[cfg.method](backbone, conf)

@@ -15,10 +15,20 @@ from sslstudio.core.models.heads import simclr_head
 
 @dataclass(frozen=True)
 class SimCLRConfig:
-    temperature: float = field(default=0.2, metadata={"min": 0.01, "max": 2.0, "help": "NT-Xent temperature τ; lower = sharper"})
-    proj_hidden: int = field(default=512, metadata={"min": 16, "max": 8192, "help": "hidden width of the projection head"})
-    proj_out: int = field(default=128, metadata={"min": 8, "max": 4096, "help": "output width of the projection head"})
-    proj_layers: int = field(default=2, metadata={"min": 1, "max": 4, "help": "linear layers in the projection head"})
+    temperature: float = field(
+        default=0.2,
+        metadata={"min": 0.01, "max": 2.0, "help": "NT-Xent temperature τ; lower = sharper"},
+    )
+    proj_hidden: int = field(
+        default=512,
+        metadata={"min": 16, "max": 8192, "help": "hidden width of the projection head"},
+    )
+    proj_out: int = field(
+        default=128, metadata={"min": 8, "max": 4096, "help": "output width of the projection head"}
+    )
+    proj_layers: int = field(
+        default=2, metadata={"min": 1, "max": 4, "help": "linear layers in the projection head"}
+    )
 
 
 @register("simclr")
@@ -40,10 +50,14 @@ class SimCLR(Method):
 
     def __init__(self, backbone: Backbone, config: SimCLRConfig) -> None:
         super().__init__(backbone, config)
-        self.head = simclr_head(backbone.feature_dim, config.proj_hidden, config.proj_out, config.proj_layers)
+        self.head = simclr_head(
+            backbone.feature_dim, config.proj_hidden, config.proj_out, config.proj_layers
+        )
         self.criterion = NTXentLoss(config.temperature)
 
     def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
-        z = self.head(self.backbone(torch.cat(views)))  # one pass over both views: shared BN statistics
+        z = self.head(
+            self.backbone(torch.cat(views))
+        )  # one pass over both views: shared BN statistics
         z0, z1 = z.chunk(2)
         return self.criterion(z0, z1), {}

@@ -58,20 +58,39 @@ def _tiny_cnn(small_stem: bool) -> nn.Module:
     """Four conv blocks, 128-d features: for tests and quick experiments on a CPU."""
 
     def block(cin: int, cout: int, stride: int) -> list[nn.Module]:
-        return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+        return [
+            nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+        ]
 
     first_stride = 1 if small_stem else 2
     return nn.Sequential(
-        *block(3, 32, first_stride), *block(32, 64, 2), *block(64, 128, 2), *block(128, 128, 1),
+        *block(3, 32, first_stride),
+        *block(32, 64, 2),
+        *block(64, 128, 2),
+        *block(128, 128, 1),
         nn.AdaptiveAvgPool2d(1),
     )
 
 
 _REGISTRY: dict[str, tuple[BackboneInfo, Callable[[bool], nn.Module]]] = {
-    "tiny_cnn": (BackboneInfo("tiny_cnn", "4-layer CNN (128-d): tests and quick CPU trials", 128, "tiny"), _tiny_cnn),
-    "resnet18": (BackboneInfo("resnet18", "ResNet-18 (512-d), 11 M parameters", 512, "torchvision-resnet"), lambda s: _resnet("resnet18", s)),
-    "resnet34": (BackboneInfo("resnet34", "ResNet-34 (512-d), 21 M parameters", 512, "torchvision-resnet"), lambda s: _resnet("resnet34", s)),
-    "resnet50": (BackboneInfo("resnet50", "ResNet-50 (2048-d), 24 M parameters", 2048, "torchvision-resnet"), lambda s: _resnet("resnet50", s)),
+    "tiny_cnn": (
+        BackboneInfo("tiny_cnn", "4-layer CNN (128-d): tests and quick CPU trials", 128, "tiny"),
+        _tiny_cnn,
+    ),
+    "resnet18": (
+        BackboneInfo("resnet18", "ResNet-18 (512-d), 11 M parameters", 512, "torchvision-resnet"),
+        lambda s: _resnet("resnet18", s),
+    ),
+    "resnet34": (
+        BackboneInfo("resnet34", "ResNet-34 (512-d), 21 M parameters", 512, "torchvision-resnet"),
+        lambda s: _resnet("resnet34", s),
+    ),
+    "resnet50": (
+        BackboneInfo("resnet50", "ResNet-50 (2048-d), 24 M parameters", 2048, "torchvision-resnet"),
+        lambda s: _resnet("resnet50", s),
+    ),
 }
 
 BACKBONES = tuple(_REGISTRY)
@@ -102,7 +121,10 @@ def load_backbone_weights(model: Backbone, weights: str) -> None:
         state = _imagenet_state(model)
     else:
         state = read_state_dict(Path(weights))
-    state = {k.removeprefix("module.").removeprefix("backbone.body.").removeprefix("body."): v for k, v in state.items()}
+    state = {
+        k.removeprefix("module.").removeprefix("backbone.body.").removeprefix("body."): v
+        for k, v in state.items()
+    }
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     own = model.body.state_dict()
     missing = sorted(set(own) - set(state))
@@ -114,10 +136,14 @@ def load_backbone_weights(model: Backbone, weights: str) -> None:
             parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
         if wrong:
             k = wrong[0]
-            parts.append(f"{len(wrong)} of another shape (e.g. {k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)})")
+            parts.append(
+                f"{len(wrong)} of another shape (e.g. {k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)})"
+            )
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected")
-        raise WeightsError(f"weights {weights!r} do not fit backbone {model.info.name}: " + "; ".join(parts))
+        raise WeightsError(
+            f"weights {weights!r} do not fit backbone {model.info.name}: " + "; ".join(parts)
+        )
     model.body.load_state_dict({k: state[k] for k in own}, strict=True)
 
 
@@ -131,7 +157,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         try:
             return load_file(str(path))
         except Exception as exc:  # safetensors raises several types for malformed files
-            raise WeightsError(f"weights file {path} is not a valid safetensors file: {exc}") from exc
+            raise WeightsError(
+                f"weights file {path} is not a valid safetensors file: {exc}"
+            ) from exc
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

@@ -40,7 +40,9 @@ def crop_boxes(
         ``(n, 4)`` tensor of ``(cx, cy, w, h)`` in [0, 1] units of the image side.
     """
     area = torch.empty(n, tries).uniform_(scale[0], scale[1], generator=generator)
-    log_r = torch.empty(n, tries).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator)
+    log_r = torch.empty(n, tries).uniform_(
+        math.log(ratio[0]), math.log(ratio[1]), generator=generator
+    )
     r = torch.exp(log_r)
     w = torch.sqrt(area * r)  # (n, tries) in units of the side
     h = torch.sqrt(area / r)
@@ -90,7 +92,9 @@ def affine_views(
     theta[:, 0, 2] = 2 * cx - 1
     theta[:, 1, 2] = 2 * cy - 1
     grid = F.affine_grid(theta, [b, images.shape[1], size, size], align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    return F.grid_sample(
+        images, grid, mode="bilinear", padding_mode="reflection", align_corners=False
+    )
 
 
 def _grey(x: Tensor) -> Tensor:
@@ -128,7 +132,9 @@ def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
     hue = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
     hue = torch.where(delta > 0, (hue / 6.0) % 1.0, torch.zeros_like(hue))
     hue = (hue + shift.view(-1, 1, 1).to(x.dtype)) % 1.0
-    sat = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc))
+    sat = torch.where(
+        maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc)
+    )
     v = maxc
     i = torch.floor(hue * 6.0)
     f = hue * 6.0 - i
@@ -160,7 +166,9 @@ def gaussian_blur(x: Tensor, sigma: Tensor) -> Tensor:
     s = sigma.to(x.device, x.dtype).clamp(min=1e-3).view(-1, 1)
     kern = torch.exp(-0.5 * (pos / s) ** 2)  # (B, K)
     kern = kern / kern.sum(1, keepdim=True)
-    kern = torch.where(sigma.to(x.device).view(-1, 1) > 0, kern, (pos == 0).to(x.dtype).expand_as(kern))
+    kern = torch.where(
+        sigma.to(x.device).view(-1, 1) > 0, kern, (pos == 0).to(x.dtype).expand_as(kern)
+    )
     kern = kern.repeat_interleave(c, dim=0)  # (B*C, K): one kernel per image channel
     y = x.reshape(1, b * c, hgt, wid)
     y = F.pad(y, (radius, radius, radius, radius), mode="reflect")

@@ -30,19 +30,43 @@ def preset(name: str, image_size: int) -> AugmentConfig:
     if name == "natural":
         s = 0.5 if small else 1.0  # jitter strength
         return AugmentConfig(
-            crop_scale_min=0.08, brightness=0.8 * s, contrast=0.8 * s, saturation=0.8 * s,
-            hue=0.2 * s, jitter_p=0.8, grey_p=0.2, blur_p=0.0 if small else 0.5,
+            crop_scale_min=0.08,
+            brightness=0.8 * s,
+            contrast=0.8 * s,
+            saturation=0.8 * s,
+            hue=0.2 * s,
+            jitter_p=0.8,
+            grey_p=0.2,
+            blur_p=0.0 if small else 0.5,
         )
     if name == "histopathology":
         return AugmentConfig(
-            crop_scale_min=0.2 if small else 0.25, hflip_p=0.5, vflip_p=0.5, rot90_p=1.0,
-            jitter_p=0.8, brightness=0.25, contrast=0.25, saturation=0.2, hue=0.04,
-            grey_p=0.0, blur_p=0.0 if small else 0.3, hed_p=0.8, hed_sigma=0.05,
+            crop_scale_min=0.2 if small else 0.25,
+            hflip_p=0.5,
+            vflip_p=0.5,
+            rot90_p=1.0,
+            jitter_p=0.8,
+            brightness=0.25,
+            contrast=0.25,
+            saturation=0.2,
+            hue=0.04,
+            grey_p=0.0,
+            blur_p=0.0 if small else 0.3,
+            hed_p=0.8,
+            hed_sigma=0.05,
         )
     if name == "microscopy":
         return AugmentConfig(
-            crop_scale_min=0.2, hflip_p=0.5, vflip_p=0.5, rot90_p=1.0, jitter_p=0.8,
-            brightness=0.3, contrast=0.3, saturation=0.0, hue=0.0, grey_p=0.0,
+            crop_scale_min=0.2,
+            hflip_p=0.5,
+            vflip_p=0.5,
+            rot90_p=1.0,
+            jitter_p=0.8,
+            brightness=0.3,
+            contrast=0.3,
+            saturation=0.0,
+            hue=0.0,
+            grey_p=0.0,
             blur_p=0.0 if small else 0.3,
         )
     raise ValueError(f"unknown augmentation preset {name!r}; choose one of {', '.join(PRESETS)}")

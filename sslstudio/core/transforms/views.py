@@ -48,7 +48,9 @@ class ViewPipeline:
     def num_views(self) -> int:
         return sum(s.count for s in self.specs)
 
-    def __call__(self, images: Tensor, generator: torch.Generator, normalize: bool = True) -> list[Tensor]:
+    def __call__(
+        self, images: Tensor, generator: torch.Generator, normalize: bool = True
+    ) -> list[Tensor]:
         """Args: images ``(B, 3, H, W)`` uint8 on any device. Returns one ``(B, 3, S, S)`` float tensor per view."""
         x = images.float().div_(255)  # converted once, shared by every view
         views = []
@@ -112,20 +114,26 @@ def augment_batch(x: Tensor, a: AugmentConfig, size: int, generator: torch.Gener
         out = ops.to_greyscale(out, coin(a.grey_p))
     if a.blur_p > 0 and a.blur_sigma_max > 0:
         # sigma is specified at 224 px (SimCLR's convention) and scaled to the output size
-        sigma = uniform(a.blur_sigma_min, a.blur_sigma_max) * (size / 224.0) * coin(a.blur_p).float()
+        sigma = (
+            uniform(a.blur_sigma_min, a.blur_sigma_max) * (size / 224.0) * coin(a.blur_p).float()
+        )
         out = ops.gaussian_blur(out, sigma.to(dev))
     return out
 
 
 def crop_boxes_for(a: AugmentConfig, n: int, g: torch.Generator) -> Tensor:
-    return ops.crop_boxes(n, (a.crop_scale_min, a.crop_scale_max), (a.crop_ratio_min, a.crop_ratio_max), g)
+    return ops.crop_boxes(
+        n, (a.crop_scale_min, a.crop_scale_max), (a.crop_ratio_min, a.crop_ratio_max), g
+    )
 
 
 def centre_view(images: Tensor, size: int) -> Tensor:
     """The deterministic evaluation view: the whole (square) image resized to ``size``, normalised."""
     x = images.float().div_(255)
     if x.shape[-1] != size or x.shape[-2] != size:
-        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        x = torch.nn.functional.interpolate(
+            x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
     return normalise(x.clamp_(0, 1))
 
 
