@@ -148,6 +148,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from sslstudio.core.errors import ConfigError
     from sslstudio.core.events import (
         MonitorLogged,
+        Preparing,
         RunFailed,
         RunFinished,
         RunStarted,
@@ -183,15 +184,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     bar = _Progress(quiet=args.quiet)
     try:
         for ev in train(cfg, stop=stop, resume_from=args.resume):
-            if isinstance(ev, RunStarted):
+            if isinstance(ev, Preparing):
+                bar.preparing(ev)
+            elif isinstance(ev, RunStarted):
                 bar.start(ev)
             elif isinstance(ev, StepLogged):
                 bar.step(ev)
             elif isinstance(ev, MonitorLogged) and ev.warning:
                 bar.message(f"warning at step {ev.step}: {ev.warning}")
             elif isinstance(ev, RunStopped):
-                bar.message(f"stopped at step {ev.step}; checkpoint {ev.path}")
-                bar.message(f"resume with: sslstudio train --resume {Path(ev.path).parent.parent}")
+                run_dir = ev.run_dir or (str(Path(ev.path).parent.parent) if ev.path else "")
+                saved = f"checkpoint {ev.path}" if ev.path else "no step taken yet, nothing to save"
+                bar.message(f"stopped at step {ev.step}; {saved}")
+                if run_dir:
+                    bar.message(f"resume with: sslstudio train --resume {run_dir}")
                 return EXIT_INTERRUPTED
             elif isinstance(ev, RunFinished):
                 bar.message(f"finished {ev.step} steps, final loss {ev.final_loss:.4f}")
@@ -209,14 +215,25 @@ class _Progress:
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.total = 0
+        self.run_dir = ""
         self._last = 0.0
         self.tty = sys.stderr.isatty()
 
     def message(self, text: str) -> None:
         print(("\n" if self.tty and not self.quiet else "") + text, file=sys.stderr)
 
+    def preparing(self, ev) -> None:
+        now = time.monotonic()
+        if self.quiet or not self.tty or now - self._last < 0.25:
+            return
+        self._last = now
+        what = "scanning" if ev.stage == "scan" else "decoding"
+        count = f"{ev.done:,}/{ev.total:,}" if ev.total else f"{ev.done:,}"
+        print(f"\r{what} images: {count}".ljust(60), end="", file=sys.stderr, flush=True)
+
     def start(self, ev) -> None:
         self.total = ev.total_steps
+        self.run_dir = ev.run_dir
         self.message(f"run {ev.run_dir}\n{ev.num_images} images, batch {ev.batch_size}, {ev.total_steps} steps on {ev.device}"
                      + (f" (resuming at step {ev.start_step})" if ev.start_step else ""))
         for n in ev.notices:

@@ -48,3 +48,47 @@ def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
     torch._foreach_add_(t_params, o_params, alpha=1 - momentum)
     for tb, ob in zip(target.buffers(), online.buffers(), strict=True):
         tb.copy_(ob)
+
+
+class MomentumSchedule(nn.Module):
+    """The cosine momentum as a module whose position survives a checkpoint.
+
+    The number of EMA updates done is a buffer, so a resumed run applies and reports the same
+    momentum as an uninterrupted one. ``current()`` is the momentum the coming update will use.
+
+    Args:
+        base: momentum at the first step, in [0, 1].
+        final: momentum at the last step, in [base, 1].
+
+    Raises:
+        ValueError: when ``0 <= base <= final <= 1`` does not hold.
+    """
+
+    def __init__(self, base: float, final: float) -> None:
+        super().__init__()
+        if not 0.0 <= base <= final <= 1.0:
+            raise ValueError(f"momentum must satisfy 0 <= base <= final <= 1, got {base}, {final}")
+        self.base, self.final = base, final
+        self.total_steps = 1
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        self._updates: int | None = None  # host copy of ``updates``, read once after a (re)load
+        self.register_load_state_dict_post_hook(lambda module, _keys: module._forget())
+
+    def _forget(self) -> None:
+        self._updates = None
+
+    def start(self, total_steps: int) -> None:
+        self.total_steps = max(1, total_steps)
+        self._forget()
+
+    def current(self) -> float:
+        if self._updates is None:
+            self._updates = int(self.updates)  # one device sync per run, at start or resume
+        return momentum_at(self.base, self.final, self._updates, self.total_steps)
+
+    def advance(self, step: int, total_steps: int) -> float:
+        """The momentum for the update after ``step``; counts the update."""
+        m = momentum_at(self.base, self.final, step, total_steps)
+        self._updates = step + 1
+        self.updates.fill_(step + 1)
+        return m

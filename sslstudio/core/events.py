@@ -75,6 +75,7 @@ class RunStopped:
 
     step: int
     path: str
+    run_dir: str = ""
 
 
 @dataclass(frozen=True, slots=True)

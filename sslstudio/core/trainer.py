@@ -147,7 +147,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
         )
     except (ScanCancelled, CacheCancelled):
         last = str(start.path) if start is not None else ""
-        yield RunStopped(step=int(start.meta["step"]) if start is not None else 0, path=last)
+        yield RunStopped(step=int(start.meta["step"]) if start is not None else 0, path=last, run_dir=str(run_dir))
         return
     if data.failed or index.skipped:
         notices.append(
@@ -243,7 +243,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
                 ):
                     last_ckpt = save(f"step_{step:07d}")
                 log.write("stopped", step=step)
-                yield RunStopped(step=step, path=last_ckpt or "")
+                yield RunStopped(step=step, path=last_ckpt or "", run_dir=str(run_dir))
                 return
             if cfg.monitor_every and step % cfg.monitor_every == 0:
                 ev = run_probe(method, data, probe_rows, labels, cfg.image_size, device, step)

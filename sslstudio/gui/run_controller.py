@@ -2,7 +2,9 @@
 
 Pages and menus are views over this object: they call start/pause/resume/stop and listen to
 ``stateChanged`` and ``event``. Stop is acknowledged at once (state ``stopping``) although the
-trainer needs up to a step and a checkpoint to actually end.
+trainer needs up to a step and a checkpoint to actually end. A run is ``preparing`` while the
+trainer scans and decodes the folder (``Preparing`` events), ``running`` from ``RunStarted``.
+The machine is kept awake from ``RunStarted`` until the thread has ended.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from sslstudio.config import RunConfig
 from sslstudio.core.events import RunFailed, RunFinished, RunStarted, RunStopped
+from sslstudio.gui.sleep_inhibit import SleepInhibitor
 from sslstudio.gui.worker import ThreadJob, TrainingWorker
 
 log = logging.getLogger(__name__)
 
-IDLE, RUNNING, PAUSED, STOPPING = "idle", "running", "paused", "stopping"
+IDLE, PREPARING, RUNNING, PAUSED, STOPPING = "idle", "preparing", "running", "paused", "stopping"
+ACTIVE = (PREPARING, RUNNING, PAUSED)  # states in which stop() has something to stop
 
 
 class RunController(QObject):
@@ -26,7 +30,7 @@ class RunController(QObject):
 
     Signals:
         event(object): every trainer event, in the GUI thread.
-        stateChanged(str): ``idle``, ``running``, ``paused`` or ``stopping``.
+        stateChanged(str): ``idle``, ``preparing``, ``running``, ``paused`` or ``stopping``.
         failed(str, str): a one-line message and the traceback.
         runEnded(str): ``finished``, ``stopped`` or ``failed``, after the thread has finished.
     """
@@ -36,8 +40,9 @@ class RunController(QObject):
     failed = Signal(str, str)
     runEnded = Signal(str)
 
-    def __init__(self, parent: QObject | None = None) -> None:
+    def __init__(self, parent: QObject | None = None, inhibitor: SleepInhibitor | None = None) -> None:
         super().__init__(parent)
+        self.inhibitor = inhibitor or SleepInhibitor()
         self._worker: TrainingWorker | None = None
         self._job: ThreadJob | None = None
         self._state = IDLE
@@ -67,7 +72,7 @@ class RunController(QObject):
         self._worker = worker
         self._job = ThreadJob(worker, "sslstudio-training", self)
         self._job.ended.connect(self._on_thread_finished)
-        self._set_state(RUNNING)
+        self._set_state(PREPARING)
 
     def pause(self) -> None:
         if self._worker is not None and self._state == RUNNING:
@@ -81,7 +86,7 @@ class RunController(QObject):
 
     def stop(self) -> None:
         """Ask the run to checkpoint and end; returns at once."""
-        if self._worker is not None and self._state in (RUNNING, PAUSED):
+        if self._worker is not None and self._state in ACTIVE:
             self._worker.request_stop()
             self._set_state(STOPPING)
 
@@ -101,8 +106,14 @@ class RunController(QObject):
     def _on_event(self, ev: object) -> None:
         if isinstance(ev, RunStarted):
             self.run_dir = ev.run_dir
+            self.inhibitor.start()
+            if self._state == PREPARING:
+                self._set_state(RUNNING)
         elif isinstance(ev, RunStopped):
             self._outcome = "stopped"
+            self.run_dir = ev.run_dir or self.run_dir
+            # stopped before the first step: the folder (if known) holds only config.json, and
+            # resuming it starts again at step 0; a new run stopped while scanning is not known here
             self.resumable = self.run_dir
         elif isinstance(ev, RunFinished):
             self._outcome = "finished"
@@ -122,6 +133,7 @@ class RunController(QObject):
     def _on_thread_finished(self) -> None:
         self._worker = None  # safe now: the thread has ended (ThreadJob waited for it)
         self._job = None
+        self.inhibitor.release()
         outcome = self._outcome or "stopped"
         self._set_state(IDLE)
         self.runEnded.emit(outcome)

@@ -174,7 +174,7 @@ def test_preparation_reports_progress_and_stop_there_leaves_no_checkpoint(tiny_f
         if isinstance(ev, Preparing):
             stop.set()  # Stop pressed while the folder is still being read
     assert any(isinstance(e, Preparing) for e in events)
-    assert isinstance(events[-1], RunStopped) and events[-1] == RunStopped(step=0, path="")
+    assert events[-1] == RunStopped(step=0, path="", run_dir=str(tmp_path / "run"))
     assert not (tmp_path / "run" / "checkpoints").exists()
     # and such a run resumes from step 0
     rest = list(train(tiny_config(tiny_folder, tmp_path / "run"), resume_from=tmp_path / "run"))
@@ -188,5 +188,5 @@ def test_stop_before_the_first_step_saves_nothing(tiny_folder, tmp_path):
         events.append(ev)
         if isinstance(ev, RunStarted):
             stop.set()
-    assert events[-1] == RunStopped(step=0, path="")
+    assert events[-1] == RunStopped(step=0, path="", run_dir=str(tmp_path / "run"))
     assert not list((tmp_path / "run").glob("checkpoints/step_*"))

@@ -43,6 +43,8 @@ class Method(nn.Module):
     # methods that keep per-image state (DeepCluster's pseudo-labels) get the batch's dataset
     # indices as ``training_step(views, indices=...)``
     wants_indices: ClassVar[bool] = False
+    # a backbone family the method cannot work without (MAE masks ViT tokens: "timm-vit")
+    requires_backbone_family: ClassVar[str | None] = None
 
     def __init__(self, backbone: Backbone, config: Any) -> None:
         super().__init__()
@@ -97,5 +99,9 @@ def build_method(cfg: RunConfig) -> Method:
         cfg.backbone,
         small_stem=resolve_small_stem(cfg.small_stem, cfg.image_size),
         weights=cfg.weights,
+        image_size=cfg.image_size,
     )
-    return METHODS[cfg.method](backbone, conf)
+    try:
+        return METHODS[cfg.method](backbone, conf)
+    except ValueError as exc:  # e.g. MAE on a ResNet: the user must change the config
+        raise ConfigError(str(exc)) from exc

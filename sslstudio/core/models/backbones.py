@@ -22,7 +22,7 @@ class BackboneInfo:
     name: str
     description: str
     feature_dim: int
-    family: str  # "torchvision-resnet" | "tiny"
+    family: str  # "torchvision-resnet" | "tiny" | "timm-vit"
 
 
 class Backbone(nn.Module):
@@ -41,6 +41,17 @@ class Backbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x).flatten(1)
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature map ``(B, C, h, w)`` before global pooling, for dense heads
+        (colourisation's decoder); ``C == feature_dim``."""
+        body = self.body
+        if self.info.family == "tiny":
+            return body[:-1](x)  # everything but the final AdaptiveAvgPool2d
+        if self.info.family == "torchvision-resnet":
+            x = body.maxpool(body.relu(body.bn1(body.conv1(x))))
+            return body.layer4(body.layer3(body.layer2(body.layer1(x))))
+        return body.feature_map(x)  # timm-vit: the patch tokens as a grid
+
 
 def _resnet(arch: str, small_stem: bool) -> nn.Module:
     import torchvision
@@ -52,6 +63,12 @@ def _resnet(arch: str, small_stem: bool) -> nn.Module:
         net.maxpool = nn.Identity()
     net.fc = nn.Identity()
     return net
+
+
+def _vit(variant: str, image_size: int) -> nn.Module:
+    from sslstudio.core.models.vit import ViT  # timm is imported only when a ViT is built
+
+    return ViT(variant, image_size)
 
 
 def _tiny_cnn(small_stem: bool) -> nn.Module:
@@ -74,22 +91,32 @@ def _tiny_cnn(small_stem: bool) -> nn.Module:
     )
 
 
-_REGISTRY: dict[str, tuple[BackboneInfo, Callable[[bool], nn.Module]]] = {
+# name -> (facts, builder(small_stem, image_size)); ViTs ignore small_stem (their patch size
+# follows the image size instead, see vit.vit_patch_size)
+_REGISTRY: dict[str, tuple[BackboneInfo, Callable[[bool, int], nn.Module]]] = {
     "tiny_cnn": (
         BackboneInfo("tiny_cnn", "4-layer CNN (128-d): tests and quick CPU trials", 128, "tiny"),
-        _tiny_cnn,
+        lambda s, _: _tiny_cnn(s),
     ),
     "resnet18": (
         BackboneInfo("resnet18", "ResNet-18 (512-d), 11 M parameters", 512, "torchvision-resnet"),
-        lambda s: _resnet("resnet18", s),
+        lambda s, _: _resnet("resnet18", s),
     ),
     "resnet34": (
         BackboneInfo("resnet34", "ResNet-34 (512-d), 21 M parameters", 512, "torchvision-resnet"),
-        lambda s: _resnet("resnet34", s),
+        lambda s, _: _resnet("resnet34", s),
     ),
     "resnet50": (
         BackboneInfo("resnet50", "ResNet-50 (2048-d), 24 M parameters", 2048, "torchvision-resnet"),
-        lambda s: _resnet("resnet50", s),
+        lambda s, _: _resnet("resnet50", s),
+    ),
+    "vit_tiny": (
+        BackboneInfo("vit_tiny", "ViT-Tiny (192-d), 5.5 M parameters, patch size by image size", 192, "timm-vit"),
+        lambda _, size: _vit("vit_tiny", size),
+    ),
+    "vit_small": (
+        BackboneInfo("vit_small", "ViT-Small (384-d), 22 M parameters, patch size by image size", 384, "timm-vit"),
+        lambda _, size: _vit("vit_small", size),
     ),
 }
 
@@ -106,10 +133,16 @@ def resolve_small_stem(setting: str, image_size: int) -> bool:
     return setting == "on" or (setting == "auto" and image_size <= 64)
 
 
-def build_backbone(name: str, *, small_stem: bool, weights: str = "") -> Backbone:
-    """Build backbone ``name``; ``weights`` is "" (random), "imagenet", or a local file."""
+def build_backbone(
+    name: str, *, small_stem: bool, weights: str = "", image_size: int = 224
+) -> Backbone:
+    """Build backbone ``name``; ``weights`` is "" (random), "imagenet", or a local file.
+
+    ``image_size`` (the training resolution) sets a ViT's patch size and positional grid;
+    convolutional backbones do not need it.
+    """
     info = backbone_info(name)
-    model = Backbone(_REGISTRY[name][1](small_stem), info, small_stem)
+    model = Backbone(_REGISTRY[name][1](small_stem, image_size), info, small_stem)
     if weights:
         load_backbone_weights(model, weights)
     return model

@@ -27,6 +27,7 @@ from sslstudio.core.events import (
     CheckpointSaved,
     EpochEnded,
     MonitorLogged,
+    Preparing,
     RunFailed,
     RunFinished,
     RunStarted,
@@ -34,11 +35,21 @@ from sslstudio.core.events import (
     StepLogged,
 )
 from sslstudio.gui import theme
-from sslstudio.gui.run_controller import IDLE, PAUSED, RUNNING, STOPPING, RunController
+from sslstudio.gui.run_controller import ACTIVE, IDLE, PAUSED, PREPARING, RUNNING, STOPPING, RunController
 from sslstudio.gui.widgets.loss_plot import Ema, ThrottledPlot
-from sslstudio.gui.widgets.panels import Card, Page, Stat, hbox
+from sslstudio.gui.widgets.panels import Card, Page, Stat, hbox, with_shortcut
 
-STATE_TEXT = {IDLE: "Idle", RUNNING: "Training", PAUSED: "Paused", STOPPING: "Stopping… saving a checkpoint"}
+STATE_TEXT = {IDLE: "Idle", PREPARING: "Preparing the images…", RUNNING: "Training", PAUSED: "Paused",
+              STOPPING: "Stopping… saving a checkpoint"}  # fmt: skip
+STAGE_TEXT = {"scan": "Reading images…", "decode": "Decoding…"}
+LOG_TEXT = {"scan": "reading the folder…", "decode": "decoding the images at the working size…"}
+
+
+def format_preparing(ev: Preparing) -> str:
+    """'Reading images… 1,234 / 10,000', or without the total while it is unknown."""
+    what = STAGE_TEXT.get(ev.stage, f"{ev.stage.capitalize()}…")
+    count = f"{ev.done:,} / {ev.total:,}" if ev.total > 0 else f"{ev.done:,}" if ev.done else ""
+    return f"{what} {count}".rstrip()
 
 
 def format_device(text: str) -> str:
@@ -77,6 +88,8 @@ class TrainPage(Page):
         self._ema = Ema(0.95)
         self._bands: list[tuple[ThrottledPlot, pg.LinearRegionItem]] = []
         self._probe_n = 0  # images in the collapse monitor's probe set
+        self._preparing_text = ""  # the latest Preparing event, shown while the state is "preparing"
+        self._stage = ""
 
         self.start_button = QPushButton("Start")
         self.start_button.setObjectName("primary")
@@ -84,6 +97,13 @@ class TrainPage(Page):
         self.resume_button = QPushButton("Resume")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setObjectName("danger")
+        for button, tip, keys in (
+            (self.start_button, "Start training with the settings of the Method page", "Ctrl+R"),
+            (self.pause_button, "Pause after the current step", "Ctrl+Shift+P"),
+            (self.stop_button, "Save a checkpoint and stop; Resume continues from it", "Ctrl+."),
+        ):
+            button.setToolTip(with_shortcut(tip, keys))
+        self._start_tip = self.start_button.toolTip()
         self.state_label = QLabel("")
         self.state_label.setObjectName("muted")
         self.start_button.clicked.connect(self.startRequested)
@@ -161,7 +181,7 @@ class TrainPage(Page):
     def set_can_start(self, ok: bool, why: str = "") -> None:
         """Whether Start makes sense now (a scanned folder, the engine loaded); ``why`` as tooltip."""
         self.can_start = ok
-        self.start_button.setToolTip("" if ok else why)
+        self.start_button.setToolTip(self._start_tip if ok else why)
         self._update_controls()
 
     @Slot()
@@ -177,14 +197,22 @@ class TrainPage(Page):
         self.start_button.setEnabled(idle and self.can_start)
         self.pause_button.setEnabled(state == RUNNING)
         self.resume_button.setEnabled(state == PAUSED or (idle and bool(self.controller.resumable)))
-        self.resume_button.setToolTip(
-            "Continue the stopped run from its last checkpoint" if idle else "Continue the paused run"
-        )
-        self.stop_button.setEnabled(state in (RUNNING, PAUSED))
+        self.resume_button.setToolTip(with_shortcut(
+            "Continue the stopped run from its last checkpoint" if idle else "Continue the paused run", "Ctrl+Shift+P"
+        ))
+        self.stop_button.setEnabled(state in ACTIVE)
         text = STATE_TEXT[state]
-        if idle and self.controller.resumable:
+        if state == PREPARING and self._preparing_text:
+            text = self._preparing_text
+        elif idle and self.controller.resumable:
             text = "Stopped: Resume continues from the checkpoint"
         self.state_label.setText(text)
+        if state == PREPARING and not self._preparing_text:
+            self.progress.setRange(0, 0)  # busy until the first count arrives
+        if idle:
+            self._preparing_text = self._stage = ""
+            if self.progress.maximum() == 0:  # a run that failed while preparing
+                self.progress.setRange(0, 1)
 
     # -- events --------------------------------------------------------------------------------
 
@@ -192,6 +220,8 @@ class TrainPage(Page):
     def on_event(self, ev: object) -> None:
         if isinstance(ev, StepLogged):
             self._on_step(ev)
+        elif isinstance(ev, Preparing):
+            self._on_preparing(ev)
         elif isinstance(ev, MonitorLogged):
             self._on_monitor(ev)
         elif isinstance(ev, RunStarted):
@@ -201,7 +231,7 @@ class TrainPage(Page):
         elif isinstance(ev, CheckpointSaved):
             self.append_log(f"checkpoint at step {ev.step}: {ev.path}")
         elif isinstance(ev, RunStopped):
-            self.append_log(f"stopped at step {ev.step}; checkpoint {ev.path}. Resume continues from here.")
+            self._on_stopped(ev)
         elif isinstance(ev, RunFinished):
             self.append_log(f"finished {ev.step} steps, final loss {ev.final_loss:.4f}; weights in {ev.path}")
             self.progress.setValue(self.progress.maximum())
@@ -209,7 +239,32 @@ class TrainPage(Page):
             self.append_log(f"FAILED at step {ev.step}: {ev.message}"
                             + (f" (last good checkpoint: {ev.last_checkpoint})" if ev.last_checkpoint else ""))
 
+    def _on_preparing(self, ev: Preparing) -> None:
+        if ev.stage != self._stage:
+            self._stage = ev.stage
+            self.append_log(LOG_TEXT.get(ev.stage, ev.stage))
+        self._preparing_text = format_preparing(ev)
+        if ev.total > 0:
+            self.progress.setRange(0, ev.total)
+            self.progress.setValue(min(ev.done, ev.total))
+        else:
+            self.progress.setRange(0, 0)  # busy: the total is not known yet
+        if self.controller.state == PREPARING:
+            self.state_label.setText(self._preparing_text)
+
+    def _on_stopped(self, ev: RunStopped) -> None:
+        self._preparing_text = self._stage = ""
+        if ev.path:
+            self.append_log(f"stopped at step {ev.step}; checkpoint {ev.path}. Resume continues from here.")
+        elif self.controller.resumable:
+            self.append_log("stopped before the first step; Resume starts this run again from step 0.")
+        else:
+            self.append_log("stopped before the first step; nothing to resume.")
+        self.progress.setRange(0, max(1, self.total_steps))
+        self.progress.setValue(ev.step)
+
     def _on_started(self, ev: RunStarted) -> None:
+        self._preparing_text = self._stage = ""
         self.total_steps = ev.total_steps
         cfg = self.controller.last_config
         self._probe_n = min(cfg.probe_size, ev.num_images) if cfg is not None else ev.num_images
