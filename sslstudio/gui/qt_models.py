@@ -1,4 +1,4 @@
-"""Qt models over core objects: the scanned images (with lazily decoded thumbnails) and skipped files.
+"""Qt models over core objects: the scanned images (with lazily decoded thumbnails), skipped files, runs.
 
 The image model never touches the disk in ``data()``: a thumbnail the view asks for (only
 visible items are painted, so only they are asked for) is queued for decoding on a small thread
@@ -221,6 +221,80 @@ class SkippedFilesModel(QAbstractTableModel):
     def as_text(self) -> str:
         """Tab-separated, for the clipboard (pastes into a spreadsheet as two columns)."""
         return "\n".join(f"{f.path}\t{f.reason}" for f in self._rows)
+
+
+class RunTableModel(QAbstractTableModel):
+    """The run history (:class:`sslstudio.gui.run_history.RunSummary` rows); ``SORT_ROLE`` gives raw
+    values, so a ``QSortFilterProxyModel`` sorts dates and numbers as such, not as text."""
+
+    HEADERS = ("Date", "Folder", "Method", "Backbone", "Size", "Steps", "Final loss", "kNN", "State")
+    SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+    _NUMERIC = frozenset({4, 5, 6, 7})
+
+    def __init__(self, parent: QObject | None = None, now: Any = None) -> None:
+        super().__init__(parent)
+        self._rows: list[Any] = []
+        self._now = now  # a clock for "today"/"yesterday" (tests pin it)
+        self.state_colors: dict[str, str] = {}
+
+    def set_runs(self, runs: list[Any]) -> None:
+        self.beginResetModel()
+        self._rows = list(runs)
+        self.endResetModel()
+
+    def run(self, row: int) -> Any:
+        return self._rows[row]
+
+    def runs(self) -> list[Any]:
+        return list(self._rows)
+
+    def rowCount(self, parent: _Index = _ROOT) -> int:  # noqa: N802
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: _Index = _ROOT) -> int:  # noqa: N802
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:  # noqa: N802
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return self.HEADERS[section]
+        return None
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        r, col = self._rows[index.row()], index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._text(r, col)
+        if role == self.SORT_ROLE:
+            values = (r.created, r.name.lower(), r.method, r.backbone, r.image_size or 0, r.steps_done,
+                      r.final_loss if r.final_loss is not None else float("inf"),
+                      r.last_knn if r.last_knn is not None else -1.0, r.state)  # fmt: skip
+            return values[col]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{r.path}\n{r.message}" if r.message else r.path
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in self._NUMERIC:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.ForegroundRole and col == 8 and r.state in self.state_colors:
+            return QColor(self.state_colors[r.state])
+        return None
+
+    def _text(self, r: Any, col: int) -> str:
+        import time
+
+        from sslstudio.gui.run_history import format_age
+
+        if col == 0:
+            return format_age(r.created, self._now() if self._now else time.time())
+        if col == 5:
+            total = f"{r.total_steps:,}" if r.total_steps else "?"
+            return f"{r.steps_done:,} / {total}"
+        if col == 6:
+            return f"{r.final_loss:.4f}" if r.final_loss is not None else "–"
+        if col == 7:
+            return f"{r.last_knn:.1%}" if r.last_knn is not None else "–"
+        if col == 4:
+            return f"{r.image_size} px" if r.image_size else "–"
+        return str((None, r.name, r.method, r.backbone, None, None, None, None, r.state)[col])
 
 
 def human_bytes(n: int) -> str:

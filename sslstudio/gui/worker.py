@@ -11,7 +11,9 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QDeadlineTimer, QObject, Qt, QThread, Signal, Slot
 
@@ -161,6 +163,35 @@ class ScanWorker(QObject):
 
     def cancel(self) -> None:
         self._cancel.set()
+
+
+class FunctionWorker(QObject):
+    """Calls ``fn()`` once off the GUI thread: ``done(result)`` or ``failed(message)``, then ``finished``.
+
+    For short reads and writes the GUI thread must not wait on (listing runs, reading a metrics
+    log, deleting a folder). ``tag`` travels with the result, so a view can drop stale answers.
+    """
+
+    done = Signal(object, object)  # tag, result
+    failed = Signal(object, str)  # tag, message
+    finished = Signal()
+
+    def __init__(self, fn: Callable[[], Any], tag: object = None) -> None:
+        super().__init__()
+        self._fn = fn
+        self.tag = tag
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            result = self._fn()
+        except Exception as exc:
+            log.error("background task failed:\n%s", traceback.format_exc())
+            self.failed.emit(self.tag, _message(exc))
+        else:
+            self.done.emit(self.tag, result)
+        finally:
+            self.finished.emit()
 
 
 def _message(exc: BaseException) -> str:

@@ -190,3 +190,19 @@ def test_stop_before_the_first_step_saves_nothing(tiny_folder, tmp_path):
             stop.set()
     assert events[-1] == RunStopped(step=0, path="", run_dir=str(tmp_path / "run"))
     assert not list((tmp_path / "run").glob("checkpoints/step_*"))
+
+
+def test_training_on_the_torture_folder_finishes_and_reports_every_bad_file(tmp_path):
+    """RELIABILITY 1-13 at once: bad files are set aside with reasons, the good ones train."""
+    from tests.image_factory import build_torture_folder
+    from tests.shapes import make_shapes_folder
+
+    folder = tmp_path / "torture"
+    expected = build_torture_folder(folder)
+    make_shapes_folder(folder / "good", per_class=6, size=24, shapes=("circle", "square"))
+    events = list(train(tiny_config(folder, tmp_path / "run", max_steps=3)))
+    started = next(e for e in events if isinstance(e, RunStarted))
+    assert isinstance(events[-1], RunFinished)
+    bad = sum(1 for reason in expected.values() if reason is not None)
+    assert any(f"{bad} file(s) skipped" in n for n in started.notices), started.notices
+    assert started.num_images >= 12

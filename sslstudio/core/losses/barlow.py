@@ -22,7 +22,9 @@ def cross_correlation(z0: Tensor, z1: Tensor, eps: float = 1e-5) -> Tensor:
     Args: z0, z1 ``(N, D)`` embeddings of two views of the same N images, N >= 2.
     """
     if z0.shape != z1.shape or z0.ndim != 2:
-        raise ValueError(f"z0 and z1 must both be (N, D), got {tuple(z0.shape)} and {tuple(z1.shape)}")
+        raise ValueError(
+            f"z0 and z1 must both be (N, D), got {tuple(z0.shape)} and {tuple(z1.shape)}"
+        )
     if z0.shape[0] < 2:
         raise ValueError(f"a cross-correlation needs at least 2 samples, got {z0.shape[0]}")
     n = z0.shape[0]

@@ -42,7 +42,9 @@ class InfoNCELoss(nn.Module):
         Returns: the scalar loss.
         """
         if q.shape != k.shape or q.ndim != 2:
-            raise ValueError(f"q and k must both be (N, D), got {tuple(q.shape)} and {tuple(k.shape)}")
+            raise ValueError(
+                f"q and k must both be (N, D), got {tuple(q.shape)} and {tuple(k.shape)}"
+            )
         q = F.normalize(q.float(), dim=1)
         k = F.normalize(k.float(), dim=1)
         n = q.shape[0]
@@ -51,7 +53,9 @@ class InfoNCELoss(nn.Module):
             target = torch.arange(n, device=q.device)
         else:
             if negatives.ndim != 2 or negatives.shape[1] != q.shape[1]:
-                raise ValueError(f"negatives must be (M, {q.shape[1]}), got {tuple(negatives.shape)}")
+                raise ValueError(
+                    f"negatives must be (M, {q.shape[1]}), got {tuple(negatives.shape)}"
+                )
             pos = (q * k).sum(dim=1, keepdim=True)  # (N, 1)
             neg = q @ F.normalize(negatives.float(), dim=1).T  # (N, M)
             logits = torch.cat([pos, neg], dim=1)  # (N, 1 + M): the positive sits in column 0

@@ -24,7 +24,9 @@ def _check(z: Tensor) -> None:
 def invariance_term(z0: Tensor, z1: Tensor) -> Tensor:
     """Mean squared difference of matching rows of ``z0`` and ``z1`` ``(N, D)``."""
     if z0.shape != z1.shape:
-        raise ValueError(f"z0 and z1 must have one shape, got {tuple(z0.shape)} and {tuple(z1.shape)}")
+        raise ValueError(
+            f"z0 and z1 must have one shape, got {tuple(z0.shape)} and {tuple(z1.shape)}"
+        )
     return F.mse_loss(z0.float(), z1.float())
 
 
@@ -60,7 +62,11 @@ class VICRegLoss(nn.Module):
         eps: float = 1e-4,
     ) -> None:
         super().__init__()
-        for name, value in (("invariance", invariance), ("variance", variance), ("covariance", covariance)):
+        for name, value in (
+            ("invariance", invariance),
+            ("variance", variance),
+            ("covariance", covariance),
+        ):
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name} weight must be >= 0 and finite, got {value}")
         if not std_target > 0:
@@ -72,5 +78,11 @@ class VICRegLoss(nn.Module):
 
     def forward(self, z0: Tensor, z1: Tensor) -> Tensor:
         lam, mu, nu = self.weights
-        var = variance_term(z0, self.std_target, self.eps) + variance_term(z1, self.std_target, self.eps)
-        return lam * invariance_term(z0, z1) + mu * var + nu * (covariance_term(z0) + covariance_term(z1))
+        var = variance_term(z0, self.std_target, self.eps) + variance_term(
+            z1, self.std_target, self.eps
+        )
+        return (
+            lam * invariance_term(z0, z1)
+            + mu * var
+            + nu * (covariance_term(z0) + covariance_term(z1))
+        )

@@ -11,8 +11,6 @@ is well estimated) and each view of each sub-batch is whitened on its own (sec. 
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -21,13 +19,14 @@ from torch import Tensor, nn
 def whiten(x: Tensor, eps: float = 0.0) -> Tensor:
     """``(N, D)`` rows of ``x`` ``(N, D)`` centred and whitened: their covariance is the identity.
 
-    With ``eps`` > 0 the covariance is shrunk towards the identity first, ``(1 − eps) Σ + eps I``,
-    which keeps the Cholesky factor finite when N <= D (then the output is only near-white).
+    With ``eps`` > 0 the covariance is shrunk towards a multiple of the identity first,
+    ``(1 − eps) Σ + eps (tr Σ / D) I`` (scale-free), which keeps the Cholesky factor finite when
+    N <= D; the output is then only near-white.
     """
     n, d = x.shape
     xc = x.float() - x.float().mean(dim=0)
     cov = xc.T @ xc / (n - 1)  # (D, N) @ (N, D) -> (D, D)
-    cov = (1 - eps) * cov + eps * torch.eye(d, device=x.device)
+    cov = (1 - eps) * cov + eps * (torch.trace(cov) / d) * torch.eye(d, device=x.device)
     chol, _ = torch.linalg.cholesky_ex(cov)  # cov = L Lᵀ; _ex: no device sync to check it
     # W = L⁻¹ whitens: (L⁻¹ xcᵀ)ᵀ has covariance L⁻¹ Σ L⁻ᵀ = I
     return torch.linalg.solve_triangular(chol, xc.T, upper=False).T  # (D, N) -> (N, D)
@@ -55,7 +54,9 @@ class WMSELoss(nn.Module):
     def forward(self, z0: Tensor, z1: Tensor) -> Tensor:
         """Args: z0, z1 ``(N, D)`` embeddings of two views of the same N images, N >= 2."""
         if z0.shape != z1.shape or z0.ndim != 2 or z0.shape[0] < 2:
-            raise ValueError(f"z0 and z1 must both be (N, D), N >= 2; got {tuple(z0.shape)} and {tuple(z1.shape)}")
+            raise ValueError(
+                f"z0 and z1 must both be (N, D), N >= 2; got {tuple(z0.shape)} and {tuple(z1.shape)}"
+            )
         n = z0.shape[0]
         groups = max(1, n // min(self.w_size, n))
         total = z0.new_zeros((), dtype=torch.float32)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 Block = tuple[int, int, "nn.Module | None", "nn.Module | None"]
@@ -41,3 +43,30 @@ def simclr_head(in_dim: int, hidden: int, out: int, layers: int = 2) -> Projecti
         d = hidden
     blocks.append((d, out, None, None))
     return ProjectionHead(blocks)
+
+
+class DINOHead(nn.Module):
+    """DINO's head [0]: a 3-layer MLP (GELU) to a bottleneck, L2 normalisation, then a
+    weight-normalised linear layer whose norm is fixed to 1 ("norm_last_layer"), so each output
+    is a cosine similarity to one of ``out_dim`` learned directions.
+
+    - [0] DINO, Caron et al. 2021, https://arxiv.org/abs/2104.14294 (sec. 3.1 and appendix)
+
+    Args:
+        in_dim: backbone feature width. out_dim: K. hidden, bottleneck: MLP widths.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int = 512, bottleneck: int = 128) -> None:
+        super().__init__()
+        if min(in_dim, out_dim, hidden, bottleneck) < 1:
+            raise ValueError(f"widths must be >= 1, got {in_dim}, {out_dim}, {hidden}, {bottleneck}")
+        self.mlp = ProjectionHead(
+            [(in_dim, hidden, None, nn.GELU()), (hidden, hidden, None, nn.GELU()), (hidden, bottleneck, None, None)]
+        )
+        self.last_weight = nn.Parameter(torch.empty(out_dim, bottleneck))
+        nn.init.trunc_normal_(self.last_weight, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, in_dim)`` -> ``(B, out_dim)`` values in [-1, 1]."""
+        x = F.normalize(self.mlp(x), dim=-1)  # (B, bottleneck) on the unit sphere
+        return F.linear(x, F.normalize(self.last_weight, dim=-1))  # weight norm with g = 1

@@ -11,7 +11,11 @@ the global views, which teaches local-to-global correspondence.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
+
+import torch
+from torch import Tensor
 
 from sslstudio.config import RunConfig
 from sslstudio.core.transforms.views import ViewSpec
@@ -46,3 +50,17 @@ def multicrop_specs(
         local = replace(cfg.augment, crop_scale_min=local_min, crop_scale_max=local_scale_max)
         specs.append(ViewSpec(local, local_view_size(cfg.image_size, size_ratio), count=n_local))
     return specs
+
+
+def by_resolution(fn: Callable[[Tensor], Tensor], views: list[Tensor]) -> list[Tensor]:
+    """``fn`` applied to each view, one batched call per run of same-sized views (DINO's
+    MultiCropWrapper): the global views share one pass, the local views another."""
+    out: list[Tensor] = []
+    start = 0
+    while start < len(views):
+        end = start
+        while end < len(views) and views[end].shape[-2:] == views[start].shape[-2:]:
+            end += 1
+        out += list(fn(torch.cat(views[start:end])).chunk(end - start))  # (n*B, ...) -> n x (B, ...)
+        start = end
+    return out

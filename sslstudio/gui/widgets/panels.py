@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 PAGE_MARGIN = 24
@@ -94,3 +95,10 @@ def hbox(*widgets: QWidget | None, spacing: int = 8) -> QHBoxLayout:
         else:
             lay.addWidget(w)
     return lay
+
+
+def with_shortcut(tip: str, keys: str | QKeySequence | QKeySequence.StandardKey) -> str:
+    """``tip`` followed by its shortcut as this platform writes it: 'Start training (Ctrl+R)'."""
+    seq = keys if isinstance(keys, QKeySequence) else QKeySequence(keys)
+    text = seq.toString(QKeySequence.SequenceFormat.NativeText)
+    return f"{tip} ({text})" if text else tip

@@ -1,0 +1,70 @@
+"""Barlow Twins: the two views' embeddings should correlate dimension by dimension, and only so."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from sslstudio.core.losses.barlow import BarlowTwinsLoss
+from sslstudio.core.methods.base import Method, register
+from sslstudio.core.models.backbones import Backbone
+from sslstudio.core.models.heads import ProjectionHead
+
+
+@dataclass(frozen=True)
+class BarlowTwinsConfig:
+    lambda_offdiag: float = field(
+        default=5e-3,
+        metadata={
+            "min": 0.0,
+            "max": 1.0,
+            "help": "weight of the redundancy term (off-diagonal correlations; paper: 0.005)",
+        },
+    )
+    proj_hidden: int = field(
+        default=512,
+        metadata={"min": 16, "max": 16384, "help": "hidden width of the projector (paper: 8192)"},
+    )
+    proj_out: int = field(
+        default=512,
+        metadata={"min": 8, "max": 16384, "help": "output width of the projector (paper: 8192)"},
+    )
+
+
+@register("barlowtwins")
+class BarlowTwins(Method):
+    """Barlow Twins [0].
+
+    - [0] Zbontar, Jing, Misra, LeCun, Deny, "Barlow Twins: Self-Supervised Learning via
+      Redundancy Reduction", ICML 2021, https://arxiv.org/abs/2103.03230 ("The projector network
+      has three linear layers, each with 8192 output units. The first two layers of the
+      projector are followed by a batch normalization layer and rectified linear units.")
+    """
+
+    Config = BarlowTwinsConfig
+    paper = "Zbontar et al. 2021, https://arxiv.org/abs/2103.03230"
+    summary = (
+        "Barlow Twins shows the network two altered copies of each image and asks that each of "
+        "its output numbers rise and fall together across the two copies, while different "
+        "numbers carry different information. It needs no comparisons between images and no "
+        "second network, and works with modest batches; it benefits from a wide final layer."
+    )
+
+    def __init__(self, backbone: Backbone, config: BarlowTwinsConfig) -> None:
+        super().__init__(backbone, config)
+        d, h, o = backbone.feature_dim, config.proj_hidden, config.proj_out
+        relu = nn.ReLU
+        self.projector = ProjectionHead(
+            [
+                (d, h, nn.BatchNorm1d(h), relu()),
+                (h, h, nn.BatchNorm1d(h), relu()),
+                (h, o, None, None),
+            ]
+        )
+        self.criterion = BarlowTwinsLoss(config.lambda_offdiag)
+
+    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
+        z0, z1 = self.projector(self.backbone(torch.cat(views))).chunk(2)  # one pass, both views
+        return self.criterion(z0, z1), {}

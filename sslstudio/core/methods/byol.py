@@ -1,0 +1,95 @@
+"""BYOL: the online network predicts the target network's projection of the other view."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from sslstudio.core.ema import MomentumSchedule, copy_frozen, ema_update
+from sslstudio.core.losses.byol import NormalizedMSELoss
+from sslstudio.core.methods.base import Method, register
+from sslstudio.core.models.backbones import Backbone
+from sslstudio.core.models.heads import ProjectionHead
+
+
+@dataclass(frozen=True)
+class BYOLConfig:
+    proj_hidden: int = field(
+        default=512,
+        metadata={
+            "min": 16,
+            "max": 8192,
+            "help": "hidden width of projector and predictor (paper: 4096)",
+        },
+    )
+    proj_out: int = field(
+        default=128,
+        metadata={"min": 8, "max": 4096, "help": "output width of both heads (paper: 256)"},
+    )
+    momentum_base: float = field(
+        default=0.99,
+        metadata={
+            "min": 0.0,
+            "max": 1.0,
+            "help": "target momentum at the start, rising along a cosine to the final value "
+            "(paper: 0.996 for 1000 epochs; 0.99 lets the target keep up in short runs)",
+        },
+    )
+    momentum_final: float = field(
+        default=1.0,
+        metadata={"min": 0.0, "max": 1.0, "help": "target momentum at the end (paper: 1.0)"},
+    )
+
+
+def _mlp(d: int, h: int, o: int) -> ProjectionHead:
+    """ "a linear layer [...] followed by batch normalization, rectified linear units, and a final
+    linear layer" (sec. 3.3): the shape of both projector and predictor."""
+    return ProjectionHead([(d, h, nn.BatchNorm1d(h), nn.ReLU(inplace=True)), (h, o, None, None)])
+
+
+@register("byol")
+class BYOL(Method):
+    """BYOL [0].
+
+    - [0] Grill et al., "Bootstrap Your Own Latent: A New Approach to Self-Supervised Learning",
+      NeurIPS 2020, https://arxiv.org/abs/2006.07733
+    """
+
+    Config = BYOLConfig
+    paper = "Grill et al. 2020, https://arxiv.org/abs/2006.07733"
+    summary = (
+        "BYOL shows the network two altered copies of each image and asks it to guess, from one "
+        "copy, how a slowly changing copy of itself describes the other. It never compares "
+        "different images with each other, so it does not need large batches and does not push "
+        "apart images that merely look alike, such as neighbouring patches of the same tissue."
+    )
+
+    def __init__(self, backbone: Backbone, config: BYOLConfig) -> None:
+        super().__init__(backbone, config)
+        d, h, o = backbone.feature_dim, config.proj_hidden, config.proj_out
+        self.projector = _mlp(d, h, o)
+        self.predictor = _mlp(o, h, o)
+        self.target_backbone = copy_frozen(backbone)
+        self.target_projector = copy_frozen(self.projector)
+        self.momentum = MomentumSchedule(config.momentum_base, config.momentum_final)
+        self.criterion = NormalizedMSELoss()
+
+    def on_train_start(self, num_images: int, total_steps: int) -> None:
+        self.momentum.start(total_steps)
+
+    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
+        x = torch.cat(views)  # one pass over both views
+        p0, p1 = self.predictor(self.projector(self.backbone(x))).chunk(2)
+        with torch.no_grad():
+            z0, z1 = self.target_projector(self.target_backbone(x)).chunk(2)
+        # "we symmetrize the loss [...] by separately feeding v′ to the online network and v to
+        # the target network": L + L̃ (eq. 2), between 0 and 8
+        loss = self.criterion(p0, z1) + self.criterion(p1, z0)
+        return loss, {"momentum": self.momentum.current()}
+
+    def on_step_end(self, step: int, total_steps: int) -> None:
+        m = self.momentum.advance(step, total_steps)
+        ema_update(self.target_backbone, self.backbone, m)
+        ema_update(self.target_projector, self.projector, m)

@@ -1,0 +1,79 @@
+"""SimSiam: one view's prediction regresses onto the other view's projection, which is held still."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from sslstudio.core.losses.byol import NegativeCosineLoss
+from sslstudio.core.methods.base import Method, register
+from sslstudio.core.models.backbones import Backbone
+from sslstudio.core.models.heads import ProjectionHead
+
+
+@dataclass(frozen=True)
+class SimSiamConfig:
+    proj_hidden: int = field(
+        default=512,
+        metadata={"min": 16, "max": 8192, "help": "hidden width of the projector (paper: 2048)"},
+    )
+    proj_out: int = field(
+        default=512,
+        metadata={
+            "min": 8,
+            "max": 8192,
+            "help": "output width of projector and predictor (paper: 2048)",
+        },
+    )
+    pred_hidden: int = field(
+        default=128,
+        metadata={
+            "min": 8,
+            "max": 8192,
+            "help": "the predictor's bottleneck; keep it about a quarter of the output width (paper: 512)",
+        },
+    )
+
+
+@register("simsiam")
+class SimSiam(Method):
+    """SimSiam [0].
+
+    - [0] Chen & He, "Exploring Simple Siamese Representation Learning", CVPR 2021,
+      https://arxiv.org/abs/2011.10566 ("The projection MLP has BN applied to each fully-connected
+      layer, including its output fc. [...] The prediction MLP has BN applied to its hidden fc
+      layers. Its output fc does not have BN or ReLU.")
+    """
+
+    Config = SimSiamConfig
+    paper = "Chen & He 2021, https://arxiv.org/abs/2011.10566"
+    summary = (
+        "SimSiam shows the network two altered copies of each image and asks it to guess, from "
+        "one copy, how it describes the other, while the answer it is steering towards is held "
+        "still for that step. It needs no comparisons between images, no second network and no "
+        "large batches, which makes it the lightest of these methods to run. It can stall on "
+        "small or very uniform folders; the collapse warning shows when that happens."
+    )
+
+    def __init__(self, backbone: Backbone, config: SimSiamConfig) -> None:
+        super().__init__(backbone, config)
+        d, h, o, ph = backbone.feature_dim, config.proj_hidden, config.proj_out, config.pred_hidden
+        relu = nn.ReLU
+        self.projector = ProjectionHead(
+            [
+                (d, h, nn.BatchNorm1d(h), relu()),
+                (h, h, nn.BatchNorm1d(h), relu()),
+                (h, o, nn.BatchNorm1d(o, affine=False), None),
+            ]
+        )
+        self.predictor = ProjectionHead([(o, ph, nn.BatchNorm1d(ph), relu()), (ph, o, None, None)])
+        self.criterion = NegativeCosineLoss()
+
+    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
+        z = self.projector(self.backbone(torch.cat(views)))  # one pass over both views
+        p0, p1 = self.predictor(z).chunk(2)
+        z0, z1 = z.detach().chunk(2)  # stop-gradient: the targets are held still (eq. 2)
+        loss = (self.criterion(p0, z1) + self.criterion(p1, z0)) / 2
+        return loss, {}

@@ -1,0 +1,105 @@
+"""VICReg: views agree, every output dimension keeps its spread, dimensions stay uncorrelated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from sslstudio.core.losses.vicreg import VICRegLoss
+from sslstudio.core.methods.base import Method, register
+from sslstudio.core.models.backbones import Backbone
+from sslstudio.core.models.heads import ProjectionHead
+
+
+@dataclass(frozen=True)
+class VICRegConfig:
+    invariance: float = field(
+        default=25.0,
+        metadata={"min": 0.0, "max": 1000.0, "help": "weight λ of view agreement (paper: 25)"},
+    )
+    variance: float = field(
+        default=25.0,
+        metadata={
+            "min": 0.0,
+            "max": 1000.0,
+            "help": "weight μ of keeping each dimension spread out (paper: 25)",
+        },
+    )
+    covariance: float = field(
+        default=1.0,
+        metadata={
+            "min": 0.0,
+            "max": 1000.0,
+            "help": "weight ν of decorrelating dimensions (paper: 1)",
+        },
+    )
+    std_target: float = field(
+        default=1.0,
+        metadata={
+            "min": 0.01,
+            "max": 100.0,
+            "help": "spread γ each dimension should reach (paper: 1)",
+        },
+    )
+    eps: float = field(
+        default=1e-4,
+        metadata={
+            "min": 1e-8,
+            "max": 1.0,
+            "help": "ε inside the square root of the variance (paper: 1e-4)",
+        },
+    )
+    proj_hidden: int = field(
+        default=512,
+        metadata={"min": 16, "max": 16384, "help": "hidden width of the expander (paper: 8192)"},
+    )
+    proj_out: int = field(
+        default=512,
+        metadata={"min": 8, "max": 16384, "help": "output width of the expander (paper: 8192)"},
+    )
+
+
+@register("vicreg")
+class VICReg(Method):
+    """VICReg [0].
+
+    - [0] Bardes, Ponce, LeCun, "VICReg: Variance-Invariance-Covariance Regularization for
+      Self-Supervised Learning", ICLR 2022, https://arxiv.org/abs/2105.04906 ("The expander has
+      three fully-connected layers [...] The first two layers are followed by a batch
+      normalization layer and rectified linear units.")
+    """
+
+    Config = VICRegConfig
+    paper = "Bardes, Ponce, LeCun 2022, https://arxiv.org/abs/2105.04906"
+    summary = (
+        "VICReg shows the network two altered copies of each image and asks three things: that "
+        "the two copies get similar descriptions, that the descriptions of different images stay "
+        "varied, and that each part of a description says something the other parts do not. "
+        "Each of the three can be weighted separately, which makes its behaviour easy to reason "
+        "about; it needs no comparisons between images and no second network."
+    )
+
+    def __init__(self, backbone: Backbone, config: VICRegConfig) -> None:
+        super().__init__(backbone, config)
+        d, h, o = backbone.feature_dim, config.proj_hidden, config.proj_out
+        relu = nn.ReLU
+        self.projector = ProjectionHead(
+            [
+                (d, h, nn.BatchNorm1d(h), relu()),
+                (h, h, nn.BatchNorm1d(h), relu()),
+                (h, o, None, None),
+            ]
+        )
+        self.criterion = VICRegLoss(
+            invariance=config.invariance,
+            variance=config.variance,
+            covariance=config.covariance,
+            std_target=config.std_target,
+            eps=config.eps,
+        )
+
+    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
+        z0, z1 = self.projector(self.backbone(torch.cat(views))).chunk(2)  # one pass, both views
+        return self.criterion(z0, z1), {}

@@ -1,0 +1,86 @@
+"""W-MSE: whiten each view's embeddings over the batch, then pull matching views together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from sslstudio.core.losses.wmse import WMSELoss
+from sslstudio.core.methods.base import Method, register
+from sslstudio.core.models.backbones import Backbone
+from sslstudio.core.models.heads import ProjectionHead
+
+
+@dataclass(frozen=True)
+class WMSEConfig:
+    proj_hidden: int = field(
+        default=512,
+        metadata={"min": 16, "max": 8192, "help": "hidden width of the projector (paper: 1024)"},
+    )
+    proj_out: int = field(
+        default=32,
+        metadata={
+            "min": 2,
+            "max": 1024,
+            "help": "width of the whitened embedding (paper: 64); keep it at most half of w_size",
+        },
+    )
+    w_size: int = field(
+        default=64,
+        metadata={
+            "min": 2,
+            "max": 8192,
+            "help": "images whitened together (paper: 128, twice the embedding width); capped "
+            "by the batch, so the batch should be at least this large",
+        },
+    )
+    w_iter: int = field(
+        default=1,
+        metadata={
+            "min": 1,
+            "max": 16,
+            "help": "splits of the batch into whitening groups per step (paper: 1-4)",
+        },
+    )
+    eps: float = field(
+        default=1e-3,
+        metadata={
+            "min": 0.0,
+            "max": 0.5,
+            "help": "shrinkage of each covariance towards the identity: keeps whitening finite "
+            "when a group is smaller than the embedding width (paper: 0)",
+        },
+    )
+
+
+@register("wmse")
+class WMSE(Method):
+    """W-MSE [0].
+
+    - [0] Ermolov, Siarohin, Sangineto, Sebe, "Whitening for Self-Supervised Representation
+      Learning", ICML 2021, https://arxiv.org/abs/2007.06346
+    """
+
+    Config = WMSEConfig
+    paper = "Ermolov et al. 2021, https://arxiv.org/abs/2007.06346"
+    summary = (
+        "W-MSE shows the network two altered copies of each image and pulls their descriptions "
+        "together, after first spreading the descriptions of each batch evenly in every "
+        "direction, so the network cannot cheat by describing every image the same way. It needs "
+        "no comparisons between pairs of images and no second network, but the batch must be "
+        "clearly larger than the description is long."
+    )
+
+    def __init__(self, backbone: Backbone, config: WMSEConfig) -> None:
+        super().__init__(backbone, config)
+        d, h, o = backbone.feature_dim, config.proj_hidden, config.proj_out
+        self.projector = ProjectionHead(
+            [(d, h, nn.BatchNorm1d(h), nn.ReLU(inplace=True)), (h, o, None, None)]
+        )
+        self.criterion = WMSELoss(w_size=config.w_size, w_iter=config.w_iter, eps=config.eps)
+
+    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
+        z0, z1 = self.projector(self.backbone(torch.cat(views))).chunk(2)  # one pass, both views
+        return self.criterion(z0, z1), {}
