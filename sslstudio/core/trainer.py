@@ -147,7 +147,11 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
         )
     except (ScanCancelled, CacheCancelled):
         last = str(start.path) if start is not None else ""
-        yield RunStopped(step=int(start.meta["step"]) if start is not None else 0, path=last, run_dir=str(run_dir))
+        yield RunStopped(
+            step=int(start.meta["step"]) if start is not None else 0,
+            path=last,
+            run_dir=str(run_dir),
+        )
         return
     if data.failed or index.skipped:
         notices.append(
@@ -168,8 +172,20 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
                 f"the folder changed since this checkpoint ({plan['num_images']} -> {n} usable images): "
                 "training continues on the folder as it is now; the data order differs from an uninterrupted run"
             )
-            plan = {**plan, "num_images": n, "steps_per_epoch": max(1, n // plan["batch_size"])}
-            plan["batch_size"] = min(plan["batch_size"], n)
+            batch = min(plan["batch_size"], n)
+            revision = {
+                "at_step": int(start.meta["step"]),
+                "reason": "folder changed",
+                "num_images": n,
+                "batch_size": batch,
+            }
+            plan = {
+                **plan,
+                "num_images": n,
+                "batch_size": batch,
+                "steps_per_epoch": max(1, n // batch),
+                "revisions": [*plan.get("revisions", []), revision],
+            }
     else:
         plan = make_plan(cfg, n)
     bs, spe, total = plan["batch_size"], plan["steps_per_epoch"], plan["total_steps"]
@@ -189,7 +205,8 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
         if scaler is not None and "scaler" in train_state:
             scaler.load_state_dict(train_state["scaler"])
         step = int(start.meta["step"])
-    log = MetricsLog(run_dir / "metrics.jsonl", resume_step=step if start is not None else None)
+    # rows past the checkpoint (a crash after it) are dropped: no gaps, no duplicates
+    log = MetricsLog(run_dir / "metrics.jsonl", resume_step=step)
 
     pipeline = ViewPipeline(method.view_specs(cfg), constraints=method.constraints)
     probe_rows = np.sort(np.random.default_rng(cfg.seed).permutation(n)[: min(cfg.probe_size, n)])
@@ -271,7 +288,9 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
                 else contextlib.nullcontext()
             ):
                 if method.wants_indices:
-                    loss, extra = method.training_step(views, indices=torch.from_numpy(idx).to(device))
+                    loss, extra = method.training_step(
+                        views, indices=torch.from_numpy(idx).to(device)
+                    )
                 else:
                     loss, extra = method.training_step(views)
             opt.zero_grad(set_to_none=True)

@@ -26,6 +26,21 @@ def gui_threads() -> int:
     return max(1, (os.cpu_count() or 2) - 1)
 
 
+# how the papers write them; a method may also set a ``display_name`` class attribute
+DISPLAY_NAMES = {
+    "simclr": "SimCLR", "byol": "BYOL", "vicreg": "VICReg", "vicregl": "VICRegL", "barlowtwins": "Barlow Twins",
+    "dino": "DINO", "moco": "MoCo v2", "mocov3": "MoCo v3", "simsiam": "SimSiam", "swav": "SwAV", "mae": "MAE",
+    "rotnet": "RotNet", "nnclr": "NNCLR", "wmse": "W-MSE", "deepcluster": "DeepCluster", "msn": "MSN",
+    "ijepa": "I-JEPA", "dcl": "DCL", "tico": "TiCo", "smog": "SMoG", "simmim": "SimMIM", "pirl": "PIRL",
+}  # fmt: skip
+
+
+def display_name(name: str, cls: type | None = None) -> str:
+    """'barlowtwins' -> 'Barlow Twins'; an unknown name is shown as registered."""
+    own = getattr(cls, "display_name", None)
+    return own if isinstance(own, str) and own else DISPLAY_NAMES.get(name, name)
+
+
 @dataclass(frozen=True)
 class MethodInfo:
     name: str
@@ -33,6 +48,18 @@ class MethodInfo:
     paper: str
     config_cls: type
     constraints: dict[str, float] = field(default_factory=dict)
+    display: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.display:
+            object.__setattr__(self, "display", display_name(self.name))
+
+
+def method_infos(methods: dict[str, type]) -> dict[str, MethodInfo]:
+    """The registry as plain records, in a stable order (by display name)."""
+    infos = [MethodInfo(name, cls.summary, cls.paper, cls.Config, dict(cls.constraints), display_name(name, cls))
+             for name, cls in methods.items()]  # fmt: skip
+    return {i.name: i for i in sorted(infos, key=lambda i: i.display.lower())}
 
 
 @dataclass(frozen=True)
@@ -49,7 +76,8 @@ class Catalog:
             return f"GPU: {self.cuda_name}"
         if wish in ("auto", "mps") and self.mps:
             return "Apple GPU (MPS)"
-        cpu = f"CPU, {threads or gui_threads()} thread(s)"
+        n = threads or gui_threads()
+        cpu = f"CPU, {n} thread{'s' if n != 1 else ''}"
         if wish in ("cuda", "mps"):
             return f"{cpu} (no {'CUDA GPU' if wish == 'cuda' else 'Apple GPU'} found)"
         return cpu
@@ -62,10 +90,7 @@ def load_catalog() -> Catalog:
     from sslstudio.core.methods import METHODS
     from sslstudio.core.models.backbones import BACKBONES, backbone_info
 
-    methods = {
-        name: MethodInfo(name, cls.summary, cls.paper, cls.Config, dict(cls.constraints))
-        for name, cls in sorted(METHODS.items())
-    }
+    methods = method_infos(METHODS)
     backbones = {name: backbone_info(name).description for name in BACKBONES}
     device, notices = pick_device("auto")
     cuda_name = None

@@ -9,26 +9,28 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QByteArray, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QMessageBox, QStackedWidget, QWidget
 
 from sslstudio import __version__
 from sslstudio.config import RunConfig, validate
 from sslstudio.core.errors import ConfigError
 from sslstudio.gui import theme
-from sslstudio.gui.catalog import Catalog, CatalogLoader, gui_threads
+from sslstudio.gui.actions import build_menus
+from sslstudio.gui.catalog import Catalog, CatalogLoader
 from sslstudio.gui.pages.augment import AugmentPage
 from sslstudio.gui.pages.data import DataPage
 from sslstudio.gui.pages.method import MethodPage
+from sslstudio.gui.pages.runs import RunsPage
 from sslstudio.gui.pages.train import STATE_TEXT, TrainPage
-from sslstudio.gui.run_controller import IDLE, PAUSED, RUNNING, RunController
+from sslstudio.gui.run_controller import ACTIVE, IDLE, PAUSED, RUNNING, RunController
 from sslstudio.gui.settings import Settings
 from sslstudio.gui.widgets.step_list import Sidebar
 from sslstudio.paths import sample_images_dir
 
 log = logging.getLogger(__name__)
 
-STEPS = ("Data", "Augment", "Method", "Train")
+STEPS = ("Data", "Augment", "Method", "Train", "Runs")
 COMING = ("Explore", "Export")
 
 
@@ -48,7 +50,8 @@ class MainWindow(QMainWindow):
         self.augment_page = AugmentPage()
         self.method_page = MethodPage()
         self.train_page = TrainPage(self.controller)
-        self.pages = [self.data_page, self.augment_page, self.method_page, self.train_page]
+        self.runs_page = RunsPage(self.controller, self.settings)
+        self.pages = [self.data_page, self.augment_page, self.method_page, self.train_page, self.runs_page]
         self.stack = QStackedWidget()
         for page in self.pages:
             self.stack.addWidget(page)
@@ -88,32 +91,17 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.run_status)
 
     def _build_menus(self) -> None:
-        m = self.menuBar().addMenu("&File")
-        self.open_action = QAction("&Open folder…", self, shortcut=QKeySequence.StandardKey.Open)
-        self.open_action.triggered.connect(self._choose_folder)
-        m.addAction(self.open_action)
-        self.recent_menu = m.addMenu("Open &recent")
+        self.actions_ = build_menus(self, STEPS, {
+            "open_folder": self._choose_folder, "open_run": self._open_run, "quit": self.close,
+            "start": self.start_run, "pause": self._toggle_pause, "stop": self.controller.stop,
+            "estimate": self._estimate, "copy_command": self.method_page.copy_command,
+            "refresh_runs": self.runs_page.refresh, "about": self.show_about, "go": self.show_page,
+        })  # fmt: skip
+        a = self.actions_
+        self.open_action, self.recent_menu = a.open_folder, a.recent_menu
+        self.start_action, self.pause_action, self.stop_action = a.start, a.pause, a.stop
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         self._fill_recent()
-        m.addSeparator()
-        quit_action = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit)
-        quit_action.triggered.connect(self.close)
-        m.addAction(quit_action)
-
-        r = self.menuBar().addMenu("&Run")
-        self.start_action = QAction("&Start", self, shortcut=QKeySequence("Ctrl+R"))
-        self.start_action.triggered.connect(self.start_run)
-        self.pause_action = QAction("&Pause", self, shortcut=QKeySequence("Ctrl+Shift+P"))
-        self.pause_action.triggered.connect(self._toggle_pause)
-        self.stop_action = QAction("S&top", self, shortcut=QKeySequence("Ctrl+."))
-        self.stop_action.triggered.connect(self.controller.stop)
-        for a in (self.start_action, self.pause_action, self.stop_action):
-            r.addAction(a)
-
-        h = self.menuBar().addMenu("&Help")
-        about = QAction("&About SSL Studio", self)
-        about.triggered.connect(self.show_about)
-        h.addAction(about)
 
     def _wire(self) -> None:
         d, a, m, t, c = self.data_page, self.augment_page, self.method_page, self.train_page, self.controller
@@ -124,6 +112,7 @@ class MainWindow(QMainWindow):
         m.methodChanged.connect(self._on_method_changed)
         t.startRequested.connect(self.start_run)
         t.resumeRequested.connect(self.continue_run)
+        self.runs_page.resumeRequested.connect(self.continue_run)
         c.stateChanged.connect(self._on_run_state)
         c.runEnded.connect(self._on_run_ended)
         self._on_run_state(c.state)
@@ -134,6 +123,7 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(QByteArray(base64.b64decode(geometry.encode("ascii"), validate=False)))
         else:
             self.resize(1280, 800)
+        self.method_page.set_threads(self.settings.get("threads", 0))
         saved = self.settings.get("last_config", {})
         if saved:
             try:
@@ -151,8 +141,8 @@ class MainWindow(QMainWindow):
         self._update_context()
 
     def build_config(self) -> RunConfig:
-        """The run the pages describe, with all but one CPU core for torch (the UI keeps one)."""
-        cfg = RunConfig(data_root=self.data_page.folder or "", threads=gui_threads())
+        """The run the pages describe (torch threads from the Method page: all cores but one by default)."""
+        cfg = RunConfig(data_root=self.data_page.folder or "")
         cfg = self.augment_page.update_config(cfg)
         return self.method_page.update_config(cfg)
 
@@ -269,17 +259,29 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def continue_run(self, run_dir: str) -> None:
-        """Resume a stopped run with the config it was started with."""
+        """Load a run's config into the pages and continue it from its last checkpoint (or step 0)."""
         from sslstudio.core.runs import load_run_config
 
         if self.controller.is_running():
             return
         try:
-            cfg = dataclasses.replace(load_run_config(Path(run_dir)), threads=gui_threads())
+            cfg = load_run_config(Path(run_dir))
         except ConfigError as exc:
             self.train_page.show_error(str(exc))
             return
-        self.controller.start(cfg, resume_from=run_dir)
+        self.apply_config(cfg)
+        if cfg.data_root and cfg.data_root != self.data_page.folder and Path(cfg.data_root).is_dir():
+            self.open_folder(cfg.data_root)  # the pages then describe the run being continued
+        self.show_page("Train")
+        self.controller.start(dataclasses.replace(cfg, threads=self.method_page.threads()), resume_from=run_dir)
+
+    def _open_run(self) -> None:
+        self.show_page("Runs")
+        self.runs_page.choose_run()
+
+    def _estimate(self) -> None:
+        self.show_page("Method")
+        self.method_page.estimate()
 
     def _toggle_pause(self) -> None:
         if self.controller.state == RUNNING:
@@ -292,8 +294,9 @@ class MainWindow(QMainWindow):
         self.run_status.setText(STATE_TEXT[state])
         self.pause_action.setText("&Resume" if state == PAUSED else "&Pause")
         self.pause_action.setEnabled(state in (RUNNING, PAUSED))
-        self.stop_action.setEnabled(state in (RUNNING, PAUSED))
+        self.stop_action.setEnabled(state in ACTIVE)
         self.start_action.setEnabled(state == IDLE and self.train_page.can_start)
+        self.method_page.set_run_active(state != IDLE)
 
     @Slot(str)
     def _on_run_ended(self, outcome: str) -> None:
@@ -337,7 +340,9 @@ class MainWindow(QMainWindow):
         self.settings.update({
             "geometry": base64.b64encode(bytes(self.saveGeometry().data())).decode("ascii"),
             "last_config": _choices(self.build_config()),
+            "threads": self.method_page.threads(),
         })
+        self.controller.inhibitor.release()  # idle already; a last guard
         for page in self.pages:
             page.shutdown()
         event.accept()

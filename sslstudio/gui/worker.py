@@ -98,7 +98,7 @@ class TrainingWorker(QObject):
         except Exception as exc:  # surfaced to the GUI, never swallowed
             self.details = traceback.format_exc()
             log.error("training failed:\n%s", self.details)
-            self.failed.emit(_message(exc))
+            self.failed.emit(user_message(exc))
         finally:
             self.finished.emit()
 
@@ -150,7 +150,7 @@ class ScanWorker(QObject):
                 self.done.emit(self.job, index)
         except Exception as exc:
             log.error("scanning %s failed:\n%s", self._root, traceback.format_exc())
-            self.failed.emit(self.job, _message(exc))
+            self.failed.emit(self.job, user_message(exc))
         finally:
             self.finished.emit()
 
@@ -187,14 +187,14 @@ class FunctionWorker(QObject):
             result = self._fn()
         except Exception as exc:
             log.error("background task failed:\n%s", traceback.format_exc())
-            self.failed.emit(self.tag, _message(exc))
+            self.failed.emit(self.tag, user_message(exc))
         else:
             self.done.emit(self.tag, result)
         finally:
             self.finished.emit()
 
 
-def _message(exc: BaseException) -> str:
+def user_message(exc: BaseException) -> str:
     from sslstudio.core.errors import SSLStudioError
 
     # our own errors are written for users; anything else keeps its type for a bug report

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
 from sslstudio.gui.main_window import STEPS, MainWindow
@@ -46,9 +46,22 @@ def test_every_step_is_reachable_and_placeholders_are_not(window) -> None:
 
 def test_menus_and_shortcuts(window) -> None:
     menus = [a.text().replace("&", "") for a in window.menuBar().actions()]
-    assert menus == ["File", "Run", "Help"]
+    assert menus == ["File", "Run", "Go", "Help"]
     assert window.start_action.shortcut().toString() == "Ctrl+R"
     assert window.stop_action.shortcut().toString() == "Ctrl+."
+    a = window.actions_
+    keys = {act.text().replace("&", ""): act.shortcut().toString() for act in (
+        a.open_run, a.pause, a.estimate, a.copy_command, a.refresh_runs, *a.go)}
+    assert keys == {"Open run…": "Ctrl+Shift+O", "Pause": "Ctrl+Shift+P", "Estimate time per epoch": "Ctrl+E",
+                    "Copy as command": "Ctrl+Shift+C", "Refresh runs": "F5", "1 Data": "Ctrl+1",
+                    "2 Augment": "Ctrl+2", "3 Method": "Ctrl+3", "4 Train": "Ctrl+4", "5 Runs": "Ctrl+5"}
+    shortcuts = [act.shortcut().toString() for act in window.findChildren(QAction) if not act.shortcut().isEmpty()]
+    assert len(shortcuts) == len(set(shortcuts))  # no key does two things
+    assert "(Ctrl+R)" in window.start_action.toolTip() and "(Ctrl+R)" in window.train_page.start_button.toolTip()
+    assert "(Ctrl+.)" in window.train_page.stop_button.toolTip()
+    assert "(Ctrl+E)" in window.method_page.estimate_button.toolTip()
+    a.go[4].trigger()
+    assert window.stack.currentWidget() is window.runs_page
     assert not window.start_action.isEnabled()  # nothing scanned yet
     window.show_about()
     assert "Kather" in window.about_box.text() and "CC BY 4.0" in window.about_box.text()

@@ -24,7 +24,7 @@ from sslstudio.core.events import (
     RunStopped,
     StepLogged,
 )
-from sslstudio.gui.run_controller import IDLE, PAUSED, RUNNING, STOPPING
+from sslstudio.gui.run_controller import IDLE, PAUSED, PREPARING, RUNNING, STOPPING
 
 
 def set_tiny(window, max_steps: int = 6, epochs: int = 1) -> None:  # noqa: ANN001
@@ -75,10 +75,12 @@ def test_train_pause_resume_stop_and_resume_to_the_end(ready_window, qtbot, gate
     gate[1], gate[3] = threading.Event(), threading.Event()
     assert page.start_button.isEnabled()
     page.start_button.click()
-    assert w.controller.state == RUNNING and not page.start_button.isEnabled()
+    assert w.controller.state == PREPARING and not page.start_button.isEnabled()
+    assert not page.pause_button.isEnabled() and page.stop_button.isEnabled()  # nothing to pause while reading
     assert w.stack.currentWidget() is page  # Start shows the Train page
 
     qtbot.waitUntil(lambda: 1 in steps_of(events), timeout=60_000)
+    assert w.controller.state == RUNNING
     page.pause_button.click()
     assert w.controller.state == PAUSED and page.resume_button.isEnabled() and not page.pause_button.isEnabled()
     assert w.run_status.text() == "Paused"

@@ -3,11 +3,18 @@
 from sslstudio.core.methods import (  # noqa: F401  (each registers itself)
     barlowtwins,
     byol,
+    colorization,
+    cpc,
+    deepcluster,
+    dino,
+    mae,
     moco,
     mocov3,
     nnclr,
+    rotnet,
     simclr,
     simsiam,
+    swav,
     vicreg,
     wmse,
 )

@@ -1,47 +1,48 @@
-"""Step 3, Method: how to learn (method and its options), with which network, for how long, where."""
+"""Step 3, Method: how to learn (method and its options), with which network, for how long, where.
+
+The method list and each method's options form come from the registry (``METHODS`` via the
+catalog) and the method's ``Config`` dataclass: a new method appears here by registering itself.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
-import numpy as np
-import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QApplication,
-    QComboBox,
     QHBoxLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
     QPlainTextEdit,
     QPushButton,
+    QScrollArea,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from sslstudio.config import RunConfig
-from sslstudio.core.schedules import cosine_schedule, scaled_lr
-from sslstudio.gui import theme
-from sslstudio.gui.catalog import Catalog
+from sslstudio.gui.catalog import Catalog, gui_threads
 from sslstudio.gui.command import command_line, missing_flags
+from sslstudio.gui.estimate import Estimate, EstimateWorker, describe_estimate
 from sslstudio.gui.widgets.config_form import ConfigForm
-from sslstudio.gui.widgets.panels import Card, Page, hbox, hint
+from sslstudio.gui.widgets.panels import Card, Page, hbox, hint, with_shortcut
+from sslstudio.gui.widgets.schedule_plots import ASSUMED_IMAGES, ScheduleCard, momentum_fields
+from sslstudio.gui.worker import ThreadJob
 
-DISPLAY_NAMES = {
-    "simclr": "SimCLR", "byol": "BYOL", "vicreg": "VICReg", "barlowtwins": "Barlow Twins", "dino": "DINO",
-    "moco": "MoCo v2", "simsiam": "SimSiam", "swav": "SwAV", "mae": "MAE", "rotnet": "RotNet",
-}  # fmt: skip
 RUN_SECTIONS = (
     ("Network", ("backbone", "image_size", "small_stem")),
     ("Length", ("batch_size", "epochs", "max_steps")),
-    ("Where and how often", ("device", "seed", "checkpoint_every", "monitor_every")),
+    ("Where and how often", ("device", "threads", "seed", "checkpoint_every", "monitor_every")),
 )
 RUN_LABELS = {"max_steps": "Max steps (0 = all)", "monitor_every": "Health check every",
-              "checkpoint_every": "Checkpoint every", "small_stem": "Small-image stem"}  # fmt: skip
-PLOT_POINTS = 4000  # a 10^8-step schedule is drawn from this many points, not allocated in full
-ASSUMED_IMAGES = 1000
+              "checkpoint_every": "Checkpoint every", "small_stem": "Small-image stem", "threads": "CPU threads"}  # fmt: skip
+ESTIMATE_KEYS = ("method", "method_options", "backbone", "image_size", "small_stem", "batch_size", "device",
+                 "threads", "cache_size", "amp", "augment", "optim")  # fmt: skip
 
 
 class MethodPage(Page):
@@ -65,6 +66,10 @@ class MethodPage(Page):
         self._options: dict[str, dict[str, Any]] = {}  # per-method options, kept across switching
         self.options_form: ConfigForm | None = None
         self._image_size = self.context.image_size
+        self._estimate_job: ThreadJob | None = None
+        self._estimate_worker: EstimateWorker | None = None
+        self._estimate_key: tuple[Any, ...] | None = None  # the settings the shown estimate measured
+        self._run_active = False
 
         row = QHBoxLayout()
         row.setSpacing(12)
@@ -77,6 +82,10 @@ class MethodPage(Page):
                 col.addWidget(w, 1 if i == len(widgets) - 1 else 0)  # the last card takes the slack
             row.addLayout(col, stretch)
         self.body.addLayout(row, 1)
+        for a, b in ((self.method_list, self.options_scroll), (self.options_scroll, self.run_form),
+                     (self.run_form, self.estimate_button), (self.estimate_button, self.copy_button),
+                     (self.copy_button, self.optim_form)):  # fmt: skip
+            QWidget.setTabOrder(a, b)
         self._refresh()
 
     def _build_method_card(self) -> QWidget:
@@ -99,9 +108,17 @@ class MethodPage(Page):
         options_title = QLabel("Method options")
         options_title.setObjectName("formSection")
         card.add(options_title)
-        self.options_box = QVBoxLayout()
-        card.layout_.addLayout(self.options_box)
-        card.layout_.addStretch(1)
+        self.options_scroll = QScrollArea()  # a method with many options scrolls, the page does not
+        self.options_scroll.setObjectName("formScroll")
+        self.options_scroll.setWidgetResizable(True)
+        self.options_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        body = QWidget()
+        body.setObjectName("formScrollBody")
+        self.options_box = QVBoxLayout(body)
+        self.options_box.setContentsMargins(0, 0, 8, 0)
+        self.options_box.addStretch(1)
+        self.options_scroll.setWidget(body)
+        card.add(self.options_scroll, 1)
         return card
 
     def _build_settings_card(self) -> QWidget:
@@ -111,12 +128,29 @@ class MethodPage(Page):
             cfg, include=[n for _, group in RUN_SECTIONS for n in group], sections=RUN_SECTIONS,
             labels=RUN_LABELS, choices={"backbone": [cfg.backbone]},
         )
+        threads = self.run_form.control("threads")
+        assert isinstance(threads, QSpinBox)
+        threads.setRange(1, max(1, os.cpu_count() or 1))
+        threads.setValue(gui_threads())
+        threads.setToolTip("CPU threads for training. The default leaves one core to the window, so it stays smooth.")
         self.run_form.valueChanged.connect(self._on_changed)
         card.add(self.run_form)
         self.backbone_description = hint("")
         self.device_label = hint("")
         card.add(self.backbone_description)
         card.add(self.device_label)
+        self.estimate_button = QPushButton("Estimate time")
+        self._estimate_tip = with_shortcut(
+            "Time a few real training steps with these settings and estimate the time per epoch", "Ctrl+E")
+        self.estimate_button.setToolTip(self._estimate_tip)
+        self.estimate_button.clicked.connect(self.estimate)
+        self.estimate_label = QLabel("")
+        self.estimate_label.setObjectName("estimate")
+        self.estimate_label.setWordWrap(True)
+        card.layout_.addLayout(hbox(self.estimate_button, self.estimate_label))
+        self.estimate_detail = hint("")
+        self.estimate_detail.setVisible(False)
+        card.add(self.estimate_detail)
         return card
 
     def _build_command_card(self) -> QWidget:
@@ -129,7 +163,7 @@ class MethodPage(Page):
         card.add(self.command_edit, 1)
         self.command_note = hint("")
         self.copy_button = QPushButton("Copy as command")
-        self.copy_button.setToolTip("Copy the equivalent `sslstudio train` command line to the clipboard")
+        self.copy_button.setToolTip(with_shortcut("Copy the equivalent `sslstudio train` command line", "Ctrl+Shift+C"))
         self.copy_button.clicked.connect(self.copy_command)
         card.layout_.addLayout(hbox(self.command_note, None, self.copy_button))
         return card
@@ -143,43 +177,26 @@ class MethodPage(Page):
         return card
 
     def _build_schedule_card(self) -> QWidget:
-        card = Card("Learning-rate schedule")
-        self.schedule_plot = pg.PlotWidget()
-        self.schedule_plot.setObjectName("schedulePlot")
-        item = self.schedule_plot.getPlotItem()
-        item.setLabel("bottom", "step")
-        item.showGrid(x=True, y=True, alpha=0.2)
-        item.hideButtons()
-        item.setMenuEnabled(False)
-        self.schedule_plot.setMinimumHeight(110)
-        self.schedule_curve = item.plot([], [], pen=pg.mkPen(theme.current().curve("lr"), width=2))
-        card.add(self.schedule_plot, 1)
-        self.schedule_caption = hint("")
-        card.add(self.schedule_caption)
-        return card
+        self.schedules = ScheduleCard()
+        self.schedule_plot, self.schedule_curve = self.schedules.schedule_plot, self.schedules.schedule_curve
+        self.schedule_caption = self.schedules.caption
+        return self.schedules
 
     # -- inputs ---------------------------------------------------------------------------------
 
     def set_catalog(self, catalog: Catalog) -> None:
         self.catalog = catalog
-        combo = self.run_form.control("backbone")
-        assert isinstance(combo, QComboBox)
-        current = combo.currentText()
-        combo.blockSignals(True)
-        combo.clear()
-        combo.addItems(list(catalog.backbones))
-        combo.setCurrentText(current if current in catalog.backbones else next(iter(catalog.backbones)))
-        combo.blockSignals(False)
+        self.run_form.set_choices("backbone", list(catalog.backbones))
         self.method_list.blockSignals(True)
         self.method_list.clear()
         for name, info in catalog.methods.items():
-            item = QListWidgetItem(DISPLAY_NAMES.get(name, name))
+            item = QListWidgetItem(info.display)
             item.setData(Qt.ItemDataRole.UserRole, name)
             item.setToolTip(info.paper)
             self.method_list.addItem(item)
         self.method_list.blockSignals(False)
-        # as tall as its rows (up to 8): a short list should not leave an empty box
-        rows = min(8, self.method_list.count())
+        # as tall as its rows, up to 7: more scroll, and the options below keep their room
+        rows = min(7, self.method_list.count())
         self.method_list.setFixedHeight(rows * self.method_list.sizeHintForRow(0) + 2 * self.method_list.frameWidth() + 10)
         self._select_method(self._method if self._method in catalog.methods else next(iter(catalog.methods)))
         self._refresh()
@@ -193,10 +210,25 @@ class MethodPage(Page):
         self.context = cfg
         self._refresh()
 
+    def set_run_active(self, active: bool) -> None:
+        """While a run trains, measuring would compete with it for the cores (and torch's threads)."""
+        self._run_active = active
+        self._update_estimate_button()
+
+    def threads(self) -> int:
+        return int(self.run_form.values()["threads"])
+
+    def set_threads(self, n: int) -> None:
+        """``n`` CPU threads for training (0 or out of range: all cores but one)."""
+        control = self.run_form.control("threads")
+        assert isinstance(control, QSpinBox)
+        control.setValue(n if control.minimum() <= n <= control.maximum() else gui_threads())
+
     # -- config ---------------------------------------------------------------------------------
 
     def apply_config(self, cfg: RunConfig) -> None:
-        self.run_form.set_value(cfg)
+        """Show ``cfg``'s choices; the thread count stays this machine's."""
+        self.run_form.set_value(dataclasses.replace(cfg, threads=self.threads()))
         self.optim_form.set_value(cfg.optim)
         self._options[cfg.method] = dict(cfg.method_options)
         self._method = cfg.method
@@ -243,7 +275,7 @@ class MethodPage(Page):
         self.options_form = ConfigForm(start)
         self.options_form.setObjectName("methodOptions")
         self.options_form.valueChanged.connect(self._on_changed)
-        self.options_box.addWidget(self.options_form)
+        self.options_box.insertWidget(0, self.options_form)
         self.methodChanged.emit(name)
         self._on_changed()
 
@@ -262,41 +294,98 @@ class MethodPage(Page):
 
     def _refresh(self) -> None:
         cfg = self.update_config(self.context)
-        backbone = cfg.backbone
+        info = self.catalog.methods.get(cfg.method) if self.catalog is not None else None
         if self.catalog is not None:
-            self.backbone_description.setText(f"{backbone}: {self.catalog.backbones.get(backbone, '')}")
-            self.device_label.setText(f"Will train on: {self.catalog.describe_device(cfg.device)}")
+            self.backbone_description.setText(f"{cfg.backbone}: {self.catalog.backbones.get(cfg.backbone, '')}")
+            self.device_label.setText(f"Will train on: {self.catalog.describe_device(cfg.device, cfg.threads)}")
         else:
             self.device_label.setText("Will train on: (checking the hardware…)")
-        self._draw_schedule(cfg)
-        defaults = {}
-        if self.catalog is not None and cfg.method in self.catalog.methods:
-            defaults = dataclasses.asdict(self.catalog.methods[cfg.method].config_cls())
+        options = self.options_form.value() if self.options_form is not None else None
+        self.schedules.draw(cfg, self.num_images, options, momentum_fields(info.config_cls) if info else None)
+        defaults = dataclasses.asdict(info.config_cls()) if info is not None else {}
         self.command_edit.setPlainText(command_line(cfg, defaults))
         missing = missing_flags(cfg)
         self.command_note.setText("Not expressible as flags: " + ", ".join(missing) if missing else "")
         self.command_note.setToolTip("Save these in a config file and pass it with --config" if missing else "")
         self.command_note.setVisible(bool(missing))
-
-    def _draw_schedule(self, cfg: RunConfig) -> None:
-        # mirrors trainer.make_plan, which cannot be imported here without torch
-        n = self.num_images or ASSUMED_IMAGES
-        batch = min(cfg.batch_size, n)
-        spe = max(1, n // batch)
-        total = spe * cfg.epochs
-        if cfg.max_steps:
-            total = min(total, cfg.max_steps)
-        peak = scaled_lr(cfg.optim.lr, batch)
-        warm = int(round(cfg.optim.warmup_epochs * spe))
-        points = min(total, PLOT_POINTS)
-        lr = cosine_schedule(peak, peak * cfg.optim.min_lr_ratio, points, round(warm * points / total))
-        x = np.arange(points) * (total / points)
-        self.schedule_curve.setData(x, lr)
-        where = f"{n:,} images" if self.num_images else f"{ASSUMED_IMAGES:,} images assumed (no folder scanned yet)"
-        self.schedule_caption.setText(
-            f"{total:,} steps = {cfg.epochs:,} epochs × {spe:,} step{'s' if spe != 1 else ''} of {batch:,} images ({where}); "
-            f"peak {peak:.3g} after {warm:,} warm-up steps."
-        )
+        if self._estimate_key is not None and self._estimate_key != _estimate_key(cfg, self.num_images):
+            self._estimate_key = None
+            self.estimate_label.setText("Settings changed: estimate again.")
+            self.estimate_detail.setVisible(False)
+        self._update_estimate_button()
 
     def copy_command(self) -> None:
         QApplication.clipboard().setText(self.command_edit.toPlainText())
+
+    # -- estimate ---------------------------------------------------------------------------------
+
+    @property
+    def is_estimating(self) -> bool:
+        return self._estimate_worker is not None
+
+    def _update_estimate_button(self) -> None:
+        busy = self.is_estimating
+        self.estimate_button.setText("Cancel" if busy else "Estimate time")
+        self.estimate_button.setEnabled(busy or (self.catalog is not None and not self._run_active))
+        self.estimate_button.setToolTip(
+            "Not while a run is training: both would compete for the processor" if self._run_active and not busy
+            else self._estimate_tip)
+
+    @Slot()
+    def estimate(self) -> None:
+        """Measure a few steps in the background (a second click cancels)."""
+        if self._estimate_worker is not None:
+            self._estimate_worker.cancel()
+            self.estimate_label.setText("Cancelling…")
+            return
+        if self.catalog is None or self._run_active:
+            return
+        cfg = self.update_config(self.context)
+        n = self.num_images or ASSUMED_IMAGES
+        worker = EstimateWorker(cfg, n)
+        worker.progress.connect(self._on_estimate_progress)
+        worker.done.connect(self._on_estimate_done)
+        worker.failed.connect(self._on_estimate_failed)
+        worker.cancelled.connect(lambda: self.estimate_label.setText("Cancelled."))
+        self._estimate_worker = worker
+        self._pending_key = _estimate_key(cfg, self.num_images)
+        self._estimate_job = ThreadJob(worker, "sslstudio-estimate", self)
+        self._estimate_job.ended.connect(self._on_estimate_ended)
+        self.estimate_label.setText("Measuring: building the model…")
+        self.estimate_detail.setVisible(False)
+        self._update_estimate_button()
+
+    @Slot(int, int)
+    def _on_estimate_progress(self, done: int, planned: int) -> None:
+        if self._estimate_worker is not None and not self.estimate_label.text().startswith("Cancel"):
+            self.estimate_label.setText(f"Measuring: step {done} of {planned}…")
+
+    @Slot(object)
+    def _on_estimate_done(self, est: Estimate) -> None:
+        head, detail = describe_estimate(est, int(self.run_form.values()["epochs"]))
+        if not self.num_images:
+            detail += f" ({ASSUMED_IMAGES:,} images assumed: no folder scanned yet.)"
+        self.last_estimate = est
+        self.estimate_label.setText(head)
+        self.estimate_detail.setText(detail)
+        self.estimate_detail.setVisible(True)
+        self._estimate_key = self._pending_key
+
+    @Slot(str)
+    def _on_estimate_failed(self, message: str) -> None:
+        self.estimate_label.setText(f"Could not measure: {message}")
+
+    @Slot()
+    def _on_estimate_ended(self) -> None:
+        self._estimate_worker = None
+        self._estimate_job = None
+        self._update_estimate_button()
+
+    def shutdown(self) -> None:
+        if self._estimate_job is not None and self._estimate_worker is not None:
+            self._estimate_worker.cancel()
+            self._estimate_job.wait(60_000)  # ends at the current step
+
+
+def _estimate_key(cfg: RunConfig, num_images: int | None) -> tuple[Any, ...]:
+    return (*(repr(getattr(cfg, k)) for k in ESTIMATE_KEYS), num_images)

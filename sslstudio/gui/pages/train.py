@@ -35,7 +35,15 @@ from sslstudio.core.events import (
     StepLogged,
 )
 from sslstudio.gui import theme
-from sslstudio.gui.run_controller import ACTIVE, IDLE, PAUSED, PREPARING, RUNNING, STOPPING, RunController
+from sslstudio.gui.run_controller import (
+    ACTIVE,
+    IDLE,
+    PAUSED,
+    PREPARING,
+    RUNNING,
+    STOPPING,
+    RunController,
+)
 from sslstudio.gui.widgets.loss_plot import Ema, ThrottledPlot
 from sslstudio.gui.widgets.panels import Card, Page, Stat, hbox, with_shortcut
 
@@ -181,7 +189,7 @@ class TrainPage(Page):
     def set_can_start(self, ok: bool, why: str = "") -> None:
         """Whether Start makes sense now (a scanned folder, the engine loaded); ``why`` as tooltip."""
         self.can_start = ok
-        self.start_button.setToolTip(self._start_tip if ok else why)
+        self.start_button.setToolTip(self._start_tip if ok or not why else f"{why}. {self._start_tip}")
         self._update_controls()
 
     @Slot()

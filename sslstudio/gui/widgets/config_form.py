@@ -1,7 +1,9 @@
 """A form generated from a frozen config dataclass: one control per field, read back with replace().
 
 float -> spin box for decimals, int -> spin box, bool -> check box, a field with ``choices``
-(metadata, or given to the form) -> combo box, other str -> line edit. ``metadata["help"]``
+(metadata, or given to the form), a ``Literal[...]`` or an ``Enum`` -> combo box (reading back
+the typed option, not its text), other str -> line edit. Other types (tuples, nested configs)
+get no control and keep their value. ``metadata["help"]``
 becomes the tooltip and ``min``/``max`` the range. The field name is each control's
 ``objectName`` (glue's convention), so tests and style sheets can find it.
 """
@@ -9,6 +11,7 @@ becomes the tooltip and ``min``/``max`` the range. The field name is each contro
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -110,6 +113,7 @@ class ConfigForm(QWidget):
         self._choices = dict(choices or {})
         self._controls: dict[str, QWidget] = {}
         self._exact: dict[str, float] = {}  # values a spin box would round (4/3 at 10 decimals)
+        self._options: dict[str, list[Any]] = {}  # a combo's typed options, by field name
         self._updating = False
         layout = QFormLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -155,13 +159,34 @@ class ConfigForm(QWidget):
     def control(self, name: str) -> QWidget:
         return self._controls[name]
 
+    def set_choices(self, name: str, options: Sequence[Any]) -> None:
+        """Replace a combo box's options (e.g. the backbone registry, once loaded), keeping the
+        current value when it is among them (else the first option). Emits no ``valueChanged``."""
+        w = self._controls[name]
+        if not isinstance(w, QComboBox) or not options:
+            raise ValueError(f"{name!r} is not a choice field, or no options were given")
+        current = self.values()[name]
+        self._updating = True
+        try:
+            self._options[name] = list(options)
+            w.clear()
+            w.addItems([_option_text(o) for o in options])
+            w.setCurrentIndex(self._options[name].index(current) if current in self._options[name] else 0)
+        finally:
+            self._updating = False
+
     def _make_control(self, name: str) -> QWidget | None:
         tp = self._hints[name]
         meta = self._fields[name].metadata
         options = self._choices.get(name, meta.get("choices"))
+        if options is None and typing.get_origin(tp) is typing.Literal:
+            options = typing.get_args(tp)
+        elif options is None and isinstance(tp, type) and issubclass(tp, enum.Enum):
+            options = list(tp)
         if options is not None:
             w: QWidget = QComboBox()
-            w.addItems([str(o) for o in options])
+            self._options[name] = list(options)
+            w.addItems([_option_text(o) for o in options])
             w.currentIndexChanged.connect(self._on_changed)
         elif tp is bool:
             w = QCheckBox()
@@ -196,9 +221,11 @@ class ConfigForm(QWidget):
             for name, w in self._controls.items():
                 v = getattr(config, name)
                 if isinstance(w, QComboBox):
-                    i = w.findText(str(v))
+                    options = self._options[name]
+                    i = next((k for k, o in enumerate(options) if o == v or _option_text(o) == str(v)), -1)
                     if i < 0:  # a value the list lacks (a saved run's backbone): show it anyway
-                        w.addItem(str(v))
+                        options.append(v)
+                        w.addItem(_option_text(v))
                         i = w.count() - 1
                     w.setCurrentIndex(i)
                 elif isinstance(w, QCheckBox):
@@ -217,7 +244,8 @@ class ConfigForm(QWidget):
         out: dict[str, Any] = {}
         for name, w in self._controls.items():
             if isinstance(w, QComboBox):
-                out[name] = w.currentText()
+                options, i = self._options[name], w.currentIndex()
+                out[name] = options[i] if 0 <= i < len(options) else w.currentText()
             elif isinstance(w, QCheckBox):
                 out[name] = w.isChecked()
             elif isinstance(w, QSpinBox):
@@ -237,3 +265,7 @@ class ConfigForm(QWidget):
     def _on_changed(self, *_: object) -> None:
         if not self._updating:
             self.valueChanged.emit()
+
+
+def _option_text(option: Any) -> str:
+    return str(option.value) if isinstance(option, enum.Enum) else str(option)

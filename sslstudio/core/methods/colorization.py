@@ -1,0 +1,88 @@
+"""Colourisation: from the lightness of an image, predict its colours (as ab bins)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sslstudio.config import RunConfig
+from sslstudio.core.losses.colorization import ColorizationLoss
+from sslstudio.core.methods.base import Method, register
+from sslstudio.core.models.backbones import Backbone
+from sslstudio.core.transforms.lab import rgb_to_lab
+from sslstudio.core.transforms.views import MEAN, STD, ViewSpec
+
+
+def _f(default, help: str, lo, hi):
+    return field(default=default, metadata={"help": help, "min": lo, "max": hi})
+
+
+@dataclass(frozen=True)
+class ColorizationConfig:
+    out_stride: int = _f(4, "colours are predicted at 1/out_stride of the image side; paper: 4", 1, 32)
+    decoder_width: int = _f(128, "channels of the upsampling decoder", 8, 2048)
+    ab_grid: float = _f(10.0, "side of a colour bin in ab units; paper: 10", 2.0, 50.0)
+    neighbours: int = _f(5, "nearest bins sharing each true colour (soft encoding)", 1, 32)
+    sigma: float = _f(5.0, "Gaussian width of the soft encoding, in ab units", 0.5, 50.0)
+
+
+def lightness(views: Tensor) -> tuple[Tensor, Tensor]:
+    """ImageNet-normalised views ``(B, 3, H, W)`` -> the network input (L scaled to [-1, 1],
+    repeated on 3 channels so any backbone takes it) and the views' Lab ``(B, 3, H, W)``."""
+    mean = torch.tensor(MEAN, device=views.device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=views.device).view(1, 3, 1, 1)
+    lab = rgb_to_lab((views.float() * std + mean).clamp(0, 1))  # undo the views' normalisation
+    return (lab[:, :1] / 50 - 1).expand(-1, 3, -1, -1).contiguous(), lab
+
+
+@register("colorization")
+class Colorization(Method):
+    """Colourful image colourisation [0] as a pretext task.
+
+    The backbone sees only lightness, so ``embed`` converts images the same way.
+
+    - [0] Zhang, Isola, Efros, "Colorful Image Colorization", ECCV 2016,
+      https://arxiv.org/abs/1603.08511
+    """
+
+    Config = ColorizationConfig
+    paper = "Zhang et al. 2016, https://arxiv.org/abs/1603.08511"
+    summary = (
+        "Colourisation shows the network a black-and-white version of each image and trains it "
+        "to guess the original colours, pixel by pixel. To guess well it must recognise what it "
+        "is looking at: in stained tissue, which structures take up which stain. Colour changes "
+        "are switched off in the augmentation, because the colours are the answer."
+    )
+    constraints = {"jitter_p": 0.0, "grey_p": 0.0, "hed_p": 0.0}
+
+    def __init__(self, backbone: Backbone, config: ColorizationConfig) -> None:
+        super().__init__(backbone, config)
+        self.criterion = ColorizationLoss(config.ab_grid, config.neighbours, config.sigma)
+        w = config.decoder_width
+        self.decoder = nn.Sequential(  # runs on the feature map upsampled to the output size
+            nn.Conv2d(backbone.feature_dim, w, 3, padding=1, bias=False),
+            nn.BatchNorm2d(w),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(w, w, 3, padding=1, bias=False),
+            nn.BatchNorm2d(w),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(w, self.criterion.num_bins, 1),  # one logit per ab bin
+        )
+
+    def view_specs(self, cfg: RunConfig) -> list[ViewSpec]:
+        return [ViewSpec(cfg.augment, cfg.image_size, count=1)]
+
+    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
+        x, lab = lightness(views[0])
+        out = max(1, x.shape[-1] // self.config.out_stride)
+        feats = self.backbone.forward_features(x)  # (B, C, h, w), h = S / backbone stride
+        feats = F.interpolate(feats, size=(out, out), mode="bilinear", align_corners=False)
+        logits = self.decoder(feats)  # (B, Q, out, out)
+        ab = F.adaptive_avg_pool2d(lab[:, 1:], out)  # (B, 2, out, out): true colours at that size
+        return self.criterion(logits, ab), {}
+
+    def embed(self, images: Tensor) -> Tensor:
+        return self.backbone(lightness(images)[0])
