@@ -65,6 +65,9 @@ def main() -> int:
     ap.add_argument("--temperature", type=float, default=None)
     ap.add_argument("--warmup-epochs", type=float, default=0.5)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--steps", type=int, default=0,
+                    help="fix the step count instead of measuring (e.g. from an earlier uncontended measurement)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = all)")
     args = ap.parse_args()
     data = Path(args.data)
     opts = {} if args.temperature is None else {"temperature": args.temperature}
@@ -73,13 +76,20 @@ def main() -> int:
         batch_size=args.batch, epochs=10_000, preset=args.preset, augment=preset(args.preset, args.size),
         optim=OptimConfig(optimizer=args.optimizer, lr=args.lr, weight_decay=args.wd, warmup_epochs=args.warmup_epochs),
         method_options=opts, monitor_every=0, checkpoint_every=10**9, out=tempfile.mkdtemp(prefix="sslstudio-q-"),
+        threads=args.threads,
     )
+    if args.threads:
+        torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
-    sps = seconds_per_step(cfg)
-    budget = args.minutes * 60 - (time.perf_counter() - t_start)
-    steps = max(1, int(budget / sps))
+    if args.steps:
+        steps = args.steps
+        print(f"{steps} steps (fixed by --steps)")
+    else:
+        sps = seconds_per_step(cfg)
+        budget = args.minutes * 60 - (time.perf_counter() - t_start)
+        steps = max(1, int(budget / sps))
+        print(f"{sps:.2f} s/step measured -> {steps} steps for {args.minutes} min")
     cfg = dataclasses.replace(cfg, max_steps=steps)
-    print(f"{sps:.2f} s/step measured -> {steps} steps for {args.minutes} min")
     losses = []
     for ev in train(cfg):
         if isinstance(ev, RunStarted):

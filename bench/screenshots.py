@@ -2,8 +2,9 @@
 
     python bench/screenshots.py [--out docs/screenshots] [--dark]
 
-Trains a tiny model for 10 steps first so the Train page shows curves. Runs, caches and
-settings go to a temporary SSLSTUDIO_HOME, never the user's.
+Trains a tiny model twice first (10 steps, then a second run with other options stopped half-way)
+so the Train page shows curves and the Runs page compares two runs. Runs, caches and settings go
+to a temporary SSLSTUDIO_HOME, never the user's.
 """
 
 from __future__ import annotations
@@ -46,42 +47,60 @@ def shoot(out: Path, dark: bool) -> int:
     window = MainWindow()
     window.resize(*SIZE)
     window.show()
-    t0 = time.monotonic()
-    window.open_folder(sample_images_dir())
-    wait_until(app, lambda: window.data_page.index is not None and window.catalog is not None, 60, "scan + engine")
-    base = window.build_config()
-    tiny = dataclasses.replace(
-        base, backbone="tiny_cnn", image_size=32, batch_size=16, epochs=2, max_steps=10,
-        monitor_every=2, checkpoint_every=5, preset="histopathology",
-    )
-    from sslstudio.core.transforms.presets import preset
+    try:
+        t0 = time.monotonic()
+        window.open_folder(sample_images_dir())
+        wait_until(app, lambda: window.data_page.index is not None and window.catalog is not None, 600, "scan + engine")
+        base = window.build_config()
+        tiny = dataclasses.replace(
+            base, backbone="tiny_cnn", image_size=32, batch_size=16, epochs=2, max_steps=10,
+            monitor_every=2, checkpoint_every=5, preset="histopathology",
+        )
+        # first a run with a warmer temperature, stopped half-way, then the one the Train page shows
+        from sslstudio.core.events import StepLogged
+        from sslstudio.core.transforms.presets import preset
 
-    window.apply_config(dataclasses.replace(tiny, augment=preset("histopathology", 32)))
-    window.start_run()
-    wait_until(app, lambda: not window.controller.is_running(), 120, "10 training steps")
-    # the Method page shows the run one would really launch next: the defaults at 64 px
-    window.method_page.apply_config(dataclasses.replace(tiny, backbone="resnet18", image_size=64, batch_size=64,
-                                                        epochs=100, max_steps=0, monitor_every=100,
-                                                        checkpoint_every=200))
-    window.augment_page.regenerate()
-    made = window.augment_page.previews_made
-    wait_until(app, lambda: window.augment_page.previews_made > made, 30, "the augmentation preview")
-    out.mkdir(parents=True, exist_ok=True)
-    suffix = "-dark" if dark else ""
-    for name in STEPS:
-        window.show_page(name)
-        window.train_page.redraw_now()
-        for _ in range(20):  # let layouts, thumbnails and plots settle
-            app.processEvents()
-            time.sleep(0.02)
-        path = out / f"{name.lower()}{suffix}.png"
-        if not window.grab().save(str(path)):
-            print(f"could not write {path}", file=sys.stderr)
-            return 1
-        print(f"{path}  ({window.width()}x{window.height()})")
-    print(f"done in {time.monotonic() - t0:.1f} s")
-    window.close()
-    app.processEvents()
+        window.apply_config(dataclasses.replace(tiny, augment=preset("histopathology", 32), method_options={"temperature": 0.5}))
+        stop_at_5 = lambda ev: isinstance(ev, StepLogged) and ev.step == 4 and window.controller.stop()  # noqa: E731
+        window.controller.event.connect(stop_at_5)
+        window.start_run()
+        wait_until(app, lambda: not window.controller.is_running(), 600, "the first run")
+        window.controller.event.disconnect(stop_at_5)
+        window.apply_config(dataclasses.replace(tiny, augment=preset("histopathology", 32)))
+        window.start_run()
+        wait_until(app, lambda: not window.controller.is_running(), 600, "10 training steps")
+        window.runs_page.refresh()
+        wait_until(app, lambda: not window.runs_page.listing, 120, "the runs list")
+        window.runs_page.select_paths([r.path for r in window.runs_page.model.runs()[:2]])
+        wait_until(app, lambda: window.runs_page.details.caption.text().startswith("Comparing"), 120, "two runs' details")
+        # the Method page shows a run one would really launch next (BYOL: its momentum schedule too),
+        # with a measured estimate
+        window.method_page.apply_config(dataclasses.replace(tiny, method="byol", method_options={}, backbone="resnet18",
+                                                            image_size=32, batch_size=32, epochs=100, max_steps=0,
+                                                            monitor_every=100, checkpoint_every=200))
+        window.method_page.estimate()
+        wait_until(app, lambda: not window.method_page.is_estimating, 600, "the time estimate")
+        window.augment_page.regenerate()
+        made = window.augment_page.previews_made
+        wait_until(app, lambda: window.augment_page.previews_made > made, 120, "the augmentation preview")
+        out.mkdir(parents=True, exist_ok=True)
+        suffix = "-dark" if dark else ""
+        for name in STEPS:
+            window.show_page(name)
+            window.train_page.redraw_now()
+            for _ in range(20):  # let layouts, thumbnails and plots settle
+                app.processEvents()
+                time.sleep(0.02)
+            path = out / f"{name.lower()}{suffix}.png"
+            if not window.grab().save(str(path)):
+                print(f"could not write {path}", file=sys.stderr)
+                return 1
+            print(f"{path}  ({window.width()}x{window.height()})")
+        print(f"done in {time.monotonic() - t0:.1f} s")
+    finally:  # a failed wait still stops the run and the estimate before the threads are destroyed
+        window.close()
+        window.controller.shutdown(60_000)
+        app.processEvents()
     return 0
 
 

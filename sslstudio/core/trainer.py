@@ -202,6 +202,8 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
         model_state, train_state, _ = ckpt.load_checkpoint(start.path)
         ckpt.load_model_state(method, model_state, start.path)
         opt.load_state_dict(train_state["optimizer"])
+        if "torch_rng" in train_state:  # methods drawing from the global RNG resume exactly too
+            torch.set_rng_state(train_state["torch_rng"])
         if scaler is not None and "scaler" in train_state:
             scaler.load_state_dict(train_state["scaler"])
         step = int(start.meta["step"])

@@ -32,6 +32,8 @@ DISPLAY_NAMES = {
     "dino": "DINO", "moco": "MoCo v2", "mocov3": "MoCo v3", "simsiam": "SimSiam", "swav": "SwAV", "mae": "MAE",
     "rotnet": "RotNet", "nnclr": "NNCLR", "wmse": "W-MSE", "deepcluster": "DeepCluster", "msn": "MSN",
     "ijepa": "I-JEPA", "dcl": "DCL", "tico": "TiCo", "smog": "SMoG", "simmim": "SimMIM", "pirl": "PIRL",
+    "colorization": "Colorization", "cpc": "CPC", "jigsaw": "Jigsaw", "relic": "ReLIC", "sela": "SeLa",
+    "npid": "NPID", "odc": "ODC", "mmcr": "MMCR", "pcl": "PCL", "simclrv2": "SimCLR v2", "dinov2": "DINOv2",
 }  # fmt: skip
 
 
@@ -102,8 +104,21 @@ def load_catalog() -> Catalog:
     return Catalog(methods, backbones, cuda_name, mps, tuple(notices))
 
 
+def _warm_lazy_imports() -> None:
+    """Import now what torch imports lazily at a run's first optimizer (torch._dynamo, sympy, ...).
+
+    Those imports hold the GIL for 100-300 ms stretches and stall the window; done once, in the
+    loader's thread just after the catalog is ready (while the user is still choosing), they do
+    not land in the first seconds of the first run (bench/gui_latency.py).
+    """
+    import torch
+
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+
+
 _cached: Catalog | None = None
 _lock = threading.Lock()
+warmed = threading.Event()  # set once the lazy imports are done (benchmarks wait for it)
 
 
 class CatalogLoader(QObject):
@@ -133,7 +148,10 @@ class CatalogLoader(QObject):
         except Exception as exc:  # surfaced in the window; the app still opens
             log.error("loading the training engine failed:\n%s", traceback.format_exc())
             result, ok = f"{type(exc).__name__}: {exc}", False
-        if not shiboken6.isValid(self):
-            return
-        with contextlib.suppress(RuntimeError):  # the window closed between the check and the emit
-            (self.ready if ok else self.failed).emit(result)
+        if shiboken6.isValid(self):
+            with contextlib.suppress(RuntimeError):  # the window closed between the check and the emit
+                (self.ready if ok else self.failed).emit(result)
+        if ok:
+            with contextlib.suppress(Exception):  # an optimisation only
+                _warm_lazy_imports()
+        warmed.set()

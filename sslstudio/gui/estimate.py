@@ -17,7 +17,9 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QObject, Signal, Slot
 
 from sslstudio.config import RunConfig
@@ -141,19 +143,29 @@ def device_words(device: str) -> str:
     return "Apple GPU" if device == "mps" else device
 
 
-def describe_estimate(est: Estimate, epochs: int) -> tuple[str, str]:
-    """A headline ('≈ 3 min 20 s per epoch on CPU, 2 threads (measured)') and the detail under it."""
+def describe_estimate(est: Estimate, epochs: int) -> tuple[str, str, str]:
+    """A headline ('≈ 3 min 20 s per epoch on CPU, 2 threads (measured)'), the arithmetic under it,
+    and how it was measured (for a tooltip)."""
     head = f"≈ {format_duration(est.seconds_per_epoch)} per epoch on {device_words(est.device)} (measured)"
-    detail = (f"{format_duration(est.seconds_per_step)} per step of {est.batch_size:,} images × "
-              f"{est.steps_per_epoch:,} steps ({est.num_images:,} images); {epochs:,} epochs ≈ "
-              f"{format_duration(est.seconds_per_epoch * epochs)}. Measured over {est.measured_steps} "
-              f"step{'s' if est.measured_steps != 1 else ''} after a warm-up; health checks and "
-              "checkpoints add a little.")  # fmt: skip
-    return head, detail
+    spe = est.steps_per_epoch
+    detail = (f"{format_duration(est.seconds_per_step)} per step × {spe:,} step{'s' if spe != 1 else ''} of "
+              f"{est.batch_size:,} images; {epochs:,} epoch{'s' if epochs != 1 else ''} ≈ "
+              f"{format_duration(est.seconds_per_epoch * epochs)}.")  # fmt: skip
+    n = est.measured_steps
+    how = (f"Measured over {n} training step{'s' if n != 1 else ''} (augmentation, forward, backward, optimizer) "
+           f"on random images after one warm-up step, {est.num_images:,} images in the folder. Health checks "
+           "and checkpoints add a little.")  # fmt: skip
+    return head, detail, how
 
 
 class EstimateWorker(QObject):
-    """Runs :func:`measure` on a worker thread. ``cancel()`` is thread-safe (a ``threading.Event``)."""
+    """Runs :func:`measure` on a daemon thread; its signals arrive in the GUI thread.
+
+    A daemon thread, not a QThread: one step of a large model on a CPU can take minutes and
+    cannot be interrupted, and a window closing meanwhile must neither wait for it nor destroy
+    a running QThread. ``cancel()`` (thread-safe) stops it at the next step; once this object
+    is deleted (its page closed) the thread's late signals are dropped.
+    """
 
     progress = Signal(int, int)  # steps done (warm-up included), steps planned
     done = Signal(object)  # Estimate
@@ -161,27 +173,37 @@ class EstimateWorker(QObject):
     cancelled = Signal()
     finished = Signal()
 
-    def __init__(self, cfg: RunConfig, num_images: int) -> None:
-        super().__init__()
+    def __init__(self, cfg: RunConfig, num_images: int, parent: QObject | None = None) -> None:
+        super().__init__(parent)
         self.cfg = cfg
         self.num_images = num_images
         self._cancel = threading.Event()
 
+    def start(self) -> None:
+        threading.Thread(target=self.run, name="sslstudio-estimate", daemon=True).start()
+
     @Slot()
     def run(self) -> None:
         try:
-            est = measure(self.cfg, self.num_images, cancel=self._cancel, progress=self.progress.emit)
+            est = measure(self.cfg, self.num_images, cancel=self._cancel,
+                          progress=lambda d, n: self._emit(self.progress, d, n))  # fmt: skip
         except EstimateCancelled:
-            self.cancelled.emit()
+            self._emit(self.cancelled)
         except Exception as exc:  # out of memory, bad options: shown beside the button
             from sslstudio.gui.worker import user_message
 
             log.warning("estimate failed:\n%s", traceback.format_exc())
-            self.failed.emit(user_message(exc))
+            self._emit(self.failed, user_message(exc))
         else:
-            self.done.emit(est)
+            self._emit(self.done, est)
         finally:
-            self.finished.emit()
+            self._emit(self.finished)
+
+    def _emit(self, signal: Any, *args: object) -> None:
+        if not shiboken6.isValid(self):
+            return  # the page is gone
+        with contextlib.suppress(RuntimeError):  # deleted between the check and the emit
+            signal.emit(*args)
 
     def cancel(self) -> None:
         self._cancel.set()

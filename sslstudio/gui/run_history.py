@@ -8,10 +8,12 @@ the Runs page shows the results.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import shutil
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +114,7 @@ def is_locked(run_dir: Path) -> bool:
 def summarize(run_dir: Path, owned: tuple[str, ...] = (), rows: list[dict[str, Any]] | None = None) -> RunSummary:
     """The history row of ``run_dir``; ``owned`` are the run folders this window is training."""
     from sslstudio.core.errors import ConfigError
-    from sslstudio.core.runs import load_run_config, read_metrics
+    from sslstudio.core.runs import load_run_config
 
     run_dir = Path(run_dir)
     try:
@@ -123,19 +125,8 @@ def summarize(run_dir: Path, owned: tuple[str, ...] = (), rows: list[dict[str, A
         cfg = load_run_config(run_dir)
     except ConfigError as exc:
         return RunSummary(str(run_dir), created, state=DAMAGED, message=str(exc))
-    rows = read_metrics(run_dir) if rows is None else rows
-    total = last_step = loss = knn = None
-    ending, message = "", ""
-    for row in rows:
-        kind = row.get("kind")
-        if kind == "start":
-            total, ending = row.get("total_steps"), ""
-        elif kind == "step":
-            last_step, loss = row.get("step"), row.get("loss")
-        elif kind == "monitor" and row.get("knn_top1") is not None:
-            knn = row["knn_top1"]
-        elif kind in (STOPPED, FINISHED, FAILED):
-            ending, message = kind, str(row.get("message", ""))
+    m = _summarize_rows(rows) if rows is not None else _metrics_tail(run_dir / "metrics.jsonl")
+    total, last_step, loss, knn, ending, message = m.total, m.last_step, m.loss, m.knn, m.ending, m.message
     ckpt_step = _newest_checkpoint_step(run_dir)
     done = max(int(last_step) + 1 if last_step is not None else 0, ckpt_step or 0)
     if str(run_dir.resolve()) in owned or is_locked(run_dir):
@@ -153,6 +144,77 @@ def summarize(run_dir: Path, owned: tuple[str, ...] = (), rows: list[dict[str, A
     )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class _Metrics:
+    """What the history table needs from a metrics log, and how far the log has been read."""
+
+    inode: int = 0
+    offset: int = 0
+    total: int | None = None
+    last_step: int | None = None
+    loss: float | None = None
+    knn: float | None = None
+    ending: str = ""
+    message: str = ""
+
+    def add(self, row: dict[str, Any]) -> _Metrics:
+        kind = row.get("kind")
+        if kind == "start":
+            return replace(self, total=row.get("total_steps"), ending="", message="")
+        if kind == "step":
+            return replace(self, last_step=row.get("step"), loss=row.get("loss"))
+        if kind == "monitor" and row.get("knn_top1") is not None:
+            return replace(self, knn=row["knn_top1"])
+        if kind in (STOPPED, FINISHED, FAILED):
+            return replace(self, ending=kind, message=str(row.get("message", "")))
+        return self
+
+
+_tails: dict[str, _Metrics] = {}
+_tails_lock = threading.Lock()
+
+
+def _summarize_rows(rows: list[dict[str, Any]]) -> _Metrics:
+    m = _Metrics()
+    for row in rows:
+        m = m.add(row)
+    return m
+
+
+def _metrics_tail(path: Path) -> _Metrics:
+    """The log's summary, reading only what was appended since the last call (a refresh every few
+    seconds must not re-parse a million-line log). A rewritten log (resume truncates it through a
+    new file) has a new inode and is read again from the start."""
+    try:
+        st = path.stat()
+    except OSError:
+        return _Metrics()
+    key = str(path)
+    with _tails_lock:
+        m = _tails.get(key)
+    if m is None or m.inode != st.st_ino or st.st_size < m.offset:
+        m = _Metrics(inode=st.st_ino)
+    if st.st_size > m.offset:
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(m.offset)
+                data = fh.read(st.st_size - m.offset)
+        except OSError:
+            return m
+        end = data.rfind(b"\n") + 1  # a line being written is read next time
+        for line in data[:end].splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue  # a line cut by a kill
+            if isinstance(row, dict):
+                m = m.add(row)
+        m = replace(m, offset=m.offset + end)
+    with _tails_lock:
+        _tails[key] = m
+    return m
+
+
 def list_runs(root: Path, extra: tuple[str, ...] = (), owned: tuple[str, ...] = ()) -> list[RunSummary]:
     """Every run under ``root`` (and ``extra``), newest first."""
     runs = [summarize(p, owned) for p in find_runs(root, extra)]
@@ -161,8 +223,6 @@ def list_runs(root: Path, extra: tuple[str, ...] = (), owned: tuple[str, ...] = 
 
 def load_details(run_dir: Path, owned: tuple[str, ...] = ()) -> RunDetails:
     """Summary, config and curves of one run (one read of its metrics log)."""
-    import json
-
     from sslstudio.core.runs import read_metrics
 
     run_dir = Path(run_dir)

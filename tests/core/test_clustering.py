@@ -10,7 +10,9 @@ def test_kmeans_recovers_well_separated_clusters():
     centres = torch.eye(4, 16)  # four orthogonal directions
     truth = torch.arange(4).repeat_interleave(50)
     x = F.normalize(centres[truth] + 0.1 * torch.randn(200, 16), dim=1)
-    centroids, labels = spherical_kmeans(x, 4, iterations=10, generator=torch.Generator().manual_seed(1))
+    centroids, labels = spherical_kmeans(
+        x, 4, iterations=10, generator=torch.Generator().manual_seed(1)
+    )
     # the same partition, up to the names of the clusters
     mapping = {int(t): int(labels[truth == t].mode().values) for t in range(4)}
     assert sorted(mapping.values()) == [0, 1, 2, 3]

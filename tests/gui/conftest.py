@@ -24,6 +24,15 @@ def sslstudio_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.fixture(autouse=True)
+def no_sleep_inhibitor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs in tests spawn no systemd-inhibit/caffeinate: the inhibitor finds no binary (a logged no-op;
+    on Windows the real SetThreadExecutionState is harmless and released)."""
+    from sslstudio.gui import sleep_inhibit
+
+    monkeypatch.setattr(sleep_inhibit, "find_binary", lambda name: None)
+
+
 # the offscreen platform plugin cannot do some window-system things; it says so, harmlessly
 OFFSCREEN_NOISE = ("This plugin does not support",)
 

@@ -104,3 +104,16 @@ def test_float_text_is_short_and_parses(qtbot) -> None:
     assert box.valueFromText(" 2.5e-3 ") == pytest.approx(2.5e-3)
     assert field_label("hflip_p") == "Horizontal flip probability"
     assert field_label("crop_scale_min") == "Crop scale (min)"
+
+
+def test_set_choices_replaces_options_and_keeps_a_known_value(qtbot) -> None:
+    form = ConfigForm(Sample())
+    qtbot.addWidget(form)
+    seen: list[int] = []
+    form.valueChanged.connect(lambda: seen.append(1))
+    form.set_choices("mode", ["c", "b", "z"])
+    assert form.values()["mode"] == "b" and form.control("mode").count() == 3
+    form.set_choices("mode", ["x", "y"])
+    assert form.values()["mode"] == "x" and not seen  # programmatic: no valueChanged
+    with pytest.raises(ValueError):
+        form.set_choices("count", [1, 2])

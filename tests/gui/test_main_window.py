@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
-from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import QApplication
 
 from sslstudio.gui.main_window import STEPS, MainWindow
@@ -157,3 +157,25 @@ def test_choices_and_folder_persist_across_sessions(ready_window, qtbot, image_f
     assert cfg.method_options["temperature"] == 0.3
     assert dataclasses.replace(cfg, threads=0).data_root == str(image_folder)
     again.close()
+
+
+def _in_focus_order(start, widgets) -> bool:  # noqa: ANN001
+    chain, w = [], start
+    for _ in range(400):  # every widget of the window is in the chain, focusable or not
+        chain.append(w)
+        w = w.nextInFocusChain()
+        if w is start:
+            break
+    positions = [chain.index(x) for x in widgets]
+    return positions == sorted(positions)
+
+
+def test_tab_order_follows_each_page(window) -> None:
+    t, m, r = window.train_page, window.method_page, window.runs_page
+    assert _in_focus_order(t.start_button, [t.start_button, t.pause_button, t.resume_button, t.stop_button, t.log])
+    assert _in_focus_order(m.method_list, [m.method_list, m.options_scroll, m.run_form, m.estimate_button,
+                                           m.copy_button, m.optim_form])
+    assert _in_focus_order(r.refresh_button, [r.refresh_button, r.open_button, r.table, r.resume_button,
+                                              r.folder_button, r.delete_button])
+    assert r.delete_action.shortcut().matches(QKeySequence(QKeySequence.StandardKey.Delete)) \
+        == QKeySequence.SequenceMatch.ExactMatch

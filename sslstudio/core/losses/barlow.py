@@ -33,7 +33,8 @@ def cross_correlation(z0: Tensor, z1: Tensor, eps: float = 1e-5) -> Tensor:
         z = z.float()
         return (z - z.mean(0)) / torch.sqrt(z.var(0, unbiased=False) + eps)
 
-    return standardise(z0).T @ standardise(z1) / n  # (D, N) @ (N, D) -> (D, D)
+    with torch.autocast(z0.device.type, enabled=False):  # float32: c_ii sits just below 1
+        return standardise(z0).T @ standardise(z1) / n  # (D, N) @ (N, D) -> (D, D)
 
 
 class BarlowTwinsLoss(nn.Module):

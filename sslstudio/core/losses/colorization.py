@@ -35,7 +35,9 @@ def ab_gamut_bins(grid: float = 10.0, samples: int = 48) -> Tensor:
     return torch.unique(torch.round(ab / grid), dim=0) * grid  # (Q, 2)
 
 
-def soft_targets(ab: Tensor, bins: Tensor, neighbours: int = 5, sigma: float = 5.0) -> tuple[Tensor, Tensor]:
+def soft_targets(
+    ab: Tensor, bins: Tensor, neighbours: int = 5, sigma: float = 5.0
+) -> tuple[Tensor, Tensor]:
     """Soft encoding of ab values: the ``neighbours`` nearest bins with Gaussian weights.
 
     Args: ab ``(P, 2)``; bins ``(Q, 2)``. Returns bin indices ``(P, n)`` and weights ``(P, n)``
@@ -74,5 +76,7 @@ class ColorizationLoss(nn.Module):
         q = logits.shape[1]
         ab_flat = ab.permute(0, 2, 3, 1).reshape(-1, 2)  # (P, 2), P = B*h*w
         idx, weight = soft_targets(ab_flat, self.bins, self.neighbours, self.sigma)
-        log_p = torch.log_softmax(logits.float(), dim=1).permute(0, 2, 3, 1).reshape(-1, q)  # (P, Q)
+        log_p = (
+            torch.log_softmax(logits.float(), dim=1).permute(0, 2, 3, 1).reshape(-1, q)
+        )  # (P, Q)
         return -(weight * log_p.gather(1, idx)).sum(dim=1).mean()

@@ -53,7 +53,9 @@ class DINOLoss(nn.Module):
         ValueError: for a non-positive width or temperature, or a momentum outside [0, 1).
     """
 
-    def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9) -> None:
+    def __init__(
+        self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9
+    ) -> None:
         super().__init__()
         if out_dim < 1:
             raise ValueError(f"out_dim must be >= 1, got {out_dim}")
@@ -64,7 +66,9 @@ class DINOLoss(nn.Module):
         self.student_temp, self.center_momentum = student_temp, center_momentum
         self.register_buffer("center", torch.zeros(1, out_dim))  # checkpointed: resume is exact
 
-    def forward(self, student_out: list[Tensor], teacher_out: list[Tensor], teacher_temp: float) -> Tensor:
+    def forward(
+        self, student_out: list[Tensor], teacher_out: list[Tensor], teacher_temp: float
+    ) -> Tensor:
         """Args:
             student_out: per view ``(B, K)`` student head outputs, global views first.
             teacher_out: per global view ``(B, K)`` teacher head outputs (no gradient).

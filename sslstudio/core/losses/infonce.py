@@ -45,19 +45,19 @@ class InfoNCELoss(nn.Module):
             raise ValueError(
                 f"q and k must both be (N, D), got {tuple(q.shape)} and {tuple(k.shape)}"
             )
-        q = F.normalize(q.float(), dim=1)
-        k = F.normalize(k.float(), dim=1)
+        if negatives is not None and (negatives.ndim != 2 or negatives.shape[1] != q.shape[1]):
+            raise ValueError(f"negatives must be (M, {q.shape[1]}), got {tuple(negatives.shape)}")
         n = q.shape[0]
-        if negatives is None:
-            logits = q @ k.T  # (N, N): row i = query i against every key; positives on the diagonal
-            target = torch.arange(n, device=q.device)
-        else:
-            if negatives.ndim != 2 or negatives.shape[1] != q.shape[1]:
-                raise ValueError(
-                    f"negatives must be (M, {q.shape[1]}), got {tuple(negatives.shape)}"
-                )
-            pos = (q * k).sum(dim=1, keepdim=True)  # (N, 1)
-            neg = q @ F.normalize(negatives.float(), dim=1).T  # (N, M)
-            logits = torch.cat([pos, neg], dim=1)  # (N, 1 + M): the positive sits in column 0
-            target = torch.zeros(n, dtype=torch.long, device=q.device)
-        return F.cross_entropy(logits / self.temperature, target)
+        # float32 logits even under autocast: bf16 would round cosines / τ to about 2 digits
+        with torch.autocast(q.device.type, enabled=False):
+            q = F.normalize(q.float(), dim=1)
+            k = F.normalize(k.float(), dim=1)
+            if negatives is None:
+                logits = q @ k.T  # (N, N): query i against every key; positives on the diagonal
+                target = torch.arange(n, device=q.device)
+            else:
+                pos = (q * k).sum(dim=1, keepdim=True)  # (N, 1)
+                neg = q @ F.normalize(negatives.float(), dim=1).T  # (N, M)
+                logits = torch.cat([pos, neg], dim=1)  # (N, 1 + M): the positive in column 0
+                target = torch.zeros(n, dtype=torch.long, device=q.device)
+            return F.cross_entropy(logits / self.temperature, target)

@@ -20,7 +20,9 @@ def patchify(images: Tensor, patch: int) -> Tensor:
     patch embedding's strided convolution drops them."""
     b, c, h, w = images.shape
     gh, gw = h // patch, w // patch
-    x = images[:, :, : gh * patch, : gw * patch].reshape(b, c, gh, patch, gw, patch)  # (B, C, gh, p, gw, p)
+    x = images[:, :, : gh * patch, : gw * patch].reshape(
+        b, c, gh, patch, gw, patch
+    )  # (B, C, gh, p, gw, p)
     return x.permute(0, 2, 4, 3, 5, 1).reshape(b, gh * gw, patch * patch * c)  # (B, N, p*p*C)
 
 

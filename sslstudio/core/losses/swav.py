@@ -10,6 +10,8 @@ trivial solution — every image in one cluster — is excluded.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -26,14 +28,14 @@ def sinkhorn(scores: Tensor, epsilon: float = 0.05, iterations: int = 3) -> Tens
         raise ValueError(f"epsilon must be > 0, got {epsilon}")
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {iterations}")
-    s = scores.float()
-    # subtracting the max keeps exp() finite at eps = 0.05; the normalisations cancel it
-    q = torch.exp((s - s.max()) / epsilon).T  # (K, B)
-    q = q / q.sum()
-    k, b = q.shape
+    # in log space: exp(s / eps) overflows or underflows float32 for small eps, and float64
+    # is missing on some accelerators (Apple's MPS)
+    log_q = scores.float().T / epsilon  # (K, B)
+    k, b = log_q.shape
     for _ in range(iterations):
-        q = q / q.sum(dim=1, keepdim=True) / k  # each prototype row sums to 1/K
-        q = q / q.sum(dim=0, keepdim=True) / b  # each sample column sums to 1/B
+        log_q = log_q - torch.logsumexp(log_q, dim=1, keepdim=True) - math.log(k)  # rows: 1/K
+        log_q = log_q - torch.logsumexp(log_q, dim=0, keepdim=True) - math.log(b)  # cols: 1/B
+    q = log_q.exp()
     return (q * b).T  # (B, K): each row a distribution over prototypes
 
 
@@ -49,7 +51,9 @@ class SwAVLoss(nn.Module):
         ValueError: for a non-positive temperature or epsilon, or fewer than 1 iteration.
     """
 
-    def __init__(self, temperature: float = 0.1, epsilon: float = 0.05, iterations: int = 3) -> None:
+    def __init__(
+        self, temperature: float = 0.1, epsilon: float = 0.05, iterations: int = 3
+    ) -> None:
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -59,7 +63,9 @@ class SwAVLoss(nn.Module):
             raise ValueError(f"iterations must be >= 1, got {iterations}")
         self.temperature, self.epsilon, self.iterations = temperature, epsilon, iterations
 
-    def forward(self, scores: list[Tensor], n_global: int = 2, queue: Tensor | None = None) -> Tensor:
+    def forward(
+        self, scores: list[Tensor], n_global: int = 2, queue: Tensor | None = None
+    ) -> Tensor:
         """Args:
             scores: one ``(B, K)`` tensor of prototype scores per view, global views first.
             n_global: how many leading views get codes (the global ones).
@@ -71,7 +77,9 @@ class SwAVLoss(nn.Module):
         code and the softmax of the other view's scores.
         """
         if len(scores) < 2 or not 1 <= n_global <= len(scores):
-            raise ValueError(f"need >= 2 views and 1 <= n_global <= views, got {len(scores)}, {n_global}")
+            raise ValueError(
+                f"need >= 2 views and 1 <= n_global <= views, got {len(scores)}, {n_global}"
+            )
         b = scores[0].shape[0]
         log_p = [torch.log_softmax(s.float() / self.temperature, dim=1) for s in scores]
         total, pairs = scores[0].new_zeros((), dtype=torch.float32), 0

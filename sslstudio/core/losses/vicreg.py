@@ -42,7 +42,8 @@ def covariance_term(z: Tensor) -> Tensor:
     _check(z)
     n, d = z.shape
     zc = z.float() - z.float().mean(dim=0)
-    cov = zc.T @ zc / (n - 1)  # (D, N) @ (N, D) -> (D, D)
+    with torch.autocast(z.device.type, enabled=False):  # float32 even under autocast
+        cov = zc.T @ zc / (n - 1)  # (D, N) @ (N, D) -> (D, D)
     return (cov.pow(2).sum() - torch.diagonal(cov).pow(2).sum()) / d
 
 

@@ -23,13 +23,15 @@ def whiten(x: Tensor, eps: float = 0.0) -> Tensor:
     ``(1 − eps) Σ + eps (tr Σ / D) I`` (scale-free), which keeps the Cholesky factor finite when
     N <= D; the output is then only near-white.
     """
-    n, d = x.shape
-    xc = x.float() - x.float().mean(dim=0)
-    cov = xc.T @ xc / (n - 1)  # (D, N) @ (N, D) -> (D, D)
-    cov = (1 - eps) * cov + eps * (torch.trace(cov) / d) * torch.eye(d, device=x.device)
-    chol, _ = torch.linalg.cholesky_ex(cov)  # cov = L Lᵀ; _ex: no device sync to check it
-    # W = L⁻¹ whitens: (L⁻¹ xcᵀ)ᵀ has covariance L⁻¹ Σ L⁻ᵀ = I
-    return torch.linalg.solve_triangular(chol, xc.T, upper=False).T  # (D, N) -> (N, D)
+    # float32 even under autocast: a Cholesky factor of a bf16 covariance is not usable
+    with torch.autocast(x.device.type, enabled=False):
+        n, d = x.shape
+        xc = x.float() - x.float().mean(dim=0)
+        cov = xc.T @ xc / (n - 1)  # (D, N) @ (N, D) -> (D, D)
+        cov = (1 - eps) * cov + eps * (torch.trace(cov) / d) * torch.eye(d, device=x.device)
+        chol, _ = torch.linalg.cholesky_ex(cov)  # cov = L Lᵀ; _ex: no device sync to check it
+        # W = L⁻¹ whitens: (L⁻¹ xcᵀ)ᵀ has covariance L⁻¹ Σ L⁻ᵀ = I
+        return torch.linalg.solve_triangular(chol, xc.T, upper=False).T  # (D, N) -> (N, D)
 
 
 class WMSELoss(nn.Module):

@@ -22,7 +22,9 @@ def _f(default, help: str, lo, hi):
 
 @dataclass(frozen=True)
 class ColorizationConfig:
-    out_stride: int = _f(4, "colours are predicted at 1/out_stride of the image side; paper: 4", 1, 32)
+    out_stride: int = _f(
+        4, "colours are predicted at 1/out_stride of the image side; paper: 4", 1, 32
+    )
     decoder_width: int = _f(128, "channels of the upsampling decoder", 8, 2048)
     ab_grid: float = _f(10.0, "side of a colour bin in ab units; paper: 10", 2.0, 50.0)
     neighbours: int = _f(5, "nearest bins sharing each true colour (soft encoding)", 1, 32)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -23,7 +22,9 @@ def _f(default, help: str, lo, hi):
 @dataclass(frozen=True)
 class CPCConfig:
     grid: int = _f(7, "patches per image side (half-overlapping); paper: 7", 3, 16)
-    pred_steps: int = _f(3, "how many rows ahead to predict (must be < grid); paper: up to 5", 1, 15)
+    pred_steps: int = _f(
+        3, "how many rows ahead to predict (must be < grid); paper: up to 5", 1, 15
+    )
     context_dim: int = _f(256, "width of the context network; paper: 256 bottleneck", 16, 4096)
     context_blocks: int = _f(2, "residual blocks of masked convolutions", 1, 8)
 
@@ -60,7 +61,8 @@ class RowContext(nn.Module):
         super().__init__()
         self.inp = nn.Conv2d(in_dim, dim, 1)
         self.blocks = nn.ModuleList(
-            nn.Sequential(nn.ReLU(), CausalConv(dim), nn.ReLU(), CausalConv(dim)) for _ in range(blocks)
+            nn.Sequential(nn.ReLU(), CausalConv(dim), nn.ReLU(), CausalConv(dim))
+            for _ in range(blocks)
         )
 
     def forward(self, z: Tensor) -> Tensor:
@@ -97,12 +99,16 @@ class CPC(Method):
     def __init__(self, backbone: Backbone, config: CPCConfig) -> None:
         super().__init__(backbone, config)
         if config.pred_steps >= config.grid:
-            raise ValueError(f"pred_steps ({config.pred_steps}) must be smaller than grid ({config.grid})")
+            raise ValueError(
+                f"pred_steps ({config.pred_steps}) must be smaller than grid ({config.grid})"
+            )
         batchnorm_to_groupnorm(self.backbone)
         d = backbone.feature_dim
         self.context = RowContext(d, config.context_dim, config.context_blocks)
         # one linear map W_k per step: "the predictions are made linearly" (1x1 convolutions)
-        self.predictors = nn.ModuleList(nn.Conv2d(config.context_dim, d, 1) for _ in range(config.pred_steps))
+        self.predictors = nn.ModuleList(
+            nn.Conv2d(config.context_dim, d, 1) for _ in range(config.pred_steps)
+        )
         self.criterion = CPCLoss(config.pred_steps)
 
     def view_specs(self, cfg: RunConfig) -> list[ViewSpec]:

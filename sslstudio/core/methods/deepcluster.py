@@ -21,12 +21,16 @@ def _f(default, help: str, lo, hi):
 
 @dataclass(frozen=True)
 class DeepClusterConfig:
-    n_clusters: int = _f(64, "k-means clusters (pseudo-classes); paper: 3000 for ImageNet", 2, 65536)
+    n_clusters: int = _f(
+        64, "k-means clusters (pseudo-classes); paper: 3000 for ImageNet", 2, 65536
+    )
     temperature: float = _f(0.1, "softmax temperature τ over centroid similarities", 0.01, 1.0)
     kmeans_iters: int = _f(10, "k-means iterations per clustering round", 1, 100)
     recluster_every: int = _f(0, "steps between clustering rounds (0 = once per epoch)", 0, 10**9)
     proj_hidden: int = _f(512, "hidden width of the projection head", 16, 8192)
-    proj_out: int = _f(128, "width of the clustered embeddings (memory: 4 bytes x this per image)", 8, 4096)
+    proj_out: int = _f(
+        128, "width of the clustered embeddings (memory: 4 bytes x this per image)", 8, 4096
+    )
 
 
 @register("deepcluster")
@@ -85,7 +89,9 @@ class DeepCluster(Method):
         self.centroids[:k] = centroids  # unused rows stay zero: logit 0, never a target
         self.labels.copy_(labels)
 
-    def training_step(self, views: list[Tensor], indices: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def training_step(
+        self, views: list[Tensor], indices: Tensor
+    ) -> tuple[Tensor, dict[str, float]]:
         if self.bank.shape[0] == 0:
             raise RuntimeError("DeepCluster needs on_train_start(num_images, ...) before training")
         step, every = int(self.steps_done), self.recluster_every(views[0].shape[0])
@@ -94,7 +100,9 @@ class DeepCluster(Method):
         z = F.normalize(self.head(self.backbone(torch.cat(views))), dim=1)  # (V*B, D)
         zs = z.chunk(len(views))
         with torch.no_grad():
-            self.bank[indices] = F.normalize(sum(zs).float(), dim=1)  # (B, D): the views' mean direction
+            self.bank[indices] = F.normalize(
+                sum(zs).float(), dim=1
+            )  # (B, D): the views' mean direction
         if step < every:  # no clustering yet: fill the bank, learn nothing
             return z.sum() * 0.0, {"clustered": 0.0}
         target = self.labels[indices]  # (B,)

@@ -27,12 +27,18 @@ class DINOConfig:
     out_dim: int = _f(1024, "output width K of the head; paper: 65536 (costly on a CPU)", 16, 65536)
     head_hidden: int = _f(512, "hidden width of the head's MLP; paper: 2048", 16, 8192)
     bottleneck: int = _f(128, "bottleneck width before the last layer; paper: 256", 8, 4096)
+    head_batchnorm: bool = field(
+        default=True,
+        metadata={"help": "BatchNorm in the head's MLP (DINO's use_bn_in_head option)"},
+    )
     student_temp: float = _f(0.1, "student temperature τ_s", 0.01, 1.0)
     teacher_temp: float = _f(0.07, "teacher temperature τ_t after warm-up (sharpening)", 0.01, 1.0)
     warmup_teacher_temp: float = _f(0.04, "teacher temperature at the start", 0.01, 1.0)
     teacher_temp_warmup: float = _f(0.3, "share of training over which τ_t rises", 0.0, 1.0)
     center_momentum: float = _f(0.9, "momentum of the teacher-output centre", 0.0, 0.999)
-    momentum_base: float = _f(0.996, "teacher EMA momentum at the start (cosine to final)", 0.0, 1.0)
+    momentum_base: float = _f(
+        0.996, "teacher EMA momentum at the start (cosine to final)", 0.0, 1.0
+    )
     momentum_final: float = _f(1.0, "teacher EMA momentum at the end", 0.0, 1.0)
     n_local: int = _f(2, "small local crops per image besides the 2 global ones; paper: 10", 0, 16)
     local_size_ratio: float = _f(0.45, "local crop side as a share of the image size", 0.1, 1.0)
@@ -63,7 +69,16 @@ class DINO(Method):
             raise ValueError(
                 f"momentum_base ({config.momentum_base}) must not exceed momentum_final ({config.momentum_final})"
             )
-        self.head = DINOHead(backbone.feature_dim, config.out_dim, config.head_hidden, config.bottleneck)
+        # BatchNorm in the head is on by default: a small random CNN gives nearly the same output
+        # for every image, so the centred teacher targets were uniform and the loss sat at log K
+        # within 20 steps without it (tiny_cnn, 16 px); with it the targets stay informative
+        self.head = DINOHead(
+            backbone.feature_dim,
+            config.out_dim,
+            config.head_hidden,
+            config.bottleneck,
+            batchnorm=config.head_batchnorm,
+        )
         self.teacher_backbone = copy_frozen(backbone)
         self.teacher_head = copy_frozen(self.head)
         self.criterion = DINOLoss(config.out_dim, config.student_temp, config.center_momentum)
@@ -93,7 +108,9 @@ class DINO(Method):
     def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
         student = by_resolution(lambda x: self.head(self.backbone(x)), views)
         with torch.no_grad():  # the teacher sees only the two global views
-            teacher = by_resolution(lambda x: self.teacher_head(self.teacher_backbone(x)), views[:2])
+            teacher = by_resolution(
+                lambda x: self.teacher_head(self.teacher_backbone(x)), views[:2]
+            )
         temp = self.teacher_temperature()
         return self.criterion(student, teacher, temp), {"teacher_temp": temp}
 

@@ -79,6 +79,7 @@ class MoCo(Method):
     def __init__(self, backbone: Backbone, config: MoCoConfig) -> None:
         super().__init__(backbone, config)
         d, h, o = backbone.feature_dim, config.proj_hidden, config.proj_out
+        # MoCo v2's head has no BN: "a 2-layer MLP head (hidden layer 2048-d, with ReLU)"
         self.head = ProjectionHead([(d, h, None, nn.ReLU(inplace=True)), (h, o, None, None)])
         self.key_backbone = copy_frozen(backbone)
         self.key_head = copy_frozen(self.head)

@@ -24,7 +24,9 @@ def _f(default, help: str, lo, hi):
 
 @dataclass(frozen=True)
 class SwAVConfig:
-    n_prototypes: int = _f(128, "number of prototypes (clusters); paper: 3000 for ImageNet", 2, 65536)
+    n_prototypes: int = _f(
+        128, "number of prototypes (clusters); paper: 3000 for ImageNet", 2, 65536
+    )
     temperature: float = _f(0.1, "softmax temperature τ over prototype scores", 0.01, 1.0)
     epsilon: float = _f(0.05, "Sinkhorn entropy weight ε; lower = harder assignments", 0.01, 1.0)
     sinkhorn_iters: int = _f(3, "Sinkhorn-Knopp iterations", 1, 100)

@@ -111,11 +111,21 @@ _REGISTRY: dict[str, tuple[BackboneInfo, Callable[[bool, int], nn.Module]]] = {
         lambda s, _: _resnet("resnet50", s),
     ),
     "vit_tiny": (
-        BackboneInfo("vit_tiny", "ViT-Tiny (192-d), 5.5 M parameters, patch size by image size", 192, "timm-vit"),
+        BackboneInfo(
+            "vit_tiny",
+            "ViT-Tiny (192-d), 5.5 M parameters, patch size by image size",
+            192,
+            "timm-vit",
+        ),
         lambda _, size: _vit("vit_tiny", size),
     ),
     "vit_small": (
-        BackboneInfo("vit_small", "ViT-Small (384-d), 22 M parameters, patch size by image size", 384, "timm-vit"),
+        BackboneInfo(
+            "vit_small",
+            "ViT-Small (384-d), 22 M parameters, patch size by image size",
+            384,
+            "timm-vit",
+        ),
         lambda _, size: _vit("vit_small", size),
     ),
 }

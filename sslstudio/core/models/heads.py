@@ -54,14 +54,28 @@ class DINOHead(nn.Module):
 
     Args:
         in_dim: backbone feature width. out_dim: K. hidden, bottleneck: MLP widths.
+        batchnorm: BatchNorm after the hidden layers (DINO's ``use_bn_in_head`` option).
     """
 
-    def __init__(self, in_dim: int, out_dim: int, hidden: int = 512, bottleneck: int = 128) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        hidden: int = 512,
+        bottleneck: int = 128,
+        batchnorm: bool = False,
+    ) -> None:
         super().__init__()
         if min(in_dim, out_dim, hidden, bottleneck) < 1:
-            raise ValueError(f"widths must be >= 1, got {in_dim}, {out_dim}, {hidden}, {bottleneck}")
+            raise ValueError(
+                f"widths must be >= 1, got {in_dim}, {out_dim}, {hidden}, {bottleneck}"
+            )
         self.mlp = ProjectionHead(
-            [(in_dim, hidden, None, nn.GELU()), (hidden, hidden, None, nn.GELU()), (hidden, bottleneck, None, None)]
+            [
+                (in_dim, hidden, nn.BatchNorm1d(hidden) if batchnorm else None, nn.GELU()),
+                (hidden, hidden, nn.BatchNorm1d(hidden) if batchnorm else None, nn.GELU()),
+                (hidden, bottleneck, None, None),
+            ]
         )
         self.last_weight = nn.Parameter(torch.empty(out_dim, bottleneck))
         nn.init.trunc_normal_(self.last_weight, std=0.02)

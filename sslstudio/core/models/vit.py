@@ -60,7 +60,10 @@ class ViT(VisionTransformer):
         pos = self.pos_embed
         if tuple(grid) != tuple(self.patch_embed.grid_size):
             pos = resample_abs_pos_embed(
-                pos, new_size=list(grid), old_size=list(self.patch_embed.grid_size), num_prefix_tokens=1
+                pos,
+                new_size=list(grid),
+                old_size=list(self.patch_embed.grid_size),
+                num_prefix_tokens=1,
             )
         return pos[:, :1], pos[:, 1:]
 

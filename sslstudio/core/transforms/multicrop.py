@@ -61,6 +61,8 @@ def by_resolution(fn: Callable[[Tensor], Tensor], views: list[Tensor]) -> list[T
         end = start
         while end < len(views) and views[end].shape[-2:] == views[start].shape[-2:]:
             end += 1
-        out += list(fn(torch.cat(views[start:end])).chunk(end - start))  # (n*B, ...) -> n x (B, ...)
+        out += list(
+            fn(torch.cat(views[start:end])).chunk(end - start)
+        )  # (n*B, ...) -> n x (B, ...)
         start = end
     return out

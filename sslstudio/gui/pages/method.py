@@ -7,6 +7,7 @@ catalog) and the method's ``Config`` dataclass: a new method appears here by reg
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
 from typing import Any
 
@@ -28,11 +29,10 @@ from PySide6.QtWidgets import (
 from sslstudio.config import RunConfig
 from sslstudio.gui.catalog import Catalog, gui_threads
 from sslstudio.gui.command import command_line, missing_flags
-from sslstudio.gui.estimate import Estimate, EstimateWorker, describe_estimate
 from sslstudio.gui.widgets.config_form import ConfigForm
+from sslstudio.gui.widgets.estimate_panel import EstimatePanel
 from sslstudio.gui.widgets.panels import Card, Page, hbox, hint, with_shortcut
 from sslstudio.gui.widgets.schedule_plots import ASSUMED_IMAGES, ScheduleCard, momentum_fields
-from sslstudio.gui.worker import ThreadJob
 
 RUN_SECTIONS = (
     ("Network", ("backbone", "image_size", "small_stem")),
@@ -65,11 +65,8 @@ class MethodPage(Page):
         self._method = self.context.method
         self._options: dict[str, dict[str, Any]] = {}  # per-method options, kept across switching
         self.options_form: ConfigForm | None = None
+        self._form_method = ""  # the method whose options the form shows
         self._image_size = self.context.image_size
-        self._estimate_job: ThreadJob | None = None
-        self._estimate_worker: EstimateWorker | None = None
-        self._estimate_key: tuple[Any, ...] | None = None  # the settings the shown estimate measured
-        self._run_active = False
 
         row = QHBoxLayout()
         row.setSpacing(12)
@@ -139,18 +136,10 @@ class MethodPage(Page):
         self.device_label = hint("")
         card.add(self.backbone_description)
         card.add(self.device_label)
-        self.estimate_button = QPushButton("Estimate time")
-        self._estimate_tip = with_shortcut(
-            "Time a few real training steps with these settings and estimate the time per epoch", "Ctrl+E")
-        self.estimate_button.setToolTip(self._estimate_tip)
+        self.estimates = card.add(EstimatePanel())
+        self.estimate_button, self.estimate_label = self.estimates.button, self.estimates.label
+        self.estimate_detail = self.estimates.detail
         self.estimate_button.clicked.connect(self.estimate)
-        self.estimate_label = QLabel("")
-        self.estimate_label.setObjectName("estimate")
-        self.estimate_label.setWordWrap(True)
-        card.layout_.addLayout(hbox(self.estimate_button, self.estimate_label))
-        self.estimate_detail = hint("")
-        self.estimate_detail.setVisible(False)
-        card.add(self.estimate_detail)
         return card
 
     def _build_command_card(self) -> QWidget:
@@ -199,6 +188,7 @@ class MethodPage(Page):
         rows = min(7, self.method_list.count())
         self.method_list.setFixedHeight(rows * self.method_list.sizeHintForRow(0) + 2 * self.method_list.frameWidth() + 10)
         self._select_method(self._method if self._method in catalog.methods else next(iter(catalog.methods)))
+        self.estimates.set_ready(True)
         self._refresh()
 
     def set_num_images(self, n: int | None) -> None:
@@ -211,9 +201,8 @@ class MethodPage(Page):
         self._refresh()
 
     def set_run_active(self, active: bool) -> None:
-        """While a run trains, measuring would compete with it for the cores (and torch's threads)."""
-        self._run_active = active
-        self._update_estimate_button()
+        """No estimate while a run trains: both would compete for the cores (and torch's threads)."""
+        self.estimates.set_blocked(active)
 
     def threads(self) -> int:
         return int(self.run_form.values()["threads"])
@@ -227,13 +216,17 @@ class MethodPage(Page):
     # -- config ---------------------------------------------------------------------------------
 
     def apply_config(self, cfg: RunConfig) -> None:
-        """Show ``cfg``'s choices; the thread count stays this machine's."""
+        """Show ``cfg``'s choices, its method options included; the thread count stays this machine's."""
         self.run_form.set_value(dataclasses.replace(cfg, threads=self.threads()))
         self.optim_form.set_value(cfg.optim)
+        self._remember_form()
         self._options[cfg.method] = dict(cfg.method_options)
         self._method = cfg.method
         if self.catalog is not None and cfg.method in self.catalog.methods:
-            self._select_method(cfg.method)
+            if self._form_method == cfg.method:
+                self._show_options(cfg.method)  # the same method: its form gets the new values
+            else:
+                self._select_method(cfg.method)  # -> _on_method_chosen
         self._emit_size()
         self._refresh()
 
@@ -242,8 +235,10 @@ class MethodPage(Page):
         return dataclasses.replace(cfg, method=self._method, method_options=self.method_options())
 
     def method_options(self) -> dict[str, Any]:
+        """Plain JSON values (an Enum option as its value): they are saved in config.json."""
         if self.options_form is not None:
-            return dataclasses.asdict(self.options_form.value())
+            values = dataclasses.asdict(self.options_form.value())
+            return {k: v.value if isinstance(v, enum.Enum) else v for k, v in values.items()}
         return dict(self._options.get(self._method, {}))
 
     def _select_method(self, name: str) -> None:
@@ -255,14 +250,25 @@ class MethodPage(Page):
     def _on_method_chosen(self, item: QListWidgetItem | None, _previous: object = None) -> None:
         if item is None or self.catalog is None:
             return
-        if self.options_form is not None:
-            self._options[self._method] = dataclasses.asdict(self.options_form.value())
+        self._remember_form()
         name = item.data(Qt.ItemDataRole.UserRole)
         info = self.catalog.methods[name]
         self._method = name
         self.summary.setText(info.summary)
         cite, _, url = info.paper.partition(", http")
         self.paper.setText(f'Paper: <a href="http{url}">{cite}</a>' if url else f"Paper: {info.paper}")
+        self._show_options(name)
+        self.methodChanged.emit(name)
+        self._on_changed()
+
+    def _remember_form(self) -> None:
+        """Keep the shown form's values under its own method, for when the user comes back to it."""
+        if self.options_form is not None and self._form_method:
+            self._options[self._form_method] = self.method_options()
+
+    def _show_options(self, name: str) -> None:
+        """The options form of method ``name``, filled from what was chosen or loaded for it."""
+        info = self.catalog.methods[name]
         if self.options_form is not None:
             self.options_form.setParent(None)
             self.options_form.deleteLater()
@@ -276,8 +282,7 @@ class MethodPage(Page):
         self.options_form.setObjectName("methodOptions")
         self.options_form.valueChanged.connect(self._on_changed)
         self.options_box.insertWidget(0, self.options_form)
-        self.methodChanged.emit(name)
-        self._on_changed()
+        self._form_method = name
 
     def _on_changed(self) -> None:
         self._emit_size()
@@ -308,11 +313,7 @@ class MethodPage(Page):
         self.command_note.setText("Not expressible as flags: " + ", ".join(missing) if missing else "")
         self.command_note.setToolTip("Save these in a config file and pass it with --config" if missing else "")
         self.command_note.setVisible(bool(missing))
-        if self._estimate_key is not None and self._estimate_key != _estimate_key(cfg, self.num_images):
-            self._estimate_key = None
-            self.estimate_label.setText("Settings changed: estimate again.")
-            self.estimate_detail.setVisible(False)
-        self._update_estimate_button()
+        self.estimates.settings_changed(cfg, self.num_images)
 
     def copy_command(self) -> None:
         QApplication.clipboard().setText(self.command_edit.toPlainText())
@@ -321,71 +322,12 @@ class MethodPage(Page):
 
     @property
     def is_estimating(self) -> bool:
-        return self._estimate_worker is not None
-
-    def _update_estimate_button(self) -> None:
-        busy = self.is_estimating
-        self.estimate_button.setText("Cancel" if busy else "Estimate time")
-        self.estimate_button.setEnabled(busy or (self.catalog is not None and not self._run_active))
-        self.estimate_button.setToolTip(
-            "Not while a run is training: both would compete for the processor" if self._run_active and not busy
-            else self._estimate_tip)
+        return self.estimates.busy
 
     @Slot()
     def estimate(self) -> None:
-        """Measure a few steps in the background (a second click cancels)."""
-        if self._estimate_worker is not None:
-            self._estimate_worker.cancel()
-            self.estimate_label.setText("Cancelling…")
-            return
-        if self.catalog is None or self._run_active:
-            return
-        cfg = self.update_config(self.context)
-        n = self.num_images or ASSUMED_IMAGES
-        worker = EstimateWorker(cfg, n)
-        worker.progress.connect(self._on_estimate_progress)
-        worker.done.connect(self._on_estimate_done)
-        worker.failed.connect(self._on_estimate_failed)
-        worker.cancelled.connect(lambda: self.estimate_label.setText("Cancelled."))
-        self._estimate_worker = worker
-        self._pending_key = _estimate_key(cfg, self.num_images)
-        self._estimate_job = ThreadJob(worker, "sslstudio-estimate", self)
-        self._estimate_job.ended.connect(self._on_estimate_ended)
-        self.estimate_label.setText("Measuring: building the model…")
-        self.estimate_detail.setVisible(False)
-        self._update_estimate_button()
-
-    @Slot(int, int)
-    def _on_estimate_progress(self, done: int, planned: int) -> None:
-        if self._estimate_worker is not None and not self.estimate_label.text().startswith("Cancel"):
-            self.estimate_label.setText(f"Measuring: step {done} of {planned}…")
-
-    @Slot(object)
-    def _on_estimate_done(self, est: Estimate) -> None:
-        head, detail = describe_estimate(est, int(self.run_form.values()["epochs"]))
-        if not self.num_images:
-            detail += f" ({ASSUMED_IMAGES:,} images assumed: no folder scanned yet.)"
-        self.last_estimate = est
-        self.estimate_label.setText(head)
-        self.estimate_detail.setText(detail)
-        self.estimate_detail.setVisible(True)
-        self._estimate_key = self._pending_key
-
-    @Slot(str)
-    def _on_estimate_failed(self, message: str) -> None:
-        self.estimate_label.setText(f"Could not measure: {message}")
-
-    @Slot()
-    def _on_estimate_ended(self) -> None:
-        self._estimate_worker = None
-        self._estimate_job = None
-        self._update_estimate_button()
+        """Measure a few steps of these settings in the background (a second click cancels)."""
+        self.estimates.estimate(self.update_config(self.context), self.num_images, ASSUMED_IMAGES)
 
     def shutdown(self) -> None:
-        if self._estimate_job is not None and self._estimate_worker is not None:
-            self._estimate_worker.cancel()
-            self._estimate_job.wait(60_000)  # ends at the current step
-
-
-def _estimate_key(cfg: RunConfig, num_images: int | None) -> tuple[Any, ...]:
-    return (*(repr(getattr(cfg, k)) for k in ESTIMATE_KEYS), num_images)
+        self.estimates.cancel()

@@ -16,11 +16,12 @@ from PySide6.QtCore import (
     QItemSelectionModel,
     QSortFilterProxyModel,
     Qt,
+    QTimer,
     QUrl,
     Signal,
     Slot,
 )
-from PySide6.QtGui import QDesktopServices, QShowEvent
+from PySide6.QtGui import QAction, QDesktopServices, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -44,6 +45,7 @@ from sslstudio.gui.worker import FunctionWorker, ThreadJob
 from sslstudio.paths import runs_dir
 
 MAX_COMPARE = 4
+LIVE_REFRESH_MS = 5000  # metrics logs are read incrementally, so this costs little
 
 
 class RunsPage(Page):
@@ -107,6 +109,11 @@ class RunsPage(Page):
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.table.selectionModel().selectionChanged.connect(self._on_selection)
+        self.delete_action = QAction("Delete…", self.table)
+        self.delete_action.setShortcut(QKeySequence(QKeySequence.StandardKey.Delete))
+        self.delete_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.delete_action.triggered.connect(self.delete_selected)
+        self.table.addAction(self.delete_action)
         self.table.doubleClicked.connect(lambda _i: self.open_selected_folder())
         self.empty_label = hint("No runs yet. Runs started on the Train page appear here; "
                                 "File ▸ Open run… adds a run folder from elsewhere.")
@@ -122,7 +129,7 @@ class RunsPage(Page):
         splitter.addWidget(self.details)
         splitter.setStretchFactor(0, 2)
         splitter.setStretchFactor(1, 3)
-        splitter.setSizes([250, 380])
+        splitter.setSizes([180, 460])
         self.body.addWidget(splitter, 1)
         QWidget.setTabOrder(self.refresh_button, self.open_button)
         QWidget.setTabOrder(self.open_button, self.table)
@@ -130,6 +137,10 @@ class RunsPage(Page):
                      (self.folder_button, self.delete_button), (self.delete_button, self.settings_tree)):
             QWidget.setTabOrder(a, b)
 
+        self._live = QTimer(self)  # while a run trains and the page is on screen, its row keeps up
+        self._live.setInterval(LIVE_REFRESH_MS)
+        self._live.timeout.connect(self._on_live_tick)
+        self._live.start()
         controller.runEnded.connect(lambda _outcome: self.refresh())
         controller.event.connect(self._on_run_event)
         controller.stateChanged.connect(lambda _s: self._update_buttons())
@@ -203,7 +214,8 @@ class RunsPage(Page):
         if self._select_after:
             keep = {str(Path(self._select_after).resolve())}
             self._select_after = None
-        self._details.clear()  # read again: a running run has grown, a resumed one changed state
+        fresh = {r.path: r for r in runs}  # details of runs that changed (grown, resumed) are read again
+        self._details = {p: d for p, d in self._details.items() if fresh.get(p) == d.summary}
         self.model.set_runs(runs)  # the view's selection is cleared by the reset
         self.empty_label.setVisible(not runs)
         self.table.setVisible(bool(runs))
@@ -321,6 +333,10 @@ class RunsPage(Page):
         self._select_after = str(path)
         self.refresh()
         return True
+
+    def _on_live_tick(self) -> None:
+        if self.isVisible() and self.controller.is_running() and not self.listing:
+            self.refresh()
 
     def _on_run_event(self, ev: object) -> None:
         if isinstance(ev, RunStarted):

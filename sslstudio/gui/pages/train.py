@@ -98,6 +98,7 @@ class TrainPage(Page):
         self._probe_n = 0  # images in the collapse monitor's probe set
         self._preparing_text = ""  # the latest Preparing event, shown while the state is "preparing"
         self._stage = ""
+        self._shown_state = IDLE
 
         self.start_button = QPushButton("Start")
         self.start_button.setObjectName("primary")
@@ -215,6 +216,10 @@ class TrainPage(Page):
         elif idle and self.controller.resumable:
             text = "Stopped: Resume continues from the checkpoint"
         self.state_label.setText(text)
+        if state == PREPARING and self._shown_state == IDLE:  # a new run: the last one's numbers go
+            for key in ("step", "epoch", "loss", "speed", "eta"):
+                self.stats[key].set("–")
+        self._shown_state = state
         if state == PREPARING and not self._preparing_text:
             self.progress.setRange(0, 0)  # busy until the first count arrives
         if idle:

@@ -2,8 +2,10 @@
 
 A run can log thousands of steps a minute; calling ``setData`` per step would re-upload the
 whole curve each time and starve the event loop. Here ``append`` is O(1) amortised (the buffer
-doubles when full) and only marks the plot dirty; a single-shot 100 ms timer redraws every
-dirty curve once, with pyqtgraph's peak downsampling and clip-to-view doing the rest.
+doubles when full) and only marks the plot dirty; a single-shot timer (~100 ms) redraws every
+dirty curve once, with pyqtgraph's peak downsampling and clip-to-view doing the rest. Plots
+fed by the same event get timers 17 ms apart, so their repaints (axes, text) land in separate
+event-loop turns instead of one long one (measured by ``bench/gui_latency.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QWidget
 
 REDRAW_MS = 100
+STAGGER_MS = 17  # one frame: successive plots repaint in successive turns of the event loop
+STAGGER_SLOTS = 6
 
 
 class CurveBuffer:
@@ -99,7 +103,9 @@ class Ema:
 
 
 class ThrottledPlot(pg.PlotWidget):
-    """A plot of named curves fed through :class:`CurveBuffer` s and redrawn at most every 100 ms."""
+    """A plot of named curves fed through :class:`CurveBuffer` s and redrawn at most every ~100 ms."""
+
+    _made = 0  # plots created so far: each gets the next stagger slot
 
     def __init__(self, title: str, y_label: str = "", parent: QWidget | None = None, legend: bool = False) -> None:
         super().__init__(parent)
@@ -121,7 +127,8 @@ class ThrottledPlot(pg.PlotWidget):
         self.redraws = 0  # counted for tests: the throttle must coalesce appends
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
-        self._timer.setInterval(REDRAW_MS)
+        self._timer.setInterval(REDRAW_MS + STAGGER_MS * (ThrottledPlot._made % STAGGER_SLOTS))
+        ThrottledPlot._made += 1
         self._timer.timeout.connect(self.redraw)
 
     def add_curve(self, key: str, pen: object, name: str | None = None, **kwargs: object) -> CurveBuffer:

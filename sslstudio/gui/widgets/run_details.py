@@ -22,6 +22,7 @@ from sslstudio.gui.widgets.panels import Card, hint
 
 SECTIONS = (("", "Run"), ("optim.", "Optimizer"), ("method_options.", "Method options"), ("augment.", "Augmentation"))
 HIDDEN = ("data_root",)  # in the caption instead: a long path makes the column unreadable
+LETTERS = "ABCDEFGH"
 STATE_WORDS = {"finished": "Finished", "running": "Training now", "failed": "Failed", "stopped": "Stopped",
                "damaged": "Unreadable"}  # fmt: skip
 
@@ -43,7 +44,7 @@ class RunDetailsView(QWidget):
         self.caption = hint("Select a run to see its settings and curves.")
         self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.loss_plot = ThrottledPlot("Loss", legend=True)
-        self.knn_plot = ThrottledPlot("kNN top-1", legend=True)
+        self.knn_plot = ThrottledPlot("kNN top-1")  # same colours as the loss legend
         self.knn_plot.setVisible(False)
         plots = QHBoxLayout()
         plots.setSpacing(10)
@@ -74,7 +75,7 @@ class RunDetailsView(QWidget):
         else:
             more = f" (the first {len(shown)} of {selected})" if selected and selected > len(shown) else ""
             self.caption.setText(f"Comparing {len(shown)} runs{more}: bold lines are the trend (trailing mean), "
-                                 "faint lines every step. Settings that differ are in bold.")
+                                 "faint lines every step; the settings that differ are listed first.")
 
     def _draw_curves(self, shown: list[RunDetails]) -> None:
         t = theme.current()
@@ -87,42 +88,55 @@ class RunDetailsView(QWidget):
             faint.setAlpha(60)
             self.loss_plot.getPlotItem().plot(c.step, c.loss, pen=pg.mkPen(faint, width=1))
             self.loss_plot.getPlotItem().plot(c.step, c.smoothed_loss(), pen=pg.mkPen(color, width=2),
-                                              name=d.summary.name if many else "trend")
+                                              name=f"{LETTERS[i]}  {elide(d.summary.name)}" if many else "trend")
             if c.knn.size:
                 self.knn_plot.setVisible(True)
-                self.knn_plot.getPlotItem().plot(
-                    c.knn_step, c.knn, pen=pg.mkPen(color, width=2), symbol="o", symbolSize=5, symbolPen=None,
-                    symbolBrush=color, name=d.summary.name if many else "kNN top-1",
-                )  # fmt: skip
+                self.knn_plot.getPlotItem().plot(c.knn_step, c.knn, pen=pg.mkPen(color, width=2), symbol="o",
+                                                 symbolSize=5, symbolPen=None, symbolBrush=color)
 
     def _fill_settings(self, shown: list[RunDetails]) -> None:
+        """One column per run; with several, a 'Differences' section first and the rest folded."""
         tree = self.settings_tree
         flats = [flatten_config(d.config) for d in shown]
         keys = list(dict.fromkeys(k for f in flats for k in f if k not in HIDDEN))
+        many = len(shown) > 1
         tree.setColumnCount(1 + len(shown))
-        tree.setHeaderLabels(["Setting"] + ([d.summary.name for d in shown] if len(shown) > 1 else ["Value"]))
+        tree.setHeaderLabels(["Setting"] + ([LETTERS[i] for i in range(len(shown))] if many else ["Value"]))
+        for i, d in enumerate(shown):
+            tree.headerItem().setToolTip(i + 1, d.summary.path)
         bold = QFont(tree.font())
         bold.setBold(True)
-        for prefix, title in SECTIONS:
-            mine = [k for k in keys if (k.startswith(prefix) if prefix else "." not in k)]
+        rows = {k: [show_value(f.get(k, "–")) for f in flats] for k in keys}
+        differ = [k for k in keys if len(set(rows[k])) > 1]
+        sections = ([("", "Differences", differ)] if many else []) + [
+            (prefix, title, [k for k in keys if (k.startswith(prefix) if prefix else "." not in k)])
+            for prefix, title in SECTIONS
+        ]
+        for prefix, title, mine in sections:
             if not mine:
                 continue
-            section = QTreeWidgetItem(tree, [title])
-            differ = 0
+            section = QTreeWidgetItem(tree, [f"{title} ({len(mine)})" if title == "Differences" else title])
+            section.setFont(0, bold)
             for key in mine:
-                values = [show_value(f.get(key, "–")) for f in flats]
-                item = QTreeWidgetItem(section, [field_label(key.removeprefix(prefix)), *values])
+                name = key if title == "Differences" else key.removeprefix(prefix)
+                item = QTreeWidgetItem(section, [field_label(name.replace(".", " ")), *rows[key]])
                 item.setToolTip(0, key)
-                if len(set(values)) > 1:
-                    differ += 1
-                    for col in range(len(values) + 1):
+                if key in differ:
+                    for col in range(len(shown) + 1):
                         item.setFont(col, bold)
-            if differ:
-                section.setText(0, f"{title} ({differ} differ)")
-                section.setFont(0, bold)
             section.setFirstColumnSpanned(True)
-            section.setExpanded(prefix != "augment." or differ > 0)
+            section.setExpanded(title == "Differences" or (not many and prefix != "augment."))
+        if many and not differ:
+            QTreeWidgetItem(tree, ["No differences in the settings"]).setFirstColumnSpanned(True)
         tree.resizeColumnToContents(0)
+
+
+def elide(name: str, limit: int = 30) -> str:
+    """Middle-elided, so both the date at the start and the folder at the end stay readable."""
+    if len(name) <= limit:
+        return name
+    half = (limit - 1) // 2
+    return f"{name[:half]}…{name[-(limit - 1 - half):]}"
 
 
 def describe(d: RunDetails) -> str:
@@ -149,4 +163,4 @@ def show_value(v: Any) -> str:
         return f"{v:.6g}"
     if isinstance(v, dict):
         return "–" if not v else ", ".join(f"{k}={show_value(x)}" for k, x in v.items())
-    return str(v)
+    return str(v) if v != "" else "–"

@@ -32,7 +32,10 @@ def test_centring_and_sharpening():
     t = torch.tensor([[1.0, 2.0, 3.0]])
     centred = teacher_probs(t, center=t, temperature=0.04)  # centre = output: uniform
     assert torch.allclose(centred, torch.full((1, 3), 1 / 3))
-    sharp, soft = teacher_probs(t, torch.zeros(1, 3), 0.04), teacher_probs(t, torch.zeros(1, 3), 1.0)
+    sharp, soft = (
+        teacher_probs(t, torch.zeros(1, 3), 0.04),
+        teacher_probs(t, torch.zeros(1, 3), 1.0),
+    )
     assert sharp[0, 2] > soft[0, 2] and sharp[0, 2] > 0.99
 
 

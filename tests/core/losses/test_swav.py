@@ -19,7 +19,9 @@ def test_sinkhorn_marginals():
     q10 = sinkhorn(scores, epsilon=0.05, iterations=10)
     assert spread(q10.sum(dim=0)) < spread(q.sum(dim=0)) < spread(plain)
     q = sinkhorn(scores, epsilon=0.05, iterations=200)
-    assert torch.allclose(q.sum(dim=0), torch.full((k,), b / k), rtol=1e-3)  # ... exactly in the limit
+    assert torch.allclose(
+        q.sum(dim=0), torch.full((k,), b / k), rtol=1e-3
+    )  # ... exactly in the limit
 
 
 def test_sinkhorn_spreads_a_batch_that_prefers_one_prototype():
@@ -53,3 +55,9 @@ def test_local_views_get_no_codes_and_queue_rows_get_no_loss():
 def test_bad_hyper_parameters_are_refused(kw):
     with pytest.raises(ValueError):
         SwAVLoss(**kw)
+
+
+def test_sinkhorn_stays_finite_for_a_small_epsilon():
+    scores = torch.tensor([[1.0, -1.0, 0.0], [-1.0, 1.0, 0.5]])
+    q = sinkhorn(scores, epsilon=0.005, iterations=3)  # exp(2 / 0.005) would overflow
+    assert torch.isfinite(q).all() and torch.allclose(q.sum(dim=1), torch.ones(2))

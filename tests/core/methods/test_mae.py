@@ -1,0 +1,34 @@
+import pytest
+import torch
+
+from sslstudio.core.errors import ConfigError
+from tests.core.methods.conftest import views_for
+
+
+def test_mae_refuses_a_convolutional_backbone(make_method):
+    with pytest.raises(ConfigError, match="choose the backbone vit_tiny or vit_small"):
+        make_method("mae", backbone="tiny_cnn")
+
+
+def test_encoder_sees_only_the_visible_quarter_and_loss_is_finite(make_method):
+    method, cfg = make_method("mae", backbone="vit_tiny")
+    views = views_for(method, cfg)
+    assert len(views) == 1 and method.constraints["jitter_p"] == 0.0
+    seen = []
+    method.backbone.body.blocks[0].register_forward_hook(
+        lambda m, inp, out: seen.append(inp[0].shape)
+    )
+    loss, _ = method.training_step(views)
+    loss.backward()
+    assert seen == [torch.Size([8, 1 + 4, 192])]  # 16 px / patch 4 = 16 patches, 25 % kept
+    assert torch.isfinite(loss) and method.mask_token.grad is not None
+
+
+def test_masks_depend_on_the_step_only(make_method):
+    """Resume is exact: a mask is drawn from (seed, step), not from the global generator."""
+    method, _ = make_method("mae", backbone="vit_tiny")
+    a = method.mask_noise(2, 16, torch.device("cpu"))
+    torch.rand(5)
+    assert torch.equal(a, method.mask_noise(2, 16, torch.device("cpu")))
+    method.on_step_end(0, 10)
+    assert not torch.equal(a, method.mask_noise(2, 16, torch.device("cpu")))
