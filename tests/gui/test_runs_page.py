@@ -105,6 +105,11 @@ def test_helpers() -> None:
     assert list(c.smoothed_loss()) == [4.0, 2.0, 4.0, 2.0]  # 4 steps: a window of 1
     assert format_age(1_750_000_000.0, 1_750_000_000.0 + 60).startswith("today ")
     assert format_age(1_700_000_000.0, 1_750_000_000.0).startswith("2023-11-1")
+    from sslstudio.gui.widgets.run_details import elide, setting_label
+
+    assert setting_label("method_options.temperature") == "Method options: Temperature"
+    assert setting_label("optim.lr") == "Optimizer: LR" and setting_label("image_size") == "Image size"
+    assert elide("20261126-015807-simclr-sample_images", 24) == "20261126-015807-simclr-…"
 
 
 def test_table_details_and_compare(window, qtbot, history: dict[str, Path]) -> None:

@@ -126,6 +126,7 @@ def test_train_pause_resume_stop_and_resume_to_the_end(ready_window, qtbot, gate
     page.redraw_now()
     assert list(page.loss_plot.buffer("raw").x) == [0, 1, 2, 3, 4, 5]  # history reloaded + new steps
     assert not page.resume_button.isEnabled() and w.controller.resumable is None
+    assert page.state_label.text().startswith("Finished")
 
 
 def test_closing_the_window_mid_run_checkpoints_and_closes(ready_window, qtbot, gate, qt_messages) -> None:

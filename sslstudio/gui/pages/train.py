@@ -50,6 +50,7 @@ from sslstudio.gui.widgets.panels import Card, Page, Stat, hbox, with_shortcut
 STATE_TEXT = {IDLE: "Idle", PREPARING: "Preparing the images…", RUNNING: "Training", PAUSED: "Paused",
               STOPPING: "Stopping… saving a checkpoint"}  # fmt: skip
 STAGE_TEXT = {"scan": "Reading images…", "decode": "Decoding…"}
+ENDED_TEXT = {"finished": "Finished: the model is on the Runs page", "failed": "Failed: see the log below"}
 LOG_TEXT = {"scan": "reading the folder…", "decode": "decoding the images at the working size…"}
 
 
@@ -99,6 +100,7 @@ class TrainPage(Page):
         self._preparing_text = ""  # the latest Preparing event, shown while the state is "preparing"
         self._stage = ""
         self._shown_state = IDLE
+        self._outcome = ""  # how the last run ended
 
         self.start_button = QPushButton("Start")
         self.start_button.setObjectName("primary")
@@ -145,6 +147,7 @@ class TrainPage(Page):
         controller.event.connect(self.on_event)
         controller.stateChanged.connect(self._update_controls)
         controller.failed.connect(self.show_error)
+        controller.runEnded.connect(self._on_run_ended)
         self._update_controls()
 
     def _build_plots(self) -> QGridLayout:
@@ -215,6 +218,8 @@ class TrainPage(Page):
             text = self._preparing_text
         elif idle and self.controller.resumable:
             text = "Stopped: Resume continues from the checkpoint"
+        elif idle and self._outcome in ENDED_TEXT:
+            text = ENDED_TEXT[self._outcome]
         self.state_label.setText(text)
         if state == PREPARING and self._shown_state == IDLE:  # a new run: the last one's numbers go
             for key in ("step", "epoch", "loss", "speed", "eta"):
@@ -226,6 +231,11 @@ class TrainPage(Page):
             self._preparing_text = self._stage = ""
             if self.progress.maximum() == 0:  # a run that failed while preparing
                 self.progress.setRange(0, 1)
+
+    @Slot(str)
+    def _on_run_ended(self, outcome: str) -> None:
+        self._outcome = outcome
+        self._update_controls()
 
     # -- events --------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from typing import Any
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QHBoxLayout, QTreeWidget, QTreeWidgetItem, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QHeaderView, QTreeWidget, QTreeWidgetItem, QWidget
 
 from sslstudio.gui import theme
 from sslstudio.gui.run_history import RunDetails, flatten_config
@@ -38,7 +38,7 @@ class RunDetailsView(QWidget):
         self.settings_tree.setObjectName("runSettings")
         self.settings_tree.setHeaderLabels(["Setting", "Value"])
         self.settings_tree.setUniformRowHeights(True)
-        self.settings_tree.header().setStretchLastSection(True)
+        self.settings_tree.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         settings_card.add(self.settings_tree, 1)
         curves_card = Card("Curves")
         self.caption = hint("Select a run to see its settings and curves.")
@@ -60,6 +60,7 @@ class RunDetailsView(QWidget):
         self.knn_plot.getPlotItem().clear()
         self.knn_plot.setVisible(False)
         self.settings_tree.clear()
+        self.settings_tree.setColumnCount(2)
         self.settings_tree.setHeaderLabels(["Setting", "Value"])
         self.caption.setText(message)
 
@@ -118,8 +119,8 @@ class RunDetailsView(QWidget):
             section = QTreeWidgetItem(tree, [f"{title} ({len(mine)})" if title == "Differences" else title])
             section.setFont(0, bold)
             for key in mine:
-                name = key if title == "Differences" else key.removeprefix(prefix)
-                item = QTreeWidgetItem(section, [field_label(name.replace(".", " ")), *rows[key]])
+                item = QTreeWidgetItem(section, [setting_label(key) if title == "Differences"
+                                                 else field_label(key.removeprefix(prefix)), *rows[key]])
                 item.setToolTip(0, key)
                 if key in differ:
                     for col in range(len(shown) + 1):
@@ -128,15 +129,23 @@ class RunDetailsView(QWidget):
             section.setExpanded(title == "Differences" or (not many and prefix != "augment."))
         if many and not differ:
             QTreeWidgetItem(tree, ["No differences in the settings"]).setFirstColumnSpanned(True)
-        tree.resizeColumnToContents(0)
+        header = tree.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)  # long names elide, no scroll bar
+        for col in range(1, len(shown) + 1):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
 
 
 def elide(name: str, limit: int = 30) -> str:
-    """Middle-elided, so both the date at the start and the folder at the end stay readable."""
-    if len(name) <= limit:
-        return name
-    half = (limit - 1) // 2
-    return f"{name[:half]}…{name[-(limit - 1 - half):]}"
+    """Cut at the end: run folders start with their date, time and method, which tell runs apart."""
+    return name if len(name) <= limit else f"{name[: limit - 1]}…"
+
+
+def setting_label(key: str) -> str:
+    """'method_options.temperature' -> 'Method options: Temperature'; 'image_size' -> 'Image size'."""
+    group, _, name = key.rpartition(".")
+    titles = {prefix.rstrip("."): title for prefix, title in SECTIONS if prefix}
+    return f"{titles.get(group, field_label(group))}: {field_label(name)}" if group else field_label(name)
 
 
 def describe(d: RunDetails) -> str:
