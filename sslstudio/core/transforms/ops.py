@@ -135,18 +135,15 @@ def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
     sat = torch.where(
         maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc)
     )
-    v = maxc
-    i = torch.floor(hue * 6.0)
-    f = hue * 6.0 - i
-    p = v * (1 - sat)
-    q = v * (1 - sat * f)
-    t = v * (1 - sat * (1 - f))
-    i = i.long() % 6
-    # (6, B, H, W) candidates per channel, picked by sector i
-    rr = torch.stack([v, q, p, p, t, v]).gather(0, i[None])[0]
-    gg = torch.stack([t, v, v, q, p, p]).gather(0, i[None])[0]
-    bb = torch.stack([p, p, t, v, v, q]).gather(0, i[None])[0]
-    return torch.stack([rr, gg, bb], dim=1)
+    # HSV -> RGB in closed form (channel n: v - v*s*clamp(min(k, 4 - k), 0, 1), k = (n + 6h) mod 6):
+    # the same values as the sector table, without building (6, B, H, W) candidates
+    h6 = hue * 6.0
+    vs = maxc * sat
+    out = []
+    for n in (5.0, 3.0, 1.0):
+        k = (h6 + n) % 6.0
+        out.append(maxc - vs * torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0))
+    return torch.stack(out, dim=1)
 
 
 def to_greyscale(x: Tensor, mask: Tensor) -> Tensor:
