@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from sslstudio.core.ema import MomentumSchedule, copy_frozen, ema_update
 from sslstudio.core.losses.byol import NormalizedMSELoss
 from sslstudio.core.methods.base import Method, register
 from sslstudio.core.models.backbones import Backbone
-from sslstudio.core.models.heads import ProjectionHead
+from sslstudio.core.models.heads import two_layer_mlp
 
 
 @dataclass(frozen=True)
@@ -43,12 +43,6 @@ class BYOLConfig:
     )
 
 
-def _mlp(d: int, h: int, o: int) -> ProjectionHead:
-    """ "a linear layer [...] followed by batch normalization, rectified linear units, and a final
-    linear layer" (sec. 3.3): the shape of both projector and predictor."""
-    return ProjectionHead([(d, h, nn.BatchNorm1d(h), nn.ReLU(inplace=True)), (h, o, None, None)])
-
-
 @register("byol")
 class BYOL(Method):
     """BYOL [0].
@@ -69,8 +63,8 @@ class BYOL(Method):
     def __init__(self, backbone: Backbone, config: BYOLConfig) -> None:
         super().__init__(backbone, config)
         d, h, o = backbone.feature_dim, config.proj_hidden, config.proj_out
-        self.projector = _mlp(d, h, o)
-        self.predictor = _mlp(o, h, o)
+        self.projector = two_layer_mlp(d, h, o)
+        self.predictor = two_layer_mlp(o, h, o)
         self.target_backbone = copy_frozen(backbone)
         self.target_projector = copy_frozen(self.projector)
         self.momentum = MomentumSchedule(config.momentum_base, config.momentum_final)

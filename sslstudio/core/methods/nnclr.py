@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from sslstudio.core.losses.infonce import InfoNCELoss
 from sslstudio.core.methods.base import Method, register
 from sslstudio.core.models.backbones import Backbone
-from sslstudio.core.models.heads import ProjectionHead
+from sslstudio.core.models.heads import ProjectionHead, two_layer_mlp
 from sslstudio.core.models.queue import FeatureQueue
 
 
@@ -74,7 +74,7 @@ class NNCLR(Method):
                 (h, o, nn.BatchNorm1d(o), None),
             ]
         )
-        self.predictor = ProjectionHead([(o, ph, nn.BatchNorm1d(ph), relu()), (ph, o, None, None)])
+        self.predictor = two_layer_mlp(o, ph, o)
         self.support = FeatureQueue(config.support_size, o)
         self.criterion = InfoNCELoss(config.temperature)
         self._z0: Tensor | None = None  # this step's projections, queued once the step is done

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from sslstudio.core.losses.byol import NegativeCosineLoss
 from sslstudio.core.methods.base import Method, register
 from sslstudio.core.models.backbones import Backbone
-from sslstudio.core.models.heads import ProjectionHead
+from sslstudio.core.models.heads import ProjectionHead, two_layer_mlp
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class SimSiam(Method):
                 (h, o, nn.BatchNorm1d(o, affine=False), None),
             ]
         )
-        self.predictor = ProjectionHead([(o, ph, nn.BatchNorm1d(ph), relu()), (ph, o, None, None)])
+        self.predictor = two_layer_mlp(o, ph, o)
         self.criterion = NegativeCosineLoss()
 
     def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:

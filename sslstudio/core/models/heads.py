@@ -84,3 +84,11 @@ class DINOHead(nn.Module):
         """``(B, in_dim)`` -> ``(B, out_dim)`` values in [-1, 1]."""
         x = F.normalize(self.mlp(x), dim=-1)  # (B, bottleneck) on the unit sphere
         return F.linear(x, F.normalize(self.last_weight, dim=-1))  # weight norm with g = 1
+
+
+def two_layer_mlp(in_dim: int, hidden: int, out: int) -> ProjectionHead:
+    """Linear -> BatchNorm -> ReLU -> Linear: BYOL's projector and predictor (Grill et al. 2020,
+    sec. 3.3), and the predictor of SimSiam and NNCLR."""
+    return ProjectionHead(
+        [(in_dim, hidden, nn.BatchNorm1d(hidden), nn.ReLU(inplace=True)), (hidden, out, None, None)]
+    )
