@@ -81,6 +81,7 @@ class RunConfig:
     device: str = _f("auto", "where to train", choices=("auto", "cpu", "cuda", "mps"))
     amp: bool = _f(True, "mixed precision on GPU (bf16 where supported)")
     channels_last: bool = _f(True, "channels-last memory format on GPU")
+    compile: bool = _f(False, "torch.compile the backbone on GPU (a minute's start-up for faster steps)")
     threads: int = _f(0, "CPU threads for training (0 = all but one when a window is open)", min=0, max=1024)
     checkpoint_every: int = _f(200, "save a checkpoint every N steps (and at the end)", min=1, max=10**9)
     monitor_every: int = _f(100, "collapse metrics every N steps (0 = off)", min=0, max=10**9)

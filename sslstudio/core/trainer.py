@@ -22,6 +22,7 @@ from sslstudio.config import RunConfig, validate
 from sslstudio.core import checkpoints as ckpt
 from sslstudio.core.background import in_background
 from sslstudio.core.data.cache import CacheCancelled, build_cache
+from sslstudio.core.data.loader import BatchLoader
 from sslstudio.core.data.scan import ScanCancelled, require_usable, scan_folder
 from sslstudio.core.device import describe, pick_device
 from sslstudio.core.errors import CheckpointError, ConfigError, DivergedError
@@ -73,11 +74,6 @@ def make_plan(cfg: RunConfig, num_images: int) -> dict:
         "warmup_steps": int(round(cfg.optim.warmup_epochs * steps_per_epoch)),
         "revisions": [],
     }
-
-
-def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
-    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    return torch.randperm(n, generator=g).numpy()
 
 
 def train(
@@ -165,6 +161,9 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
     use_cl = cfg.channels_last and device.type == "cuda"
     if use_cl:
         method = method.to(memory_format=torch.channels_last)
+    if cfg.compile and device.type == "cuda":
+        # in place: the state-dict keys (and so checkpoints and export) stay those of the module
+        method.backbone.compile()
     if start is not None:
         plan = start.meta["plan"]
         if start.meta.get("fingerprint") != index.fingerprint() or plan["num_images"] != n:
@@ -247,7 +246,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
         log.write("checkpoint", step=step, path=str(path))
         return str(path)
 
-    order, order_epoch = None, -1
+    loader = BatchLoader(data, cfg.seed, bs, spe, pin=device.type == "cuda")
     losses: list[float] = []
     epoch_losses: list[float] = []
     step_time = None
@@ -270,11 +269,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
                 yield ev
             t0 = time.perf_counter()
             epoch = step // spe
-            if epoch != order_epoch:
-                order, order_epoch = epoch_order(cfg.seed, epoch, n), epoch
-            pos = step % spe
-            idx = order[pos * bs : (pos + 1) * bs]
-            batch = torch.from_numpy(data.batch(idx)).permute(0, 3, 1, 2)
+            idx, batch = loader.get(step)
             batch = batch.to(device, non_blocking=True)
             views = pipeline(batch, step_generator(cfg.seed, step))
             if use_cl:
@@ -348,6 +343,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
         )
         raise
     finally:
+        loader.close()
         log.close()
 
 

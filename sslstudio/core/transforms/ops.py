@@ -13,6 +13,7 @@ compare them one image at a time.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -21,6 +22,35 @@ from torch import Tensor
 
 # ITU-R BT.601 luma, as torchvision's rgb_to_grayscale
 _LUMA = (0.299, 0.587, 0.114)
+
+
+@functools.lru_cache(maxsize=64)
+def constant(values: tuple, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """A small constant tensor on ``device``, made once: building it from a Python list (or
+    copying it from pageable memory) on every call would stall the GPU's queue each time."""
+    return torch.tensor(values, dtype=torch.float64).to(device=device, dtype=dtype)
+
+
+def to_device(params: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    """Move CPU-drawn parameters to ``device`` in one asynchronous copy.
+
+    A copy from pageable memory waits for all queued GPU work first; a dozen of them per view
+    kept the GPU idle while the CPU prepared the next step. One pinned, non-blocking copy of
+    the parameters packed together does not.
+    """
+    if device.type == "cpu" or not params:
+        return params
+    flat = [t.reshape(len(t), -1).to(torch.float64) for t in params.values()]
+    packed = torch.cat(flat, dim=1)
+    if device.type == "cuda":
+        packed = packed.pin_memory()
+    packed = packed.to(device, non_blocking=True)
+    out, col = {}, 0
+    for (name, t), f in zip(params.items(), flat):
+        w = f.shape[1]
+        out[name] = packed[:, col : col + w].reshape(t.shape).to(t.dtype)
+        col += w
+    return out
 
 
 def crop_boxes(
@@ -80,8 +110,8 @@ def affine_views(
     cx, cy, w, h = boxes.unbind(1)
     k = rot90.to(dev)
     # rotation of output coordinates by k quarter turns (y axis points down in images)
-    cos = torch.tensor([1.0, 0.0, -1.0, 0.0], device=dev, dtype=dt)[k]
-    sin = torch.tensor([0.0, 1.0, 0.0, -1.0], device=dev, dtype=dt)[k]
+    cos = constant((1.0, 0.0, -1.0, 0.0), dev, dt)[k]
+    sin = constant((0.0, 1.0, 0.0, -1.0), dev, dt)[k]
     sx = torch.where(hflip.to(dev), -1.0, 1.0).to(dt)
     sy = torch.where(vflip.to(dev), -1.0, 1.0).to(dt)
     theta = torch.zeros(b, 2, 3, device=dev, dtype=dt)  # maps output grid -> input grid in [-1, 1]
@@ -152,14 +182,20 @@ def to_greyscale(x: Tensor, mask: Tensor) -> Tensor:
     return torch.where(m, _grey(x).expand_as(x), x)
 
 
-def gaussian_blur(x: Tensor, sigma: Tensor) -> Tensor:
-    """Separable Gaussian blur with a per-image ``sigma`` in pixels; sigma 0 leaves it unchanged."""
+def gaussian_blur(x: Tensor, sigma: Tensor, max_sigma: float | None = None) -> Tensor:
+    """Separable Gaussian blur with a per-image ``sigma`` in pixels; sigma 0 leaves it unchanged.
+
+    ``max_sigma`` (the largest sigma, known where it was drawn) spares reading it back from
+    the device, which would wait for the GPU to finish everything queued before.
+    """
     b, c, hgt, wid = x.shape
-    smax = float(sigma.max()) if sigma.numel() else 0.0
+    if max_sigma is None:
+        max_sigma = float(sigma.max()) if sigma.numel() else 0.0
+    smax = max_sigma
     if smax <= 0:
         return x
     radius = max(1, min(int(math.ceil(3 * smax)), (min(hgt, wid) - 1) // 2))
-    pos = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    pos = constant(tuple(range(-radius, radius + 1)), x.device, x.dtype)
     s = sigma.to(x.device, x.dtype).clamp(min=1e-3).view(-1, 1)
     kern = torch.exp(-0.5 * (pos / s) ** 2)  # (B, K)
     kern = kern / kern.sum(1, keepdim=True)
@@ -175,11 +211,13 @@ def gaussian_blur(x: Tensor, sigma: Tensor) -> Tensor:
 
 
 # Ruifrok & Johnston (2001) stain vectors, rows = haematoxylin, eosin, DAB; as skimage's rgb_from_hed
-_RGB_FROM_HED = torch.tensor(
+_rgb_from_hed = torch.tensor(
     [[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=torch.float64
 )
-_RGB_FROM_HED = _RGB_FROM_HED / _RGB_FROM_HED.norm(dim=1, keepdim=True)
-_HED_FROM_RGB = torch.linalg.inv(_RGB_FROM_HED)
+_rgb_from_hed = _rgb_from_hed / _rgb_from_hed.norm(dim=1, keepdim=True)
+# as nested tuples: hashable keys for constant()
+_RGB_FROM_HED = tuple(map(tuple, _rgb_from_hed.tolist()))
+_HED_FROM_RGB = tuple(map(tuple, torch.linalg.inv(_rgb_from_hed).tolist()))
 
 
 def hed_jitter(x: Tensor, alpha: Tensor, beta: Tensor) -> Tensor:
@@ -192,8 +230,8 @@ def hed_jitter(x: Tensor, alpha: Tensor, beta: Tensor) -> Tensor:
     """
     eps = 1.0 / 255
     od = -torch.log(x.clamp(min=eps))  # (B, 3, H, W) optical density
-    m_in = _HED_FROM_RGB.to(x.device, x.dtype)
-    m_out = _RGB_FROM_HED.to(x.device, x.dtype)
+    m_in = constant(_HED_FROM_RGB, x.device, x.dtype)
+    m_out = constant(_RGB_FROM_HED, x.device, x.dtype)
     hed = torch.einsum("bchw,cd->bdhw", od, m_in)  # (B, 3 stains, H, W)
     hed = hed * alpha.to(x.dtype)[:, :, None, None] + beta.to(x.dtype)[:, :, None, None]
     od2 = torch.einsum("bdhw,dc->bchw", hed, m_out)  # back to RGB optical density

@@ -62,8 +62,8 @@ class ViewPipeline:
 
 
 def normalise(x: Tensor) -> Tensor:
-    mean = torch.tensor(MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    mean = ops.constant(tuple(MEAN), x.device, x.dtype).view(1, 3, 1, 1)
+    std = ops.constant(tuple(STD), x.device, x.dtype).view(1, 3, 1, 1)
     return (x - mean) / std
 
 
@@ -83,41 +83,48 @@ def augment_batch(x: Tensor, a: AugmentConfig, size: int, generator: torch.Gener
     def uniform(lo: float, hi: float) -> Tensor:
         return torch.empty(b).uniform_(lo, hi, generator=g)
 
-    boxes = crop_boxes_for(a, b, g)
-    hflip, vflip = coin(a.hflip_p), coin(a.vflip_p)
-    rot = torch.randint(0, 4, (b,), generator=g) * coin(a.rot90_p)
-    out = ops.affine_views(x, boxes, hflip, vflip, rot, size)
-
+    # every parameter is drawn first, in a fixed order, on the CPU; then moved in one copy
+    p: dict[str, Tensor] = {"boxes": crop_boxes_for(a, b, g)}
+    p["hflip"], p["vflip"] = coin(a.hflip_p), coin(a.vflip_p)
+    p["rot"] = torch.randint(0, 4, (b,), generator=g) * coin(a.rot90_p)
     jit = coin(a.jitter_p).float()
     one = torch.ones(b)
     # factors drawn as torchvision's ColorJitter: U(max(0, 1 - s), 1 + s); hue U(-h, h)
-    bright = one + jit * (uniform(max(0.0, 1 - a.brightness), 1 + a.brightness) - one)
-    contr = one + jit * (uniform(max(0.0, 1 - a.contrast), 1 + a.contrast) - one)
-    satur = one + jit * (uniform(max(0.0, 1 - a.saturation), 1 + a.saturation) - one)
-    hue = jit * uniform(-a.hue, a.hue)
-    dev = out.device
-    if a.jitter_p > 0:
-        if a.brightness > 0:
-            out = ops.adjust_brightness(out, bright.to(dev))
-        if a.contrast > 0:
-            out = ops.adjust_contrast(out, contr.to(dev))
-        if a.saturation > 0:
-            out = ops.adjust_saturation(out, satur.to(dev))
-        if a.hue > 0:
-            out = ops.adjust_hue(out, hue.to(dev))
+    p["bright"] = one + jit * (uniform(max(0.0, 1 - a.brightness), 1 + a.brightness) - one)
+    p["contr"] = one + jit * (uniform(max(0.0, 1 - a.contrast), 1 + a.contrast) - one)
+    p["satur"] = one + jit * (uniform(max(0.0, 1 - a.saturation), 1 + a.saturation) - one)
+    p["hue"] = jit * uniform(-a.hue, a.hue)
     if a.hed_p > 0:
         use = coin(a.hed_p).float()[:, None]
-        alpha = 1 + use * torch.empty(b, 3).uniform_(-a.hed_sigma, a.hed_sigma, generator=g)
-        beta = use * torch.empty(b, 3).uniform_(-a.hed_sigma, a.hed_sigma, generator=g)
-        out = ops.hed_jitter(out, alpha.to(dev), beta.to(dev))
+        p["alpha"] = 1 + use * torch.empty(b, 3).uniform_(-a.hed_sigma, a.hed_sigma, generator=g)
+        p["beta"] = use * torch.empty(b, 3).uniform_(-a.hed_sigma, a.hed_sigma, generator=g)
     if a.grey_p > 0:
-        out = ops.to_greyscale(out, coin(a.grey_p))
+        p["grey"] = coin(a.grey_p)
+    max_sigma = 0.0
     if a.blur_p > 0 and a.blur_sigma_max > 0:
         # sigma is specified at 224 px (SimCLR's convention) and scaled to the output size
         sigma = (
             uniform(a.blur_sigma_min, a.blur_sigma_max) * (size / 224.0) * coin(a.blur_p).float()
         )
-        out = ops.gaussian_blur(out, sigma.to(dev))
+        p["sigma"], max_sigma = sigma, float(sigma.max())
+    p = ops.to_device(p, x.device)
+
+    out = ops.affine_views(x, p["boxes"], p["hflip"], p["vflip"], p["rot"], size)
+    if a.jitter_p > 0:
+        if a.brightness > 0:
+            out = ops.adjust_brightness(out, p["bright"])
+        if a.contrast > 0:
+            out = ops.adjust_contrast(out, p["contr"])
+        if a.saturation > 0:
+            out = ops.adjust_saturation(out, p["satur"])
+        if a.hue > 0:
+            out = ops.adjust_hue(out, p["hue"])
+    if "alpha" in p:
+        out = ops.hed_jitter(out, p["alpha"], p["beta"])
+    if "grey" in p:
+        out = ops.to_greyscale(out, p["grey"])
+    if max_sigma > 0:
+        out = ops.gaussian_blur(out, p["sigma"], max_sigma)
     return out
 
 
