@@ -25,7 +25,11 @@ def assign(x: Tensor, centroids: Tensor) -> Tensor:
 
 @torch.no_grad()
 def spherical_kmeans(
-    x: Tensor, k: int, iterations: int = 10, generator: torch.Generator | None = None
+    x: Tensor,
+    k: int,
+    iterations: int = 10,
+    generator: torch.Generator | None = None,
+    init: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Cluster unit vectors.
 
@@ -35,6 +39,7 @@ def spherical_kmeans(
         iterations: Lloyd iterations (assign, then move each centroid to its members' mean
             direction); an empty cluster keeps its previous centroid.
         generator: CPU generator choosing the k initial centroids among the points.
+        init: ``(k,)`` indices of the initial centroids instead (e.g. k-means++ seeding).
 
     Returns:
         centroids ``(k, D)`` and labels ``(N,)`` (int64), both on ``x``'s device.
@@ -48,7 +53,8 @@ def spherical_kmeans(
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {iterations}")
     x = x.float()
-    start = torch.randperm(n, generator=generator)[:k].to(x.device)
+    start = init if init is not None else torch.randperm(n, generator=generator)[:k]
+    start = start.to(x.device)
     centroids = x[start].clone()  # (k, D)
     for _ in range(iterations):
         labels = assign(x, centroids)
@@ -56,3 +62,22 @@ def spherical_kmeans(
         counts = torch.bincount(labels, minlength=k)  # (k,)
         centroids = torch.where((counts > 0)[:, None], F.normalize(sums, dim=1), centroids)
     return centroids, assign(x, centroids)
+
+
+@torch.no_grad()
+def kmeans_pp_seeds(x: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
+    """k-means++ seeding on the sphere (Arthur & Vassilvitskii 2007): each next seed drawn with
+    probability proportional to its squared cosine distance to the nearest seed so far."""
+    n = x.shape[0]
+    seeds = [int(torch.randint(n, (1,), generator=generator))]
+    best = 1 - x @ x[seeds[0]]  # (N,) cosine distance to the nearest seed
+    for _ in range(1, k):
+        w = best.clamp(min=0).double() ** 2
+        nxt = (
+            int(torch.multinomial(w / w.sum(), 1, generator=generator))
+            if w.sum() > 0
+            else int(torch.randint(n, (1,), generator=generator))
+        )
+        seeds.append(nxt)
+        best = torch.minimum(best, 1 - x @ x[nxt])
+    return torch.tensor(seeds)

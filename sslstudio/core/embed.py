@@ -7,7 +7,7 @@ path (the same pixels the exported tool sees), then runs the backbone in eval mo
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +16,7 @@ import torch
 
 from sslstudio.config import RunConfig
 from sslstudio.core import checkpoints as ckpt
-from sslstudio.core.data.cache import build_cache
+from sslstudio.core.data.cache import DecodedImages, build_cache
 from sslstudio.core.data.scan import SkippedFile, require_usable, scan_folder
 from sslstudio.core.device import pick_device
 from sslstudio.core.errors import CheckpointError, SSLStudioError
@@ -26,6 +26,10 @@ from sslstudio.core.methods.base import Method
 from sslstudio.core.runs import load_run_config
 from sslstudio.core.transforms.views import centre_view
 from sslstudio.paths import cache_dir
+
+
+class EmbeddingCancelled(SSLStudioError):
+    """The user cancelled embedding; nothing was stored."""
 
 
 @dataclass
@@ -89,7 +93,6 @@ def _no_weights(cfg: RunConfig) -> RunConfig:
     return replace(cfg, weights="")
 
 
-@torch.no_grad()
 def embed_folder(
     method: Method,
     folder: str | Path,
@@ -102,29 +105,41 @@ def embed_folder(
     index = scan_folder(folder, verify=False)
     require_usable(index)
     data = build_cache(index, image_size, cache_dir())
-    device = next(method.parameters()).device
-    method.eval()
-    feats = []
-    n = len(data)
-    for i in range(0, n, batch):
-        if cancel is not None and cancel.is_set():
-            raise SSLStudioError("embedding cancelled")
-        x = (
-            torch.from_numpy(data.batch(np.arange(i, min(n, i + batch))))
-            .permute(0, 3, 1, 2)
-            .to(device)
-        )
-        feats.append(method.embed(centre_view(x, image_size)).float().cpu())
-        if progress is not None:
-            progress(min(n, i + batch), n)
+    feats = [f for _, f in feature_batches(method, data, image_size, batch, progress, cancel)]
     return Embeddings(
-        features=torch.cat(feats).numpy(),
+        features=np.concatenate(feats),
         paths=data.relpaths(),
         root=str(index.root),
         labels=data.labels(),
         classes=index.classes,
         skipped=index.skipped + data.failed,
     )
+
+
+@torch.no_grad()
+def feature_batches(
+    method: Method,
+    data: DecodedImages,
+    image_size: int,
+    batch: int = 256,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first row, (b, D) float32 features)`` of the decoded images, in order, batch by batch."""
+    device = next(method.parameters()).device
+    method.eval()
+    n = len(data)
+    for i in range(0, n, batch):
+        if cancel is not None and cancel.is_set():
+            raise EmbeddingCancelled("embedding cancelled")
+        x = (
+            torch.from_numpy(data.batch(np.arange(i, min(n, i + batch))))
+            .permute(0, 3, 1, 2)
+            .to(device)
+        )
+        yield i, method.embed(centre_view(x, image_size)).float().cpu().numpy()
+        if progress is not None:
+            progress(min(n, i + batch), n)
 
 
 def knn_eval(
