@@ -23,7 +23,8 @@ from pathlib import Path
 
 from sslstudio.config import RunConfig
 
-COMMANDS = ("train", "embed", "eval", "scan", "methods", "gui")
+COMMANDS = ("train", "embed", "eval", "scan", "methods", "gui", "neighbors", "neighbours", "classify",
+            "export")
 EXIT_INTERRUPTED = 130
 
 
@@ -83,6 +84,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quick", action="store_true", help="headers only: faster, misses truncated files")
 
     sub.add_parser("methods", help="list the self-supervised methods")
+
+    n = sub.add_parser("neighbors", aliases=["neighbours"],
+                       help="nearest images of a query image; or the folder's outliers / near-duplicates")
+    n.add_argument("run")
+    n.add_argument("image", nargs="?", help="query image: one of the folder's or any other file")
+    n.add_argument("-k", type=int, default=10)
+    n.add_argument("--folder", help="search this folder (default: the run's training folder)")
+    n.add_argument("--checkpoint", help="checkpoint folder or name (default: the latest good one)")
+    n.add_argument("--group", default="", metavar="RULE",
+                   help="leave out the query's group: 'folder' (parent folder) or a regex on the file name")
+    n.add_argument("--outliers", type=int, metavar="N", help="list the N images least like their neighbours")
+    n.add_argument("--duplicates", type=float, metavar="SIM", help="list pairs at least this similar (e.g. 0.97)")
+    n.add_argument("--approximate", choices=("auto", "on", "off"), default="auto")
+    n.add_argument("--json", help="also write the answer here")
+
+    c = sub.add_parser("classify", help="train a classifier on a few labels, predict every image")
+    c.add_argument("run")
+    c.add_argument("-o", "--output", required=True, help="predictions CSV")
+    c.add_argument("--labels", help="CSV of path,label (default: the labels saved from the window)")
+    c.add_argument("--from-subfolders", action="store_true", help="labels from the folder's class subfolders")
+    c.add_argument("--kind", choices=("linear", "knn"), default="linear")
+    c.add_argument("--folder", help="classify this folder (default: the run's training folder)")
+    c.add_argument("--checkpoint", help="checkpoint folder or name (default: the latest good one)")
     return p
 
 
@@ -99,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_app(args.folder, selftest=args.selftest)
         return {"train": cmd_train, "embed": cmd_embed, "eval": cmd_eval, "scan": cmd_scan,
-                "methods": cmd_methods}[args.command](args)
+                "methods": cmd_methods, "neighbors": cmd_neighbors, "neighbours": cmd_neighbors,
+                "classify": cmd_classify}[args.command](args)
     except SSLStudioError as exc:
         return _die(str(exc), 1)
     except KeyboardInterrupt:
@@ -268,6 +293,18 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if emb.skipped:
         print(f"{len(emb.skipped)} file(s) skipped", file=sys.stderr)
     return 0
+
+
+def cmd_neighbors(args: argparse.Namespace) -> int:
+    from sslstudio.cli_explore import neighbors
+
+    return neighbors(args)
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from sslstudio.cli_explore import classify
+
+    return classify(args)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

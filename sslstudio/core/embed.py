@@ -174,3 +174,26 @@ def knn_eval(
         k=k,
         temperature=temperature,
     )
+
+
+@torch.no_grad()
+def embed_files(
+    method: Method, paths: list[str | Path], image_size: int
+) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """Features of single image files (e.g. a query from outside the folder), decoded exactly
+    as the folder's images are. Returns ``(features (n, D), [(path, reason) not decoded])``."""
+    from sslstudio import imaging
+
+    arrays, ok, failed = [], [], []
+    for p in paths:
+        try:
+            arrays.append(imaging.decode_resized(p, image_size))
+            ok.append(p)
+        except imaging.DecodeError as exc:
+            failed.append((str(p), exc.reason))
+    if not arrays:
+        return np.zeros((0, 0), np.float32), failed
+    device = next(method.parameters()).device
+    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(device)
+    method.eval()
+    return method.embed(centre_view(x, image_size)).float().cpu().numpy(), failed
