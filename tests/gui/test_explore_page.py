@@ -1,0 +1,110 @@
+"""The Explore page on a trained run over the bundled sample images."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from sslstudio.paths import sample_images_dir
+from tests.shapes import tiny_config
+
+
+@pytest.fixture
+def trained_sample_run(tmp_path):
+    from sslstudio.core.trainer import train
+
+    run = tmp_path / "run"
+    for _ in train(tiny_config(sample_images_dir(), run, max_steps=2, monitor_every=0, image_size=24)):
+        pass
+    return run
+
+
+@pytest.fixture
+def page(qtbot, themed_app, trained_sample_run):
+    from sslstudio.gui.pages.explore import ExplorePage
+    from sslstudio.gui.settings import Settings
+
+    p = ExplorePage(Settings())
+    qtbot.addWidget(p)
+    p.resize(1280, 800)
+    p.show()
+    p.open_run(trained_sample_run)
+    qtbot.waitUntil(lambda: p.session.emb is not None and not p.session.is_busy(), timeout=60_000)
+    yield p
+    p.shutdown()
+
+
+def test_clicking_an_image_shows_it_first_among_its_neighbours(page, qtbot):
+    emb = page.session.emb
+    assert len(emb) == 124 and page.all_model.rowCount() == 124
+    idx = page.all_model.index(7)
+    rect = page.all_grid.visualRect(idx)
+    qtbot.mouseClick(page.all_grid.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    hits = page.browser.model
+    assert hits.rowCount() == page.browser.k
+    assert int(hits.rows()[0]) == 7
+    assert hits.data(hits.index(0)).startswith("1.000")
+    # neighbours of a neighbour, then back
+    second = int(hits.rows()[1])
+    page.browser.queryRequested.emit(second)
+    assert page.browser.current()[0] == second and int(hits.rows()[0]) == second
+    page.browser.back_button.click()
+    assert page.browser.current()[0] == 7
+
+
+def test_leaving_out_the_same_folder(page):
+    emb = page.session.emb
+    page.browser.group_combo.setCurrentText("Leave out the same folder")
+    page.query_row(0)
+    folder = emb.paths[0].split("/")[0]
+    assert all(not emb.paths[r].startswith(folder + "/") for r in page.browser.model.rows())
+
+
+def test_outside_image_query_and_lists(page, qtbot, tmp_path):
+    src = page.session.emb.abspath(5)
+    outside = tmp_path / "query.png"
+    outside.write_bytes(src.read_bytes())
+    page.query_file(str(outside))
+    qtbot.waitUntil(lambda: page.browser.current() == (-1, str(outside)), timeout=30_000)
+    assert int(page.browser.model.rows()[0]) == 5
+    page.outlier_button.click()
+    qtbot.waitUntil(lambda: page.outlier_model.rowCount() > 0, timeout=30_000)
+    assert page.outlier_model.rowCount() == 124  # all of them, least typical first
+    scores = [float(page.outlier_model.data(page.outlier_model.index(i)).split(" ")[0]) for i in range(124)]
+    assert scores == sorted(scores)
+
+
+def test_map_selection_labels_and_predictions(page, qtbot, tmp_path):
+    coords = page.session.coords
+    assert coords.shape == (124, 2)
+    x0, y0 = coords.min(0)
+    x1, y1 = np.median(coords, 0)
+    page.map.select_rect(float(x0), float(y0), float(x1), float(y1))
+    inside = np.nonzero((coords[:, 0] >= x0) & (coords[:, 0] <= x1) & (coords[:, 1] >= y0) & (coords[:, 1] <= y1))[0]
+    assert sorted(page._selected) == sorted(inside.tolist()) and page.all_model.rowCount() == len(inside)
+
+    # label two classes from the folder's own classes: 3 images each
+    emb = page.session.emb
+    classes = emb.classes[:2]
+    for c, name in enumerate(classes):
+        page.labels.add_class(name)
+        page._selected = np.nonzero(emb.labels == c)[0][:3].tolist()
+        page.labels.assign_selected()
+    assert page.session.labels.counts() == {classes[0]: 3, classes[1]: 3}
+    assert page.labels.class_list.count() == 2
+    page.labels.train()
+    qtbot.waitUntil(lambda: page.session.predictions is not None, timeout=30_000)
+    pred = page.session.predictions
+    assert pred.probs.shape == (124, 2) and "cross-validated accuracy" in page.labels.accuracy_label.text()
+    assert page.colour_combo.currentText() == "Prediction"
+    # labels persist with the run, predictions export as CSV
+    assert (page.session.run / "explore" / "labels.json").exists()
+    page.session.export_predictions(str(tmp_path / "p.csv"))
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    assert len(rows) == 124 and sum(1 for r in rows if r["user_label"]) == 6
+    page.sort_combo.setCurrentIndex(1)  # least certain first: labelled images are not suggested
+    labelled = set(page.session.labelled_rows()[0].tolist())
+    assert not labelled & set(page.all_model.rows()[:20].tolist())
