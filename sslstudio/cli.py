@@ -6,6 +6,7 @@
     sslstudio eval RUN --train DIR [--test DIR]
     sslstudio scan FOLDER
     sslstudio methods
+    sslstudio export RUN -o DIR [--zip] [--absolute-paths] [--checkpoint NAME]
 
 Errors from below print as one line and a non-zero exit, never a traceback.
 """
@@ -107,6 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--kind", choices=("linear", "knn"), default="linear")
     c.add_argument("--folder", help="classify this folder (default: the run's training folder)")
     c.add_argument("--checkpoint", help="checkpoint folder or name (default: the latest good one)")
+
+    x = sub.add_parser("export", help="write a bundle (ONNX model, weights, index) other programs can use")
+    x.add_argument("run")
+    x.add_argument("-o", "--output", required=True, metavar="DIR", help="bundle folder (DIR.zip with --zip)")
+    x.add_argument("--zip", action="store_true", help="one .zip file instead of a folder")
+    x.add_argument("--absolute-paths", action="store_true",
+                   help="store the indexed folder's absolute path (file names may identify people)")
+    x.add_argument("--checkpoint", default="latest", help="checkpoint folder or name (default: the latest good one)")
+    x.add_argument("--folder", help="index this folder (default: the run's training folder)")
     return p
 
 
@@ -124,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_app(args.folder, selftest=args.selftest)
         return {"train": cmd_train, "embed": cmd_embed, "eval": cmd_eval, "scan": cmd_scan,
                 "methods": cmd_methods, "neighbors": cmd_neighbors, "neighbours": cmd_neighbors,
-                "classify": cmd_classify}[args.command](args)
+                "classify": cmd_classify, "export": cmd_export}[args.command](args)
     except SSLStudioError as exc:
         return _die(str(exc), 1)
     except KeyboardInterrupt:
@@ -345,6 +355,24 @@ def cmd_methods(args: argparse.Namespace) -> int:
     for name, cls in sorted(METHODS.items()):
         print(f"{name}  ({cls.paper})")
         print(textwrap.fill(cls.summary, width=90, initial_indent="    ", subsequent_indent="    "))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from sslstudio.core.export import describe_bundle, export_bundle, read_manifest
+
+    shown = {"stage": ""}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage != shown["stage"]:  # one line per stage: a log stays readable, a tty too
+            shown["stage"] = stage
+            print(f"{stage}...", file=sys.stderr)
+
+    out = export_bundle(args.run, args.output, checkpoint=args.checkpoint, zip=args.zip,
+                        absolute_paths=args.absolute_paths, folder=args.folder, progress=progress)
+    print(f"bundle: {out}")
+    for line in describe_bundle(read_manifest(out)):
+        print(f"  {line}")
     return 0
 
 

@@ -2,7 +2,7 @@
 
 Shortcuts: Ctrl+O open a folder, Ctrl+Shift+O open a run, Ctrl+Q quit; Ctrl+R start, Ctrl+Shift+P
 pause/resume, Ctrl+. stop, Ctrl+E estimate time per epoch, Ctrl+Shift+C copy the command line;
-Ctrl+1 … Ctrl+5 go to a step, F5 refresh the runs list, Del delete the selected runs (on the
+Ctrl+1 … Ctrl+7 go to a step, F5 refresh the runs list, Del delete the selected runs (on the
 Runs table).
 """
 

@@ -20,6 +20,8 @@ from sslstudio.gui.actions import build_menus
 from sslstudio.gui.catalog import Catalog, CatalogLoader
 from sslstudio.gui.pages.augment import AugmentPage
 from sslstudio.gui.pages.data import DataPage
+from sslstudio.gui.pages.explore import ExplorePage
+from sslstudio.gui.pages.export import ExportPage
 from sslstudio.gui.pages.method import MethodPage
 from sslstudio.gui.pages.runs import RunsPage
 from sslstudio.gui.pages.train import STATE_TEXT, TrainPage
@@ -30,8 +32,8 @@ from sslstudio.paths import sample_images_dir
 
 log = logging.getLogger(__name__)
 
-STEPS = ("Data", "Augment", "Method", "Train", "Runs")
-COMING = ("Explore", "Export")
+STEPS = ("Data", "Augment", "Method", "Train", "Runs", "Explore", "Export")
+COMING: tuple[str, ...] = ()
 
 
 class MainWindow(QMainWindow):
@@ -51,7 +53,10 @@ class MainWindow(QMainWindow):
         self.method_page = MethodPage()
         self.train_page = TrainPage(self.controller)
         self.runs_page = RunsPage(self.controller, self.settings)
-        self.pages = [self.data_page, self.augment_page, self.method_page, self.train_page, self.runs_page]
+        self.explore_page = ExplorePage(self.settings)
+        self.export_page = ExportPage(self.controller, self.settings)
+        self.pages = [self.data_page, self.augment_page, self.method_page, self.train_page, self.runs_page,
+                      self.explore_page, self.export_page]
         self.stack = QStackedWidget()
         for page in self.pages:
             self.stack.addWidget(page)
@@ -301,6 +306,7 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def _on_run_ended(self, outcome: str) -> None:
         self.statusBar().showMessage(f"Run {outcome}.", 8000)
+        self.explore_page.refresh_runs()  # the run just trained is the one to explore next
         if self._close_when_idle:
             self.close()
 

@@ -54,7 +54,8 @@ def test_menus_and_shortcuts(window) -> None:
         a.open_run, a.pause, a.estimate, a.copy_command, a.refresh_runs, *a.go)}
     assert keys == {"Open run…": "Ctrl+Shift+O", "Pause": "Ctrl+Shift+P", "Estimate time per epoch": "Ctrl+E",
                     "Copy as command": "Ctrl+Shift+C", "Refresh runs": "F5", "1 Data": "Ctrl+1",
-                    "2 Augment": "Ctrl+2", "3 Method": "Ctrl+3", "4 Train": "Ctrl+4", "5 Runs": "Ctrl+5"}
+                    "2 Augment": "Ctrl+2", "3 Method": "Ctrl+3", "4 Train": "Ctrl+4", "5 Runs": "Ctrl+5",
+                    "6 Explore": "Ctrl+6", "7 Export": "Ctrl+7"}
     shortcuts = [act.shortcut().toString() for act in window.findChildren(QAction) if not act.shortcut().isEmpty()]
     assert len(shortcuts) == len(set(shortcuts))  # no key does two things
     assert "(Ctrl+R)" in window.start_action.toolTip() and "(Ctrl+R)" in window.train_page.start_button.toolTip()
