@@ -251,10 +251,51 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
     epoch_losses: list[float] = []
     step_time = None
     last_loss = float("nan")
+    # steps queued on the device whose loss is not read yet: reading waits for the device, so on
+    # a GPU the newest step stays unread while the CPU prepares the next batch and its views
+    pending: list[tuple] = []
+    lag = _settle_lag(device)
+    settled_at = time.perf_counter()
+
+    def settle(keep: int) -> Iterator[StepLogged]:
+        nonlocal step_time, last_loss, settled_at
+        while len(pending) > keep:
+            s, ep, loss_t, extra, lr, t_start, t_data = pending.pop(0)
+            last_loss = loss_t.item()
+            if not math.isfinite(last_loss):
+                raise DivergedError(s, last_loss)
+            now = time.perf_counter()
+            dt = now - max(t_start, settled_at)
+            settled_at = now
+            step_time = dt if step_time is None else 0.9 * step_time + 0.1 * dt
+            losses.append(last_loss)
+            epoch_losses.append(last_loss)
+            ev = StepLogged(
+                step=s,
+                epoch=ep,
+                samples_seen=(s + 1) * bs,
+                loss=last_loss,
+                lr=lr,
+                images_per_s=bs / dt,
+                data_wait=min(1.0, t_data / dt),
+                eta_s=step_time * (total - s - 1),
+                extra={k: float(v) for k, v in extra.items()},
+            )
+            log.write("step", **_asdict(ev))
+            yield ev
+
     try:
         while step < total:
+            if pause is not None and pause.is_set():
+                yield from settle(0)  # show the last step before waiting
             while pause is not None and pause.is_set() and not (stop is not None and stop.is_set()):
                 time.sleep(0.05)
+            if pending and (
+                (stop is not None and stop.is_set())
+                or cfg.monitor_every
+                and step % cfg.monitor_every == 0
+            ):
+                yield from settle(0)
             if stop is not None and stop.is_set():
                 if (last_ckpt is None and step > 0) or (
                     last_ckpt and ckpt.read_meta(Path(last_ckpt))["step"] != step
@@ -299,27 +340,11 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
                 loss.backward()
                 opt.step()
             method.on_step_end(step, total)
-            last_loss = loss.item()  # the one device sync per step, after the work is queued
-            if not math.isfinite(last_loss):
-                raise DivergedError(step, last_loss)
-            dt = time.perf_counter() - t0
-            step_time = dt if step_time is None else 0.9 * step_time + 0.1 * dt
-            losses.append(last_loss)
-            epoch_losses.append(last_loss)
-            ev = StepLogged(
-                step=step,
-                epoch=epoch,
-                samples_seen=(step + 1) * bs,
-                loss=last_loss,
-                lr=lr,
-                images_per_s=bs / dt,
-                data_wait=t_data / dt,
-                eta_s=step_time * (total - step - 1),
-                extra={k: float(v) for k, v in extra.items()},
-            )
-            log.write("step", **_asdict(ev))
-            yield ev
+            pending.append((step, epoch, loss.detach(), extra, lr, t0, t_data))
+            yield from settle(lag)
             step += 1
+            if step % spe == 0 or step == total or step % cfg.checkpoint_every == 0:
+                yield from settle(0)
             if step % spe == 0 or step == total:
                 mean = float(np.mean(epoch_losses)) if epoch_losses else float("nan")
                 log.write("epoch", epoch=epoch, step=step - 1, mean_loss=mean)
@@ -345,6 +370,11 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
     finally:
         loader.close()
         log.close()
+
+
+def _settle_lag(device: torch.device) -> int:
+    """Steps left unread on the device: 1 on a GPU (overlap), 0 where every op is synchronous."""
+    return 1 if device.type == "cuda" else 0
 
 
 def _amp_dtype(cfg: RunConfig, device: torch.device) -> torch.dtype | None:

@@ -34,5 +34,7 @@ class NTXentLoss(nn.Module):
         sim = z @ z.T / self.temperature  # (2N, 2N) cosine similarities / τ
         sim.fill_diagonal_(float("-inf"))  # a view is never its own negative
         # the positive of row i is its other view: i + N for the first half, i - N for the second
-        target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+        # row i's positive is i + N (first half) or i - N (second half); made on the device: a
+        # copy from host memory would wait for the GPU to finish everything queued before it
+        target = (torch.arange(2 * n, device=z.device) + n) % (2 * n)
         return F.cross_entropy(sim, target)
