@@ -157,8 +157,12 @@ class ApproxIndex:
         # leaving out a group needs spare candidates; queries still short fall back to exact
         fetch = min(n, k if groups is None else 4 * k + 16)
         found = self.index.search(q, fetch)
-        keys = np.asarray(found.keys, np.int64).reshape(len(q), -1)
-        counts = np.asarray(found.counts).reshape(len(q))
+        if hasattr(found, "counts"):  # BatchMatches
+            keys = np.asarray(found.keys, np.int64).reshape(len(q), -1)
+            counts = np.asarray(found.counts).reshape(len(q))
+        else:  # one query: usearch answers with a plain Matches
+            keys = np.asarray(found.keys, np.int64).reshape(1, -1)
+            counts = np.array([keys.shape[1]])
         out_s = np.full((len(q), k), -np.inf, np.float32)
         out_i = np.full((len(q), k), -1, np.int64)
         for r in range(len(q)):

@@ -59,6 +59,9 @@ def test_approximate_index_agrees_with_exact_and_reloads(tmp_path):
     # an indexed image asked for by its row always comes back first
     _, si = approx.search(q, 10, rows=np.arange(0, 3000, 37))
     assert (si[:, 0] == np.arange(0, 3000, 37)).all()
+    # one query at a time, as the neighbour browser asks
+    s1, i1 = approx.search(unit[5], 10, rows=np.array([5]))
+    assert i1.shape == (1, 10) and i1[0, 0] == 5 and s1[0, 0] == pytest.approx(1.0, abs=1e-5)
     approx.save(tmp_path / "i.usearch")
     again = nb.ApproxIndex.open(unit, tmp_path / "i.usearch")
     _, ri = again.search(q, 10)
