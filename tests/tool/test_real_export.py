@@ -1,0 +1,58 @@
+"""The tool on a bundle from the real exporter (``sslstudio.core.export``) of a tiny trained run:
+it verifies, a training image finds itself first, and embeddings match the bundled rows, with
+torch blocked in the tool's process."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sslstudio.core.export")
+
+from sslstudio.tool.__main__ import main  # noqa: E402
+from sslstudio.tool.bundle import load_bundle  # noqa: E402
+from sslstudio.tool.interchange import items_path  # noqa: E402
+from tests.tool.test_isolation import _run  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from sslstudio.core.export import export_bundle
+    from tests.core.test_export import make_trained_run
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SSLSTUDIO_HOME", str(tmp_path_factory.mktemp("home")))
+    try:
+        run = make_trained_run(tmp_path_factory.mktemp("real-export"))
+        folder = run.parent / "bundle"
+        export_bundle(run, folder, absolute_paths=True)
+        zipped = export_bundle(run, run.parent / "zipped", zip=True)
+    finally:
+        mp.undo()
+    return folder, zipped, run.parent / "shapes"
+
+
+def test_real_bundle_round_trip(tmp_path, exported, capsys):
+    folder, zipped, images = exported
+    bundle = load_bundle(folder)
+    assert load_bundle(zipped).onnx_model == bundle.onnx_model
+    assert bundle.items_root == str(images.resolve())
+    out = tmp_path / "e.npy"
+    assert main(["embed", str(zipped), str(images), "-o", str(out)]) == 0
+    rel = json.loads(items_path(out).read_text())["paths"]
+    assert rel == list(bundle.paths)
+    np.testing.assert_allclose(np.load(out), bundle.embeddings, atol=2e-4)
+    capsys.readouterr()
+
+
+def test_real_bundle_query_without_torch(tmp_path, exported):
+    folder, _, images = exported
+    bundle = load_bundle(folder)
+    target = bundle.paths[5]
+    r = _run(tmp_path, ["torch", "sslstudio.core", "PySide6"], "query", str(folder),
+             str(images / target), "-k", "3", "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    hits = json.loads(r.stdout)["neighbours"]
+    assert hits[0]["path"] == target and hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
