@@ -90,12 +90,13 @@ def main() -> int:
     ap.add_argument("--run", type=Path, help="a trained run whose embeddings are the 'real' set")
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--sets", default="real,synthetic")
     ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "neighbours.json"))
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     real = real_features(args.run)
     spread = knn_spread(real) if real is not None else 0.3
-    sets = ["real", "synthetic"] if real is not None else ["synthetic"]
+    sets = [s for s in args.sets.split(",") if s != "real" or real is not None]
     print(f"threads {torch.get_num_threads()}, usearch {'yes' if nb.usearch_available() else 'no'}, "
           f"10th-neighbour cosine distance of the real set {spread:.3f}")
     print(f"\n{'data':<10} {'N':>9} {'index':<12} {'build s':>8} {'p50 ms':>8} {'p95 ms':>8} {'recall@10':>10}")

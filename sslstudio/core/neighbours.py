@@ -122,7 +122,7 @@ class ApproxIndex:
         if index is None:
             index = Index(ndim=unit.shape[1], metric="cos", dtype="f16", connectivity=16)
             index.add(np.arange(len(unit), dtype=np.uint64), np.asarray(unit, np.float32))
-        index.expansion_search = expansion
+        index.expansion_search = max(expansion, 256)
         self.index = index
         self._exact = ExactIndex(unit)
 
@@ -154,8 +154,10 @@ class ApproxIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         q = np.atleast_2d(np.asarray(queries, np.float32))
         n = len(self.unit)
-        # leaving out a group needs spare candidates; queries still short fall back to exact
-        fetch = min(n, k if groups is None else 4 * k + 16)
+        # candidates are re-scored exactly, so over-fetching is cheap and buys recall where many
+        # near-copies crowd the top (tiles of one slide; f16 storage cannot order them);
+        # leaving out a group needs spare candidates too; queries still short fall back to exact
+        fetch = min(n, max(4 * k, 64) if groups is None else 8 * k + 64)
         found = self.index.search(q, fetch)
         if hasattr(found, "counts"):  # BatchMatches
             keys = np.asarray(found.keys, np.int64).reshape(len(q), -1)
