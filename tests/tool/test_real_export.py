@@ -56,3 +56,27 @@ def test_real_bundle_query_without_torch(tmp_path, exported):
     assert r.returncode == 0, r.stderr
     hits = json.loads(r.stdout)["neighbours"]
     assert hits[0]["path"] == target and hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_tool_classifies_as_the_studio_does(tmp_path):
+    """Labels from the studio (``sslstudio classify``), exported, then ``sslstudio-tool classify``
+    in a process without torch: the same label and confidence for every image."""
+    import csv
+
+    from sslstudio.cli import main as studio
+    from sslstudio.core.export import export_bundle
+    from tests.core.test_export import make_trained_run
+
+    run = make_trained_run(tmp_path)
+    assert studio(["classify", str(run), "--from-subfolders", "-o", str(tmp_path / "studio.csv")]) == 0
+    export_bundle(run, tmp_path / "bundle")
+    r = _run(tmp_path, ["torch", "sslstudio.core", "PySide6"], "classify", str(tmp_path / "bundle"),
+             str(tmp_path / "shapes"), "-o", str(tmp_path / "tool.csv"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    studio_rows = {row["path"]: row for row in csv.DictReader((tmp_path / "studio.csv").open())}
+    tool_rows = list(csv.DictReader((tmp_path / "tool.csv").open()))
+    assert len(tool_rows) == len(studio_rows) == 24
+    for row in tool_rows:
+        ref = studio_rows[row["path"]]
+        assert row["label"] == ref["label"]
+        assert float(row["confidence"]) == pytest.approx(float(ref["confidence"]), abs=2e-3)
