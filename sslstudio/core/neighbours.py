@@ -115,14 +115,14 @@ class ApproxIndex:
 
     kind = "approximate"
 
-    def __init__(self, unit: np.ndarray, index=None, *, expansion: int = 128) -> None:
+    def __init__(self, unit: np.ndarray, index=None, *, expansion: int = 320) -> None:
         from usearch.index import Index
 
         self.unit = unit
         if index is None:
             index = Index(ndim=unit.shape[1], metric="cos", dtype="f16", connectivity=16)
             index.add(np.arange(len(unit), dtype=np.uint64), np.asarray(unit, np.float32))
-        index.expansion_search = max(expansion, 256)
+        index.expansion_search = expansion
         self.index = index
         self._exact = ExactIndex(unit)
 
@@ -157,7 +157,7 @@ class ApproxIndex:
         # candidates are re-scored exactly, so over-fetching is cheap and buys recall where many
         # near-copies crowd the top (tiles of one slide; f16 storage cannot order them);
         # leaving out a group needs spare candidates too; queries still short fall back to exact
-        fetch = min(n, max(4 * k, 64) if groups is None else 8 * k + 64)
+        fetch = min(n, max(4 * k, 256) if groups is None else 8 * k + 256)
         found = self.index.search(q, fetch)
         if hasattr(found, "counts"):  # BatchMatches
             keys = np.asarray(found.keys, np.int64).reshape(len(q), -1)
