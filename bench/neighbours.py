@@ -2,8 +2,8 @@
 
 Two data sets of 512-d unit vectors per size:
 - "real": the features of a trained run (ResNet-18 SimCLR on the CIFAR-10 subset, 10k images),
-  tiled up to size with Gaussian noise of the same scale as the real within-neighbourhood spread
-  (so copies are near each other but not identical);
+  tiled up to size by copies under random rotations (each copy keeps the real neighbourhood
+  structure exactly; copies point in unrelated directions) with a little noise;
 - "synthetic": a Gaussian mixture (100 components) whose within-cluster spread matches the real
   embeddings' mean distance to their 10th neighbour.
 
@@ -52,14 +52,22 @@ def knn_spread(x: np.ndarray) -> float:
 
 
 def tiled(real: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """The real set, then copies of it under random rotations (plus a little noise) up to n rows.
+
+    A rotation keeps every within-copy similarity exactly (the real neighbourhood structure,
+    repeated), while copies land in unrelated directions. Copies that merely add noise would
+    instead put a hundred near-ties around every point, which no index can order.
+    """
     d = real.shape[1]
-    sigma = np.sqrt(knn_spread(real) / d)  # noise per dimension giving about that distance
     reps = -(-n // len(real))
     out = np.empty((n, d), np.float32)
     for r in range(reps):
         lo, hi = r * len(real), min(n, (r + 1) * len(real))
-        noise = 0.0 if r == 0 else sigma
-        out[lo:hi] = real[: hi - lo] + noise * rng.standard_normal((hi - lo, d), dtype=np.float32)
+        block = real[: hi - lo]
+        if r:
+            q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+            block = block @ q.astype(np.float32) + 0.002 * rng.standard_normal(block.shape, dtype=np.float32)
+        out[lo:hi] = block
     return unit(out)
 
 
