@@ -83,6 +83,7 @@ def shoot(out: Path, dark: bool) -> int:
         window.augment_page.regenerate()
         made = window.augment_page.previews_made
         wait_until(app, lambda: window.augment_page.previews_made > made, 120, "the augmentation preview")
+        prepare_explore_and_export(app, window, wait_until)
         out.mkdir(parents=True, exist_ok=True)
         suffix = "-dark" if dark else ""
         for name in STEPS:
@@ -102,6 +103,30 @@ def shoot(out: Path, dark: bool) -> int:
         window.controller.shutdown(60_000)
         app.processEvents()
     return 0
+
+
+def prepare_explore_and_export(app, window, wait_until) -> None:
+    """Explore the last run (3 folder classes, 4 labels each, classified; a neighbour query) and
+    export it, so both pages show results rather than empty panels."""
+    import numpy as np
+
+    run = window.runs_page.model.runs()[0].path
+    page = window.explore_page
+    page.open_run(run)
+    wait_until(app, lambda: page.session.emb is not None and not page.session.is_busy(), 600, "embeddings")
+    emb = page.session.emb
+    for c, name in enumerate(emb.classes[:3]):
+        page.labels.add_class(name)
+        page._selected = np.nonzero(emb.labels == c)[0][:4].tolist()
+        page.labels.assign_selected()
+    page.labels.train()
+    wait_until(app, lambda: page.session.predictions is not None and not page.session.is_busy(), 600, "classifier")
+    page.query_row(10)
+    export = window.export_page
+    export.set_run(str(run))
+    wait_until(app, lambda: export.selected_run() == str(run), 120, "the export page's run")
+    export.start_export()
+    wait_until(app, lambda: not export.exporting, 600, "the export")
 
 
 if __name__ == "__main__":
