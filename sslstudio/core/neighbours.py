@@ -115,12 +115,26 @@ class ApproxIndex:
 
     kind = "approximate"
 
-    def __init__(self, unit: np.ndarray, index=None, *, expansion: int = 320) -> None:
+    def __init__(
+        self,
+        unit: np.ndarray,
+        index=None,
+        *,
+        expansion: int = 320,
+        connectivity: int = 16,
+        expansion_add: int = 128,
+    ) -> None:
         from usearch.index import Index
 
         self.unit = unit
         if index is None:
-            index = Index(ndim=unit.shape[1], metric="cos", dtype="f16", connectivity=16)
+            index = Index(
+                ndim=unit.shape[1],
+                metric="cos",
+                dtype="f16",
+                connectivity=connectivity,
+                expansion_add=expansion_add,
+            )
             index.add(np.arange(len(unit), dtype=np.uint64), np.asarray(unit, np.float32))
         index.expansion_search = expansion
         self.index = index
