@@ -108,3 +108,23 @@ def test_map_selection_labels_and_predictions(page, qtbot, tmp_path):
     page.sort_combo.setCurrentIndex(1)  # least certain first: labelled images are not suggested
     labelled = set(page.session.labelled_rows()[0].tolist())
     assert not labelled & set(page.all_model.rows()[:20].tolist())
+
+
+def test_predictions_follow_the_labels_as_they_are_added(page, qtbot):
+    emb = page.session.emb
+    assert page.labels.auto_check.isChecked()
+    page.labels.add_class("a")
+    page._selected = np.nonzero(emb.labels == 0)[0][:2].tolist()
+    page.labels.assign_selected()
+    qtbot.wait(600)
+    assert page.session.predictions is None  # one class: nothing to train yet
+    page.labels.add_class("b")
+    page._selected = np.nonzero(emb.labels == 1)[0][:2].tolist()
+    page.labels.assign_selected()
+    qtbot.waitUntil(lambda: page.session.predictions is not None, timeout=30_000)
+    assert "cross-validated accuracy" in page.labels.accuracy_label.text()
+    first = page.labels.accuracy_label.text()
+    page._selected = np.nonzero(emb.labels == 1)[0][2:4].tolist()
+    page.labels.assign_selected()
+    qtbot.waitUntil(lambda: "from 6 labels" in page.labels.accuracy_label.text(), timeout=30_000)
+    assert page.labels.accuracy_label.text() != first

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QInputDialog,
@@ -58,6 +59,13 @@ class LabelPanel(QWidget):
         self.train_button.clicked.connect(self.train)
         self.export_button = QPushButton("Export CSV…")
         self.export_button.clicked.connect(self._export)
+        self.auto_check = QCheckBox("Update as I label")
+        self.auto_check.setChecked(True)
+        self.auto_check.setToolTip("Retrain and re-estimate the accuracy a moment after each change of labels")
+        self._auto = QTimer(self)  # labelling in quick succession retrains once
+        self._auto.setSingleShot(True)
+        self._auto.setInterval(400)
+        self._auto.timeout.connect(self._auto_train)
         self.accuracy_label = QLabel("")
         self.accuracy_label.setObjectName("hint")
         self.accuracy_label.setWordWrap(True)
@@ -66,7 +74,7 @@ class LabelPanel(QWidget):
         lay.addWidget(self.class_list)
         lay.addLayout(hbox(self.new_class_button, self.assign_button, self.unassign_button,
                            self.import_button, None))
-        lay.addLayout(hbox(self.kind_combo, self.train_button, self.export_button, None))
+        lay.addLayout(hbox(self.kind_combo, self.train_button, self.export_button, self.auto_check, None))
         lay.addWidget(self.accuracy_label)
         session.labelsChanged.connect(self._on_labels)
         session.predictionsChanged.connect(self._on_predictions)
@@ -91,6 +99,13 @@ class LabelPanel(QWidget):
                 self.class_list.setCurrentItem(item)
         if self.class_list.currentItem() is None and self.class_list.count():
             self.class_list.setCurrentRow(0)
+        if self.auto_check.isChecked() and self.session.emb is not None:
+            self._auto.start()
+
+    def _auto_train(self) -> None:
+        _, y = self.session.labelled_rows()
+        if len(np.unique(y)) >= 2:
+            self.train()
 
     @Slot()
     def _on_predictions(self) -> None:
