@@ -81,14 +81,9 @@ def _query_vector(args: argparse.Namespace, emb) -> tuple[np.ndarray, int]:
         return emb.unit()[row], row
     if not image.is_file():
         raise SSLStudioError(f"{image} is neither an image of {emb.root} nor a file")
-    from sslstudio.core.embed import embed_files, load_method
+    from sslstudio.core.embed import query_vector
 
-    method, cfg, _ = load_method(emb.checkpoint)
-    feats, failed = embed_files(method, [image], cfg.image_size)
-    if failed:
-        raise SSLStudioError(f"cannot read {image}: {failed[0][1]}")
-    f = feats[0]
-    return (f / max(float(np.linalg.norm(f)), 1e-12)).astype(np.float32), -1
+    return query_vector(emb.checkpoint, image), -1
 
 
 def classify(args: argparse.Namespace) -> int:

@@ -21,6 +21,16 @@ def isolated_home(tmp_path_factory, monkeypatch):
     return home
 
 
+@pytest.fixture(scope="module")
+def module_home(tmp_path_factory):
+    """A private SSLSTUDIO_HOME for module-scoped fixtures (the autouse one above is per test)."""
+    mp = pytest.MonkeyPatch()
+    home = tmp_path_factory.mktemp("module-home")
+    mp.setenv("SSLSTUDIO_HOME", str(home))
+    yield home
+    mp.undo()
+
+
 @pytest.fixture
 def tiny_folder(tmp_path) -> Path:
     """24 labelled 24 px images in 2 classes: enough for a few training steps."""

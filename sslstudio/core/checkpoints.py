@@ -173,6 +173,37 @@ def latest_good(run_dir: Path) -> tuple[Checkpoint | None, list[str]]:
     return found, skipped
 
 
+def resolve(
+    run: str | Path,
+    which: str | Path | None = "latest",
+    *,
+    not_a_run: type[Exception] = CheckpointError,
+) -> tuple[Path, Path]:
+    """``(run folder, checkpoint folder)``; ``run`` may itself be a checkpoint folder.
+
+    ``which``: "latest" (or empty / None: the newest good checkpoint), a checkpoint's name, or
+    a path to one. ``not_a_run``: the error raised when ``run`` is no run folder at all (the
+    exporter raises its own kind).
+    """
+    run = Path(run).expanduser()
+    if (run / "meta.json").is_file():
+        return run.parent.parent, run
+    if not (run / "config.json").is_file():
+        raise not_a_run(f"{run} is not a run folder (no config.json)")
+    if which is None or str(which) in ("", "latest"):
+        found, _ = latest_good(run)
+        if found is None:
+            raise CheckpointError(f"run {run} has no usable checkpoint yet: train it first")
+        return run, found.path
+    for cand in (Path(which).expanduser(), run / "checkpoints" / str(which)):
+        if (cand / "meta.json").is_file():
+            return run, cand
+    names = [p.name for p in list_checkpoints(run)]
+    raise CheckpointError(
+        f"no checkpoint {str(which)!r} in {run}; choose one of: {', '.join(names) or 'none yet'}"
+    )
+
+
 def load_model_state(method: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
     """Load all of ``state`` or nothing: another architecture raises ``CheckpointError`` naming the difference."""
     own = method.state_dict()

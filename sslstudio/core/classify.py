@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from sslstudio.core.errors import SSLStudioError
+from sslstudio.core.knn import knn_votes
 
 KINDS = ("linear", "knn")
 
@@ -147,12 +148,13 @@ class Classifier:
                 logits = x @ torch.from_numpy(self.weight).T + torch.from_numpy(self.bias)
                 out[s : s + batch] = torch.softmax(logits, dim=1).numpy()
             else:
-                sims = x @ torch.from_numpy(self.memory).T  # (b, M)
-                k = min(self.k, sims.shape[1])
-                top, ix = sims.topk(k, dim=1)
-                votes = torch.zeros(len(x), len(self.classes))
-                votes.scatter_add_(
-                    1, torch.from_numpy(self.memory_y)[ix], (top / self.temperature).exp()
+                votes = knn_votes(
+                    torch.from_numpy(self.memory),
+                    torch.from_numpy(self.memory_y),
+                    x,
+                    len(self.classes),
+                    k=self.k,
+                    temperature=self.temperature,
                 )
                 out[s : s + batch] = (votes / votes.sum(1, keepdim=True)).numpy()
         return out

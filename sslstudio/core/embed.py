@@ -19,7 +19,7 @@ from sslstudio.core import checkpoints as ckpt
 from sslstudio.core.data.cache import DecodedImages, build_cache
 from sslstudio.core.data.scan import SkippedFile, require_usable, scan_folder
 from sslstudio.core.device import pick_device
-from sslstudio.core.errors import CheckpointError, SSLStudioError
+from sslstudio.core.errors import SSLStudioError
 from sslstudio.core.knn import knn_accuracy
 from sslstudio.core.methods import build_method
 from sslstudio.core.methods.base import Method
@@ -62,17 +62,7 @@ def load_method(
     run: str | Path, *, which: str = "latest", device: torch.device | None = None
 ) -> tuple[Method, RunConfig, Path]:
     """The trained method of a run folder (or of one checkpoint folder), in eval mode."""
-    run = Path(run)
-    if (run / "meta.json").exists():
-        ck_path = run
-        run = run.parent.parent
-    else:
-        if not (run / "config.json").exists():
-            raise SSLStudioError(f"{run} is not a run folder (no config.json)")
-        found, _ = ckpt.latest_good(run)
-        if found is None:
-            raise CheckpointError(f"run {run} has no usable checkpoint yet")
-        ck_path = found.path
+    run, ck_path = ckpt.resolve(run, which)
     cfg = load_run_config(run)
     method = build_method(_no_weights(cfg))
     state, _, _ = ckpt.load_checkpoint(ck_path)
@@ -197,3 +187,13 @@ def embed_files(
     x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(device)
     method.eval()
     return method.embed(centre_view(x, image_size)).float().cpu().numpy(), failed
+
+
+def query_vector(checkpoint: str | Path, path: str | Path) -> np.ndarray:
+    """The L2-normalised feature of one image file (a query from anywhere), from ``checkpoint``."""
+    method, cfg, _ = load_method(checkpoint)
+    feats, failed = embed_files(method, [path], cfg.image_size)
+    if failed:
+        raise SSLStudioError(f"cannot read {path}: {failed[0][1]}")
+    f = feats[0]
+    return (f / max(float(np.linalg.norm(f)), 1e-12)).astype(np.float32)

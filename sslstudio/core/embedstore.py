@@ -25,7 +25,7 @@ from sslstudio.core import checkpoints as ckpt
 from sslstudio.core.data.cache import CacheCancelled, build_cache
 from sslstudio.core.data.scan import ImageIndex, ScanCancelled, require_usable, scan_folder
 from sslstudio.core.embed import EmbeddingCancelled
-from sslstudio.core.errors import CheckpointError, SSLStudioError
+from sslstudio.core.errors import SSLStudioError
 from sslstudio.core.runs import load_run_config
 from sslstudio.paths import cache_dir
 
@@ -75,20 +75,6 @@ def checkpoint_identity(path: Path) -> str:
     return f"{path.name}|{meta.get('step')}|{st.st_size}|{st.st_mtime_ns}"
 
 
-def resolve_checkpoint(run: Path, checkpoint: str | Path | None = None) -> Path:
-    if checkpoint:
-        p = Path(checkpoint)
-        if not p.is_absolute() and not p.exists():
-            p = run / "checkpoints" / str(checkpoint)
-        if not (p / "meta.json").exists():
-            raise CheckpointError(f"{p} is not a checkpoint of run {run.name}")
-        return p
-    found, _ = ckpt.latest_good(run)
-    if found is None:
-        raise CheckpointError(f"run {run.name} has no usable checkpoint yet: train it first")
-    return found.path
-
-
 def _key(fingerprint: str, identity: str, image_size: int, dtype: str) -> str:
     text = f"{FORMAT}|{fingerprint}|{identity}|{image_size}|{dtype}"
     return hashlib.sha256(text.encode()).hexdigest()[:20]
@@ -127,7 +113,7 @@ def _run_embeddings(
     run = Path(run)
     cfg = load_run_config(run)
     folder = Path(folder or cfg.data_root)
-    ck_path = resolve_checkpoint(run, checkpoint)
+    _, ck_path = ckpt.resolve(run, checkpoint)
     if index is None:
         index = scan_folder(
             folder,

@@ -31,7 +31,6 @@ import torch
 from sslstudio import __version__
 from sslstudio.core import checkpoints as ckpt
 from sslstudio.core.device import pick_device
-from sslstudio.core.errors import CheckpointError
 from sslstudio.core.export_formats import ExportError, family_file, read_classifier, write_onnx
 from sslstudio.core.runs import read_metrics
 from sslstudio.core.transforms.views import MEAN, STD
@@ -199,24 +198,8 @@ def input_spec(size: int) -> dict[str, Any]:
 
 
 def resolve_checkpoint(run: str | Path, which: str | Path = "latest") -> tuple[Path, Path]:
-    """``(run folder, checkpoint folder)``; ``run`` may itself be a checkpoint folder."""
-    run = Path(run).expanduser()
-    if (run / "meta.json").is_file():
-        return run.parent.parent, run
-    if not (run / "config.json").is_file():
-        raise ExportError(f"{run} is not a run folder (no config.json)")
-    if str(which) in ("", "latest"):
-        found, _ = ckpt.latest_good(run)
-        if found is None:
-            raise CheckpointError(f"run {run} has no usable checkpoint yet: train it first")
-        return run, found.path
-    for cand in (Path(which).expanduser(), run / "checkpoints" / str(which)):
-        if (cand / "meta.json").is_file():
-            return run, cand
-    names = [p.name for p in ckpt.list_checkpoints(run)]
-    raise CheckpointError(
-        f"no checkpoint {str(which)!r} in {run}; choose one of: {', '.join(names) or 'none yet'}"
-    )
+    """``(run folder, checkpoint folder)`` (see :func:`checkpoints.resolve`)."""
+    return ckpt.resolve(run, which, not_a_run=ExportError)
 
 
 def run_metrics(run: Path, step: int) -> dict[str, Any]:

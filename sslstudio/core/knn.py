@@ -21,19 +21,34 @@ def knn_predict(
     exclude_self: bool = False,
     chunk: int = 1024,
 ) -> Tensor:
-    """Predicted class per query.
+    """Predicted class per query: ``(Q,)`` int (arguments as :func:`knn_votes`)."""
+    return knn_votes(
+        memory, memory_labels, queries, num_classes, k, temperature, exclude_self, chunk
+    ).argmax(1)
+
+
+def knn_votes(
+    memory: Tensor,
+    memory_labels: Tensor,
+    queries: Tensor,
+    num_classes: int,
+    k: int = 200,
+    temperature: float = 0.1,
+    exclude_self: bool = False,
+    chunk: int = 1024,
+) -> Tensor:
+    """Each class's vote per query, ``(Q, num_classes)``: the sum of exp(sim / τ) over the k
+    nearest memory items of that class.
 
     Args:
         memory: ``(M, D)`` features; memory_labels ``(M,)`` int.
         queries: ``(Q, D)``; with ``exclude_self`` the queries *are* the memory (leave-one-out).
-    Returns:
-        ``(Q,)`` int predictions.
     """
     mem = F.normalize(memory.float(), dim=1)
     k = min(k, mem.shape[0] - (1 if exclude_self else 0))
     if k < 1:
         raise ValueError("kNN needs at least 2 memory items")
-    preds = []
+    out = []
     for start in range(0, queries.shape[0], chunk):
         q = F.normalize(queries[start : start + chunk].float(), dim=1)
         sim = q @ mem.T  # (q, M) cosine similarities
@@ -44,8 +59,8 @@ def knn_predict(
         weights = (top / temperature).exp()
         votes = torch.zeros(q.shape[0], num_classes)
         votes.scatter_add_(1, memory_labels[ix], weights)
-        preds.append(votes.argmax(1))
-    return torch.cat(preds)
+        out.append(votes)
+    return torch.cat(out)
 
 
 def knn_accuracy(

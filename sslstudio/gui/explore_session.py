@@ -188,15 +188,9 @@ class ExploreSession(QObject):
         ck = self.emb.checkpoint
 
         def work(progress, cancel):
-            from sslstudio.core.embed import embed_files, load_method
-            from sslstudio.core.errors import SSLStudioError
+            from sslstudio.core.embed import query_vector
 
-            method, cfg, _ = load_method(ck)
-            feats, failed = embed_files(method, [path], cfg.image_size)
-            if failed:
-                raise SSLStudioError(f"cannot read {Path(path).name}: {failed[0][1]}")
-            f = feats[0]
-            return (f / max(float(np.linalg.norm(f)), 1e-12)).astype(np.float32)
+            return query_vector(ck, path)
 
         self._start("query", work, lambda v: self.queryReady.emit(v, path), f"Embedding {Path(path).name}…")
 

@@ -8,17 +8,14 @@ from tests.shapes import make_shapes_folder, tiny_config
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, module_home):
     from sslstudio.core.trainer import train
 
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SSLSTUDIO_HOME", str(tmp_path_factory.mktemp("home")))
     base = tmp_path_factory.mktemp("cli-explore")
     folder = make_shapes_folder(base / "shapes", per_class=8, size=24, shapes=("circle", "square"))
     for _ in train(tiny_config(folder, base / "run", max_steps=2, monitor_every=0)):
         pass
-    yield base / "run", folder
-    mp.undo()
+    return base / "run", folder
 
 
 def test_neighbours_of_a_folder_image_start_with_itself(run, tmp_path, capsys):

@@ -42,16 +42,7 @@ def make_trained_run(base: Path, **over) -> Path:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    """A module-wide private SSLSTUDIO_HOME (the autouse one is per test)."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SSLSTUDIO_HOME", str(tmp_path_factory.mktemp("home")))
-    yield
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, home) -> Path:
+def run(tmp_path_factory, module_home) -> Path:
     return make_trained_run(tmp_path_factory.mktemp("export"))
 
 
@@ -185,7 +176,7 @@ def test_backbone_safetensors_reload_into_the_studio(bundle, run):
         torch.testing.assert_close(again(x), method.backbone(x))
 
 
-def test_resnet18_family_file_loads_strictly_into_torchvision(tmp_path_factory, home):
+def test_resnet18_family_file_loads_strictly_into_torchvision(tmp_path_factory, module_home):
     import torchvision
 
     base = tmp_path_factory.mktemp("resnet")

@@ -18,19 +18,14 @@ from tests.tool.test_isolation import _run  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(tmp_path_factory, module_home):
     from sslstudio.core.export import export_bundle
     from tests.core.test_export import make_trained_run
 
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SSLSTUDIO_HOME", str(tmp_path_factory.mktemp("home")))
-    try:
-        run = make_trained_run(tmp_path_factory.mktemp("real-export"))
-        folder = run.parent / "bundle"
-        export_bundle(run, folder, absolute_paths=True)
-        zipped = export_bundle(run, run.parent / "zipped", zip=True)
-    finally:
-        mp.undo()
+    run = make_trained_run(tmp_path_factory.mktemp("real-export"))
+    folder = run.parent / "bundle"
+    export_bundle(run, folder, absolute_paths=True)
+    zipped = export_bundle(run, run.parent / "zipped", zip=True)
     return folder, zipped, run.parent / "shapes"
 
 
@@ -68,7 +63,9 @@ def test_tool_classifies_as_the_studio_does(tmp_path):
     from tests.core.test_export import make_trained_run
 
     run = make_trained_run(tmp_path)
-    assert studio(["classify", str(run), "--from-subfolders", "-o", str(tmp_path / "studio.csv")]) == 0
+    assert (
+        studio(["classify", str(run), "--from-subfolders", "-o", str(tmp_path / "studio.csv")]) == 0
+    )
     export_bundle(run, tmp_path / "bundle")
     r = _run(tmp_path, ["torch", "sslstudio.core", "PySide6"], "classify", str(tmp_path / "bundle"),
              str(tmp_path / "shapes"), "-o", str(tmp_path / "tool.csv"))  # fmt: skip

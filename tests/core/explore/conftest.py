@@ -8,7 +8,7 @@ from tests.shapes import make_shapes_folder, tiny_config
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, monkeypatch_module) -> Path:
+def trained_run(tmp_path_factory, module_home) -> Path:
     from sslstudio.core.trainer import train
 
     base = tmp_path_factory.mktemp("explore")
@@ -17,12 +17,3 @@ def trained_run(tmp_path_factory, monkeypatch_module) -> Path:
     for _ in train(cfg):
         pass
     return base / "run"
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module(tmp_path_factory):
-    """A module-wide private SSLSTUDIO_HOME (the autouse one is per test)."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SSLSTUDIO_HOME", str(tmp_path_factory.mktemp("home")))
-    yield mp
-    mp.undo()
