@@ -84,7 +84,8 @@ class ExploreSession(QObject):
         self.predictions: Any = None
         self.cv_accuracy: float | None = None
         self.classifier_kind = "linear"
-        self._jobs: dict[str, tuple[ThreadJob, ProgressWorker]] = {}
+        self._jobs: dict[str, tuple[ThreadJob, ProgressWorker]] = {}  # the current job per kind
+        self._alive: set[ThreadJob] = set()  # with jobs replaced but still finishing
         self._callbacks: dict[tuple[str, int], Callable[[Any], None]] = {}
         self._generation = 0
 
@@ -103,6 +104,7 @@ class ExploreSession(QObject):
         job = ThreadJob(worker, f"sslstudio-explore-{name}", self)
         job.ended.connect(lambda n=name, j=job: self._on_ended(n, j))
         self._jobs[name] = (job, worker)
+        self._alive.add(job)
         self.busy.emit(text)
 
     @Slot(object, object)
@@ -121,6 +123,7 @@ class ExploreSession(QObject):
             self.failed.emit(message)
 
     def _on_ended(self, name: str, job: ThreadJob) -> None:
+        self._alive.discard(job)
         if name in self._jobs and self._jobs[name][0] is job:
             del self._jobs[name]
         if not self._jobs:
@@ -135,8 +138,10 @@ class ExploreSession(QObject):
         return bool(self._jobs)
 
     def shutdown(self, timeout_ms: int = 30_000) -> None:
+        """Cancel and wait for every thread, replaced ones included (a QThread destroyed while
+        it runs aborts the process)."""
         self.cancel()
-        for job, _ in list(self._jobs.values()):
+        for job in list(self._alive):
             job.wait(timeout_ms)
 
     # -- opening a run ------------------------------------------------------------------------

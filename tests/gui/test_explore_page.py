@@ -128,3 +128,18 @@ def test_predictions_follow_the_labels_as_they_are_added(page, qtbot):
     page.labels.assign_selected()
     qtbot.waitUntil(lambda: "from 6 labels" in page.labels.accuracy_label.text(), timeout=30_000)
     assert page.labels.accuracy_label.text() != first
+
+
+def test_shutdown_waits_for_replaced_jobs_too(page, qtbot):
+    emb = page.session.emb
+    for c in range(2):
+        page.labels.add_class(f"c{c}")
+        page._selected = np.nonzero(emb.labels == c)[0][:3].tolist()
+        page.labels.assign_selected()
+    qtbot.waitUntil(lambda: not page.session.is_busy(), timeout=30_000)
+    page.session.train_classifier("linear")
+    page.session.train_classifier("knn")  # replaces the first job, whose thread still runs
+    jobs = list(page.session._alive)
+    assert len(jobs) == 2
+    page.shutdown()
+    assert all(job.wait(0) for job in jobs)  # both threads have ended

@@ -367,5 +367,6 @@ class ExplorePage(Page):
             w.setEnabled(on)
 
     def shutdown(self) -> None:
+        self.labels.stop()  # no retraining started after this
         self.session.shutdown()
         self.cache.shutdown()

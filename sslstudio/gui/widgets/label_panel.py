@@ -102,6 +102,9 @@ class LabelPanel(QWidget):
         if self.auto_check.isChecked() and self.session.emb is not None:
             self._auto.start()
 
+    def stop(self) -> None:
+        self._auto.stop()
+
     def _auto_train(self) -> None:
         _, y = self.session.labelled_rows()
         if len(np.unique(y)) >= 2:
