@@ -45,6 +45,9 @@ def main() -> int:
     ap.add_argument("--preset", default="natural")
     ap.add_argument("--minutes", type=float, default=20.0, help="training wall-clock budget")
     ap.add_argument("--backbone", default="resnet18")
+    ap.add_argument("--method", default="simclr")
+    ap.add_argument("--crop-min", type=float, default=None, help="smallest crop share (default: the preset's)")
+    ap.add_argument("--jitter", type=float, default=None, help="scale the preset's colour-jitter strengths")
     ap.add_argument("--small-stem", default="auto", choices=("auto", "on", "off"))
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--optimizer", default="sgd")
@@ -59,9 +62,16 @@ def main() -> int:
     args = ap.parse_args()
     data = Path(args.data)
     opts = {} if args.temperature is None else {"temperature": args.temperature}
+    augment = preset(args.preset, args.size)
+    if args.crop_min is not None:
+        augment = dataclasses.replace(augment, crop_scale_min=args.crop_min)
+    if args.jitter is not None:
+        augment = dataclasses.replace(augment, brightness=augment.brightness * args.jitter,
+                                      contrast=augment.contrast * args.jitter,
+                                      saturation=augment.saturation * args.jitter, hue=augment.hue * args.jitter)
     cfg = RunConfig(
-        data_root=str(data / "train"), backbone=args.backbone, small_stem=args.small_stem, image_size=args.size,
-        batch_size=args.batch, epochs=10_000, preset=args.preset, augment=preset(args.preset, args.size),
+        data_root=str(data / "train"), method=args.method, backbone=args.backbone, small_stem=args.small_stem, image_size=args.size,
+        batch_size=args.batch, epochs=10_000, preset="custom", augment=augment,
         optim=OptimConfig(optimizer=args.optimizer, lr=args.lr, weight_decay=args.wd, warmup_epochs=args.warmup_epochs),
         method_options=opts, monitor_every=0, checkpoint_every=10**9, out=tempfile.mkdtemp(prefix="sslstudio-q-"),
         threads=args.threads,

@@ -86,6 +86,7 @@ class RunConfig:
     checkpoint_every: int = _f(200, "save a checkpoint every N steps (and at the end)", min=1, max=10**9)
     monitor_every: int = _f(100, "collapse metrics every N steps (0 = off)", min=0, max=10**9)
     probe_size: int = _f(256, "images in the fixed probe set for the collapse monitor", min=16, max=100_000)
+    time_budget_s: float = _f(0.0, "finish the whole run, evaluation and checkpoints included, within this many seconds (0 = no limit)", min=0.0, max=1e7)
     deterministic: bool = _f(False, "deterministic kernels (slower; exact resume on GPU)")
     out: str = _f("", "run folder (empty = a new folder under the user's runs directory)")
 

@@ -53,6 +53,7 @@ class MonitorLogged:
     embed_dim: int
     knn_top1: float | None = None
     warning: str | None = None
+    view_top1: float | None = None  # label-free quality: own-view retrieval on the probe set
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,8 @@ class RunFinished:
     step: int
     path: str
     final_loss: float
+    recommended: str = ""  # the checkpoint the studio recommends ("" = the final one)
+    advice: str = ""  # why, in one sentence, with the numbers
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +95,18 @@ class RunFailed:
     step: int
     message: str
     last_checkpoint: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRevised:
+    """The plan changed mid-run: out of memory (smaller batch), the time budget, the folder."""
+
+    step: int
+    reason: str
+    batch_size: int
+    total_steps: int
+    peak_lr: float
+    lr_schedule: tuple[float, ...]
 
 
 Event = (
@@ -104,4 +119,5 @@ Event = (
     | RunStopped
     | RunFinished
     | RunFailed
+    | PlanRevised
 )

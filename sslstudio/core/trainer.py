@@ -24,12 +24,15 @@ from sslstudio.core.background import in_background
 from sslstudio.core.data.cache import CacheCancelled, build_cache
 from sslstudio.core.data.loader import BatchLoader
 from sslstudio.core.data.scan import ScanCancelled, require_usable, scan_folder
+from sslstudio.core.deadline import Deadline
 from sslstudio.core.device import describe, pick_device
 from sslstudio.core.errors import CheckpointError, ConfigError, DivergedError
 from sslstudio.core.events import (
     CheckpointSaved,
     EpochEnded,
     Event,
+    MonitorLogged,
+    PlanRevised,
     RunFailed,
     RunFinished,
     RunStarted,
@@ -40,6 +43,7 @@ from sslstudio.core.methods import build_method, method_config
 from sslstudio.core.models.backbones import backbone_info
 from sslstudio.core.monitor import run_probe
 from sslstudio.core.optimizers import build_optimizer
+from sslstudio.core.plan import lr_schedule, make_plan, position, revise
 from sslstudio.core.runs import (
     MetricsLog,
     RunLock,
@@ -47,33 +51,23 @@ from sslstudio.core.runs import (
     load_run_config,
     new_run_dir,
 )
-from sslstudio.core.schedules import cosine_schedule, scaled_lr
+from sslstudio.core.stepping import (
+    amp_dtype,
+    as_row,
+    is_out_of_memory,
+    median_short_side,
+    optimise,
+    out_of_memory_plan,
+    recommendation,
+    settle_lag,
+    skip_reasons,
+)
 from sslstudio.core.transforms.views import (
     ViewPipeline,
     default_cache_size,
     step_generator,
 )
 from sslstudio.paths import cache_dir
-
-
-def make_plan(cfg: RunConfig, num_images: int) -> dict:
-    """The run's plan: what 'step k' means. Stored in every checkpoint; a resume reuses it."""
-    batch = min(cfg.batch_size, num_images)
-    if batch < 2:
-        raise ConfigError(f"training needs at least 2 usable images, found {num_images}")
-    steps_per_epoch = num_images // batch
-    total = cfg.epochs * steps_per_epoch
-    if cfg.max_steps:
-        total = min(total, cfg.max_steps)
-    return {
-        "batch_size": batch,
-        "steps_per_epoch": steps_per_epoch,
-        "total_steps": total,
-        "num_images": num_images,
-        "peak_lr": scaled_lr(cfg.optim.lr, batch),
-        "warmup_steps": int(round(cfg.optim.warmup_epochs * steps_per_epoch)),
-        "revisions": [],
-    }
 
 
 def train(
@@ -122,6 +116,9 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
         torch.set_num_threads(cfg.threads)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
+    clock = Deadline(
+        cfg.time_budget_s, float(start.meta.get("train_seconds", 0.0)) if start else 0.0
+    )
     device, dev_notices = pick_device(cfg.device)
     notices += dev_notices
 
@@ -134,7 +131,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
             ),
         )
         require_usable(index)
-        side = cfg.cache_size or default_cache_size(cfg.image_size, _median_short_side(index))
+        side = cfg.cache_size or default_cache_size(cfg.image_size, median_short_side(index))
         data = yield from in_background(
             "decode",
             lambda progress: build_cache(
@@ -143,16 +140,13 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
         )
     except (ScanCancelled, CacheCancelled):
         last = str(start.path) if start is not None else ""
-        yield RunStopped(
-            step=int(start.meta["step"]) if start is not None else 0,
-            path=last,
-            run_dir=str(run_dir),
-        )
+        step0 = int(start.meta["step"]) if start is not None else 0
+        yield RunStopped(step=step0, path=last, run_dir=str(run_dir))
         return
     if data.failed or index.skipped:
         notices.append(
             f"{len(index.skipped) + len(data.failed)} file(s) skipped: "
-            + _reasons(index.skipped + data.failed)
+            + skip_reasons(index.skipped + data.failed)
         )
     n = len(data)
 
@@ -171,32 +165,24 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
                 f"the folder changed since this checkpoint ({plan['num_images']} -> {n} usable images): "
                 "training continues on the folder as it is now; the data order differs from an uninterrupted run"
             )
-            batch = min(plan["batch_size"], n)
-            revision = {
-                "at_step": int(start.meta["step"]),
-                "reason": "folder changed",
-                "num_images": n,
-                "batch_size": batch,
-            }
-            plan = {
-                **plan,
-                "num_images": n,
-                "batch_size": batch,
-                "steps_per_epoch": max(1, n // batch),
-                "revisions": [*plan.get("revisions", []), revision],
-            }
+            plan = revise(
+                plan,
+                int(start.meta["step"]),
+                "folder changed",
+                num_images=n,
+                total_steps=plan["total_steps"],
+            )
     else:
         plan = make_plan(cfg, n)
     bs, spe, total = plan["batch_size"], plan["steps_per_epoch"], plan["total_steps"]
-    lr_sched = cosine_schedule(
-        plan["peak_lr"], plan["peak_lr"] * cfg.optim.min_lr_ratio, total, plan["warmup_steps"]
-    )
+    lr_sched = lr_schedule(plan, cfg)
     opt = build_optimizer(method, cfg.optim, float(lr_sched[0]))
-    amp_dtype = _amp_dtype(cfg, device)
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    amp = amp_dtype(cfg, device)
+    scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
 
     method.on_train_start(n, total)
     step = 0
+    selection: dict = {}  # the best checkpoint by the quality signal, and step 0's score
     if start is not None:
         model_state, train_state, _ = ckpt.load_checkpoint(start.path)
         ckpt.load_model_state(method, model_state, start.path)
@@ -206,6 +192,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
         if scaler is not None and "scaler" in train_state:
             scaler.load_state_dict(train_state["scaler"])
         step = int(start.meta["step"])
+        selection = dict(start.meta.get("selection", {}))
     # rows past the checkpoint (a crash after it) are dropped: no gaps, no duplicates
     log = MetricsLog(run_dir / "metrics.jsonl", resume_step=step)
 
@@ -229,14 +216,17 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
     )
 
     def save(name: str) -> str:
+        t = time.perf_counter()
         meta = {
             "step": step,
             "samples_seen": step * bs,
-            "epoch": step // spe,
+            "epoch": position(plan, step)[0],
             "plan": plan,
             "config": cfg.to_dict(),
             "fingerprint": index.fingerprint(),
             "run_dir": str(run_dir),
+            "train_seconds": clock.spent(),
+            "selection": selection,
         }
         state = {"optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state()}
         if scaler is not None:
@@ -244,17 +234,59 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
         path = ckpt.save_checkpoint(run_dir, name, method.state_dict(), state, meta)
         ckpt.prune(run_dir)
         log.write("checkpoint", step=step, path=str(path))
+        clock.note("save", time.perf_counter() - t)
         return str(path)
 
+    def probe() -> MonitorLogged:
+        t = time.perf_counter()
+        ev = run_probe(
+            method, data, probe_rows, labels, cfg.image_size, device, step, cfg.augment, cfg.seed
+        )
+        log.write("monitor", **as_row(ev))
+        clock.note("probe", time.perf_counter() - t)
+        signal = "knn_top1" if ev.knn_top1 is not None else "view_top1"
+        score = getattr(ev, signal)
+        if step == 0 and "reference" not in selection:
+            selection.update(
+                reference={"view_top1": ev.view_top1, "knn_top1": ev.knn_top1}, signal=signal
+            )
+        elif step > 0 and score > selection.get("best_score", -1.0) and step < total:
+            selection.update(best_step=step, best_score=score, signal=signal, best=save("best"))
+        return ev
+
+    def apply(new_plan: dict) -> PlanRevised:
+        nonlocal plan, bs, spe, total, lr_sched, loader
+        if new_plan["batch_size"] != bs or new_plan["steps_per_epoch"] != spe:
+            loader.close()
+            loader = BatchLoader(
+                data,
+                cfg.seed,
+                new_plan["batch_size"],
+                new_plan["steps_per_epoch"],
+                pin=device.type == "cuda",
+            )
+        plan, lr_sched = new_plan, lr_schedule(new_plan, cfg)
+        bs, spe, total = plan["batch_size"], plan["steps_per_epoch"], plan["total_steps"]
+        rev = plan["revisions"][-1]
+        log.write("revision", step=step, **rev)
+        return PlanRevised(
+            step=step,
+            reason=rev["reason"],
+            batch_size=bs,
+            total_steps=total,
+            peak_lr=plan["peak_lr"],
+            lr_schedule=tuple(float(x) for x in lr_sched),
+        )
+
     loader = BatchLoader(data, cfg.seed, bs, spe, pin=device.type == "cuda")
-    losses: list[float] = []
     epoch_losses: list[float] = []
     step_time = None
     last_loss = float("nan")
+    final_score = None
     # steps queued on the device whose loss is not read yet: reading waits for the device, so on
     # a GPU the newest step stays unread while the CPU prepares the next batch and its views
     pending: list[tuple] = []
-    lag = _settle_lag(device)
+    lag = settle_lag(device)
     settled_at = time.perf_counter()
 
     def settle(keep: int) -> Iterator[StepLogged]:
@@ -268,7 +300,6 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
             dt = now - max(t_start, settled_at)
             settled_at = now
             step_time = dt if step_time is None else 0.9 * step_time + 0.1 * dt
-            losses.append(last_loss)
             epoch_losses.append(last_loss)
             ev = StepLogged(
                 step=s,
@@ -281,7 +312,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
                 eta_s=step_time * (total - s - 1),
                 extra={k: float(v) for k, v in extra.items()},
             )
-            log.write("step", **_asdict(ev))
+            log.write("step", **as_row(ev))
             yield ev
 
     try:
@@ -290,11 +321,8 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
                 yield from settle(0)  # show the last step before waiting
             while pause is not None and pause.is_set() and not (stop is not None and stop.is_set()):
                 time.sleep(0.05)
-            if pending and (
-                (stop is not None and stop.is_set())
-                or cfg.monitor_every
-                and step % cfg.monitor_every == 0
-            ):
+            monitor_now = cfg.monitor_every and step % cfg.monitor_every == 0
+            if pending and ((stop is not None and stop.is_set()) or monitor_now):
                 yield from settle(0)
             if stop is not None and stop.is_set():
                 if (last_ckpt is None and step > 0) or (
@@ -304,13 +332,11 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
                 log.write("stopped", step=step)
                 yield RunStopped(step=step, path=last_ckpt or "", run_dir=str(run_dir))
                 return
-            if cfg.monitor_every and step % cfg.monitor_every == 0:
-                ev = run_probe(method, data, probe_rows, labels, cfg.image_size, device, step)
-                log.write("monitor", **_asdict(ev))
-                yield ev
+            if monitor_now:
+                yield probe()
             t0 = time.perf_counter()
-            epoch = step // spe
-            idx, batch = loader.get(step)
+            epoch, data_step = position(plan, step)
+            idx, batch = loader.get(data_step)
             batch = batch.to(device, non_blocking=True)
             views = pipeline(batch, step_generator(cfg.seed, step))
             if use_cl:
@@ -319,33 +345,26 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
             lr = float(lr_sched[step])
             for group in opt.param_groups:
                 group["lr"] = lr
-            method.train()
-            with (
-                torch.autocast(device.type, dtype=amp_dtype)
-                if amp_dtype
-                else contextlib.nullcontext()
-            ):
-                if method.wants_indices:
-                    loss, extra = method.training_step(
-                        views, indices=torch.from_numpy(idx).to(device)
-                    )
-                else:
-                    loss, extra = method.training_step(views)
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
+            oom = False
+            try:
+                loss, extra = optimise(method, opt, scaler, views, idx, amp, device)
+            except RuntimeError as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                oom = True
+            if oom:  # outside the except block: the failed step's tensors are released
+                batch = views = None
+                yield from settle(0)
+                yield apply(out_of_memory_plan(plan, step, opt, device))
+                continue
             method.on_step_end(step, total)
             pending.append((step, epoch, loss.detach(), extra, lr, t0, t_data))
             yield from settle(lag)
             step += 1
-            if step % spe == 0 or step == total or step % cfg.checkpoint_every == 0:
+            clock.step_done(step)
+            if (data_step + 1) % spe == 0 or step == total or step % cfg.checkpoint_every == 0:
                 yield from settle(0)
-            if step % spe == 0 or step == total:
+            if (data_step + 1) % spe == 0 or step == total:
                 mean = float(np.mean(epoch_losses)) if epoch_losses else float("nan")
                 log.write("epoch", epoch=epoch, step=step - 1, mean_loss=mean)
                 yield EpochEnded(epoch=epoch, step=step - 1, mean_loss=mean)
@@ -353,14 +372,21 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
             if step % cfg.checkpoint_every == 0 and step < total:
                 last_ckpt = save(f"step_{step:07d}")
                 yield CheckpointSaved(step=step, path=last_ckpt)
+            new_total = clock.revised_total(step, total) if step < total else None
+            if new_total is not None:
+                yield from settle(0)
+                yield apply(revise(plan, step, "time budget", total_steps=new_total))
         if cfg.monitor_every:
-            ev = run_probe(method, data, probe_rows, labels, cfg.image_size, device, step)
-            log.write("monitor", **_asdict(ev))
+            ev = probe()
+            final_score = getattr(ev, selection.get("signal", "view_top1"))
             yield ev
         last_ckpt = save("final")
-        log.write("finished", step=step)
-        yield RunFinished(step=step, path=last_ckpt, final_loss=last_loss)
-    except (DivergedError, CheckpointError, RuntimeError, OSError) as exc:
+        path, advice = recommendation(selection, final_score, last_ckpt, selection.get("best", ""))
+        log.write("finished", step=step, recommended=path, advice=advice, seconds=clock.spent())
+        yield RunFinished(
+            step=step, path=last_ckpt, final_loss=last_loss, recommended=path, advice=advice
+        )
+    except (DivergedError, CheckpointError, ConfigError, RuntimeError, OSError) as exc:
         with contextlib.suppress(Exception):
             log.write("failed", step=step, message=str(exc))
         yield RunFailed(
@@ -370,31 +396,3 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
     finally:
         loader.close()
         log.close()
-
-
-def _settle_lag(device: torch.device) -> int:
-    """Steps left unread on the device: 1 on a GPU (overlap), 0 where every op is synchronous."""
-    return 1 if device.type == "cuda" else 0
-
-
-def _amp_dtype(cfg: RunConfig, device: torch.device) -> torch.dtype | None:
-    if not cfg.amp or device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-def _median_short_side(index) -> int | None:
-    sides = [min(r.width, r.height) for r in index.images[:2000]]
-    return int(np.median(sides)) if sides else None
-
-
-def _reasons(skipped) -> str:
-    counts: dict[str, int] = {}
-    for f in skipped:
-        cat = f.reason.split(" (")[0].split(":")[0]
-        counts[cat] = counts.get(cat, 0) + 1
-    return ", ".join(f"{c} {r}" for r, c in sorted(counts.items(), key=lambda t: -t[1]))
-
-
-def _asdict(ev) -> dict:
-    return {k: getattr(ev, k) for k in ev.__slots__}

@@ -28,7 +28,7 @@ def _shape(events):
 def test_lagged_loss_reads_give_the_same_run(tiny_folder, tmp_path, monkeypatch, stop_after):
     cfg = dict(max_steps=5, checkpoint_every=4, monitor_every=3)
     plain = _run(tiny_config(tiny_folder, tmp_path / "a", **cfg), stop_after)
-    monkeypatch.setattr(trainer, "_settle_lag", lambda device: 1)
+    monkeypatch.setattr(trainer, "settle_lag", lambda device: 1)
     lagged = _run(tiny_config(tiny_folder, tmp_path / "b", **cfg), stop_after)
 
     def steps(evs):

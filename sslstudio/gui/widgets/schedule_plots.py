@@ -52,7 +52,7 @@ def momentum_fields(config_cls: type) -> tuple[str, str] | None:
 
 
 def plan_steps(cfg: RunConfig, num_images: int | None) -> tuple[int, int, int, int]:
-    """(images, batch, steps per epoch, total steps) as ``trainer.make_plan`` will compute them."""
+    """(images, batch, steps per epoch, total steps) as ``plan.make_plan`` will compute them."""
     n = num_images or ASSUMED_IMAGES
     batch = max(1, min(cfg.batch_size, n))
     spe = max(1, n // batch)

@@ -1,0 +1,110 @@
+"""Keeping a run inside its time budget: the step count follows the measured pace.
+
+The budget planner sizes a run from a short warm-up; the real pace drifts (caches warm up,
+another program takes a core, a checkpoint is slow). ``Deadline`` watches the pace over a
+sliding window and says when the plan should end at a different step so that the run, its
+last evaluation and its last checkpoint finish by the deadline. The learning-rate schedule is
+then re-laid over the new length (``plan.revise``), so it *ends* rather than being cut.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+WINDOW = 40  # steps in the pace window
+SETTLE = 3  # first steps left out of the pace (allocator, kernel selection)
+GAP = 20  # steps between two revisions
+SHRINK_SLACK = 0.01  # revise down when the plan overruns by more than this share
+GROW_SLACK = 0.05  # revise up (first half of the run only) when this share of time would be idle
+
+
+class Deadline:
+    """Args: budget_s: the whole run's seconds (0 = no budget); spent_s: seconds a resumed run
+    had already used (from its checkpoint)."""
+
+    def __init__(self, budget_s: float, spent_s: float = 0.0) -> None:
+        self.budget_s = float(budget_s)
+        self._t0 = time.perf_counter() - spent_s
+        self._marks: deque[tuple[int, float]] = deque(maxlen=WINDOW)
+        self._seen = 0
+        self._last_revision = -GAP
+        self._ending: dict[str, float] = {}  # slowest probe, slowest save: the run's end needs both
+
+    @property
+    def active(self) -> bool:
+        return self.budget_s > 0
+
+    def spent(self) -> float:
+        return time.perf_counter() - self._t0
+
+    def step_done(self, step: int) -> None:
+        self._seen += 1
+        if self._seen > SETTLE:
+            self._marks.append((step, time.perf_counter()))
+
+    def note(self, kind: str, seconds: float) -> None:
+        """A probe or a checkpoint (``kind``) took ``seconds``: the run's end needs one of each."""
+        self._ending[kind] = max(self._ending.get(kind, 0.0), seconds)
+
+    @property
+    def ending_s(self) -> float:
+        return sum(self._ending.values())
+
+    def pace(self) -> float | None:
+        """Seconds per step over the window, periodic probes and checkpoints included."""
+        if len(self._marks) < 2:
+            return None
+        (s0, t0), (s1, t1) = self._marks[0], self._marks[-1]
+        return (t1 - t0) / max(1, s1 - s0)
+
+    def revised_total(self, step: int, total: int) -> int | None:
+        """The total step count that ends on time, when it differs enough from ``total``.
+
+        ``step`` is the next step to run. Returns None when the plan can stand.
+        """
+        pace = self.pace()
+        if not self.active or pace is None or step - self._last_revision < GAP:
+            return None
+        left = self.budget_s - self.spent() - 1.5 * self.ending_s - 1.0
+        fit = max(step + 1, step + int(left / pace))
+        shrink = fit < total and total - fit > max(1, SHRINK_SLACK * total)
+        grow = fit > total * (1 + GROW_SLACK) and step < total // 2
+        if not (shrink or grow):
+            return None
+        self._last_revision = step
+        self._marks.clear()  # the window restarts: the new plan's pace is measured afresh
+        return fit
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``"90s"``, ``"10m"``, ``"1.5h"``, ``"1h30m"``, ``"overnight"`` (10 h), or a bare
+    number of minutes; ``ValueError`` with the accepted forms otherwise."""
+    t = text.strip().lower().replace(" ", "")
+    if t == "overnight":
+        return 10 * 3600.0
+    units = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+    try:
+        return float(t) * 60.0
+    except ValueError:
+        pass
+    total, number = 0.0, ""
+    i = 0
+    while i < len(t):
+        c = t[i]
+        if c.isdigit() or c == ".":
+            number += c
+            i += 1
+            continue
+        unit = "min" if t.startswith("min", i) else c
+        if unit not in units or not number:
+            break
+        total += float(number) * units[unit]
+        number = ""
+        i += len(unit)
+    else:
+        if not number and total > 0:
+            return total
+    raise ValueError(
+        f"cannot read the time budget {text!r}: use e.g. 90s, 10m, 1h, 1h30m or overnight"
+    )

@@ -1,0 +1,103 @@
+"""What one training step does on the device, and the small facts the trainer asks about it."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+from sslstudio.config import RunConfig
+from sslstudio.core.errors import ConfigError
+from sslstudio.core.plan import revise
+
+
+def optimise(method, opt, scaler, views, idx, amp_dtype, device) -> tuple[torch.Tensor, dict]:
+    """Forward, backward and optimizer step on ``views``; returns (loss, extras) unread."""
+    method.train()
+    with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
+        if method.wants_indices:
+            loss, extra = method.training_step(views, indices=torch.from_numpy(idx).to(device))
+        else:
+            loss, extra = method.training_step(views)
+    opt.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    else:
+        loss.backward()
+        opt.step()
+    return loss, extra
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Only the allocator's own error counts: other RuntimeErrors are never taken for OOM."""
+    return isinstance(exc, torch.OutOfMemoryError)
+
+
+def out_of_memory_plan(plan: dict, step: int, opt, device: torch.device) -> dict:
+    """Half the batch after an out-of-memory step (called *outside* the ``except`` block, so
+    the failed step's tensors are already freed); the learning rate follows the linear rule."""
+    opt.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    bs = plan["batch_size"]
+    if bs <= 2:
+        raise ConfigError(
+            f"out of memory on {device.type} even at batch size {bs}, the smallest a self-supervised "
+            "step can use: choose a smaller backbone or image size, or train on the CPU"
+        )
+    return revise(plan, step, f"out of memory at batch {bs}", batch_size=bs // 2)
+
+
+def settle_lag(device: torch.device) -> int:
+    """Steps left unread on the device: 1 on a GPU (overlap), 0 where every op is synchronous."""
+    return 1 if device.type == "cuda" else 0
+
+
+def amp_dtype(cfg: RunConfig, device: torch.device) -> torch.dtype | None:
+    if not cfg.amp or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def median_short_side(index) -> int | None:
+    sides = [min(r.width, r.height) for r in index.images[:2000]]
+    return int(np.median(sides)) if sides else None
+
+
+def skip_reasons(skipped) -> str:
+    counts: dict[str, int] = {}
+    for f in skipped:
+        cat = f.reason.split(" (")[0].split(":")[0]
+        counts[cat] = counts.get(cat, 0) + 1
+    return ", ".join(f"{c} {r}" for r, c in sorted(counts.items(), key=lambda t: -t[1]))
+
+
+def as_row(ev) -> dict:
+    return {k: getattr(ev, k) for k in ev.__slots__}
+
+
+def recommendation(
+    selection: dict, final_score: float | None, final_path: str, best_path: str
+) -> tuple[str, str]:
+    """(checkpoint to use, why) from the best-by-signal record and the final score."""
+    signal = selection.get("signal")
+    if signal is None or final_score is None:
+        return final_path, ""
+    name = "probe kNN accuracy" if signal == "knn_top1" else "own-view retrieval (label-free)"
+    ref = selection.get("reference", {}).get(signal)
+    best, best_step = selection.get("best_score", -1.0), selection.get("best_step")
+    use_best = best > final_score and best_path
+    path, score = (best_path, best) if use_best else (final_path, final_score)
+    where = f"step {best_step}" if use_best else "the final step"
+    why = f"{where} scores best on {name}: {score:.3f}"
+    if ref is not None:
+        why += f" (same network at random init: {ref:.3f})"
+        if score <= ref:
+            why = (
+                f"not better than random init on {name} ({score:.3f} vs {ref:.3f} at step 0): "
+                "train longer, or use the untrained network's features"
+            )
+    return path, why
