@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QMessageBox, QSt
 from sslstudio import __version__
 from sslstudio.config import RunConfig, validate
 from sslstudio.core.errors import ConfigError
+from sslstudio.core.events import RunStarted
 from sslstudio.gui import theme
 from sslstudio.gui.actions import build_menus
 from sslstudio.gui.catalog import Catalog, CatalogLoader
@@ -115,6 +116,8 @@ class MainWindow(QMainWindow):
         a.configChanged.connect(self._update_context)
         m.imageSizeChanged.connect(a.set_image_size)
         m.methodChanged.connect(self._on_method_changed)
+        m.budgetPlanned.connect(self._on_budget_planned)
+        c.event.connect(self._save_budget_plan)
         t.startRequested.connect(self.start_run)
         t.resumeRequested.connect(self.continue_run)
         self.runs_page.resumeRequested.connect(self.continue_run)
@@ -144,6 +147,19 @@ class MainWindow(QMainWindow):
         self.method_page.apply_config(cfg)
         self.augment_page.apply_config(cfg)
         self._update_context()
+
+    @Slot(object)
+    def _on_budget_planned(self, plan) -> None:
+        """Show the plan's choices on every page; each can still be changed before Start."""
+        self.apply_config(dataclasses.replace(plan.config, data_root=self.data_page.folder or plan.config.data_root))
+
+    @Slot(object)
+    def _save_budget_plan(self, ev: object) -> None:
+        plan = self.method_page.budget.plan_result
+        if isinstance(ev, RunStarted) and ev.start_step == 0 and plan is not None:
+            cfg = self.controller.last_config
+            if cfg is not None and cfg.time_budget_s == plan.config.time_budget_s:
+                plan.save(ev.run_dir)  # saved with the run, beside config.json
 
     def build_config(self) -> RunConfig:
         """The run the pages describe (torch threads from the Method page: all cores but one by default)."""

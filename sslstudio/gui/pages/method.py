@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from sslstudio.config import RunConfig
 from sslstudio.gui.catalog import Catalog, gui_threads
 from sslstudio.gui.command import command_line, missing_flags
+from sslstudio.gui.widgets.budget_panel import BudgetPanel
 from sslstudio.gui.widgets.config_form import ConfigForm
 from sslstudio.gui.widgets.estimate_panel import EstimatePanel
 from sslstudio.gui.widgets.panels import Card, Page, hbox, hint, with_shortcut
@@ -46,9 +47,11 @@ ESTIMATE_KEYS = ("method", "method_options", "backbone", "image_size", "small_st
 
 
 class MethodPage(Page):
-    """Signals: ``configChanged()``, ``imageSizeChanged(int)``, ``methodChanged(str)``."""
+    """Signals: ``configChanged()``, ``imageSizeChanged(int)``, ``methodChanged(str)``,
+    ``budgetPlanned(object)`` (a BudgetPlan whose config the window applies to every page)."""
 
     configChanged = Signal()
+    budgetPlanned = Signal(object)
     imageSizeChanged = Signal(int)
     methodChanged = Signal(str)
 
@@ -121,6 +124,9 @@ class MethodPage(Page):
     def _build_settings_card(self) -> QWidget:
         card = Card("Network and training")
         cfg = self.context
+        self.budget = card.add(BudgetPanel())
+        self.budget.planned.connect(self.budgetPlanned)
+        self.budget.cleared.connect(self._on_changed)
         self.run_form = ConfigForm(
             cfg, include=[n for _, group in RUN_SECTIONS for n in group], sections=RUN_SECTIONS,
             labels=RUN_LABELS, choices={"backbone": [cfg.backbone]},
@@ -189,6 +195,7 @@ class MethodPage(Page):
         self.method_list.setFixedHeight(rows * self.method_list.sizeHintForRow(0) + 2 * self.method_list.frameWidth() + 10)
         self._select_method(self._method if self._method in catalog.methods else next(iter(catalog.methods)))
         self.estimates.set_ready(True)
+        self.budget.set_ready(True)
         self._refresh()
 
     def set_num_images(self, n: int | None) -> None:
@@ -232,7 +239,9 @@ class MethodPage(Page):
 
     def update_config(self, cfg: RunConfig) -> RunConfig:
         cfg = dataclasses.replace(cfg, **self.run_form.values(), optim=self.optim_form.value())
-        return dataclasses.replace(cfg, method=self._method, method_options=self.method_options())
+        plan = self.budget.plan_result  # the deadline of a planned run (0: no limit)
+        return dataclasses.replace(cfg, method=self._method, method_options=self.method_options(),
+                                   time_budget_s=plan.config.time_budget_s if plan is not None else 0.0)
 
     def method_options(self) -> dict[str, Any]:
         """Plain JSON values (an Enum option as its value): they are saved in config.json."""
@@ -314,6 +323,7 @@ class MethodPage(Page):
         self.command_note.setToolTip("Save these in a config file and pass it with --config" if missing else "")
         self.command_note.setVisible(bool(missing))
         self.estimates.settings_changed(cfg, self.num_images)
+        self.budget.set_request(dataclasses.replace(cfg, time_budget_s=0.0), self.num_images)
 
     def copy_command(self) -> None:
         QApplication.clipboard().setText(self.command_edit.toPlainText())
@@ -331,3 +341,4 @@ class MethodPage(Page):
 
     def shutdown(self) -> None:
         self.estimates.cancel()
+        self.budget.shutdown()

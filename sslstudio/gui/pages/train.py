@@ -5,8 +5,6 @@ A view over :class:`RunController`: buttons call it, its events feed the curves 
 
 from __future__ import annotations
 
-import math
-import re
 import time
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from sslstudio.core.events import (
     CheckpointSaved,
     EpochEnded,
     MonitorLogged,
+    PlanRevised,
     Preparing,
     RunFailed,
     RunFinished,
@@ -44,37 +43,14 @@ from sslstudio.gui.run_controller import (
     STOPPING,
     RunController,
 )
+from sslstudio.gui.run_text import format_device, format_eta, format_preparing
 from sslstudio.gui.widgets.loss_plot import Ema, ThrottledPlot
 from sslstudio.gui.widgets.panels import Card, Page, Stat, hbox, with_shortcut
 
 STATE_TEXT = {IDLE: "Idle", PREPARING: "Preparing the images…", RUNNING: "Training", PAUSED: "Paused",
               STOPPING: "Stopping… saving a checkpoint"}  # fmt: skip
-STAGE_TEXT = {"scan": "Reading images…", "decode": "Decoding…"}
 ENDED_TEXT = {"finished": "Finished: the model is on the Runs page", "failed": "Failed: see the log below"}
 LOG_TEXT = {"scan": "reading the folder…", "decode": "decoding the images at the working size…"}
-
-
-def format_preparing(ev: Preparing) -> str:
-    """'Reading images… 1,234 / 10,000', or without the total while it is unknown."""
-    what = STAGE_TEXT.get(ev.stage, f"{ev.stage.capitalize()}…")
-    count = f"{ev.done:,} / {ev.total:,}" if ev.total > 0 else f"{ev.done:,}" if ev.done else ""
-    return f"{what} {count}".rstrip()
-
-
-def format_device(text: str) -> str:
-    """The trainer's 'cpu (1 threads)' as 'CPU, 1 thread'; other devices as they come."""
-    m = re.fullmatch(r"cpu \((\d+) threads?\)", text)
-    if m:
-        n = int(m.group(1))
-        return f"CPU, {n} thread{'s' if n != 1 else ''}"
-    return text
-
-
-def format_eta(seconds: float) -> str:
-    if not math.isfinite(seconds) or seconds < 0:
-        return "–"
-    s = int(round(seconds))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 class TrainPage(Page):
@@ -256,8 +232,14 @@ class TrainPage(Page):
         elif isinstance(ev, RunStopped):
             self._on_stopped(ev)
         elif isinstance(ev, RunFinished):
-            self.append_log(f"finished {ev.step} steps, final loss {ev.final_loss:.4f}; weights in {ev.path}")
+            self.append_log(f"finished {ev.step} steps, final loss {ev.final_loss:.4f}; weights in {ev.path}"
+                            + (f"\nrecommended: {ev.recommended}: {ev.advice}" if ev.advice else ""))
             self.progress.setValue(self.progress.maximum())
+        elif isinstance(ev, PlanRevised):
+            self.total_steps = ev.total_steps
+            self.progress.setMaximum(ev.total_steps)
+            self.append_log(f"plan revised at step {ev.step} ({ev.reason}): batch {ev.batch_size}, "
+                            f"{ev.total_steps} steps, peak learning rate {ev.peak_lr:.3g}")
         elif isinstance(ev, RunFailed):
             self.append_log(f"FAILED at step {ev.step}: {ev.message}"
                             + (f" (last good checkpoint: {ev.last_checkpoint})" if ev.last_checkpoint else ""))
