@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from sslstudio import imaging
-from sslstudio.core.data.scan import ImageIndex, SkippedFile
+from sslstudio.core.data.scan import ImageIndex, SkippedFile, no_usable_images
 from sslstudio.core.errors import NoUsableImagesError, SSLStudioError
 
 CACHE_VERSION = 1
@@ -154,10 +154,7 @@ def build_cache(
         if tmp is not None:
             del arr
             tmp.unlink(missing_ok=True)
-        reasons = ", ".join(f"{c} {r}" for r, c in _count(failed).items())
-        raise NoUsableImagesError(
-            f"no usable images in {index.root}: {len(failed)} failed to decode ({reasons})"
-        )
+        raise no_usable_images(index, failed)  # "3 truncated, 2 not images": scan's and ours
     if tmp is not None:
         arr.flush()
         del arr
@@ -172,14 +169,6 @@ def build_cache(
         os.replace(meta_tmp, target.with_suffix(".json"))
         return _open_existing(cache_root, key, index)  # type: ignore[return-value]
     return DecodedImages(arr, rows, index, failed, "memory")
-
-
-def _count(failed: list[SkippedFile]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for f in failed:
-        cat = f.reason.split(" (")[0].split(":")[0]
-        out[cat] = out.get(cat, 0) + 1
-    return out
 
 
 def _open_existing(cache_root: Path, key: str, index: ImageIndex) -> DecodedImages | None:

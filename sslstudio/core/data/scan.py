@@ -11,6 +11,7 @@ entered at most once, so the walk always ends.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import json
@@ -19,7 +20,7 @@ import stat
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -165,13 +166,18 @@ def _describe(counts: dict[str, int]) -> str:
 
 def require_usable(index: ImageIndex) -> None:
     """Raise NoUsableImagesError with what went wrong when the index holds no images."""
-    if index.images:
-        return
-    if index.skipped:
-        detail = _describe(index.skipped_counts())
+    if not index.images:
+        raise no_usable_images(index)
+
+
+def no_usable_images(index: ImageIndex, failed: Sequence[SkippedFile] = ()) -> NoUsableImagesError:
+    """The error for nothing to train on: what the scan skipped and what then ``failed`` to decode."""
+    everything = dataclasses.replace(index, skipped=[*index.skipped, *failed])
+    if everything.skipped:
+        detail = _describe(everything.skipped_counts())
     else:
         detail = "the folder holds no image files"
-    raise NoUsableImagesError(
+    return NoUsableImagesError(
         f"no usable images in {index.root}: {detail}. Add JPEG, PNG, TIFF, BMP, WebP or GIF "
         "images (one subfolder per class if you have labels)."
     )

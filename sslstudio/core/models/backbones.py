@@ -198,7 +198,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path))
+            return _finite(load_file(str(path)), path)
+        except WeightsError:
+            raise
         except Exception as exc:  # safetensors raises several types for malformed files
             raise WeightsError(
                 f"weights file {path} is not a valid safetensors file: {exc}"
@@ -214,7 +216,15 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(f"{path} does not hold a state dict of tensors")
-    return obj
+    return _finite(obj, path)
+
+
+def _finite(state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """Weights with NaN or Inf in them would train to NaN: refused, naming the tensor."""
+    for name, t in state.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise WeightsError(f"weights file {path} holds NaN or Inf values in {name!r}: it is damaged")
+    return state
 
 
 def _imagenet_state(model: Backbone) -> dict[str, torch.Tensor]:
