@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--optimizer", choices=("sgd", "lars", "adamw"))
     t.add_argument("--lr", type=float, help="learning rate for a batch of 256")
     t.add_argument("--weight-decay", type=float)
+    t.add_argument("--warmup-epochs", type=float, help="linear learning-rate warm-up, in epochs")
     t.add_argument("--weights", help="local weights file to start from, or 'imagenet'")
     t.add_argument("--small-stem", choices=("auto", "on", "off"))
     t.add_argument("--seed", type=int)

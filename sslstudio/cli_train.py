@@ -42,7 +42,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     cfg = dataclasses.replace(base, **{k: v for k, v in simple.items() if v is not None})
     if args.preset or not args.config:
         cfg = dataclasses.replace(cfg, augment=preset(cfg.preset, cfg.image_size))
-    optim = {"optimizer": args.optimizer, "lr": args.lr, "weight_decay": args.weight_decay}
+    optim = {"optimizer": args.optimizer, "lr": args.lr, "weight_decay": args.weight_decay,
+             "warmup_epochs": args.warmup_epochs}
     optim = {k: v for k, v in optim.items() if v is not None}
     if optim:
         cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, **optim))
@@ -80,6 +81,7 @@ def _plan_budget(cfg, args):
         "optimizer": "optim",
         "lr": "optim",
         "weight_decay": "optim",
+        "warmup_epochs": "optim",
     }
     keep = {field for flag, field in names.items() if getattr(args, flag, None) is not None}
     if args.option or ("method" in keep and cfg.method != "simclr"):

@@ -30,6 +30,7 @@ def command_line(cfg: RunConfig, method_defaults: dict[str, object] | None = Non
     args += ["--lr", f"{cfg.optim.lr:g}", "--optimizer", cfg.optim.optimizer]
     optional = (
         ("--weight-decay", cfg.optim.weight_decay, od.weight_decay, "g"),
+        ("--warmup-epochs", cfg.optim.warmup_epochs, od.warmup_epochs, "g"),
         ("--max-steps", cfg.max_steps, d.max_steps, "d"),
         ("--seed", cfg.seed, d.seed, "d"),
         ("--device", cfg.device, d.device, "s"),
@@ -42,6 +43,8 @@ def command_line(cfg: RunConfig, method_defaults: dict[str, object] | None = Non
             args += [flag, format(value, fmt)]
     if cfg.weights:
         args += ["--weights", quote(cfg.weights)]
+    if cfg.time_budget_s:  # the CLI plans again and keeps every flag given here
+        args += ["--budget", f"{round(cfg.time_budget_s)}s"]
     defaults = method_defaults or {}
     for key, value in sorted(cfg.method_options.items()):
         if key in defaults and defaults[key] == value:
@@ -54,7 +57,7 @@ def command_line(cfg: RunConfig, method_defaults: dict[str, object] | None = Non
 def missing_flags(cfg: RunConfig) -> list[str]:
     """Settings of ``cfg`` that differ from the defaults and that no ``train`` flag can express."""
     d, od = RunConfig(), OptimConfig()
-    out = [f"optim.{name}" for name in ("momentum", "warmup_epochs", "min_lr_ratio")
+    out = [f"optim.{name}" for name in ("momentum", "min_lr_ratio")
            if getattr(cfg.optim, name) != getattr(od, name)]  # fmt: skip
     out += [name for name in ("amp", "channels_last", "probe_size", "cache_size", "deterministic")
             if getattr(cfg, name) != getattr(d, name)]  # fmt: skip

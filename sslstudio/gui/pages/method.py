@@ -74,7 +74,7 @@ class MethodPage(Page):
         row = QHBoxLayout()
         row.setSpacing(12)
         columns = ((self._build_method_card(),), (self._build_settings_card(), self._build_command_card()),
-                   (self._build_optim_card(), self._build_schedule_card()))
+                   (self._build_budget_card(), self._build_optim_card(), self._build_schedule_card()))
         for stretch, widgets in zip((10, 11, 11), columns, strict=True):
             col = QVBoxLayout()
             col.setSpacing(12)
@@ -124,9 +124,6 @@ class MethodPage(Page):
     def _build_settings_card(self) -> QWidget:
         card = Card("Network and training")
         cfg = self.context
-        self.budget = card.add(BudgetPanel())
-        self.budget.planned.connect(self.budgetPlanned)
-        self.budget.cleared.connect(self._on_changed)
         self.run_form = ConfigForm(
             cfg, include=[n for _, group in RUN_SECTIONS for n in group], sections=RUN_SECTIONS,
             labels=RUN_LABELS, choices={"backbone": [cfg.backbone]},
@@ -161,6 +158,13 @@ class MethodPage(Page):
         self.copy_button.setToolTip(with_shortcut("Copy the equivalent `sslstudio train` command line", "Ctrl+Shift+C"))
         self.copy_button.clicked.connect(self.copy_command)
         card.layout_.addLayout(hbox(self.command_note, None, self.copy_button))
+        return card
+
+    def _build_budget_card(self) -> QWidget:
+        card = Card("Time available")
+        self.budget = card.add(BudgetPanel())
+        self.budget.planned.connect(self.budgetPlanned)
+        self.budget.cleared.connect(self._on_changed)
         return card
 
     def _build_optim_card(self) -> QWidget:

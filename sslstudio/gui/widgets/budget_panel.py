@@ -9,13 +9,13 @@ still be changed. The run's own deadline keeps it on time either way.
 from __future__ import annotations
 
 from PySide6.QtCore import Signal, Slot
-from PySide6.QtWidgets import QComboBox, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
 from sslstudio.config import RunConfig
 from sslstudio.gui.widgets.panels import hbox, hint
 from sslstudio.gui.worker import FunctionWorker, ThreadJob
 
-CHOICES = (("No limit: train the epochs set below", 0), ("10 minutes", 600), ("1 hour", 3600),
+CHOICES = (("No limit: the epochs set here", 0), ("10 minutes", 600), ("1 hour", 3600),
            ("Overnight (10 hours)", 36000), ("Custom…", -1))  # fmt: skip
 
 
@@ -43,7 +43,8 @@ class BudgetPanel(QWidget):
         self.button = QPushButton("Plan for this time")
         self.button.setToolTip("Time a few real steps here and plan the run to end on time")
         self.button.setEnabled(False)
-        col.addLayout(hbox(QLabel("Time available"), self.choice, self.minutes, None, self.button))
+        col.addLayout(hbox(self.choice, self.minutes))
+        col.addLayout(hbox(self.button, None))
         self.summary = hint("")
         self.summary.setObjectName("budgetPlan")
         self.summary.setVisible(False)
@@ -109,7 +110,9 @@ class BudgetPanel(QWidget):
         if seconds != self.seconds():
             return  # the choice changed while planning
         self.plan_result = plan
-        self.summary.setText(plan.summary().replace("\n  - ", "\n• "))
+        head, *why = plan.summary().split("\n  - ")
+        self.summary.setText(head + "  (hover for why)")
+        self.summary.setToolTip("\n".join(f"• {w}" for w in why))
         self.planned.emit(plan)
 
     @Slot(object, str)
