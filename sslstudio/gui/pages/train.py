@@ -135,10 +135,11 @@ class TrainPage(Page):
         self.loss_plot = ThrottledPlot("Loss", legend=True)
         self.loss_plot.add_curve("raw", pen("loss_raw", 1), name="per step")
         self.loss_plot.add_curve("ema", pen("loss_ema"), name="smoothed")
-        self.health_plot = ThrottledPlot("Spread and kNN", legend=True)
+        self.health_plot = ThrottledPlot("Spread and quality", legend=True)
         dots = dict(symbol="o", symbolSize=5, symbolPen=None)
         self.health_plot.add_curve("std", pen("std"), name="std × √d", symbolBrush=t.curve("std"), **dots)
         self.health_plot.add_curve("knn", pen("knn"), name="kNN top-1", symbolBrush=t.curve("knn"), **dots)
+        self.health_plot.add_curve("view", pen("view"), name="own-view retrieval", symbolBrush=t.curve("view"), **dots)
         self.health_plot.setYRange(0, 1.05, padding=0)
         self.health_plot.getPlotItem().enableAutoRange(y=False)
         self.rank_plot = ThrottledPlot("Effective rank (RankMe)")
@@ -302,7 +303,8 @@ class TrainPage(Page):
             if row.get("kind") == "step":
                 self._plot_step(row["step"], row["loss"], row["lr"], row["images_per_s"], row["data_wait"])
             elif row.get("kind") == "monitor":
-                self._plot_monitor(row["step"], row["std_sqrt_d"], row["rankme"], row["embed_dim"], row.get("knn_top1"))
+                self._plot_monitor(row["step"], row["std_sqrt_d"], row["rankme"], row["embed_dim"], row.get("knn_top1"),
+                                   row.get("view_top1"))
 
     def _plot_step(self, step: int, loss: float, lr: float, ips: float, wait: float) -> float:
         ema = self._ema.update(loss)
@@ -323,13 +325,16 @@ class TrainPage(Page):
         self.stats["eta"].set(format_eta(ev.eta_s))
         self.progress.setValue(done)
 
-    def _plot_monitor(self, step: int, std: float, rank: float, dim: int, knn: float | None) -> None:
+    def _plot_monitor(self, step: int, std: float, rank: float, dim: int, knn: float | None,
+                      view: float | None = None) -> None:
         if not self._bands:
             self._add_collapse_bands(dim)
         self.health_plot.append("std", step, std)
         self.rank_plot.append("rank", step, rank)
         if knn is not None:
             self.health_plot.append("knn", step, knn)
+        if view is not None:
+            self.health_plot.append("view", step, view)
 
     def _add_collapse_bands(self, dim: int) -> None:
         """Shade where the core's collapse warnings fire (thresholds from core.monitor)."""
@@ -353,8 +358,9 @@ class TrainPage(Page):
         self.rank_plot.getPlotItem().setLabel("left", f"of {dim} dims")
 
     def _on_monitor(self, ev: MonitorLogged) -> None:
-        self._plot_monitor(ev.step, ev.std_sqrt_d, ev.rankme, ev.embed_dim, ev.knn_top1)
+        self._plot_monitor(ev.step, ev.std_sqrt_d, ev.rankme, ev.embed_dim, ev.knn_top1, ev.view_top1)
         knn = f", kNN top-1 {ev.knn_top1:.1%}" if ev.knn_top1 is not None else ""
+        knn += f", own-view retrieval {ev.view_top1:.1%}" if ev.view_top1 is not None else ""
         self.append_log(f"health at step {ev.step}: std×√d {ev.std_sqrt_d:.3f}, RankMe {ev.rankme:.1f}/{ev.embed_dim}{knn}")
         if ev.warning:
             self.append_log(f"WARNING at step {ev.step}: {ev.warning}")
