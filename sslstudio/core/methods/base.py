@@ -8,6 +8,7 @@ metrics), ``on_step_end(step, total_steps)`` (EMA, queues, centres; default no-o
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from torch import Tensor, nn
@@ -43,6 +44,9 @@ class Method(nn.Module):
     # methods that keep per-image state (DeepCluster's pseudo-labels) get the batch's dataset
     # indices as ``training_step(views, indices=...)``
     wants_indices: ClassVar[bool] = False
+    # set by the trainer under --distributed: every rank's rows of a tensor (with gradients) and
+    # where this rank's start; losses comparing an image with the batch use it for negatives
+    gather: Callable[[Tensor], tuple[Tensor, int]] | None = None
     # a backbone family the method cannot work without (MAE masks ViT tokens: "timm-vit")
     requires_backbone_family: ClassVar[str | None] = None
 

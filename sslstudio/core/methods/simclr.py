@@ -60,4 +60,4 @@ class SimCLR(Method):
             self.backbone(torch.cat(views))
         )  # one pass over both views: shared BN statistics
         z0, z1 = z.chunk(2)
-        return self.criterion(z0, z1), {}
+        return self.criterion(z0, z1, self.gather), {}
