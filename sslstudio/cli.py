@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--budget", metavar="TIME",
                    help="plan the whole run to finish within TIME (e.g. 10m, 1h, 1h30m, overnight): method, size, "
                         "batch and schedules from measured rules; flags you give are kept")
+    t.add_argument(
+        "--distributed",
+        action="store_true",
+        help="one process of many under torchrun (DDP-style; rank 0 writes the run)",
+    )
     t.add_argument("--plan-only", action="store_true", help="with --budget: print the plan and exit")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -135,6 +135,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.folder and not args.config:
             raise ConfigError("train needs a FOLDER of images (or --resume RUN)")
         cfg = config_from_args(args)
+    world = None
+    if getattr(args, "distributed", False):
+        if args.budget:
+            raise ConfigError("--budget does not combine with --distributed yet: give --epochs or --max-steps")
+        from sslstudio.core import distributed
+
+        world = distributed.init_from_env(cfg.device)
     budget = None
     if args.budget and not args.resume:
         budget = _plan_budget(cfg, args)
@@ -157,7 +164,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print("\nstopping after this step (Ctrl-C again to abort)...", file=sys.stderr)
 
     old = signal.signal(signal.SIGINT, on_sigint)
-    bar = _Progress(quiet=args.quiet)
+    bar = _Progress(quiet=args.quiet, silent=world is not None and not world.main)  # rank 0 reports
     try:
         for ev in train(cfg, stop=stop, resume_from=args.resume):
             if isinstance(ev, Preparing):
@@ -192,20 +199,27 @@ def cmd_train(args: argparse.Namespace) -> int:
                 )
     finally:
         signal.signal(signal.SIGINT, old)
+        if world is not None:
+            import torch.distributed
+
+            torch.distributed.destroy_process_group()
     return 0
 
 
 class _Progress:
     """One status line on stderr, redrawn at most 4 times a second."""
 
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
+    def __init__(self, quiet: bool, silent: bool = False) -> None:
+        self.quiet = quiet or silent
+        self.silent = silent
         self.total = 0
         self.run_dir = ""
         self._last = 0.0
         self.tty = sys.stderr.isatty()
 
     def message(self, text: str) -> None:
+        if self.silent:
+            return
         print(("\n" if self.tty and not self.quiet else "") + text, file=sys.stderr)
 
     def preparing(self, ev) -> None:

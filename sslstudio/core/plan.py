@@ -17,9 +17,11 @@ from sslstudio.core.errors import ConfigError
 from sslstudio.core.schedules import cosine_schedule, scaled_lr
 
 
-def make_plan(cfg: RunConfig, num_images: int) -> dict:
-    """The plan of a new run on ``num_images`` usable images."""
+def make_plan(cfg: RunConfig, num_images: int, multiple: int = 1) -> dict:
+    """The plan of a new run on ``num_images`` usable images (batch a multiple of ``multiple``:
+    the number of processes sharing it)."""
     batch = min(cfg.batch_size, num_images)
+    batch -= batch % multiple
     if batch < 2:
         raise ConfigError(f"training needs at least 2 usable images, found {num_images}")
     steps_per_epoch = num_images // batch

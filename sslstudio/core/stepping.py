@@ -12,8 +12,11 @@ from sslstudio.core.errors import ConfigError
 from sslstudio.core.plan import revise
 
 
-def optimise(method, opt, scaler, views, idx, amp_dtype, device) -> tuple[torch.Tensor, dict]:
-    """Forward, backward and optimizer step on ``views``; returns (loss, extras) unread."""
+def optimise(
+    method, opt, scaler, views, idx, amp_dtype, device, sync=None
+) -> tuple[torch.Tensor, dict]:
+    """Forward, backward and optimizer step on ``views``; returns (loss, extras) unread.
+    ``sync(method)`` runs between backward and step (averaging gradients over ranks)."""
     method.train()
     with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
         if method.wants_indices:
@@ -21,12 +24,13 @@ def optimise(method, opt, scaler, views, idx, amp_dtype, device) -> tuple[torch.
         else:
             loss, extra = method.training_step(views)
     opt.zero_grad(set_to_none=True)
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+    if sync is not None:
+        sync(method)
     if scaler is not None:
-        scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
     else:
-        loss.backward()
         opt.step()
     return loss, extra
 
@@ -49,6 +53,28 @@ def out_of_memory_plan(plan: dict, step: int, opt, device: torch.device) -> dict
             "step can use: choose a smaller backbone or image size, or train on the CPU"
         )
     return revise(plan, step, f"out of memory at batch {bs}", batch_size=bs // 2)
+
+
+def prepare(cfg: RunConfig, cancel):
+    """Scan the folder and fill the decode cache in the background, yielding ``Preparing``
+    events; returns (index, decoded images). Raises ScanCancelled/CacheCancelled on ``cancel``."""
+    from sslstudio.core.background import in_background
+    from sslstudio.core.data.cache import build_cache
+    from sslstudio.core.data.scan import require_usable, scan_folder
+    from sslstudio.core.transforms.views import default_cache_size
+    from sslstudio.paths import cache_dir
+
+    index = yield from in_background(
+        "scan",
+        lambda progress: scan_folder(cfg.data_root, verify=False, progress=progress, cancel=cancel),
+    )
+    require_usable(index)
+    side = cfg.cache_size or default_cache_size(cfg.image_size, median_short_side(index))
+    data = yield from in_background(
+        "decode",
+        lambda progress: build_cache(index, side, cache_dir(), progress=progress, cancel=cancel),
+    )
+    return index, data
 
 
 def settle_lag(device: torch.device) -> int:

@@ -20,10 +20,9 @@ import torch
 
 from sslstudio.config import RunConfig, validate
 from sslstudio.core import checkpoints as ckpt
-from sslstudio.core.background import in_background
-from sslstudio.core.data.cache import CacheCancelled, build_cache
+from sslstudio.core.data.cache import CacheCancelled
 from sslstudio.core.data.loader import BatchLoader
-from sslstudio.core.data.scan import ScanCancelled, require_usable, scan_folder
+from sslstudio.core.data.scan import ScanCancelled
 from sslstudio.core.deadline import Deadline
 from sslstudio.core.device import describe, pick_device
 from sslstudio.core.errors import CheckpointError, ConfigError, DivergedError
@@ -44,6 +43,7 @@ from sslstudio.core.models.backbones import backbone_info
 from sslstudio.core.monitor import run_probe
 from sslstudio.core.optimizers import build_optimizer
 from sslstudio.core.plan import lr_schedule, make_plan, position, revise
+from sslstudio.core.ranks import Alone, NullLog, for_this_process
 from sslstudio.core.runs import (
     MetricsLog,
     RunLock,
@@ -55,19 +55,17 @@ from sslstudio.core.stepping import (
     amp_dtype,
     as_row,
     is_out_of_memory,
-    median_short_side,
     optimise,
     out_of_memory_plan,
+    prepare,
     recommendation,
     settle_lag,
     skip_reasons,
 )
 from sslstudio.core.transforms.views import (
     ViewPipeline,
-    default_cache_size,
     step_generator,
 )
-from sslstudio.paths import cache_dir
 
 
 def train(
@@ -89,6 +87,7 @@ def train(
         backbone_info(cfg.backbone)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+    ranks = for_this_process(cfg.method)
     resume_dir = Path(resume_from) if resume_from else None
     start: ckpt.Checkpoint | None = None
     notices: list[str] = []
@@ -98,20 +97,23 @@ def train(
         diffs = config_differences(load_run_config(resume_dir), cfg)
         if diffs:
             raise ConfigError("cannot resume with a different model: " + "; ".join(diffs))
-        ckpt.clean_stray(resume_dir)
+        if ranks.main:
+            ckpt.clean_stray(resume_dir)
         start, damaged = ckpt.latest_good(resume_dir)
         notices += [f"skipped a damaged checkpoint: {m}" for m in damaged]
         run_dir = resume_dir
     else:
-        run_dir = new_run_dir(cfg)
-    lock = RunLock(run_dir).acquire()
+        run_dir = new_run_dir(cfg) if ranks.main else ""
+    run_dir = Path(ranks.run_dir(run_dir))  # under torchrun: rank 0's folder on every rank
+    lock = RunLock(run_dir).acquire() if ranks.main else None
     try:
-        yield from _train(cfg, run_dir, start, notices, stop, pause)
+        yield from _train(cfg, run_dir, start, notices, stop, pause, ranks)
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
-def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
+def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Iterator[Event]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.deterministic:
@@ -123,26 +125,15 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
     notices += dev_notices
 
     cancel = stop or threading.Event()
+    ranks.before_prepare()
     try:
-        index = yield from in_background(
-            "scan",
-            lambda progress: scan_folder(
-                cfg.data_root, verify=False, progress=progress, cancel=cancel
-            ),
-        )
-        require_usable(index)
-        side = cfg.cache_size or default_cache_size(cfg.image_size, median_short_side(index))
-        data = yield from in_background(
-            "decode",
-            lambda progress: build_cache(
-                index, side, cache_dir(), progress=progress, cancel=cancel
-            ),
-        )
+        index, data = yield from prepare(cfg, cancel)
     except (ScanCancelled, CacheCancelled):
         last = str(start.path) if start is not None else ""
         step0 = int(start.meta["step"]) if start is not None else 0
         yield RunStopped(step=step0, path=last, run_dir=str(run_dir))
         return
+    ranks.after_prepare()
     if data.failed or index.skipped:
         notices.append(
             f"{len(index.skipped) + len(data.failed)} file(s) skipped: "
@@ -173,7 +164,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
                 total_steps=plan["total_steps"],
             )
     else:
-        plan = make_plan(cfg, n)
+        plan = make_plan(cfg, n, multiple=ranks.size)
     bs, spe, total = plan["batch_size"], plan["steps_per_epoch"], plan["total_steps"]
     lr_sched = lr_schedule(plan, cfg)
     opt = build_optimizer(method, cfg.optim, float(lr_sched[0]))
@@ -193,8 +184,9 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
             scaler.load_state_dict(train_state["scaler"])
         step = int(start.meta["step"])
         selection = dict(start.meta.get("selection", {}))
+    ranks.adopt(method)
     # rows past the checkpoint (a crash after it) are dropped: no gaps, no duplicates
-    log = MetricsLog(run_dir / "metrics.jsonl", resume_step=step)
+    log = MetricsLog(run_dir / "metrics.jsonl", resume_step=step) if ranks.main else NullLog()
 
     pipeline = ViewPipeline(method.view_specs(cfg), constraints=method.constraints)
     probe_rows = np.sort(np.random.default_rng(cfg.seed).permutation(n)[: min(cfg.probe_size, n)])
@@ -216,6 +208,8 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
     )
 
     def save(name: str) -> str:
+        if not ranks.main:  # rank 0 writes; the others know where
+            return str(run_dir / "checkpoints" / name)
         t = time.perf_counter()
         meta = {
             "step": step,
@@ -322,23 +316,26 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
             while pause is not None and pause.is_set() and not (stop is not None and stop.is_set()):
                 time.sleep(0.05)
             monitor_now = cfg.monitor_every and step % cfg.monitor_every == 0
-            if pending and ((stop is not None and stop.is_set()) or monitor_now):
+            halt, _ = ranks.agree(stop is not None and stop.is_set(), None)
+            if pending and (halt or monitor_now):
                 yield from settle(0)
-            if stop is not None and stop.is_set():
-                if (last_ckpt is None and step > 0) or (
+            if halt:
+                if not ranks.main:
+                    last_ckpt = str(run_dir / "checkpoints" / f"step_{step:07d}")
+                elif (last_ckpt is None and step > 0) or (
                     last_ckpt and ckpt.read_meta(Path(last_ckpt))["step"] != step
                 ):
                     last_ckpt = save(f"step_{step:07d}")
                 log.write("stopped", step=step)
                 yield RunStopped(step=step, path=last_ckpt or "", run_dir=str(run_dir))
                 return
-            if monitor_now:
+            if monitor_now and ranks.main:
                 yield probe()
             t0 = time.perf_counter()
             epoch, data_step = position(plan, step)
-            idx, batch = loader.get(data_step)
+            idx, batch = ranks.share(*loader.get(data_step))
             batch = batch.to(device, non_blocking=True)
-            views = pipeline(batch, step_generator(cfg.seed, step))
+            views = pipeline(batch, step_generator(cfg.seed, step, ranks.rank))
             if use_cl:
                 views = [v.contiguous(memory_format=torch.channels_last) for v in views]
             t_data = time.perf_counter() - t0
@@ -347,9 +344,9 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
                 group["lr"] = lr
             oom = False
             try:
-                loss, extra = optimise(method, opt, scaler, views, idx, amp, device)
+                loss, extra = optimise(method, opt, scaler, views, idx, amp, device, ranks.sync)
             except RuntimeError as exc:
-                if not is_out_of_memory(exc):
+                if not is_out_of_memory(exc) or ranks.size > 1:
                     raise
                 oom = True
             if oom:  # outside the except block: the failed step's tensors are released
@@ -358,7 +355,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
                 yield apply(out_of_memory_plan(plan, step, opt, device))
                 continue
             method.on_step_end(step, total)
-            pending.append((step, epoch, loss.detach(), extra, lr, t0, t_data))
+            pending.append((step, epoch, ranks.loss(loss.detach()), extra, lr, t0, t_data))
             yield from settle(lag)
             step += 1
             clock.step_done(step)
@@ -373,10 +370,12 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause) -> Iterator[Event]:
                 last_ckpt = save(f"step_{step:07d}")
                 yield CheckpointSaved(step=step, path=last_ckpt)
             new_total = clock.revised_total(step, total) if step < total else None
+            if clock.active:
+                new_total = ranks.agree(False, new_total)[1]
             if new_total is not None:
                 yield from settle(0)
                 yield apply(revise(plan, step, "time budget", total_steps=new_total))
-        if cfg.monitor_every:
+        if cfg.monitor_every and ranks.main:
             ev = probe()
             final_score = getattr(ev, selection.get("signal", "view_top1"))
             yield ev

@@ -72,3 +72,38 @@ def test_init_outside_torchrun_says_how_to_start(monkeypatch):
     monkeypatch.delenv("RANK", raising=False)
     with pytest.raises(ConfigError, match="torchrun"):
         distributed.init_from_env()
+
+
+def test_sslstudio_train_distributed_runs_two_ranks_into_one_run_that_resumes_alone(tiny_folder, tmp_path):
+    """`sslstudio train --distributed` as torchrun starts it: rank 0 writes one run folder and one
+    log; the checkpoint's global plan resumes in a single process."""
+    import json
+
+    from sslstudio.core import checkpoints as ckpt
+    from sslstudio.core.events import RunFinished
+    from sslstudio.core.runs import load_run_config, read_metrics
+    from sslstudio.core.trainer import train
+
+    port, run = _free_port(), tmp_path / "run"
+    args = [sys.executable, "-m", "sslstudio", "train", str(tiny_folder), "--distributed", "--method", "simclr",
+            "--backbone", "tiny_cnn", "--image-size", "16", "--batch-size", "8", "--epochs", "1",
+            "--checkpoint-every", "2", "--monitor-every", "2", "--threads", "1", "--out", str(run), "--quiet"]
+    procs = []
+    for rank in range(2):
+        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank),
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        procs.append(subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    outs = [p.communicate(timeout=180)[0].decode(errors="replace") for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert "finished 3 steps" in outs[0] and "finished" not in outs[1]  # rank 0 reports
+    rows = read_metrics(run)
+    assert [r["step"] for r in rows if r["kind"] == "step"] == [0, 1, 2]  # one log, no duplicates
+    meta = ckpt.read_meta(run / "checkpoints" / "final")
+    assert meta["plan"]["batch_size"] == 8 and meta["step"] == 3
+    assert json.loads((run / "config.json").read_text())["method"] == "simclr"
+    import shutil
+
+    shutil.rmtree(run / "checkpoints" / "final")  # as if killed after step 2's checkpoint
+    events = list(train(load_run_config(run), resume_from=run))  # one process continues the plan
+    assert isinstance(events[-1], RunFinished) and events[-1].step == 3
+    assert [r["step"] for r in read_metrics(run) if r["kind"] == "step"] == [0, 1, 2]
