@@ -13,6 +13,7 @@ loadable; stray temp folders are removed on the next start.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -70,6 +71,7 @@ def save_checkpoint(
     parent = run_dir / "checkpoints"
     final = parent / name
     tmp: Path | None = None
+    old: Path | None = None
     try:
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=parent))
@@ -90,6 +92,9 @@ def save_checkpoint(
     except OSError as exc:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and old.exists() and not final.exists():
+            with contextlib.suppress(OSError):  # else clean_stray puts it back on the next start
+                os.replace(old, final)  # the second rename failed: the previous one goes back
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise CheckpointError(
             f"could not save checkpoint {name} in {parent}: {reason}. The previous checkpoint is intact."
@@ -107,9 +112,20 @@ def prune(run_dir: Path, keep: int = KEEP) -> None:
 
 
 def clean_stray(run_dir: Path) -> int:
-    """Remove temp folders a killed save left behind; returns how many."""
+    """Remove temp folders a killed save left behind; returns how many.
+
+    A kill between the two renames of a re-save leaves ``.old-NAME-PID`` and no ``NAME``:
+    that folder is the previous checkpoint, so it is renamed back, not removed.
+    """
     n = 0
     for p in (run_dir / "checkpoints").glob(".*-*"):
+        if p.name.startswith(".old-"):
+            final = p.with_name(p.name[len(".old-") :].rsplit("-", 1)[0])
+            if not final.exists():
+                with contextlib.suppress(OSError):
+                    os.replace(p, final)
+                    n += 1
+                    continue
         if p.name.startswith((".tmp-", ".old-")):
             shutil.rmtree(p, ignore_errors=True)
             n += 1
@@ -202,6 +218,19 @@ def resolve(
     raise CheckpointError(
         f"no checkpoint {str(which)!r} in {run}; choose one of: {', '.join(names) or 'none yet'}"
     )
+
+
+def restore(start: Checkpoint, method, opt, scaler) -> tuple[int, dict]:
+    """Load ``start`` into the model, optimizer (and grad scaler); returns (step, the run's
+    best-checkpoint record). The global RNG comes back too: methods drawing from it resume exactly."""
+    model_state, train_state, _ = load_checkpoint(start.path)
+    load_model_state(method, model_state, start.path)
+    opt.load_state_dict(train_state["optimizer"])
+    if "torch_rng" in train_state:
+        torch.set_rng_state(train_state["torch_rng"])
+    if scaler is not None and "scaler" in train_state:
+        scaler.load_state_dict(train_state["scaler"])
+    return int(start.meta["step"]), dict(start.meta.get("selection", {}))
 
 
 def load_model_state(method: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:

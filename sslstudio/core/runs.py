@@ -134,8 +134,14 @@ class MetricsLog:
                 if row.get("step", -1) < resume_step:
                     keep.append(line)
             tmp = path.with_name(".tmp-metrics.jsonl")
-            tmp.write_text("".join(x + "\n" for x in keep), encoding="utf-8")
-            os.replace(tmp, path)
+            try:
+                tmp.write_text("".join(x + "\n" for x in keep), encoding="utf-8")
+                os.replace(tmp, path)
+            except OSError as exc:  # disk full, read-only: the log stays as it was
+                tmp.unlink(missing_ok=True)
+                raise CheckpointError(
+                    f"cannot write the metrics log {path}: {os.strerror(exc.errno) if exc.errno else exc}"
+                ) from exc
         try:
             self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 (held for the life of the run)
         except OSError as exc:

@@ -25,7 +25,7 @@ from sslstudio.core.data.loader import BatchLoader
 from sslstudio.core.data.scan import ScanCancelled
 from sslstudio.core.deadline import Deadline
 from sslstudio.core.device import describe, pick_device
-from sslstudio.core.errors import CheckpointError, ConfigError, DivergedError
+from sslstudio.core.errors import ConfigError, DivergedError
 from sslstudio.core.events import (
     CheckpointSaved,
     EpochEnded,
@@ -175,15 +175,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
     step = 0
     selection: dict = {}  # the best checkpoint by the quality signal, and step 0's score
     if start is not None:
-        model_state, train_state, _ = ckpt.load_checkpoint(start.path)
-        ckpt.load_model_state(method, model_state, start.path)
-        opt.load_state_dict(train_state["optimizer"])
-        if "torch_rng" in train_state:  # methods drawing from the global RNG resume exactly too
-            torch.set_rng_state(train_state["torch_rng"])
-        if scaler is not None and "scaler" in train_state:
-            scaler.load_state_dict(train_state["scaler"])
-        step = int(start.meta["step"])
-        selection = dict(start.meta.get("selection", {}))
+        step, selection = ckpt.restore(start, method, opt, scaler)
     ranks.adopt(method)
     # rows past the checkpoint (a crash after it) are dropped: no gaps, no duplicates
     log = MetricsLog(run_dir / "metrics.jsonl", resume_step=step) if ranks.main else NullLog()
@@ -230,6 +222,13 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
         log.write("checkpoint", step=step, path=str(path))
         clock.note("save", time.perf_counter() - t)
         return str(path)
+
+    def checkpoint_now() -> None:
+        """Save the steps done so far, unless the newest checkpoint already holds them."""
+        nonlocal last_ckpt
+        newest = int(ckpt.read_meta(Path(last_ckpt))["step"]) if last_ckpt and ranks.main else -1
+        if step > 0 and newest != step:
+            last_ckpt = save(f"step_{step:07d}")
 
     def probe() -> MonitorLogged:
         t = time.perf_counter()
@@ -320,12 +319,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
             if pending and (halt or monitor_now):
                 yield from settle(0)
             if halt:
-                if not ranks.main:
-                    last_ckpt = str(run_dir / "checkpoints" / f"step_{step:07d}")
-                elif (last_ckpt is None and step > 0) or (
-                    last_ckpt and ckpt.read_meta(Path(last_ckpt))["step"] != step
-                ):
-                    last_ckpt = save(f"step_{step:07d}")
+                checkpoint_now()
                 log.write("stopped", step=step)
                 yield RunStopped(step=step, path=last_ckpt or "", run_dir=str(run_dir))
                 return
@@ -333,7 +327,12 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
                 yield probe()
             t0 = time.perf_counter()
             epoch, data_step = position(plan, step)
-            idx, batch = ranks.share(*loader.get(data_step))
+            try:
+                idx, batch = ranks.share(*loader.get(data_step))
+            except Exception:  # the loader died: the steps done are at a clean boundary, keep them
+                yield from settle(0)
+                checkpoint_now()
+                raise
             batch = batch.to(device, non_blocking=True)
             views = pipeline(batch, step_generator(cfg.seed, step, ranks.rank))
             if use_cl:
@@ -385,7 +384,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
         yield RunFinished(
             step=step, path=last_ckpt, final_loss=last_loss, recommended=path, advice=advice
         )
-    except (DivergedError, CheckpointError, ConfigError, RuntimeError, OSError) as exc:
+    except Exception as exc:  # any failure: reported with the last good checkpoint, then raised
         with contextlib.suppress(Exception):
             log.write("failed", step=step, message=str(exc))
         yield RunFailed(

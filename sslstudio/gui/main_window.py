@@ -95,6 +95,9 @@ class MainWindow(QMainWindow):
         self.run_status.setObjectName("runStatus")
         bar.addPermanentWidget(self.device_status)
         bar.addPermanentWidget(self.run_status)
+        if self.settings.moved_aside is not None:  # RELIABILITY 35: say so, keep the file
+            bar.showMessage(f"The settings file was damaged: set aside as {self.settings.moved_aside.name}; "
+                            "defaults are used", 30_000)
 
     def _build_menus(self) -> None:
         self.actions_ = build_menus(self, STEPS, {
