@@ -104,6 +104,7 @@ class ExportPage(Page):
         self.controller = controller
         self.settings = settings
         self._jobs: list[ThreadJob] = []
+        self._listings = 0  # runs listings started; answers of older ones are dropped
         self._worker: ExportWorker | None = None
         self._want_run: str | None = None
         self._listed_at = 0.0
@@ -186,7 +187,8 @@ class ExportPage(Page):
         extra = tuple(f for f in self.settings.get("opened_runs", []) if isinstance(f, str))
         if self._want_run:
             extra = (*extra, self._want_run)
-        self._start(lambda: list_runs(root, extra), ("runs",))
+        self._listings += 1  # only the newest listing's answer is shown: an older one may be stale
+        self._start(lambda: list_runs(root, extra), ("runs", self._listings))
 
     @Slot(str)
     def _on_run_ended(self, _outcome: str) -> None:
@@ -352,7 +354,8 @@ class ExportPage(Page):
     @Slot(object, object)
     def _on_listed(self, tag: tuple[Any, ...], result: Any) -> None:
         if tag[0] == "runs":
-            self._show_runs(result)
+            if tag[1] == self._listings:
+                self._show_runs(result)
         elif tag[0] == "checkpoints" and tag[1] == self.selected_run():
             for name, step in result:
                 self.checkpoint_combo.addItem(f"{name}  (step {step})", name)
