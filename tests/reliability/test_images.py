@@ -72,6 +72,7 @@ def test_torture_folder_scan_reports_every_bad_file_with_its_reason(tmp_path, mo
 def test_training_on_the_torture_folder_trains_and_exports_every_good_name(tmp_path, monkeypatch):
     """Items 1-13 end to end; 11: a file deleted after the scan; 12: names through export."""
     from sslstudio.core import trainer
+    from sslstudio.core.data import scan
     from sslstudio.core.events import RunFinished, RunStarted
     from sslstudio.core.export import export_bundle
     from sslstudio.tool.bundle import load_bundle
@@ -81,14 +82,14 @@ def test_training_on_the_torture_folder_trains_and_exports_every_good_name(tmp_p
     bad = write_torture_folder(folder)
     make_shapes_folder(folder / "shapes", per_class=4, size=24, shapes=("circle", "square"))
     gone = folder / "good" / "green.jpg"
-    real_scan = trainer.scan_folder
+    real_scan = scan.scan_folder
 
     def scan_then_delete(*args, **kwargs):
         index = real_scan(*args, **kwargs)
-        gone.unlink()  # the user tidies the folder while the run prepares
+        gone.unlink(missing_ok=True)  # the user tidies the folder while the run prepares
         return index
 
-    monkeypatch.setattr(trainer, "scan_folder", scan_then_delete)
+    monkeypatch.setattr(scan, "scan_folder", scan_then_delete)  # the trainer's scan, at call time
     cfg = tiny_config(folder, tmp_path / "run", max_steps=3, monitor_every=0, checkpoint_every=10)
     events = list(trainer.train(cfg))
     assert isinstance(events[-1], RunFinished), events[-1]
