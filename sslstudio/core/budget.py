@@ -88,11 +88,12 @@ def rules(
         size = min(size, max(32, native_side))
     why.append(
         f"{size} px: on {'a GPU' if gpu else 'a CPU'} with {_fmt(budget_s)}, more epochs at a lower resolution "
-        "beat fewer at a higher one (32 px beat 64 px on H&E tiles in equal time)"
+        + ("beat fewer at a higher one (32 px beat 64 px on H&E tiles in equal time)" if not gpu
+           else "beat fewer at a higher one (GPU sizes not yet measured)")
     )
     batch = 256 if gpu else 128
     why.append(
-        f"batch {batch}: {'fills the GPU' if gpu else 'beat 64 and 256 in equal-time CPU runs'}"
+        f"batch {batch}: {'fills the GPU' if gpu else 'beat 64 in an equal-time CPU run'}"
     )
     aug = dataclasses.replace(preset(domain, size), crop_scale_min=0.25)
     why.append(
