@@ -61,7 +61,7 @@ def run(cfg: RunConfig) -> tuple[Path, float, list]:
 
 
 def knn_of(run_dir: Path, checkpoint: str, data: Path, size: int) -> float:
-    method, _, _ = load_method(run_dir, checkpoint)
+    method, _, _ = load_method(run_dir, which=checkpoint)
     return knn_eval(method, data / "train", data / "val", size)
 
 
@@ -91,7 +91,7 @@ def main() -> int:
     wall = time.perf_counter() - t0
     size = plan.config.image_size
     random = knn_eval(random_init_method(plan.config), data / "train", data / "val", size)
-    final = knn_of(run_dir, "final", data / "train", size) if False else knn_of(run_dir, "final", data, size)
+    final = knn_of(run_dir, "final", data, size)
     recommended = Path(done.recommended).name if done.recommended else "final"
     chosen = final if recommended == "final" else knn_of(run_dir, recommended, data, size)
     monitors = [r for r in read_metrics(run_dir) if r["kind"] == "monitor"]

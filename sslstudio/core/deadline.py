@@ -1,20 +1,20 @@
 """Keeping a run inside its time budget: the step count follows the measured pace.
 
 The budget planner sizes a run from a short warm-up; the real pace drifts (caches warm up,
-another program takes a core, a checkpoint is slow). ``Deadline`` watches the pace over a
-sliding window and says when the plan should end at a different step so that the run, its
-last evaluation and its last checkpoint finish by the deadline. The learning-rate schedule is
+another program takes a core, a checkpoint is slow). ``Deadline`` watches the pace since the
+run settled (periodic probes and checkpoints included, in proportion) and says when the plan
+should end at a different step so that the run, its last evaluation and its last checkpoint
+finish by the deadline. A whole-run average, not a short window: a window that holds a probe
+or not swings the estimate by several per cent and the plan with it. The learning-rate schedule is
 then re-laid over the new length (``plan.revise``), so it *ends* rather than being cut.
 """
 
 from __future__ import annotations
 
 import time
-from collections import deque
 
-WINDOW = 40  # steps in the pace window
 SETTLE = 3  # first steps left out of the pace (allocator, kernel selection)
-GAP = 20  # steps between two revisions
+GAP = 50  # steps between two revisions
 SHRINK_SLACK = 0.01  # revise down when the plan overruns by more than this share
 GROW_SLACK = 0.05  # revise up (first half of the run only) when this share of time would be idle
 
@@ -26,7 +26,8 @@ class Deadline:
     def __init__(self, budget_s: float, spent_s: float = 0.0) -> None:
         self.budget_s = float(budget_s)
         self._t0 = time.perf_counter() - spent_s
-        self._marks: deque[tuple[int, float]] = deque(maxlen=WINDOW)
+        self._first: tuple[int, float] | None = None
+        self._last: tuple[int, float] | None = None
         self._seen = 0
         self._last_revision = -GAP
         self._ending: dict[str, float] = {}  # slowest probe, slowest save: the run's end needs both
@@ -41,7 +42,9 @@ class Deadline:
     def step_done(self, step: int) -> None:
         self._seen += 1
         if self._seen > SETTLE:
-            self._marks.append((step, time.perf_counter()))
+            mark = (step, time.perf_counter())
+            self._first = self._first or mark
+            self._last = mark
 
     def note(self, kind: str, seconds: float) -> None:
         """A probe or a checkpoint (``kind``) took ``seconds``: the run's end needs one of each."""
@@ -52,11 +55,11 @@ class Deadline:
         return sum(self._ending.values())
 
     def pace(self) -> float | None:
-        """Seconds per step over the window, periodic probes and checkpoints included."""
-        if len(self._marks) < 2:
+        """Seconds per step since the run settled, periodic probes and checkpoints included."""
+        if self._first is None or self._last is None or self._last[0] - self._first[0] < 10:
             return None
-        (s0, t0), (s1, t1) = self._marks[0], self._marks[-1]
-        return (t1 - t0) / max(1, s1 - s0)
+        (s0, t0), (s1, t1) = self._first, self._last
+        return (t1 - t0) / (s1 - s0)
 
     def revised_total(self, step: int, total: int) -> int | None:
         """The total step count that ends on time, when it differs enough from ``total``.
@@ -73,7 +76,6 @@ class Deadline:
         if not (shrink or grow):
             return None
         self._last_revision = step
-        self._marks.clear()  # the window restarts: the new plan's pace is measured afresh
         return fit
 
 
