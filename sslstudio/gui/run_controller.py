@@ -95,7 +95,11 @@ class RunController(QObject):
         if self._job is None:
             return True
         self.stop()
-        return self._job.wait(timeout_ms)
+        job = self._job
+        ended = job.wait(timeout_ms)
+        if ended and self._job is job:  # the GUI thread was blocked: finish here, not when the
+            self._on_thread_finished()  # queued end notice arrives (it may not, this late)
+        return ended
 
     def _set_state(self, state: str) -> None:
         if state != self._state:
@@ -131,6 +135,8 @@ class RunController(QObject):
 
     @Slot()
     def _on_thread_finished(self) -> None:
+        if self._job is None:  # already finished by shutdown()
+            return
         self._worker = None  # safe now: the thread has ended (ThreadJob waited for it)
         self._job = None
         self.inhibitor.release()

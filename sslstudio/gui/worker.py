@@ -7,6 +7,7 @@ work ended. Worst-case stop latency of training: one step plus one batch fetch.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -47,7 +48,6 @@ class ThreadJob(QObject):
         self.thread.started.connect(worker.run)
         worker.finished.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
         worker.finished.connect(worker.deleteLater)
-        self.thread.finished.connect(self.thread.deleteLater)
         self.thread.finished.connect(self._on_finished)
         self.done = False
         self.thread.start()
@@ -65,6 +65,10 @@ class ThreadJob(QObject):
     def _on_finished(self) -> None:
         self.wait(60_000)  # finished() is emitted just before the thread's last clean-up
         self.done = True
+        # deleted here, after the wait: a queued thread.deleteLater could be processed before
+        # this slot, and then the run's end (ended) was never announced
+        with contextlib.suppress(RuntimeError):
+            self.thread.deleteLater()
         self.ended.emit()
         self.deleteLater()  # and with it the last references to the worker and thread
 
