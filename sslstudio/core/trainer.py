@@ -240,9 +240,8 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
         signal = "knn_top1" if ev.knn_top1 is not None else "view_top1"
         score = getattr(ev, signal)
         if step == 0 and "reference" not in selection:
-            selection.update(
-                reference={"view_top1": ev.view_top1, "knn_top1": ev.knn_top1}, signal=signal
-            )
+            ref = {"view_top1": ev.view_top1, "knn_top1": ev.knn_top1}
+            selection.update(reference=ref, signal=signal, n=len(probe_rows))
         elif step > 0 and score > selection.get("best_score", -1.0) and step < total:
             selection.update(best_step=step, best_score=score, signal=signal, best=save("best"))
         return ev

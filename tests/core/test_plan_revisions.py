@@ -190,9 +190,13 @@ def test_the_best_checkpoint_by_the_quality_signal_is_kept_and_recommended(tiny_
 
 
 def test_recommendation_says_when_training_did_not_beat_random_init():
-    sel = {"signal": "view_top1", "reference": {"view_top1": 0.8}, "best_score": 0.6, "best_step": 10}
+    sel = {"signal": "view_top1", "reference": {"view_top1": 0.8}, "best_score": 0.6, "best_step": 10, "n": 512}
     path, why = recommendation(sel, 0.5, "final", "best")
     assert path == "best" and "not better than random init" in why and "0.600 vs 0.800" in why
+    # a best within the probe's noise of the end (2 SE on 512 images ~ 0.044) is not worth an early step
+    near = {**sel, "reference": {"view_top1": 0.3}, "best_score": 0.52}
+    path, why = recommendation(near, 0.5, "final", "best")
+    assert path == "final" and "within the probe's noise of step 10" in why
     assert recommendation({}, None, "final", "")[0] == "final"
 
 
