@@ -89,7 +89,9 @@ def test_crash_resumes_from_last_checkpoint_without_duplicate_rows(tiny_folder, 
     assert logged == list(range(6))
 
 
-def test_non_finite_loss_stops_with_step_and_keeps_finite_checkpoint(tiny_folder, tmp_path, monkeypatch):
+@pytest.mark.parametrize("poison", [float("nan"), float("inf")], ids=["nan", "inf"])
+def test_non_finite_loss_stops_with_step_and_keeps_finite_checkpoint(tiny_folder, tmp_path, monkeypatch, poison):
+    """RELIABILITY 23: NaN or Inf at step k stops the run; no non-finite weights are saved."""
     cls = METHODS["simclr"]
     real = cls.training_step
     calls = {"n": 0}
@@ -97,7 +99,7 @@ def test_non_finite_loss_stops_with_step_and_keeps_finite_checkpoint(tiny_folder
     def poisoned(self, views):
         loss, extra = real(self, views)
         calls["n"] += 1
-        return (loss * float("nan") if calls["n"] == 4 else loss), extra
+        return (loss * poison if calls["n"] == 4 else loss), extra
 
     monkeypatch.setattr(cls, "training_step", poisoned)
     events = []
@@ -108,7 +110,9 @@ def test_non_finite_loss_stops_with_step_and_keeps_finite_checkpoint(tiny_folder
     assert isinstance(failed, RunFailed) and failed.step == 3 and failed.last_checkpoint.endswith("step_0000002")
     found, _ = ckpt.latest_good(tmp_path / "run")
     assert found.step == 2
-    assert all(torch.isfinite(t).all() for t in ckpt.load_checkpoint(found.path)[0].values() if t.is_floating_point())
+    for p in (tmp_path / "run" / "checkpoints").iterdir():  # every checkpoint, not only the newest
+        assert all(torch.isfinite(t).all() for t in ckpt.load_checkpoint(p)[0].values() if t.is_floating_point())
+    assert read_metrics(tmp_path / "run")[-1]["kind"] == "failed"
 
 
 def test_resume_with_another_model_is_refused(tiny_folder, tmp_path):
