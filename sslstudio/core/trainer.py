@@ -38,8 +38,7 @@ from sslstudio.core.events import (
     RunStopped,
     StepLogged,
 )
-from sslstudio.core.methods import build_method, method_config
-from sslstudio.core.models.backbones import backbone_info
+from sslstudio.core.methods import build_method, check_backbone, method_config
 from sslstudio.core.monitor import run_probe
 from sslstudio.core.optimizers import build_optimizer
 from sslstudio.core.plan import lr_schedule, make_plan, position, revise
@@ -83,10 +82,7 @@ def train(
     """
     validate(cfg)
     method_config(cfg.method, cfg.method_options)  # refuse bad options before a run folder exists
-    try:
-        backbone_info(cfg.backbone)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
+    check_backbone(cfg.method, cfg.backbone)  # e.g. MAE without a ViT: refused before the scan
     ranks = for_this_process(cfg.method)
     resume_dir = Path(resume_from) if resume_from else None
     start: ckpt.Checkpoint | None = None

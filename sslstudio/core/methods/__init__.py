@@ -18,6 +18,13 @@ from sslstudio.core.methods import (  # noqa: F401  (each registers itself)
     vicreg,
     wmse,
 )
-from sslstudio.core.methods.base import METHODS, Method, build_method, method_config, register
+from sslstudio.core.methods.base import (
+    METHODS,
+    Method,
+    build_method,
+    check_backbone,
+    method_config,
+    register,
+)
 
-__all__ = ["METHODS", "Method", "build_method", "method_config", "register"]
+__all__ = ["METHODS", "Method", "build_method", "check_backbone", "method_config", "register"]

@@ -74,6 +74,26 @@ class Method(nn.Module):
         return self.backbone(images)
 
 
+def check_backbone(method: str, backbone: str) -> None:
+    """Refuse, before any scan or run folder, a backbone the method cannot use (or none known)."""
+    from sslstudio.core.models.backbones import backbone_info
+
+    try:
+        info = backbone_info(backbone)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    need = METHODS[method].requires_backbone_family if method in METHODS else None
+    if need and info.family != need:
+        fits = sorted(n for n in _backbone_names() if backbone_info(n).family == need)
+        raise ConfigError(f"{method} cannot use the backbone {backbone}: choose one of {', '.join(fits)}")
+
+
+def _backbone_names() -> list[str]:
+    from sslstudio.core.models.backbones import BACKBONES
+
+    return list(BACKBONES)
+
+
 def method_config(name: str, options: dict[str, Any]) -> Any:
     """The method's typed config from plain options; unknown or bad options raise ``ConfigError``."""
     if name not in METHODS:
