@@ -122,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         RunStopped,
         StepLogged,
     )
-    from sslstudio.core.methods import method_config
+    from sslstudio.core.methods import check_backbone, method_config
     from sslstudio.core.runs import load_run_config
 
     if args.resume:
@@ -153,6 +153,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     validate(cfg)
     method_config(cfg.method, cfg.method_options)  # refuse bad method options before any work
+    check_backbone(cfg.method, cfg.backbone)
     from sslstudio.core.trainer import train
 
     stop = threading.Event()

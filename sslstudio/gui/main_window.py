@@ -269,11 +269,13 @@ class MainWindow(QMainWindow):
         cfg = self.build_config()
         try:
             validate(cfg)
-            from sslstudio.core.methods import (
-                method_config,  # loaded already (the catalog is ready)
+            from sslstudio.core.methods import (  # loaded with the catalog
+                check_backbone,
+                method_config,
             )
 
             method_config(cfg.method, cfg.method_options)
+            check_backbone(cfg.method, cfg.backbone)
         except ConfigError as exc:
             self.train_page.show_error(str(exc))
             return
