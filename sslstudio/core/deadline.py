@@ -66,8 +66,10 @@ class Deadline:
 
         ``step`` is the next step to run. Returns None when the plan can stand.
         """
+        if not self.active or step - self._last_revision < GAP:
+            return None
         pace = self.pace()
-        if not self.active or pace is None or step - self._last_revision < GAP:
+        if pace is None:
             return None
         left = self.budget_s - self.spent() - 1.5 * self.ending_s - 1.0
         fit = max(step + 1, step + int(left / pace))

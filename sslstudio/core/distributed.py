@@ -40,7 +40,9 @@ class World:
 def init_from_env(device: str = "auto") -> World:
     """Join the process group ``torchrun`` describes in the environment (NCCL on CUDA, else gloo)."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        raise ConfigError("--distributed needs torchrun: torchrun --nproc-per-node=N -m sslstudio train …")
+        raise ConfigError(
+            "--distributed needs torchrun: torchrun --nproc-per-node=N -m sslstudio train …"
+        )
     local = int(os.environ.get("LOCAL_RANK", 0))
     cuda = device in ("auto", "cuda") and torch.cuda.is_available()
     if cuda:
@@ -108,11 +110,16 @@ def rank_rows(n: int, world: World) -> slice:
     return slice(world.rank * per, (world.rank + 1) * per)
 
 
+def _wire() -> torch.device:
+    """Where small collective tensors must live: NCCL only moves CUDA memory."""
+    return torch.device("cuda") if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
 def agree(values: list[int]) -> list[int]:
     """Rank 0's small integer decisions (stop now, a new step count) on every rank."""
-    t = torch.tensor(values, dtype=torch.long)
+    t = torch.tensor(values, dtype=torch.long, device=_wire())
     dist.broadcast(t, src=0)
-    return [int(v) for v in t]
+    return [int(v) for v in t.tolist()]
 
 
 def barrier() -> None:
@@ -126,5 +133,6 @@ def broadcast_text(text: str) -> str:
     buf = torch.zeros(n, dtype=torch.uint8)
     if dist.get_rank() == 0:
         buf[:] = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
+    buf = buf.to(_wire())
     dist.broadcast(buf, src=0)
-    return bytes(buf.tolist()).decode("utf-8")
+    return bytes(buf.cpu().tolist()).decode("utf-8")

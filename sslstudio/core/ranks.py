@@ -48,8 +48,14 @@ class Alone:
     def loss(self, loss: torch.Tensor) -> torch.Tensor:
         return loss
 
+    def halt(self, stop: bool) -> bool:
+        return stop
+
     def agree(self, stop: bool, new_total: int | None) -> tuple[bool, int | None]:
         return stop, new_total
+
+
+HALT_EVERY = 8  # steps between two stop checks across ranks: each one waits for every device
 
 
 class Ranked(Alone):
@@ -58,6 +64,7 @@ class Ranked(Alone):
     def __init__(self, world: World) -> None:
         self.world = world
         self.main, self.rank, self.size = world.main, world.rank, world.size
+        self._halt_calls = 0
 
     def run_dir(self, path) -> str:
         return distributed.broadcast_text(str(path) if self.main else "")
@@ -86,6 +93,12 @@ class Ranked(Alone):
 
     def loss(self, loss: torch.Tensor) -> torch.Tensor:
         return distributed.mean_over_ranks(loss)
+
+    def halt(self, stop: bool) -> bool:
+        """Rank 0's stop request, checked every HALT_EVERY steps (every rank counts the same
+        calls, so all check on the same step): a per-step check would stall each GPU step."""
+        self._halt_calls += 1
+        return self._halt_calls % HALT_EVERY == 1 and self.agree(stop, None)[0]
 
     def agree(self, stop: bool, new_total: int | None) -> tuple[bool, int | None]:
         s, t = distributed.agree([int(stop), new_total or 0])

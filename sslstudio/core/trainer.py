@@ -310,7 +310,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
             while pause is not None and pause.is_set() and not (stop is not None and stop.is_set()):
                 time.sleep(0.05)
             monitor_now = cfg.monitor_every and step % cfg.monitor_every == 0
-            halt, _ = ranks.agree(stop is not None and stop.is_set(), None)
+            halt = ranks.halt(stop is not None and stop.is_set())
             if pending and (halt or monitor_now):
                 yield from settle(0)
             if halt:
