@@ -16,16 +16,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from sslstudio.config import OptimConfig, RunConfig, validate
 from sslstudio.core.device import describe, pick_device
-from sslstudio.core.methods import build_method
-from sslstudio.core.optimizers import build_optimizer
-from sslstudio.core.stepping import amp_dtype, optimise
 from sslstudio.core.transforms.presets import preset
-from sslstudio.core.transforms.views import ViewPipeline, step_generator
 
 HOUR = 3600.0
 PROBES = 12  # quality measurements per run: enough to pick a best checkpoint, ~2 % of the time
@@ -88,13 +81,14 @@ def rules(
         size = min(size, max(32, native_side))
     why.append(
         f"{size} px: on {'a GPU' if gpu else 'a CPU'} with {_fmt(budget_s)}, more epochs at a lower resolution "
-        + ("beat fewer at a higher one (32 px beat 64 px on H&E tiles in equal time)" if not gpu
-           else "beat fewer at a higher one (GPU sizes not yet measured)")
+        + (
+            "beat fewer at a higher one (32 px beat 64 px on H&E tiles in equal time)"
+            if not gpu
+            else "beat fewer at a higher one (GPU sizes not yet measured)"
+        )
     )
     batch = 256 if gpu else 128
-    why.append(
-        f"batch {batch}: {'fills the GPU' if gpu else 'beat 64 in an equal-time CPU run'}"
-    )
+    why.append(f"batch {batch}: {'fills the GPU' if gpu else 'beat 64 in an equal-time CPU run'}")
     aug = dataclasses.replace(preset(domain, size), crop_scale_min=0.25)
     why.append(
         "crops of 25-100 % of the image: the 8 % crops of long schedules slow a short one down"
@@ -127,28 +121,9 @@ def rules(
 
 def measure_seconds_per_step(cfg: RunConfig, steps: int = 3) -> float:
     """Seconds per real training step (views made and model updated) on random images."""
-    device, _ = pick_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    method = build_method(cfg).to(device)
-    opt = build_optimizer(method, cfg.optim, 1e-4)
-    pipeline = ViewPipeline(method.view_specs(cfg), constraints=method.constraints)
-    side = max(cfg.image_size, int(cfg.image_size * 1.5))
-    images = torch.randint(0, 256, (cfg.batch_size, 3, side, side), dtype=torch.uint8)
-    idx = np.arange(cfg.batch_size)
-    amp = amp_dtype(cfg, device)
+    from sslstudio.core.steptime import time_steps
 
-    def one(k: int) -> None:
-        views = pipeline(images.to(device), step_generator(cfg.seed, k))
-        loss, _ = optimise(method, opt, None, views, idx, amp, device)
-        loss.item()
-
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    one(0)  # allocator, kernel selection
-    t0 = time.perf_counter()
-    for k in range(steps):
-        one(k + 1)
-    return (time.perf_counter() - t0) / steps
+    return time_steps(cfg, cfg.batch_size, steps=steps).seconds_per_step
 
 
 def plan_budget(

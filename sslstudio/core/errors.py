@@ -33,3 +33,7 @@ class DivergedError(SSLStudioError):
 
 class WeightsError(SSLStudioError):
     """A weights file could not be used (wrong format, unsafe, incompatible)."""
+
+
+class StepTimingCancelled(Exception):
+    """Timing a few training steps was cancelled (the settings changed, the window closed)."""

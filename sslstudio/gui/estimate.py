@@ -1,19 +1,13 @@
-"""Time per epoch, measured rather than guessed: a few real training steps on random images.
+"""Time per epoch, measured rather than guessed: the Method page's 'Estimate time'.
 
-The method is built as the trainer builds it (``build_method``), with the configured batch,
-views, thread count and device; each timed step is the trainer's: augment the batch, forward,
-backward, optimizer step, the method's end-of-step update, one device sync. Decoding is left out
-(the trainer reads decoded images from a cache in memory). The first step is a warm-up and is not
-counted (allocations, kernel selection).
+The measuring is :func:`sslstudio.core.steptime.time_steps` (shared with the budget planner);
+this module runs it on a worker thread and words the answer.
 """
-
 from __future__ import annotations
 
 import contextlib
 import logging
-import statistics
 import threading
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,15 +17,11 @@ import shiboken6
 from PySide6.QtCore import QObject, Signal, Slot
 
 from sslstudio.config import RunConfig
+from sslstudio.core.errors import StepTimingCancelled
 
 log = logging.getLogger(__name__)
 
-SLOW_STEP_S = 10.0  # after a warm-up this slow, one timed step is enough
-
-
-class EstimateCancelled(Exception):
-    pass
-
+EstimateCancelled = StepTimingCancelled  # the Method page's name for it
 
 @dataclass(frozen=True)
 class Estimate:
@@ -61,62 +51,10 @@ def measure(
         EstimateCancelled: ``cancel`` was set between steps.
         ConfigError: the method's options are invalid.
     """
-    import torch
+    from sslstudio.core.steptime import time_steps
 
-    from sslstudio.core.device import describe, pick_device
-    from sslstudio.core.methods import build_method
-    from sslstudio.core.optimizers import build_optimizer
-    from sslstudio.core.transforms.views import ViewPipeline, default_cache_size, step_generator
-
-    previous_threads = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)  # process-wide: restored below
-    try:
-        device, _ = pick_device(cfg.device)
-        torch.manual_seed(cfg.seed)
-        method = build_method(cfg).to(device)
-        batch = max(2, min(cfg.batch_size, num_images))
-        spe = max(1, num_images // batch)
-        total = max(1, spe * cfg.epochs)
-        method.on_train_start(num_images, total)
-        opt = build_optimizer(method, cfg.optim, cfg.optim.lr)
-        pipeline = ViewPipeline(method.view_specs(cfg), constraints=method.constraints)
-        side = cfg.cache_size or default_cache_size(cfg.image_size)
-        images = torch.randint(0, 256, (batch, 3, side, side), dtype=torch.uint8)
-        indices = torch.arange(batch, device=device)
-        amp = (torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float16) \
-            if cfg.amp and device.type == "cuda" else None  # fmt: skip
-        times: list[float] = []
-        planned = 1 + steps
-        i = 0
-        while i < planned:
-            if cancel is not None and cancel.is_set():
-                raise EstimateCancelled
-            t0 = time.perf_counter()
-            views = pipeline(images.to(device, non_blocking=True), step_generator(cfg.seed, i))
-            method.train()
-            with torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext():
-                if method.wants_indices:
-                    loss, _ = method.training_step(views, indices=indices)
-                else:
-                    loss, _ = method.training_step(views)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            method.on_step_end(i, total)
-            loss.item()  # the step's one device sync, as in the trainer
-            dt = time.perf_counter() - t0
-            if i == 0:
-                if dt > SLOW_STEP_S:
-                    planned = 2
-            else:
-                times.append(dt)
-            i += 1
-            if progress is not None:
-                progress(i, planned)
-        return Estimate(statistics.median(times), spe, batch, describe(device), num_images, len(times))
-    finally:
-        torch.set_num_threads(previous_threads)
+    t = time_steps(cfg, num_images, steps=steps, cancel=cancel, progress=progress)
+    return Estimate(t.seconds_per_step, t.steps_per_epoch, t.batch_size, t.device, num_images, t.measured_steps)
 
 
 def format_duration(seconds: float) -> str:
