@@ -195,9 +195,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from sslstudio.core.data.scan import scan_folder
+    from sslstudio.core.data.indexstore import open_index
+    from sslstudio.paths import cache_dir
 
-    index = scan_folder(args.folder, verify=not args.quick)
+    index = open_index(args.folder, cache_dir(), verify=not args.quick, rescan=True)
     print(index.summary())
     for f in index.skipped:
         print(f"  skipped {f.path}: {f.reason}")

@@ -61,10 +61,12 @@ def _plan_budget(cfg, args):
     import time
 
     from sslstudio.core.budget import plan_budget
-    from sslstudio.core.data.scan import require_usable, scan_folder
+    from sslstudio.core.data.indexstore import open_index
+    from sslstudio.core.data.scan import require_usable
     from sslstudio.core.deadline import parse_duration
     from sslstudio.core.errors import ConfigError
     from sslstudio.core.stepping import median_short_side
+    from sslstudio.paths import cache_dir
 
     started = time.perf_counter()
     try:
@@ -86,7 +88,7 @@ def _plan_budget(cfg, args):
     keep = {field for flag, field in names.items() if getattr(args, flag, None) is not None}
     if args.option or ("method" in keep and cfg.method != "simclr"):
         keep.add("method_options")
-    index = scan_folder(cfg.data_root, verify=False)
+    index = open_index(cfg.data_root, cache_dir())
     require_usable(index)
     try:
         return plan_budget(

@@ -17,7 +17,8 @@ import torch
 from sslstudio.config import RunConfig
 from sslstudio.core import checkpoints as ckpt
 from sslstudio.core.data.cache import DecodedImages, build_cache
-from sslstudio.core.data.scan import SkippedFile, require_usable, scan_folder
+from sslstudio.core.data.indexstore import open_index
+from sslstudio.core.data.scan import SkippedFile, require_usable
 from sslstudio.core.device import pick_device
 from sslstudio.core.errors import SSLStudioError
 from sslstudio.core.knn import knn_accuracy
@@ -92,7 +93,7 @@ def embed_folder(
     progress: Callable[[int, int], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> Embeddings:
-    index = scan_folder(folder, verify=False)
+    index = open_index(folder, cache_dir())
     require_usable(index)
     data = build_cache(index, image_size, cache_dir())
     feats = [f for _, f in feature_batches(method, data, image_size, batch, progress, cancel)]

@@ -23,7 +23,8 @@ import numpy as np
 
 from sslstudio.core import checkpoints as ckpt
 from sslstudio.core.data.cache import CacheCancelled, build_cache
-from sslstudio.core.data.scan import ImageIndex, ScanCancelled, require_usable, scan_folder
+from sslstudio.core.data.indexstore import open_index
+from sslstudio.core.data.scan import ImageIndex, ScanCancelled, require_usable
 from sslstudio.core.embed import EmbeddingCancelled
 from sslstudio.core.errors import SSLStudioError
 from sslstudio.core.runs import load_run_config
@@ -115,9 +116,9 @@ def _run_embeddings(
     folder = Path(folder or cfg.data_root)
     _, ck_path = ckpt.resolve(run, checkpoint)
     if index is None:
-        index = scan_folder(
+        index = open_index(
             folder,
-            verify=False,
+            cache_dir(),
             cancel=cancel,
             progress=(lambda d, t: progress("scan", d, t)) if progress else None,
         )

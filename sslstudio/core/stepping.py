@@ -61,13 +61,14 @@ def prepare(cfg: RunConfig, cancel):
     events; returns (index, decoded images). Raises ScanCancelled/CacheCancelled on ``cancel``."""
     from sslstudio.core.background import in_background
     from sslstudio.core.data.cache import build_cache
-    from sslstudio.core.data.scan import require_usable, scan_folder
+    from sslstudio.core.data.indexstore import open_index
+    from sslstudio.core.data.scan import require_usable
     from sslstudio.core.transforms.views import default_cache_size
     from sslstudio.paths import cache_dir
 
     index = yield from in_background(
         "scan",
-        lambda progress: scan_folder(cfg.data_root, verify=False, progress=progress, cancel=cancel),
+        lambda progress: open_index(cfg.data_root, cache_dir(), progress=progress, cancel=cancel),
     )
     require_usable(index)
     side = cfg.cache_size or default_cache_size(cfg.image_size, median_short_side(index))
@@ -90,8 +91,8 @@ def amp_dtype(cfg: RunConfig, device: torch.device) -> torch.dtype | None:
 
 
 def median_short_side(index) -> int | None:
-    sides = [min(r.width, r.height) for r in index.images[:2000]]
-    return int(np.median(sides)) if sides else None
+    sizes = index.sizes(2000)  # headers of a sample are read lazily in a big folder
+    return int(np.median(sizes.min(axis=1))) if len(sizes) else None
 
 
 def skip_reasons(skipped) -> str:

@@ -170,7 +170,8 @@ class ImageListModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DecorationRole:
             return self._cache.get(index.row(), str(self._root / rec.path)) or self._placeholder
         if role == Qt.ItemDataRole.ToolTipRole:
-            return f"{rec.path}\n{rec.width} × {rec.height} px · {rec.format.upper()} · {human_bytes(rec.size_bytes)}"
+            size = f"{rec.width} × {rec.height} px" if rec.width else "size read when first decoded"
+            return f"{rec.path}\n{size} · {rec.format.upper()} · {human_bytes(rec.size_bytes)}"
         if role == Qt.ItemDataRole.UserRole:
             return rec
         return None

@@ -27,10 +27,13 @@ class ThreadJob(QObject):
     """A worker on a QThread of its own, wired once for every kind of worker.
 
     ``started -> run``, ``finished -> quit`` (a direct connection: ``quit`` is thread-safe, and
-    a queued one would never run while the GUI thread blocks in :meth:`wait` at shutdown),
-    ``finished -> deleteLater`` for both. The Python wrappers of the worker and the thread are
-    held until the thread has really ended: dropping the last reference earlier would delete
-    the worker from the GUI thread while its own thread still runs, a use-after-free.
+    a queued one would never run while the GUI thread blocks in :meth:`wait` at shutdown).
+    The worker is destroyed in the GUI thread once its thread has ended, by dropping the last
+    Python reference, never by ``deleteLater`` in its own thread: there ``~QObject`` holds Qt's
+    connection lock while PySide asks Python (for the GIL) about overrides, and a GUI thread
+    that holds the GIL and connects or disconnects anything waits on that lock: a deadlock
+    (seen as a rare test-suite hang with both threads idle). Dropping it earlier, while its
+    thread still runs, would be a use-after-free.
 
     Args:
         worker: a QObject with a ``run`` slot and a ``finished`` signal; it is moved to the thread.
@@ -47,7 +50,6 @@ class ThreadJob(QObject):
         worker.moveToThread(self.thread)
         self.thread.started.connect(worker.run)
         worker.finished.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
-        worker.finished.connect(worker.deleteLater)
         self.thread.finished.connect(self._on_finished)
         self.done = False
         self.thread.start()
@@ -58,7 +60,7 @@ class ThreadJob(QObject):
             return True
         try:
             return self.thread.wait(QDeadlineTimer(timeout_ms))
-        except RuntimeError:  # deleted by deleteLater: it had finished
+        except RuntimeError:  # the thread object was deleted: it had finished
             return True
 
     @Slot()
@@ -70,7 +72,8 @@ class ThreadJob(QObject):
         with contextlib.suppress(RuntimeError):
             self.thread.deleteLater()
         self.ended.emit()
-        self.deleteLater()  # and with it the last references to the worker and thread
+        self.deleteLater()  # and with it the last references to the worker (deleted here, in
+        # the GUI thread, its own thread over) and to the thread
 
 
 class TrainingWorker(QObject):
@@ -119,21 +122,23 @@ class TrainingWorker(QObject):
 
 
 class ScanWorker(QObject):
-    """Runs :func:`sslstudio.core.data.scan.scan_folder`; progress is throttled to ~20 Hz.
+    """Runs :func:`sslstudio.core.data.indexstore.open_index` (a scan, or the one kept on disk);
+    ``done`` carries ``(index, index.stats())``. Progress is throttled to ~20 Hz.
 
     Every signal carries ``job``, so a page can ignore a scan it has already replaced.
     """
 
     progress = Signal(int, int, int)  # job, done, total (-1 while unknown)
-    done = Signal(int, object)  # job, ImageIndex
+    done = Signal(int, object)  # job, (ImageIndex, IndexStats)
     failed = Signal(int, str)
     cancelled = Signal(int)
     finished = Signal()
 
-    def __init__(self, root: str, verify: bool = True, job: int = 0) -> None:
+    def __init__(self, root: str, verify: bool = True, job: int = 0, rescan: bool = False) -> None:
         super().__init__()
         self._root = root
         self._verify = verify
+        self._rescan = rescan
         self.job = job
         self._cancel = threading.Event()
         self._last_emit = 0.0
@@ -141,17 +146,21 @@ class ScanWorker(QObject):
     @Slot()
     def run(self) -> None:
         try:
-            from sslstudio.core.data.scan import ScanCancelled, scan_folder
+            from sslstudio.core.data.indexstore import open_index
+            from sslstudio.core.data.scan import ScanCancelled
+            from sslstudio.paths import cache_dir
 
             try:
-                index = scan_folder(self._root, verify=self._verify, progress=self._on_progress, cancel=self._cancel)
+                index = open_index(self._root, cache_dir(), verify=self._verify, rescan=self._rescan,
+                                   progress=self._on_progress, cancel=self._cancel)
+                stats = index.stats()  # vectorised, but it may read a sample of headers: not on the GUI thread
             except ScanCancelled:
                 self.cancelled.emit(self.job)
                 return
             if self._cancel.is_set():
                 self.cancelled.emit(self.job)
             else:
-                self.done.emit(self.job, index)
+                self.done.emit(self.job, (index, stats))
         except Exception as exc:
             log.error("scanning %s failed:\n%s", self._root, traceback.format_exc())
             self.failed.emit(self.job, user_message(exc))

@@ -180,3 +180,36 @@ def test_tab_order_follows_each_page(window) -> None:
                                               r.folder_button, r.delete_button])
     assert r.delete_action.shortcut().matches(QKeySequence(QKeySequence.StandardKey.Delete)) \
         == QKeySequence.SequenceMatch.ExactMatch
+
+
+def test_a_big_folder_shows_sizes_from_a_sample_and_reopens_from_the_stored_scan(
+    window, qtbot, tmp_path, monkeypatch
+) -> None:
+    from PIL import Image
+
+    from sslstudio.core.data import indexstore, scan
+
+    folder = tmp_path / "big"
+    folder.mkdir()
+    for i in range(30):
+        Image.new("RGB", (20 + i, 40), (i * 8, 90, 120)).save(folder / f"{i:03d}.png")
+    monkeypatch.setattr(scan, "HEADER_LIMIT", 8)  # a "big" folder of 30: most sizes read lazily
+    real_scan = indexstore.scan_folder
+    scans: list[int] = []
+
+    def counted(*args, **kwargs):
+        scans.append(1)
+        return real_scan(*args, **{**kwargs, "header_limit": 8})
+
+    monkeypatch.setattr(indexstore, "scan_folder", counted)
+    page = window.data_page
+    page.open_folder(str(folder))
+    qtbot.waitUntil(lambda: page.index is not None, timeout=30_000)
+    assert page.summary["images"].text() == "30"
+    assert page.index.unread == 0 < len(scans)  # the Data page read a sample: 30 < 2000, all
+    assert page.summary["sizes"].text() == "20 × 40 to 49 × 40 px"
+    page.open_folder(str(folder))  # re-open: the stored scan, not a new one
+    qtbot.waitUntil(lambda: page.index is not None, timeout=30_000)
+    assert len(scans) == 1 and len(page.index.images) == 30
+    page.rescan_button.click()  # Rescan lists the folder again
+    qtbot.waitUntil(lambda: page.index is not None and len(scans) == 2, timeout=30_000)

@@ -124,12 +124,12 @@ def test_a_damaged_settings_file_is_set_aside_and_the_user_is_told(qtbot, themed
 def test_a_progress_flood_is_throttled_and_the_gui_thread_keeps_ticking(
     qtbot, themed_app, tmp_path, monkeypatch
 ):
-    from sslstudio.core.data import scan
+    from sslstudio.core.data import indexstore
     from sslstudio.gui.worker import ScanWorker, ThreadJob
     from tests.shapes import make_shapes_folder
 
     folder = make_shapes_folder(tmp_path / "f", per_class=2, size=16, shapes=("circle",))
-    real_scan = scan.scan_folder
+    real_scan = indexstore.scan_folder
     flood = {"calls": 0, "seconds": 0.0}
 
     def flooding_scan(root, *, progress=None, cancel=None, **kw):
@@ -140,7 +140,7 @@ def test_a_progress_flood_is_throttled_and_the_gui_thread_keeps_ticking(
         flood["seconds"] = time.perf_counter() - t0
         return real_scan(root, progress=progress, cancel=cancel, **kw)
 
-    monkeypatch.setattr(scan, "scan_folder", flooding_scan)
+    monkeypatch.setattr(indexstore, "scan_folder", flooding_scan)  # the worker's, at call time
     gui = _Receiver()  # lives in the GUI thread: its slots run there, as a page's do
     timer = QTimer(gui)
     timer.setInterval(10)

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from sslstudio.core.data import scan
-from sslstudio.core.data.scan import ImageIndex, ImageRecord, ScanCancelled, scan_folder
+from sslstudio.core.data.scan import ImageIndex, ScanCancelled, scan_folder
 from sslstudio.core.errors import NoUsableImagesError
 from tests import image_factory as f
 from tests.reliability.torture import IGNORED, NON_UTF8_NAME, write_torture_folder
@@ -72,7 +72,7 @@ def test_torture_folder_scan_reports_every_bad_file_with_its_reason(tmp_path, mo
 def test_training_on_the_torture_folder_trains_and_exports_every_good_name(tmp_path, monkeypatch):
     """Items 1-13 end to end; 11: a file deleted after the scan; 12: names through export."""
     from sslstudio.core import trainer
-    from sslstudio.core.data import scan
+    from sslstudio.core.data import indexstore
     from sslstudio.core.events import RunFinished, RunStarted
     from sslstudio.core.export import export_bundle
     from sslstudio.tool.bundle import load_bundle
@@ -82,14 +82,14 @@ def test_training_on_the_torture_folder_trains_and_exports_every_good_name(tmp_p
     bad = write_torture_folder(folder)
     make_shapes_folder(folder / "shapes", per_class=4, size=24, shapes=("circle", "square"))
     gone = folder / "good" / "green.jpg"
-    real_scan = scan.scan_folder
+    real_scan = indexstore.scan_folder
 
     def scan_then_delete(*args, **kwargs):
         index = real_scan(*args, **kwargs)
         gone.unlink(missing_ok=True)  # the user tidies the folder while the run prepares
         return index
 
-    monkeypatch.setattr(scan, "scan_folder", scan_then_delete)  # the trainer's scan, at call time
+    monkeypatch.setattr(indexstore, "scan_folder", scan_then_delete)  # the trainer's, at call time
     cfg = tiny_config(folder, tmp_path / "run", max_steps=3, monitor_every=0, checkpoint_every=10)
     events = list(trainer.train(cfg))
     assert isinstance(events[-1], RunFinished), events[-1]
@@ -163,7 +163,7 @@ def test_scan_streams_with_bounded_work_in_flight_and_cancels(monkeypatch):
     def judge(c, verify, channels):
         time.sleep(0.0002)
         judged[0] += 1
-        return ImageRecord(c.rel, 8, 8, "png", None, c.size, c.mtime_ns)
+        return 8, 8, "png"
 
     monkeypatch.setattr(scan, "_walk", walk)
     monkeypatch.setattr(scan, "_judge", judge)
@@ -171,7 +171,8 @@ def test_scan_streams_with_bounded_work_in_flight_and_cancels(monkeypatch):
     index = scan_folder(Path.cwd(), workers=workers, progress=lambda d, t: calls.append((d, t)))
     assert len(index.images) == n and calls[-1] == (n, n)
     assert any(total is None and done > 0 for done, total in calls)  # progress while walking
-    assert lead[0] <= 4 * workers + workers + 1  # bounded queue + those being judged
+    # bounded queue + those being judged + the chunk being gathered, in files
+    assert lead[0] <= (4 * workers + workers + 2) * scan._HEADER_CHUNK
 
     walked[0] = judged[0] = 0
     cancel = threading.Event()

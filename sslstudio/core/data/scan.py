@@ -11,176 +11,41 @@ entered at most once, so the walk always ends.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
-import hashlib
-import json
 import os
 import stat
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from array import array
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from sslstudio import imaging
+from sslstudio.core.data.index import (  # noqa: F401  (re-exported: the public names of a scan)
+    INDEX_VERSION,
+    ImageIndex,
+    ImageRecord,
+    SkippedFile,
+    no_usable_images,
+    require_usable,
+)
+from sslstudio.core.data.table import RecordTable
 from sslstudio.core.errors import NoUsableImagesError
 
-INDEX_VERSION = 1
 _PROGRESS_INTERVAL = 1 / 30  # at most ~30 progress calls a second, whatever the file rate
 _POLL = 0.05  # seconds between cancel checks while waiting on the pool
+# Headers (and, with verify, whole decodes) are read for this many files during the scan; beyond
+# it files are type-checked by their magic bytes only and their sizes read lazily. 50k headers
+# take ~7 s on 2 cores; a million take minutes.
+HEADER_LIMIT = 50_000
+_HEADER_CHUNK = 8  # files per pool task while reading headers (a task is ~1 ms)
+_SNIFF_CHUNK = 256  # files per pool task while sniffing (a task is ~1 ms)
 
 
 class ScanCancelled(Exception):
     """The scan was cancelled through its ``cancel`` event; nothing was returned."""
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    """One usable image. ``path`` is POSIX, relative to the index root."""
-
-    path: str
-    width: int
-    height: int
-    format: str
-    label: str | None  # first-level subfolder, None for files directly in the root
-    size_bytes: int
-    mtime_ns: int
-
-
-@dataclass(frozen=True)
-class SkippedFile:
-    """A file left out, with a user-facing reason and the exception class behind it (or '')."""
-
-    path: str
-    reason: str
-    error: str = ""
-
-    @property
-    def category(self) -> str:
-        return imaging.reason_category(self.reason)
-
-
-@dataclass
-class ImageIndex:
-    """The result of a scan; ``images`` and ``skipped`` are sorted by path."""
-
-    root: str
-    images: list[ImageRecord] = field(default_factory=list)
-    skipped: list[SkippedFile] = field(default_factory=list)
-    ignored: int = 0
-    other: int = 0  # documents and data files (README.md, labels.csv): not images, not failures
-
-    @property
-    def classes(self) -> list[str]:
-        """Sorted labels; [] unless every image sits in a subfolder and there are >= 2."""
-        labels = {r.label for r in self.images}
-        if not labels or None in labels or len(labels) < 2:
-            return []
-        return sorted(label for label in labels if label is not None)
-
-    def labels(self) -> list[int] | None:
-        """Class index of each image, or None when the folder has no classes."""
-        classes = self.classes
-        if not classes:
-            return None
-        lookup = {name: i for i, name in enumerate(classes)}
-        return [lookup[r.label] for r in self.images if r.label is not None]
-
-    def paths(self) -> list[Path]:
-        root = Path(self.root)
-        return [root / r.path for r in self.images]
-
-    def skipped_counts(self) -> dict[str, int]:
-        """Skipped files by reason category, most frequent first."""
-        counts = Counter(s.category for s in self.skipped)
-        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-
-    def summary(self) -> str:
-        """One line, e.g. '124 images (8 classes) in /x; 3 skipped: 2 truncated, 1 not an image'."""
-        n = len(self.images)
-        text = f"{n} image{'' if n == 1 else 's'}"
-        if self.classes:
-            text += f" ({len(self.classes)} classes)"
-        text += f" in {self.root}"
-        if self.skipped:
-            text += f"; {len(self.skipped)} skipped: {_describe(self.skipped_counts())}"
-        if self.ignored:
-            text += f"; {self.ignored} system file{'' if self.ignored == 1 else 's'} ignored"
-        if self.other:
-            text += f"; {self.other} non-image file{'' if self.other == 1 else 's'} ignored"
-        return text
-
-    def fingerprint(self) -> str:
-        """sha256 over the images' (path, size, mtime): keys caches, detects a changed folder."""
-        digest = hashlib.sha256()
-        for r in sorted(self.images, key=lambda r: r.path):
-            # NUL cannot occur in a file name, so the fields cannot run into each other.
-            digest.update(
-                f"{r.path}\0{r.size_bytes}\0{r.mtime_ns}\0".encode("utf-8", "surrogateescape")
-            )
-        return digest.hexdigest()
-
-    def to_json(self) -> str:
-        """Plain JSON (ASCII-escaped, so undecodable file names survive the round trip)."""
-        return json.dumps(
-            {
-                "version": INDEX_VERSION,
-                "root": self.root,
-                "ignored": self.ignored,
-                "other": self.other,
-                "images": [asdict(r) for r in self.images],
-                "skipped": [asdict(s) for s in self.skipped],
-            }
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> ImageIndex:
-        """Inverse of :meth:`to_json`. Raises ValueError for another version or a bad document."""
-        data = json.loads(text)
-        if not isinstance(data, dict) or data.get("version") != INDEX_VERSION:
-            raise ValueError("not an SSL Studio image index (or from another version)")
-        try:
-            return cls(
-                root=str(data["root"]),
-                images=[ImageRecord(**r) for r in data["images"]],
-                skipped=[SkippedFile(**s) for s in data["skipped"]],
-                ignored=int(data["ignored"]),
-                other=int(data.get("other", 0)),
-            )
-        except (KeyError, TypeError) as e:
-            raise ValueError(f"damaged image index: {e}") from e
-
-
-def _describe(counts: dict[str, int]) -> str:
-    """'2 truncated, 1 not an image' (and '3 not images')."""
-    parts = []
-    for category, n in counts.items():
-        if category == "not an image" and n > 1:
-            category = "not images"
-        parts.append(f"{n} {category}")
-    return ", ".join(parts)
-
-
-def require_usable(index: ImageIndex) -> None:
-    """Raise NoUsableImagesError with what went wrong when the index holds no images."""
-    if not index.images:
-        raise no_usable_images(index)
-
-
-def no_usable_images(index: ImageIndex, failed: Sequence[SkippedFile] = ()) -> NoUsableImagesError:
-    """The error for nothing to train on: what the scan skipped and what then ``failed`` to decode."""
-    everything = dataclasses.replace(index, skipped=[*index.skipped, *failed])
-    if everything.skipped:
-        detail = _describe(everything.skipped_counts())
-    else:
-        detail = "the folder holds no image files"
-    return NoUsableImagesError(
-        f"no usable images in {index.root}: {detail}. Add JPEG, PNG, TIFF, BMP, WebP or GIF "
-        "images (one subfolder per class if you have labels)."
-    )
 
 
 @dataclass(frozen=True)
@@ -199,6 +64,7 @@ def scan_folder(
     cancel: threading.Event | None = None,
     channels: imaging.Channels | None = None,
     workers: int | None = None,
+    header_limit: int = HEADER_LIMIT,
 ) -> ImageIndex:
     """Index every image under ``root`` (recursively), in path order.
 
@@ -210,6 +76,8 @@ def scan_folder(
         cancel: when set, the scan stops within ~50 ms and raises :class:`ScanCancelled`.
         channels: channel choice for multi-channel TIFFs (see :mod:`sslstudio.imaging`).
         workers: decoding threads (default: CPU count, at most 8).
+        header_limit: read headers (and with ``verify`` decode) of this many files; later files
+            are type-checked by magic bytes and keep width/height 0 until read lazily.
 
     Raises:
         NoUsableImagesError: ``root`` does not exist or is not a folder.
@@ -225,39 +93,57 @@ def scan_folder(
     index = ImageIndex(root=os.path.abspath(root_path))
     n_workers = workers or min(8, os.cpu_count() or 1)
     reporter = _Progress(progress)
-    pending: set[Future[ImageRecord | SkippedFile]] = set()
+    found = _Columns()
+    pending: set[Future[list[tuple[_Candidate, tuple[int, int, str] | SkippedFile]]]] = set()
 
     def collect(timeout: float | None) -> None:
         nonlocal pending
         done, pending = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
         for future in done:
-            result = future.result()
-            if isinstance(result, ImageRecord):
-                index.images.append(result)
-            elif result.reason == "not an image" and _is_document(result.path):
-                index.other += 1
-            else:
-                index.skipped.append(result)
-        reporter.add(len(done))
+            results = future.result()
+            for candidate, result in results:
+                if isinstance(result, SkippedFile):
+                    if result.reason == "not an image" and _is_document(result.path):
+                        index.other += 1
+                    else:
+                        index.skipped.append(result)
+                else:
+                    found.add(candidate, result)
+            reporter.add(len(results))
 
+    headers_left, submitted = header_limit, 0
     with ThreadPoolExecutor(n_workers, thread_name_prefix="sslstudio-scan") as pool:
         try:
+            chunk: list[_Candidate] = []
             for candidate in _walk(index, cancel):
+                chunk.append(candidate)
+                read = headers_left > 0
+                if len(chunk) < (_HEADER_CHUNK if read else _SNIFF_CHUNK):
+                    continue
                 while len(pending) >= 4 * n_workers:  # bounded: the walk never runs far ahead
                     _check(cancel)
                     collect(_POLL)
-                pending.add(pool.submit(_judge, candidate, verify, channels))
+                pending.add(pool.submit(_judge_chunk, chunk, read, verify, channels, cancel))
+                headers_left -= len(chunk)
+                submitted += len(chunk)
+                chunk = []
                 reporter.add(0)
-            reporter.total = reporter.done + len(pending)
+            if chunk:
+                pending.add(
+                    pool.submit(_judge_chunk, chunk, headers_left > 0, verify, channels, cancel)
+                )
+                submitted += len(chunk)
+            reporter.total = submitted
             while pending:
                 _check(cancel)
                 collect(_POLL)
         except BaseException:
             for future in pending:
-                future.cancel()  # in-flight decodes finish (one image each), queued ones never start
+                future.cancel()  # in-flight chunks stop at their next file, queued ones never start
             raise
+    _check(cancel)
     reporter.finish()
-    index.images.sort(key=lambda r: r.path)
+    index.images = found.table()
     index.skipped.sort(key=lambda s: s.path)
     return index
 
@@ -318,15 +204,66 @@ class _Progress:
             self.callback(self.done, self.done)
 
 
+def _judge_chunk(
+    chunk: list[_Candidate],
+    read_headers: bool,
+    verify: bool,
+    channels: imaging.Channels | None,
+    cancel: threading.Event | None,
+) -> list[tuple[_Candidate, tuple[int, int, str] | SkippedFile]]:
+    """Judge a few files on a pool thread; stops early (partial list) once ``cancel`` is set."""
+    out: list[tuple[_Candidate, tuple[int, int, str] | SkippedFile]] = []
+    for c in chunk:
+        if cancel is not None and cancel.is_set():
+            break
+        out.append((c, _judge(c, verify, channels) if read_headers else _sniff(c)))
+    return out
+
+
 def _judge(
     c: _Candidate, verify: bool, channels: imaging.Channels | None
-) -> ImageRecord | SkippedFile:
+) -> tuple[int, int, str] | SkippedFile:
     try:
         info = imaging.read_info(c.path, channels=channels, verify=verify)
     except imaging.DecodeError as e:
         return SkippedFile(c.rel, e.reason, e.error)
-    label = c.rel.split("/", 1)[0] if "/" in c.rel else None
-    return ImageRecord(c.rel, info.width, info.height, info.format, label, c.size, c.mtime_ns)
+    return info.width, info.height, info.format
+
+
+def _sniff(c: _Candidate) -> tuple[int, int, str] | SkippedFile:
+    """Type-check by magic bytes only: the size stays 0 (unknown) until the header is read."""
+    if c.size == 0:
+        return SkippedFile(c.rel, "empty file")
+    try:
+        with open(c.path, "rb") as fp:
+            head = fp.read(32)
+    except OSError as e:
+        return SkippedFile(c.rel, f"unreadable ({type(e).__name__})", type(e).__name__)
+    fmt = imaging.sniff_format(head)
+    return (0, 0, fmt) if fmt is not None else SkippedFile(c.rel, "not an image")
+
+
+class _Columns:
+    """The usable images found so far, kept compactly (no object per image) until sorted."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.size, self.mtime = array("q"), array("q")
+        self.width, self.height = array("i"), array("i")
+        self.formats: list[str] = []
+
+    def add(self, c: _Candidate, facts: tuple[int, int, str]) -> None:
+        self.paths.append(c.rel)
+        self.size.append(c.size)
+        self.mtime.append(c.mtime_ns)
+        self.width.append(facts[0])
+        self.height.append(facts[1])
+        self.formats.append(facts[2])
+
+    def table(self) -> RecordTable:
+        return RecordTable.build(
+            self.paths, self.size, self.mtime, self.width, self.height, self.formats
+        )
 
 
 def _walk(index: ImageIndex, cancel: threading.Event | None) -> Iterator[_Candidate]:
@@ -337,6 +274,7 @@ def _walk(index: ImageIndex, cancel: threading.Event | None) -> Iterator[_Candid
     while stack:
         folder, rel, ancestors = stack.pop()
         try:
+            index.folders[rel] = os.stat(folder).st_mtime_ns  # before listing: a later add shows
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as e:

@@ -286,14 +286,13 @@ class AugmentPage(Page):
     def _pick_images(self) -> list[tuple[str, int]]:
         rng = random.Random(self._seed)
         images = self.index.images
-        by_label: dict[Any, list[int]] = {}
-        for i, rec in enumerate(images[:50_000]):  # enough variety; O(n) on huge folders is not
-            by_label.setdefault(rec.label, []).append(i)
-        groups = list(by_label.values())
+        codes = self.index.table.label_codes()[:50_000]  # enough variety; all of 1M is not
+        groups = [np.flatnonzero(codes == c) for c in np.unique(codes)]
         rng.shuffle(groups)
-        picks = [rng.choice(groups[i % len(groups)]) for i in range(ROWS)]  # spread over classes
+        picks = [int(rng.choice(groups[i % len(groups)])) for i in range(ROWS)]  # spread over classes
         root = Path(self.index.root)
-        return [(str(root / images[i].path), min(images[i].width, images[i].height)) for i in picks]
+        # a big folder's sizes may be unread (0): the preview then decodes at the default size
+        return [(str(root / images[i].path), min(images[i].width, images[i].height) or None) for i in picks]
 
     def _render(self, job: dict[str, Any]) -> None:  # runs on the pool thread
         from sslstudio.core.transforms.views import default_cache_size

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +52,8 @@ class DataPage(Page):
         self.choose_button.clicked.connect(self.choose_folder)
         self.rescan_button = QPushButton("Rescan")
         self.rescan_button.setEnabled(False)
-        self.rescan_button.clicked.connect(lambda: self.folder and self.open_folder(self.folder))
+        self.rescan_button.setToolTip("List the folder again, ignoring the scan kept from last time")
+        self.rescan_button.clicked.connect(lambda: self.folder and self.open_folder(self.folder, rescan=True))
         self.body.addLayout(hbox(self.folder_label, None, self.rescan_button, self.choose_button))
 
         self.progress = QProgressBar()
@@ -145,8 +144,9 @@ class DataPage(Page):
         if folder:
             self.open_folder(folder)
 
-    def open_folder(self, folder: str) -> None:
-        """Scan ``folder`` in the background (a scan in progress is cancelled)."""
+    def open_folder(self, folder: str, *, rescan: bool = False) -> None:
+        """Scan ``folder`` in the background (a scan in progress is cancelled); an unchanged
+        folder re-opens from the scan kept on disk unless ``rescan``."""
         self.cancel_scan()
         self._job += 1
         self.folder = str(folder)
@@ -158,7 +158,7 @@ class DataPage(Page):
         self.scan_row.setVisible(True)
         self.image_model.set_index(None)
         self.skipped_model.set_skipped([])
-        worker = ScanWorker(self.folder, job=self._job)
+        worker = ScanWorker(self.folder, job=self._job, rescan=rescan)
         worker.progress.connect(self._on_progress)
         worker.done.connect(self._on_done)
         worker.failed.connect(self._on_failed)
@@ -189,12 +189,13 @@ class DataPage(Page):
         self.progress.setValue(done)
 
     @Slot(int, object)
-    def _on_done(self, job: int, index: Any) -> None:
+    def _on_done(self, job: int, result: Any) -> None:
         if job != self._job:
             return
         self._worker = None
         self.scan_row.setVisible(False)
-        self.show_index(index)
+        index, stats = result
+        self.show_index(index, stats)
         self.indexChanged.emit(index)
 
     @Slot(int, str)
@@ -220,28 +221,26 @@ class DataPage(Page):
 
     # -- results --------------------------------------------------------------------------
 
-    def show_index(self, index: Any) -> None:
+    def show_index(self, index: Any, stats: Any = None) -> None:
+        """Show a scan; ``stats`` (``index.stats()``) may read headers: workers compute it."""
         self.index = index
+        stats = stats if stats is not None else index.stats()
         images, skipped = index.images, index.skipped
         s = self.summary
         s["images"].setText(f"{len(images):,}")
-        classes = Counter(r.label for r in images) if index.classes else Counter()
+        classes = stats.classes
         s["classes"].setText(f"{len(classes)} (one per subfolder)" if classes else "none (no subfolders)")
         self.class_list.setVisible(bool(classes))
         # non-breaking spaces keep each "name (count)" on one line when the list wraps
         self.class_list.setText(" · ".join(f"{name}\u00a0({n})" for name, n in sorted(classes.items())[:24]))
-        formats = Counter(r.format.upper() for r in images)
-        s["formats"].setText(", ".join(f"{f} {n:,}" for f, n in formats.most_common()) or "–")
-        if images:
-            areas = sorted(images, key=lambda r: r.width * r.height)
-            lo, hi = areas[0], areas[-1]
-            same = (lo.width, lo.height) == (hi.width, hi.height)
-            s["sizes"].setText(f"all {lo.width} × {lo.height} px" if same else
-                               f"{lo.width} × {lo.height} to {hi.width} × {hi.height} px")
-            mw = int(statistics.median(r.width for r in images))
-            mh = int(statistics.median(r.height for r in images))
-            s["median"].setText(f"{mw} × {mh} px")
-            s["bytes"].setText(human_bytes(sum(r.size_bytes for r in images)))
+        s["formats"].setText(", ".join(f"{f} {n:,}" for f, n in stats.formats.items()) or "–")
+        if images and stats.median is not None:
+            (lw, lh), (hw, hh), (mw, mh) = stats.smallest, stats.largest, stats.median
+            sample = f" (sample of {len(stats.sizes):,})" if stats.sizes_unknown else ""
+            s["sizes"].setText((f"all {lw} × {lh} px" if (lw, lh) == (hw, hh) else
+                                f"{lw} × {lh} to {hw} × {hh} px") + sample)
+            s["median"].setText(f"{mw} × {mh} px{sample}")
+            s["bytes"].setText(human_bytes(stats.total_bytes))
         else:
             for key in ("sizes", "median", "bytes"):
                 s[key].setText("–")

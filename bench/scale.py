@@ -1,0 +1,140 @@
+"""Big folders: scan time, re-open time and peak memory for 100k and 1M small image files.
+
+Generates the folders once (tiny valid PNGs, 1,000 per subfolder, 10 class folders) under
+``--where`` and reuses them. Every measurement runs in a fresh Python process, so peak RSS is
+that of the operation alone (the interpreter, numpy and the package are included; their cost
+is printed as "imports"). Three operations per size:
+
+- ``scan``: list the folder and type-check every file by its magic bytes, reading headers for
+  the first ``HEADER_LIMIT`` files (the default), and store the index;
+- ``re-open``: the stored index, after checking every folder's modification time;
+- ``headers for all`` (100k only, the peer): the scan as it was before, reading every header.
+
+Targets (issue 8): 1M files listed in < 60 s, re-open < 2 s, < 1 GB RSS.
+
+    python bench/scale.py [--sizes 100000 1000000] [--where /tmp/sslstudio-scale]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PER_FOLDER = 1000
+
+CHILD = r"""
+import json, resource, sys, time
+t0 = time.perf_counter()
+from sslstudio.core.data.indexstore import open_index
+from sslstudio.core.data.scan import HEADER_LIMIT
+imports_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+op, root, cache = sys.argv[1], sys.argv[2], sys.argv[3]
+start = time.perf_counter()
+if op == "scan":
+    index = open_index(root, __import__("pathlib").Path(cache), rescan=True)
+elif op == "reopen":
+    index = open_index(root, __import__("pathlib").Path(cache))
+else:  # every header read, nothing stored: the scan before lazy headers
+    index = open_index(root, None, header_limit=10**12)
+seconds = time.perf_counter() - start
+print(json.dumps({
+    "seconds": seconds,
+    "images": len(index.images),
+    "unread": index.unread,
+    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "imports_rss_mb": imports_rss / 1024,
+}))
+"""
+
+
+def _png() -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (120, 60, 200)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def generate(root: Path, n: int) -> float:
+    """The folder of ``n`` files (reused when complete); returns seconds spent writing."""
+    marker = root / ".complete"
+    if marker.exists() and marker.read_text() == str(n):
+        return 0.0
+    start, data = time.perf_counter(), _png()
+    for k in range(0, n, PER_FOLDER):
+        folder = root / f"class{(k // PER_FOLDER) % 10}" / f"slide{k // PER_FOLDER:05d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(k, min(n, k + PER_FOLDER)):
+            (folder / f"tile{i:07d}.png").write_bytes(data)
+    marker.write_text(str(n))
+    return time.perf_counter() - start
+
+
+def drop_page_cache() -> bool:
+    """Cold reads where the machine lets us (root on Linux); False otherwise."""
+    try:
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def measure(op: str, root: Path, cache: Path) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, op, str(root), str(cache)],
+        capture_output=True, text=True, env=env, check=True,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--where", type=Path, default=Path("/tmp/sslstudio-scale"))
+    ap.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "scale.json")
+    args = ap.parse_args()
+    rows = []
+    for n in args.sizes:
+        root, cache = args.where / f"{n}", args.where / f"cache-{n}"
+        written = generate(root, n)
+        if written:
+            print(f"wrote {n:,} files in {written:.0f} s", flush=True)
+        ops = ["scan", "reopen"] + (["headers-all"] if n <= 100_000 else [])
+        for op in ops:
+            cold = op == "scan" and drop_page_cache()
+            r = measure(op, root, cache)
+            r.update(files=n, op=op, cold=cold)
+            rows.append(r)
+            print(
+                f"{n:>9,}  {op:<12} {r['seconds']:7.2f} s  {r['peak_rss_mb']:6.0f} MB peak "
+                f"(imports {r['imports_rss_mb']:.0f} MB)  {r['images']:,} images, "
+                f"{r['unread']:,} headers unread{'  [cold page cache]' if cold else ''}",
+                flush=True,
+            )
+    peers = {(r["files"], r["op"]): r["seconds"] for r in rows}
+    for n in args.sizes:
+        if (n, "headers-all") in peers:
+            ratio = peers[(n, "headers-all")] / peers[(n, "scan")]
+            print(f"{n:,}: the scan is {ratio:.1f}x faster than reading every header")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({
+        "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs",
+        "date": time.strftime("%Y-%m-%d"),
+        "rows": rows,
+    }, indent=2))  # fmt: skip
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

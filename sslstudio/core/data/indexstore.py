@@ -1,0 +1,135 @@
+"""Scans kept on disk: a folder scanned once re-opens without being listed again.
+
+A million-image folder takes tens of seconds to list; re-opening it reads its stored index
+(columns memory-mapped, see :mod:`sslstudio.core.data.table`) after checking that nothing
+changed: every folder's modification time is compared with the one recorded before it was
+listed, which catches files added, removed or renamed anywhere. A folder of at most
+:data:`~sslstudio.core.data.scan.HEADER_LIMIT` images is checked file by file too (size and
+time, ~0.2 s for 50k files), which catches an image edited in place; in a bigger folder an edited
+image is caught when it is decoded again. Any difference, or a damaged store, means a new scan.
+Stores live under the cache folder, one per folder and scan settings, and are safe to delete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from sslstudio import imaging
+from sslstudio.core.data.index import ImageIndex, SkippedFile
+from sslstudio.core.data.scan import HEADER_LIMIT, scan_folder
+from sslstudio.core.data.table import RecordTable
+
+STORE_VERSION = 1
+
+
+def store_path(
+    root: str | os.PathLike[str], cache_root: Path, channels: imaging.Channels | None
+) -> Path:
+    key = f"{STORE_VERSION}|{os.path.abspath(Path(root).expanduser())}|{channels}"
+    return (
+        cache_root
+        / "indexes"
+        / hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    )
+
+
+def open_index(
+    root: str | os.PathLike[str],
+    cache_root: Path | None,
+    *,
+    verify: bool = False,
+    rescan: bool = False,
+    progress: Callable[[int, int | None], None] | None = None,
+    cancel: threading.Event | None = None,
+    channels: imaging.Channels | None = None,
+    header_limit: int = HEADER_LIMIT,
+) -> ImageIndex:
+    """The folder's stored index when it is still true, else a new scan (which is stored).
+
+    Args:
+        cache_root: where stores live; None scans without storing.
+        verify: a stored scan that only read headers does not satisfy a request to verify.
+        rescan: ignore any stored index.
+    Other arguments as :func:`~sslstudio.core.data.scan.scan_folder`.
+    """
+    if cache_root is None:
+        return scan_folder(
+            root, verify=verify, progress=progress, cancel=cancel, channels=channels,
+            header_limit=header_limit,
+        )  # fmt: skip
+    where = store_path(root, cache_root, channels)
+    if not rescan:
+        found = load_index(where, verify=verify)
+        if found is not None:
+            if progress is not None:
+                progress(len(found.images), len(found.images))
+            return found
+    index = scan_folder(
+        root, verify=verify, progress=progress, cancel=cancel, channels=channels,
+        header_limit=header_limit,
+    )  # fmt: skip
+    # a full or read-only disk costs the next open a scan, never this one its result
+    with contextlib.suppress(OSError):
+        save_index(index, where, verify=verify)
+    return index
+
+
+def save_index(index: ImageIndex, where: Path, *, verify: bool) -> None:
+    where.parent.mkdir(parents=True, exist_ok=True)
+    index.table.save(where / "images")
+    meta = {
+        "version": STORE_VERSION,
+        "root": index.root,
+        "verify": verify,
+        "ignored": index.ignored,
+        "other": index.other,
+        "folders": index.folders,
+        "skipped": [[s.path, s.reason, s.error] for s in index.skipped],
+    }
+    tmp = where / "index.json.tmp"
+    tmp.write_text(json.dumps(meta), encoding="utf-8")
+    os.replace(tmp, where / "index.json")
+
+
+def load_index(where: Path, *, verify: bool = False) -> ImageIndex | None:
+    """The stored index, or None when absent, damaged, less verified than asked, or stale."""
+    try:
+        meta = json.loads((where / "index.json").read_text(encoding="utf-8"))
+        if meta.get("version") != STORE_VERSION or (verify and not meta.get("verify")):
+            return None
+        folders = {str(k): int(v) for k, v in meta["folders"].items()}
+        table = RecordTable.load(where / "images")
+        index = ImageIndex(
+            root=str(meta["root"]),
+            images=table,
+            skipped=[SkippedFile(p, r, e) for p, r, e in meta["skipped"]],
+            ignored=int(meta["ignored"]),
+            other=int(meta["other"]),
+            folders=folders,
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return index if _unchanged(index, table) else None
+
+
+def _unchanged(index: ImageIndex, table: RecordTable) -> bool:
+    root = index.root
+    try:
+        for rel, mtime in index.folders.items():
+            if os.stat(os.path.join(root, rel) if rel else root).st_mtime_ns != mtime:
+                return False
+        if len(table) <= HEADER_LIMIT:
+            size, mtime = table.columns["size_bytes"], table.columns["mtime_ns"]
+            for k in range(len(table)):
+                st = os.stat(os.path.join(root, table.path(k)))
+                if st.st_size != size[k] or st.st_mtime_ns != mtime[k]:
+                    return False
+    except OSError:
+        return False
+    return True

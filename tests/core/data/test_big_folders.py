@@ -1,0 +1,144 @@
+"""Big folders: the index as columns, lazy headers past the header limit, the scan kept on disk."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sslstudio.core.data import indexstore
+from sslstudio.core.data.index import ImageIndex, ImageRecord
+from sslstudio.core.data.indexstore import load_index, open_index, store_path
+from sslstudio.core.data.scan import scan_folder
+from sslstudio.core.data.table import RecordTable
+
+
+def _folder(root: Path, sizes: dict[str, tuple[int, int]]) -> Path:
+    for rel, (w, h) in sizes.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (w, h), (len(rel) * 7 % 255, 40, 90)).save(path)
+    return root
+
+
+@pytest.fixture
+def classes_folder(tmp_path) -> Path:
+    sizes = {f"{c}/{i:02d}.png": (16 + i, 20 + i) for c in ("b", "a") for i in range(6)}
+    return _folder(tmp_path / "imgs", sizes)
+
+
+def test_table_is_a_sequence_of_the_same_records_and_round_trips(tmp_path):
+    records = [
+        ImageRecord("z/1.png", 10, 12, "png", "z", 100, 5),
+        ImageRecord("a/\udcff odd.jpg", 30, 20, "jpeg", "a", 2000, 7),  # undecodable byte
+        ImageRecord("loose.tif", 0, 0, "tiff", None, 9, 1),  # header not read yet
+    ]
+    table = RecordTable.from_records(records)
+    expect = sorted(records, key=lambda r: r.path)
+    assert list(table) == expect and table[-1] == expect[-1] and table[0:2] == expect[:2]
+    with pytest.raises(IndexError):
+        table[3]
+    assert table.unread().tolist() == [1]  # "loose.tif" sorts between "a/…" and "z/…"
+    table.save(tmp_path / "t")
+    back = RecordTable.load(tmp_path / "t")
+    assert list(back) == expect and back.fingerprint() == table.fingerprint()
+    assert isinstance(back.columns["blob"], np.memmap)  # re-open maps the path bytes
+    # the fingerprint is the same whether the index holds a list or a table
+    assert ImageIndex("r", images=records).fingerprint() == table.fingerprint()
+    changed = [*records[:2], ImageRecord("loose.tif", 0, 0, "tiff", None, 10, 1)]
+    assert RecordTable.from_records(changed).fingerprint() != table.fingerprint()
+
+
+def test_damaged_table_is_refused(tmp_path):
+    table = RecordTable.from_records([ImageRecord("a.png", 10, 10, "png", None, 1, 1)])
+    table.save(tmp_path / "t")
+    (tmp_path / "t" / "width.npy").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="damaged"):
+        RecordTable.load(tmp_path / "t")
+
+
+def test_past_the_header_limit_files_are_sniffed_and_sizes_read_lazily(tmp_path):
+    sizes = {f"{i:02d}.png": (16 + i, 30) for i in range(20)}
+    root = _folder(tmp_path / "imgs", sizes)
+    (root / "notes.png").write_text("not an image")  # caught by magic bytes, not by a header
+    (root / "empty.png").write_bytes(b"")
+    index = scan_folder(root, verify=False, header_limit=8, workers=2)
+    assert len(index.images) == 20
+    assert {s.path: s.reason for s in index.skipped} == {
+        "notes.png": "not an image",
+        "empty.png": "empty file",
+    }
+    assert 0 < index.unread <= 12  # the first chunk(s) had their headers read
+    known = index.sizes(at_least=15)
+    assert len(known) >= 15 and index.unread <= 5
+    for rec in index.images:  # every size read lazily is the real one
+        if rec.width:
+            assert (rec.width, rec.height) == sizes[rec.path]
+    stats = index.stats()
+    assert stats.images == 20 and stats.formats == {"PNG": 20}
+    assert stats.smallest == (16, 30) or stats.sizes_unknown  # the smallest may be unread
+    assert stats.sizes_unknown == index.unread
+
+
+def test_stats_count_classes_and_formats_without_records(classes_folder):
+    (classes_folder / "a" / "x.jpg").parent.mkdir(exist_ok=True)
+    Image.new("RGB", (40, 10)).save(classes_folder / "a" / "x.jpg")
+    index = scan_folder(classes_folder)
+    stats = index.stats()
+    assert stats.classes == {"a": 7, "b": 6}
+    assert stats.formats == {"PNG": 12, "JPEG": 1}
+    assert stats.smallest == (16, 20) and stats.largest == (21, 25) and stats.sizes_unknown == 0
+    assert stats.total_bytes == sum(r.size_bytes for r in index.images)
+    assert index.labels() == [0] * 7 + [1] * 6
+
+
+def test_open_index_reuses_the_stored_scan_until_the_folder_changes(classes_folder, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    scans = []
+    real_scan = indexstore.scan_folder
+    monkeypatch.setattr(indexstore, "scan_folder", lambda *a, **k: scans.append(1) or real_scan(*a, **k))
+    first = open_index(classes_folder, cache)
+    again = open_index(classes_folder, cache)
+    assert len(scans) == 1 and list(again.images) == list(first.images)
+    assert again.fingerprint() == first.fingerprint() and again.classes == ["a", "b"]
+
+    # a file added in a subfolder changes that folder's mtime: a new scan finds it
+    Image.new("RGB", (16, 16)).save(classes_folder / "b" / "new.png")
+    third = open_index(classes_folder, cache)
+    assert len(scans) == 2 and len(third.images) == 13
+
+    # an image edited in place (same name, new size and time) in a small folder is seen too
+    target = classes_folder / "a" / "00.png"
+    Image.new("RGB", (64, 64)).save(target)
+    os.utime(target, ns=(time.time_ns(), time.time_ns() + 10**9))
+    fourth = open_index(classes_folder, cache)
+    assert len(scans) == 3 and fourth.images[0].width == 64
+
+    # a request to verify is not satisfied by a header-only scan; rescan ignores the store
+    open_index(classes_folder, cache, verify=True)
+    open_index(classes_folder, cache, verify=True)
+    assert len(scans) == 4
+    open_index(classes_folder, cache, rescan=True)
+    assert len(scans) == 5
+
+
+def test_damaged_store_means_a_new_scan(classes_folder, tmp_path):
+    cache = tmp_path / "cache"
+    open_index(classes_folder, cache)
+    where = store_path(classes_folder, cache, None)
+    assert load_index(where) is not None
+    (where / "index.json").write_text("{not json")
+    assert load_index(where) is None
+    assert len(open_index(classes_folder, cache).images) == 12
+    assert load_index(where) is not None  # stored again
+
+
+def test_a_store_that_cannot_be_written_costs_nothing(classes_folder, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")  # a file where the cache folder should be: writing fails
+    index = open_index(classes_folder, blocker)
+    assert len(index.images) == 12
