@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--warmup-epochs", type=float, help="linear learning-rate warm-up, in epochs")
     t.add_argument("--weights", help="local weights file to start from, or 'imagenet'")
     t.add_argument("--small-stem", choices=("auto", "on", "off"))
+    t.add_argument("--tile-px", type=int, help="whole-slide images: tile side in pixels (default 224)")
+    t.add_argument("--tile-mpp", type=float,
+                   help="whole-slide images: tile resolution in µm per pixel (default 0.5, about 20x; 0 = full)")
     t.add_argument("--seed", type=int)
     t.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
     t.add_argument("--threads", type=int)

@@ -38,6 +38,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         "monitor_every": args.monitor_every,
         "out": args.out,
         "preset": args.preset,
+        "tile_px": getattr(args, "tile_px", None),
+        "tile_mpp": getattr(args, "tile_mpp", None),
     }
     cfg = dataclasses.replace(base, **{k: v for k, v in simple.items() if v is not None})
     if args.preset or not args.config:
@@ -67,6 +69,7 @@ def _plan_budget(cfg, args):
     from sslstudio.core.errors import ConfigError
     from sslstudio.core.stepping import median_short_side
     from sslstudio.paths import cache_dir
+    from sslstudio.slides import SlideOptions
 
     started = time.perf_counter()
     try:
@@ -88,7 +91,7 @@ def _plan_budget(cfg, args):
     keep = {field for flag, field in names.items() if getattr(args, flag, None) is not None}
     if args.option or ("method" in keep and cfg.method != "simclr"):
         keep.add("method_options")
-    index = open_index(cfg.data_root, cache_dir())
+    index = open_index(cfg.data_root, cache_dir(), tiling=SlideOptions.of(cfg))
     require_usable(index)
     try:
         return plan_budget(

@@ -70,6 +70,8 @@ class RunConfig:
     weights: str = _f("", "local weights file to start from (safetensors or a torchvision state dict); empty = random init")
     image_size: int = _f(32, "training resolution in pixels", min=8, max=1024)
     cache_size: int = _f(0, "side of the decoded cache in pixels (0 = automatic)", min=0, max=2048)
+    tile_px: int = _f(224, "whole-slide images: tile side in pixels", min=16, max=4096)
+    tile_mpp: float = _f(0.5, "whole-slide images: tile resolution in µm per pixel (0.5 is about 20x; 0 = full resolution)", min=0.0, max=100.0)
     preset: str = _f("natural", "augmentation preset", choices=("natural", "histopathology", "microscopy", "custom"))
     augment: AugmentConfig = field(default_factory=AugmentConfig, metadata={"help": "augmentation parameters"})
     optim: OptimConfig = field(default_factory=OptimConfig, metadata={"help": "optimizer"})

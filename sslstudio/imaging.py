@@ -11,7 +11,8 @@ RGB PNG as its high byte; tifffile reads RGB TIFF at full depth). No natural RGB
 (float32, > 4 channels, a stack of same-size grey pages): "unsupported TIFF (C=5, float32):
 choose channels" unless ``channels`` names three channel (page) indices, each then scaled by its
 own percentiles (stains differ in brightness); ordinary images ignore ``channels``. Limits are
-per call: Pillow's global MAX_IMAGE_PIXELS and LOAD_TRUNCATED_IMAGES stay untouched.
+per call: Pillow's global MAX_IMAGE_PIXELS and LOAD_TRUNCATED_IMAGES stay untouched. A
+whole-slide tile address (``slide.svs#0:x:y:side``, see :mod:`sslstudio.slides`) reads as an image.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from typing import cast
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from sslstudio import slides
+from sslstudio.filetypes import is_ignored_name, sniff_format  # noqa: F401  (part of this API)
+
 Channels = tuple[int, int, int]
 PathLike = str | os.PathLike[str]
 
@@ -36,8 +40,6 @@ MAX_PIXELS: int = 178_956_970 // 2  # Pillow's own warning threshold, enforced b
 MIN_SIDE: int = 8
 
 _PIL_FORMAT = {name: name.upper() for name in ("jpeg", "png", "tiff", "bmp", "webp", "gif")}
-_BMP_DIB_SIZES = {12, 16, 40, 52, 56, 64, 108, 124}
-_JUNK_NAMES = frozenset({"thumbs.db", "ehthumbs.db", "desktop.ini", "__macosx", "icon\r"})
 _DEEP_GREY = ("I;16", "I;16L", "I;16B", "I;16N")
 _PLANE_DTYPE = {"L": "uint8", "I": "int32", "F": "float32"} | dict.fromkeys(_DEEP_GREY, "uint16")
 _TRUNCATION_WORDS = ("truncat", "broken data stream", "eof", "premature end", "not enough data")
@@ -75,29 +77,6 @@ class ImageInfo:
     format: str
     mode: str
     frames: int
-
-
-def sniff_format(head: bytes) -> str | None:
-    """Name the image format from a file's first bytes (32 are plenty), or None."""
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return "tiff"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    # 'BM' alone would claim any text starting with it; the DIB header size confirms a bitmap.
-    if head[:2] == b"BM" and int.from_bytes(head[14:18], "little") in _BMP_DIB_SIZES:
-        return "bmp"
-    return None
-
-
-def is_ignored_name(name: str) -> bool:
-    """OS and tool junk (.DS_Store, ._x.jpg, Thumbs.db, hidden files): skipped silently."""
-    return name.startswith(".") or name.lower() in _JUNK_NAMES
 
 
 def read_info(
@@ -149,6 +128,10 @@ def _process(
     square: bool = True,
     pixels: bool = True,
 ) -> tuple[ImageInfo, np.ndarray | None]:
+    tile = slides.pixels(path)  # a whole-slide tile address, else None
+    if tile is not None:
+        info = ImageInfo(tile.shape[1], tile.shape[0], "tile", "RGB", 1)
+        return info, _finish(_resize(tile, size, square)) if pixels else None
     with _guard(), _opened(path, max_pixels) as (im, fmt, head):
         deep = im is not None and _is_deep(im, fmt, head)
         if im is None or (deep and fmt == "tiff" and importlib.util.find_spec("tifffile")):

@@ -29,6 +29,7 @@ from sslstudio.core.embed import EmbeddingCancelled
 from sslstudio.core.errors import SSLStudioError
 from sslstudio.core.runs import load_run_config
 from sslstudio.paths import cache_dir
+from sslstudio.slides import SlideOptions
 
 FORMAT = 1
 KEEP = 3  # embedding sets kept per run (a few checkpoints or folders side by side)
@@ -119,6 +120,7 @@ def _run_embeddings(
         index = open_index(
             folder,
             cache_dir(),
+            tiling=SlideOptions.of(cfg),
             cancel=cancel,
             progress=(lambda d, t: progress("scan", d, t)) if progress else None,
         )

@@ -22,6 +22,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from sslstudio.slides import SEP, parse_address
+
 APPROX_THRESHOLD = 50_000
 _BLOCK_ELEMENTS = 1 << 25  # query-block x rows per similarity block: ~128 MB of float32
 
@@ -30,14 +32,15 @@ def group_ids(paths: Sequence[str], rule: str) -> np.ndarray | None:
     """An integer group per path, or None for no grouping.
 
     Args:
-        rule: "" (no groups), "folder" (the parent folder), or a regular expression searched
-            in the file name: its first capture group (else the whole match) names the group;
-            a name the pattern does not match is a group of its own.
+        rule: "" (no groups), "folder" (the parent folder; for a whole-slide tile, its slide),
+            or a regular expression searched in the file name: its first capture group (else
+            the whole match) names the group; a name the pattern does not match is a group of
+            its own.
     """
     if not rule:
         return None
     if rule == "folder":
-        keys = [str(PurePosixPath(p).parent) for p in paths]
+        keys = [_slide_or_folder(p) for p in paths]
     else:
         try:
             pat = re.compile(rule)
@@ -51,6 +54,11 @@ def group_ids(paths: Sequence[str], rule: str) -> np.ndarray | None:
             keys.append(m.group(1 if m.re.groups else 0) if m else f"\0{i}")
     _, ids = np.unique(np.asarray(keys, dtype=object).astype(str), return_inverse=True)
     return ids.astype(np.int64)
+
+
+def _slide_or_folder(path: str) -> str:
+    tile = parse_address(path) if SEP in path else None
+    return tile.slide if tile is not None else str(PurePosixPath(path).parent)
 
 
 def _topk(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

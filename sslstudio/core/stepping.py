@@ -65,10 +65,13 @@ def prepare(cfg: RunConfig, cancel):
     from sslstudio.core.data.scan import require_usable
     from sslstudio.core.transforms.views import default_cache_size
     from sslstudio.paths import cache_dir
+    from sslstudio.slides import SlideOptions
 
     index = yield from in_background(
         "scan",
-        lambda progress: open_index(cfg.data_root, cache_dir(), progress=progress, cancel=cancel),
+        lambda progress: open_index(
+            cfg.data_root, cache_dir(), progress=progress, cancel=cancel, tiling=SlideOptions.of(cfg)
+        ),
     )
     require_usable(index)
     side = cfg.cache_size or default_cache_size(cfg.image_size, median_short_side(index))

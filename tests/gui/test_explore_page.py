@@ -57,7 +57,7 @@ def test_clicking_an_image_shows_it_first_among_its_neighbours(page, qtbot):
 
 def test_leaving_out_the_same_folder(page):
     emb = page.session.emb
-    page.browser.group_combo.setCurrentText("Leave out the same folder")
+    page.browser.group_combo.setCurrentText("Leave out the same folder or slide")
     page.query_row(0)
     folder = emb.paths[0].split("/")[0]
     assert all(not emb.paths[r].startswith(folder + "/") for r in page.browser.model.rows())

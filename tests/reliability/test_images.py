@@ -160,7 +160,7 @@ def test_scan_streams_with_bounded_work_in_flight_and_cancels(monkeypatch):
             lead[0] = max(lead[0], walked[0] - judged[0])
             yield scan._Candidate(f"{i:05d}.png", f"/nowhere/{i:05d}.png", 100, 0)
 
-    def judge(c, verify, channels):
+    def judge(c, verify, channels, tiling=None):
         time.sleep(0.0002)
         judged[0] += 1
         return 8, 8, "png"

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from sslstudio import imaging
+from sslstudio import imaging, slides
 from sslstudio.core.data.index import ImageIndex, SkippedFile
 from sslstudio.core.data.scan import HEADER_LIMIT, scan_folder
 from sslstudio.core.data.table import RecordTable
@@ -29,9 +29,12 @@ STORE_VERSION = 1
 
 
 def store_path(
-    root: str | os.PathLike[str], cache_root: Path, channels: imaging.Channels | None
+    root: str | os.PathLike[str],
+    cache_root: Path,
+    channels: imaging.Channels | None,
+    tiling: slides.SlideOptions | None = slides.DEFAULT_TILING,
 ) -> Path:
-    key = f"{STORE_VERSION}|{os.path.abspath(Path(root).expanduser())}|{channels}"
+    key = f"{STORE_VERSION}|{os.path.abspath(Path(root).expanduser())}|{channels}|{tiling}"
     return (
         cache_root
         / "indexes"
@@ -49,6 +52,7 @@ def open_index(
     cancel: threading.Event | None = None,
     channels: imaging.Channels | None = None,
     header_limit: int = HEADER_LIMIT,
+    tiling: slides.SlideOptions | None = slides.DEFAULT_TILING,
 ) -> ImageIndex:
     """The folder's stored index when it is still true, else a new scan (which is stored).
 
@@ -61,9 +65,9 @@ def open_index(
     if cache_root is None:
         return scan_folder(
             root, verify=verify, progress=progress, cancel=cancel, channels=channels,
-            header_limit=header_limit,
+            header_limit=header_limit, tiling=tiling,
         )  # fmt: skip
-    where = store_path(root, cache_root, channels)
+    where = store_path(root, cache_root, channels, tiling)
     if not rescan:
         found = load_index(where, verify=verify)
         if found is not None:
@@ -72,7 +76,7 @@ def open_index(
             return found
     index = scan_folder(
         root, verify=verify, progress=progress, cancel=cancel, channels=channels,
-        header_limit=header_limit,
+        header_limit=header_limit, tiling=tiling,
     )  # fmt: skip
     # a full or read-only disk costs the next open a scan, never this one its result
     with contextlib.suppress(OSError):

@@ -22,7 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-from sslstudio import imaging
+from sslstudio import imaging, slides
 from sslstudio.core.data.index import (  # noqa: F401  (re-exported: the public names of a scan)
     INDEX_VERSION,
     ImageIndex,
@@ -42,6 +42,11 @@ _POLL = 0.05  # seconds between cancel checks while waiting on the pool
 HEADER_LIMIT = 50_000
 _HEADER_CHUNK = 8  # files per pool task while reading headers (a task is ~1 ms)
 _SNIFF_CHUNK = 256  # files per pool task while sniffing (a task is ~1 ms)
+_IO_THREADS = 8
+_SLIDE_BYTES = 2**20  # a TIFF past the header limit and bigger than this is checked for a slide
+
+
+_Verdict = tuple[int, int, str] | SkippedFile | list[slides.TileAddress]
 
 
 class ScanCancelled(Exception):
@@ -65,6 +70,7 @@ def scan_folder(
     channels: imaging.Channels | None = None,
     workers: int | None = None,
     header_limit: int = HEADER_LIMIT,
+    tiling: slides.SlideOptions | None = slides.DEFAULT_TILING,
 ) -> ImageIndex:
     """Index every image under ``root`` (recursively), in path order.
 
@@ -78,6 +84,7 @@ def scan_folder(
         workers: decoding threads (default: CPU count, at most 8).
         header_limit: read headers (and with ``verify`` decode) of this many files; later files
             are type-checked by magic bytes and keep width/height 0 until read lazily.
+        tiling: how whole-slide images become tiles (:mod:`sslstudio.slides`); None skips them.
 
     Raises:
         NoUsableImagesError: ``root`` does not exist or is not a folder.
@@ -92,6 +99,10 @@ def scan_folder(
         )
     index = ImageIndex(root=os.path.abspath(root_path))
     n_workers = workers or min(8, os.cpu_count() or 1)
+    # Sniffing waits on the disk (8 threads keep a cold disk ~2x busier than 1); reading headers
+    # is Python and Pillow under the GIL, where threads beyond the cores only contend.
+    io_workers = max(n_workers, _IO_THREADS)
+    header_slots = threading.Semaphore(n_workers)
     reporter = _Progress(progress)
     found = _Columns()
     pending: set[Future[list[tuple[_Candidate, tuple[int, int, str] | SkippedFile]]]] = set()
@@ -102,7 +113,10 @@ def scan_folder(
         for future in done:
             results = future.result()
             for candidate, result in results:
-                if isinstance(result, SkippedFile):
+                if isinstance(result, list):  # a whole-slide image: its tissue tiles
+                    for tile in result:
+                        found.add(candidate, (tile.side, tile.side, "tile"), str(tile))
+                elif isinstance(result, SkippedFile):
                     if result.reason == "not an image" and _is_document(result.path):
                         index.other += 1
                     else:
@@ -112,7 +126,7 @@ def scan_folder(
             reporter.add(len(results))
 
     headers_left, submitted = header_limit, 0
-    with ThreadPoolExecutor(n_workers, thread_name_prefix="sslstudio-scan") as pool:
+    with ThreadPoolExecutor(io_workers, thread_name_prefix="sslstudio-scan") as pool:
         try:
             chunk: list[_Candidate] = []
             for candidate in _walk(index, cancel):
@@ -120,17 +134,24 @@ def scan_folder(
                 read = headers_left > 0
                 if len(chunk) < (_HEADER_CHUNK if read else _SNIFF_CHUNK):
                     continue
-                while len(pending) >= 4 * n_workers:  # bounded: the walk never runs far ahead
+                while len(pending) >= max(4 * n_workers, io_workers):  # the walk never runs far ahead
                     _check(cancel)
                     collect(_POLL)
-                pending.add(pool.submit(_judge_chunk, chunk, read, verify, channels, cancel))
+                pending.add(
+                    pool.submit(
+                        _judge_chunk, chunk, read, verify, channels, cancel, header_slots, tiling
+                    )
+                )
                 headers_left -= len(chunk)
                 submitted += len(chunk)
                 chunk = []
                 reporter.add(0)
             if chunk:
                 pending.add(
-                    pool.submit(_judge_chunk, chunk, headers_left > 0, verify, channels, cancel)
+                    pool.submit(
+                        _judge_chunk, chunk, headers_left > 0, verify, channels, cancel,
+                        header_slots, tiling,
+                    )  # fmt: skip
                 )
                 submitted += len(chunk)
             reporter.total = submitted
@@ -210,37 +231,87 @@ def _judge_chunk(
     verify: bool,
     channels: imaging.Channels | None,
     cancel: threading.Event | None,
-) -> list[tuple[_Candidate, tuple[int, int, str] | SkippedFile]]:
+    header_slots: threading.Semaphore | None = None,
+    tiling: slides.SlideOptions | None = None,
+) -> list[tuple[_Candidate, _Verdict]]:
     """Judge a few files on a pool thread; stops early (partial list) once ``cancel`` is set."""
-    out: list[tuple[_Candidate, tuple[int, int, str] | SkippedFile]] = []
+    if read_headers and header_slots is not None:
+        with header_slots:  # at most one header-reading chunk per core at a time
+            return _judge_chunk(chunk, read_headers, verify, channels, cancel, None, tiling)
+    out: list[tuple[_Candidate, _Verdict]] = []
     for c in chunk:
         if cancel is not None and cancel.is_set():
             break
-        out.append((c, _judge(c, verify, channels) if read_headers else _sniff(c)))
+        if not read_headers:
+            c, verdict = _sniff(c)
+            if tiling is not None and verdict == (0, 0, "tiff") and c.size > _SLIDE_BYTES:
+                verdict = _judge(c, verify, channels, tiling)  # maybe a slide: never lazy
+            out.append((c, verdict))
+            continue
+        if c.size < 0:  # listed without a stat (see _walk)
+            try:
+                st = os.stat(c.path)
+            except OSError as e:
+                out.append((c, _unreadable(c, e)))
+                continue
+            c = _Candidate(c.rel, c.path, st.st_size, st.st_mtime_ns)
+        out.append((c, _judge(c, verify, channels, tiling)))
     return out
 
 
+def _unreadable(c: _Candidate, e: OSError) -> SkippedFile:
+    return SkippedFile(c.rel, f"unreadable ({type(e).__name__})", type(e).__name__)
+
+
 def _judge(
-    c: _Candidate, verify: bool, channels: imaging.Channels | None
-) -> tuple[int, int, str] | SkippedFile:
+    c: _Candidate,
+    verify: bool,
+    channels: imaging.Channels | None,
+    tiling: slides.SlideOptions | None = None,
+) -> _Verdict:
     try:
         info = imaging.read_info(c.path, channels=channels, verify=verify)
     except imaging.DecodeError as e:
+        if tiling is not None and e.reason.startswith("whole-slide") and slides.is_slide(c.path):
+            return _tiles(c, tiling)
+        if e.reason.startswith("whole-slide") and not slides.available():
+            return SkippedFile(c.rel, f"{e.reason}; install openslide: pip install 'sslstudio[slides]'")
         return SkippedFile(c.rel, e.reason, e.error)
+    if tiling is not None and info.format == "tiff" and info.frames > 1 and slides.is_slide(c.path):
+        return _tiles(c, tiling)  # a pyramid small enough to read whole is still a slide
     return info.width, info.height, info.format
 
 
-def _sniff(c: _Candidate) -> tuple[int, int, str] | SkippedFile:
-    """Type-check by magic bytes only: the size stays 0 (unknown) until the header is read."""
-    if c.size == 0:
-        return SkippedFile(c.rel, "empty file")
+def _tiles(c: _Candidate, tiling: slides.SlideOptions) -> list[slides.TileAddress] | SkippedFile:
     try:
-        with open(c.path, "rb") as fp:
-            head = fp.read(32)
+        found = slides.tiles(c.path, c.rel, tiling)
+    except imaging.DecodeError as e:
+        return SkippedFile(c.rel, e.reason, e.error)
+    return found or SkippedFile(c.rel, "whole-slide image: no tissue found")
+
+
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+
+
+def _sniff(c: _Candidate) -> tuple[_Candidate, tuple[int, int, str] | SkippedFile]:
+    """Type-check by magic bytes only (one open, its fstat and 32 bytes: the fewest system
+    calls, which is what a cold disk charges for); width/height stay 0 until read lazily."""
+    try:
+        fd = os.open(c.path, _OPEN_FLAGS)  # non-blocking: a FIFO cannot hang the scan
+        try:
+            st = os.fstat(fd)
+            head = os.read(fd, 32) if stat.S_ISREG(st.st_mode) else b""
+        finally:
+            os.close(fd)
     except OSError as e:
-        return SkippedFile(c.rel, f"unreadable ({type(e).__name__})", type(e).__name__)
+        return c, _unreadable(c, e)
+    c = _Candidate(c.rel, c.path, st.st_size, st.st_mtime_ns)
+    if not stat.S_ISREG(st.st_mode):
+        return c, SkippedFile(c.rel, "not an image (special file)")
+    if st.st_size == 0:
+        return c, SkippedFile(c.rel, "empty file")
     fmt = imaging.sniff_format(head)
-    return (0, 0, fmt) if fmt is not None else SkippedFile(c.rel, "not an image")
+    return c, ((0, 0, fmt) if fmt is not None else SkippedFile(c.rel, "not an image"))
 
 
 class _Columns:
@@ -252,8 +323,8 @@ class _Columns:
         self.width, self.height = array("i"), array("i")
         self.formats: list[str] = []
 
-    def add(self, c: _Candidate, facts: tuple[int, int, str]) -> None:
-        self.paths.append(c.rel)
+    def add(self, c: _Candidate, facts: tuple[int, int, str], path: str = "") -> None:
+        self.paths.append(path or c.rel)
         self.size.append(c.size)
         self.mtime.append(c.mtime_ns)
         self.width.append(facts[0])
@@ -289,6 +360,9 @@ def _walk(index: ImageIndex, cancel: threading.Event | None) -> Iterator[_Candid
                 index.ignored += 1
                 continue
             rel_path = f"{rel}/{entry.name}" if rel else entry.name
+            if entry.is_file(follow_symlinks=False):  # from the listing itself, no system call
+                yield _Candidate(rel_path, entry.path, -1, -1)  # stat on a pool thread, in parallel
+                continue
             try:
                 st = entry.stat()  # follows symlinks
             except OSError as e:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from sslstudio.core.data.scan import ImageRecord
 
 TABLE_VERSION = 1
-FORMATS = ("jpeg", "png", "tiff", "bmp", "webp", "gif")
+FORMATS = ("jpeg", "png", "tiff", "bmp", "webp", "gif", "tile")  # append only: codes are stored
 _COLUMNS = ("blob", "offsets", "size_bytes", "mtime_ns", "width", "height", "fmt", "label")
 
 

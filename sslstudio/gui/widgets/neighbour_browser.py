@@ -22,13 +22,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from sslstudio import imaging
+from sslstudio import imaging, slides
 from sslstudio.gui.explore_models import ROW_ROLE, ImageRowsModel
 from sslstudio.gui.qt_models import ThumbnailCache, numpy_to_qimage
 from sslstudio.gui.widgets.panels import hbox, hint
 from sslstudio.gui.widgets.thumbnail_grid import ThumbnailGrid
 
-GROUP_RULES = {"Keep all": "", "Leave out the same folder": "folder", "Leave out a name pattern…": "pattern"}
+GROUP_RULES = {"Keep all": "", "Leave out the same folder or slide": "folder", "Leave out a name pattern…": "pattern"}
 QUERY_SIDE = 132
 
 
@@ -167,7 +167,7 @@ class NeighbourBrowser(QWidget):
 
     def _open_full(self) -> None:
         if self.query_path:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(self.query_path))
+            QDesktopServices.openUrl(QUrl.fromLocalFile(full_size_file(self.query_path)))
 
     def _choose_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Find images like…", "", "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp *.webp *.gif);;All files (*)")
@@ -184,3 +184,22 @@ class NeighbourBrowser(QWidget):
         if urls and urls[0].isLocalFile():
             event.acceptProposedAction()
             self.fileQueryRequested.emit(urls[0].toLocalFile())
+
+
+def full_size_file(path: str) -> str:
+    """A file the system viewer can open: the image itself, or a whole-slide tile written to a
+    temporary PNG (a tile address names no file)."""
+    if Path(path).exists() or slides.parse_address(path) is None:
+        return path
+    import hashlib
+    import tempfile
+
+    from PIL import Image
+
+    name = hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    target = Path(tempfile.gettempdir()) / f"sslstudio-tile-{name}.png"
+    try:
+        Image.fromarray(imaging.decode(path)).save(target)
+    except (imaging.DecodeError, OSError):
+        return path
+    return str(target)

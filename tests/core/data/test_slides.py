@@ -1,0 +1,79 @@
+"""Whole-slide images: tissue tiles from a generated pyramidal TIFF, addressable as paths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sslstudio import imaging, slides
+from sslstudio.core.data.scan import scan_folder
+from sslstudio.slides import SlideOptions, TileAddress, parse_address
+from tests.slide_factory import TISSUE, write_slide
+
+pytestmark = pytest.mark.skipif(not slides.available(), reason="openslide is not installed")
+
+OPTIONS = SlideOptions(tile_px=64, mpp=1.0)  # level 1 of a 0.5 µm/px slide: 128 level-0 px a tile
+
+
+def test_addresses_round_trip_and_ordinary_paths_are_not_tiles():
+    t = TileAddress("cases/a b.svs", 1, 2048, 512, 224)
+    assert str(t) == "cases/a b.svs#1:2048:512:224" and parse_address(str(t)) == t
+    for path in ("a.png", "notes#1.png", "x.svs#1:2:3", "x.svs#a:1:2:3", "#0:0:0:1", "x#0:0:0:0"):
+        assert parse_address(path) is None, path
+
+
+def test_tissue_mask_finds_stain_not_glass_or_pen():
+    rgb = np.full((100, 200, 3), 238, np.uint8)
+    rgb[20:80, 50:150] = (200, 100, 180)
+    rgb[0:10, 0:10] = (15, 15, 20)
+    mask = slides.tissue_mask(rgb)
+    assert mask[20:80, 50:150].all() and mask.sum() == 60 * 100
+
+
+def test_options_are_checked():
+    with pytest.raises(ValueError, match="tile size"):
+        SlideOptions(tile_px=4)
+    with pytest.raises(ValueError, match="µm/px"):
+        SlideOptions(mpp=0.0)
+
+
+def test_a_slide_becomes_tiles_of_tissue_that_decode_like_files(tmp_path):
+    root = tmp_path / "data"
+    write_slide(root / "slides" / "case1.tif")
+    Image.new("RGB", (40, 40), (10, 200, 30)).save(root / "slides" / "loose.png")
+    index = scan_folder(root, tiling=OPTIONS)
+    assert not index.skipped
+    tiles = [r for r in index.images if r.format == "tile"]
+    assert len(index.images) == len(tiles) + 1
+    rows, cols = TISSUE
+    inside = ((rows.stop - rows.start) // 128) * ((cols.stop - cols.start) // 128)
+    assert inside <= len(tiles) <= inside + 8  # the block's grid squares, no glass, no pen
+    for rec in tiles:
+        t = parse_address(rec.path)
+        assert t is not None and t.slide == "slides/case1.tif" and rec.label == "slides"
+        assert (t.level, t.side, rec.width) == (1, 64, 64)
+        assert rows.start - 128 < t.y < rows.stop and cols.start - 128 < t.x < cols.stop
+    pixels = imaging.decode(root / tiles[0].path)
+    assert pixels.shape == (64, 64, 3)
+    assert abs(int(pixels[..., 1].mean()) - 115) < 30  # the pink stain, not white glass
+    small = imaging.decode_resized(root / tiles[0].path, 32)
+    assert small.shape == (32, 32, 3)
+    info = imaging.read_info(root / tiles[0].path)
+    assert (info.width, info.height, info.format) == (64, 64, "tile")
+
+
+def test_bad_tile_addresses_give_reasons(tmp_path):
+    slide = write_slide(tmp_path / "s.tif")
+    with pytest.raises(imaging.DecodeError, match="no level 9"):
+        imaging.decode(f"{slide}#9:0:0:64")
+    with pytest.raises(imaging.DecodeError, match="unreadable"):
+        imaging.decode(f"{tmp_path / 'missing.tif'}#0:0:0:64")
+    with pytest.raises(imaging.DecodeError, match="too large"):
+        imaging.decode(f"{slide}#0:0:0:100000")
+
+
+def test_without_tiling_a_pyramid_reads_as_its_first_page(tmp_path):
+    write_slide(tmp_path / "s.tif", width=512, height=512)
+    index = scan_folder(tmp_path, tiling=None)
+    assert [(r.path, r.format, r.width) for r in index.images] == [("s.tif", "tiff", 512)]

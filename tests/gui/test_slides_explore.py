@@ -1,0 +1,71 @@
+"""A generated pyramidal TIFF trains, and its tiles show in the neighbour browser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sslstudio import slides
+from tests.shapes import tiny_config
+from tests.slide_factory import write_slide
+
+pytestmark = pytest.mark.skipif(not slides.available(), reason="openslide is not installed")
+
+
+@pytest.fixture
+def slide_run(tmp_path):
+    from sslstudio.core.events import RunFinished, RunStarted
+    from sslstudio.core.trainer import train
+
+    data = tmp_path / "data"
+    write_slide(data / "case1.tif")
+    write_slide(data / "case2.tif", width=2048, height=1536)
+    run = tmp_path / "run"
+    cfg = tiny_config(data, run, max_steps=2, monitor_every=0, image_size=24, batch_size=8)
+    cfg = type(cfg)(**{**cfg.__dict__, "tile_px": 64, "tile_mpp": 1.0})
+    events = list(train(cfg))
+    assert isinstance(events[-1], RunFinished), events[-1]
+    started = next(e for e in events if isinstance(e, RunStarted))
+    assert started.num_images > 40  # tiles of two slides, nothing else
+    return run
+
+
+@pytest.fixture
+def page(qtbot, themed_app, slide_run):
+    from sslstudio.gui.pages.explore import ExplorePage
+    from sslstudio.gui.settings import Settings
+
+    p = ExplorePage(Settings())
+    qtbot.addWidget(p)
+    p.resize(1280, 800)
+    p.show()
+    p.open_run(slide_run)
+    qtbot.waitUntil(lambda: p.session.emb is not None and not p.session.is_busy(), timeout=60_000)
+    yield p
+    p.shutdown()
+
+
+def test_tiles_show_in_the_neighbour_browser_and_group_by_slide(page, qtbot):
+    from sslstudio.gui.widgets.neighbour_browser import full_size_file
+
+    emb = page.session.emb
+    paths = list(emb.paths)
+    assert all(slides.parse_address(p) for p in paths)
+    page.browser.queryRequested.emit(0)
+    hits = page.browser.model
+    rows = [int(r) for r in hits.rows()]
+    assert rows[0] == 0 and hits.rowCount() == page.browser.k
+    # thumbnails of tiles decode (a placeholder would be the same for every row)
+    qtbot.waitUntil(lambda: page.cache.decoded >= 2, timeout=20_000)
+    assert not page.cache._failed  # every tile thumbnail decoded so far
+    query_slide = slides.parse_address(paths[0]).slide
+    page.browser.group_combo.setCurrentText("Leave out the same folder or slide")
+    page.browser.queryRequested.emit(0)
+    others = [slides.parse_address(paths[int(r)]).slide for r in hits.rows()[1:]]
+    assert others and all(s != query_slide for s in others)
+    # "open full size" hands the viewer a real PNG of the tile
+    png = Path(full_size_file(page.browser.query_path))
+    assert png.suffix == ".png" and np.asarray(Image.open(png)).shape == (64, 64, 3)
