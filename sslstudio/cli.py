@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--plan-only", action="store_true", help="with --budget: print the plan and exit")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--events-json", action="store_true",
+                   help="print every event as one JSON line on stdout (rank 0): how the window follows a torchrun")
 
     e = sub.add_parser("embed", help="write backbone features of a folder")
     e.add_argument("run")

@@ -126,6 +126,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         RunStarted,
         RunStopped,
         StepLogged,
+        to_json,
     )
     from sslstudio.core.methods import check_backbone, method_config
     from sslstudio.core.runs import load_run_config
@@ -169,10 +170,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         stop.set()
         print("\nstopping after this step (Ctrl-C again to abort)...", file=sys.stderr)
 
-    old = signal.signal(signal.SIGINT, on_sigint)
-    bar = _Progress(quiet=args.quiet, silent=world is not None and not world.main)  # rank 0 reports
+    # SIGTERM too: torchrun forwards it (and SIGINT) to every rank, SLURM sends it before a kill
+    old = {sig: signal.signal(sig, on_sigint) for sig in (signal.SIGINT, signal.SIGTERM)}
+    main = world is None or world.main
+    events_json = getattr(args, "events_json", False)
+    bar = _Progress(quiet=args.quiet or events_json, silent=not main)  # rank 0 reports
     try:
         for ev in train(cfg, stop=stop, resume_from=args.resume):
+            if events_json and main:
+                print(to_json(ev), flush=True)
             if isinstance(ev, Preparing):
                 bar.preparing(ev)
             elif isinstance(ev, RunStarted):
@@ -204,7 +210,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                     f"failed at step {ev.step}; last good checkpoint: {ev.last_checkpoint or 'none'}"
                 )
     finally:
-        signal.signal(signal.SIGINT, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
         if world is not None:
             import torch.distributed
 

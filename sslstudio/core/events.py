@@ -5,6 +5,8 @@ The CLI prints them, the GUI forwards them through one Qt signal, tests collect 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
 
 
@@ -121,3 +123,29 @@ Event = (
     | RunFailed
     | PlanRevised
 )
+
+_TYPES: dict[str, type] = {
+    cls.__name__: cls
+    for cls in (Preparing, RunStarted, StepLogged, MonitorLogged, EpochEnded, CheckpointSaved,
+                RunStopped, RunFinished, RunFailed, PlanRevised)
+}  # fmt: skip
+
+
+def to_json(ev: Event) -> str:
+    """One line of JSON naming the event's type: how a run in another process (torchrun)
+    reports to the window. Plain data only; :func:`from_json` is its inverse."""
+    fields = {f.name: getattr(ev, f.name) for f in dataclasses.fields(ev)}
+    return json.dumps({"event": type(ev).__name__, **fields}, allow_nan=True)
+
+
+def from_json(text: str) -> Event:
+    """The event a :func:`to_json` line describes. ValueError for anything else."""
+    try:
+        data = json.loads(text)
+        cls = _TYPES[data.pop("event")]
+        for f in dataclasses.fields(cls):
+            if str(f.type).startswith("tuple") and isinstance(data.get(f.name), list):
+                data[f.name] = tuple(data[f.name])
+        return cls(**data)
+    except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as e:
+        raise ValueError(f"not an SSL Studio event: {text[:80]!r}") from e

@@ -71,6 +71,7 @@ class Catalog:
     cuda_name: str | None  # the GPU's name when CUDA works
     mps: bool
     notices: tuple[str, ...] = ()  # e.g. "CUDA failed to initialise"
+    cuda_count: int = 0  # GPUs CUDA sees; more than one offers a torchrun run
 
     def describe_device(self, wish: str, threads: int | None = None) -> str:
         """Where a run with ``device=wish`` will train, in words (mirrors ``pick_device``)."""
@@ -101,7 +102,8 @@ def load_catalog() -> Catalog:
 
         cuda_name = torch.cuda.get_device_name(device)
     mps = device.type == "mps"
-    return Catalog(methods, backbones, cuda_name, mps, tuple(notices))
+    count = torch.cuda.device_count() if cuda_name else 0
+    return Catalog(methods, backbones, cuda_name, mps, tuple(notices), count)
 
 
 def _warm_lazy_imports() -> None:

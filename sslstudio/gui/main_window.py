@@ -281,7 +281,7 @@ class MainWindow(QMainWindow):
             return
         self.settings.set("last_config", _choices(cfg))
         self.steps.setCurrentRow(STEPS.index("Train"))
-        self.controller.start(cfg)
+        self.controller.start(cfg, processes=self.method_page.processes())
 
     @Slot(str)
     def continue_run(self, run_dir: str) -> None:
@@ -299,7 +299,8 @@ class MainWindow(QMainWindow):
         if cfg.data_root and cfg.data_root != self.data_page.folder and Path(cfg.data_root).is_dir():
             self.open_folder(cfg.data_root)  # the pages then describe the run being continued
         self.show_page("Train")
-        self.controller.start(dataclasses.replace(cfg, threads=self.method_page.threads()), resume_from=run_dir)
+        self.controller.start(dataclasses.replace(cfg, threads=self.method_page.threads()), resume_from=run_dir,
+                              processes=self.method_page.processes())
 
     def _open_run(self) -> None:
         self.show_page("Runs")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal, Slot
 
@@ -18,6 +19,9 @@ from sslstudio.config import RunConfig
 from sslstudio.core.events import RunFailed, RunFinished, RunStarted, RunStopped
 from sslstudio.gui.sleep_inhibit import SleepInhibitor
 from sslstudio.gui.worker import ThreadJob, TrainingWorker
+
+if TYPE_CHECKING:
+    from sslstudio.gui.torchrun_worker import TorchrunWorker
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +47,14 @@ class RunController(QObject):
     def __init__(self, parent: QObject | None = None, inhibitor: SleepInhibitor | None = None) -> None:
         super().__init__(parent)
         self.inhibitor = inhibitor or SleepInhibitor()
-        self._worker: TrainingWorker | None = None
+        self._worker: TrainingWorker | TorchrunWorker | None = None
         self._job: ThreadJob | None = None
         self._state = IDLE
         self._outcome = ""
         self.run_dir: str | None = None  # the current or last run's folder
         self.resumable: str | None = None  # a stopped/failed run with a checkpoint to go on from
         self.last_config: RunConfig | None = None
+        self.can_pause = True  # False for a torchrun run (see gui/torchrun_worker.py)
 
     @property
     def state(self) -> str:
@@ -59,14 +64,21 @@ class RunController(QObject):
         """True from start() until the worker thread has finished (paused and stopping included)."""
         return self._job is not None
 
-    def start(self, cfg: RunConfig, resume_from: str | Path | None = None) -> None:
-        """Start training ``cfg`` (or continue the run folder ``resume_from``) on a new thread."""
+    def start(self, cfg: RunConfig, resume_from: str | Path | None = None, processes: int = 1) -> None:
+        """Start training ``cfg`` (or continue the run folder ``resume_from``) on a new thread;
+        ``processes`` > 1: that many ranks under torchrun (one per GPU), followed from here."""
         if self.is_running():
             raise RuntimeError("a run is already in progress")
         self.last_config = cfg
         self._outcome = ""
         self.run_dir = str(resume_from) if resume_from else None
-        worker = TrainingWorker(cfg, resume_from)
+        if processes > 1:
+            from sslstudio.gui.torchrun_worker import TorchrunWorker
+
+            worker: TrainingWorker | TorchrunWorker = TorchrunWorker(cfg, resume_from, processes)
+        else:
+            worker = TrainingWorker(cfg, resume_from)
+        self.can_pause = getattr(worker, "can_pause", True)
         worker.event.connect(self._on_event)
         worker.failed.connect(self._on_failed)
         self._worker = worker
@@ -75,7 +87,7 @@ class RunController(QObject):
         self._set_state(PREPARING)
 
     def pause(self) -> None:
-        if self._worker is not None and self._state == RUNNING:
+        if self._worker is not None and self._state == RUNNING and self.can_pause:
             self._worker.set_paused(True)
             self._set_state(PAUSED)
 

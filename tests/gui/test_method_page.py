@@ -218,3 +218,20 @@ def test_applying_a_config_shows_its_method_options(ready_window) -> None:
     assert page.update_config(base).method == other
     page._select_method("simclr")  # coming back: the values it had, not the other method's
     assert page.options_form.control("temperature").value() == 0.3
+
+
+def test_with_several_gpus_the_page_offers_torchrun(ready_window) -> None:
+    page = ready_window.method_page
+    assert not page.all_gpus.isVisibleTo(page) and page.processes() == 1  # this machine: no GPUs
+    page.set_catalog(dataclasses.replace(ready_window.catalog, cuda_name="Test GPU", cuda_count=4))
+    page._select_method("simclr")
+    page.run_form.control("device").setCurrentText("auto")
+    assert page.all_gpus.isVisibleTo(page) and "all 4 GPUs" in page.all_gpus.text()
+    assert page.processes() == 1  # offered, not chosen
+    page.all_gpus.setChecked(True)
+    assert page.processes() == 4
+    command = page.command_edit.toPlainText()
+    assert command.startswith("torchrun --standalone --nproc_per_node=4 -m sslstudio train")
+    assert command.endswith("--distributed")
+    page._select_method("swav")  # batch-wide state not yet gathered across ranks: not offered
+    assert not page.all_gpus.isVisibleTo(page) and page.processes() == 1

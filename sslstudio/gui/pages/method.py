@@ -14,6 +14,7 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QApplication,
+    QCheckBox,
     QHBoxLayout,
     QLabel,
     QListWidget,
@@ -139,6 +140,14 @@ class MethodPage(Page):
         self.device_label = hint("")
         card.add(self.backbone_description)
         card.add(self.device_label)
+        self.all_gpus = QCheckBox("Use every GPU (torchrun, one process per GPU)")
+        self.all_gpus.setToolTip(
+            "Trains with one process per GPU under torchrun, the batch shared between them; "
+            "the run is followed here as usual (pause is not offered)."
+        )
+        self.all_gpus.setVisible(False)
+        self.all_gpus.toggled.connect(self._on_changed)
+        card.add(self.all_gpus)
         self.estimates = card.add(EstimatePanel())
         self.estimate_button, self.estimate_label = self.estimates.button, self.estimates.label
         self.estimate_detail = self.estimates.detail
@@ -214,6 +223,12 @@ class MethodPage(Page):
     def set_run_active(self, active: bool) -> None:
         """No estimate while a run trains: both would compete for the cores (and torch's threads)."""
         self.estimates.set_blocked(active)
+
+    def processes(self) -> int:
+        """Training processes: every GPU when that box is ticked and offered, else 1."""
+        if self.catalog is None or not self.all_gpus.isVisibleTo(self) or not self.all_gpus.isChecked():
+            return 1
+        return max(1, self.catalog.cuda_count)
 
     def threads(self) -> int:
         return int(self.run_form.values()["threads"])
@@ -316,12 +331,21 @@ class MethodPage(Page):
         if self.catalog is not None:
             self.backbone_description.setText(f"{cfg.backbone}: {self.catalog.backbones.get(cfg.backbone, '')}")
             self.device_label.setText(f"Will train on: {self.catalog.describe_device(cfg.device, cfg.threads)}")
+            from sslstudio.core.distributed import DISTRIBUTED_METHODS  # loaded with the catalog
+
+            many = self.catalog.cuda_count > 1 and cfg.device in ("auto", "cuda")
+            self.all_gpus.setText(f"Use all {self.catalog.cuda_count} GPUs (torchrun, one process per GPU)")
+            self.all_gpus.setVisible(many and cfg.method in DISTRIBUTED_METHODS)
         else:
             self.device_label.setText("Will train on: (checking the hardware…)")
         options = self.options_form.value() if self.options_form is not None else None
         self.schedules.draw(cfg, self.num_images, options, momentum_fields(info.config_cls) if info else None)
         defaults = dataclasses.asdict(info.config_cls()) if info is not None else {}
-        self.command_edit.setPlainText(command_line(cfg, defaults))
+        command = command_line(cfg, defaults)
+        if self.processes() > 1 and command.startswith("sslstudio train"):
+            command = (f"torchrun --standalone --nproc_per_node={self.processes()} -m sslstudio train"
+                       + command[len("sslstudio train"):] + " --distributed")  # fmt: skip
+        self.command_edit.setPlainText(command)
         missing = missing_flags(cfg)
         self.command_note.setText("Not expressible as flags: " + ", ".join(missing) if missing else "")
         self.command_note.setToolTip("Save these in a config file and pass it with --config" if missing else "")

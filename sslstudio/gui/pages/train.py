@@ -184,7 +184,7 @@ class TrainPage(Page):
         state = self.controller.state
         idle = state == IDLE
         self.start_button.setEnabled(idle and self.can_start)
-        self.pause_button.setEnabled(state == RUNNING)
+        self.pause_button.setEnabled(state == RUNNING and self.controller.can_pause)
         self.resume_button.setEnabled(state == PAUSED or (idle and bool(self.controller.resumable)))
         self.resume_button.setToolTip(with_shortcut(
             "Continue the stopped run from its last checkpoint" if idle else "Continue the paused run", "Ctrl+Shift+P"
