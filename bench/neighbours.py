@@ -100,6 +100,9 @@ def main() -> int:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--sets", default="real,synthetic")
     ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "neighbours.json"))
+    ap.add_argument("--connectivity", type=int, default=None, help="HNSW graph degree (default: the studio's)")
+    ap.add_argument("--expansion-add", type=int, default=None, help="build-time ef (default: the studio's)")
+    ap.add_argument("--ef", default="", help="comma list of search-time ef to sweep on one index (default: the studio's)")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     real = real_features(args.run)
@@ -122,15 +125,20 @@ def main() -> int:
                          "recall_at_10": 1.0})
             print(f"{name:<10} {n:>9} {'exact':<12} {build:>8.2f} {p50:>8.2f} {p95:>8.2f} {1.0:>10.3f}", flush=True)
             if nb.usearch_available():
+                params = {k: v for k, v in (("connectivity", args.connectivity),
+                                              ("expansion_add", args.expansion_add)) if v}  # fmt: skip
                 t0 = time.perf_counter()
-                approx = nb.ApproxIndex(x)
+                approx = nb.ApproxIndex(x, **params)
                 build = time.perf_counter() - t0
-                p50, p95, ids = latency(approx, queries)
-                recall = float(np.mean([len(set(a) & set(e)) / 10 for a, e in zip(ids, exact_ids)]))
-                rows.append({"data": name, "n": n, "index": "approximate", "build_s": build, "p50_ms": p50,
-                             "p95_ms": p95, "recall_at_10": recall})
-                print(f"{name:<10} {n:>9} {'approximate':<12} {build:>8.2f} {p50:>8.2f} {p95:>8.2f} {recall:>10.3f}",
-                      flush=True)
+                for ef in [int(e) for e in args.ef.split(",") if e] or [approx.index.expansion_search]:
+                    approx.index.expansion_search = ef
+                    p50, p95, ids = latency(approx, queries)
+                    recall = float(np.mean([len(set(a) & set(e)) / 10 for a, e in zip(ids, exact_ids)]))
+                    rows.append({"data": name, "n": n, "index": "approximate", "build_s": build, "p50_ms": p50,
+                                 "p95_ms": p95, "recall_at_10": recall, "ef": ef, **params})
+                    label = f"approx ef{ef}"
+                    print(f"{name:<10} {n:>9} {label:<12} {build:>8.2f} {p50:>8.2f} {p95:>8.2f} {recall:>10.3f}",
+                          flush=True)
                 del approx
             del exact, x
     out = {"machine": platform.platform(), "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d"),

@@ -6,6 +6,8 @@ Shared by the scan (which type-checks a million files by their magic bytes) and
 
 from __future__ import annotations
 
+import os
+
 _BMP_DIB_SIZES = {12, 16, 40, 52, 56, 64, 108, 124}
 _JUNK_NAMES = frozenset({"thumbs.db", "ehthumbs.db", "desktop.ini", "__macosx", "icon\r"})
 
@@ -31,3 +33,16 @@ def sniff_format(head: bytes) -> str | None:
 def is_ignored_name(name: str) -> bool:
     """OS and tool junk (.DS_Store, ._x.jpg, Thumbs.db, hidden files): skipped silently."""
     return name.startswith(".") or name.lower() in _JUNK_NAMES
+
+
+# Files with these extensions that are not images are notes beside the images, not failures.
+# A file with an image extension (or none) that is not an image is still skipped and reported.
+_DOCUMENT_EXTENSIONS = frozenset(
+    {".md", ".txt", ".rst", ".csv", ".tsv", ".json", ".yaml", ".yml", ".xml", ".html", ".pdf",
+     ".doc", ".docx", ".xls", ".xlsx", ".zip", ".py", ".log"}
+)  # fmt: skip
+
+
+def is_document(path: str) -> bool:
+    """README.md, labels.csv, notes.pdf…: neither images nor failures when they do not decode."""
+    return os.path.splitext(path)[1].lower() in _DOCUMENT_EXTENSIONS

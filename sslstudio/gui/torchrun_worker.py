@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -96,6 +97,7 @@ class TorchrunWorker(QObject):
         except OSError as exc:
             self.failed.emit(f"could not start torchrun: {exc}")
         finally:
+            shutil.rmtree(folder, ignore_errors=True)  # the config copy and the log (kept beside the run)
             self.finished.emit()
 
     def request_stop(self) -> None:

@@ -148,9 +148,10 @@ def test_exif_rotated_photo_is_upright_in_training_pixels_and_the_tool(tmp_path)
 
 
 def test_scan_streams_with_bounded_work_in_flight_and_cancels(monkeypatch):
-    """Item 15: the walk never runs far ahead of the decoders; progress comes while it walks."""
-    n, workers = 2000, 2
-    walked, judged = [0], [0]
+    """Item 15: the walk never runs far ahead of the type checks; progress comes while it walks;
+    then every header is read (a folder under the header limit)."""
+    n, workers = 10_000, 2
+    walked, judged, headers = [0], [0], [0]
     lead = [0]
 
     def walk(index, cancel):
@@ -160,19 +161,26 @@ def test_scan_streams_with_bounded_work_in_flight_and_cancels(monkeypatch):
             lead[0] = max(lead[0], walked[0] - judged[0])
             yield scan._Candidate(f"{i:05d}.png", f"/nowhere/{i:05d}.png", 100, 0)
 
-    def judge(c, verify, channels, tiling=None):
+    def sniff(c):
         time.sleep(0.0002)
         judged[0] += 1
+        return c, (0, 0, "png")
+
+    def judge(c, verify, channels, tiling=None):
+        headers[0] += 1
         return 8, 8, "png"
 
     monkeypatch.setattr(scan, "_walk", walk)
+    monkeypatch.setattr(scan, "_sniff", sniff)
     monkeypatch.setattr(scan, "_judge", judge)
     calls: list[tuple[int, int | None]] = []
     index = scan_folder(Path.cwd(), workers=workers, progress=lambda d, t: calls.append((d, t)))
-    assert len(index.images) == n and calls[-1] == (n, n)
+    assert len(index.images) == n and calls[-1] == (n, n)  # listed, then n headers read
+    assert headers[0] == n and index.unread == 0
     assert any(total is None and done > 0 for done, total in calls)  # progress while walking
-    # bounded queue + those being judged + the chunk being gathered, in files
-    assert lead[0] <= (4 * workers + workers + 2) * scan._HEADER_CHUNK
+    # chunks in flight (queued or being judged) + the chunk being gathered, in files
+    in_flight = max(4 * workers, scan._IO_THREADS)
+    assert lead[0] <= (in_flight + 1) * scan._SNIFF_CHUNK < n
 
     walked[0] = judged[0] = 0
     cancel = threading.Event()

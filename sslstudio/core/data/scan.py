@@ -1,9 +1,11 @@
 """Scan a folder into an :class:`ImageIndex`: the usable images, and why every other file is not.
 
-The walk streams (``os.scandir``, one folder at a time) while a small thread pool judges the
-files it yields (Pillow releases the GIL while decoding), with a bounded number in flight so
-memory stays flat on 100k-file folders. Files are judged by content: PNG bytes named ``.jpg``
-are an image, a text file named ``.png`` is skipped as "not an image". OS junk (``.DS_Store``,
+Two phases. The walk streams (``os.scandir``, one folder at a time) while a thread pool
+type-checks the files it yields by their first bytes, a bounded number in flight, so memory
+stays flat; then the headers of every image are read (with ``verify``, every image decoded),
+unless the folder holds more than ``HEADER_LIMIT`` images: its sizes are then read lazily.
+Files are judged by content: PNG bytes named ``.jpg`` are an image, a text file named ``.png``
+is skipped as "not an image". Whole-slide images become tiles (:mod:`sslstudio.slides`). OS junk (``.DS_Store``,
 ``._x.jpg``, ``Thumbs.db``, hidden files) is counted as ignored, never as a failure. Symlinks
 to files and folders are followed; broken links and loops are reported, and every folder is
 entered at most once, so the walk always ends.
@@ -11,6 +13,7 @@ entered at most once, so the walk always ends.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -20,6 +23,7 @@ from array import array
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from sslstudio import imaging, slides
@@ -33,12 +37,13 @@ from sslstudio.core.data.index import (  # noqa: F401  (re-exported: the public 
 )
 from sslstudio.core.data.table import RecordTable
 from sslstudio.core.errors import NoUsableImagesError
+from sslstudio.filetypes import is_document
 
 _PROGRESS_INTERVAL = 1 / 30  # at most ~30 progress calls a second, whatever the file rate
 _POLL = 0.05  # seconds between cancel checks while waiting on the pool
-# Headers (and, with verify, whole decodes) are read for this many files during the scan; beyond
-# it files are type-checked by their magic bytes only and their sizes read lazily. 50k headers
-# take ~7 s on 2 cores; a million take minutes.
+# A folder of up to this many images has every header read (with verify, every image decoded);
+# a bigger one is listed and type-checked by magic bytes, its sizes read lazily. 50k headers
+# take ~6 s on 2 cores; a million would take minutes.
 HEADER_LIMIT = 50_000
 _HEADER_CHUNK = 8  # files per pool task while reading headers (a task is ~1 ms)
 _SNIFF_CHUNK = 256  # files per pool task while sniffing (a task is ~1 ms)
@@ -57,8 +62,9 @@ class ScanCancelled(Exception):
 class _Candidate:
     rel: str
     path: str
-    size: int
+    size: int  # -1: not stat-ed yet (see _walk)
     mtime_ns: int
+    row: int = -1  # phase 2: the row of the image in the columns
 
 
 def scan_folder(
@@ -77,13 +83,14 @@ def scan_folder(
     Args:
         root: the folder; first-level subfolders become class labels.
         verify: decode every image fully (catches truncation); False reads headers only.
-        progress: called as ``progress(done, total)``, total None until the walk has finished;
-            at most ~30 times a second and once at the end.
+        progress: called as ``progress(done, total)``: files listed with total None while the
+            walk goes on, then headers read of total; at most ~30 times a second, and at the end.
         cancel: when set, the scan stops within ~50 ms and raises :class:`ScanCancelled`.
         channels: channel choice for multi-channel TIFFs (see :mod:`sslstudio.imaging`).
         workers: decoding threads (default: CPU count, at most 8).
-        header_limit: read headers (and with ``verify`` decode) of this many files; later files
-            are type-checked by magic bytes and keep width/height 0 until read lazily.
+        header_limit: a folder of at most this many images has every header read (and with
+            ``verify`` every image decoded); a bigger one is only listed and type-checked by
+            magic bytes, its sizes 0 until read lazily (``ImageIndex.sizes``).
         tiling: how whole-slide images become tiles (:mod:`sslstudio.slides`); None skips them.
 
     Raises:
@@ -102,101 +109,29 @@ def scan_folder(
     # Sniffing waits on the disk (8 threads keep a cold disk ~2x busier than 1); reading headers
     # is Python and Pillow under the GIL, where threads beyond the cores only contend.
     io_workers = max(n_workers, _IO_THREADS)
-    header_slots = threading.Semaphore(n_workers)
     reporter = _Progress(progress)
     found = _Columns()
-    pending: set[Future[list[tuple[_Candidate, tuple[int, int, str] | SkippedFile]]]] = set()
-
-    def collect(timeout: float | None) -> None:
-        nonlocal pending
-        done, pending = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
-        for future in done:
-            results = future.result()
-            for candidate, result in results:
-                if isinstance(result, list):  # a whole-slide image: its tissue tiles
-                    for tile in result:
-                        found.add(candidate, (tile.side, tile.side, "tile"), str(tile))
-                elif isinstance(result, SkippedFile):
-                    if result.reason == "not an image" and _is_document(result.path):
-                        index.other += 1
-                    else:
-                        index.skipped.append(result)
-                else:
-                    found.add(candidate, result)
-            reporter.add(len(results))
-
-    headers_left, submitted = header_limit, 0
     with ThreadPoolExecutor(io_workers, thread_name_prefix="sslstudio-scan") as pool:
-        try:
-            chunk: list[_Candidate] = []
-            for candidate in _walk(index, cancel):
-                chunk.append(candidate)
-                read = headers_left > 0
-                if len(chunk) < (_HEADER_CHUNK if read else _SNIFF_CHUNK):
-                    continue
-                while len(pending) >= max(4 * n_workers, io_workers):  # the walk never runs far ahead
-                    _check(cancel)
-                    collect(_POLL)
-                pending.add(
-                    pool.submit(
-                        _judge_chunk, chunk, read, verify, channels, cancel, header_slots, tiling
-                    )
-                )
-                headers_left -= len(chunk)
-                submitted += len(chunk)
-                chunk = []
-                reporter.add(0)
-            if chunk:
-                pending.add(
-                    pool.submit(
-                        _judge_chunk, chunk, headers_left > 0, verify, channels, cancel,
-                        header_slots, tiling,
-                    )  # fmt: skip
-                )
-                submitted += len(chunk)
-            reporter.total = submitted
-            while pending:
-                _check(cancel)
-                collect(_POLL)
-        except BaseException:
-            for future in pending:
-                future.cancel()  # in-flight chunks stop at their next file, queued ones never start
-            raise
+        # 1: list and type-check every file by its magic bytes, in chunks, while the walk goes on
+        sniff = partial(_each, judge=_sniff)
+        _run(pool, _chunks(_walk(index, cancel), _SNIFF_CHUNK), sniff, found, index, reporter,
+             cancel, max(4 * n_workers, io_workers))  # fmt: skip
+        # 2: headers (with verify: whole decodes) of every image of a folder up to header_limit;
+        # past it only of TIFFs big enough to be slides, the rest read lazily
+        rows = _header_rows(found, header_limit, tiling)
+        reporter.total = len(rows) or reporter.done  # progress: listed files, then headers read
+        reporter.done = 0 if rows else reporter.done
+        def read(c: _Candidate) -> tuple[_Candidate, _Verdict]:
+            return c, _judge(c, verify, channels, tiling)
+
+        headers = partial(_each, judge=read, slots=threading.Semaphore(n_workers))
+        work = _chunks((found.candidate(index.root, k) for k in rows), _HEADER_CHUNK)
+        _run(pool, work, headers, found, index, reporter, cancel, 4 * n_workers)
     _check(cancel)
     reporter.finish()
     index.images = found.table()
     index.skipped.sort(key=lambda s: s.path)
     return index
-
-
-# Files with these extensions that are not images are notes beside the images, not failures.
-# A file with an image extension (or none) that is not an image is still skipped and reported.
-_DOCUMENT_EXTENSIONS = frozenset(
-    [
-        ".md",
-        ".txt",
-        ".rst",
-        ".csv",
-        ".tsv",
-        ".json",
-        ".yaml",
-        ".yml",
-        ".xml",
-        ".html",
-        ".pdf",
-        ".doc",
-        ".docx",
-        ".xls",
-        ".xlsx",
-        ".zip",
-        ".py",
-        ".log",
-    ]
-)
-
-
-def _is_document(rel_path: str) -> bool:
-    return os.path.splitext(rel_path)[1].lower() in _DOCUMENT_EXTENSIONS
 
 
 def _check(cancel: threading.Event | None) -> None:
@@ -225,37 +160,71 @@ class _Progress:
             self.callback(self.done, self.done)
 
 
-def _judge_chunk(
+def _run(pool, chunks, judge, found, index, reporter, cancel, in_flight: int) -> None:
+    """Judge ``chunks`` on ``pool`` with at most ``in_flight`` chunks pending, filing results."""
+    pending: set[Future[list[tuple[_Candidate, _Verdict]]]] = set()
+
+    def collect(timeout: float | None) -> None:
+        nonlocal pending
+        done, pending = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+        for future in done:
+            results = future.result()
+            for candidate, verdict in results:
+                found.file(candidate, verdict, index)
+            reporter.add(len(results))
+
+    try:
+        for chunk in chunks:
+            while len(pending) >= in_flight:  # bounded: the walk never runs far ahead
+                _check(cancel)
+                collect(_POLL)
+            pending.add(pool.submit(judge, chunk, cancel))
+            reporter.add(0)
+        while pending:
+            _check(cancel)
+            collect(_POLL)
+    except BaseException:
+        for future in pending:
+            future.cancel()  # in-flight chunks stop at their next file, queued ones never start
+        raise
+
+
+def _chunks(items: Iterator[_Candidate], size: int) -> Iterator[list[_Candidate]]:
+    chunk: list[_Candidate] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _header_rows(
+    found: _Columns, header_limit: int, tiling: slides.SlideOptions | None
+) -> list[int]:
+    n = len(found.paths)
+    if n <= header_limit:
+        return list(range(n))
+    if tiling is None:
+        return []
+    return [k for k in range(n) if found.formats[k] == "tiff" and found.size[k] > _SLIDE_BYTES]
+
+
+def _each(
     chunk: list[_Candidate],
-    read_headers: bool,
-    verify: bool,
-    channels: imaging.Channels | None,
     cancel: threading.Event | None,
-    header_slots: threading.Semaphore | None = None,
-    tiling: slides.SlideOptions | None = None,
+    judge: Callable[[_Candidate], tuple[_Candidate, _Verdict]],
+    slots: threading.Semaphore | None = None,
 ) -> list[tuple[_Candidate, _Verdict]]:
-    """Judge a few files on a pool thread; stops early (partial list) once ``cancel`` is set."""
-    if read_headers and header_slots is not None:
-        with header_slots:  # at most one header-reading chunk per core at a time
-            return _judge_chunk(chunk, read_headers, verify, channels, cancel, None, tiling)
+    """Judge a few files on a pool thread (holding one of ``slots``, when given); a partial
+    list once ``cancel`` is set: the scan is being abandoned."""
     out: list[tuple[_Candidate, _Verdict]] = []
-    for c in chunk:
-        if cancel is not None and cancel.is_set():
-            break
-        if not read_headers:
-            c, verdict = _sniff(c)
-            if tiling is not None and verdict == (0, 0, "tiff") and c.size > _SLIDE_BYTES:
-                verdict = _judge(c, verify, channels, tiling)  # maybe a slide: never lazy
-            out.append((c, verdict))
-            continue
-        if c.size < 0:  # listed without a stat (see _walk)
-            try:
-                st = os.stat(c.path)
-            except OSError as e:
-                out.append((c, _unreadable(c, e)))
-                continue
-            c = _Candidate(c.rel, c.path, st.st_size, st.st_mtime_ns)
-        out.append((c, _judge(c, verify, channels, tiling)))
+    with slots or contextlib.nullcontext():
+        for c in chunk:
+            if cancel is not None and cancel.is_set():
+                break
+            out.append(judge(c))
     return out
 
 
@@ -275,7 +244,9 @@ def _judge(
         if tiling is not None and e.reason.startswith("whole-slide") and slides.is_slide(c.path):
             return _tiles(c, tiling)
         if e.reason.startswith("whole-slide") and not slides.available():
-            return SkippedFile(c.rel, f"{e.reason}; install openslide: pip install 'sslstudio[slides]'")
+            return SkippedFile(
+                c.rel, f"{e.reason}; install openslide: pip install 'sslstudio[slides]'"
+            )
         return SkippedFile(c.rel, e.reason, e.error)
     if tiling is not None and info.format == "tiff" and info.frames > 1 and slides.is_slide(c.path):
         return _tiles(c, tiling)  # a pyramid small enough to read whole is still a slide
@@ -315,13 +286,40 @@ def _sniff(c: _Candidate) -> tuple[_Candidate, tuple[int, int, str] | SkippedFil
 
 
 class _Columns:
-    """The usable images found so far, kept compactly (no object per image) until sorted."""
+    """The usable images found so far, kept compactly (no object per image) until sorted.
+
+    Phase 1 adds a row per image (width/height 0); phase 2 re-files rows with their headers
+    read (the candidate's ``row`` says which), drops the ones that fail and replaces slides by
+    their tiles."""
 
     def __init__(self) -> None:
         self.paths: list[str] = []
         self.size, self.mtime = array("q"), array("q")
         self.width, self.height = array("i"), array("i")
         self.formats: list[str] = []
+        self.dropped: set[int] = set()
+
+    def candidate(self, root: str, k: int) -> _Candidate:
+        rel = self.paths[k]
+        return _Candidate(rel, os.path.join(root, rel), self.size[k], self.mtime[k], k)
+
+    def file(self, c: _Candidate, verdict: _Verdict, index: ImageIndex) -> None:
+        if isinstance(verdict, tuple):
+            if c.row < 0:
+                self.add(c, verdict)
+            else:
+                self.width[c.row], self.height[c.row] = verdict[0], verdict[1]
+                self.formats[c.row] = verdict[2]
+            return
+        if c.row >= 0:
+            self.dropped.add(c.row)
+        if isinstance(verdict, list):  # a whole-slide image: its tissue tiles
+            for tile in verdict:
+                self.add(c, (tile.side, tile.side, "tile"), str(tile))
+        elif verdict.reason == "not an image" and is_document(verdict.path):
+            index.other += 1
+        else:
+            index.skipped.append(verdict)
 
     def add(self, c: _Candidate, facts: tuple[int, int, str], path: str = "") -> None:
         self.paths.append(path or c.rel)
@@ -332,6 +330,13 @@ class _Columns:
         self.formats.append(facts[2])
 
     def table(self) -> RecordTable:
+        if self.dropped:
+            keep = [k for k in range(len(self.paths)) if k not in self.dropped]
+            self.paths = [self.paths[k] for k in keep]
+            self.formats = [self.formats[k] for k in keep]
+            for name in ("size", "mtime", "width", "height"):
+                column = getattr(self, name)
+                setattr(self, name, array(column.typecode, (column[k] for k in keep)))
         return RecordTable.build(
             self.paths, self.size, self.mtime, self.width, self.height, self.formats
         )

@@ -72,16 +72,16 @@ def test_past_the_header_limit_files_are_sniffed_and_sizes_read_lazily(tmp_path)
         "notes.png": "not an image",
         "empty.png": "empty file",
     }
-    assert 0 < index.unread <= 12  # the first chunk(s) had their headers read
+    assert index.unread == 20  # past the limit: listed and type-checked, no header read
     known = index.sizes(at_least=15)
-    assert len(known) >= 15 and index.unread <= 5
+    assert len(known) == 15 and index.unread == 5  # a sample read lazily
     for rec in index.images:  # every size read lazily is the real one
         if rec.width:
             assert (rec.width, rec.height) == sizes[rec.path]
     stats = index.stats()
     assert stats.images == 20 and stats.formats == {"PNG": 20}
-    assert stats.smallest == (16, 30) or stats.sizes_unknown  # the smallest may be unread
-    assert stats.sizes_unknown == index.unread
+    assert stats.sizes_unknown == index.unread == 0  # stats read up to 2000: all 20 here
+    assert stats.smallest == (16, 30) and stats.largest == (35, 30)
 
 
 def test_stats_count_classes_and_formats_without_records(classes_folder):

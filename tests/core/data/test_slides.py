@@ -77,3 +77,14 @@ def test_without_tiling_a_pyramid_reads_as_its_first_page(tmp_path):
     write_slide(tmp_path / "s.tif", width=512, height=512)
     index = scan_folder(tmp_path, tiling=None)
     assert [(r.path, r.format, r.width) for r in index.images] == [("s.tif", "tiff", 512)]
+
+
+def test_slides_are_tiled_in_a_folder_too_big_for_headers(tmp_path):
+    slide = write_slide(tmp_path / "case.tif")
+    assert slide.stat().st_size > 2**20  # big enough to be looked at as a possible slide
+    for i in range(3):
+        Image.new("RGB", (20, 20), (i, 9, 9)).save(tmp_path / f"{i}.png")
+    index = scan_folder(tmp_path, tiling=OPTIONS, header_limit=2)
+    formats = [r.format for r in index.images]
+    assert formats.count("png") == 3 and formats.count("tile") > 20 and "tiff" not in formats
+    assert index.unread == 3  # the small images wait for a lazy read; the slide could not
