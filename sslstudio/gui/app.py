@@ -41,6 +41,7 @@ def make_app(argv: list[str] | None = None) -> QApplication:
     app.setApplicationVersion(__version__)
     app.setWindowIcon(theme.app_icon())
     theme.apply_theme(app)
+    theme.follow_system(app)  # and switch light/dark live when the system does
     return app
 
 

@@ -1,7 +1,10 @@
 """Look and feel: Fusion + a palette + one QSS template filled from a light or dark token file.
 
 The dark variant is chosen when the system says so (Qt's colour scheme hint, else the
-palette's window lightness). Plot colours come from the same token file, so curves match.
+palette's window lightness) and follows it live: :func:`follow_system` re-applies the theme
+when the system switches, and :func:`changes` tells the windows, which restyle their plots
+(:func:`restyle_plot`: background, axes, titles, and every curve drawn with :func:`pen` from a
+token). Plot colours come from the same token file, so curves match.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPalette
 from PySide6.QtWidgets import QApplication
 
@@ -31,6 +34,35 @@ class Theme:
 
 
 _current: Theme | None = None
+
+
+class _Changes(QObject):
+    changed = Signal(object)  # the new Theme, after it has been applied
+
+
+_changes: _Changes | None = None
+
+
+def changes() -> _Changes:
+    """``changes().changed`` is emitted whenever :func:`apply_theme` switches light and dark."""
+    global _changes
+    if _changes is None:
+        _changes = _Changes()
+    return _changes
+
+
+def follow_system(app: QApplication) -> None:
+    """Switch light/dark when the system does (Qt 6.5+ reports it; otherwise nothing happens)."""
+
+    if app.property("sslstudio_follows_system"):
+        return  # once per application (make_app may run again on the same one, as in tests)
+    app.setProperty("sslstudio_follows_system", True)
+
+    def switched(scheme: Qt.ColorScheme) -> None:
+        if scheme in (Qt.ColorScheme.Dark, Qt.ColorScheme.Light):
+            apply_theme(app, dark=scheme == Qt.ColorScheme.Dark)
+
+    app.styleHints().colorSchemeChanged.connect(switched)
 
 
 def system_is_dark(app: QGuiApplication) -> bool:
@@ -61,13 +93,61 @@ def apply_theme(app: QApplication, dark: bool | None = None) -> Theme:
     if dark is None:
         dark = system_is_dark(app)
     name = "dark" if dark else "light"
+    switched = _current is not None and _current.name != name
     tokens = load_tokens(name)
     app.setStyle("Fusion")
     app.setPalette(_palette(tokens))
     app.setStyleSheet(stylesheet(tokens))
     _current = Theme(name, tokens)
     _configure_plots(_current)
+    if switched:
+        changes().changed.emit(_current)
     return _current
+
+
+def pen(key: str, width: float = 2.0, dash: bool = False) -> Any:
+    """A pen in the curve colour ``key``; curves drawn with it are re-coloured on a switch."""
+    import pyqtgraph as pg
+
+    style = Qt.PenStyle.DashLine if dash else Qt.PenStyle.SolidLine
+    p = pg.mkPen(current().curve(key), width=width, style=style)
+    p.theme_key = (key, width, dash)  # type: ignore[attr-defined]  # read back by restyle_plot
+    return p
+
+
+def restyle_plot(widget: Any) -> None:
+    """Background, axes, title, legend and token-coloured curves of a pyqtgraph PlotWidget."""
+    import pyqtgraph as pg
+
+    t = current()
+    fg = t.color("plot_fg")
+    widget.setBackground(t.color("plot_bg"))
+    item = widget.getPlotItem()
+    for name in ("left", "bottom", "right", "top"):
+        axis = item.getAxis(name)
+        axis.setPen(fg)
+        axis.setTextPen(fg)
+    if item.titleLabel.text:
+        item.titleLabel.setText(item.titleLabel.text, color=fg)
+    if item.legend is not None:
+        for _, label in item.legend.items:
+            label.setText(label.text, color=fg)
+    for curve in item.listDataItems():
+        spec = getattr(curve, "theme_key", None)
+        if spec is None:
+            continue
+        key, width, dash = spec
+        curve.setPen(pen(key, width, dash))
+        if curve.opts.get("symbol") is not None:
+            curve.setSymbolBrush(pg.mkBrush(t.curve(key)))
+
+
+def tag(curve: Any, pen_used: Any) -> Any:
+    """Remember on ``curve`` which token its pen came from (pyqtgraph copies pens)."""
+    spec = getattr(pen_used, "theme_key", None)
+    if spec is not None:
+        curve.theme_key = spec
+    return curve
 
 
 def current() -> Theme:

@@ -5,6 +5,11 @@ The array ``(N, S, S, 3)`` lives in a ``.npy`` file under the cache folder, memo
 by the folder's fingerprint (paths, sizes, mtimes) and the side ``S``; a changed folder gets a
 new cache. Before the file grows the free disk space is checked; when it is short the cache is
 kept in memory if that is small enough, otherwise a clear error says how much space is needed.
+
+The cache folder has a size limit (:func:`cache_limit`: 64 GiB, or ``SSLSTUDIO_CACHE_LIMIT_GB``):
+before a new cache is written, the least recently used ones are deleted until it fits (a cache
+in use by another run stays readable: its memory map outlives the file's name on Linux and
+macOS, and Windows refuses the delete, which is then skipped).
 """
 
 from __future__ import annotations
@@ -28,6 +33,45 @@ from sslstudio.core.errors import NoUsableImagesError, SSLStudioError
 CACHE_VERSION = 1
 DISK_RESERVE = 512 * 2**20  # leave this much free on the disk after the cache
 IN_MEMORY_LIMIT = 2 * 2**30
+DEFAULT_LIMIT = 64 * 2**30
+
+
+def cache_limit() -> int:
+    """Bytes the decoded caches may take together (``SSLSTUDIO_CACHE_LIMIT_GB`` overrides)."""
+    text = os.environ.get("SSLSTUDIO_CACHE_LIMIT_GB", "")
+    try:
+        return int(float(text) * 2**30) if text else DEFAULT_LIMIT
+    except ValueError:
+        return DEFAULT_LIMIT
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if n >= scale // 10:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n / 1024:.1f} KiB"
+
+
+def make_room(cache_root: Path, need: int, limit: int) -> list[Path]:
+    """Delete least recently used caches until ``need`` more bytes fit under ``limit``."""
+    try:
+        caches = [(p.with_suffix(".json").stat().st_mtime, p.stat().st_size, p)
+                  for p in cache_root.glob("*.npy") if p.with_suffix(".json").exists()]  # fmt: skip
+    except OSError:
+        return []
+    total = sum(size for _, size, _ in caches)
+    removed = []
+    for _, size, path in sorted(caches):  # oldest use first
+        if total + need <= limit:
+            break
+        try:
+            path.unlink()
+            path.with_suffix(".json").unlink(missing_ok=True)
+        except OSError:
+            continue  # in use where deleting an open file is refused (Windows)
+        total -= size
+        removed.append(path)
+    return removed
 
 
 class CacheCancelled(Exception):
@@ -101,18 +145,22 @@ def build_cache(
             return found
     need = n * side * side * 3
     target: Path | None = None
-    if cache_root is not None:
+    limit = cache_limit()
+    if cache_root is not None and need <= limit:
         try:
             cache_root.mkdir(parents=True, exist_ok=True)
+            make_room(cache_root, need, limit)
             free = shutil.disk_usage(cache_root).free
         except OSError:
             free = 0
         if free - need >= DISK_RESERVE:
             target = cache_root / f"{key}.npy"
     if target is None and need > IN_MEMORY_LIMIT:
+        where = (f"over the cache limit of {_size(limit)} (SSLSTUDIO_CACHE_LIMIT_GB)"
+                 if need > limit else f"and {cache_root} lacks the space")  # fmt: skip
         raise SSLStudioError(
-            f"the decoded cache needs {need / 2**30:.1f} GiB and {cache_root} lacks the space; "
-            "free some disk space or lower the image size"
+            f"the decoded cache needs {_size(need)} {where}; "
+            "free some disk space, raise the limit or lower the image size"
         )
     tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}") if target else None
     if tmp is not None:
@@ -178,6 +226,7 @@ def _open_existing(cache_root: Path, key: str, index: ImageIndex) -> DecodedImag
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         arr = np.load(npy, mmap_mode="r")
+        os.utime(meta_path)  # "last used": the size limit deletes the least recently used first
         rows = np.asarray(meta["rows"], dtype=np.int64)
         failed = [SkippedFile(p, r, e) for p, r, e in meta["failed"]]
     except (OSError, ValueError, KeyError, TypeError):

@@ -92,6 +92,7 @@ class RunsPage(Page):
 
         self.model = RunTableModel(self)
         self.model.state_colors = dict(theme.current().tokens.get("run_states", {}))
+        theme.changes().changed.connect(self._restyle)
         self.proxy = QSortFilterProxyModel(self)
         self.proxy.setSourceModel(self.model)
         self.proxy.setSortRole(RunTableModel.SORT_ROLE)
@@ -148,6 +149,10 @@ class RunsPage(Page):
 
     # -- listing ----------------------------------------------------------------------------
 
+
+    def _restyle(self, t: object) -> None:
+        self.model.state_colors = dict(theme.current().tokens.get("run_states", {}))
+        self.table.viewport().update()
     def extra_folders(self) -> tuple[str, ...]:
         return tuple(f for f in self.settings.get("opened_runs", []) if isinstance(f, str))
 

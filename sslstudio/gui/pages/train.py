@@ -120,6 +120,7 @@ class TrainPage(Page):
         self.log.setPlaceholderText("Notices, warnings and checkpoints appear here.")
         self.body.addWidget(self.log)
 
+        theme.changes().changed.connect(self.restyle)
         controller.event.connect(self.on_event)
         controller.stateChanged.connect(self._update_controls)
         controller.failed.connect(self.show_error)
@@ -128,9 +129,7 @@ class TrainPage(Page):
 
     def _build_plots(self) -> QGridLayout:
         t = theme.current()
-
-        def pen(key: str, width: float = 2.0, **kw: object) -> object:
-            return pg.mkPen(t.curve(key), width=width, **kw)
+        pen = theme.pen
 
         self.loss_plot = ThrottledPlot("Loss", legend=True)
         self.loss_plot.add_curve("raw", pen("loss_raw", 1), name="per step")
@@ -145,7 +144,7 @@ class TrainPage(Page):
         self.rank_plot = ThrottledPlot("Effective rank (RankMe)")
         self.rank_plot.add_curve("rank", pen("rank"), symbolBrush=t.curve("rank"), **dots)
         self.lr_plot = ThrottledPlot("Learning rate")
-        self.lr_plot.add_curve("plan", pen("lr_plan", 1.5, style=pg.QtCore.Qt.PenStyle.DashLine))
+        self.lr_plot.add_curve("plan", pen("lr_plan", 1.5, dash=True))
         self.lr_plot.add_curve("lr", pen("lr"))
         self.speed_plot = ThrottledPlot("Images / s")
         self.speed_plot.add_curve("ips", pen("ips"))
@@ -335,6 +334,15 @@ class TrainPage(Page):
             self.health_plot.append("knn", step, knn)
         if view is not None:
             self.health_plot.append("view", step, view)
+
+    def restyle(self, _theme: object = None) -> None:
+        """After a light/dark switch: every plot, and the collapse bands' shade."""
+        brush = QColor(*theme.current().curve("band"))
+        for plot in self.plots:
+            theme.restyle_plot(plot)
+        for _, band in self._bands:
+            band.setBrush(brush)
+            band.update()
 
     def _add_collapse_bands(self, dim: int) -> None:
         """Shade where the core's collapse warnings fire (thresholds from core.monitor)."""

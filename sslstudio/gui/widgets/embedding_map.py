@@ -125,6 +125,7 @@ class EmbeddingMap(QWidget):
         self.plot.viewport().installEventFilter(self)
         self.set_mode("pan")
         self.refresh_theme()
+        theme.changes().changed.connect(self.refresh_theme)
 
     # -- data -------------------------------------------------------------------------------------
 
@@ -224,7 +225,7 @@ class EmbeddingMap(QWidget):
 
     # -- drawing ----------------------------------------------------------------------------------
 
-    def refresh_theme(self) -> None:
+    def refresh_theme(self, _theme: object = None) -> None:
         """Re-read the colours of :mod:`sslstudio.gui.theme` (call after the theme changed)."""
         t = theme.current()
         self.plot.setBackground(t.color("plot_bg"))

@@ -18,6 +18,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QWidget
 
+from sslstudio.gui import theme
+
 REDRAW_MS = 100
 STAGGER_MS = 17  # one frame: successive plots repaint in successive turns of the event loop
 STAGGER_SLOTS = 6
@@ -133,7 +135,7 @@ class ThrottledPlot(pg.PlotWidget):
 
     def add_curve(self, key: str, pen: object, name: str | None = None, **kwargs: object) -> CurveBuffer:
         buf = CurveBuffer()
-        curve = self.getPlotItem().plot([], [], pen=pen, name=name, **kwargs)
+        curve = theme.tag(self.getPlotItem().plot([], [], pen=pen, name=name, **kwargs), pen)
         self._curves[key] = (buf, curve)
         return buf
 

@@ -30,6 +30,7 @@ STATE_WORDS = {"finished": "Finished", "running": "Training now", "failed": "Fai
 class RunDetailsView(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self._last: tuple[list[RunDetails], int | None] | None = None  # redrawn on a theme switch
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
         row.setSpacing(12)
@@ -56,6 +57,7 @@ class RunDetailsView(QWidget):
         row.addWidget(curves_card, 3)
 
     def clear(self, message: str = "") -> None:
+        self._last = None
         self.loss_plot.getPlotItem().clear()
         self.knn_plot.getPlotItem().clear()
         self.knn_plot.setVisible(False)
@@ -64,9 +66,17 @@ class RunDetailsView(QWidget):
         self.settings_tree.setHeaderLabels(["Setting", "Value"])
         self.caption.setText(message)
 
+    def restyle(self, _theme: object = None) -> None:
+        """After a light/dark switch: the plots, and the curves drawn again in the new colours."""
+        theme.restyle_plot(self.loss_plot)
+        theme.restyle_plot(self.knn_plot)
+        if self._last is not None:
+            self.show_runs(*self._last)
+
     def show_runs(self, shown: list[RunDetails], selected: int | None = None) -> None:
         """Draw ``shown`` (one run, or several to compare); ``selected`` = how many rows are selected."""
         self.clear()
+        self._last = (shown, selected)
         if not shown:
             return
         self._draw_curves(shown)

@@ -62,7 +62,7 @@ def plan_steps(cfg: RunConfig, num_images: int | None) -> tuple[int, int, int, i
     return n, batch, spe, total
 
 
-def _plot(name: str, color: Any) -> tuple[pg.PlotWidget, pg.PlotDataItem]:
+def _plot(name: str, color_key: str) -> tuple[pg.PlotWidget, pg.PlotDataItem]:
     w = pg.PlotWidget()
     w.setObjectName(name)
     item = w.getPlotItem()
@@ -71,7 +71,8 @@ def _plot(name: str, color: Any) -> tuple[pg.PlotWidget, pg.PlotDataItem]:
     item.hideButtons()
     item.setMenuEnabled(False)
     w.setMinimumHeight(100)
-    return w, item.plot([], [], pen=pg.mkPen(color, width=2))
+    pen = theme.pen(color_key)
+    return w, theme.tag(item.plot([], [], pen=pen), pen)
 
 
 class ScheduleCard(Card):
@@ -79,16 +80,20 @@ class ScheduleCard(Card):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Schedules", parent)
-        t = theme.current()
-        self.schedule_plot, self.schedule_curve = _plot("schedulePlot", t.curve("lr"))
+        self.schedule_plot, self.schedule_curve = _plot("schedulePlot", "lr")
         self.schedule_plot.getPlotItem().setTitle("Learning rate", size="9pt")
-        self.momentum_plot, self.momentum_curve = _plot("momentumPlot", t.curve("knn"))
+        self.momentum_plot, self.momentum_curve = _plot("momentumPlot", "knn")
         self.momentum_plot.getPlotItem().setTitle("Teacher momentum", size="9pt")
         self.momentum_plot.setVisible(False)
+        theme.changes().changed.connect(self._restyle)
         self.add(self.schedule_plot, 3)
         self.add(self.momentum_plot, 2)
         self.caption = hint("")
         self.add(self.caption)
+
+    def _restyle(self, _theme: object = None) -> None:
+        theme.restyle_plot(self.schedule_plot)
+        theme.restyle_plot(self.momentum_plot)
 
     def draw(self, cfg: RunConfig, num_images: int | None, method_config: Any = None,
              momentum: tuple[str, str] | None = None) -> None:  # fmt: skip

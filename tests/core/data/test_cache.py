@@ -76,3 +76,32 @@ def test_damaged_cache_file_is_rebuilt_not_trusted(tiny_folder, tmp_path):
         fh.truncate(100)
     again = build_cache(index, 16, tmp_path / "c")
     assert again.array.shape == (24, 16, 16, 3)
+
+
+def test_the_cache_folder_keeps_under_its_limit_by_deleting_the_least_recently_used(
+    tiny_folder, tmp_path, monkeypatch
+):
+    import os
+
+    index = scan_folder(tiny_folder, verify=False)
+    one = 24 * 16 * 16 * 3  # bytes of the 16 px cache (its .npy is that plus a small header)
+    monkeypatch.setenv("SSLSTUDIO_CACHE_LIMIT_GB", str(2.5 * one / 2**30))  # room for two
+    a = build_cache(index, 16, tmp_path / "c")
+    b = build_cache(index, 17, tmp_path / "c")
+    os.utime(a.location.replace(".npy", ".json"), (1, 1))  # a: used long ago
+    build_cache(index, 16, tmp_path / "c")  # re-opening a marks it used now
+    c = build_cache(index, 15, tmp_path / "c")  # a third: the least recently used (b) goes
+    left = {p.name for p in (tmp_path / "c").glob("*.npy")}
+    assert left == {os.path.basename(a.location), os.path.basename(c.location)}
+    assert b.array[0].shape == (17, 17, 3)  # b's open map still reads after its name went
+
+
+def test_a_cache_bigger_than_the_limit_stays_in_memory_or_is_refused(tiny_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("SSLSTUDIO_CACHE_LIMIT_GB", "0.000001")  # ~1 KB
+    index = scan_folder(tiny_folder, verify=False)
+    assert build_cache(index, 16, tmp_path / "c").location == "memory"
+    monkeypatch.setattr(cache_mod, "IN_MEMORY_LIMIT", 100)
+    with pytest.raises(SSLStudioError, match=r"needs 20\.3 KiB over the cache limit of 1\.0 KiB \(SSLSTUDIO_CACHE_LIMIT_GB\)"):
+        build_cache(index, 17, tmp_path / "c")
+    monkeypatch.setenv("SSLSTUDIO_CACHE_LIMIT_GB", "lots")  # unreadable: the default
+    assert cache_mod.cache_limit() == cache_mod.DEFAULT_LIMIT
