@@ -37,6 +37,8 @@ def command_line(cfg: RunConfig, method_defaults: dict[str, object] | None = Non
         ("--small-stem", cfg.small_stem, d.small_stem, "s"),
         ("--checkpoint-every", cfg.checkpoint_every, d.checkpoint_every, "d"),
         ("--monitor-every", cfg.monitor_every, d.monitor_every, "d"),
+        ("--tile-px", cfg.tile_px, d.tile_px, "d"),
+        ("--tile-mpp", cfg.tile_mpp, d.tile_mpp, "g"),
     )
     for flag, value, default, fmt in optional:
         if value != default:

@@ -147,6 +147,7 @@ class MainWindow(QMainWindow):
     # -- config ---------------------------------------------------------------------------------
 
     def apply_config(self, cfg: RunConfig) -> None:
+        self.data_page.set_tiling(cfg)
         self.method_page.apply_config(cfg)
         self.augment_page.apply_config(cfg)
         self._update_context()
@@ -166,12 +167,13 @@ class MainWindow(QMainWindow):
 
     def build_config(self) -> RunConfig:
         """The run the pages describe (torch threads from the Method page: all cores but one by default)."""
-        cfg = RunConfig(data_root=self.data_page.folder or "")
+        cfg = self.data_page.with_tiling(RunConfig(data_root=self.data_page.folder or ""))
         cfg = self.augment_page.update_config(cfg)
         return self.method_page.update_config(cfg)
 
     def _update_context(self) -> None:
-        self.method_page.set_context(self.augment_page.update_config(RunConfig(data_root=self.data_page.folder or "")))
+        cfg = self.data_page.with_tiling(RunConfig(data_root=self.data_page.folder or ""))
+        self.method_page.set_context(self.augment_page.update_config(cfg))
 
     # -- folders ---------------------------------------------------------------------------------
 

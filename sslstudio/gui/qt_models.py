@@ -29,7 +29,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor, QImage, QPixmap
 
-from sslstudio import imaging
+from sslstudio import imaging, slides
 
 _Index = QModelIndex | QPersistentModelIndex
 _ROOT = QModelIndex()  # the invalid index: "no parent" in a flat model
@@ -166,7 +166,7 @@ class ImageListModel(QAbstractListModel):
             return None
         rec = self._index.images[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
-            return rec.label or Path(rec.path).name
+            return rec.label or display_name(rec.path)
         if role == Qt.ItemDataRole.DecorationRole:
             return self._cache.get(index.row(), str(self._root / rec.path)) or self._placeholder
         if role == Qt.ItemDataRole.ToolTipRole:
@@ -181,6 +181,14 @@ class ImageListModel(QAbstractListModel):
         if 0 <= row < self.rowCount():
             i = self.index(row)
             self.dataChanged.emit(i, i, [Qt.ItemDataRole.DecorationRole])
+
+
+def display_name(path: str) -> str:
+    """A file's name; a whole-slide tile as its slide's name and position: 'case1.svs 1120, 448'."""
+    tile = slides.parse_address(path) if "#" in path else None
+    if tile is None:
+        return Path(path).name
+    return f"{Path(tile.slide).stem} {tile.x}, {tile.y}"
 
 
 class SkippedFilesModel(QAbstractTableModel):

@@ -134,9 +134,12 @@ class ScanWorker(QObject):
     cancelled = Signal(int)
     finished = Signal()
 
-    def __init__(self, root: str, verify: bool = True, job: int = 0, rescan: bool = False) -> None:
+    def __init__(
+        self, root: str, verify: bool = True, job: int = 0, rescan: bool = False, tiling: Any = None
+    ) -> None:
         super().__init__()
         self._root = root
+        self._tiling = tiling
         self._verify = verify
         self._rescan = rescan
         self.job = job
@@ -151,8 +154,9 @@ class ScanWorker(QObject):
             from sslstudio.paths import cache_dir
 
             try:
+                extra = {} if self._tiling is None else {"tiling": self._tiling}
                 index = open_index(self._root, cache_dir(), verify=self._verify, rescan=self._rescan,
-                                   progress=self._on_progress, cancel=self._cancel)
+                                   progress=self._on_progress, cancel=self._cancel, **extra)
                 stats = index.stats()  # vectorised, but it may read a sample of headers: not on the GUI thread
             except ScanCancelled:
                 self.cancelled.emit(self.job)

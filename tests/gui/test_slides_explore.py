@@ -69,3 +69,25 @@ def test_tiles_show_in_the_neighbour_browser_and_group_by_slide(page, qtbot):
     # "open full size" hands the viewer a real PNG of the tile
     png = Path(full_size_file(page.browser.query_path))
     assert png.suffix == ".png" and np.asarray(Image.open(png)).shape == (64, 64, 3)
+
+
+def test_the_data_page_shows_slides_as_tiles_and_tiles_them_again(window, qtbot, tmp_path):
+    data = tmp_path / "slides"
+    write_slide(data / "case1.tif")
+    page = window.data_page
+    window.open_folder(data)
+    qtbot.waitUntil(lambda: page.index is not None, timeout=60_000)
+    card = page.tiling_card
+    assert card.isVisibleTo(page) and "TILE" in page.summary["formats"].text()
+    at_20x = len(page.index.images)
+    first = page.image_model.data(page.image_model.index(0))
+    assert first.startswith("case1 ") and "#" not in first  # "case1 1120, 448", not the address
+    assert f"{at_20x:,} tissue tiles from 1 slide" in card.caption.text()
+    card.size_spin.setValue(64)
+    card.mpp_spin.setValue(1.0)
+    card.apply_button.click()  # 64 px at 10x: a few times more tiles than 224 px at 20x
+    qtbot.waitUntil(lambda: page.index is not None and len(page.index.images) != at_20x, timeout=60_000)
+    assert len(page.index.images) > at_20x
+    cfg = window.build_config()
+    assert (cfg.tile_px, cfg.tile_mpp) == (64, 1.0)  # the run tiles as the page shows
+    assert "--tile-px 64 --tile-mpp 1" in window.method_page.command_edit.toPlainText()

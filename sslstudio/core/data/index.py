@@ -175,7 +175,15 @@ class ImageIndex:
             FORMATS[k].upper(): int(fmt[k]) for k in np.argsort(-fmt, kind="stable") if fmt[k]
         }
         sizes = self.sizes() if n else np.zeros((0, 2), dtype=np.int64)
-        return IndexStats(n, classes, formats, sizes, int(np.sum(c["size_bytes"])), n - len(sizes))
+        return IndexStats(n, classes, formats, sizes, self._bytes_on_disk(), n - len(sizes))
+
+    def _bytes_on_disk(self) -> int:
+        """Every file once: the tiles of a slide share the slide's bytes."""
+        t = self.table
+        size = np.asarray(t.columns["size_bytes"])
+        tile = np.asarray(t.columns["fmt"]) == FORMATS.index("tile")
+        slides = {t.path(int(k)).rpartition("#")[0]: int(size[k]) for k in np.flatnonzero(tile)}
+        return int(size[~tile].sum()) + sum(slides.values())
 
     def skipped_counts(self) -> dict[str, int]:
         """Skipped files by reason category, most frequent first."""

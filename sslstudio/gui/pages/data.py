@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,9 @@ from PySide6.QtWidgets import (
 from sslstudio.gui.qt_models import ImageListModel, SkippedFilesModel, ThumbnailCache, human_bytes
 from sslstudio.gui.widgets.panels import Card, Page, hbox, hint
 from sslstudio.gui.widgets.thumbnail_grid import ThumbnailGrid
+from sslstudio.gui.widgets.tiling_card import TilingCard
 from sslstudio.gui.worker import ScanWorker, ThreadJob
+from sslstudio.slides import SlideOptions
 
 
 class DataPage(Page):
@@ -98,6 +101,10 @@ class DataPage(Page):
         self.class_list.setVisible(False)
         summary.add(self.class_list)
         col.addWidget(summary)
+        self.tiling_card = TilingCard()
+        self.tiling_card.setVisible(False)  # shown when the folder holds whole-slide images
+        self.tiling_card.applied.connect(self.set_tiling)
+        col.addWidget(self.tiling_card)
 
         skipped = self._skipped_card = Card()
         title = QLabel("Files set aside")
@@ -144,6 +151,21 @@ class DataPage(Page):
         if folder:
             self.open_folder(folder)
 
+    def set_tiling(self, options: Any) -> None:
+        """Tile slides this way (a ``SlideOptions`` or a ``RunConfig``); the folder is scanned
+        again when it holds slides and the tiling changed."""
+        if not isinstance(options, SlideOptions):
+            options = SlideOptions.of(options)
+        changed = options != self.tiling_card.options
+        self.tiling_card.show_options(options)
+        if changed and self.folder and self.tiling_card.isVisibleTo(self):
+            self.open_folder(self.folder)
+
+    def with_tiling(self, cfg: Any) -> Any:
+        """``cfg`` with this page's tiling (the trainer then tiles the slides as shown here)."""
+        o = self.tiling_card.options
+        return dataclasses.replace(cfg, tile_px=o.tile_px, tile_mpp=o.mpp or 0.0)
+
     def open_folder(self, folder: str, *, rescan: bool = False) -> None:
         """Scan ``folder`` in the background (a scan in progress is cancelled); an unchanged
         folder re-opens from the scan kept on disk unless ``rescan``."""
@@ -158,7 +180,7 @@ class DataPage(Page):
         self.scan_row.setVisible(True)
         self.image_model.set_index(None)
         self.skipped_model.set_skipped([])
-        worker = ScanWorker(self.folder, job=self._job, rescan=rescan)
+        worker = ScanWorker(self.folder, job=self._job, rescan=rescan, tiling=self.tiling_card.options)
         worker.progress.connect(self._on_progress)
         worker.done.connect(self._on_done)
         worker.failed.connect(self._on_failed)
@@ -260,6 +282,11 @@ class DataPage(Page):
         self._left_column.setStretch(self._left_column.count() - 1, 0 if skipped else 1)
         self.copy_button.setEnabled(bool(skipped))
         self.image_model.set_index(index)
+        tiles = stats.formats.get("TILE", 0)
+        self.tiling_card.setVisible(bool(tiles))
+        if tiles:
+            slides_n = len({r.path.rpartition("#")[0] for r in index.images if r.format == "tile"})
+            self.tiling_card.show_count(tiles, slides_n)
         self.grid_caption.setText(f"{len(images):,} images · hover for details")
 
     def copy_skipped(self) -> None:
