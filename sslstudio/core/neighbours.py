@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from sslstudio.core.coarse_lists import CoarseLists
 from sslstudio.slides import SEP, parse_address
 
 APPROX_THRESHOLD = 50_000
@@ -119,7 +120,9 @@ class ExactIndex:
 
 
 class ApproxIndex:
-    """HNSW graph (usearch) over L2-normalised rows; answers refined by exact similarity."""
+    """HNSW graph (usearch) over L2-normalised rows, plus coarse inverted lists whose rows join
+    the graph's candidates (:mod:`sslstudio.core.coarse_lists`); answers refined by exact
+    similarity."""
 
     kind = "approximate"
 
@@ -127,6 +130,7 @@ class ApproxIndex:
         self,
         unit: np.ndarray,
         index=None,
+        lists: CoarseLists | None = None,
         *,
         expansion: int = 320,
         connectivity: int = 16,
@@ -146,6 +150,7 @@ class ApproxIndex:
             index.add(np.arange(len(unit), dtype=np.uint64), np.asarray(unit, np.float32))
         index.expansion_search = expansion
         self.index = index
+        self.lists = lists if lists is not None else CoarseLists.build(unit)
         self._exact = ExactIndex(unit)
 
     def __len__(self) -> int:
@@ -155,6 +160,7 @@ class ApproxIndex:
         tmp = path.with_name(f".tmp-{path.name}")
         self.index.save(str(tmp))
         tmp.replace(path)
+        self.lists.save(_lists_path(path))
 
     @classmethod
     def open(cls, unit: np.ndarray, path: Path) -> ApproxIndex:
@@ -163,7 +169,7 @@ class ApproxIndex:
         index = Index.restore(str(path), view=True)
         if index is None or len(index) != len(unit) or index.ndim != unit.shape[1]:
             raise ValueError(f"{path} does not index these embeddings")
-        return cls(unit, index)
+        return cls(unit, index, CoarseLists.open(_lists_path(path), len(unit)))
 
     def search(
         self,
@@ -190,7 +196,7 @@ class ApproxIndex:
         out_s = np.full((len(q), k), -np.inf, np.float32)
         out_i = np.full((len(q), k), -1, np.int64)
         for r in range(len(q)):
-            cand = keys[r, : counts[r]]
+            cand = np.union1d(keys[r, : counts[r]], self.lists.candidates(q[r]))
             if rows is not None and rows[r] >= 0 and rows[r] not in cand:
                 cand = np.append(cand, rows[r])
             if groups is not None and query_groups is not None:
@@ -204,6 +210,10 @@ class ApproxIndex:
             order = np.argsort(-sims, kind="stable")[:k]
             out_s[r, : len(order)], out_i[r, : len(order)] = sims[order], cand[order]
         return out_s, out_i
+
+
+def _lists_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lists.npz")
 
 
 def usearch_available() -> bool:

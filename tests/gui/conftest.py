@@ -101,3 +101,4 @@ def image_folder(tmp_path: Path) -> Path:
     (root / "notes.txt").write_text("a document: ignored, not a failure")
     (root / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)  # a PNG header, no image
     return root
+

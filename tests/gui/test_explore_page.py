@@ -9,6 +9,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from sslstudio.paths import sample_images_dir
+from tests.gui.explore_helpers import open_explore_page
 from tests.shapes import tiny_config
 
 
@@ -24,15 +25,7 @@ def trained_sample_run(tmp_path):
 
 @pytest.fixture
 def page(qtbot, themed_app, trained_sample_run):
-    from sslstudio.gui.pages.explore import ExplorePage
-    from sslstudio.gui.settings import Settings
-
-    p = ExplorePage(Settings())
-    qtbot.addWidget(p)
-    p.resize(1280, 800)
-    p.show()
-    p.open_run(trained_sample_run)
-    qtbot.waitUntil(lambda: p.session.emb is not None and not p.session.is_busy(), timeout=60_000)
+    p = open_explore_page(qtbot, trained_sample_run)
     yield p
     p.shutdown()
 

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from sslstudio import slides
+from tests.gui.explore_helpers import open_explore_page
 from tests.shapes import tiny_config
 from tests.slide_factory import write_slide
 
@@ -35,15 +36,7 @@ def slide_run(tmp_path):
 
 @pytest.fixture
 def page(qtbot, themed_app, slide_run):
-    from sslstudio.gui.pages.explore import ExplorePage
-    from sslstudio.gui.settings import Settings
-
-    p = ExplorePage(Settings())
-    qtbot.addWidget(p)
-    p.resize(1280, 800)
-    p.show()
-    p.open_run(slide_run)
-    qtbot.waitUntil(lambda: p.session.emb is not None and not p.session.is_busy(), timeout=60_000)
+    p = open_explore_page(qtbot, slide_run)
     yield p
     p.shutdown()
 

@@ -92,3 +92,34 @@ def test_index_for_a_run_returns_the_image_itself_first(trained_run):
     index = nb.open_index(emb)
     sims, ids = index.search(emb.unit()[3:4], 5)
     assert ids[0, 0] == 3 and sims[0, 0] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_coarse_lists_cover_every_row_once_and_round_trip(tmp_path):
+    from sslstudio.core.coarse_lists import CoarseLists
+
+    unit = _unit(2000, 16, clusters=5)
+    lists = CoarseLists.build(unit, lists=20)
+    assert sorted(lists.order.tolist()) == list(range(2000)) and lists.offsets[-1] == 2000
+    got = lists.candidates(unit[7], probe=3)
+    assert 7 in got and len(got) < 2000  # a row is found in its own list, among few
+    lists.save(tmp_path / "l.npz")
+    again = CoarseLists.open(tmp_path / "l.npz", 2000)
+    assert np.array_equal(again.order, lists.order) and np.allclose(again.centroids, lists.centroids)
+    with pytest.raises(ValueError, match="does not list"):
+        CoarseLists.open(tmp_path / "l.npz", 1999)
+
+
+def test_far_apart_groups_do_not_lose_the_approximate_search():
+    """Rotated copies of one set: neighbours sit in the query's own copy, which the graph's
+    greedy descent can miss at scale; the coarse lists' exact first step finds it."""
+    rng = np.random.default_rng(1)
+    base = _unit(1500, 48, clusters=30)
+    copies = [base @ np.linalg.qr(rng.normal(size=(48, 48)))[0] for _ in range(12)]
+    unit = np.concatenate(copies).astype(np.float32)
+    q_rows = rng.choice(len(unit), 60, replace=False)
+    q = unit[q_rows] + 0.01 * rng.normal(size=(60, 48)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    _, ei = nb.ExactIndex(unit).search(q, 10)
+    approx = nb.ApproxIndex(unit, connectivity=4, expansion_add=8, expansion=10)  # a weak graph
+    _, ai = approx.search(q, 10)
+    assert np.mean([len(set(a) & set(e)) / 10 for a, e in zip(ai, ei)]) >= 0.97
