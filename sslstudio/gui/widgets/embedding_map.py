@@ -125,7 +125,6 @@ class EmbeddingMap(QWidget):
         self.plot.viewport().installEventFilter(self)
         self.set_mode("pan")
         self.refresh_theme()
-        theme.changes().changed.connect(self.refresh_theme)
 
     # -- data -------------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from sslstudio.gui import theme
 from sslstudio.gui.qt_models import ThumbnailCache
 from sslstudio.gui.widgets.embedding_map import EmbeddingMap
 from sslstudio.gui.widgets.panels import hbox
@@ -35,6 +36,7 @@ class MapPanel(QWidget):
         super().__init__(parent)
         self.session = session
         self.map = EmbeddingMap()
+        theme.changes().changed.connect(self.map.refresh_theme)  # light/dark switched live
         self.map.selectionChanged.connect(self.selectionChanged)
         self.map.pointClicked.connect(self.pointClicked)
         self.map.thumbnail = lambda row: cache.get(row, str(session.emb.abspath(row)))
