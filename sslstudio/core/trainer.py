@@ -167,11 +167,15 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
     amp = amp_dtype(cfg, device)
     scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
 
-    method.on_train_start(n, total)
+    changed = start is not None and plan is not start.meta["plan"]  # revised above: new folder
+    # per-image state is sized as saved, loaded, then rebuilt for the folder as it is now
+    method.on_train_start(start.meta["plan"]["num_images"] if changed else n, total)
     step = 0
     selection: dict = {}  # the best checkpoint by the quality signal, and step 0's score
     if start is not None:
         step, selection = ckpt.restore(start, method, opt, scaler)
+        if changed:
+            method.on_data_changed(n, step)
     ranks.adopt(method)
     # rows past the checkpoint (a crash after it) are dropped: no gaps, no duplicates
     log = MetricsLog(run_dir / "metrics.jsonl", resume_step=step) if ranks.main else NullLog()

@@ -66,6 +66,10 @@ class Method(nn.Module):
         """Called once before the first step (and before a checkpoint is loaded into the method),
         so buffers sized by the dataset exist when their saved values arrive. Default: nothing."""
 
+    def on_data_changed(self, num_images: int, step: int) -> None:
+        """After a checkpoint was loaded, when the folder changed since it was saved: per-image
+        state (sized and ordered by the old folder) must be rebuilt. Default: nothing."""
+
     def on_step_end(self, step: int, total_steps: int) -> None:
         """EMA updates, queues, centres. Default: nothing."""
 

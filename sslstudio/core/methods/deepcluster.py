@@ -67,6 +67,7 @@ class DeepCluster(Method):
         self.register_buffer("centroids", torch.zeros(config.n_clusters, config.proj_out))
         # drawn from the run's seed when the method is built: runs with other seeds cluster differently
         self.register_buffer("seed", torch.randint(0, 2**31 - 1, ()))
+        self.register_buffer("fill_start", torch.zeros((), dtype=torch.long))  # step the bank began
         self.steps_done = StepCounter()
         self._num_images = 0
 
@@ -75,6 +76,12 @@ class DeepCluster(Method):
         dev = self.bank.device
         self.bank = torch.zeros(num_images, self.config.proj_out, device=dev)
         self.labels = torch.zeros(num_images, dtype=torch.long, device=dev)
+
+    def on_data_changed(self, num_images: int, step: int) -> None:
+        """A resumed run on a changed folder: the bank's rows were the old folder's images, so it
+        is refilled for one round before clustering again (the loss is 0 meanwhile)."""
+        self.on_train_start(num_images, 0)
+        self.fill_start.fill_(step)
 
     def recluster_every(self, batch_size: int) -> int:
         return self.config.recluster_every or max(1, self._num_images // max(1, batch_size))
@@ -94,7 +101,8 @@ class DeepCluster(Method):
     ) -> tuple[Tensor, dict[str, float]]:
         if self.bank.shape[0] == 0:
             raise RuntimeError("DeepCluster needs on_train_start(num_images, ...) before training")
-        step, every = int(self.steps_done), self.recluster_every(views[0].shape[0])
+        every = self.recluster_every(views[0].shape[0])
+        step = int(self.steps_done) - int(self.fill_start)  # steps since the bank began filling
         if step > 0 and step % every == 0:
             self.recluster(step // every)
         z = F.normalize(self.head(self.backbone(torch.cat(views))), dim=1)  # (V*B, D)
@@ -114,6 +122,7 @@ class DeepCluster(Method):
         self.steps_done.set(step + 1)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        state_dict.setdefault(prefix + "fill_start", torch.zeros((), dtype=torch.long))  # older
         # a checkpoint opened for embedding (no on_train_start) carries a bank sized for its folder
         for name in ("bank", "labels"):
             saved = state_dict.get(prefix + name)

@@ -38,3 +38,38 @@ def test_a_checkpoint_loads_without_on_train_start(make_method):
     fresh, _ = make_method("deepcluster", n_clusters=4, recluster_every=2)
     fresh.load_state_dict(method.state_dict(), strict=True)
     assert torch.equal(fresh.labels, method.labels) and torch.equal(fresh.bank, method.bank)
+
+
+def test_resuming_on_a_changed_folder_rebuilds_the_bank(tiny_folder, tmp_path):
+    """The bank held the old folder's images in the old order: after the folder grew, it is
+    resized and refilled for one round (loss 0) before clustering resumes, without an error."""
+    import threading
+
+    from PIL import Image
+
+    from sslstudio.core.events import RunFinished, RunStopped, StepLogged
+    from sslstudio.core.trainer import train
+    from tests.shapes import tiny_config
+
+    cfg = tiny_config(tiny_folder, tmp_path / "run", method="deepcluster", epochs=6, monitor_every=0,
+                      method_options={"n_clusters": 4, "recluster_every": 2})  # fmt: skip
+    stop, first = threading.Event(), []
+    for ev in train(cfg, stop=stop):
+        first.append(ev)
+        if isinstance(ev, StepLogged) and ev.step == 4:
+            stop.set()
+    assert isinstance(first[-1], RunStopped) and first[-1].step == 5
+    for i in range(16):  # the folder grows from 24 to 40 images
+        Image.new("RGB", (24, 24), (i * 15, 80, 200 - i * 10)).save(tiny_folder / "circle" / f"new{i}.png")
+    rest = list(train(cfg, resume_from=tmp_path / "run"))
+    assert isinstance(rest[-1], RunFinished), rest[-1]
+    clustered = [e.extra["clustered"] for e in rest if isinstance(e, StepLogged)]
+    assert clustered[:2] == [0.0, 0.0] and clustered[2:] and all(c == 1.0 for c in clustered[2:])
+    saved = ckpt_state(tmp_path / "run")
+    assert saved["bank"].shape[0] == 40 and int(saved["fill_start"]) == 5
+
+
+def ckpt_state(run):
+    from sslstudio.core import checkpoints as ckpt
+
+    return ckpt.load_checkpoint(run / "checkpoints" / "final")[0]

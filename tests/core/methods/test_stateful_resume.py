@@ -37,3 +37,22 @@ def test_stop_then_resume_equals_uninterrupted(name, tiny_folder, tmp_path):
     wa = ckpt.load_checkpoint(tmp_path / "a" / "checkpoints" / "final")[0]
     wb = ckpt.load_checkpoint(tmp_path / "b" / "checkpoints" / "final")[0]
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.parametrize("name", ["moco", "nnclr", "swav"])
+def test_resume_after_the_folder_grew(name, tiny_folder, tmp_path):
+    """Queues capped by the folder's size load as saved; the run goes on over the new folder."""
+    from PIL import Image
+
+    from sslstudio.core.events import RunFinished
+
+    cfg = tiny_config(tiny_folder, tmp_path / "r", method=name, monitor_every=0)
+    stop = threading.Event()
+    for ev in train(cfg, stop=stop):
+        if isinstance(ev, StepLogged) and ev.step == 1:
+            stop.set()
+    for i in range(16):
+        Image.new("RGB", (24, 24), (i * 15, 90, 40)).save(tiny_folder / "square" / f"new{i}.png")
+    rest = list(train(cfg, resume_from=tmp_path / "r"))
+    assert isinstance(rest[-1], RunFinished), rest[-1]
+    assert next(e for e in rest if isinstance(e, RunStarted)).num_images == 40
