@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import signal
 import sys
 import threading
@@ -143,17 +144,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
     world = None
     if getattr(args, "distributed", False):
-        if args.budget:
-            raise ConfigError("--budget does not combine with --distributed yet: give --epochs or --max-steps")
         from sslstudio.core import distributed
 
         world = distributed.init_from_env(cfg.device)
     budget = None
     if args.budget and not args.resume:
-        budget = _plan_budget(cfg, args)
-        print(budget.summary(), file=sys.stderr)
-        cfg = budget.config
+        if world is None or world.main:  # rank 0 times the steps; the others take its plan
+            budget = _plan_budget(cfg, args)
+            print(budget.summary(), file=sys.stderr)
+            cfg = budget.config
+        if world is not None:
+            # planned for one process: the deadline then paces the run on all of them (the
+            # pace is agreed every step), adding steps when the shared batch goes faster
+            cfg = RunConfig.from_dict(json.loads(distributed.broadcast_text(cfg.to_json() if world.main else "")))
         if args.plan_only:
+            if world is not None:
+                import torch.distributed
+
+                torch.distributed.destroy_process_group()
             return 0
     from sslstudio.config import validate
 

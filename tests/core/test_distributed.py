@@ -107,3 +107,32 @@ def test_sslstudio_train_distributed_runs_two_ranks_into_one_run_that_resumes_al
     events = list(train(load_run_config(run), resume_from=run))  # one process continues the plan
     assert isinstance(events[-1], RunFinished) and events[-1].step == 3
     assert [r["step"] for r in read_metrics(run) if r["kind"] == "step"] == [0, 1, 2]
+
+
+def test_a_budget_is_planned_on_rank_0_and_kept_by_every_rank(tiny_folder, tmp_path):
+    """`--budget` under torchrun: rank 0 times the steps and plans, every rank takes its plan,
+    the run ends on time with the pace agreed across ranks, and the plan is saved with the run."""
+    import json
+    import time
+
+    from sslstudio.core.runs import read_metrics
+
+    port, run = _free_port(), tmp_path / "run"
+    args = [sys.executable, "-m", "sslstudio", "train", str(tiny_folder), "--distributed", "--budget", "40s",
+            "--backbone", "tiny_cnn", "--image-size", "16", "--batch-size", "8", "--threads", "1",
+            "--out", str(run), "--quiet"]  # fmt: skip
+    procs, t0 = [], time.monotonic()
+    for rank in range(2):
+        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank),
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}  # fmt: skip
+        procs.append(subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    outs = [p.communicate(timeout=240)[0].decode(errors="replace") for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert "finished" in outs[0] and "finished" not in outs[1]
+    plan = json.loads((run / "budget.json").read_text())
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["time_budget_s"] > 0 and cfg["backbone"] == "tiny_cnn" and cfg["batch_size"] == 8  # flags kept
+    assert plan["config"]["time_budget_s"] == cfg["time_budget_s"]
+    steps = [r["step"] for r in read_metrics(run) if r["kind"] == "step"]
+    assert steps == list(range(len(steps))) and len(steps) > 3  # one log, every step once
+    assert time.monotonic() - t0 < 40 + 60  # the budget, start-up and planning included, with slack
