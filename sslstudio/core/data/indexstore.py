@@ -6,8 +6,10 @@ changed: every folder's modification time is compared with the one recorded befo
 listed, which catches files added, removed or renamed anywhere. A folder of at most
 :data:`~sslstudio.core.data.scan.HEADER_LIMIT` images is checked file by file too (size and
 time, ~0.2 s for 50k files), which catches an image edited in place; in a bigger folder an edited
-image is caught when it is decoded again. Any difference, or a damaged store, means a new scan.
-Stores live under the cache folder, one per folder and scan settings, and are safe to delete.
+image is caught when it is decoded again. After a change the folder is scanned again, but the
+files of unchanged subfolders keep the last scan's verdicts (:mod:`.rescan`); a damaged store
+means a whole new scan. Stores live under the cache folder, one per folder and scan settings,
+and are safe to delete.
 """
 
 from __future__ import annotations
@@ -68,15 +70,14 @@ def open_index(
             header_limit=header_limit, tiling=tiling,
         )  # fmt: skip
     where = store_path(root, cache_root, channels, tiling)
-    if not rescan:
-        found = load_index(where, verify=verify)
-        if found is not None:
-            if progress is not None:
-                progress(len(found.images), len(found.images))
-            return found
+    previous = None if rescan else _read(where, verify)
+    if previous is not None and _unchanged(previous):
+        if progress is not None:
+            progress(len(previous.images), len(previous.images))
+        return previous
     index = scan_folder(
         root, verify=verify, progress=progress, cancel=cancel, channels=channels,
-        header_limit=header_limit, tiling=tiling,
+        header_limit=header_limit, tiling=tiling, previous=previous,  # changed: reuse the rest
     )  # fmt: skip
     # a full or read-only disk costs the next open a scan, never this one its result
     with contextlib.suppress(OSError):
@@ -103,6 +104,11 @@ def save_index(index: ImageIndex, where: Path, *, verify: bool) -> None:
 
 def load_index(where: Path, *, verify: bool = False) -> ImageIndex | None:
     """The stored index, or None when absent, damaged, less verified than asked, or stale."""
+    index = _read(where, verify)
+    return index if index is not None and _unchanged(index) else None
+
+
+def _read(where: Path, verify: bool) -> ImageIndex | None:
     try:
         meta = json.loads((where / "index.json").read_text(encoding="utf-8"))
         if meta.get("version") != STORE_VERSION or (verify and not meta.get("verify")):
@@ -119,11 +125,11 @@ def load_index(where: Path, *, verify: bool = False) -> ImageIndex | None:
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    return index if _unchanged(index, table) else None
+    return index
 
 
-def _unchanged(index: ImageIndex, table: RecordTable) -> bool:
-    root = index.root
+def _unchanged(index: ImageIndex) -> bool:
+    root, table = index.root, index.table
     try:
         for rel, mtime in index.folders.items():
             if os.stat(os.path.join(root, rel) if rel else root).st_mtime_ns != mtime:
@@ -131,7 +137,9 @@ def _unchanged(index: ImageIndex, table: RecordTable) -> bool:
         if len(table) <= HEADER_LIMIT:
             size, mtime = table.columns["size_bytes"], table.columns["mtime_ns"]
             for k in range(len(table)):
-                st = os.stat(os.path.join(root, table.path(k)))
+                path = table.path(k)
+                tile = slides.parse_address(path) if slides.SEP in path else None
+                st = os.stat(os.path.join(root, tile.slide if tile is not None else path))
                 if st.st_size != size[k] or st.st_mtime_ns != mtime[k]:
                     return False
     except OSError:

@@ -19,14 +19,15 @@ import os
 import stat
 import threading
 import time
-from array import array
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 from sslstudio import imaging, slides
+from sslstudio.core.data.found import Candidate as _Candidate
+from sslstudio.core.data.found import Columns as _Columns
+from sslstudio.core.data.found import Verdict as _Verdict
 from sslstudio.core.data.index import (  # noqa: F401  (re-exported: the public names of a scan)
     INDEX_VERSION,
     ImageIndex,
@@ -35,9 +36,8 @@ from sslstudio.core.data.index import (  # noqa: F401  (re-exported: the public 
     no_usable_images,
     require_usable,
 )
-from sslstudio.core.data.table import RecordTable
+from sslstudio.core.data.rescan import reuse_unchanged
 from sslstudio.core.errors import NoUsableImagesError
-from sslstudio.filetypes import is_document
 
 _PROGRESS_INTERVAL = 1 / 30  # at most ~30 progress calls a second, whatever the file rate
 _POLL = 0.05  # seconds between cancel checks while waiting on the pool
@@ -51,20 +51,10 @@ _IO_THREADS = 8
 _SLIDE_BYTES = 2**20  # a TIFF past the header limit and bigger than this is checked for a slide
 
 
-_Verdict = tuple[int, int, str] | SkippedFile | list[slides.TileAddress]
 
 
 class ScanCancelled(Exception):
     """The scan was cancelled through its ``cancel`` event; nothing was returned."""
-
-
-@dataclass(frozen=True)
-class _Candidate:
-    rel: str
-    path: str
-    size: int  # -1: not stat-ed yet (see _walk)
-    mtime_ns: int
-    row: int = -1  # phase 2: the row of the image in the columns
 
 
 def scan_folder(
@@ -77,6 +67,7 @@ def scan_folder(
     workers: int | None = None,
     header_limit: int = HEADER_LIMIT,
     tiling: slides.SlideOptions | None = slides.DEFAULT_TILING,
+    previous: ImageIndex | None = None,
 ) -> ImageIndex:
     """Index every image under ``root`` (recursively), in path order.
 
@@ -92,6 +83,8 @@ def scan_folder(
             ``verify`` every image decoded); a bigger one is only listed and type-checked by
             magic bytes, its sizes 0 until read lazily (``ImageIndex.sizes``).
         tiling: how whole-slide images become tiles (:mod:`sslstudio.slides`); None skips them.
+        previous: the last scan of this folder with these settings: files of folders that did
+            not change take its verdicts instead of being opened (:mod:`.rescan`).
 
     Raises:
         NoUsableImagesError: ``root`` does not exist or is not a folder.
@@ -113,9 +106,11 @@ def scan_folder(
     found = _Columns()
     with ThreadPoolExecutor(io_workers, thread_name_prefix="sslstudio-scan") as pool:
         # 1: list and type-check every file by its magic bytes, in chunks, while the walk goes on
-        sniff = partial(_each, judge=_sniff)
-        _run(pool, _chunks(_walk(index, cancel), _SNIFF_CHUNK), sniff, found, index, reporter,
-             cancel, max(4 * n_workers, io_workers))  # fmt: skip
+        walk = _walk(index, cancel)
+        if previous is not None:
+            walk = reuse_unchanged(walk, index, previous, len(previous.images) <= header_limit)
+        _run(pool, _chunks(walk, _SNIFF_CHUNK), partial(_each, judge=_sniff), found, index,
+             reporter, cancel, max(4 * n_workers, io_workers))  # fmt: skip
         # 2: headers (with verify: whole decodes) of every image of a folder up to header_limit;
         # past it only of TIFFs big enough to be slides, the rest read lazily
         rows = _header_rows(found, header_limit, tiling)
@@ -204,8 +199,8 @@ def _header_rows(
     found: _Columns, header_limit: int, tiling: slides.SlideOptions | None
 ) -> list[int]:
     n = len(found.paths)
-    if n <= header_limit:
-        return list(range(n))
+    if n <= header_limit:  # every header not read yet (a rescan reuses the ones it knows)
+        return [k for k in range(n) if found.width[k] == 0]
     if tiling is None:
         return []
     return [k for k in range(n) if found.formats[k] == "tiff" and found.size[k] > _SLIDE_BYTES]
@@ -267,6 +262,8 @@ _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY
 def _sniff(c: _Candidate) -> tuple[_Candidate, tuple[int, int, str] | SkippedFile]:
     """Type-check by magic bytes only (one open, its fstat and 32 bytes: the fewest system
     calls, which is what a cold disk charges for); width/height stay 0 until read lazily."""
+    if c.known is not None:
+        return c, c.known
     try:
         fd = os.open(c.path, _OPEN_FLAGS)  # non-blocking: a FIFO cannot hang the scan
         try:
@@ -283,63 +280,6 @@ def _sniff(c: _Candidate) -> tuple[_Candidate, tuple[int, int, str] | SkippedFil
         return c, SkippedFile(c.rel, "empty file")
     fmt = imaging.sniff_format(head)
     return c, ((0, 0, fmt) if fmt is not None else SkippedFile(c.rel, "not an image"))
-
-
-class _Columns:
-    """The usable images found so far, kept compactly (no object per image) until sorted.
-
-    Phase 1 adds a row per image (width/height 0); phase 2 re-files rows with their headers
-    read (the candidate's ``row`` says which), drops the ones that fail and replaces slides by
-    their tiles."""
-
-    def __init__(self) -> None:
-        self.paths: list[str] = []
-        self.size, self.mtime = array("q"), array("q")
-        self.width, self.height = array("i"), array("i")
-        self.formats: list[str] = []
-        self.dropped: set[int] = set()
-
-    def candidate(self, root: str, k: int) -> _Candidate:
-        rel = self.paths[k]
-        return _Candidate(rel, os.path.join(root, rel), self.size[k], self.mtime[k], k)
-
-    def file(self, c: _Candidate, verdict: _Verdict, index: ImageIndex) -> None:
-        if isinstance(verdict, tuple):
-            if c.row < 0:
-                self.add(c, verdict)
-            else:
-                self.width[c.row], self.height[c.row] = verdict[0], verdict[1]
-                self.formats[c.row] = verdict[2]
-            return
-        if c.row >= 0:
-            self.dropped.add(c.row)
-        if isinstance(verdict, list):  # a whole-slide image: its tissue tiles
-            for tile in verdict:
-                self.add(c, (tile.side, tile.side, "tile"), str(tile))
-        elif verdict.reason == "not an image" and is_document(verdict.path):
-            index.other += 1
-        else:
-            index.skipped.append(verdict)
-
-    def add(self, c: _Candidate, facts: tuple[int, int, str], path: str = "") -> None:
-        self.paths.append(path or c.rel)
-        self.size.append(c.size)
-        self.mtime.append(c.mtime_ns)
-        self.width.append(facts[0])
-        self.height.append(facts[1])
-        self.formats.append(facts[2])
-
-    def table(self) -> RecordTable:
-        if self.dropped:
-            keep = [k for k in range(len(self.paths)) if k not in self.dropped]
-            self.paths = [self.paths[k] for k in keep]
-            self.formats = [self.formats[k] for k in keep]
-            for name in ("size", "mtime", "width", "height"):
-                column = getattr(self, name)
-                setattr(self, name, array(column.typecode, (column[k] for k in keep)))
-        return RecordTable.build(
-            self.paths, self.size, self.mtime, self.width, self.height, self.formats
-        )
 
 
 def _walk(index: ImageIndex, cancel: threading.Event | None) -> Iterator[_Candidate]:

@@ -142,3 +142,54 @@ def test_a_store_that_cannot_be_written_costs_nothing(classes_folder, tmp_path):
     blocker.write_text("x")  # a file where the cache folder should be: writing fails
     index = open_index(classes_folder, blocker)
     assert len(index.images) == 12
+
+
+def _big(root: Path, folders: int = 4, per: int = 6) -> Path:
+    for f in range(folders):
+        for i in range(per):
+            path = root / f"c{f}" / f"{i:02d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (16 + i, 16 + f), (f * 40, i * 30, 90)).save(path)
+    (root / "c0" / "notes.txt").write_text("a note")
+    (root / "c1" / "bad.png").write_text("not a png")
+    (root / "c1" / ".DS_Store").write_bytes(b"junk")
+    return root
+
+
+@pytest.mark.parametrize("header_limit", [5, 1000])  # past the header limit, and under it
+def test_a_changed_folder_rescans_only_its_changed_subfolders(tmp_path, monkeypatch, header_limit):
+    from sslstudio.core.data import scan
+
+    root = _big(tmp_path / "data")
+    cache = tmp_path / "cache"
+    open_index(root, cache, header_limit=header_limit)
+    Image.new("RGB", (30, 30)).save(root / "c2" / "new.png")  # c2 changes; c0, c1, c3 do not
+    (root / "c3" / "03.png").unlink()  # and c3
+    opened: list[str] = []
+    real_sniff = scan._sniff
+    monkeypatch.setattr(scan, "_sniff", lambda c: (c.known is None and opened.append(c.rel)) or real_sniff(c))
+    again = open_index(root, cache, header_limit=header_limit)
+    # the changed folders' files, and a document (notes are not kept, so judged again: cheap);
+    # in a small folder also the file set aside (its size and time are not kept to compare)
+    again_judged = ["c0/notes.txt", *(["c1/bad.png"] if header_limit == 1000 else [])]
+    assert sorted(opened) == sorted([*(f"c2/{i:02d}.png" for i in range(6)), "c2/new.png",
+                                     *(f"c3/{i:02d}.png" for i in (0, 1, 2, 4, 5)), *again_judged])  # fmt: skip
+    fresh = scan_folder(root, verify=False, header_limit=header_limit)
+    assert [r.path for r in again.images] == [r.path for r in fresh.images]
+    assert [(r.size_bytes, r.mtime_ns) for r in again.images] == [(r.size_bytes, r.mtime_ns) for r in fresh.images]
+    assert again.skipped == fresh.skipped and (again.ignored, again.other) == (fresh.ignored, fresh.other) == (1, 1)
+    if header_limit == 1000:  # a small folder: every size known, reused or read
+        assert again.unread == 0 and again.stats().largest == (30, 30)
+    assert again.fingerprint() == fresh.fingerprint()
+
+
+def test_an_image_edited_in_place_is_read_again_in_a_small_folder(tmp_path):
+    root = _big(tmp_path / "data")
+    cache = tmp_path / "cache"
+    open_index(root, cache)
+    target = root / "c0" / "00.png"
+    Image.new("RGB", (48, 40)).save(target)  # same name: the folder's time does not change
+    os.utime(target, ns=(time.time_ns(), time.time_ns() + 10**9))
+    again = open_index(root, cache)
+    rec = next(r for r in again.images if r.path == "c0/00.png")
+    assert (rec.width, rec.height) == (48, 40) and rec.size_bytes == target.stat().st_size

@@ -90,3 +90,20 @@ def test_slides_are_tiled_in_a_folder_too_big_for_headers(tmp_path):
     formats = [r.format for r in index.images]
     assert formats.count("png") == 3 and formats.count("tile") > 20 and "tiff" not in formats
     assert index.unread == 3  # the small images wait for a lazy read; the slide could not
+
+
+def test_a_rescan_reuses_the_tiles_of_an_unchanged_slide(tmp_path, monkeypatch):
+    from sslstudio.core.data.indexstore import open_index
+
+    root = tmp_path / "data"
+    write_slide(root / "slides" / "case.tif")
+    (root / "other").mkdir()
+    first = open_index(root, tmp_path / "cache", tiling=OPTIONS)
+    Image.new("RGB", (20, 20)).save(root / "other" / "new.png")  # another folder changes
+    calls = []
+    real = slides.tiles
+    monkeypatch.setattr(slides, "tiles", lambda *a: calls.append(a) or real(*a))
+    again = open_index(root, tmp_path / "cache", tiling=OPTIONS)
+    assert calls == []  # the slide's folder did not change: its tiles come from the last scan
+    tiles = [r.path for r in again.images if r.format == "tile"]
+    assert tiles == [r.path for r in first.images] and "other/new.png" in {r.path for r in again.images}

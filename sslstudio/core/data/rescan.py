@@ -1,0 +1,95 @@
+"""Scanning a folder again after a change: what did not change is taken from the last scan.
+
+A folder whose modification time is the one recorded last time has the same entries, so its
+files need not be opened again: their facts (size, time, format, and size in pixels when it
+was read), why they were set aside, or their tiles (a slide) come from the previous index. Only
+the files of changed folders are type-checked again. The walk itself still lists every folder
+(that is how new and removed subfolders are found, and how hidden files are counted), which
+costs a small part of a scan. In a previous index of at most ``HEADER_LIMIT`` images every
+reused file is also checked against its size and time, so an image edited in place is read
+again; in a bigger one an edited image is caught when it is decoded (as at re-open).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import replace
+
+import numpy as np
+
+from sslstudio import slides
+from sslstudio.core.data.found import Candidate
+from sslstudio.core.data.index import ImageIndex, SkippedFile
+from sslstudio.core.data.table import FORMATS
+
+
+def reuse_unchanged(
+    candidates: Iterator[Candidate], index: ImageIndex, previous: ImageIndex, check_files: bool
+) -> Iterator[Candidate]:
+    """The walk's candidates, those in unchanged folders carrying their previous verdict."""
+    known = _Known(previous)
+    for c in candidates:
+        folder = c.rel.rpartition("/")[0]
+        stamp = previous.folders.get(folder)
+        if stamp is None or index.folders.get(folder) != stamp:
+            yield c  # a new or changed folder: judged afresh
+            continue
+        facts = known.get(folder, c.rel)
+        if facts is None:
+            yield c  # a document, or a file the last scan never saw: cheap to judge again
+            continue
+        size, mtime, verdict = facts
+        if check_files:
+            try:
+                st = os.stat(c.path)
+            except OSError:
+                yield c
+                continue
+            if (st.st_size, st.st_mtime_ns) != (size, mtime):
+                yield c  # edited in place
+                continue
+        yield replace(c, size=size, mtime_ns=mtime, known=verdict)
+
+
+class _Known:
+    """The previous index's verdicts, one folder at a time (built when the walk reaches it)."""
+
+    def __init__(self, previous: ImageIndex) -> None:
+        t = previous.table
+        self.table = t
+        parents = np.array([_folder_of(p) for p in t.paths()], dtype=object)
+        order = np.argsort(parents, kind="stable")
+        bounds = np.flatnonzero(np.r_[True, parents[order][1:] != parents[order][:-1], True])
+        self.rows = {parents[order[a]]: order[a:b] for a, b in zip(bounds[:-1], bounds[1:])}
+        self.skipped: dict[str, dict[str, SkippedFile]] = {}
+        for s in previous.skipped:
+            self.skipped.setdefault(s.path.rpartition("/")[0], {})[s.path] = s
+        self._folder, self._facts = None, {}
+
+    def get(self, folder: str, rel: str):
+        if folder != self._folder:
+            self._folder, self._facts = folder, self._build(folder)
+        return self._facts.get(rel)
+
+    def _build(self, folder: str) -> dict[str, tuple]:
+        c = self.table.columns
+        facts: dict[str, tuple] = {}
+        for k in self.rows.get(folder, ()):
+            path = self.table.path(int(k))
+            size, mtime = int(c["size_bytes"][k]), int(c["mtime_ns"][k])
+            tile = slides.parse_address(path) if "#" in path else None
+            if tile is not None:  # a slide: its tiles, gathered under the slide's path
+                facts.setdefault(tile.slide, (size, mtime, []))[2].append(tile)
+            else:
+                fmt = FORMATS[int(c["fmt"][k])]
+                facts[path] = (size, mtime, (int(c["width"][k]), int(c["height"][k]), fmt))
+        for path, s in self.skipped.get(folder, {}).items():
+            facts.setdefault(path, (-1, -1, s))  # size unknown: a skipped file is judged again if edited
+        return facts
+
+
+def _folder_of(path: str) -> str:
+    """The folder of a file, or of a tile's slide."""
+    tile = slides.parse_address(path) if "#" in path else None
+    return (tile.slide if tile is not None else path).rpartition("/")[0]
