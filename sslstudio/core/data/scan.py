@@ -5,10 +5,11 @@ type-checks the files it yields by their first bytes, a bounded number in flight
 stays flat; then the headers of every image are read (with ``verify``, every image decoded),
 unless the folder holds more than ``HEADER_LIMIT`` images: its sizes are then read lazily.
 Files are judged by content: PNG bytes named ``.jpg`` are an image, a text file named ``.png``
-is skipped as "not an image". Whole-slide images become tiles (:mod:`sslstudio.slides`). OS junk (``.DS_Store``,
-``._x.jpg``, ``Thumbs.db``, hidden files) is counted as ignored, never as a failure. Symlinks
-to files and folders are followed; broken links and loops are reported, and every folder is
-entered at most once, so the walk always ends.
+is skipped as "not an image". Whole-slide images become tiles (:mod:`sslstudio.slides`). OS
+junk (``.DS_Store``, ``._x.jpg``, ``Thumbs.db``, hidden files) is counted as ignored, never as
+a failure. Symlinks to files and folders are followed; broken links and loops are reported,
+and every folder is entered at most once, so the walk always ends. Given the previous scan,
+files of unchanged folders keep its verdicts (:mod:`sslstudio.core.data.rescan`).
 """
 
 from __future__ import annotations
