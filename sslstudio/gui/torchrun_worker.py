@@ -104,7 +104,10 @@ class TorchrunWorker(QObject):
         with self._lock:
             self._stop_requested = True
             if self._proc is not None and self._proc.poll() is None:
-                self._proc.send_signal(signal.SIGINT)  # torchrun forwards it to every rank
+                if sys.platform == "win32":  # no SIGINT to send there; torchrun forwards SIGTERM
+                    self._proc.terminate()
+                else:
+                    self._proc.send_signal(signal.SIGINT)  # torchrun forwards it to every rank
 
     def set_paused(self, paused: bool) -> None:  # noqa: ARG002 (the TrainingWorker interface)
         return  # not offered: see the module docstring
