@@ -104,8 +104,8 @@ class TorchrunWorker(QObject):
         with self._lock:
             self._stop_requested = True
             if self._proc is not None and self._proc.poll() is None:
-                if sys.platform == "win32":  # no SIGINT to send there; torchrun forwards SIGTERM
-                    self._proc.terminate()
+                if sys.platform == "win32":  # no signal reaches the ranks there: they are ended,
+                    self._proc.terminate()  # and the run resumes from its last periodic checkpoint
                 else:
                     self._proc.send_signal(signal.SIGINT)  # torchrun forwards it to every rank
 
