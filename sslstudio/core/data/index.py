@@ -179,11 +179,15 @@ class ImageIndex:
 
     def _bytes_on_disk(self) -> int:
         """Every file once: the tiles of a slide share the slide's bytes."""
+        tile, slides = self._tiles()
+        return int(np.asarray(self.table.columns["size_bytes"])[~tile].sum()) + sum(slides.values())
+
+    def _tiles(self) -> tuple[np.ndarray, dict[str, int]]:
+        """Which rows are whole-slide tiles, and each slide's path with its size in bytes."""
         t = self.table
         size = np.asarray(t.columns["size_bytes"])
         tile = np.asarray(t.columns["fmt"]) == FORMATS.index("tile")
-        slides = {t.path(int(k)).rpartition("#")[0]: int(size[k]) for k in np.flatnonzero(tile)}
-        return int(size[~tile].sum()) + sum(slides.values())
+        return tile, {t.path(int(k)).rpartition("#")[0]: int(size[k]) for k in np.flatnonzero(tile)}
 
     def skipped_counts(self) -> dict[str, int]:
         """Skipped files by reason category, most frequent first."""
@@ -196,6 +200,9 @@ class ImageIndex:
         text = f"{n} image{'' if n == 1 else 's'}"
         if self.classes:
             text += f" ({len(self.classes)} classes)"
+        tile, slides = self._tiles()
+        if slides:
+            text += f", {int(tile.sum())} of them tissue tiles of {len(slides)} slide{'s' * (len(slides) != 1)}"
         text += f" in {self.root}"
         if self.skipped:
             text += f"; {len(self.skipped)} skipped: {_describe(self.skipped_counts())}"

@@ -61,6 +61,7 @@ def test_a_slide_becomes_tiles_of_tissue_that_decode_like_files(tmp_path):
     assert small.shape == (32, 32, 3)
     info = imaging.read_info(root / tiles[0].path)
     assert (info.width, info.height, info.format) == (64, 64, "tile")
+    assert f", {len(tiles)} of them tissue tiles of 1 slide in " in index.summary()
     on_disk = sum(p.stat().st_size for p in (root / "slides").iterdir())
     assert index.stats().total_bytes == on_disk  # a slide's bytes once, not once per tile
 
