@@ -213,3 +213,14 @@ def test_a_big_folder_shows_sizes_from_a_sample_and_reopens_from_the_stored_scan
     assert len(scans) == 1 and len(page.index.images) == 30
     page.rescan_button.click()  # Rescan lists the folder again
     qtbot.waitUntil(lambda: page.index is not None and len(scans) == 2, timeout=30_000)
+
+
+def test_scan_progress_counts_files_while_listing_then_images_checked(window) -> None:
+    page = window.data_page
+    page._on_progress(page._job, 12_345, -1)  # walking: no total yet
+    assert page.scan_status.text() == "12,345 files listed" and page.progress.maximum() == 0
+    page._on_progress(page._job, 5, 40)  # headers being read: a bar with its own text
+    assert page.scan_status.text() == "" and page.progress.maximum() == 40
+    assert page.progress.value() == 5 and "of" in page.progress.format()
+    page._on_progress(page._job - 1, 99, 100)  # a replaced scan's progress is ignored
+    assert page.progress.value() == 5

@@ -63,8 +63,9 @@ class DataPage(Page):
         self.progress.setFormat("Scanning… %v files")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self.cancel_scan)
+        self.scan_status = hint("")  # files listed so far, while the total is not known yet
         self.scan_row = QWidget()
-        self.scan_row.setLayout(hbox(self.progress, self.cancel_button))
+        self.scan_row.setLayout(hbox(self.progress, self.scan_status, self.cancel_button))
         self.scan_row.setVisible(False)
         self.body.addWidget(self.scan_row)
 
@@ -177,6 +178,7 @@ class DataPage(Page):
         self.folder_label.setToolTip(self.folder)
         self.rescan_button.setEnabled(True)
         self.progress.setRange(0, 0)  # busy until the first count arrives
+        self.scan_status.setText("Listing files…")
         self.scan_row.setVisible(True)
         self.image_model.set_index(None)
         self.skipped_model.set_skipped([])
@@ -208,6 +210,9 @@ class DataPage(Page):
         if total > 0:
             self.progress.setRange(0, total)
             self.progress.setFormat("Checking images… %v of %m")
+            self.scan_status.setText("")
+        else:  # still walking: a busy bar (no text of its own) and the count beside it
+            self.scan_status.setText(f"{done:,} files listed")
         self.progress.setValue(done)
 
     @Slot(int, object)
