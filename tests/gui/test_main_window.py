@@ -217,6 +217,7 @@ def test_a_big_folder_shows_sizes_from_a_sample_and_reopens_from_the_stored_scan
 
 def test_scan_progress_counts_files_while_listing_then_images_checked(window) -> None:
     page = window.data_page
+    page.progress.setRange(0, 0)  # as open_folder leaves it: busy
     page._on_progress(page._job, 12_345, -1)  # walking: no total yet
     assert page.scan_status.text() == "12,345 files listed" and page.progress.maximum() == 0
     page._on_progress(page._job, 5, 40)  # headers being read: a bar with its own text
