@@ -182,6 +182,9 @@ class DataPage(Page):
         self.scan_row.setVisible(True)
         self.image_model.set_index(None)
         self.skipped_model.set_skipped([])
+        self.skipped_table.setVisible(False)  # until the scan says which files it set aside
+        self.skipped_empty.setText("Files the scan cannot use will be listed here, with the reason.")
+        self.skipped_empty.setVisible(True)
         worker = ScanWorker(self.folder, job=self._job, rescan=rescan, tiling=self.tiling_card.options)
         worker.progress.connect(self._on_progress)
         worker.done.connect(self._on_done)
@@ -283,6 +286,7 @@ class DataPage(Page):
         self.skipped_model.set_skipped(skipped)
         self.skipped_table.setVisible(bool(skipped))
         self.skipped_empty.setVisible(not skipped)
+        self.skipped_empty.setText("None: every file was readable.")
         self._left_column.setStretchFactor(self._skipped_card, 1 if skipped else 0)
         self._left_column.setStretch(self._left_column.count() - 1, 0 if skipped else 1)
         self.copy_button.setEnabled(bool(skipped))
