@@ -77,6 +77,8 @@ class TileAddress:
 
 def parse_address(path: str) -> TileAddress | None:
     """The tile a path names, or None for an ordinary path (syntax only, no file access)."""
+    if SEP not in path:
+        return None  # the common case, first: every file path of a folder passes through here
     slide, sep, tail = path.rpartition(SEP)
     if not sep or not slide:
         return None
@@ -170,7 +172,7 @@ def pixels(path: str | os.PathLike[str]) -> np.ndarray | None:
 
     Raises :class:`sslstudio.imaging.DecodeError` when the tile cannot be read."""
     name = os.fspath(path)
-    address = parse_address(name) if SEP in name else None
+    address = parse_address(name)
     if address is None or os.path.exists(name):
         return None
     if address.side > 8192:

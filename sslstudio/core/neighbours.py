@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from sslstudio.core.coarse_lists import CoarseLists
-from sslstudio.slides import SEP, parse_address
+from sslstudio.slides import parse_address
 
 APPROX_THRESHOLD = 50_000
 _BLOCK_ELEMENTS = 1 << 25  # query-block x rows per similarity block: ~128 MB of float32
@@ -58,7 +58,7 @@ def group_ids(paths: Sequence[str], rule: str) -> np.ndarray | None:
 
 
 def _slide_or_folder(path: str) -> str:
-    tile = parse_address(path) if SEP in path else None
+    tile = parse_address(path)
     return tile.slide if tile is not None else str(PurePosixPath(path).parent)
 
 

@@ -187,7 +187,7 @@ class ImageListModel(QAbstractListModel):
 
 def display_name(path: str) -> str:
     """A file's name; a whole-slide tile as its slide's name and position: 'case1.svs 1120, 448'."""
-    tile = slides.parse_address(path) if "#" in path else None
+    tile = slides.parse_address(path)
     if tile is None:
         return Path(path).name
     return f"{Path(tile.slide).stem} {tile.x}, {tile.y}"

@@ -32,6 +32,7 @@ class IndexStats:
     sizes: np.ndarray
     total_bytes: int
     sizes_unknown: int  # images whose header is still unread (big folders read them lazily)
+    slides: int = 0  # whole-slide images the tiles come from (formats["TILE"] tiles)
 
     @property
     def smallest(self) -> tuple[int, int] | None:
@@ -175,12 +176,10 @@ class ImageIndex:
             FORMATS[k].upper(): int(fmt[k]) for k in np.argsort(-fmt, kind="stable") if fmt[k]
         }
         sizes = self.sizes() if n else np.zeros((0, 2), dtype=np.int64)
-        return IndexStats(n, classes, formats, sizes, self._bytes_on_disk(), n - len(sizes))
-
-    def _bytes_on_disk(self) -> int:
-        """Every file once: the tiles of a slide share the slide's bytes."""
         tile, slides = self._tiles()
-        return int(np.asarray(self.table.columns["size_bytes"])[~tile].sum()) + sum(slides.values())
+        # every file once on disk: the tiles of a slide share the slide's bytes
+        on_disk = int(np.asarray(c["size_bytes"])[~tile].sum()) + sum(slides.values())
+        return IndexStats(n, classes, formats, sizes, on_disk, n - len(sizes), len(slides))
 
     def _tiles(self) -> tuple[np.ndarray, dict[str, int]]:
         """Which rows are whole-slide tiles, and each slide's path with its size in bytes."""

@@ -138,7 +138,7 @@ def _unchanged(index: ImageIndex) -> bool:
             size, mtime = table.columns["size_bytes"], table.columns["mtime_ns"]
             for k in range(len(table)):
                 path = table.path(k)
-                tile = slides.parse_address(path) if slides.SEP in path else None
+                tile = slides.parse_address(path)
                 st = os.stat(os.path.join(root, tile.slide if tile is not None else path))
                 if st.st_size != size[k] or st.st_mtime_ns != mtime[k]:
                     return False

@@ -78,7 +78,7 @@ class _Known:
         for k in self.rows.get(folder, ()):
             path = self.table.path(int(k))
             size, mtime = int(c["size_bytes"][k]), int(c["mtime_ns"][k])
-            tile = slides.parse_address(path) if "#" in path else None
+            tile = slides.parse_address(path)
             if tile is not None:  # a slide: its tiles, gathered under the slide's path
                 facts.setdefault(tile.slide, (size, mtime, []))[2].append(tile)
             else:
@@ -91,5 +91,5 @@ class _Known:
 
 def _folder_of(path: str) -> str:
     """The folder of a file, or of a tile's slide."""
-    tile = slides.parse_address(path) if "#" in path else None
+    tile = slides.parse_address(path)
     return (tile.slide if tile is not None else path).rpartition("/")[0]

@@ -294,8 +294,7 @@ class DataPage(Page):
         tiles = stats.formats.get("TILE", 0)
         self.tiling_card.setVisible(bool(tiles))
         if tiles:
-            slides_n = len({r.path.rpartition("#")[0] for r in index.images if r.format == "tile"})
-            self.tiling_card.show_count(tiles, slides_n)
+            self.tiling_card.show_count(tiles, stats.slides)
         self.grid_caption.setText(f"{len(images):,} images · hover for details")
 
     def copy_skipped(self) -> None:
