@@ -185,6 +185,7 @@ class DataPage(Page):
         self.skipped_table.setVisible(False)  # until the scan says which files it set aside
         self.skipped_empty.setText("Files the scan cannot use will be listed here, with the reason.")
         self.skipped_empty.setVisible(True)
+        self._fit_skipped_card(False)
         worker = ScanWorker(self.folder, job=self._job, rescan=rescan, tiling=self.tiling_card.options)
         worker.progress.connect(self._on_progress)
         worker.done.connect(self._on_done)
@@ -287,8 +288,7 @@ class DataPage(Page):
         self.skipped_table.setVisible(bool(skipped))
         self.skipped_empty.setVisible(not skipped)
         self.skipped_empty.setText("None: every file was readable.")
-        self._left_column.setStretchFactor(self._skipped_card, 1 if skipped else 0)
-        self._left_column.setStretch(self._left_column.count() - 1, 0 if skipped else 1)
+        self._fit_skipped_card(bool(skipped))
         self.copy_button.setEnabled(bool(skipped))
         self.image_model.set_index(index)
         tiles = stats.formats.get("TILE", 0)
@@ -296,6 +296,11 @@ class DataPage(Page):
         if tiles:
             self.tiling_card.show_count(tiles, stats.slides)
         self.grid_caption.setText(f"{len(images):,} images · hover for details")
+
+    def _fit_skipped_card(self, has_rows: bool) -> None:
+        """The set-aside card grows with a table to show; otherwise the slack goes below it."""
+        self._left_column.setStretchFactor(self._skipped_card, 1 if has_rows else 0)
+        self._left_column.setStretch(self._left_column.count() - 1, 0 if has_rows else 1)
 
     def copy_skipped(self) -> None:
         QApplication.clipboard().setText(self.skipped_model.as_text())
