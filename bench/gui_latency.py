@@ -130,8 +130,10 @@ def run_until(done, timeout_s: float, what: str) -> None:  # noqa: ANN001
 
 
 def measure(folder: Path, steps: int) -> tuple[list[dict], dict]:
-    from sslstudio.core.events import Preparing, RunStarted, StepLogged
     from sslstudio.gui import catalog
+
+    catalog.preload()  # as run_app does, before anything else is imported
+    from sslstudio.core.events import Preparing, RunStarted, StepLogged
     from sslstudio.gui.app import make_app
     from sslstudio.gui.main_window import MainWindow
 

@@ -50,6 +50,9 @@ def run_app(folder: str | None, selftest: bool = False) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if selftest:
         return selftest_main(folder)
+    from sslstudio.gui import catalog
+
+    catalog.preload()  # torch loads while the window is built, not after it appears
     from sslstudio.gui.main_window import MainWindow
 
     app = make_app()

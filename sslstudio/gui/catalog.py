@@ -8,6 +8,7 @@ loaded once per process and holds plain data only.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import threading
@@ -121,6 +122,47 @@ def _warm_lazy_imports() -> None:
 _cached: Catalog | None = None
 _lock = threading.Lock()
 warmed = threading.Event()  # set once the lazy imports are done (benchmarks wait for it)
+_preloading = threading.Event()
+
+
+def preload() -> None:
+    """Start importing the engine now, before the window is built.
+
+    Importing torch holds the GIL in long stretches (``torch._C``'s initialisation alone is
+    ~180 ms of C): started first, those stretches overlap the window's construction, when
+    nothing is on screen to freeze, instead of stalling the first seconds after it appears
+    (bench/gui_latency.py). :class:`CatalogLoader` then reports the result, or the error.
+    """
+    if _cached is None and not _preloading.is_set():
+        _preloading.set()
+        threading.Thread(target=_preload, name="sslstudio-engine", daemon=True).start()
+
+
+def _preload() -> None:
+    global _cached
+    with contextlib.suppress(Exception), _lock:  # a failure is reported by the loader's own try
+        if _cached is None:
+            with _imports_without_collections():
+                _cached = load_catalog()
+
+
+@contextlib.contextmanager
+def _imports_without_collections():
+    """No garbage collection while torch's modules load, then those modules frozen out of it.
+
+    Importing torch (and, at the first optimizer, torch._dynamo and sympy) creates millions of
+    objects; each full collection meanwhile walks all of them with the GIL held: 40-110 ms
+    pauses of the window (bench/gui_latency.py). The imported modules live as long as the
+    process, so ``gc.freeze`` moves them out of the collector's sight for good.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 class CatalogLoader(QObject):
@@ -144,7 +186,8 @@ class CatalogLoader(QObject):
         try:
             with _lock:  # two windows in one process import once
                 if _cached is None:
-                    _cached = load_catalog()
+                    with _imports_without_collections():
+                        _cached = load_catalog()
             result: Any = _cached
             ok = True
         except Exception as exc:  # surfaced in the window; the app still opens
@@ -154,6 +197,6 @@ class CatalogLoader(QObject):
             with contextlib.suppress(RuntimeError):  # the window closed between the check and the emit
                 (self.ready if ok else self.failed).emit(result)
         if ok:
-            with contextlib.suppress(Exception):  # an optimisation only
+            with contextlib.suppress(Exception), _imports_without_collections():  # an optimisation only
                 _warm_lazy_imports()
         warmed.set()

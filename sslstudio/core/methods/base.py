@@ -49,6 +49,9 @@ class Method(nn.Module):
     gather: Callable[[Tensor], tuple[Tensor, int]] | None = None
     # a backbone family the method cannot work without (MAE masks ViT tokens: "timm-vit")
     requires_backbone_family: ClassVar[str | None] = None
+    # optimiser settings tested for short runs on a CPU at 32-64 px, batch 64-256
+    # (``bench/methods.py``; lr per 256 images): OptimConfig field values
+    cpu_optim: ClassVar[dict[str, Any]] = {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4}
 
     def __init__(self, backbone: Backbone, config: Any) -> None:
         super().__init__()

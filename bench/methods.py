@@ -1,0 +1,232 @@
+"""Every method of the zoo for the same CPU budget: kNN and linear probe beside random init.
+
+Each (method, data set) pair trains for the same budget of one core's time on the quiet
+machine: the seconds per step of each pair are measured first (``--calibrate``, one thread,
+nothing else running), the step count follows, and the runs then execute ``--jobs`` at a time,
+one thread each. A run's result depends only on its step count (training is deterministic for a
+seed), so other work on the machine changes the wall time, not the numbers.
+
+Each run trains with the method's CPU recipe (``Method.cpu_optim``: tested defaults for short
+runs at 32-64 px, batch 128), then embeds ``train/`` and ``val/`` with the trained backbone and
+with **the same network at random initialisation** (same seed) and reports: weighted kNN
+top-1 (k=200, τ=0.1), a linear probe (the studio's class-balanced logistic regression on
+L2-normalised features, all ``train/`` labels, accuracy on ``val/``), the collapse metrics
+of the ``val/`` features (std×√d, RankMe), seconds per step, and the run's peak memory.
+
+    python bench/methods.py --minutes 4                      # every method, both sets
+    python bench/methods.py --methods simclr,byol --sets cifar10-subset
+    python bench/methods.py --seeds 1,2 --methods simclr,vicreg,byol   # the spread of the top three
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = ROOT.parent / "shared" / "data"
+SETS = {  # name: (image size, preset)
+    "cifar10-subset": (32, "natural"),
+    "crc-he-subset": (64, "histopathology"),
+}
+RESULTS = ROOT / "bench" / "results" / "methods"
+
+
+def config(method: str, data: str, seed: int = 0, steps: int = 0, out: str = ""):
+    """The run's config: the method's CPU recipe, batch 128, crops of 25-100 %, one thread."""
+    from sslstudio.config import OptimConfig, RunConfig
+    from sslstudio.core.methods import METHODS
+    from sslstudio.core.transforms.presets import preset
+
+    size, domain = SETS[data]
+    cls = METHODS[method]
+    backbone = cls.requires_backbone_family and "vit_tiny" or "resnet18"
+    augment = dataclasses.replace(preset(domain, size), crop_scale_min=0.25)
+    n_images = sum(1 for p in (DATA / data / "train").rglob("*") if p.is_file())
+    warmup = 0.05 * steps * 128 / n_images if steps else 0.5
+    return RunConfig(
+        data_root=str(DATA / data / "train"), method=method, backbone=backbone, small_stem="off",
+        image_size=size, batch_size=128, epochs=10_000, max_steps=steps, seed=seed,
+        preset="custom", augment=augment,
+        optim=OptimConfig(**cls.cpu_optim, warmup_epochs=warmup, min_lr_ratio=0.0),
+        monitor_every=0, checkpoint_every=10**9, threads=1, out=out,
+    )
+
+
+def calibrate(methods: list[str], sets: list[str], steps: int = 3) -> dict[str, float]:
+    """Seconds per real training step of each pair, on one thread (run on a quiet machine)."""
+    import torch
+
+    from sslstudio.core.steptime import time_steps
+
+    torch.set_num_threads(1)
+    out = {}
+    for data in sets:
+        for m in methods:
+            t = time_steps(config(m, data), 1000, steps=steps)
+            out[f"{m}@{data}"] = t.seconds_per_step
+            print(f"  {m:<13} {data:<15} {t.seconds_per_step:.3f} s/step", flush=True)
+    return out
+
+
+def evaluate(method, data: str, size: int) -> dict[str, float]:
+    import numpy as np
+    import torch
+
+    from sslstudio.core import classify as cl
+    from sslstudio.core.embed import embed_folder
+    from sslstudio.core.knn import knn_accuracy
+    from sslstudio.core.monitor import rankme, std_sqrt_d
+
+    tr = embed_folder(method, DATA / data / "train", size)
+    te = embed_folder(method, DATA / data / "val", size)
+
+    def unit(x):
+        return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+    knn = knn_accuracy(torch.from_numpy(tr.features), torch.from_numpy(tr.labels),
+                       torch.from_numpy(te.features), torch.from_numpy(te.labels), k=200, temperature=0.1)
+    probe = cl.fit("linear", unit(tr.features), tr.labels, tr.classes)
+    linear = float((probe.probabilities(unit(te.features)).argmax(1) == te.labels).mean())
+    z = torch.from_numpy(te.features)
+    return {"knn": knn, "linear": linear, "std_sqrt_d": std_sqrt_d(z), "rankme": rankme(z), "dim": int(z.shape[1])}
+
+
+def one(method: str, data: str, steps: int, seed: int) -> dict:
+    """Train one pair for ``steps`` steps on one thread, then evaluate it beside random init."""
+    import torch
+
+    from sslstudio.core.embed import load_method, random_init_method
+    from sslstudio.core.events import RunFailed, RunFinished, StepLogged
+    from sslstudio.core.trainer import train
+
+    torch.set_num_threads(1)
+    size = SETS[data][0]
+    cfg = config(method, data, seed, steps, tempfile.mkdtemp(prefix=f"sslstudio-m-{method}-"))
+    losses, t_first, t_last, run = [], None, None, None
+    for ev in train(cfg):
+        if isinstance(ev, StepLogged):
+            losses.append(ev.loss)
+            t_last = time.perf_counter()
+            t_first = t_first or t_last
+        elif isinstance(ev, RunFinished):
+            run = Path(ev.path).parent.parent
+        elif isinstance(ev, RunFailed):
+            return {"method": method, "data": data, "seed": seed, "steps": steps, "failed": ev.message}
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    trained, _, _ = load_method(run)
+    row = {"method": method, "data": data, "seed": seed, "steps": steps, "backbone": cfg.backbone,
+           "optim": dataclasses.asdict(cfg.optim), "options": cfg.method_options,
+           "seconds_per_step": (t_last - t_first) / max(1, len(losses) - 1),
+           "peak_rss_mb": peak_mb, "first_loss": losses[0], "last_loss": losses[-1],
+           "trained": evaluate(trained, data, size), "random_init": evaluate(random_init_method(cfg), data, size)}
+    return row
+
+
+def launch(method: str, data: str, steps: int, seed: int, out: Path) -> dict:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, __file__, "--one", method, "--set", data, "--steps", str(steps),
+           "--seed", str(seed), "--json", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0 or not out.exists():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        return {"method": method, "data": data, "seed": seed, "steps": steps, "failed": " | ".join(tail)}
+    row = json.loads(out.read_text())
+    row["wall_s"] = time.perf_counter() - t0
+    return row
+
+
+def verdict(row: dict) -> str:
+    """Judged by kNN for joint-embedding methods, by the linear probe for MAE and pretext tasks."""
+    from sslstudio.core.monitor import collapse_warning
+
+    measure = "linear" if row["method"] in ("mae", "rotnet", "colorization", "cpc") else "knn"
+    t, r = row["trained"], row["random_init"]
+    warn = collapse_warning(t["std_sqrt_d"], t["rankme"], 500, t["dim"])
+    gain = t[measure] - r[measure]
+    return f"{measure} {gain:+.3f}" + (" COLLAPSED" if warn else "")
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| data | method | steps | s/step | peak MB | kNN random → trained | linear random → trained "
+            "| std×√d | RankMe | judged by |\n|---|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in sorted(rows, key=lambda r: (r["data"], r["method"], r["seed"])):
+        if "failed" in r:
+            lines.append(f"| {r['data']} | {r['method']} | failed: {r['failed'][:80]} |||||||")
+            continue
+        t, z = r["trained"], r["random_init"]
+        seed = "" if r["seed"] == 0 else f" (seed {r['seed']})"
+        lines.append(
+            f"| {r['data']} | {r['method']}{seed} | {r['steps']} "
+            f"| {r['seconds_per_step']:.2f} | {r['peak_rss_mb']:.0f} | {z['knn']:.3f} → {t['knn']:.3f} "
+            f"| {z['linear']:.3f} → {t['linear']:.3f} | {t['std_sqrt_d']:.2f} | {t['rankme']:.0f} | {verdict(r)} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=4.0, help="one core's training time per run")
+    ap.add_argument("--methods", default="all")
+    ap.add_argument("--sets", default=",".join(SETS))
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--calibration", type=Path, default=RESULTS / "calibration.json",
+                    help="seconds per step per pair; measured (quietly) when missing")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--set", help=argparse.SUPPRESS)
+    ap.add_argument("--steps", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--json", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        row = one(args.one, args.set, args.steps, args.seed)
+        args.json.write_text(json.dumps(row, indent=1))
+        return 0
+    from sslstudio.core.methods import METHODS
+
+    methods = sorted(METHODS) if args.methods == "all" else args.methods.split(",")
+    sets = args.sets.split(",")
+    known = json.loads(args.calibration.read_text()) if args.calibration.exists() else {}
+    missing = [m for m in methods if any(f"{m}@{d}" not in known for d in sets)]
+    if missing:
+        print(f"calibrating {len(missing)} methods on one thread (keep the machine quiet)")
+        known.update(calibrate(missing, sets))
+        args.calibration.parent.mkdir(parents=True, exist_ok=True)
+        args.calibration.write_text(json.dumps(known, indent=1, sort_keys=True))
+    budget = args.minutes * 60
+    jobs = [(m, d, max(1, int(budget / known[f"{m}@{d}"])), int(s))
+            for s in args.seeds.split(",") for d in sets for m in methods]
+    print(f"{len(jobs)} runs of {args.minutes:g} core-minutes, {args.jobs} at a time")
+    rows = []
+    with ThreadPoolExecutor(args.jobs) as pool:
+        futures = [pool.submit(launch, m, d, n, s, RESULTS / f"{m}-{d}-seed{s}.json") for m, d, n, s in jobs]
+        for f in futures:
+            r = f.result()
+            rows.append(r)
+            print(f"  {r['method']:<13} {r['data']:<15} seed {r['seed']} {r['steps']:>5} steps  "
+                  + (f"FAILED {r['failed']}" if "failed" in r else verdict(r)), flush=True)
+    print("\n" + table(rows))
+    summary = {"machine": platform.platform(), "date": time.strftime("%Y-%m-%d"), "minutes": args.minutes,
+               "command": " ".join(sys.argv), "rows": rows}
+    stamp = time.strftime("%H%M%S")
+    (RESULTS / f"summary-{stamp}.json").write_text(json.dumps(summary, indent=1))
+    print(f"wrote {RESULTS / f'summary-{stamp}.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
