@@ -6,8 +6,8 @@ nothing else running), the step count follows, and the runs then execute ``--job
 one thread each. A run's result depends only on its step count (training is deterministic for a
 seed), so other work on the machine changes the wall time, not the numbers.
 
-Each run trains with the method's CPU recipe (``Method.cpu_optim``: tested defaults for short
-runs at 32-64 px, batch 128), then embeds ``train/`` and ``val/`` with the trained backbone and
+Each run trains with the method's defaults (``method_optim``: AdamW unless the method says
+otherwise), then embeds ``train/`` and ``val/`` with the trained backbone and
 with **the same network at random initialisation** (same seed) and reports: weighted kNN
 top-1 (k=200, τ=0.1), a linear probe (the studio's class-balanced logistic regression on
 L2-normalised features, all ``train/`` labels, accuracy on ``val/``), the collapse metrics
@@ -45,8 +45,8 @@ RESULTS = ROOT / "bench" / "results" / "methods"
 
 def config(method: str, data: str, seed: int = 0, steps: int = 0, out: str = ""):
     """The run's config: the method's CPU recipe, batch 128, crops of 25-100 %, one thread."""
-    from sslstudio.config import OptimConfig, RunConfig
-    from sslstudio.core.methods import METHODS
+    from sslstudio.config import RunConfig
+    from sslstudio.core.methods import METHODS, method_optim
     from sslstudio.core.transforms.presets import preset
 
     size, domain = SETS[data]
@@ -59,7 +59,7 @@ def config(method: str, data: str, seed: int = 0, steps: int = 0, out: str = "")
         data_root=str(DATA / data / "train"), method=method, backbone=backbone, small_stem="off",
         image_size=size, batch_size=128, epochs=10_000, max_steps=steps, seed=seed,
         preset="custom", augment=augment,
-        optim=OptimConfig(**cls.cpu_optim, warmup_epochs=warmup, min_lr_ratio=0.0),
+        optim=dataclasses.replace(method_optim(method), warmup_epochs=warmup, min_lr_ratio=0.0),
         monitor_every=0, checkpoint_every=10**9, threads=1, out=out,
     )
 

@@ -5,7 +5,7 @@ The peer runs in its own environment (``bench/.peer-venv``, made here on first u
 the product's environment). For each data set both trainings start together, one core each,
 with the same data, backbone (torchvision ResNet-18, standard stem), image size, batch and
 wall-clock budget: lightly's SimCLR example as written (``bench/peer_lightly.py``) and the
-studio's SimCLR with its CPU recipe (``Method.cpu_optim``, τ 0.2, crops of 25-100 %, the
+studio's SimCLR with its defaults (AdamW 2e-3 per 256, τ 0.2, crops of 25-100 %, the
 domain preset) under ``time_budget_s``. Both backbones are then evaluated by the studio's kNN
 (k=200, τ=0.1, ``train/`` as memory, ``val/`` as queries) beside the same network at random
 initialisation.
@@ -122,7 +122,7 @@ def main() -> int:
         r = rows[-1]
         print(f"{data}: ours {o['images_per_s']:.0f} img/s, kNN {knn['ours']:.3f}; lightly {p['images_per_s']:.0f} img/s, "
               f"kNN {knn['peer']:.3f}; random init {knn['random_init']:.3f}", flush=True)
-    print(f"\n| data | px | run | steps | img/s | wall s | kNN top-1 | vs random init |\n|---|---|---|---|---|---|---|---|")
+    print("\n| data | px | run | steps | img/s | wall s | kNN top-1 | vs random init |\n|---|---|---|---|---|---|---|---|")
     for r in rows:
         k = r["knn"]
         for who in ("ours", "peer"):

@@ -45,6 +45,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     cfg = dataclasses.replace(base, **{k: v for k, v in simple.items() if v is not None})
     if args.preset or not args.config:
         cfg = dataclasses.replace(cfg, augment=preset(cfg.preset, cfg.image_size))
+    if not args.config:  # the method's own optimiser defaults; the flags below override them
+        from sslstudio.core.methods import method_optim
+
+        cfg = dataclasses.replace(cfg, optim=method_optim(cfg.method))
     optim = {"optimizer": args.optimizer, "lr": args.lr, "weight_decay": args.weight_decay,
              "warmup_epochs": args.warmup_epochs}
     optim = {k: v for k, v in optim.items() if v is not None}

@@ -27,9 +27,10 @@ def command_line(cfg: RunConfig, method_defaults: dict[str, object] | None = Non
             "--epochs", str(cfg.epochs)]  # fmt: skip
     if cfg.preset != "custom":
         args += ["--preset", cfg.preset]
-    args += ["--lr", f"{cfg.optim.lr:g}", "--optimizer", cfg.optim.optimizer]
+    # the optimiser in full: the command line starts from the method's own defaults
+    args += ["--lr", f"{cfg.optim.lr:g}", "--optimizer", cfg.optim.optimizer,
+             "--weight-decay", f"{cfg.optim.weight_decay:g}"]  # fmt: skip
     optional = (
-        ("--weight-decay", cfg.optim.weight_decay, od.weight_decay, "g"),
         ("--warmup-epochs", cfg.optim.warmup_epochs, od.warmup_epochs, "g"),
         ("--max-steps", cfg.max_steps, d.max_steps, "d"),
         ("--seed", cfg.seed, d.seed, "d"),

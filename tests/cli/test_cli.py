@@ -129,3 +129,15 @@ def test_sigkill_mid_run_then_resume_finishes(medium_folder, tmp_path, isolated_
     steps = [r["step"] for r in read_metrics(run) if r["kind"] == "step"]
     assert steps == list(range(30))  # 80 images / batch 8 * 3 epochs, no gaps, no duplicates
     assert (Path(run) / "checkpoints" / "final").is_dir()
+
+
+def test_a_method_trains_with_its_own_optimiser_defaults_unless_flags_say_otherwise():
+    from sslstudio.cli import build_parser, config_from_args
+
+    parse = build_parser().parse_args
+    mae = config_from_args(parse(["train", "/tmp", "--method", "mae", "--backbone", "vit_tiny"])).optim
+    assert (mae.optimizer, mae.lr, mae.weight_decay) == ("adamw", 1.5e-3, 0.05)
+    simclr = config_from_args(parse(["train", "/tmp"])).optim
+    assert (simclr.optimizer, simclr.lr, simclr.weight_decay) == ("adamw", 2e-3, 1e-4)
+    mine = config_from_args(parse(["train", "/tmp", "--method", "mae", "--lr", "0.01", "--optimizer", "sgd"])).optim
+    assert (mine.optimizer, mine.lr, mine.weight_decay) == ("sgd", 0.01, 0.05)

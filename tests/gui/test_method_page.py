@@ -15,7 +15,7 @@ import torch
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox, QComboBox
 
-from sslstudio.config import RunConfig
+from sslstudio.config import OptimConfig, RunConfig
 from sslstudio.core.methods import METHODS, Method, method_config
 from sslstudio.gui.catalog import gui_threads, method_infos
 from sslstudio.gui.estimate import (
@@ -235,3 +235,16 @@ def test_with_several_gpus_the_page_offers_torchrun(ready_window) -> None:
     assert command.endswith("--distributed")
     page._select_method("swav")  # batch-wide state not yet gathered across ranks: not offered
     assert not page.all_gpus.isVisibleTo(page) and page.processes() == 1
+
+
+def test_choosing_a_method_brings_its_optimiser_and_a_loaded_config_keeps_its_own(ready_window) -> None:
+    page = ready_window.method_page
+    base = ready_window.build_config()
+    page._select_method("mae")  # a user's choice: MAE's tested lr and weight decay
+    optim = page.update_config(base).optim
+    assert (optim.optimizer, optim.lr, optim.weight_decay) == ("adamw", 1.5e-3, 0.05)
+    page._select_method("simclr")  # and back: the generic defaults again
+    assert page.update_config(base).optim.weight_decay == OptimConfig().weight_decay
+    mine = dataclasses.replace(OptimConfig(), optimizer="lars", lr=0.3, weight_decay=1e-6)
+    page.apply_config(dataclasses.replace(base, method="mae", backbone="vit_tiny", optim=mine, method_options={}))
+    assert page.update_config(base).optim == mine  # a run's config (Resume) is shown as it was

@@ -102,5 +102,16 @@ def test_command_line_round_trips_the_main_choices() -> None:
     for name in ("method", "backbone", "image_size", "batch_size", "epochs", "preset", "max_steps"):
         assert getattr(back, name) == getattr(cfg, name), name
     assert back.optim.lr == 0.3 and back.optim.optimizer == "lars" and back.method_options == {"temperature": 0.1}
+    assert back.optim.weight_decay == cfg.optim.weight_decay
+
+
+def test_command_line_keeps_a_weight_decay_that_differs_from_the_methods_own() -> None:
+    """MAE's defaults decay weights by 0.05; a window run at the generic 1e-4 must say so."""
+    from sslstudio.cli import build_parser, config_from_args
+
+    cfg = RunConfig(data_root="/tmp", method="mae", backbone="vit_tiny")
+    assert cfg.optim.weight_decay == 1e-4
+    back = config_from_args(build_parser().parse_args(command_line(cfg).split()[1:]))
+    assert back.optim == cfg.optim
     assert missing_flags(cfg) == []
     assert "custom augmentations" in missing_flags(dataclasses.replace(cfg, preset="custom"))

@@ -24,7 +24,8 @@ from sslstudio.core.methods.base import (
     build_method,
     check_backbone,
     method_config,
+    method_optim,
     register,
 )
 
-__all__ = ["METHODS", "Method", "build_method", "check_backbone", "method_config", "register"]
+__all__ = ["METHODS", "Method", "build_method", "check_backbone", "method_config", "method_optim", "register"]

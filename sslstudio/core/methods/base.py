@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from sslstudio.config import RunConfig
+from sslstudio.config import OptimConfig, RunConfig
 from sslstudio.core.errors import ConfigError
 from sslstudio.core.models.backbones import Backbone, build_backbone, resolve_small_stem
 from sslstudio.core.transforms.views import ViewSpec
@@ -49,9 +49,9 @@ class Method(nn.Module):
     gather: Callable[[Tensor], tuple[Tensor, int]] | None = None
     # a backbone family the method cannot work without (MAE masks ViT tokens: "timm-vit")
     requires_backbone_family: ClassVar[str | None] = None
-    # optimiser settings tested for short runs on a CPU at 32-64 px, batch 64-256
-    # (``bench/methods.py``; lr per 256 images): OptimConfig field values
-    cpu_optim: ClassVar[dict[str, Any]] = {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4}
+    # OptimConfig fields this method trains better with than the defaults (which suit most
+    # methods), tested in short runs on a CPU at 32-64 px, batch 128 (bench/methods.py)
+    optim_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, backbone: Backbone, config: Any) -> None:
         super().__init__()
@@ -136,3 +136,10 @@ def build_method(cfg: RunConfig) -> Method:
         return METHODS[cfg.method](backbone, conf)
     except ValueError as exc:  # e.g. MAE on a ResNet: the user must change the config
         raise ConfigError(str(exc)) from exc
+
+
+def method_optim(name: str, base: OptimConfig | None = None) -> OptimConfig:
+    """``base`` (default: the generic defaults) with method ``name``'s own optimiser settings."""
+    cls = METHODS.get(name)
+    base = base if base is not None else OptimConfig()
+    return dataclasses.replace(base, **cls.optim_defaults) if cls is not None else base

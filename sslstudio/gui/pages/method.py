@@ -27,8 +27,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from sslstudio.config import RunConfig
-from sslstudio.gui.catalog import Catalog, gui_threads
+from sslstudio.config import OptimConfig, RunConfig
+from sslstudio.gui.catalog import Catalog, MethodInfo, gui_threads
 from sslstudio.gui.command import command_line, missing_flags
 from sslstudio.gui.widgets.budget_panel import BudgetPanel
 from sslstudio.gui.widgets.config_form import ConfigForm
@@ -70,6 +70,7 @@ class MethodPage(Page):
         self._options: dict[str, dict[str, Any]] = {}  # per-method options, kept across switching
         self.options_form: ConfigForm | None = None
         self._form_method = ""  # the method whose options the form shows
+        self._applying = False  # True while a loaded config selects its method
         self._image_size = self.context.image_size
 
         row = QHBoxLayout()
@@ -252,7 +253,11 @@ class MethodPage(Page):
             if self._form_method == cfg.method:
                 self._show_options(cfg.method)  # the same method: its form gets the new values
             else:
-                self._select_method(cfg.method)  # -> _on_method_chosen
+                self._applying = True  # the config's optimiser stays, not the method's defaults
+                try:
+                    self._select_method(cfg.method)  # -> _on_method_chosen
+                finally:
+                    self._applying = False
         self._emit_size()
         self._refresh()
 
@@ -286,8 +291,18 @@ class MethodPage(Page):
         cite, _, url = info.paper.partition(", http")
         self.paper.setText(f'Paper: <a href="http{url}">{cite}</a>' if url else f"Paper: {info.paper}")
         self._show_options(name)
+        if not self._applying:
+            self._use_method_optim(info)
         self.methodChanged.emit(name)
         self._on_changed()
+
+    def _use_method_optim(self, info: MethodInfo) -> None:
+        """A method chosen by the user brings its own optimiser, lr and weight decay (the
+        settings it was tested with); the warm-up and final-lr choices stay."""
+        tested = dataclasses.replace(OptimConfig(), **info.optim_defaults)
+        current = self.optim_form.value()
+        self.optim_form.set_value(dataclasses.replace(current, optimizer=tested.optimizer, lr=tested.lr,
+                                                      weight_decay=tested.weight_decay))
 
     def _remember_form(self) -> None:
         """Keep the shown form's values under its own method, for when the user comes back to it."""
