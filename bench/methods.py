@@ -10,7 +10,7 @@ Each run trains with the method's defaults (``method_optim``: AdamW unless the m
 otherwise), then embeds ``train/`` and ``val/`` with the trained backbone and
 with **the same network at random initialisation** (same seed) and reports: weighted kNN
 top-1 (k=200, τ=0.1), a linear probe (the studio's class-balanced logistic regression on
-L2-normalised features, all ``train/`` labels, accuracy on ``val/``), the collapse metrics
+standardised, then L2-normalised features, all ``train/`` labels, accuracy on ``val/``), the collapse metrics
 of the ``val/`` features (std×√d, RankMe), seconds per step, and the run's peak memory.
 
     python bench/methods.py --minutes 4                      # every method, both sets
@@ -97,8 +97,11 @@ def evaluate(method, data: str, size: int) -> dict[str, float]:
 
     knn = knn_accuracy(torch.from_numpy(tr.features), torch.from_numpy(tr.labels),
                        torch.from_numpy(te.features), torch.from_numpy(te.labels), k=200, temperature=0.1)
-    probe = cl.fit("linear", unit(tr.features), tr.labels, tr.classes)
-    linear = float((probe.probabilities(unit(te.features)).argmax(1) == te.labels).mean())
+    # the linear probe sees standardised features (train statistics), as MAE's probe puts a
+    # BatchNorm without affine before its classifier: a few dominant dimensions do not drown the rest
+    mu, sd = tr.features.mean(0), tr.features.std(0) + 1e-6
+    probe = cl.fit("linear", unit((tr.features - mu) / sd), tr.labels, tr.classes)
+    linear = float((probe.probabilities(unit((te.features - mu) / sd)).argmax(1) == te.labels).mean())
     z = torch.from_numpy(te.features)
     return {"knn": knn, "linear": linear, "std_sqrt_d": std_sqrt_d(z), "rankme": rankme(z), "dim": int(z.shape[1])}
 
@@ -126,7 +129,7 @@ def one(method: str, data: str, steps: int, seed: int) -> dict:
             return {"method": method, "data": data, "seed": seed, "steps": steps, "failed": ev.message}
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     trained, _, _ = load_method(run)
-    row = {"method": method, "data": data, "seed": seed, "steps": steps, "backbone": cfg.backbone,
+    row = {"method": method, "data": data, "seed": seed, "steps": steps, "backbone": cfg.backbone, "run": str(run),
            "optim": dataclasses.asdict(cfg.optim), "options": cfg.method_options,
            "seconds_per_step": (t_last - t_first) / max(1, len(losses) - 1),
            "peak_rss_mb": peak_mb, "first_loss": losses[0], "last_loss": losses[-1],

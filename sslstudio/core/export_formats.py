@@ -124,8 +124,9 @@ def family_file(method: Method) -> FamilyFile:
     info = bb.info
     if type(method).embed is not Method.embed:
         return _none(
-            f"the {type(method).name} method computes features with more than the backbone "
-            "(its input is transformed first): use model.onnx, which includes that step"
+            f"the {type(method).name} method computes features with more than the backbone's "
+            "own output (a transformed input, pooled patch features): use model.onnx, which "
+            "includes that step"
         )
     if info.family == "torchvision-resnet":
         if bb.small_stem:

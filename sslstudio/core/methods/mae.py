@@ -114,3 +114,8 @@ class MAE(Method):
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         self.steps_done.set(step + 1)
+
+    def embed(self, images: Tensor) -> Tensor:
+        """The average of the encoder's patch tokens, as MAE's fine-tuning pools them: the
+        reconstruction loss trains the patch tokens, not the class token."""
+        return self.backbone.body.feature_map(images).mean(dim=(2, 3))

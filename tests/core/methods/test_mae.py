@@ -48,3 +48,17 @@ def test_mae_with_a_resnet_is_refused_before_any_scan_or_run_folder(tmp_path, mo
     with pytest.raises(ConfigError, match="mae cannot use the backbone resnet18: choose one of vit_small, vit_tiny"):
         next(train(cfg))
     assert not scanned and not (tmp_path / "run").exists()
+
+
+
+def test_features_pool_the_patch_tokens_which_the_loss_trains_not_the_class_token(make_method):
+    method, cfg = make_method("mae", backbone="vit_tiny")
+    method.eval()
+    x = views_for(method, cfg)[0]
+    tokens = []
+    method.backbone.body.norm.register_forward_hook(lambda m, inp, out: tokens.append(out))
+    feats = method.embed(x)
+    (encoded,) = tokens  # (B, 1 + N, D) after the final norm, class token first
+    assert feats.shape == (x.shape[0], 192)
+    assert torch.allclose(feats, encoded[:, 1:].mean(dim=1), atol=1e-6)
+    assert not torch.allclose(feats, encoded[:, 0], atol=1e-3)  # not the class token
