@@ -43,7 +43,8 @@ SETS = {  # name: (image size, preset)
 RESULTS = ROOT / "bench" / "results" / "methods"
 
 
-def config(method: str, data: str, seed: int = 0, steps: int = 0, out: str = ""):
+def config(method: str, data: str, seed: int = 0, steps: int = 0, out: str = "", options: dict | None = None,
+           optim: dict | None = None):
     """The run's config: the method's CPU recipe, batch 128, crops of 25-100 %, one thread."""
     from sslstudio.config import RunConfig
     from sslstudio.core.methods import METHODS, method_optim
@@ -59,7 +60,8 @@ def config(method: str, data: str, seed: int = 0, steps: int = 0, out: str = "")
         data_root=str(DATA / data / "train"), method=method, backbone=backbone, small_stem="off",
         image_size=size, batch_size=128, epochs=10_000, max_steps=steps, seed=seed,
         preset="custom", augment=augment,
-        optim=dataclasses.replace(method_optim(method), warmup_epochs=warmup, min_lr_ratio=0.0),
+        optim=dataclasses.replace(method_optim(method), warmup_epochs=warmup, min_lr_ratio=0.0, **(optim or {})),
+        method_options=dict(options or {}),
         monitor_every=0, checkpoint_every=10**9, threads=1, out=out,
     )
 
@@ -106,7 +108,7 @@ def evaluate(method, data: str, size: int) -> dict[str, float]:
     return {"knn": knn, "linear": linear, "std_sqrt_d": std_sqrt_d(z), "rankme": rankme(z), "dim": int(z.shape[1])}
 
 
-def one(method: str, data: str, steps: int, seed: int) -> dict:
+def one(method: str, data: str, steps: int, seed: int, options: dict, optim: dict) -> dict:
     """Train one pair for ``steps`` steps on one thread, then evaluate it beside random init."""
     import torch
 
@@ -116,7 +118,7 @@ def one(method: str, data: str, steps: int, seed: int) -> dict:
 
     torch.set_num_threads(1)
     size = SETS[data][0]
-    cfg = config(method, data, seed, steps, tempfile.mkdtemp(prefix=f"sslstudio-m-{method}-"))
+    cfg = config(method, data, seed, steps, tempfile.mkdtemp(prefix=f"sslstudio-m-{method}-"), options, optim)
     losses, t_first, t_last, run = [], None, None, None
     for ev in train(cfg):
         if isinstance(ev, StepLogged):
@@ -137,10 +139,44 @@ def one(method: str, data: str, steps: int, seed: int) -> dict:
     return row
 
 
-def launch(method: str, data: str, steps: int, seed: int, out: Path) -> dict:
+def find_run(row: dict) -> Path | None:
+    """The run folder of a result row (older rows did not record it: found by its config)."""
+    if row.get("run"):
+        return Path(row["run"])
+    for folder in sorted(Path(tempfile.gettempdir()).glob(f"sslstudio-m-{row['method']}-*")):
+        cfg = json.loads((folder / "config.json").read_text()) if (folder / "config.json").exists() else {}
+        if Path(cfg.get("data_root", "")).parent.name == row["data"] and cfg.get("seed") == row["seed"] \
+                and cfg.get("max_steps") == row["steps"] and (folder / "checkpoints").is_dir():
+            return folder
+    return None
+
+
+def reevaluate(path: Path) -> None:
+    """Evaluate a finished row again with the current evaluation (same trained weights)."""
+    import torch
+
+    from sslstudio.core.embed import load_method, random_init_method
+    from sslstudio.core.runs import load_run_config
+
+    torch.set_num_threads(1)
+    row = json.loads(path.read_text())
+    run = find_run(row)
+    if "failed" in row or run is None:
+        print(f"  {path.name}: {'failed' if 'failed' in row else 'run folder not found'}, left as it was")
+        return
+    size = SETS[row["data"]][0]
+    trained, cfg, _ = load_method(run)
+    row["run"] = str(run)
+    row["trained"] = evaluate(trained, row["data"], size)
+    row["random_init"] = evaluate(random_init_method(load_run_config(run)), row["data"], size)
+    path.write_text(json.dumps(row, indent=1))
+    print(f"  {path.name}: {verdict(row)}", flush=True)
+
+
+def launch(method: str, data: str, steps: int, seed: int, out: Path, extra: list[str]) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, __file__, "--one", method, "--set", data, "--steps", str(steps),
-           "--seed", str(seed), "--json", str(out)]
+           "--seed", str(seed), "--json", str(out), *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -180,6 +216,17 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def parse(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=4.0, help="one core's training time per run")
@@ -189,14 +236,26 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--calibration", type=Path, default=RESULTS / "calibration.json",
                     help="seconds per step per pair; measured (quietly) when missing")
+    ap.add_argument("--option", action="append", default=[], help="KEY=VALUE method option (a trial)")
+    ap.add_argument("--optim", action="append", default=[], help="KEY=VALUE optimiser field (a trial)")
+    ap.add_argument("--tag", default="", help="suffix of the result files (a trial)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--set", help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--json", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--reevaluate", nargs="*", type=Path, help="evaluate these result files again")
+    ap.add_argument("--table", nargs="*", type=Path, help="print the table of these result files")
     args = ap.parse_args()
+    if args.reevaluate:
+        for path in args.reevaluate:
+            reevaluate(path)
+        return 0
+    if args.table:
+        print(table([json.loads(p.read_text()) for p in args.table]))
+        return 0
     if args.one:
-        row = one(args.one, args.set, args.steps, args.seed)
+        row = one(args.one, args.set, args.steps, args.seed, parse(args.option), parse(args.optim))
         args.json.write_text(json.dumps(row, indent=1))
         return 0
     from sslstudio.core.methods import METHODS
@@ -216,7 +275,9 @@ def main() -> int:
     print(f"{len(jobs)} runs of {args.minutes:g} core-minutes, {args.jobs} at a time")
     rows = []
     with ThreadPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(launch, m, d, n, s, RESULTS / f"{m}-{d}-seed{s}.json") for m, d, n, s in jobs]
+        extra = [x for kv in args.option for x in ("--option", kv)] + [x for kv in args.optim for x in ("--optim", kv)]
+        futures = [pool.submit(launch, m, d, n, s, RESULTS / f"{m}-{d}-seed{s}{args.tag}.json", extra)
+                   for m, d, n, s in jobs]
         for f in futures:
             r = f.result()
             rows.append(r)
