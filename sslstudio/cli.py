@@ -213,11 +213,16 @@ def cmd_scan(args: argparse.Namespace) -> int:
 def cmd_methods(args: argparse.Namespace) -> int:
     import textwrap
 
-    from sslstudio.core.methods import METHODS
+    from sslstudio.core.methods import METHODS, method_optim
 
     for name, cls in sorted(METHODS.items()):
         print(f"{name}  ({cls.paper})")
         print(textwrap.fill(cls.summary, width=90, initial_indent="    ", subsequent_indent="    "))
+        o = method_optim(name)
+        print(f"    defaults here: {o.optimizer}, lr {o.lr:g} per 256 images, weight decay {o.weight_decay:g}")
+        if cls.paper_recipe:
+            print(textwrap.fill(f"at scale the paper uses: {cls.paper_recipe}", width=90,
+                                initial_indent="    ", subsequent_indent="      "))
     return 0
 
 

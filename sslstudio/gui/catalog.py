@@ -53,6 +53,7 @@ class MethodInfo:
     constraints: dict[str, float] = field(default_factory=dict)
     display: str = ""
     optim_defaults: dict[str, Any] = field(default_factory=dict)  # over OptimConfig's defaults
+    paper_recipe: str = ""  # how the paper trains it at scale
 
     def __post_init__(self) -> None:
         if not self.display:
@@ -62,7 +63,7 @@ class MethodInfo:
 def method_infos(methods: dict[str, type]) -> dict[str, MethodInfo]:
     """The registry as plain records, in a stable order (by display name)."""
     infos = [MethodInfo(name, cls.summary, cls.paper, cls.Config, dict(cls.constraints), display_name(name, cls),
-                        dict(getattr(cls, "optim_defaults", {})))
+                        dict(getattr(cls, "optim_defaults", {})), getattr(cls, "paper_recipe", ""))
              for name, cls in methods.items()]  # fmt: skip
     return {i.name: i for i in sorted(infos, key=lambda i: i.display.lower())}
 

@@ -74,9 +74,14 @@ def test_scan_prints_summary_and_reasons(tiny_folder, capsys):
     assert "24 images" in out and "broken.png" in out and "not an image" in out
 
 
-def test_methods_lists_simclr(capsys):
+def test_methods_lists_each_with_its_defaults_and_the_papers_recipe(capsys):
+    from sslstudio.core.methods import METHODS
+
     assert main(["methods"]) == 0
-    assert "simclr" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert all(f"{name}  (" in out for name in METHODS)
+    assert "lr 0.0015 per 256 images, weight decay 0.05" in out  # MAE's own defaults
+    assert out.count("at scale the paper uses:") == len(METHODS)  # every method has one
 
 
 def _spawn(args, home):

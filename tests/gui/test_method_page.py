@@ -248,3 +248,11 @@ def test_choosing_a_method_brings_its_optimiser_and_a_loaded_config_keeps_its_ow
     mine = dataclasses.replace(OptimConfig(), optimizer="lars", lr=0.3, weight_decay=1e-6)
     page.apply_config(dataclasses.replace(base, method="mae", backbone="vit_tiny", optim=mine, method_options={}))
     assert page.update_config(base).optim == mine  # a run's config (Resume) is shown as it was
+
+
+def test_the_papers_large_batch_recipe_is_shown_beside_the_method(ready_window) -> None:
+    page = ready_window.method_page
+    page._select_method("byol")
+    assert "LARS" in page.paper.text() and "4096" in page.paper.text()
+    page._select_method("simsiam")
+    assert "batch 512" in page.paper.text() and "4096" not in page.paper.text()

@@ -40,6 +40,9 @@ class Method(nn.Module):
     Config: ClassVar[type]
     summary: ClassVar[str] = ""
     paper: ClassVar[str] = ""
+    # how the paper trains it at scale (large batches, long schedules): shown beside the
+    # studio's own defaults, which are tuned for short runs at small sizes
+    paper_recipe: ClassVar[str] = ""
     constraints: ClassVar[dict[str, float]] = {}
     # methods that keep per-image state (DeepCluster's pseudo-labels) get the batch's dataset
     # indices as ``training_step(views, indices=...)``

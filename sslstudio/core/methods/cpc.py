@@ -88,6 +88,7 @@ class CPC(Method):
 
     Config = CPCConfig
     paper = "Hénaff et al. 2019, https://arxiv.org/abs/1905.09272"
+    paper_recipe = "a very wide ResNet on 7×7 grids of 64 px tiles cut from 256 px crops, layer norm instead of batch norm, per-tile augmentation, hundreds of epochs on many accelerators"
     summary = (
         "CPC cuts each image into a grid of overlapping tiles, describes every tile, and learns "
         "to predict the descriptions of tiles lower down from the tiles above, telling the true "

@@ -55,6 +55,7 @@ class DINO(Method):
 
     Config = DINOConfig
     paper = "Caron et al. 2021, https://arxiv.org/abs/2104.14294"
+    paper_recipe = "ViT-S: AdamW, lr 5e-4 per 256 images at batch 1024, weight decay 0.04 rising to 0.4, teacher momentum 0.996 rising to 1, teacher τ 0.04→0.07, 65,536 outputs, 2×224 + 10×96 px crops, 100-800 epochs"
     summary = (
         "DINO trains a student network to give the same answer as a teacher network for "
         "different views of an image, including small close-up crops that the teacher never "

@@ -40,6 +40,7 @@ class MAE(Method):
 
     Config = MAEConfig
     paper = "He et al. 2021, https://arxiv.org/abs/2111.06377"
+    paper_recipe = "AdamW (β 0.9, 0.95), lr 1.5e-4 per 256 images at batch 4096, weight decay 0.05, 75 % of patches hidden, 800-1600 epochs"
     summary = (
         "MAE hides three quarters of each image, in small square patches, and trains the network "
         "to paint the hidden parts back from the visible ones. It needs only mild augmentation "

@@ -51,6 +51,7 @@ class SwAV(Method):
 
     Config = SwAVConfig
     paper = "Caron et al. 2020, https://arxiv.org/abs/2006.09882"
+    paper_recipe = "LARS, lr 0.3 per 256 images at batch 4096, weight decay 1e-6, 3000 prototypes, ε 0.05, τ 0.1, 2×224 + 6×96 px crops, prototypes frozen for the first epoch, 800 epochs"
     summary = (
         "SwAV sorts the images of each batch into a fixed number of groups it learns as it goes, "
         "with every group getting a fair share, and then asks the network to predict the group "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import html
 import os
 from typing import Any
 
@@ -289,7 +290,10 @@ class MethodPage(Page):
         self._method = name
         self.summary.setText(info.summary)
         cite, _, url = info.paper.partition(", http")
-        self.paper.setText(f'Paper: <a href="http{url}">{cite}</a>' if url else f"Paper: {info.paper}")
+        paper = f'Paper: <a href="http{url}">{cite}</a>' if url else f"Paper: {info.paper}"
+        if info.paper_recipe:  # the defaults here suit short runs; this is what long ones use
+            paper += f"<br>At scale the paper trains with: {html.escape(info.paper_recipe)}."
+        self.paper.setText(paper)
         self._show_options(name)
         if not self._applying:
             self._use_method_optim(info)
