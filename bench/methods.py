@@ -82,6 +82,27 @@ def calibrate(methods: list[str], sets: list[str], steps: int = 3) -> dict[str, 
     return out
 
 
+def peak_rss_mb() -> float:
+    """This process's resident-memory high-water mark. Not ``getrusage``: Linux carries its
+    ``ru_maxrss`` over ``exec``, so a child would report its parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: best effort
+
+
+def memory(method: str, data: str, steps: int = 4) -> float:
+    """Peak memory of a few training steps of the pair (the peak comes in the first steps)."""
+    import torch
+
+    from sslstudio.core.trainer import train
+
+    torch.set_num_threads(1)
+    for _ in train(config(method, data, 0, steps, tempfile.mkdtemp(prefix=f"sslstudio-mem-{method}-"))):
+        pass
+    return peak_rss_mb()
+
+
 def evaluate(method, data: str, size: int) -> dict[str, float]:
     import numpy as np
     import torch
@@ -129,7 +150,7 @@ def one(method: str, data: str, steps: int, seed: int, options: dict, optim: dic
             run = Path(ev.path).parent.parent
         elif isinstance(ev, RunFailed):
             return {"method": method, "data": data, "seed": seed, "steps": steps, "failed": ev.message}
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
     trained, _, _ = load_method(run)
     row = {"method": method, "data": data, "seed": seed, "steps": steps, "backbone": cfg.backbone, "run": str(run),
            "optim": dataclasses.asdict(cfg.optim), "options": cfg.method_options,
@@ -200,6 +221,8 @@ def verdict(row: dict) -> str:
 
 
 def table(rows: list[dict]) -> str:
+    mem_file = RESULTS / "memory.json"
+    mem = json.loads(mem_file.read_text()) if mem_file.exists() else {}
     head = ("| data | method | steps | s/step | peak MB | kNN random → trained | linear random → trained "
             "| std×√d | RankMe | judged by |\n|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
@@ -209,9 +232,10 @@ def table(rows: list[dict]) -> str:
             continue
         t, z = r["trained"], r["random_init"]
         seed = "" if r["seed"] == 0 else f" (seed {r['seed']})"
+        mb = mem.get(f"{r['method']}@{r['data']}", r["peak_rss_mb"])
         lines.append(
             f"| {r['data']} | {r['method']}{seed} | {r['steps']} "
-            f"| {r['seconds_per_step']:.2f} | {r['peak_rss_mb']:.0f} | {z['knn']:.3f} → {t['knn']:.3f} "
+            f"| {r['seconds_per_step']:.2f} | {mb:.0f} | {z['knn']:.3f} → {t['knn']:.3f} "
             f"| {z['linear']:.3f} → {t['linear']:.3f} | {t['std_sqrt_d']:.2f} | {t['rankme']:.0f} | {verdict(r)} |")
     return "\n".join(lines)
 
@@ -246,7 +270,24 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--reevaluate", nargs="*", type=Path, help="evaluate these result files again")
     ap.add_argument("--table", nargs="*", type=Path, help="print the table of these result files")
+    ap.add_argument("--memory", action="store_true", help="measure each pair's peak memory (a few steps each)")
+    ap.add_argument("--one-memory", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.one_memory:
+        print(json.dumps({"peak_rss_mb": memory(args.one_memory, args.set)}))
+        return 0
+    if args.memory:
+        from sslstudio.core.methods import METHODS
+
+        out = {}
+        for d in args.sets.split(","):
+            for m in (sorted(METHODS) if args.methods == "all" else args.methods.split(",")):
+                proc = subprocess.run([sys.executable, __file__, "--one-memory", m, "--set", d],
+                                      capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                out[f"{m}@{d}"] = json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+                print(f"  {m:<13} {d:<15} {out[f'{m}@{d}']:.0f} MB", flush=True)
+        (RESULTS / "memory.json").write_text(json.dumps(out, indent=1, sort_keys=True))
+        return 0
     if args.reevaluate:
         for path in args.reevaluate:
             reevaluate(path)
