@@ -110,7 +110,6 @@ def evaluate(method, data: str, size: int) -> dict[str, float]:
     from sslstudio.core import classify as cl
     from sslstudio.core.embed import embed_folder
     from sslstudio.core.knn import knn_accuracy
-    from sslstudio.core.monitor import rankme, std_sqrt_d
 
     tr = embed_folder(method, DATA / data / "train", size)
     te = embed_folder(method, DATA / data / "val", size)
@@ -126,7 +125,18 @@ def evaluate(method, data: str, size: int) -> dict[str, float]:
     probe = cl.fit("linear", unit((tr.features - mu) / sd), tr.labels, tr.classes)
     linear = float((probe.probabilities(unit((te.features - mu) / sd)).argmax(1) == te.labels).mean())
     z = torch.from_numpy(te.features)
-    return {"knn": knn, "linear": linear, "std_sqrt_d": std_sqrt_d(z), "rankme": rankme(z), "dim": int(z.shape[1])}
+    return {"knn": knn, "linear": linear, **spread(z)}
+
+
+def spread(z) -> dict[str, float]:
+    """Collapse metrics of ``val/`` features ``z``: as the studio's monitor computes them, and on
+    centred features. A large offset shared by every image (CPC's pooled tile features) makes
+    the raw ones read 'collapsed' while the images still differ; centring sees past it."""
+    from sslstudio.core.monitor import rankme, std_sqrt_d
+
+    zc = z - z.mean(0)
+    return {"std_sqrt_d": std_sqrt_d(z), "rankme": rankme(z), "std_sqrt_d_centred": std_sqrt_d(zc),
+            "rankme_centred": rankme(zc), "dim": int(z.shape[1])}
 
 
 def one(method: str, data: str, steps: int, seed: int, options: dict, optim: dict) -> dict:
@@ -194,6 +204,27 @@ def reevaluate(path: Path) -> None:
     print(f"  {path.name}: {verdict(row)}", flush=True)
 
 
+def respread(path: Path) -> None:
+    """Add the centred collapse metrics to a finished row (``val/`` features only: quick)."""
+    import torch
+
+    from sslstudio.core.embed import embed_folder, load_method, random_init_method
+    from sslstudio.core.runs import load_run_config
+
+    torch.set_num_threads(1)
+    row = json.loads(path.read_text())
+    run = find_run(row)
+    if "failed" in row or run is None:
+        return
+    size = SETS[row["data"]][0]
+    for key, net in (("trained", load_method(run)[0]), ("random_init", random_init_method(load_run_config(run)))):
+        z = torch.from_numpy(embed_folder(net, DATA / row["data"] / "val", size).features)
+        row[key].update(spread(z))
+    row["run"] = str(run)
+    path.write_text(json.dumps(row, indent=1))
+    print(f"  {path.name}: {verdict(row)}", flush=True)
+
+
 def launch(method: str, data: str, steps: int, seed: int, out: Path, extra: list[str]) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, __file__, "--one", method, "--set", data, "--steps", str(steps),
@@ -215,7 +246,8 @@ def verdict(row: dict) -> str:
 
     measure = "linear" if row["method"] in ("mae", "rotnet", "colorization", "cpc") else "knn"
     t, r = row["trained"], row["random_init"]
-    warn = collapse_warning(t["std_sqrt_d"], t["rankme"], 500, t["dim"])
+    c = "_centred" if "rankme_centred" in t else ""
+    warn = collapse_warning(t[f"std_sqrt_d{c}"], t[f"rankme{c}"], 500, t["dim"])
     gain = t[measure] - r[measure]
     return f"{measure} {gain:+.3f}" + (" COLLAPSED" if warn else "")
 
@@ -224,7 +256,7 @@ def table(rows: list[dict]) -> str:
     mem_file = RESULTS / "memory.json"
     mem = json.loads(mem_file.read_text()) if mem_file.exists() else {}
     head = ("| data | method | steps | s/step | peak MB | kNN random → trained | linear random → trained "
-            "| std×√d | RankMe | judged by |\n|---|---|---|---|---|---|---|---|---|---|")
+            "| std×√d (centred) | RankMe (centred) | judged by |\n|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in sorted(rows, key=lambda r: (r["data"], r["method"], r["seed"])):
         if "failed" in r:
@@ -236,7 +268,8 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"| {r['data']} | {r['method']}{seed} | {r['steps']} "
             f"| {r['seconds_per_step']:.2f} | {mb:.0f} | {z['knn']:.3f} → {t['knn']:.3f} "
-            f"| {z['linear']:.3f} → {t['linear']:.3f} | {t['std_sqrt_d']:.2f} | {t['rankme']:.0f} | {verdict(r)} |")
+            f"| {z['linear']:.3f} → {t['linear']:.3f} | {t.get('std_sqrt_d_centred', t['std_sqrt_d']):.2f} | {t.get('rankme_centred', t['rankme']):.0f} "
+            f"| {verdict(r)} |")
     return "\n".join(lines)
 
 
@@ -270,6 +303,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--reevaluate", nargs="*", type=Path, help="evaluate these result files again")
     ap.add_argument("--table", nargs="*", type=Path, help="print the table of these result files")
+    ap.add_argument("--respread", nargs="*", type=Path, help="add centred collapse metrics to these result files")
     ap.add_argument("--memory", action="store_true", help="measure each pair's peak memory (a few steps each)")
     ap.add_argument("--one-memory", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -291,6 +325,10 @@ def main() -> int:
     if args.reevaluate:
         for path in args.reevaluate:
             reevaluate(path)
+        return 0
+    if args.respread:
+        for path in args.respread:
+            respread(path)
         return 0
     if args.table:
         print(table([json.loads(p.read_text()) for p in args.table]))
