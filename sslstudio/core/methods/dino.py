@@ -37,7 +37,11 @@ class DINOConfig:
     teacher_temp_warmup: float = _f(0.3, "share of training over which τ_t rises", 0.0, 1.0)
     center_momentum: float = _f(0.9, "momentum of the teacher-output centre", 0.0, 0.999)
     momentum_base: float = _f(
-        0.996, "teacher EMA momentum at the start (cosine to final)", 0.0, 1.0
+        0.99,
+        "teacher EMA momentum at the start (cosine to final); paper: 0.996 for 100+ epochs, "
+        "0.99 lets the teacher keep up in short runs (bench/methods.py)",
+        0.0,
+        1.0,
     )
     momentum_final: float = _f(1.0, "teacher EMA momentum at the end", 0.0, 1.0)
     n_local: int = _f(2, "small local crops per image besides the 2 global ones; paper: 10", 0, 16)
