@@ -58,7 +58,9 @@ class BYOL(Method):
         "BYOL shows the network two altered copies of each image and asks it to guess, from one "
         "copy, how a slowly changing copy of itself describes the other. It never compares "
         "different images with each other, so it does not need large batches and does not push "
-        "apart images that merely look alike, such as neighbouring patches of the same tissue."
+        "apart images that merely look alike, such as neighbouring patches of the same tissue. "
+        "It starts slower than SimCLR: a few minutes on a CPU helped on tissue tiles but not yet "
+        "on small natural photos, so give it a long run."
     )
 
     def __init__(self, backbone: Backbone, config: BYOLConfig) -> None:

@@ -57,7 +57,8 @@ class Colorization(Method):
         "Colourisation shows the network a black-and-white version of each image and trains it "
         "to guess the original colours, pixel by pixel. To guess well it must recognise what it "
         "is looking at: in stained tissue, which structures take up which stain. Colour changes "
-        "are switched off in the augmentation, because the colours are the answer."
+        "are switched off in the augmentation, because the colours are the answer. It suits "
+        "stained tissue; on small natural photos a short run did not beat the untrained network."
     )
     constraints = {"jitter_p": 0.0, "grey_p": 0.0, "hed_p": 0.0}
 
