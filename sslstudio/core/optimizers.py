@@ -61,6 +61,21 @@ class LARS(torch.optim.Optimizer):
         return loss
 
 
+class AdamW(torch.optim.AdamW):
+    """torch's AdamW without its per-step accelerator probe when every parameter is on the CPU.
+
+    Each ``step`` asks the current accelerator whether a CUDA graph is being captured. On a
+    machine whose CUDA driver fails to initialise that question raises, although the run has
+    fallen back to the CPU (RELIABILITY 26); CPU parameters are never in a CUDA graph.
+    """
+
+    def _accelerator_graph_capture_health_check(self) -> None:
+        if getattr(self, "_all_on_cpu", None) is None:
+            self._all_on_cpu = all(p.device.type == "cpu" for g in self.param_groups for p in g["params"])
+        if not self._all_on_cpu:
+            super()._accelerator_graph_capture_health_check()
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -82,7 +97,7 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, lr: float) -> torch.opti
     if cfg.optimizer == "adamw":
         for g in groups:
             g.pop("lars_exclude")
-        return torch.optim.AdamW(groups, lr=lr)
+        return AdamW(groups, lr=lr)
     if cfg.optimizer == "lars":
         return LARS(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
