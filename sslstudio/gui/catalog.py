@@ -142,11 +142,18 @@ def preload() -> None:
 
 
 def _preload() -> None:
+    with contextlib.suppress(Exception):  # a failure is reported by the loader's own try
+        _load_once()
+
+
+def _load_once() -> Catalog:
+    """The catalog, imported once per process (two windows, or a preload and a window)."""
     global _cached
-    with contextlib.suppress(Exception), _lock:  # a failure is reported by the loader's own try
+    with _lock:
         if _cached is None:
             with _imports_without_collections():
                 _cached = load_catalog()
+        return _cached
 
 
 @contextlib.contextmanager
@@ -185,13 +192,8 @@ class CatalogLoader(QObject):
         self.ready.emit(_cached)
 
     def _load(self) -> None:
-        global _cached
         try:
-            with _lock:  # two windows in one process import once
-                if _cached is None:
-                    with _imports_without_collections():
-                        _cached = load_catalog()
-            result: Any = _cached
+            result: Any = _load_once()
             ok = True
         except Exception as exc:  # surfaced in the window; the app still opens
             log.error("loading the training engine failed:\n%s", traceback.format_exc())
