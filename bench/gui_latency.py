@@ -10,6 +10,7 @@ Phases, each in the real window (offscreen), driven through its own methods:
             run's first optimizer are warmed
   scan      open a generated folder of small PNGs (10,000 by default): background scan with
             progress, then the summary and the first visible thumbnails (1 s after the scan)
+  page      switch to the Train page: its first layout and paint (six plots), then 0.5 s idle
   prepare   Start: the trainer scans and decodes the folder (Preparing events)
   train     a few dozen tiny_cnn SimCLR steps on the CPU (StepLogged, health checks, checkpoints)
 
@@ -51,7 +52,9 @@ def make_folder(root: Path, n: int, size: int = 32) -> float:
         d = root / f"class_{i % 10}"
         if i < 10:
             d.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(d / f"img_{i:06d}.png")
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(
+            d / f"img_{i:06d}.png"
+        )
     return time.perf_counter() - t0
 
 
@@ -102,7 +105,11 @@ class StallMeter:
         out = []
         for phase, gaps in self.gaps.items():
             duration = self.ended[phase] - self.started[phase]
-            q = statistics.quantiles(gaps, n=100) if len(gaps) >= 2 else [max(gaps, default=0.0)] * 99
+            q = (
+                statistics.quantiles(gaps, n=100)
+                if len(gaps) >= 2
+                else [max(gaps, default=0.0)] * 99
+            )
             out.append({
                 "phase": phase, "seconds": round(duration, 2), "ticks": len(gaps),
                 "worst_gap_ms": round(max(gaps, default=0.0), 1), "p99_gap_ms": round(q[98], 1),
@@ -147,9 +154,13 @@ def measure(folder: Path, steps: int) -> tuple[list[dict], dict]:
     window.show()
     app.processEvents()
     window_shown_s = time.perf_counter() - t_build
-    print(f"window built and shown in {window_shown_s * 1000:.0f} ms (the engine loading meanwhile)")
+    print(
+        f"window built and shown in {window_shown_s * 1000:.0f} ms (the engine loading meanwhile)"
+    )
     meter.start("startup")
-    run_until(lambda: window.catalog is not None and catalog.warmed.is_set(), 300, "the training engine")
+    run_until(
+        lambda: window.catalog is not None and catalog.warmed.is_set(), 300, "the training engine"
+    )
     meter.stop()
 
     window.data_page.progress.valueChanged.connect(meter.count_update)
@@ -178,7 +189,12 @@ def measure(folder: Path, steps: int) -> tuple[list[dict], dict]:
         batch_size=32, epochs=1, max_steps=steps, monitor_every=12, checkpoint_every=12, device="cpu",
     )  # fmt: skip
     window.apply_config(cfg)
+    # switching to the Train page lays out and paints its six plots for the first time: GUI
+    # work by nature, measured as its own phase so that "prepare" is the engine's alone
+    meter.start("page")
     window.show_page("Train")
+    shown = time.perf_counter()
+    run_until(lambda: time.perf_counter() - shown > 0.5, 5, "the Train page")
     meter.start("prepare")
     window.start_run()
     run_until(lambda: not window.controller.is_running(), 900, "training")
@@ -206,15 +222,21 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"\nGUI thread stalls (a {TICK_MS} ms timer; gap = time between ticks; target worst < {TARGET_MS:.0f} ms)")
+    print(
+        f"\nGUI thread stalls (a {TICK_MS} ms timer; gap = time between ticks; target worst < {TARGET_MS:.0f} ms)"
+    )
     head = f"{'phase':<9} {'seconds':>8} {'ticks':>7} {'median':>7} {'p99':>7} {'worst':>7} {'>100ms':>7} {'updates/s':>10}"
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['phase']:<9} {r['seconds']:>8.2f} {r['ticks']:>7} {r['median_gap_ms']:>7.1f} {r['p99_gap_ms']:>7.1f} "
-              f"{r['worst_gap_ms']:>7.1f} {r['gaps_over_100ms']:>7} {r['ui_updates_per_s']:>10.1f}")
-    print(f"\n{info['images_scanned']:,} images scanned; {info['preparing_events']} Preparing events; "
-          f"{info['steps']} steps on {info['threads']} torch thread(s)")
+        print(
+            f"{r['phase']:<9} {r['seconds']:>8.2f} {r['ticks']:>7} {r['median_gap_ms']:>7.1f} {r['p99_gap_ms']:>7.1f} "
+            f"{r['worst_gap_ms']:>7.1f} {r['gaps_over_100ms']:>7} {r['ui_updates_per_s']:>10.1f}"
+        )
+    print(
+        f"\n{info['images_scanned']:,} images scanned; {info['preparing_events']} Preparing events; "
+        f"{info['steps']} steps on {info['threads']} torch thread(s)"
+    )
 
     import PySide6
     import torch

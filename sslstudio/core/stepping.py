@@ -70,7 +70,11 @@ def prepare(cfg: RunConfig, cancel):
     index = yield from in_background(
         "scan",
         lambda progress: open_index(
-            cfg.data_root, cache_dir(), progress=progress, cancel=cancel, tiling=SlideOptions.of(cfg)
+            cfg.data_root,
+            cache_dir(),
+            progress=progress,
+            cancel=cancel,
+            tiling=SlideOptions.of(cfg),
         ),
     )
     require_usable(index)

