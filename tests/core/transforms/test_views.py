@@ -99,6 +99,28 @@ def test_colour_ops_match_torchvision_per_image():
     out = ops.adjust_hue(x.clone(), h)
     for i in range(3):
         assert torch.allclose(out[i], TF.adjust_hue(x[i], float(h[i])), atol=1e-3)
+    # the corner cases of the closed form: grey, black, white, primaries, ties, half turns
+    special = torch.tensor(
+        [
+            [0, 0, 0],
+            [1, 1, 1],
+            [0.5, 0.5, 0.5],
+            [1, 0, 0],
+            [0, 1, 0],
+            [0, 0, 1],
+            [1, 1, 0],
+            [0, 1, 1],
+            [1, 0, 1],
+            [0.2, 0.2, 0.9],
+            [0.9, 0.2, 0.2],
+            [0.3, 0.6, 0.6],
+        ]
+    )
+    img = special.T.reshape(1, 3, 3, 4).expand(4, -1, -1, -1).contiguous()
+    h = torch.tensor([-0.5, 0.5, 0.25, -1 / 6])
+    out = ops.adjust_hue(img.clone(), h)
+    for i in range(4):
+        assert torch.allclose(out[i], TF.adjust_hue(img[i], float(h[i])), atol=1e-5)
 
 
 def test_blur_per_image_sigma():
