@@ -52,9 +52,7 @@ def make_folder(root: Path, n: int, size: int = 32) -> float:
         d = root / f"class_{i % 10}"
         if i < 10:
             d.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(
-            d / f"img_{i:06d}.png"
-        )
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(d / f"img_{i:06d}.png")
     return time.perf_counter() - t0
 
 
@@ -105,11 +103,7 @@ class StallMeter:
         out = []
         for phase, gaps in self.gaps.items():
             duration = self.ended[phase] - self.started[phase]
-            q = (
-                statistics.quantiles(gaps, n=100)
-                if len(gaps) >= 2
-                else [max(gaps, default=0.0)] * 99
-            )
+            q = statistics.quantiles(gaps, n=100) if len(gaps) >= 2 else [max(gaps, default=0.0)] * 99
             out.append({
                 "phase": phase, "seconds": round(duration, 2), "ticks": len(gaps),
                 "worst_gap_ms": round(max(gaps, default=0.0), 1), "p99_gap_ms": round(q[98], 1),
@@ -154,13 +148,9 @@ def measure(folder: Path, steps: int) -> tuple[list[dict], dict]:
     window.show()
     app.processEvents()
     window_shown_s = time.perf_counter() - t_build
-    print(
-        f"window built and shown in {window_shown_s * 1000:.0f} ms (the engine loading meanwhile)"
-    )
+    print(f"window built and shown in {window_shown_s * 1000:.0f} ms (the engine loading meanwhile)")
     meter.start("startup")
-    run_until(
-        lambda: window.catalog is not None and catalog.warmed.is_set(), 300, "the training engine"
-    )
+    run_until(lambda: window.catalog is not None and catalog.warmed.is_set(), 300, "the training engine")
     meter.stop()
 
     window.data_page.progress.valueChanged.connect(meter.count_update)
@@ -222,21 +212,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(
-        f"\nGUI thread stalls (a {TICK_MS} ms timer; gap = time between ticks; target worst < {TARGET_MS:.0f} ms)"
-    )
+    print(f"\nGUI thread stalls (a {TICK_MS} ms timer; gap = time between ticks; target worst < {TARGET_MS:.0f} ms)")
     head = f"{'phase':<9} {'seconds':>8} {'ticks':>7} {'median':>7} {'p99':>7} {'worst':>7} {'>100ms':>7} {'updates/s':>10}"
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(
-            f"{r['phase']:<9} {r['seconds']:>8.2f} {r['ticks']:>7} {r['median_gap_ms']:>7.1f} {r['p99_gap_ms']:>7.1f} "
-            f"{r['worst_gap_ms']:>7.1f} {r['gaps_over_100ms']:>7} {r['ui_updates_per_s']:>10.1f}"
-        )
-    print(
-        f"\n{info['images_scanned']:,} images scanned; {info['preparing_events']} Preparing events; "
-        f"{info['steps']} steps on {info['threads']} torch thread(s)"
-    )
+        print(f"{r['phase']:<9} {r['seconds']:>8.2f} {r['ticks']:>7} {r['median_gap_ms']:>7.1f} {r['p99_gap_ms']:>7.1f} "
+              f"{r['worst_gap_ms']:>7.1f} {r['gaps_over_100ms']:>7} {r['ui_updates_per_s']:>10.1f}")
+    print(f"\n{info['images_scanned']:,} images scanned; {info['preparing_events']} Preparing events; "
+          f"{info['steps']} steps on {info['threads']} torch thread(s)")
 
     import PySide6
     import torch

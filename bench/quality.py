@@ -39,21 +39,15 @@ def seconds_per_step(cfg: RunConfig, steps: int = 3) -> float:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="folder with train/ and val/ class subfolders")
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--preset", default="natural")
     ap.add_argument("--minutes", type=float, default=20.0, help="training wall-clock budget")
     ap.add_argument("--backbone", default="resnet18")
     ap.add_argument("--method", default="simclr")
-    ap.add_argument(
-        "--crop-min", type=float, default=None, help="smallest crop share (default: the preset's)"
-    )
-    ap.add_argument(
-        "--jitter", type=float, default=None, help="scale the preset's colour-jitter strengths"
-    )
+    ap.add_argument("--crop-min", type=float, default=None, help="smallest crop share (default: the preset's)")
+    ap.add_argument("--jitter", type=float, default=None, help="scale the preset's colour-jitter strengths")
     ap.add_argument("--small-stem", default="auto", choices=("auto", "on", "off"))
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--optimizer", default="sgd")
@@ -62,12 +56,8 @@ def main() -> int:
     ap.add_argument("--temperature", type=float, default=None)
     ap.add_argument("--warmup-epochs", type=float, default=0.5)
     ap.add_argument("--json", default=None)
-    ap.add_argument(
-        "--steps",
-        type=int,
-        default=0,
-        help="fix the step count instead of measuring (e.g. from an earlier uncontended measurement)",
-    )
+    ap.add_argument("--steps", type=int, default=0,
+                    help="fix the step count instead of measuring (e.g. from an earlier uncontended measurement)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = all)")
     args = ap.parse_args()
     data = Path(args.data)
@@ -76,33 +66,14 @@ def main() -> int:
     if args.crop_min is not None:
         augment = dataclasses.replace(augment, crop_scale_min=args.crop_min)
     if args.jitter is not None:
-        augment = dataclasses.replace(
-            augment,
-            brightness=augment.brightness * args.jitter,
-            contrast=augment.contrast * args.jitter,
-            saturation=augment.saturation * args.jitter,
-            hue=augment.hue * args.jitter,
-        )
+        augment = dataclasses.replace(augment, brightness=augment.brightness * args.jitter,
+                                      contrast=augment.contrast * args.jitter,
+                                      saturation=augment.saturation * args.jitter, hue=augment.hue * args.jitter)
     cfg = RunConfig(
-        data_root=str(data / "train"),
-        method=args.method,
-        backbone=args.backbone,
-        small_stem=args.small_stem,
-        image_size=args.size,
-        batch_size=args.batch,
-        epochs=10_000,
-        preset="custom",
-        augment=augment,
-        optim=OptimConfig(
-            optimizer=args.optimizer,
-            lr=args.lr,
-            weight_decay=args.wd,
-            warmup_epochs=args.warmup_epochs,
-        ),
-        method_options=opts,
-        monitor_every=0,
-        checkpoint_every=10**9,
-        out=tempfile.mkdtemp(prefix="sslstudio-q-"),
+        data_root=str(data / "train"), method=args.method, backbone=args.backbone, small_stem=args.small_stem, image_size=args.size,
+        batch_size=args.batch, epochs=10_000, preset="custom", augment=augment,
+        optim=OptimConfig(optimizer=args.optimizer, lr=args.lr, weight_decay=args.wd, warmup_epochs=args.warmup_epochs),
+        method_options=opts, monitor_every=0, checkpoint_every=10**9, out=tempfile.mkdtemp(prefix="sslstudio-q-"),
         threads=args.threads,
     )
     if args.threads:
@@ -120,9 +91,7 @@ def main() -> int:
     losses = []
     for ev in train(cfg):
         if isinstance(ev, RunStarted):
-            print(
-                f"{ev.num_images} images, {ev.steps_per_epoch} steps/epoch, {ev.total_steps} steps on {ev.device}"
-            )
+            print(f"{ev.num_images} images, {ev.steps_per_epoch} steps/epoch, {ev.total_steps} steps on {ev.device}")
         elif isinstance(ev, StepLogged):
             losses.append(ev.loss)
             if ev.step % 50 == 0:
@@ -134,28 +103,12 @@ def main() -> int:
     trained = knn_eval(method, data / "train", data / "val", args.size)
     random = knn_eval(random_init_method(cfg), data / "train", data / "val", args.size)
     epochs = steps * args.batch / len(list((data / "train").rglob("*.*")))
-    print(
-        f"\n{'data':<16} {'size':>4} {'min':>5} {'epochs':>6} {'random kNN':>10} {'trained kNN':>11} {'gain':>7}"
-    )
-    print(
-        f"{data.name:<16} {args.size:>4} {train_s / 60:>5.1f} {epochs:>6.2f} {random:>10.4f} {trained:>11.4f} {trained - random:>+7.4f}"
-    )
-    result = {
-        "data": data.name,
-        "size": args.size,
-        "train_minutes": train_s / 60,
-        "steps": steps,
-        "epochs": epochs,
-        "random_init_knn": random,
-        "trained_knn": trained,
-        "gain": trained - random,
-        "config": cfg.to_dict(),
-        "first_loss": losses[0],
-        "last_loss": losses[-1],
-        "machine": platform.platform(),
-        "date": time.strftime("%Y-%m-%d"),
-        "command": " ".join(sys.argv),
-    }
+    print(f"\n{'data':<16} {'size':>4} {'min':>5} {'epochs':>6} {'random kNN':>10} {'trained kNN':>11} {'gain':>7}")
+    print(f"{data.name:<16} {args.size:>4} {train_s / 60:>5.1f} {epochs:>6.2f} {random:>10.4f} {trained:>11.4f} {trained - random:>+7.4f}")
+    result = {"data": data.name, "size": args.size, "train_minutes": train_s / 60, "steps": steps, "epochs": epochs,
+              "random_init_knn": random, "trained_knn": trained, "gain": trained - random, "config": cfg.to_dict(),
+              "first_loss": losses[0], "last_loss": losses[-1], "machine": platform.platform(),
+              "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv)}
     out = Path(args.json or ROOT / "bench" / "results" / f"quality-{data.name}-{args.size}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

@@ -49,12 +49,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         from sslstudio.core.methods import method_optim
 
         cfg = dataclasses.replace(cfg, optim=method_optim(cfg.method))
-    optim = {
-        "optimizer": args.optimizer,
-        "lr": args.lr,
-        "weight_decay": args.weight_decay,
-        "warmup_epochs": args.warmup_epochs,
-    }
+    optim = {"optimizer": args.optimizer, "lr": args.lr, "weight_decay": args.weight_decay,
+             "warmup_epochs": args.warmup_epochs}
     optim = {k: v for k, v in optim.items() if v is not None}
     if optim:
         cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, **optim))
@@ -164,9 +160,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if world is not None:
             # planned for one process: the deadline then paces the run on all of them (the
             # pace is agreed every step), adding steps when the shared batch goes faster
-            cfg = RunConfig.from_dict(
-                json.loads(distributed.broadcast_text(cfg.to_json() if world.main else ""))
-            )
+            cfg = RunConfig.from_dict(json.loads(distributed.broadcast_text(cfg.to_json() if world.main else "")))
         if args.plan_only:
             if world is not None:
                 import torch.distributed

@@ -13,10 +13,8 @@ def _loaded(code: str) -> str:
 
 
 def test_core_imports_no_qt():
-    code = (
-        "import sys, sslstudio.core.trainer, sslstudio.core.embed, sslstudio.core.methods, sslstudio.cli; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'PySide6', 'pyqtgraph'} or m.startswith('sslstudio.gui')))"
-    )
+    code = ("import sys, sslstudio.core.trainer, sslstudio.core.embed, sslstudio.core.methods, sslstudio.cli; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in {'PySide6', 'pyqtgraph'} or m.startswith('sslstudio.gui')))")
     assert _loaded(code) == "[]"
 
 
@@ -35,9 +33,7 @@ def test_no_unsafe_deserialisation_and_no_giant_modules():
         text = path.read_text(encoding="utf-8")
         assert "weights_only=False" not in text.replace(" ", ""), path
         assert "pickle.load" not in text, path
-        assert len(text.splitlines()) <= 400, (
-            f"{path} has {len(text.splitlines())} lines; split it by concern"
-        )
+        assert len(text.splitlines()) <= 400, f"{path} has {len(text.splitlines())} lines; split it by concern"
     for path in (PKG / "core" / "methods").glob("*.py"):
         if path.name not in ("__init__.py", "base.py"):
             assert len(path.read_text().splitlines()) <= 150, path

@@ -75,7 +75,5 @@ class CoarseLists:
 def _nearest(x: np.ndarray, centroids: np.ndarray, block: int = 65_536) -> np.ndarray:
     out = np.empty(len(x), np.int64)
     for s in range(0, len(x), block):
-        out[s : s + block] = np.argmax(
-            np.asarray(x[s : s + block], np.float32) @ centroids.T, axis=1
-        )
+        out[s : s + block] = np.argmax(np.asarray(x[s : s + block], np.float32) @ centroids.T, axis=1)
     return out

@@ -71,9 +71,7 @@ class AdamW(torch.optim.AdamW):
 
     def _accelerator_graph_capture_health_check(self) -> None:
         if getattr(self, "_all_on_cpu", None) is None:
-            self._all_on_cpu = all(
-                p.device.type == "cpu" for g in self.param_groups for p in g["params"]
-            )
+            self._all_on_cpu = all(p.device.type == "cpu" for g in self.param_groups for p in g["params"])
         if not self._all_on_cpu:
             super()._accelerator_graph_capture_health_check()
 

@@ -70,11 +70,7 @@ def prepare(cfg: RunConfig, cancel):
     index = yield from in_background(
         "scan",
         lambda progress: open_index(
-            cfg.data_root,
-            cache_dir(),
-            progress=progress,
-            cancel=cancel,
-            tiling=SlideOptions.of(cfg),
+            cfg.data_root, cache_dir(), progress=progress, cancel=cancel, tiling=SlideOptions.of(cfg)
         ),
     )
     require_usable(index)

@@ -51,9 +51,7 @@ def _tip(text: str, seq: QKeySequence) -> str:
     return f"{text} ({keys})" if keys else text
 
 
-def build_menus(
-    w: QMainWindow, steps: Sequence[str], handlers: dict[str, Callable[..., object]]
-) -> Actions:
+def build_menus(w: QMainWindow, steps: Sequence[str], handlers: dict[str, Callable[..., object]]) -> Actions:
     """File, Run, Go, Help. ``handlers`` maps action names to the window's slots."""
     bar = w.menuBar()
     h = handlers
@@ -93,9 +91,7 @@ def build_menus(
 
     g = bar.addMenu("&Go")
     for i, name in enumerate(steps, start=1):
-        go = action(
-            w, f"&{i} {name}", f"Ctrl+{i}", lambda n=name: h["go"](n), f"Show the {name} page"
-        )
+        go = action(w, f"&{i} {name}", f"Ctrl+{i}", lambda n=name: h["go"](n), f"Show the {name} page")
         g.addAction(go)
         acts.go.append(go)
     g.addSeparator()

@@ -201,14 +201,9 @@ class CatalogLoader(QObject):
             log.error("loading the training engine failed:\n%s", traceback.format_exc())
             result, ok = f"{type(exc).__name__}: {exc}", False
         if shiboken6.isValid(self):
-            with contextlib.suppress(
-                RuntimeError
-            ):  # the window closed between the check and the emit
+            with contextlib.suppress(RuntimeError):  # the window closed between the check and the emit
                 (self.ready if ok else self.failed).emit(result)
         if ok:
-            with (
-                contextlib.suppress(Exception),
-                _imports_without_collections(),
-            ):  # an optimisation only
+            with contextlib.suppress(Exception), _imports_without_collections():  # an optimisation only
                 _warm_lazy_imports()
         warmed.set()

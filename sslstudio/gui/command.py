@@ -52,13 +52,7 @@ def command_line(cfg: RunConfig, method_defaults: dict[str, object] | None = Non
     for key, value in sorted(cfg.method_options.items()):
         if key in defaults and defaults[key] == value:
             continue
-        text = (
-            str(value).lower()
-            if isinstance(value, bool)
-            else format(value, "g")
-            if isinstance(value, float)
-            else str(value)
-        )
+        text = str(value).lower() if isinstance(value, bool) else format(value, "g") if isinstance(value, float) else str(value)
         args += ["--option", quote(f"{key}={text}")]
     return " ".join(args)
 

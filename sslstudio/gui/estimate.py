@@ -3,7 +3,6 @@
 The measuring is :func:`sslstudio.core.steptime.time_steps` (shared with the budget planner);
 this module runs it on a worker thread and words the answer.
 """
-
 from __future__ import annotations
 
 import contextlib
@@ -23,7 +22,6 @@ from sslstudio.core.errors import StepTimingCancelled
 log = logging.getLogger(__name__)
 
 EstimateCancelled = StepTimingCancelled  # the Method page's name for it
-
 
 @dataclass(frozen=True)
 class Estimate:
@@ -56,9 +54,7 @@ def measure(
     from sslstudio.core.steptime import time_steps
 
     t = time_steps(cfg, num_images, steps=steps, cancel=cancel, progress=progress)
-    return Estimate(
-        t.seconds_per_step, t.steps_per_epoch, t.batch_size, t.device, num_images, t.measured_steps
-    )
+    return Estimate(t.seconds_per_step, t.steps_per_epoch, t.batch_size, t.device, num_images, t.measured_steps)
 
 
 def format_duration(seconds: float) -> str:

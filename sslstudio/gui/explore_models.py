@@ -49,9 +49,7 @@ class ImageRowsModel(QAbstractListModel):
         self._placeholder.fill(QColor(128, 128, 128, 60))
         cache.loaded.connect(self._on_loaded)
 
-    def set_rows(
-        self, rows: np.ndarray | list[int], scores: np.ndarray | list[float] | None = None
-    ) -> None:
+    def set_rows(self, rows: np.ndarray | list[int], scores: np.ndarray | list[float] | None = None) -> None:
         self.beginResetModel()
         self._rows = np.asarray(rows, np.int64)
         self._scores = None if scores is None else np.asarray(scores, np.float32)
@@ -66,9 +64,7 @@ class ImageRowsModel(QAbstractListModel):
     def refresh(self) -> None:
         """Captions changed (new predictions or labels)."""
         if len(self._rows):
-            self.dataChanged.emit(
-                self.index(0), self.index(len(self._rows) - 1), [Qt.ItemDataRole.DisplayRole]
-            )
+            self.dataChanged.emit(self.index(0), self.index(len(self._rows) - 1), [Qt.ItemDataRole.DisplayRole])
 
     def rowCount(self, parent: _Index = _ROOT) -> int:  # noqa: N802 (Qt API)
         return 0 if parent.isValid() else len(self._rows)

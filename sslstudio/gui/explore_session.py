@@ -91,9 +91,7 @@ class ExploreSession(QObject):
 
     # -- background jobs ----------------------------------------------------------------------
 
-    def _start(
-        self, name: str, fn: Callable[..., Any], on_done: Callable[[Any], None], text: str
-    ) -> None:
+    def _start(self, name: str, fn: Callable[..., Any], on_done: Callable[[Any], None], text: str) -> None:
         self.cancel(name)
         self._generation += 1
         worker = ProgressWorker(fn, (name, self._generation))
@@ -187,9 +185,7 @@ class ExploreSession(QObject):
 
         groups = group_ids(self.emb.paths, group_rule)
         qg = None if groups is None else np.array([groups[row] if row >= 0 else -1])
-        sims, ids = self.index.search(
-            vector[None], k, groups=groups, query_groups=qg, rows=np.array([row])
-        )
+        sims, ids = self.index.search(vector[None], k, groups=groups, query_groups=qg, rows=np.array([row]))
         return [(int(i), float(s)) for s, i in zip(sims[0], ids[0]) if i >= 0]
 
     def query_file(self, path: str) -> None:
@@ -201,9 +197,7 @@ class ExploreSession(QObject):
 
             return query_vector(ck, path)
 
-        self._start(
-            "query", work, lambda v: self.queryReady.emit(v, path), f"Embedding {Path(path).name}…"
-        )
+        self._start("query", work, lambda v: self.queryReady.emit(v, path), f"Embedding {Path(path).name}…")
 
     # -- map ----------------------------------------------------------------------------------
 
@@ -310,9 +304,7 @@ class ExploreSession(QObject):
             order = np.argsort(scores, kind="stable")[:count]
             return order, scores[order]
 
-        self._start(
-            "outliers", work, lambda r: self.listReady.emit("outliers", *r), "Finding outliers…"
-        )
+        self._start("outliers", work, lambda r: self.listReady.emit("outliers", *r), "Finding outliers…")
 
     def find_duplicates(self, threshold: float) -> None:
         index = self.index
@@ -325,9 +317,5 @@ class ExploreSession(QObject):
             sims = np.array([s for _, _, s in pairs for _ in (0, 1)], np.float32)
             return rows, sims
 
-        self._start(
-            "duplicates",
-            work,
-            lambda r: self.listReady.emit("duplicates", *r),
-            "Finding near-duplicates…",
-        )
+        self._start("duplicates", work, lambda r: self.listReady.emit("duplicates", *r),
+                    "Finding near-duplicates…")

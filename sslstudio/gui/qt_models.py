@@ -33,9 +33,7 @@ from sslstudio import imaging, slides
 
 _Index = QModelIndex | QPersistentModelIndex
 _ROOT = QModelIndex()  # the invalid index: "no parent" in a flat model
-MAX_QUEUED = (
-    512  # older requests are dropped: they scrolled out of view and are re-asked if seen again
-)
+MAX_QUEUED = 512  # older requests are dropped: they scrolled out of view and are re-asked if seen again
 
 
 def numpy_to_qimage(arr: Any) -> QImage:
@@ -215,9 +213,7 @@ class SkippedFilesModel(QAbstractTableModel):
     def columnCount(self, parent: _Index = _ROOT) -> int:  # noqa: N802
         return 0 if parent.isValid() else 2
 
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:  # noqa: N802
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:  # noqa: N802
         if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
             return self.HEADERS[section]
         return None
@@ -242,17 +238,7 @@ class RunTableModel(QAbstractTableModel):
     """The run history (:class:`sslstudio.gui.run_history.RunSummary` rows); ``SORT_ROLE`` gives raw
     values, so a ``QSortFilterProxyModel`` sorts dates and numbers as such, not as text."""
 
-    HEADERS = (
-        "Date",
-        "Folder",
-        "Method",
-        "Backbone",
-        "Size",
-        "Steps",
-        "Final loss",
-        "kNN",
-        "State",
-    )
+    HEADERS = ("Date", "Folder", "Method", "Backbone", "Size", "Steps", "Final loss", "kNN", "State")
     SORT_ROLE = Qt.ItemDataRole.UserRole + 1
     _NUMERIC = frozenset({4, 5, 6, 7})
 
@@ -279,9 +265,7 @@ class RunTableModel(QAbstractTableModel):
     def columnCount(self, parent: _Index = _ROOT) -> int:  # noqa: N802
         return 0 if parent.isValid() else len(self.HEADERS)
 
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:  # noqa: N802
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:  # noqa: N802
         if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
             return self.HEADERS[section]
         return None

@@ -44,9 +44,7 @@ class RunController(QObject):
     failed = Signal(str, str)
     runEnded = Signal(str)
 
-    def __init__(
-        self, parent: QObject | None = None, inhibitor: SleepInhibitor | None = None
-    ) -> None:
+    def __init__(self, parent: QObject | None = None, inhibitor: SleepInhibitor | None = None) -> None:
         super().__init__(parent)
         self.inhibitor = inhibitor or SleepInhibitor()
         self._worker: TrainingWorker | TorchrunWorker | None = None
@@ -66,9 +64,7 @@ class RunController(QObject):
         """True from start() until the worker thread has finished (paused and stopping included)."""
         return self._job is not None
 
-    def start(
-        self, cfg: RunConfig, resume_from: str | Path | None = None, processes: int = 1
-    ) -> None:
+    def start(self, cfg: RunConfig, resume_from: str | Path | None = None, processes: int = 1) -> None:
         """Start training ``cfg`` (or continue the run folder ``resume_from``) on a new thread;
         ``processes`` > 1: that many ranks under torchrun (one per GPU), followed from here."""
         if self.is_running():

@@ -111,9 +111,7 @@ def is_locked(run_dir: Path) -> bool:
     return False
 
 
-def summarize(
-    run_dir: Path, owned: tuple[str, ...] = (), rows: list[dict[str, Any]] | None = None
-) -> RunSummary:
+def summarize(run_dir: Path, owned: tuple[str, ...] = (), rows: list[dict[str, Any]] | None = None) -> RunSummary:
     """The history row of ``run_dir``; ``owned`` are the run folders this window is training."""
     from sslstudio.core.errors import ConfigError
     from sslstudio.core.runs import load_run_config
@@ -128,14 +126,7 @@ def summarize(
     except ConfigError as exc:
         return RunSummary(str(run_dir), created, state=DAMAGED, message=str(exc))
     m = _summarize_rows(rows) if rows is not None else _metrics_tail(run_dir / "metrics.jsonl")
-    total, last_step, loss, knn, ending, message = (
-        m.total,
-        m.last_step,
-        m.loss,
-        m.knn,
-        m.ending,
-        m.message,
-    )
+    total, last_step, loss, knn, ending, message = m.total, m.last_step, m.loss, m.knn, m.ending, m.message
     ckpt_step = _newest_checkpoint_step(run_dir)
     done = max(int(last_step) + 1 if last_step is not None else 0, ckpt_step or 0)
     if str(run_dir.resolve()) in owned or is_locked(run_dir):
@@ -224,9 +215,7 @@ def _metrics_tail(path: Path) -> _Metrics:
     return m
 
 
-def list_runs(
-    root: Path, extra: tuple[str, ...] = (), owned: tuple[str, ...] = ()
-) -> list[RunSummary]:
+def list_runs(root: Path, extra: tuple[str, ...] = (), owned: tuple[str, ...] = ()) -> list[RunSummary]:
     """Every run under ``root`` (and ``extra``), newest first."""
     runs = [summarize(p, owned) for p in find_runs(root, extra)]
     return sorted(runs, key=lambda r: (r.created, r.path), reverse=True)
@@ -248,16 +237,8 @@ def load_details(run_dir: Path, owned: tuple[str, ...] = ()) -> RunDetails:
 
 
 def curves_from(rows: list[dict[str, Any]]) -> Curves:
-    steps = [
-        (r["step"], r["loss"])
-        for r in rows
-        if r.get("kind") == "step" and "step" in r and "loss" in r
-    ]
-    knn = [
-        (r["step"], r["knn_top1"])
-        for r in rows
-        if r.get("kind") == "monitor" and r.get("knn_top1") is not None
-    ]
+    steps = [(r["step"], r["loss"]) for r in rows if r.get("kind") == "step" and "step" in r and "loss" in r]
+    knn = [(r["step"], r["knn_top1"]) for r in rows if r.get("kind") == "monitor" and r.get("knn_top1") is not None]
     s = np.asarray(steps, dtype=np.float64).reshape(-1, 2)  # (n, 2): step, loss
     k = np.asarray(knn, dtype=np.float64).reshape(-1, 2)
     return Curves(step=s[:, 0], loss=s[:, 1], knn_step=k[:, 0], knn=k[:, 1])

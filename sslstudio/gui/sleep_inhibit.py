@@ -73,11 +73,7 @@ class SleepInhibitor:
                 ])  # fmt: skip
             else:
                 log.info("keeping the machine awake is not supported on %s", self.platform)
-        except (
-            OSError,
-            AttributeError,
-            ValueError,
-        ) as exc:  # a missing DLL, a binary that will not start
+        except (OSError, AttributeError, ValueError) as exc:  # a missing DLL, a binary that will not start
             log.warning("could not keep the machine awake during the run: %s", exc)
             self.active = False
         if not self.active:
@@ -105,15 +101,10 @@ class SleepInhibitor:
             log.info("%s not found: the machine may sleep during the run", name)
             return False
         self._proc = self._popen(
-            [binary, *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            [binary, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         self.method = name
-        log.info(
-            "keeping the machine awake with %s (pid %s)", name, getattr(self._proc, "pid", "?")
-        )
+        log.info("keeping the machine awake with %s (pid %s)", name, getattr(self._proc, "pid", "?"))
         return True
 
     def release(self) -> None:
@@ -149,6 +140,4 @@ class SleepInhibitor:
 def _text(data: bytes | str | None) -> str:
     if not data:
         return "no message"
-    return (
-        data.decode(errors="replace") if isinstance(data, bytes) else data
-    ).strip() or "no message"
+    return (data.decode(errors="replace") if isinstance(data, bytes) else data).strip() or "no message"

@@ -91,19 +91,13 @@ class TorchrunWorker(QObject):
             self.details = _tail(log_path)
             if run_dir:  # the ranks' log beside the run, for later reading
                 with contextlib.suppress(OSError):
-                    (Path(run_dir) / "torchrun.log").write_text(
-                        log_path.read_text(encoding="utf-8")
-                    )
+                    (Path(run_dir) / "torchrun.log").write_text(log_path.read_text(encoding="utf-8"))
             if not ended:
-                self.failed.emit(
-                    f"the torchrun run ended without finishing (exit code {code}): {_reason(_tail(log_path, 4000))}"
-                )
+                self.failed.emit(f"the torchrun run ended without finishing (exit code {code}): {_reason(_tail(log_path, 4000))}")
         except OSError as exc:
             self.failed.emit(f"could not start torchrun: {exc}")
         finally:
-            shutil.rmtree(
-                folder, ignore_errors=True
-            )  # the config copy and the log (kept beside the run)
+            shutil.rmtree(folder, ignore_errors=True)  # the config copy and the log (kept beside the run)
             self.finished.emit()
 
     def request_stop(self) -> None:

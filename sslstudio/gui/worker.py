@@ -100,9 +100,7 @@ class TrainingWorker(QObject):
         try:
             from sslstudio.core.trainer import train  # torch loads here, off the GUI thread
 
-            for ev in train(
-                self._cfg, stop=self._stop, resume_from=self._resume_from, pause=self._pause
-            ):
+            for ev in train(self._cfg, stop=self._stop, resume_from=self._resume_from, pause=self._pause):
                 self.event.emit(ev)
         except Exception as exc:  # surfaced to the GUI, never swallowed
             self.details = traceback.format_exc()
@@ -157,18 +155,9 @@ class ScanWorker(QObject):
 
             try:
                 extra = {} if self._tiling is None else {"tiling": self._tiling}
-                index = open_index(
-                    self._root,
-                    cache_dir(),
-                    verify=self._verify,
-                    rescan=self._rescan,
-                    progress=self._on_progress,
-                    cancel=self._cancel,
-                    **extra,
-                )
-                stats = (
-                    index.stats()
-                )  # vectorised, but it may read a sample of headers: not on the GUI thread
+                index = open_index(self._root, cache_dir(), verify=self._verify, rescan=self._rescan,
+                                   progress=self._on_progress, cancel=self._cancel, **extra)
+                stats = index.stats()  # vectorised, but it may read a sample of headers: not on the GUI thread
             except ScanCancelled:
                 self.cancelled.emit(self.job)
                 return

@@ -26,9 +26,7 @@ def main(out: str) -> None:
     loss, _ = method.training_step([v[rows] for v in views])
     loss.backward()
     distributed.average_gradients(method)
-    tensors = {
-        f"grad.{n}": p.grad.contiguous() for n, p in method.named_parameters() if p.grad is not None
-    }
+    tensors = {f"grad.{n}": p.grad.contiguous() for n, p in method.named_parameters() if p.grad is not None}
     tensors["loss"] = distributed.mean_over_ranks(loss).reshape(1)
     save_file(tensors, str(Path(out) / f"rank{world.rank}.safetensors"))
     distributed.barrier()

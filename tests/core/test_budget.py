@@ -13,24 +13,11 @@ HERE = Path(__file__).parent  # any existing folder: the planner never reads it
 
 
 def test_a_ten_minute_cpu_plan(tmp_path):
-    plan = plan_budget(
-        RunConfig(data_root=str(HERE), device="cpu", preset="histopathology"),
-        600,
-        2500,
-        seconds_per_step=0.5,
-    )
+    plan = plan_budget(RunConfig(data_root=str(HERE), device="cpu", preset="histopathology"), 600, 2500, seconds_per_step=0.5)
     c = plan.config
-    assert (c.method, c.backbone, c.image_size, c.batch_size, c.small_stem) == (
-        "simclr",
-        "resnet18",
-        32,
-        128,
-        "off",
-    )
+    assert (c.method, c.backbone, c.image_size, c.batch_size, c.small_stem) == ("simclr", "resnet18", 32, 128, "off")
     assert c.optim.optimizer == "adamw" and c.optim.lr == pytest.approx(2e-3)  # the H&E rule
-    assert (
-        c.augment.crop_scale_min == pytest.approx(0.25) and c.augment.hed_p > 0
-    )  # the domain's preset, milder crops
+    assert c.augment.crop_scale_min == pytest.approx(0.25) and c.augment.hed_p > 0  # the domain's preset, milder crops
     assert 0 < c.time_budget_s <= 600 and c.max_steps == plan.steps
     assert 900 < plan.steps < 600 / 0.5  # start-up, probes and the final save are left room
     spe = 2500 // 128
@@ -42,36 +29,17 @@ def test_a_ten_minute_cpu_plan(tmp_path):
 
 
 def test_the_users_choices_are_kept():
-    mine = RunConfig(
-        data_root=str(HERE),
-        device="cpu",
-        image_size=48,
-        optim=OptimConfig(optimizer="sgd", lr=0.1),
-        method="byol",
-    )
-    plan = plan_budget(
-        mine,
-        3600,
-        5000,
-        keep=frozenset({"image_size", "optim", "method", "method_options"}),
-        seconds_per_step=1.0,
-    )
+    mine = RunConfig(data_root=str(HERE), device="cpu", image_size=48, optim=OptimConfig(optimizer="sgd", lr=0.1), method="byol")
+    plan = plan_budget(mine, 3600, 5000, keep=frozenset({"image_size", "optim", "method", "method_options"}),
+                       seconds_per_step=1.0)
     c = plan.config
-    assert (c.image_size, c.optim.optimizer, c.optim.lr, c.method, c.method_options) == (
-        48,
-        "sgd",
-        0.1,
-        "byol",
-        {},
-    )
+    assert (c.image_size, c.optim.optimizer, c.optim.lr, c.method, c.method_options) == (48, "sgd", 0.1, "byol", {})
     assert any("kept as you set them" in line for line in plan.choices)
 
 
 def test_a_small_folder_and_a_too_short_budget():
     plan = plan_budget(RunConfig(data_root=str(HERE), device="cpu"), 120, 40, seconds_per_step=0.2)
-    assert plan.config.batch_size == 40 and any(
-        "the folder has 40 images" in c for c in plan.choices
-    )
+    assert plan.config.batch_size == 40 and any("the folder has 40 images" in c for c in plan.choices)
     assert plan.config.optim.warmup_epochs <= 100
     with pytest.raises(ValueError, match="too short"):
         plan_budget(RunConfig(data_root=str(HERE), device="cpu"), 10, 100, seconds_per_step=0.2)
@@ -80,12 +48,5 @@ def test_a_small_folder_and_a_too_short_budget():
 
 
 def test_the_warm_up_times_real_steps():
-    cfg = RunConfig(
-        data_root=str(HERE),
-        device="cpu",
-        backbone="tiny_cnn",
-        image_size=16,
-        batch_size=8,
-        threads=1,
-    )
+    cfg = RunConfig(data_root=str(HERE), device="cpu", backbone="tiny_cnn", image_size=16, batch_size=8, threads=1)
     assert 0 < measure_seconds_per_step(cfg, steps=2) < 5

@@ -60,6 +60,4 @@ def test_knn_weights_votes_by_similarity():
     mem = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 1.0], [0.05, 1.0]])
     labels = torch.tensor([0, 0, 1, 1, 1])
     # 2 very close class-0 items outweigh 3 far class-1 items at low temperature
-    assert (
-        knn_predict(mem, labels, torch.tensor([[1.0, 0.02]]), 2, k=5, temperature=0.05).item() == 0
-    )
+    assert knn_predict(mem, labels, torch.tensor([[1.0, 0.02]]), 2, k=5, temperature=0.05).item() == 0

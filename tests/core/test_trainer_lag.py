@@ -21,11 +21,7 @@ def _run(cfg, stop_after=None):
 
 
 def _shape(events):
-    return [
-        (type(e).__name__, getattr(e, "step", None))
-        for e in events
-        if type(e).__name__ != "Preparing"
-    ]
+    return [(type(e).__name__, getattr(e, "step", None)) for e in events if type(e).__name__ != "Preparing"]
 
 
 @pytest.mark.parametrize("stop_after", [None, 3])

@@ -82,9 +82,7 @@ def window(qtbot, themed_app):  # noqa: ANN001
 def ready_window(window, qtbot):  # noqa: ANN001
     """The window on the sample images, scanned, with the training engine loaded."""
     window.open_folder(sample_images_dir())
-    qtbot.waitUntil(
-        lambda: window.data_page.index is not None and window.catalog is not None, timeout=60_000
-    )
+    qtbot.waitUntil(lambda: window.data_page.index is not None and window.catalog is not None, timeout=60_000)
     return window
 
 
@@ -99,11 +97,8 @@ def image_folder(tmp_path: Path) -> Path:
     for cls in ("a", "b"):
         (root / cls).mkdir(parents=True)
         for i in range(3):
-            Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(
-                root / cls / f"{i}.png"
-            )
+            Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
     (root / "notes.txt").write_text("a document: ignored, not a failure")
-    (root / "a" / "broken.png").write_bytes(
-        b"\x89PNG\r\n\x1a\n" + b"\0" * 40
-    )  # a PNG header, no image
+    (root / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)  # a PNG header, no image
     return root
+

@@ -90,25 +90,14 @@ def test_macos_runs_caffeinate_tied_to_our_pid(binaries: dict[str, str]) -> None
     assert proc.terminated and not inhibitor.active
 
 
-def test_linux_uses_systemd_inhibit_around_a_process_that_ends_with_ours(
-    binaries: dict[str, str],
-) -> None:
+def test_linux_uses_systemd_inhibit_around_a_process_that_ends_with_ours(binaries: dict[str, str]) -> None:
     binaries["systemd-inhibit"] = "/usr/bin/systemd-inhibit"
     popen = FakePopen()
     inhibitor = SleepInhibitor("Training SimCLR", platform="linux", popen=popen)
     assert inhibitor.start() and inhibitor.method == "systemd-inhibit"
     args = popen.started[0].args
-    assert (
-        args[0] == "/usr/bin/systemd-inhibit"
-        and "--what=sleep:idle" in args
-        and "--why=Training SimCLR" in args
-    )
-    assert args[-4:] == [
-        "tail",
-        f"--pid={os.getpid()}",
-        "-f",
-        "/dev/null",
-    ]  # never outlives the app
+    assert args[0] == "/usr/bin/systemd-inhibit" and "--what=sleep:idle" in args and "--why=Training SimCLR" in args
+    assert args[-4:] == ["tail", f"--pid={os.getpid()}", "-f", "/dev/null"]  # never outlives the app
     inhibitor.release()
     assert popen.started[0].terminated
 

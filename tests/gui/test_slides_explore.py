@@ -79,9 +79,7 @@ def test_the_data_page_shows_slides_as_tiles_and_tiles_them_again(window, qtbot,
     card.size_spin.setValue(64)
     card.mpp_spin.setValue(1.0)
     card.apply_button.click()  # 64 px at 10x: a few times more tiles than 224 px at 20x
-    qtbot.waitUntil(
-        lambda: page.index is not None and len(page.index.images) != at_20x, timeout=60_000
-    )
+    qtbot.waitUntil(lambda: page.index is not None and len(page.index.images) != at_20x, timeout=60_000)
     assert len(page.index.images) > at_20x
     cfg = window.build_config()
     assert (cfg.tile_px, cfg.tile_mpp) == (64, 1.0)  # the run tiles as the page shows

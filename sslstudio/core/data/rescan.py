@@ -85,9 +85,7 @@ class _Known:
                 fmt = FORMATS[int(c["fmt"][k])]
                 facts[path] = (size, mtime, (int(c["width"][k]), int(c["height"][k]), fmt))
         for path, s in self.skipped.get(folder, {}).items():
-            facts.setdefault(
-                path, (-1, -1, s)
-            )  # size unknown: a skipped file is judged again if edited
+            facts.setdefault(path, (-1, -1, s))  # size unknown: a skipped file is judged again if edited
         return facts
 
 

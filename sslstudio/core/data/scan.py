@@ -52,6 +52,8 @@ _IO_THREADS = 8
 _SLIDE_BYTES = 2**20  # a TIFF past the header limit and bigger than this is checked for a slide
 
 
+
+
 class ScanCancelled(Exception):
     """The scan was cancelled through its ``cancel`` event; nothing was returned."""
 
@@ -115,7 +117,6 @@ def scan_folder(
         rows = _header_rows(found, header_limit, tiling)
         reporter.total = len(rows) or reporter.done  # progress: listed files, then headers read
         reporter.done = 0 if rows else reporter.done
-
         def read(c: _Candidate) -> tuple[_Candidate, _Verdict]:
             return c, _judge(c, verify, channels, tiling)
 

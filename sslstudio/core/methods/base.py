@@ -95,9 +95,7 @@ def check_backbone(method: str, backbone: str) -> None:
     need = METHODS[method].requires_backbone_family if method in METHODS else None
     if need and info.family != need:
         fits = sorted(n for n in _backbone_names() if backbone_info(n).family == need)
-        raise ConfigError(
-            f"{method} cannot use the backbone {backbone}: choose one of {', '.join(fits)}"
-        )
+        raise ConfigError(f"{method} cannot use the backbone {backbone}: choose one of {', '.join(fits)}")
 
 
 def _backbone_names() -> list[str]:

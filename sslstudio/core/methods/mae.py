@@ -53,10 +53,7 @@ class MAE(Method):
     # the task is the augmentation: colour changes would only make the pixels harder to predict
     constraints = {"jitter_p": 0.0, "grey_p": 0.0, "blur_p": 0.0, "hed_p": 0.0}
     requires_backbone_family = "timm-vit"
-    optim_defaults = {
-        "lr": 1.5e-3,
-        "weight_decay": 0.05,
-    }  # AdamW as everywhere; ViTs want more decay
+    optim_defaults = {"lr": 1.5e-3, "weight_decay": 0.05}  # AdamW as everywhere; ViTs want more decay
 
     def __init__(self, backbone: Backbone, config: MAEConfig) -> None:
         super().__init__(backbone, config)

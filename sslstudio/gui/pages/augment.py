@@ -54,11 +54,7 @@ LABELS = {
 
 
 def render_views(
-    originals: list[np.ndarray],
-    augment: AugmentConfig,
-    size: int,
-    views: int,
-    seed: int,
+    originals: list[np.ndarray], augment: AugmentConfig, size: int, views: int, seed: int,
     constraints: dict[str, float] | None = None,
 ) -> list[list[np.ndarray]]:
     """``views`` random views of each original, through the trainer's pipeline on the CPU.
@@ -69,13 +65,9 @@ def render_views(
 
     from sslstudio.core.transforms.views import ViewPipeline, ViewSpec
 
-    batch = (
-        torch.from_numpy(np.stack(originals)).permute(0, 3, 1, 2).contiguous()
-    )  # (B, 3, S, S) uint8
+    batch = torch.from_numpy(np.stack(originals)).permute(0, 3, 1, 2).contiguous()  # (B, 3, S, S) uint8
     pipeline = ViewPipeline([ViewSpec(augment, size, count=views)], constraints=constraints)
-    out = pipeline(
-        batch, torch.Generator().manual_seed(seed), normalize=False
-    )  # views x (B, 3, s, s)
+    out = pipeline(batch, torch.Generator().manual_seed(seed), normalize=False)  # views x (B, 3, s, s)
     stacked = torch.stack(out, 1).clamp_(0, 1).mul_(255).round_().to(torch.uint8)  # (B, V, 3, s, s)
     arr = stacked.permute(0, 1, 3, 4, 2).contiguous().numpy()  # (B, V, s, s, 3)
     return [[arr[b, v] for v in range(arr.shape[1])] for b in range(arr.shape[0])]
@@ -87,33 +79,13 @@ def describe(a: AugmentConfig, size: int) -> list[str]:
     def pct(p: float) -> str:
         return "every view" if p >= 1 else f"{p:.0%} of views"
 
-    lines = [
-        f"Crops covering {a.crop_scale_min:.0%} to {a.crop_scale_max:.0%} of the image (aspect "
-        f"{a.crop_ratio_min:.2g} to {a.crop_ratio_max:.2g}), resized to {size} px."
-    ]
-    moves = [
-        f"{name} in {pct(p)}"
-        for name, p in (
-            ("horizontal flips", a.hflip_p),
-            ("vertical flips", a.vflip_p),
-            ("90° rotations", a.rot90_p),
-        )
-        if p > 0
-    ]
-    lines.append(
-        ("Geometry: " + ", ".join(moves) + ".")
-        if moves
-        else "No flips or rotations: orientation is kept."
-    )
-    strengths = [
-        f"{name} ±{v:.0%}"
-        for name, v in (
-            ("brightness", a.brightness),
-            ("contrast", a.contrast),
-            ("saturation", a.saturation),
-        )
-        if v > 0
-    ]
+    lines = [f"Crops covering {a.crop_scale_min:.0%} to {a.crop_scale_max:.0%} of the image (aspect "
+             f"{a.crop_ratio_min:.2g} to {a.crop_ratio_max:.2g}), resized to {size} px."]
+    moves = [f"{name} in {pct(p)}" for name, p in (("horizontal flips", a.hflip_p), ("vertical flips", a.vflip_p),
+                                                   ("90° rotations", a.rot90_p)) if p > 0]
+    lines.append(("Geometry: " + ", ".join(moves) + ".") if moves else "No flips or rotations: orientation is kept.")
+    strengths = [f"{name} ±{v:.0%}" for name, v in (("brightness", a.brightness), ("contrast", a.contrast),
+                                                   ("saturation", a.saturation)) if v > 0]
     if a.hue > 0:
         strengths.append(f"hue ±{a.hue * 360:.0f}°")
     if a.jitter_p > 0 and strengths:
@@ -123,9 +95,7 @@ def describe(a: AugmentConfig, size: int) -> list[str]:
     if a.grey_p > 0:
         lines.append(f"Greyscale in {pct(a.grey_p)}.")
     if a.blur_p > 0 and a.blur_sigma_max > 0:
-        lines.append(
-            f"Gaussian blur in {pct(a.blur_p)} (sigma {a.blur_sigma_min:g} to {a.blur_sigma_max:g} px at 224 px)."
-        )
+        lines.append(f"Gaussian blur in {pct(a.blur_p)} (sigma {a.blur_sigma_min:g} to {a.blur_sigma_max:g} px at 224 px).")
     if a.hed_p > 0 and a.hed_sigma > 0:
         lines.append(f"Stain (HED) jitter in {pct(a.hed_p)}, strength ±{a.hed_sigma:g}.")
     return lines
@@ -266,9 +236,7 @@ class AugmentPage(Page):
         self.schedule()
 
     def update_config(self, cfg: RunConfig) -> RunConfig:
-        return dataclasses.replace(
-            cfg, preset=self.preset_combo.currentText(), augment=self.form.value()
-        )
+        return dataclasses.replace(cfg, preset=self.preset_combo.currentText(), augment=self.form.value())
 
     def _on_preset_chosen(self, name: str) -> None:
         self.apply_preset(name)
@@ -292,11 +260,7 @@ class AugmentPage(Page):
         augment = dataclasses.replace(self.form.value(), **self.constraints)
         lines = describe(augment, self.image_size)
         if self.constraints:
-            lines.append(
-                "Fixed by the method: "
-                + ", ".join(f"{k} = {v:g}" for k, v in self.constraints.items())
-                + "."
-            )
+            lines.append("Fixed by the method: " + ", ".join(f"{k} = {v:g}" for k, v in self.constraints.items()) + ".")
         self.description.setText("\n".join(f"•  {line}" for line in lines))
         self._debounce.start()
 
@@ -310,12 +274,8 @@ class AugmentPage(Page):
             return
         self._generation += 1
         job = dict(
-            generation=self._generation,
-            paths=self._pick_images(),
-            augment=self.form.value(),
-            size=self.image_size,
-            seed=self._seed,
-            constraints=dict(self.constraints),
+            generation=self._generation, paths=self._pick_images(), augment=self.form.value(),
+            size=self.image_size, seed=self._seed, constraints=dict(self.constraints),
         )
         self._pool.clear()  # a queued, not yet started preview is already stale
         self._pool.start(lambda: self._render(job))
@@ -329,15 +289,10 @@ class AugmentPage(Page):
         codes = self.index.table.label_codes()[:50_000]  # enough variety; all of 1M is not
         groups = [np.flatnonzero(codes == c) for c in np.unique(codes)]
         rng.shuffle(groups)
-        picks = [
-            int(rng.choice(groups[i % len(groups)])) for i in range(ROWS)
-        ]  # spread over classes
+        picks = [int(rng.choice(groups[i % len(groups)])) for i in range(ROWS)]  # spread over classes
         root = Path(self.index.root)
         # a big folder's sizes may be unread (0): the preview then decodes at the default size
-        return [
-            (str(root / images[i].path), min(images[i].width, images[i].height) or None)
-            for i in picks
-        ]
+        return [(str(root / images[i].path), min(images[i].width, images[i].height) or None) for i in picks]
 
     def _render(self, job: dict[str, Any]) -> None:  # runs on the pool thread
         from sslstudio.core.transforms.views import default_cache_size
@@ -350,13 +305,8 @@ class AugmentPage(Page):
                 originals.append(self._decode(path, side))
             side = min(a.shape[0] for a in originals)
             originals = [a[:side, :side] for a in originals]
-            views = render_views(
-                originals, job["augment"], job["size"], VIEWS, job["seed"], job["constraints"]
-            )
-            rows = [
-                [numpy_to_qimage(o)] + [numpy_to_qimage(v) for v in vs]
-                for o, vs in zip(originals, views, strict=True)
-            ]
+            views = render_views(originals, job["augment"], job["size"], VIEWS, job["seed"], job["constraints"])
+            rows = [[numpy_to_qimage(o)] + [numpy_to_qimage(v) for v in vs] for o, vs in zip(originals, views, strict=True)]
         except Exception as exc:  # shown in the preview area, never a crash
             error = f"{type(exc).__name__}: {exc}"
         if not self._closed:

@@ -55,12 +55,8 @@ class DataPage(Page):
         self.choose_button.clicked.connect(self.choose_folder)
         self.rescan_button = QPushButton("Rescan")
         self.rescan_button.setEnabled(False)
-        self.rescan_button.setToolTip(
-            "List the folder again, ignoring the scan kept from last time"
-        )
-        self.rescan_button.clicked.connect(
-            lambda: self.folder and self.open_folder(self.folder, rescan=True)
-        )
+        self.rescan_button.setToolTip("List the folder again, ignoring the scan kept from last time")
+        self.rescan_button.clicked.connect(lambda: self.folder and self.open_folder(self.folder, rescan=True))
         self.body.addLayout(hbox(self.folder_label, None, self.rescan_button, self.choose_button))
 
         self.progress = QProgressBar()
@@ -93,16 +89,9 @@ class DataPage(Page):
         form.setHorizontalSpacing(16)
         form.setVerticalSpacing(6)
         self.summary: dict[str, QLabel] = {}
-        for key, caption in (
-            ("images", "Usable images"),
-            ("classes", "Classes"),
-            ("formats", "Formats"),
-            ("sizes", "Image sizes"),
-            ("median", "Median size"),
-            ("bytes", "On disk"),
-            ("skipped", "Set aside"),
-            ("ignored", "Ignored"),
-        ):
+        for key, caption in (("images", "Usable images"), ("classes", "Classes"), ("formats", "Formats"),
+                             ("sizes", "Image sizes"), ("median", "Median size"), ("bytes", "On disk"),
+                             ("skipped", "Set aside"), ("ignored", "Ignored")):
             value = QLabel("–")
             value.setWordWrap(True)
             value.setObjectName(f"summary_{key}")
@@ -122,9 +111,7 @@ class DataPage(Page):
         title = QLabel("Files set aside")
         title.setObjectName("sectionTitle")
         self.copy_button = QPushButton("Copy")
-        self.copy_button.setToolTip(
-            "Copy the list (file and reason, tab-separated) to the clipboard"
-        )
+        self.copy_button.setToolTip("Copy the list (file and reason, tab-separated) to the clipboard")
         self.copy_button.setEnabled(False)
         self.copy_button.clicked.connect(self.copy_skipped)
         skipped.layout_.addLayout(hbox(title, None, self.copy_button))
@@ -132,12 +119,8 @@ class DataPage(Page):
         self.skipped_table = QTableView()
         self.skipped_table.setModel(self.skipped_model)
         self.skipped_table.verticalHeader().setVisible(False)
-        self.skipped_table.horizontalHeader().setSectionResizeMode(
-            0, QHeaderView.ResizeMode.Stretch
-        )
-        self.skipped_table.horizontalHeader().setSectionResizeMode(
-            1, QHeaderView.ResizeMode.ResizeToContents
-        )
+        self.skipped_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.skipped_table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         self.skipped_table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
         self.skipped_table.setWordWrap(False)
         self.skipped_table.setMinimumHeight(90)
@@ -200,14 +183,10 @@ class DataPage(Page):
         self.image_model.set_index(None)
         self.skipped_model.set_skipped([])
         self.skipped_table.setVisible(False)  # until the scan says which files it set aside
-        self.skipped_empty.setText(
-            "Files the scan cannot use will be listed here, with the reason."
-        )
+        self.skipped_empty.setText("Files the scan cannot use will be listed here, with the reason.")
         self.skipped_empty.setVisible(True)
         self._fit_skipped_card(False)
-        worker = ScanWorker(
-            self.folder, job=self._job, rescan=rescan, tiling=self.tiling_card.options
-        )
+        worker = ScanWorker(self.folder, job=self._job, rescan=rescan, tiling=self.tiling_card.options)
         worker.progress.connect(self._on_progress)
         worker.done.connect(self._on_done)
         worker.failed.connect(self._on_failed)
@@ -281,26 +260,16 @@ class DataPage(Page):
         s = self.summary
         s["images"].setText(f"{len(images):,}")
         classes = stats.classes
-        s["classes"].setText(
-            f"{len(classes)} (one per subfolder)" if classes else "none (no subfolders)"
-        )
+        s["classes"].setText(f"{len(classes)} (one per subfolder)" if classes else "none (no subfolders)")
         self.class_list.setVisible(bool(classes))
         # non-breaking spaces keep each "name (count)" on one line when the list wraps
-        self.class_list.setText(
-            " · ".join(f"{name}\u00a0({n})" for name, n in sorted(classes.items())[:24])
-        )
+        self.class_list.setText(" · ".join(f"{name}\u00a0({n})" for name, n in sorted(classes.items())[:24]))
         s["formats"].setText(", ".join(f"{f} {n:,}" for f, n in stats.formats.items()) or "–")
         if images and stats.median is not None:
             (lw, lh), (hw, hh), (mw, mh) = stats.smallest, stats.largest, stats.median
             sample = f" (sample of {len(stats.sizes):,})" if stats.sizes_unknown else ""
-            s["sizes"].setText(
-                (
-                    f"all {lw} × {lh} px"
-                    if (lw, lh) == (hw, hh)
-                    else f"{lw} × {lh} to {hw} × {hh} px"
-                )
-                + sample
-            )
+            s["sizes"].setText((f"all {lw} × {lh} px" if (lw, lh) == (hw, hh) else
+                                f"{lw} × {lh} to {hw} × {hh} px") + sample)
             s["median"].setText(f"{mw} × {mh} px{sample}")
             s["bytes"].setText(human_bytes(stats.total_bytes))
         else:
@@ -309,18 +278,11 @@ class DataPage(Page):
         reasons = index.skipped_counts()
         s["skipped"].setObjectName("")
         s["skipped"].setText(
-            "none"
-            if not skipped
-            else f"{len(skipped):,}: " + ", ".join(f"{n} {r}" for r, n in reasons.items())
+            "none" if not skipped else f"{len(skipped):,}: " + ", ".join(f"{n} {r}" for r, n in reasons.items())
         )
-        other = getattr(
-            index, "other", 0
-        )  # documents such as README.md: neither images nor failures
-        ignored = [
-            f"{n:,} {what}{'' if n == 1 else 's'}"
-            for n, what in ((other, "non-image file"), (index.ignored, "system file"))
-            if n
-        ]
+        other = getattr(index, "other", 0)  # documents such as README.md: neither images nor failures
+        ignored = [f"{n:,} {what}{'' if n == 1 else 's'}" for n, what in
+                   ((other, "non-image file"), (index.ignored, "system file")) if n]
         s["ignored"].setText(", ".join(ignored) or "none")
         self.skipped_model.set_skipped(skipped)
         self.skipped_table.setVisible(bool(skipped))
@@ -348,3 +310,4 @@ class DataPage(Page):
         for job in self._jobs:
             job.wait(10_000)  # a cancelled scan ends within ~50 ms
         self.thumbnails.shutdown()
+

@@ -69,18 +69,8 @@ class ExplorePage(Page):
         self.cancel_button.clicked.connect(lambda: self.session.cancel())
         self.status = QLabel("Choose a trained run.")
         self.status.setObjectName("hint")
-        self.body.addLayout(
-            hbox(
-                QLabel("Run"),
-                self.run_combo,
-                self.refresh_button,
-                self.open_button,
-                self.progress,
-                self.cancel_button,
-                self.status,
-                None,
-            )
-        )
+        self.body.addLayout(hbox(QLabel("Run"), self.run_combo, self.refresh_button, self.open_button,
+                                 self.progress, self.cancel_button, self.status, None))
 
         # -- left: images, map, outliers, duplicates --
         self.tabs = QTabWidget()
@@ -109,15 +99,8 @@ class ExplorePage(Page):
         outliers = QWidget()
         lay = QVBoxLayout(outliers)
         lay.setContentsMargins(0, 6, 0, 0)
-        lay.addLayout(
-            hbox(
-                self.outlier_button,
-                hint(
-                    "Images least like their 10 nearest neighbours (mean similarity, lowest first)."
-                ),
-                None,
-            )
-        )
+        lay.addLayout(hbox(self.outlier_button, hint("Images least like their 10 nearest neighbours "
+                                                     "(mean similarity, lowest first)."), None))
         lay.addWidget(self._grid(self.outlier_model), 1)
         self.tabs.addTab(outliers, "Outliers")
 
@@ -128,21 +111,12 @@ class ExplorePage(Page):
         self.dup_threshold.setDecimals(3)
         self.dup_threshold.setValue(0.97)
         self.dup_button = QPushButton("Find near-duplicates")
-        self.dup_button.clicked.connect(
-            lambda: self.session.find_duplicates(self.dup_threshold.value())
-        )
+        self.dup_button.clicked.connect(lambda: self.session.find_duplicates(self.dup_threshold.value()))
         dups = QWidget()
         lay = QVBoxLayout(dups)
         lay.setContentsMargins(0, 6, 0, 0)
-        lay.addLayout(
-            hbox(
-                QLabel("Similarity ≥"),
-                self.dup_threshold,
-                self.dup_button,
-                hint("Pairs side by side, most similar first."),
-                None,
-            )
-        )
+        lay.addLayout(hbox(QLabel("Similarity ≥"), self.dup_threshold, self.dup_button,
+                           hint("Pairs side by side, most similar first."), None))
         lay.addWidget(self._grid(self.dup_model), 1)
         self.tabs.addTab(dups, "Duplicates")
 
@@ -154,8 +128,7 @@ class ExplorePage(Page):
         self.browser.fileQueryRequested.connect(self.query_file)
         self.browser.settingsChanged.connect(self._requery)
         self.browser.grid.selectionModel().selectionChanged.connect(
-            lambda *_: self._take_selection(self.browser.grid)
-        )
+            lambda *_: self._take_selection(self.browser.grid))
         neighbours = Card("Nearest neighbours")
         neighbours.add(self.browser, 1)
 
@@ -272,10 +245,8 @@ class ExplorePage(Page):
         emb = self.session.emb
         if emb is None:
             return "Choose a trained run."
-        return (
-            f"{len(emb)} images · {emb.dim}-d features · {self.session.index.kind} search · "
-            f"checkpoint {Path(emb.checkpoint).name}"
-        )
+        return (f"{len(emb)} images · {emb.dim}-d features · {self.session.index.kind} search · "
+                f"checkpoint {Path(emb.checkpoint).name}")
 
     @Slot()
     def _on_labels(self) -> None:
@@ -319,9 +290,7 @@ class ExplorePage(Page):
         if emb is None or not 0 <= row < len(emb):
             return
         self.browser.push(row, str(emb.abspath(row)))
-        hits = self.session.neighbours(
-            emb.unit()[row], self.browser.k, row, self.browser.group_rule()
-        )
+        hits = self.session.neighbours(emb.unit()[row], self.browser.k, row, self.browser.group_rule())
         self.browser.show_results(row, str(emb.abspath(row)), self._tooltip(row), hits)
         self.map.set_highlight([row, *[r for r, _ in hits]])
 
@@ -372,10 +341,8 @@ class ExplorePage(Page):
         if user:
             text += f"\nlabel: {user}"
         if s.predictions is not None:
-            text += (
-                f"\npredicted: {s.predictions.classes[s.predictions.label[row]]} "
-                f"({s.predictions.confidence[row]:.0%})"
-            )
+            text += (f"\npredicted: {s.predictions.classes[s.predictions.label[row]]} "
+                     f"({s.predictions.confidence[row]:.0%})")
         return text
 
     def _refresh_captions(self) -> None:

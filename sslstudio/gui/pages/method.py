@@ -76,11 +76,8 @@ class MethodPage(Page):
 
         row = QHBoxLayout()
         row.setSpacing(12)
-        columns = (
-            (self._build_method_card(),),
-            (self._build_settings_card(), self._build_command_card()),
-            (self._build_budget_card(), self._build_optim_card(), self._build_schedule_card()),
-        )
+        columns = ((self._build_method_card(),), (self._build_settings_card(), self._build_command_card()),
+                   (self._build_budget_card(), self._build_optim_card(), self._build_schedule_card()))
         for stretch, widgets in zip((10, 11, 11), columns, strict=True):
             col = QVBoxLayout()
             col.setSpacing(12)
@@ -131,19 +128,14 @@ class MethodPage(Page):
         card = Card("Network and training")
         cfg = self.context
         self.run_form = ConfigForm(
-            cfg,
-            include=[n for _, group in RUN_SECTIONS for n in group],
-            sections=RUN_SECTIONS,
-            labels=RUN_LABELS,
-            choices={"backbone": [cfg.backbone]},
+            cfg, include=[n for _, group in RUN_SECTIONS for n in group], sections=RUN_SECTIONS,
+            labels=RUN_LABELS, choices={"backbone": [cfg.backbone]},
         )
         threads = self.run_form.control("threads")
         assert isinstance(threads, QSpinBox)
         threads.setRange(1, max(1, os.cpu_count() or 1))
         threads.setValue(gui_threads())
-        threads.setToolTip(
-            "CPU threads for training. The default leaves one core to the window, so it stays smooth."
-        )
+        threads.setToolTip("CPU threads for training. The default leaves one core to the window, so it stays smooth.")
         self.run_form.valueChanged.connect(self._on_changed)
         card.add(self.run_form)
         self.backbone_description = hint("")
@@ -174,9 +166,7 @@ class MethodPage(Page):
         card.add(self.command_edit, 1)
         self.command_note = hint("")
         self.copy_button = QPushButton("Copy as command")
-        self.copy_button.setToolTip(
-            with_shortcut("Copy the equivalent `sslstudio train` command line", "Ctrl+Shift+C")
-        )
+        self.copy_button.setToolTip(with_shortcut("Copy the equivalent `sslstudio train` command line", "Ctrl+Shift+C"))
         self.copy_button.clicked.connect(self.copy_command)
         card.layout_.addLayout(hbox(self.command_note, None, self.copy_button))
         return card
@@ -190,24 +180,15 @@ class MethodPage(Page):
 
     def _build_optim_card(self) -> QWidget:
         card = Card("Optimizer")
-        self.optim_form = ConfigForm(
-            self.context.optim,
-            labels={
-                "lr": "Learning rate",
-                "warmup_epochs": "Warm-up epochs",
-                "min_lr_ratio": "Final LR (share)",
-            },
-        )
+        self.optim_form = ConfigForm(self.context.optim, labels={
+            "lr": "Learning rate", "warmup_epochs": "Warm-up epochs", "min_lr_ratio": "Final LR (share)"})
         self.optim_form.valueChanged.connect(self._on_changed)
         card.add(self.optim_form)
         return card
 
     def _build_schedule_card(self) -> QWidget:
         self.schedules = ScheduleCard()
-        self.schedule_plot, self.schedule_curve = (
-            self.schedules.schedule_plot,
-            self.schedules.schedule_curve,
-        )
+        self.schedule_plot, self.schedule_curve = self.schedules.schedule_plot, self.schedules.schedule_curve
         self.schedule_caption = self.schedules.caption
         return self.schedules
 
@@ -226,12 +207,8 @@ class MethodPage(Page):
         self.method_list.blockSignals(False)
         # as tall as its rows, up to 7: more scroll, and the options below keep their room
         rows = min(7, self.method_list.count())
-        self.method_list.setFixedHeight(
-            rows * self.method_list.sizeHintForRow(0) + 2 * self.method_list.frameWidth() + 10
-        )
-        self._select_method(
-            self._method if self._method in catalog.methods else next(iter(catalog.methods))
-        )
+        self.method_list.setFixedHeight(rows * self.method_list.sizeHintForRow(0) + 2 * self.method_list.frameWidth() + 10)
+        self._select_method(self._method if self._method in catalog.methods else next(iter(catalog.methods)))
         self.estimates.set_ready(True)
         self.budget.set_ready(True)
         self._refresh()
@@ -251,11 +228,7 @@ class MethodPage(Page):
 
     def processes(self) -> int:
         """Training processes: every GPU when that box is ticked and offered, else 1."""
-        if (
-            self.catalog is None
-            or not self.all_gpus.isVisibleTo(self)
-            or not self.all_gpus.isChecked()
-        ):
+        if self.catalog is None or not self.all_gpus.isVisibleTo(self) or not self.all_gpus.isChecked():
             return 1
         return max(1, self.catalog.cuda_count)
 
@@ -292,12 +265,8 @@ class MethodPage(Page):
     def update_config(self, cfg: RunConfig) -> RunConfig:
         cfg = dataclasses.replace(cfg, **self.run_form.values(), optim=self.optim_form.value())
         plan = self.budget.plan_result  # the deadline of a planned run (0: no limit)
-        return dataclasses.replace(
-            cfg,
-            method=self._method,
-            method_options=self.method_options(),
-            time_budget_s=plan.config.time_budget_s if plan is not None else 0.0,
-        )
+        return dataclasses.replace(cfg, method=self._method, method_options=self.method_options(),
+                                   time_budget_s=plan.config.time_budget_s if plan is not None else 0.0)
 
     def method_options(self) -> dict[str, Any]:
         """Plain JSON values (an Enum option as its value): they are saved in config.json."""
@@ -336,11 +305,8 @@ class MethodPage(Page):
         settings it was tested with); the warm-up and final-lr choices stay."""
         tested = dataclasses.replace(OptimConfig(), **info.optim_defaults)
         current = self.optim_form.value()
-        self.optim_form.set_value(
-            dataclasses.replace(
-                current, optimizer=tested.optimizer, lr=tested.lr, weight_decay=tested.weight_decay
-            )
-        )
+        self.optim_form.set_value(dataclasses.replace(current, optimizer=tested.optimizer, lr=tested.lr,
+                                                      weight_decay=tested.weight_decay))
 
     def _remember_form(self) -> None:
         """Keep the shown form's values under its own method, for when the user comes back to it."""
@@ -382,25 +348,17 @@ class MethodPage(Page):
         cfg = self.update_config(self.context)
         info = self.catalog.methods.get(cfg.method) if self.catalog is not None else None
         if self.catalog is not None:
-            self.backbone_description.setText(
-                f"{cfg.backbone}: {self.catalog.backbones.get(cfg.backbone, '')}"
-            )
-            self.device_label.setText(
-                f"Will train on: {self.catalog.describe_device(cfg.device, cfg.threads)}"
-            )
+            self.backbone_description.setText(f"{cfg.backbone}: {self.catalog.backbones.get(cfg.backbone, '')}")
+            self.device_label.setText(f"Will train on: {self.catalog.describe_device(cfg.device, cfg.threads)}")
             from sslstudio.core.distributed import DISTRIBUTED_METHODS  # loaded with the catalog
 
             many = self.catalog.cuda_count > 1 and cfg.device in ("auto", "cuda")
-            self.all_gpus.setText(
-                f"Use all {self.catalog.cuda_count} GPUs (torchrun, one process per GPU)"
-            )
+            self.all_gpus.setText(f"Use all {self.catalog.cuda_count} GPUs (torchrun, one process per GPU)")
             self.all_gpus.setVisible(many and cfg.method in DISTRIBUTED_METHODS)
         else:
             self.device_label.setText("Will train on: (checking the hardware…)")
         options = self.options_form.value() if self.options_form is not None else None
-        self.schedules.draw(
-            cfg, self.num_images, options, momentum_fields(info.config_cls) if info else None
-        )
+        self.schedules.draw(cfg, self.num_images, options, momentum_fields(info.config_cls) if info else None)
         defaults = dataclasses.asdict(info.config_cls()) if info is not None else {}
         command = command_line(cfg, defaults)
         if self.processes() > 1 and command.startswith("sslstudio train"):
@@ -408,12 +366,8 @@ class MethodPage(Page):
                        + command[len("sslstudio train"):] + " --distributed")  # fmt: skip
         self.command_edit.setPlainText(command)
         missing = missing_flags(cfg)
-        self.command_note.setText(
-            "Not expressible as flags: " + ", ".join(missing) if missing else ""
-        )
-        self.command_note.setToolTip(
-            "Save these in a config file and pass it with --config" if missing else ""
-        )
+        self.command_note.setText("Not expressible as flags: " + ", ".join(missing) if missing else "")
+        self.command_note.setToolTip("Save these in a config file and pass it with --config" if missing else "")
         self.command_note.setVisible(bool(missing))
         self.estimates.settings_changed(cfg, self.num_images)
         self.budget.set_request(dataclasses.replace(cfg, time_budget_s=0.0), self.num_images)

@@ -53,9 +53,7 @@ class RunsPage(Page):
 
     resumeRequested = Signal(str)
 
-    def __init__(
-        self, controller: RunController, settings: Settings, parent: QWidget | None = None
-    ) -> None:
+    def __init__(self, controller: RunController, settings: Settings, parent: QWidget | None = None) -> None:
         super().__init__(
             "Runs",
             "Every training run, newest first. Select one to see its settings and curves, two or more to "
@@ -76,37 +74,21 @@ class RunsPage(Page):
         self.refresh_button.setToolTip(with_shortcut("Read the runs folder again", "F5"))
         self.refresh_button.clicked.connect(self.refresh)
         self.open_button = QPushButton("Open run…")
-        self.open_button.setToolTip(
-            with_shortcut("Add a run folder from elsewhere to the list", "Ctrl+Shift+O")
-        )
+        self.open_button.setToolTip(with_shortcut("Add a run folder from elsewhere to the list", "Ctrl+Shift+O"))
         self.open_button.clicked.connect(self.choose_run)
         self.resume_button = QPushButton("Resume")
         self.resume_button.setObjectName("primary")
-        self.resume_button.setToolTip(
-            "Load this run's settings and continue it from its last checkpoint"
-        )
+        self.resume_button.setToolTip("Load this run's settings and continue it from its last checkpoint")
         self.resume_button.clicked.connect(self._on_resume)
         self.folder_button = QPushButton("Open folder")
-        self.folder_button.setToolTip(
-            "Show the run's folder (config, metrics, checkpoints) in the file manager"
-        )
+        self.folder_button.setToolTip("Show the run's folder (config, metrics, checkpoints) in the file manager")
         self.folder_button.clicked.connect(self.open_selected_folder)
         self.delete_button = QPushButton("Delete…")
         self.delete_button.setObjectName("danger")
-        self.delete_button.setToolTip(
-            with_shortcut("Delete the selected runs and their checkpoints", "Del")
-        )
+        self.delete_button.setToolTip(with_shortcut("Delete the selected runs and their checkpoints", "Del"))
         self.delete_button.clicked.connect(self.delete_selected)
-        self.body.addLayout(
-            hbox(
-                self.refresh_button,
-                self.open_button,
-                None,
-                self.resume_button,
-                self.folder_button,
-                self.delete_button,
-            )
-        )
+        self.body.addLayout(hbox(self.refresh_button, self.open_button, None, self.resume_button,
+                                 self.folder_button, self.delete_button))
 
         self.model = RunTableModel(self)
         self.model.state_colors = dict(theme.current().tokens.get("run_states", {}))
@@ -134,10 +116,8 @@ class RunsPage(Page):
         self.delete_action.triggered.connect(self.delete_selected)
         self.table.addAction(self.delete_action)
         self.table.doubleClicked.connect(lambda _i: self.open_selected_folder())
-        self.empty_label = hint(
-            "No runs yet. Runs started on the Train page appear here; "
-            "File ▸ Open run… adds a run folder from elsewhere."
-        )
+        self.empty_label = hint("No runs yet. Runs started on the Train page appear here; "
+                                "File ▸ Open run… adds a run folder from elsewhere.")
         table_box = Card(margins=10)
         table_box.add(self.table, 1)
         table_box.add(self.empty_label)
@@ -154,12 +134,8 @@ class RunsPage(Page):
         self.body.addWidget(splitter, 1)
         QWidget.setTabOrder(self.refresh_button, self.open_button)
         QWidget.setTabOrder(self.open_button, self.table)
-        for a, b in (
-            (self.table, self.resume_button),
-            (self.resume_button, self.folder_button),
-            (self.folder_button, self.delete_button),
-            (self.delete_button, self.settings_tree),
-        ):
+        for a, b in ((self.table, self.resume_button), (self.resume_button, self.folder_button),
+                     (self.folder_button, self.delete_button), (self.delete_button, self.settings_tree)):
             QWidget.setTabOrder(a, b)
 
         self._live = QTimer(self)  # while a run trains and the page is on screen, its row keeps up
@@ -173,10 +149,10 @@ class RunsPage(Page):
 
     # -- listing ----------------------------------------------------------------------------
 
+
     def _restyle(self, t: object) -> None:
         self.model.state_colors = dict(theme.current().tokens.get("run_states", {}))
         self.table.viewport().update()
-
     def extra_folders(self) -> tuple[str, ...]:
         return tuple(f for f in self.settings.get("opened_runs", []) if isinstance(f, str))
 
@@ -217,13 +193,8 @@ class RunsPage(Page):
         elif kind == "delete":
             failures = [f"{Path(p).name}: {msg}" for p, msg in result]
             if failures:
-                self.error_box = QMessageBox(
-                    QMessageBox.Icon.Warning,
-                    "Some runs were not deleted",
-                    "\n".join(failures),
-                    QMessageBox.StandardButton.Ok,
-                    self,
-                )
+                self.error_box = QMessageBox(QMessageBox.Icon.Warning, "Some runs were not deleted",
+                                             "\n".join(failures), QMessageBox.StandardButton.Ok, self)
                 self.error_box.open()
             self.refresh()
 
@@ -248,9 +219,7 @@ class RunsPage(Page):
         if self._select_after:
             keep = {str(Path(self._select_after).resolve())}
             self._select_after = None
-        fresh = {
-            r.path: r for r in runs
-        }  # details of runs that changed (grown, resumed) are read again
+        fresh = {r.path: r for r in runs}  # details of runs that changed (grown, resumed) are read again
         self._details = {p: d for p, d in self._details.items() if fresh.get(p) == d.summary}
         self.model.set_runs(runs)  # the view's selection is cleared by the reset
         self.empty_label.setVisible(not runs)
@@ -261,9 +230,7 @@ class RunsPage(Page):
     # -- selection ----------------------------------------------------------------------------
 
     def selected_runs(self) -> list[Any]:
-        rows = sorted(
-            {self.proxy.mapToSource(i).row() for i in self.table.selectionModel().selectedRows()}
-        )
+        rows = sorted({self.proxy.mapToSource(i).row() for i in self.table.selectionModel().selectedRows()})
         return [self.model.run(r) for r in rows]
 
     def selected_paths(self) -> list[str]:
@@ -278,10 +245,7 @@ class RunsPage(Page):
             run = self.model.run(self.proxy.mapToSource(self.proxy.index(row, 0)).row())
             if str(Path(run.path).resolve()) in want:
                 chosen.select(self.proxy.index(row, 0), self.proxy.index(row, last))
-        flags = (
-            QItemSelectionModel.SelectionFlag.ClearAndSelect
-            | QItemSelectionModel.SelectionFlag.Rows
-        )
+        flags = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
         self.table.selectionModel().select(chosen, flags)  # one selectionChanged for the lot
         self._on_selection()  # also when nothing changed (after a reset)
 
@@ -300,17 +264,13 @@ class RunsPage(Page):
     def _update_buttons(self) -> None:
         runs = self.selected_runs()
         one = len(runs) == 1
-        self.resume_button.setEnabled(
-            one and runs[0].resumable and not self.controller.is_running()
-        )
+        self.resume_button.setEnabled(one and runs[0].resumable and not self.controller.is_running())
         self.folder_button.setEnabled(one)
         self.delete_button.setEnabled(bool(runs) and not any(r.state == RUNNING for r in runs))
         if one and runs[0].state == RUNNING:
             self.delete_button.setToolTip("A run that is training cannot be deleted")
         else:
-            self.delete_button.setToolTip(
-                with_shortcut("Delete the selected runs and their checkpoints", "Del")
-            )
+            self.delete_button.setToolTip(with_shortcut("Delete the selected runs and their checkpoints", "Del"))
 
     # -- details ------------------------------------------------------------------------------
 
@@ -318,9 +278,7 @@ class RunsPage(Page):
         paths = self.selected_paths()
         shown = [self._details[p] for p in paths[:MAX_COMPARE] if p in self._details]
         if not paths:
-            self.details.clear(
-                "Select a run to see its settings and curves." if self.model.rowCount() else ""
-            )
+            self.details.clear("Select a run to see its settings and curves." if self.model.rowCount() else "")
         elif len(shown) < min(len(paths), MAX_COMPARE):
             self.details.clear("Reading…")
         else:
@@ -345,9 +303,7 @@ class RunsPage(Page):
         runs = [r for r in self.selected_runs() if r.state != RUNNING]
         if not runs or len(runs) != len(self.selected_runs()):
             return
-        names = "\n".join(f"• {r.name}" for r in runs[:8]) + (
-            f"\n… and {len(runs) - 8} more" if len(runs) > 8 else ""
-        )
+        names = "\n".join(f"• {r.name}" for r in runs[:8]) + (f"\n… and {len(runs) - 8} more" if len(runs) > 8 else "")
         answer = QMessageBox.question(
             self, "Delete runs?",
             f"Delete {'this run' if len(runs) == 1 else f'these {len(runs)} runs'} with all checkpoints and "
@@ -370,14 +326,10 @@ class RunsPage(Page):
         """Show a run folder from anywhere (kept in the list across sessions) and select it."""
         path = Path(folder)
         if not (path / "config.json").is_file():
-            self.error_box = QMessageBox(
-                QMessageBox.Icon.Warning,
-                "Not a run folder",
-                f"{folder} holds no config.json: choose the folder of one run "
-                "(it contains config.json, metrics.jsonl and checkpoints/).",
-                QMessageBox.StandardButton.Ok,
-                self,
-            )
+            self.error_box = QMessageBox(QMessageBox.Icon.Warning, "Not a run folder",
+                                         f"{folder} holds no config.json: choose the folder of one run "
+                                         "(it contains config.json, metrics.jsonl and checkpoints/).",
+                                         QMessageBox.StandardButton.Ok, self)
             self.error_box.open()
             return False
         if path.resolve().parent != runs_dir().resolve():

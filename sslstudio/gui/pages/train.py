@@ -49,10 +49,7 @@ from sslstudio.gui.widgets.panels import Card, Page, Stat, hbox, with_shortcut
 
 STATE_TEXT = {IDLE: "Idle", PREPARING: "Preparing the images…", RUNNING: "Training", PAUSED: "Paused",
               STOPPING: "Stopping… saving a checkpoint"}  # fmt: skip
-ENDED_TEXT = {
-    "finished": "Finished: the model is on the Runs page",
-    "failed": "Failed: see the log below",
-}
+ENDED_TEXT = {"finished": "Finished: the model is on the Runs page", "failed": "Failed: see the log below"}
 LOG_TEXT = {"scan": "reading the folder…", "decode": "decoding the images at the working size…"}
 
 
@@ -76,9 +73,7 @@ class TrainPage(Page):
         self._ema = Ema(0.95)
         self._bands: list[tuple[ThrottledPlot, pg.LinearRegionItem]] = []
         self._probe_n = 0  # images in the collapse monitor's probe set
-        self._preparing_text = (
-            ""  # the latest Preparing event, shown while the state is "preparing"
-        )
+        self._preparing_text = ""  # the latest Preparing event, shown while the state is "preparing"
         self._stage = ""
         self._shown_state = IDLE
         self._outcome = ""  # how the last run ended
@@ -102,16 +97,8 @@ class TrainPage(Page):
         self.pause_button.clicked.connect(controller.pause)
         self.resume_button.clicked.connect(self._on_resume_clicked)
         self.stop_button.clicked.connect(controller.stop)
-        self.body.addLayout(
-            hbox(
-                self.start_button,
-                self.pause_button,
-                self.resume_button,
-                self.stop_button,
-                None,
-                self.state_label,
-            )
-        )
+        self.body.addLayout(hbox(self.start_button, self.pause_button, self.resume_button, self.stop_button,
+                                 None, self.state_label))
 
         stats = Card(margins=12)
         self.stats = {key: Stat(caption) for key, caption in (
@@ -149,15 +136,9 @@ class TrainPage(Page):
         self.loss_plot.add_curve("ema", pen("loss_ema"), name="smoothed")
         self.health_plot = ThrottledPlot("Spread and quality", legend=True)
         dots = dict(symbol="o", symbolSize=5, symbolPen=None)
-        self.health_plot.add_curve(
-            "std", pen("std"), name="std × √d", symbolBrush=t.curve("std"), **dots
-        )
-        self.health_plot.add_curve(
-            "knn", pen("knn"), name="kNN top-1", symbolBrush=t.curve("knn"), **dots
-        )
-        self.health_plot.add_curve(
-            "view", pen("view"), name="own-view retrieval", symbolBrush=t.curve("view"), **dots
-        )
+        self.health_plot.add_curve("std", pen("std"), name="std × √d", symbolBrush=t.curve("std"), **dots)
+        self.health_plot.add_curve("knn", pen("knn"), name="kNN top-1", symbolBrush=t.curve("knn"), **dots)
+        self.health_plot.add_curve("view", pen("view"), name="own-view retrieval", symbolBrush=t.curve("view"), **dots)
         self.health_plot.setYRange(0, 1.05, padding=0)
         self.health_plot.getPlotItem().enableAutoRange(y=False)
         self.rank_plot = ThrottledPlot("Effective rank (RankMe)")
@@ -171,14 +152,7 @@ class TrainPage(Page):
         self.wait_plot.add_curve("wait", pen("wait"))
         self.wait_plot.setYRange(0, 100, padding=0.02)
         self.wait_plot.getPlotItem().enableAutoRange(y=False)
-        self.plots = [
-            self.loss_plot,
-            self.health_plot,
-            self.rank_plot,
-            self.lr_plot,
-            self.speed_plot,
-            self.wait_plot,
-        ]
+        self.plots = [self.loss_plot, self.health_plot, self.rank_plot, self.lr_plot, self.speed_plot, self.wait_plot]
         grid = QGridLayout()
         grid.setSpacing(10)
         grid.addWidget(self.loss_plot, 0, 0, 1, 2)
@@ -195,9 +169,7 @@ class TrainPage(Page):
     def set_can_start(self, ok: bool, why: str = "") -> None:
         """Whether Start makes sense now (a scanned folder, the engine loaded); ``why`` as tooltip."""
         self.can_start = ok
-        self.start_button.setToolTip(
-            self._start_tip if ok or not why else f"{why}. {self._start_tip}"
-        )
+        self.start_button.setToolTip(self._start_tip if ok or not why else f"{why}. {self._start_tip}")
         self._update_controls()
 
     @Slot()
@@ -213,14 +185,9 @@ class TrainPage(Page):
         self.start_button.setEnabled(idle and self.can_start)
         self.pause_button.setEnabled(state == RUNNING and self.controller.can_pause)
         self.resume_button.setEnabled(state == PAUSED or (idle and bool(self.controller.resumable)))
-        self.resume_button.setToolTip(
-            with_shortcut(
-                "Continue the stopped run from its last checkpoint"
-                if idle
-                else "Continue the paused run",
-                "Ctrl+Shift+P",
-            )
-        )
+        self.resume_button.setToolTip(with_shortcut(
+            "Continue the stopped run from its last checkpoint" if idle else "Continue the paused run", "Ctrl+Shift+P"
+        ))
         self.stop_button.setEnabled(state in ACTIVE)
         text = STATE_TEXT[state]
         if state == PREPARING and self._preparing_text:
@@ -265,23 +232,17 @@ class TrainPage(Page):
         elif isinstance(ev, RunStopped):
             self._on_stopped(ev)
         elif isinstance(ev, RunFinished):
-            self.append_log(
-                f"finished {ev.step} steps, final loss {ev.final_loss:.4f}; weights in {ev.path}"
-                + (f"\nrecommended: {ev.recommended}: {ev.advice}" if ev.advice else "")
-            )
+            self.append_log(f"finished {ev.step} steps, final loss {ev.final_loss:.4f}; weights in {ev.path}"
+                            + (f"\nrecommended: {ev.recommended}: {ev.advice}" if ev.advice else ""))
             self.progress.setValue(self.progress.maximum())
         elif isinstance(ev, PlanRevised):
             self.total_steps = ev.total_steps
             self.progress.setMaximum(ev.total_steps)
-            self.append_log(
-                f"plan revised at step {ev.step} ({ev.reason}): batch {ev.batch_size}, "
-                f"{ev.total_steps} steps, peak learning rate {ev.peak_lr:.3g}"
-            )
+            self.append_log(f"plan revised at step {ev.step} ({ev.reason}): batch {ev.batch_size}, "
+                            f"{ev.total_steps} steps, peak learning rate {ev.peak_lr:.3g}")
         elif isinstance(ev, RunFailed):
-            self.append_log(
-                f"FAILED at step {ev.step}: {ev.message}"
-                + (f" (last good checkpoint: {ev.last_checkpoint})" if ev.last_checkpoint else "")
-            )
+            self.append_log(f"FAILED at step {ev.step}: {ev.message}"
+                            + (f" (last good checkpoint: {ev.last_checkpoint})" if ev.last_checkpoint else ""))
 
     def _on_preparing(self, ev: Preparing) -> None:
         if ev.stage != self._stage:
@@ -299,13 +260,9 @@ class TrainPage(Page):
     def _on_stopped(self, ev: RunStopped) -> None:
         self._preparing_text = self._stage = ""
         if ev.path:
-            self.append_log(
-                f"stopped at step {ev.step}; checkpoint {ev.path}. Resume continues from here."
-            )
+            self.append_log(f"stopped at step {ev.step}; checkpoint {ev.path}. Resume continues from here.")
         elif self.controller.resumable:
-            self.append_log(
-                "stopped before the first step; Resume starts this run again from step 0."
-            )
+            self.append_log("stopped before the first step; Resume starts this run again from step 0.")
         else:
             self.append_log("stopped before the first step; nothing to resume.")
         self.progress.setRange(0, max(1, self.total_steps))
@@ -330,10 +287,8 @@ class TrainPage(Page):
         self.stats["device"].set(format_device(ev.device))
         self.stats["step"].set(f"{ev.start_step:,} / {ev.total_steps:,}")
         verb = f"resumed at step {ev.start_step}" if ev.start_step else "started"
-        self.append_log(
-            f"run {verb}: {ev.num_images:,} images, batch {ev.batch_size}, {ev.total_steps:,} steps "
-            f"on {ev.device}; folder {ev.run_dir}"
-        )
+        self.append_log(f"run {verb}: {ev.num_images:,} images, batch {ev.batch_size}, {ev.total_steps:,} steps "
+                        f"on {ev.device}; folder {ev.run_dir}")
         for notice in ev.notices:
             self.append_log(f"note: {notice}")
 
@@ -345,18 +300,10 @@ class TrainPage(Page):
             if row.get("step", before) >= before:
                 continue
             if row.get("kind") == "step":
-                self._plot_step(
-                    row["step"], row["loss"], row["lr"], row["images_per_s"], row["data_wait"]
-                )
+                self._plot_step(row["step"], row["loss"], row["lr"], row["images_per_s"], row["data_wait"])
             elif row.get("kind") == "monitor":
-                self._plot_monitor(
-                    row["step"],
-                    row["std_sqrt_d"],
-                    row["rankme"],
-                    row["embed_dim"],
-                    row.get("knn_top1"),
-                    row.get("view_top1"),
-                )
+                self._plot_monitor(row["step"], row["std_sqrt_d"], row["rankme"], row["embed_dim"], row.get("knn_top1"),
+                                   row.get("view_top1"))
 
     def _plot_step(self, step: int, loss: float, lr: float, ips: float, wait: float) -> float:
         ema = self._ema.update(loss)
@@ -377,15 +324,8 @@ class TrainPage(Page):
         self.stats["eta"].set(format_eta(ev.eta_s))
         self.progress.setValue(done)
 
-    def _plot_monitor(
-        self,
-        step: int,
-        std: float,
-        rank: float,
-        dim: int,
-        knn: float | None,
-        view: float | None = None,
-    ) -> None:
+    def _plot_monitor(self, step: int, std: float, rank: float, dim: int, knn: float | None,
+                      view: float | None = None) -> None:
         if not self._bands:
             self._add_collapse_bands(dim)
         self.health_plot.append("std", step, std)
@@ -414,20 +354,11 @@ class TrainPage(Page):
         brush = QColor(*theme.current().curve("band"))
         rank_limit = max(2.0, RANK_SHARE * min(self._probe_n or dim, dim))  # as collapse_warning()
         for plot, top, tip in (
-            (
-                self.health_plot,
-                COLLAPSE_STD,
-                "complete collapse: every image maps to nearly the same point",
-            ),
-            (
-                self.rank_plot,
-                rank_limit,
-                "dimensional collapse: the embeddings use very few dimensions",
-            ),
+            (self.health_plot, COLLAPSE_STD, "complete collapse: every image maps to nearly the same point"),
+            (self.rank_plot, rank_limit, "dimensional collapse: the embeddings use very few dimensions"),
         ):
-            band = pg.LinearRegionItem(
-                (0, top), orientation="horizontal", movable=False, brush=brush, pen=pg.mkPen(None)
-            )
+            band = pg.LinearRegionItem((0, top), orientation="horizontal", movable=False, brush=brush,
+                                       pen=pg.mkPen(None))
             band.setZValue(-10)
             band.setToolTip(tip)
             plot.addItem(band)
@@ -435,14 +366,10 @@ class TrainPage(Page):
         self.rank_plot.getPlotItem().setLabel("left", f"of {dim} dims")
 
     def _on_monitor(self, ev: MonitorLogged) -> None:
-        self._plot_monitor(
-            ev.step, ev.std_sqrt_d, ev.rankme, ev.embed_dim, ev.knn_top1, ev.view_top1
-        )
+        self._plot_monitor(ev.step, ev.std_sqrt_d, ev.rankme, ev.embed_dim, ev.knn_top1, ev.view_top1)
         knn = f", kNN top-1 {ev.knn_top1:.1%}" if ev.knn_top1 is not None else ""
         knn += f", own-view retrieval {ev.view_top1:.1%}" if ev.view_top1 is not None else ""
-        self.append_log(
-            f"health at step {ev.step}: std×√d {ev.std_sqrt_d:.3f}, RankMe {ev.rankme:.1f}/{ev.embed_dim}{knn}"
-        )
+        self.append_log(f"health at step {ev.step}: std×√d {ev.std_sqrt_d:.3f}, RankMe {ev.rankme:.1f}/{ev.embed_dim}{knn}")
         if ev.warning:
             self.append_log(f"WARNING at step {ev.step}: {ev.warning}")
 
@@ -453,13 +380,8 @@ class TrainPage(Page):
     def show_error(self, message: str, details: str = "") -> None:
         """A non-blocking message box: the window stays usable, the controls are already re-enabled."""
         self.append_log(f"ERROR: {message}")
-        box = QMessageBox(
-            QMessageBox.Icon.Critical,
-            "Training stopped with an error",
-            message,
-            QMessageBox.StandardButton.Ok,
-            self,
-        )
+        box = QMessageBox(QMessageBox.Icon.Critical, "Training stopped with an error", message,
+                          QMessageBox.StandardButton.Ok, self)
         box.setInformativeText("The last good checkpoint, if any, is intact. Details are below.")
         if details:
             box.setDetailedText(details)

@@ -34,9 +34,7 @@ class BudgetPanel(QWidget):
         self.choice.setObjectName("timeAvailable")
         for text, seconds in CHOICES:
             self.choice.addItem(text, seconds)
-        self.choice.setToolTip(
-            "Plan the whole run (method, size, batch, schedule) to finish in this time"
-        )
+        self.choice.setToolTip("Plan the whole run (method, size, batch, schedule) to finish in this time")
         self.minutes = QSpinBox()
         self.minutes.setRange(1, 7 * 24 * 60)
         self.minutes.setValue(30)
@@ -77,13 +75,9 @@ class BudgetPanel(QWidget):
         return self._job is not None
 
     def _update(self) -> None:
-        self.button.setEnabled(
-            self._ready and self._request is not None and self.seconds() > 0 and not self.busy
-        )
+        self.button.setEnabled(self._ready and self._request is not None and self.seconds() > 0 and not self.busy)
         if self._request is None and self.seconds() > 0:
-            self.button.setToolTip(
-                "Choose a folder first: the plan depends on how many images it has"
-            )
+            self.button.setToolTip("Choose a folder first: the plan depends on how many images it has")
 
     @Slot()
     def _on_choice(self) -> None:

@@ -34,9 +34,7 @@ class EstimatePanel(QWidget):
         col.setSpacing(6)
         self.button = QPushButton("Estimate time")
         self._tip = with_shortcut(
-            "Time a few real training steps with these settings and estimate the time per epoch",
-            "Ctrl+E",
-        )
+            "Time a few real training steps with these settings and estimate the time per epoch", "Ctrl+E")
         self.button.setToolTip(self._tip)
         self.label = QLabel("")
         self.label.setObjectName("estimate")

@@ -31,9 +31,7 @@ class LabelPanel(QWidget):
 
     status = Signal(str)
 
-    def __init__(
-        self, session, selected: Callable[[], list[int]], parent: QWidget | None = None
-    ) -> None:
+    def __init__(self, session, selected: Callable[[], list[int]], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.session = session
         self._selected = selected
@@ -48,30 +46,22 @@ class LabelPanel(QWidget):
         self.unassign_button.setToolTip("Remove the labels of the selected images")
         self.unassign_button.clicked.connect(lambda: self.assign(None))
         self.import_button = QPushButton("Import…")
-        self.import_button.setToolTip(
-            "Labels from the folder's class subfolders or from a CSV (path,label)"
-        )
+        self.import_button.setToolTip("Labels from the folder's class subfolders or from a CSV (path,label)")
         self.import_button.clicked.connect(self._import)
         self.kind_combo = QComboBox()
         self.kind_combo.addItems(["linear", "knn"])
-        self.kind_combo.setToolTip(
-            "linear: logistic regression on the features; knn: weighted vote of "
-            "the 20 most similar labelled images"
-        )
+        self.kind_combo.setToolTip("linear: logistic regression on the features; knn: weighted vote of "
+                                   "the 20 most similar labelled images")
         self.train_button = QPushButton("Classify all")
         self.train_button.setObjectName("primary")
-        self.train_button.setToolTip(
-            "Train on the labelled images, predict every image, estimate the "
-            "accuracy by cross-validation"
-        )
+        self.train_button.setToolTip("Train on the labelled images, predict every image, estimate the "
+                                     "accuracy by cross-validation")
         self.train_button.clicked.connect(self.train)
         self.export_button = QPushButton("Export CSV…")
         self.export_button.clicked.connect(self._export)
         self.auto_check = QCheckBox("Update as I label")
         self.auto_check.setChecked(True)
-        self.auto_check.setToolTip(
-            "Retrain and re-estimate the accuracy a moment after each change of labels"
-        )
+        self.auto_check.setToolTip("Retrain and re-estimate the accuracy a moment after each change of labels")
         self._auto = QTimer(self)  # labelling in quick succession retrains once
         self._auto.setSingleShot(True)
         self._auto.setInterval(400)
@@ -82,18 +72,9 @@ class LabelPanel(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.class_list)
-        lay.addLayout(
-            hbox(
-                self.new_class_button,
-                self.assign_button,
-                self.unassign_button,
-                self.import_button,
-                None,
-            )
-        )
-        lay.addLayout(
-            hbox(self.kind_combo, self.train_button, self.export_button, self.auto_check, None)
-        )
+        lay.addLayout(hbox(self.new_class_button, self.assign_button, self.unassign_button,
+                           self.import_button, None))
+        lay.addLayout(hbox(self.kind_combo, self.train_button, self.export_button, self.auto_check, None))
         lay.addWidget(self.accuracy_label)
         session.labelsChanged.connect(self._on_labels)
         session.predictionsChanged.connect(self._on_predictions)
@@ -133,17 +114,12 @@ class LabelPanel(QWidget):
     def _on_predictions(self) -> None:
         s = self.session
         rows, _ = s.labelled_rows()
-        cv = (
-            "n/a — label at least 2 images per class for an estimate"
-            if s.cv_accuracy is None
-            else f"{s.cv_accuracy:.1%}"
-        )
+        cv = ("n/a — label at least 2 images per class for an estimate" if s.cv_accuracy is None
+              else f"{s.cv_accuracy:.1%}")
         counts = np.bincount(s.predictions.label, minlength=len(s.predictions.classes))
         spread = ", ".join(f"{c}: {n}" for c, n in zip(s.predictions.classes, counts))
-        self.accuracy_label.setText(
-            f"{s.classifier_kind} classifier from {len(rows)} labels · "
-            f"cross-validated accuracy {cv} · predicted {spread}"
-        )
+        self.accuracy_label.setText(f"{s.classifier_kind} classifier from {len(rows)} labels · "
+                                    f"cross-validated accuracy {cv} · predicted {spread}")
 
     # -- actions ------------------------------------------------------------------------------
 
@@ -180,23 +156,18 @@ class LabelPanel(QWidget):
     def _import(self) -> None:
         s = self.session
         choices = (["From the folder's class subfolders"] if s.emb.labels is not None else []) + [
-            "From a CSV file…"
-        ]
+            "From a CSV file…"]
         choice, ok = QInputDialog.getItem(self, "Import labels", "Take labels", choices, 0, False)
         if not ok:
             return
         if choice.startswith("From the folder"):
             s.import_subfolders()
             return
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Labels CSV (path,label)", "", "CSV (*.csv);;All files (*)"
-        )
+        path, _ = QFileDialog.getOpenFileName(self, "Labels CSV (path,label)", "", "CSV (*.csv);;All files (*)")
         if path:
             unmatched = s.import_csv(path)
             if unmatched:
-                self.status.emit(
-                    f"{len(unmatched)} CSV row(s) matched no image, e.g. {unmatched[0]}"
-                )
+                self.status.emit(f"{len(unmatched)} CSV row(s) matched no image, e.g. {unmatched[0]}")
 
     def train(self) -> None:
         _, y = self.session.labelled_rows()
@@ -209,9 +180,7 @@ class LabelPanel(QWidget):
         if self.session.predictions is None:
             self.status.emit("Classify first: there are no predictions to export yet.")
             return
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Save predictions", "predictions.csv", "CSV (*.csv)"
-        )
+        path, _ = QFileDialog.getSaveFileName(self, "Save predictions", "predictions.csv", "CSV (*.csv)")
         if path:
             self.session.export_predictions(path)
             self.status.emit(f"Predictions written to {path}")

@@ -31,13 +31,8 @@ class MapPanel(QWidget):
     pointClicked = Signal(int)
     selectionChanged = Signal(object)
 
-    def __init__(
-        self,
-        session,
-        cache: ThumbnailCache,
-        caption: Callable[[int], str],
-        parent: QWidget | None = None,
-    ) -> None:
+    def __init__(self, session, cache: ThumbnailCache, caption: Callable[[int], str],
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.session = session
         self.map = EmbeddingMap()
@@ -57,26 +52,15 @@ class MapPanel(QWidget):
         self.kind_label = QLabel("")
         self.kind_label.setObjectName("hint")
         self.umap_button = QPushButton("UMAP")
-        self.umap_button.setToolTip(
-            "A UMAP map (needs the umap-learn package; runs in the background)"
-        )
+        self.umap_button.setToolTip("A UMAP map (needs the umap-learn package; runs in the background)")
         self.umap_button.clicked.connect(self._umap)
         self.pca_button = QPushButton("PCA")
         self.pca_button.setToolTip("The first two principal components (instant)")
         self.pca_button.clicked.connect(lambda: session.use_pca())
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 6, 0, 0)
-        lay.addLayout(
-            hbox(
-                QLabel("Colour by"),
-                self.colour_combo,
-                self.clusters_spin,
-                None,
-                self.kind_label,
-                self.pca_button,
-                self.umap_button,
-            )
-        )
+        lay.addLayout(hbox(QLabel("Colour by"), self.colour_combo, self.clusters_spin, None,
+                           self.kind_label, self.pca_button, self.umap_button))
         lay.addWidget(self.map, 1)
         session.mapChanged.connect(self._on_map)
 
@@ -110,11 +94,7 @@ class MapPanel(QWidget):
         from sslstudio.core.projection import umap_available
 
         if not umap_available():
-            QMessageBox.information(
-                self,
-                "UMAP",
-                "UMAP needs the umap-learn package:\n\n"
-                "    pip install umap-learn\n\nThe PCA map needs nothing extra.",
-            )
+            QMessageBox.information(self, "UMAP", "UMAP needs the umap-learn package:\n\n"
+                                    "    pip install umap-learn\n\nThe PCA map needs nothing extra.")
             return
         self.session.compute_umap()

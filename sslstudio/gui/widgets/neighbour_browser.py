@@ -28,11 +28,7 @@ from sslstudio.gui.qt_models import ThumbnailCache, numpy_to_qimage
 from sslstudio.gui.widgets.panels import hbox, hint
 from sslstudio.gui.widgets.thumbnail_grid import ThumbnailGrid
 
-GROUP_RULES = {
-    "Keep all": "",
-    "Leave out the same folder or slide": "folder",
-    "Leave out a name pattern…": "pattern",
-}
+GROUP_RULES = {"Keep all": "", "Leave out the same folder or slide": "folder", "Leave out a name pattern…": "pattern"}
 QUERY_SIDE = 132
 
 
@@ -55,9 +51,7 @@ class NeighbourBrowser(QWidget):
         self.query_image.setFixedSize(QUERY_SIDE, QUERY_SIDE)
         self.query_image.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.query_image.setObjectName("queryImage")
-        self.query_caption = QLabel(
-            "Click an image to see its nearest neighbours, or drop an image file here."
-        )
+        self.query_caption = QLabel("Click an image to see its nearest neighbours, or drop an image file here.")
         self.query_caption.setWordWrap(True)
         self.query_caption.setObjectName("hint")
         self.back_button = QPushButton("‹ Back")
@@ -89,9 +83,7 @@ class NeighbourBrowser(QWidget):
         self.model = ImageRowsModel(cache, self)
         self.grid = ThumbnailGrid(self.model, icon_size=88)  # type: ignore[arg-type]
         self.grid.setObjectName("neighbourGrid")
-        self.grid.doubleClicked.connect(
-            lambda idx: self.queryRequested.emit(int(idx.data(ROW_ROLE)))
-        )
+        self.grid.doubleClicked.connect(lambda idx: self.queryRequested.emit(int(idx.data(ROW_ROLE))))
 
         top = QWidget()
         side = QVBoxLayout()
@@ -133,9 +125,7 @@ class NeighbourBrowser(QWidget):
         self._pos = len(self._trail) - 1
         self._update_buttons()
 
-    def show_results(
-        self, row: int, path: str, caption: str, hits: list[tuple[int, float]]
-    ) -> None:
+    def show_results(self, row: int, path: str, caption: str, hits: list[tuple[int, float]]) -> None:
         self.query_path = path
         self.query_caption.setText(caption)
         try:
@@ -180,12 +170,7 @@ class NeighbourBrowser(QWidget):
             QDesktopServices.openUrl(QUrl.fromLocalFile(full_size_file(self.query_path)))
 
     def _choose_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self,
-            "Find images like…",
-            "",
-            "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp *.webp *.gif);;All files (*)",
-        )
+        path, _ = QFileDialog.getOpenFileName(self, "Find images like…", "", "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp *.webp *.gif);;All files (*)")
         if path:
             self.fileQueryRequested.emit(path)
 

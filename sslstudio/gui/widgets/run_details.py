@@ -20,12 +20,7 @@ from sslstudio.gui.widgets.config_form import field_label
 from sslstudio.gui.widgets.loss_plot import ThrottledPlot
 from sslstudio.gui.widgets.panels import Card, hint
 
-SECTIONS = (
-    ("", "Run"),
-    ("optim.", "Optimizer"),
-    ("method_options.", "Method options"),
-    ("augment.", "Augmentation"),
-)
+SECTIONS = (("", "Run"), ("optim.", "Optimizer"), ("method_options.", "Method options"), ("augment.", "Augmentation"))
 HIDDEN = ("data_root",)  # in the caption instead: a long path makes the column unreadable
 LETTERS = "ABCDEFGH"
 STATE_WORDS = {"finished": "Finished", "running": "Training now", "failed": "Failed", "stopped": "Stopped",
@@ -89,15 +84,9 @@ class RunDetailsView(QWidget):
         if len(shown) == 1:
             self.caption.setText(describe(shown[0]))
         else:
-            more = (
-                f" (the first {len(shown)} of {selected})"
-                if selected and selected > len(shown)
-                else ""
-            )
-            self.caption.setText(
-                f"Comparing {len(shown)} runs{more}: bold lines are the trend (trailing mean), "
-                "faint lines every step; the settings that differ are listed first."
-            )
+            more = f" (the first {len(shown)} of {selected})" if selected and selected > len(shown) else ""
+            self.caption.setText(f"Comparing {len(shown)} runs{more}: bold lines are the trend (trailing mean), "
+                                 "faint lines every step; the settings that differ are listed first.")
 
     def _draw_curves(self, shown: list[RunDetails]) -> None:
         t = theme.current()
@@ -109,23 +98,12 @@ class RunDetailsView(QWidget):
             faint = pg.mkColor(color)
             faint.setAlpha(60)
             self.loss_plot.getPlotItem().plot(c.step, c.loss, pen=pg.mkPen(faint, width=1))
-            self.loss_plot.getPlotItem().plot(
-                c.step,
-                c.smoothed_loss(),
-                pen=pg.mkPen(color, width=2),
-                name=f"{LETTERS[i]}  {elide(d.summary.name)}" if many else "trend",
-            )
+            self.loss_plot.getPlotItem().plot(c.step, c.smoothed_loss(), pen=pg.mkPen(color, width=2),
+                                              name=f"{LETTERS[i]}  {elide(d.summary.name)}" if many else "trend")
             if c.knn.size:
                 self.knn_plot.setVisible(True)
-                self.knn_plot.getPlotItem().plot(
-                    c.knn_step,
-                    c.knn,
-                    pen=pg.mkPen(color, width=2),
-                    symbol="o",
-                    symbolSize=5,
-                    symbolPen=None,
-                    symbolBrush=color,
-                )
+                self.knn_plot.getPlotItem().plot(c.knn_step, c.knn, pen=pg.mkPen(color, width=2), symbol="o",
+                                                 symbolSize=5, symbolPen=None, symbolBrush=color)
 
     def _fill_settings(self, shown: list[RunDetails]) -> None:
         """One column per run; with several, a 'Differences' section first and the rest folded."""
@@ -134,9 +112,7 @@ class RunDetailsView(QWidget):
         keys = list(dict.fromkeys(k for f in flats for k in f if k not in HIDDEN))
         many = len(shown) > 1
         tree.setColumnCount(1 + len(shown))
-        tree.setHeaderLabels(
-            ["Setting"] + ([LETTERS[i] for i in range(len(shown))] if many else ["Value"])
-        )
+        tree.setHeaderLabels(["Setting"] + ([LETTERS[i] for i in range(len(shown))] if many else ["Value"]))
         for i, d in enumerate(shown):
             tree.headerItem().setToolTip(i + 1, d.summary.path)
         bold = QFont(tree.font())
@@ -150,20 +126,11 @@ class RunDetailsView(QWidget):
         for prefix, title, mine in sections:
             if not mine:
                 continue
-            section = QTreeWidgetItem(
-                tree, [f"{title} ({len(mine)})" if title == "Differences" else title]
-            )
+            section = QTreeWidgetItem(tree, [f"{title} ({len(mine)})" if title == "Differences" else title])
             section.setFont(0, bold)
             for key in mine:
-                item = QTreeWidgetItem(
-                    section,
-                    [
-                        setting_label(key)
-                        if title == "Differences"
-                        else field_label(key.removeprefix(prefix)),
-                        *rows[key],
-                    ],
-                )
+                item = QTreeWidgetItem(section, [setting_label(key) if title == "Differences"
+                                                 else field_label(key.removeprefix(prefix)), *rows[key]])
                 item.setToolTip(0, key)
                 if key in differ:
                     for col in range(len(shown) + 1):
@@ -174,9 +141,7 @@ class RunDetailsView(QWidget):
             QTreeWidgetItem(tree, ["No differences in the settings"]).setFirstColumnSpanned(True)
         header = tree.header()
         header.setStretchLastSection(False)
-        header.setSectionResizeMode(
-            0, QHeaderView.ResizeMode.Stretch
-        )  # long names elide, no scroll bar
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)  # long names elide, no scroll bar
         for col in range(1, len(shown) + 1):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
 
@@ -190,11 +155,7 @@ def setting_label(key: str) -> str:
     """'method_options.temperature' -> 'Method options: Temperature'; 'image_size' -> 'Image size'."""
     group, _, name = key.rpartition(".")
     titles = {prefix.rstrip("."): title for prefix, title in SECTIONS if prefix}
-    return (
-        f"{titles.get(group, field_label(group))}: {field_label(name)}"
-        if group
-        else field_label(name)
-    )
+    return f"{titles.get(group, field_label(group))}: {field_label(name)}" if group else field_label(name)
 
 
 def describe(d: RunDetails) -> str:
@@ -205,11 +166,7 @@ def describe(d: RunDetails) -> str:
     if r.message:
         parts.append(r.message)
     if r.resumable:
-        parts.append(
-            f"resumes from step {r.checkpoint_step:,}"
-            if r.checkpoint_step
-            else "resumes from step 0"
-        )
+        parts.append(f"resumes from step {r.checkpoint_step:,}" if r.checkpoint_step else "resumes from step 0")
     if d.checkpoints:
         parts.append(f"{len(d.checkpoints)} checkpoint{'s' if len(d.checkpoints) != 1 else ''}")
     if d.config.get("data_root"):

@@ -103,16 +103,10 @@ class ScheduleCard(Card):
         peak = scaled_lr(cfg.optim.lr, batch)
         warm = int(round(cfg.optim.warmup_epochs * spe))
         points = min(total, PLOT_POINTS)
-        lr = cosine_schedule(
-            peak, peak * cfg.optim.min_lr_ratio, points, round(warm * points / total)
-        )
+        lr = cosine_schedule(peak, peak * cfg.optim.min_lr_ratio, points, round(warm * points / total))
         x = np.arange(points) * (total / points)
         self.schedule_curve.setData(x, lr)
-        where = (
-            f"{n:,} images"
-            if num_images
-            else f"{ASSUMED_IMAGES:,} images assumed (no folder scanned yet)"
-        )
+        where = f"{n:,} images" if num_images else f"{ASSUMED_IMAGES:,} images assumed (no folder scanned yet)"
         text = (f"{total:,} steps = {cfg.epochs:,} epochs × {spe:,} step{'s' if spe != 1 else ''} of {batch:,} "
                 f"images ({where}); peak LR {peak:.3g} after {warm:,} warm-up steps.")  # fmt: skip
         shown = momentum is not None and method_config is not None
@@ -123,9 +117,7 @@ class ScheduleCard(Card):
 
             base, final = (float(getattr(method_config, name)) for name in momentum)
             try:
-                m = momentum_schedule(
-                    base, final, points
-                )  # the same cosine, sampled at `points` steps
+                m = momentum_schedule(base, final, points)  # the same cosine, sampled at `points` steps
             except ValueError as exc:
                 self.momentum_curve.setData([], [])
                 text += f" Momentum: {exc}."

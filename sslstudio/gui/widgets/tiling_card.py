@@ -28,9 +28,7 @@ class TilingCard(Card):
         self.mpp_spin.setSingleStep(0.25)
         self.mpp_spin.setSuffix(" µm/px")
         self.mpp_spin.setSpecialValueText("full resolution")
-        self.mpp_spin.setToolTip(
-            "0.25 is about 40x, 0.5 about 20x, 1.0 about 10x; 0: the slide's own resolution"
-        )
+        self.mpp_spin.setToolTip("0.25 is about 40x, 0.5 about 20x, 1.0 about 10x; 0: the slide's own resolution")
         form.addRow("Tile size", self.size_spin)
         form.addRow("Resolution", self.mpp_spin)
         self.layout_.addLayout(form)
@@ -43,9 +41,7 @@ class TilingCard(Card):
         self.show_options(self.options)
 
     def chosen(self) -> SlideOptions:
-        return SlideOptions(
-            self.size_spin.value(), self.mpp_spin.value() or None, self.options.tissue_min
-        )
+        return SlideOptions(self.size_spin.value(), self.mpp_spin.value() or None, self.options.tissue_min)
 
     def show_options(self, options: SlideOptions) -> None:
         self.options = options

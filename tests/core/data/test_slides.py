@@ -107,6 +107,4 @@ def test_a_rescan_reuses_the_tiles_of_an_unchanged_slide(tmp_path, monkeypatch):
     again = open_index(root, tmp_path / "cache", tiling=OPTIONS)
     assert calls == []  # the slide's folder did not change: its tiles come from the last scan
     tiles = [r.path for r in again.images if r.format == "tile"]
-    assert tiles == [r.path for r in first.images] and "other/new.png" in {
-        r.path for r in again.images
-    }
+    assert tiles == [r.path for r in first.images] and "other/new.png" in {r.path for r in again.images}

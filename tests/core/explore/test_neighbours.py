@@ -104,9 +104,7 @@ def test_coarse_lists_cover_every_row_once_and_round_trip(tmp_path):
     assert 7 in got and len(got) < 2000  # a row is found in its own list, among few
     lists.save(tmp_path / "l.npz")
     again = CoarseLists.open(tmp_path / "l.npz", 2000)
-    assert np.array_equal(again.order, lists.order) and np.allclose(
-        again.centroids, lists.centroids
-    )
+    assert np.array_equal(again.order, lists.order) and np.allclose(again.centroids, lists.centroids)
     with pytest.raises(ValueError, match="does not list"):
         CoarseLists.open(tmp_path / "l.npz", 1999)
 

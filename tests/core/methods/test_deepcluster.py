@@ -60,9 +60,7 @@ def test_resuming_on_a_changed_folder_rebuilds_the_bank(tiny_folder, tmp_path):
             stop.set()
     assert isinstance(first[-1], RunStopped) and first[-1].step == 5
     for i in range(16):  # the folder grows from 24 to 40 images
-        Image.new("RGB", (24, 24), (i * 15, 80, 200 - i * 10)).save(
-            tiny_folder / "circle" / f"new{i}.png"
-        )
+        Image.new("RGB", (24, 24), (i * 15, 80, 200 - i * 10)).save(tiny_folder / "circle" / f"new{i}.png")
     rest = list(train(cfg, resume_from=tmp_path / "run"))
     assert isinstance(rest[-1], RunFinished), rest[-1]
     clustered = [e.extra["clustered"] for e in rest if isinstance(e, StepLogged)]
