@@ -80,7 +80,7 @@ def test_methods_lists_each_with_its_defaults_and_the_papers_recipe(capsys):
     assert main(["methods"]) == 0
     out = capsys.readouterr().out
     assert all(f"{name}  (" in out for name in METHODS)
-    assert "lr 0.0015 per 256 images, weight decay 0.05" in out  # MAE's own defaults
+    assert "lr 0.00075 per 256 images, weight decay 0.05" in out  # MAE's own defaults
     assert out.count("at scale the paper uses:") == len(METHODS)  # every method has one
 
 
@@ -141,7 +141,7 @@ def test_a_method_trains_with_its_own_optimiser_defaults_unless_flags_say_otherw
 
     parse = build_parser().parse_args
     mae = config_from_args(parse(["train", "/tmp", "--method", "mae", "--backbone", "vit_tiny"])).optim
-    assert (mae.optimizer, mae.lr, mae.weight_decay) == ("adamw", 1.5e-3, 0.05)
+    assert (mae.optimizer, mae.lr, mae.weight_decay) == ("adamw", 7.5e-4, 0.05)
     simclr = config_from_args(parse(["train", "/tmp"])).optim
     assert (simclr.optimizer, simclr.lr, simclr.weight_decay) == ("adamw", 2e-3, 1e-4)
     mine = config_from_args(parse(["train", "/tmp", "--method", "mae", "--lr", "0.01", "--optimizer", "sgd"])).optim

@@ -242,7 +242,7 @@ def test_choosing_a_method_brings_its_optimiser_and_a_loaded_config_keeps_its_ow
     base = ready_window.build_config()
     page._select_method("mae")  # a user's choice: MAE's tested lr and weight decay
     optim = page.update_config(base).optim
-    assert (optim.optimizer, optim.lr, optim.weight_decay) == ("adamw", 1.5e-3, 0.05)
+    assert (optim.optimizer, optim.lr, optim.weight_decay) == ("adamw", 7.5e-4, 0.05)
     page._select_method("simclr")  # and back: the generic defaults again
     assert page.update_config(base).optim.weight_decay == OptimConfig().weight_decay
     mine = dataclasses.replace(OptimConfig(), optimizer="lars", lr=0.3, weight_decay=1e-6)
