@@ -8,6 +8,7 @@ import pytest
 
 from sslstudio.config import OptimConfig, RunConfig
 from sslstudio.core.budget import measure_seconds_per_step, plan_budget
+from sslstudio.core.transforms.presets import preset
 
 HERE = Path(__file__).parent  # any existing folder: the planner never reads it
 
@@ -18,6 +19,10 @@ def test_a_ten_minute_cpu_plan(tmp_path):
     assert (c.method, c.backbone, c.image_size, c.batch_size, c.small_stem) == ("simclr", "resnet18", 32, 128, "off")
     assert c.optim.optimizer == "adamw" and c.optim.lr == pytest.approx(2e-3)  # the H&E rule
     assert c.augment.crop_scale_min == pytest.approx(0.25) and c.augment.hed_p > 0  # the domain's preset, milder crops
+    he = preset("histopathology", 32)  # colour jitter halved on H&E, stain jitter kept
+    assert (c.augment.brightness, c.augment.hue, c.augment.hed_sigma) == pytest.approx((he.brightness / 2, he.hue / 2, he.hed_sigma))
+    natural = plan_budget(RunConfig(data_root=str(HERE), device="cpu"), 600, 2500, seconds_per_step=0.5).config
+    assert natural.augment.brightness == pytest.approx(preset("natural", 32).brightness)  # photos keep theirs
     assert 0 < c.time_budget_s <= 600 and c.max_steps == plan.steps
     assert 900 < plan.steps < 600 / 0.5  # start-up, probes and the final save are left room
     spe = 2500 // 128
