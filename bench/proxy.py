@@ -41,15 +41,6 @@ BAD_LR = 25.0
 OUT = ROOT / "bench" / "results" / "proxy.json"
 
 
-def spearman(a: list[float], b: list[float]) -> float:
-    import numpy as np
-
-    if len(a) < 3:
-        return float("nan")
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
 def base_config(name: str, steps: int, probes: int, out: str):
     from sslstudio.config import OptimConfig, RunConfig
     from sslstudio.core.transforms.presets import preset
@@ -155,6 +146,8 @@ def one_set(name: str, steps: int, probes: int) -> dict:
 
 def summarise(result: dict) -> dict:
     """Spearman per run and pooled, and the 'worse than random init' agreement."""
+    from bench.budget import spearman
+
     rows0 = result["runs"]["good"]["rows"][0]
     pooled = [r for run in result["runs"].values() for r in run["rows"][1:]] + [rows0]
     out = {}

@@ -30,7 +30,7 @@ from sslstudio.config import OptimConfig, RunConfig  # noqa: E402
 from sslstudio.core.embed import knn_eval, load_method, random_init_method  # noqa: E402
 from sslstudio.core.events import RunFinished, RunStarted, StepLogged  # noqa: E402
 from sslstudio.core.trainer import train  # noqa: E402
-from sslstudio.core.transforms.presets import preset  # noqa: E402
+from sslstudio.core.transforms.presets import preset, with_jitter_strength  # noqa: E402
 
 
 def seconds_per_step(cfg: RunConfig, steps: int = 3) -> float:
@@ -66,9 +66,7 @@ def main() -> int:
     if args.crop_min is not None:
         augment = dataclasses.replace(augment, crop_scale_min=args.crop_min)
     if args.jitter is not None:
-        augment = dataclasses.replace(augment, brightness=augment.brightness * args.jitter,
-                                      contrast=augment.contrast * args.jitter,
-                                      saturation=augment.saturation * args.jitter, hue=augment.hue * args.jitter)
+        augment = with_jitter_strength(augment, args.jitter)
     cfg = RunConfig(
         data_root=str(data / "train"), method=args.method, backbone=args.backbone, small_stem=args.small_stem, image_size=args.size,
         batch_size=args.batch, epochs=10_000, preset="custom", augment=augment,

@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sslstudio.config import AugmentConfig
 
 PRESETS = ("natural", "histopathology", "microscopy")
@@ -22,6 +24,13 @@ DESCRIPTIONS = {
     "histopathology": "H&E tiles: rotations and flips in every direction, milder crops, stain (HED) jitter, no greyscale.",
     "microscopy": "Unstained or fluorescence images: rotations, flips, brightness and contrast only.",
 }
+
+
+def with_jitter_strength(a: AugmentConfig, factor: float) -> AugmentConfig:
+    """``a`` with its colour jitter (brightness, contrast, saturation, hue) scaled by ``factor``;
+    stain jitter, crops and the jitter probability unchanged."""
+    return replace(a, brightness=a.brightness * factor, contrast=a.contrast * factor,
+                   saturation=a.saturation * factor, hue=a.hue * factor)  # fmt: skip
 
 
 def preset(name: str, image_size: int) -> AugmentConfig:

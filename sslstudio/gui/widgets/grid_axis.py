@@ -2,7 +2,7 @@
 
 pyqtgraph draws a grid by extending every tick across the view with a translucent pen. Qt's
 raster engine blends translucent lines about 30 times slower than opaque ones (measured: 4.8 ms
-against 0.14 ms for 40 lines of 220 px), so a page of eight plots took 150–240 ms to paint,
+against 0.14 ms for 40 lines of 220 px), so the Train page's six plots took 150–240 ms to paint,
 longer than the GUI thread may stall (issue 4). Over a plain background, an opaque line of the
 pre-blended colour looks the same, so the grid keeps its look at a fraction of the cost.
 """
