@@ -38,6 +38,20 @@ def seconds_per_step(cfg: RunConfig, steps: int = 3) -> float:
     return cfg.batch_size / limit_block(cfg, steps) * 1.05
 
 
+def measured_mean_cost(cfg: RunConfig) -> float:
+    """Average step time over a progressive run, relative to a full-size step, each size timed."""
+    import numpy as np
+
+    from sslstudio.core.resizing import size_at
+    from sslstudio.core.steptime import time_steps
+
+    sizes = size_at(np.linspace(0.0, 1.0, 1001), cfg.progressive_from, cfg.image_size)
+    times = {int(s): time_steps(dataclasses.replace(cfg, image_size=int(s), progressive_from=0), 10_000,
+                                steps=5).seconds_per_step for s in np.unique(sizes)}
+    print("seconds per step by size:", {s: round(t, 3) for s, t in times.items()})
+    return float(np.mean([times[int(s)] for s in sizes]) / times[cfg.image_size])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="folder with train/ and val/ class subfolders")
@@ -55,6 +69,9 @@ def main() -> int:
     ap.add_argument("--wd", type=float, default=5e-4)
     ap.add_argument("--temperature", type=float, default=None)
     ap.add_argument("--warmup-epochs", type=float, default=0.5)
+    ap.add_argument("--progressive-from", type=int, default=0,
+                    help="progressive resizing from this size; --steps is then the full-size count, scaled "
+                         "by the measured cost of the smaller steps so the run takes the same time")
     ap.add_argument("--json", default=None)
     ap.add_argument("--steps", type=int, default=0,
                     help="fix the step count instead of measuring (e.g. from an earlier uncontended measurement)")
@@ -72,7 +89,7 @@ def main() -> int:
         batch_size=args.batch, epochs=10_000, preset="custom", augment=augment,
         optim=OptimConfig(optimizer=args.optimizer, lr=args.lr, weight_decay=args.wd, warmup_epochs=args.warmup_epochs),
         method_options=opts, monitor_every=0, checkpoint_every=10**9, out=tempfile.mkdtemp(prefix="sslstudio-q-"),
-        threads=args.threads,
+        threads=args.threads, progressive_from=args.progressive_from,
     )
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -80,6 +97,11 @@ def main() -> int:
     if args.steps:
         steps = args.steps
         print(f"{steps} steps (fixed by --steps)")
+        if args.progressive_from:
+            mean = measured_mean_cost(cfg)
+            steps = int(round(args.steps / mean))
+            print(f"progressive from {args.progressive_from} px: mean step cost {mean:.3f} of a full one "
+                  f"(measured) -> {steps} steps in the same time")
     else:
         sps = seconds_per_step(cfg)
         budget = args.minutes * 60 - (time.perf_counter() - t_start)

@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--method")
     t.add_argument("--backbone")
     t.add_argument("--image-size", type=int)
+    t.add_argument("--progressive-from", type=int, metavar="PX",
+                   help="progressive resizing: train the first steps at PX pixels, growing to --image-size (0 = off)")
     t.add_argument("--batch-size", type=int)
     t.add_argument("--epochs", type=int)
     t.add_argument("--max-steps", type=int)

@@ -71,6 +71,7 @@ class RunConfig:
     small_stem: str = _f("auto", "3x3 stem without max-pool ('auto': on for images <= 64 px)", choices=("auto", "on", "off"))
     weights: str = _f("", "local weights file to start from (safetensors or a torchvision state dict); empty = random init")
     image_size: int = _f(32, "training resolution in pixels", min=8, max=1024)
+    progressive_from: int = _f(0, "progressive resizing: train the first steps at this many pixels, growing to image_size by 85 % of the run (0 = off)", min=0, max=1024)
     cache_size: int = _f(0, "side of the decoded cache in pixels (0 = automatic)", min=0, max=2048)
     tile_px: int = _f(224, "whole-slide images: tile side in pixels", min=16, max=4096)
     tile_mpp: float = _f(0.5, "whole-slide images: tile resolution in µm per pixel (0.5 is about 20x; 0 = full resolution)", min=0.0, max=100.0)
@@ -198,6 +199,10 @@ def validate(cfg: RunConfig) -> None:
         problems.append("data_root is empty: choose a folder of images")
     elif not Path(cfg.data_root).is_dir():
         problems.append(f"data_root {cfg.data_root!r} is not a folder")
+    if cfg.progressive_from and not 8 <= cfg.progressive_from < cfg.image_size:
+        problems.append(
+            f"progressive_from ({cfg.progressive_from}) must be 0 (off) or from 8 up to below image_size ({cfg.image_size})"
+        )
     if cfg.cache_size and cfg.cache_size < cfg.image_size:
         problems.append(f"cache_size ({cfg.cache_size}) must be 0 or at least image_size ({cfg.image_size})")
     if problems:

@@ -7,11 +7,15 @@ should end at a different step so that the run, its last evaluation and its last
 finish by the deadline. A whole-run average, not a short window: a window that holds a probe
 or not swings the estimate by several per cent and the plan with it. The learning-rate schedule is
 then re-laid over the new length (``plan.revise``), so it *ends* rather than being cut.
+Steps need not cost the same (progressive resizing trains early steps at a lower resolution):
+the pace is then kept per unit of relative cost, and the steps to come are costed with the sizes
+they would have.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 SETTLE = 3  # first steps left out of the pace (allocator, kernel selection)
 GAP = 50  # steps between two revisions
@@ -26,8 +30,9 @@ class Deadline:
     def __init__(self, budget_s: float, spent_s: float = 0.0) -> None:
         self.budget_s = float(budget_s)
         self._t0 = time.perf_counter() - spent_s
-        self._first: tuple[int, float] | None = None
-        self._last: tuple[int, float] | None = None
+        self._first: tuple[int, float, float] | None = None  # (step, time, cost units done)
+        self._last: tuple[int, float, float] | None = None
+        self._units = 0.0
         self._seen = 0
         self._last_revision = -GAP
         self._ending: dict[str, float] = {}  # slowest probe, slowest save: the run's end needs both
@@ -39,10 +44,12 @@ class Deadline:
     def spent(self) -> float:
         return time.perf_counter() - self._t0
 
-    def step_done(self, step: int) -> None:
+    def step_done(self, step: int, cost: float = 1.0) -> None:
+        """Step ``step - 1`` ended; ``cost`` is its expected time relative to a full-size step."""
         self._seen += 1
+        self._units += cost
         if self._seen > SETTLE:
-            mark = (step, time.perf_counter())
+            mark = (step, time.perf_counter(), self._units)
             self._first = self._first or mark
             self._last = mark
 
@@ -55,16 +62,20 @@ class Deadline:
         return sum(self._ending.values())
 
     def pace(self) -> float | None:
-        """Seconds per step since the run settled, periodic probes and checkpoints included."""
+        """Seconds per full-size step since the run settled, periodic probes and checkpoints included."""
         if self._first is None or self._last is None or self._last[0] - self._first[0] < 10:
             return None
-        (s0, t0), (s1, t1) = self._first, self._last
-        return (t1 - t0) / (s1 - s0)
+        (_, t0, u0), (_, t1, u1) = self._first, self._last
+        return (t1 - t0) / (u1 - u0)
 
-    def revised_total(self, step: int, total: int) -> int | None:
+    def revised_total(
+        self, step: int, total: int, remaining_cost: Callable[[int, int], float] | None = None
+    ) -> int | None:
         """The total step count that ends on time, when it differs enough from ``total``.
 
-        ``step`` is the next step to run. Returns None when the plan can stand.
+        ``step`` is the next step to run; ``remaining_cost(step, t)`` is the relative cost of the
+        steps from ``step`` to ``t`` were the run to end at ``t`` (default: one per step). Returns
+        None when the plan can stand.
         """
         if not self.active or step - self._last_revision < GAP:
             return None
@@ -72,13 +83,28 @@ class Deadline:
         if pace is None:
             return None
         left = self.budget_s - self.spent() - 1.5 * self.ending_s - 1.0
-        fit = max(step + 1, step + int(left / pace))
+        if remaining_cost is None:
+            fit = max(step + 1, step + int(left / pace))
+        else:
+            fit = _last_fitting(step, left / pace, remaining_cost)
         shrink = fit < total and total - fit > max(1, SHRINK_SLACK * total)
         grow = fit > total * (1 + GROW_SLACK) and step < total // 2
         if not (shrink or grow):
             return None
         self._last_revision = step
         return fit
+
+
+def _last_fitting(step: int, units: float, cost: Callable[[int, int], float]) -> int:
+    """The largest end step ``t > step`` whose remaining steps cost at most ``units``
+    (``step + 1`` when none does); ``cost(step, t)`` grows with ``t``."""
+    lo, hi = step + 1, step + 2
+    while cost(step, hi) <= units:  # double until past the budget
+        lo, hi = hi, step + 2 * (hi - step)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if cost(step, mid) <= units else (lo, mid)
+    return lo
 
 
 def parse_duration(text: str) -> float:

@@ -99,15 +99,28 @@ def lr_schedule(plan: dict, cfg: RunConfig) -> np.ndarray:
     total0 = plan.get("initial_total_steps", plan["total_steps"])
     peak0 = plan.get("initial_peak_lr", plan["peak_lr"])
     sched = cosine_schedule(peak0, peak0 * cfg.optim.min_lr_ratio, total0, plan["warmup_steps"])
+    return follow_revisions(sched, plan, scale=True)
+
+
+def progress(plan: dict) -> np.ndarray:
+    """Each step's place in the run, 0 at the first step to 1 at the last, following the plan's
+    revisions as the learning rate does (a run cut short by its deadline still reaches 1)."""
+    total0 = plan.get("initial_total_steps", plan["total_steps"])
+    return follow_revisions(np.linspace(0.0, 1.0, max(1, total0)), plan, scale=False)
+
+
+def follow_revisions(sched: np.ndarray, plan: dict, *, scale: bool) -> np.ndarray:
+    """``sched`` (one value per step of the original plan) with the part after each revision
+    stretched or squeezed to its new length; ``scale`` applies the revisions' lr scale."""
     for rev in plan.get("revisions", []):
         a, total = rev["at_step"], rev.get("total_steps", len(sched))
-        scale = rev.get("lr_scale", 1.0)
-        if total == len(sched) and scale == 1.0:
+        factor = rev.get("lr_scale", 1.0) if scale else 1.0
+        if total == len(sched) and factor == 1.0:
             continue
         tail = sched[a:] if a < len(sched) else sched[-1:]
         new_n = max(1, total - a)
         x_old = np.linspace(0.0, 1.0, len(tail)) if len(tail) > 1 else np.zeros(1)
         sched = np.concatenate(
-            [sched[:a], np.interp(np.linspace(0.0, 1.0, new_n), x_old, tail) * scale]
+            [sched[:a], np.interp(np.linspace(0.0, 1.0, new_n), x_old, tail) * factor]
         )
     return sched

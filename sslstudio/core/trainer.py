@@ -9,6 +9,8 @@ therefore only needs weights, optimizer state and the step to resume *exactly*.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import math
 import threading
 import time
@@ -43,6 +45,7 @@ from sslstudio.core.monitor import run_probe
 from sslstudio.core.optimizers import build_optimizer
 from sslstudio.core.plan import lr_schedule, make_plan, position, revise
 from sslstudio.core.ranks import Alone, NullLog, for_this_process
+from sslstudio.core.resizing import cost_of_rest, relative_cost, size_schedule, steps_left
 from sslstudio.core.runs import (
     MetricsLog,
     RunLock,
@@ -61,10 +64,7 @@ from sslstudio.core.stepping import (
     settle_lag,
     skip_reasons,
 )
-from sslstudio.core.transforms.views import (
-    ViewPipeline,
-    step_generator,
-)
+from sslstudio.core.transforms.views import ViewPipeline, step_generator
 
 
 def train(
@@ -82,7 +82,7 @@ def train(
     """
     validate(cfg)
     method_config(cfg.method, cfg.method_options)  # refuse bad options before a run folder exists
-    check_backbone(cfg.method, cfg.backbone)  # e.g. MAE without a ViT: refused before the scan
+    check_backbone(cfg.method, cfg.backbone, cfg.progressive_from)  # e.g. MAE without a ViT
     ranks = for_this_process(cfg.method)
     resume_dir = Path(resume_from) if resume_from else None
     start: ckpt.Checkpoint | None = None
@@ -162,7 +162,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
     else:
         plan = make_plan(cfg, n, multiple=ranks.size)
     bs, spe, total = plan["batch_size"], plan["steps_per_epoch"], plan["total_steps"]
-    lr_sched = lr_schedule(plan, cfg)
+    lr_sched, sizes = lr_schedule(plan, cfg), size_schedule(plan, cfg)
     opt = build_optimizer(method, cfg.optim, float(lr_sched[0]))
     amp = amp_dtype(cfg, device)
     scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
@@ -180,7 +180,11 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
     # rows past the checkpoint (a crash after it) are dropped: no gaps, no duplicates
     log = MetricsLog(run_dir / "metrics.jsonl", resume_step=step) if ranks.main else NullLog()
 
-    pipeline = ViewPipeline(method.view_specs(cfg), constraints=method.constraints)
+    @functools.cache
+    def pipeline_for(size: int) -> ViewPipeline:  # progressive resizing trains at a few sizes
+        at = dataclasses.replace(cfg, image_size=size)
+        return ViewPipeline(method.view_specs(at), constraints=method.constraints)
+
     probe_rows = np.sort(np.random.default_rng(cfg.seed).permutation(n)[: min(cfg.probe_size, n)])
     labels = data.labels()
     last_ckpt = str(start.path) if start is not None else None
@@ -247,7 +251,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
         return ev
 
     def apply(new_plan: dict) -> PlanRevised:
-        nonlocal plan, bs, spe, total, lr_sched, loader
+        nonlocal plan, bs, spe, total, lr_sched, sizes, loader
         if new_plan["batch_size"] != bs or new_plan["steps_per_epoch"] != spe:
             loader.close()
             loader = BatchLoader(
@@ -257,7 +261,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
                 new_plan["steps_per_epoch"],
                 pin=device.type == "cuda",
             )
-        plan, lr_sched = new_plan, lr_schedule(new_plan, cfg)
+        plan, lr_sched, sizes = new_plan, lr_schedule(new_plan, cfg), size_schedule(new_plan, cfg)
         bs, spe, total = plan["batch_size"], plan["steps_per_epoch"], plan["total_steps"]
         rev = plan["revisions"][-1]
         log.write("revision", step=step, **rev)
@@ -301,7 +305,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
                 lr=lr,
                 images_per_s=bs / dt,
                 data_wait=min(1.0, t_data / dt),
-                eta_s=step_time * (total - s - 1),
+                eta_s=step_time * steps_left(sizes, s, total, cfg.image_size),
                 extra={k: float(v) for k, v in extra.items()},
             )
             log.write("step", **as_row(ev))
@@ -333,7 +337,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
                 checkpoint_now()
                 raise
             batch = batch.to(device, non_blocking=True)
-            views = pipeline(batch, step_generator(cfg.seed, step, ranks.rank))
+            views = pipeline_for(size := int(sizes[step]))(batch, step_generator(cfg.seed, step, ranks.rank))
             if use_cl:
                 views = [v.contiguous(memory_format=torch.channels_last) for v in views]
             t_data = time.perf_counter() - t0
@@ -356,7 +360,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
             pending.append((step, epoch, ranks.loss(loss.detach()), extra, lr, t0, t_data))
             yield from settle(lag)
             step += 1
-            clock.step_done(step)
+            clock.step_done(step, float(relative_cost(size, cfg.image_size)))
             if (data_step + 1) % spe == 0 or step == total or step % cfg.checkpoint_every == 0:
                 yield from settle(0)
             if (data_step + 1) % spe == 0 or step == total:
@@ -367,7 +371,8 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
             if step % cfg.checkpoint_every == 0 and step < total:
                 last_ckpt = save(f"step_{step:07d}")
                 yield CheckpointSaved(step=step, path=last_ckpt)
-            new_total = clock.revised_total(step, total) if step < total else None
+            costed = cost_of_rest(plan, cfg)
+            new_total = clock.revised_total(step, total, costed) if step < total else None
             if clock.active:
                 new_total = ranks.agree(False, new_total)[1]
             if new_total is not None:

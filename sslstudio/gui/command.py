@@ -36,6 +36,7 @@ def command_line(cfg: RunConfig, method_defaults: dict[str, object] | None = Non
         ("--seed", cfg.seed, d.seed, "d"),
         ("--device", cfg.device, d.device, "s"),
         ("--small-stem", cfg.small_stem, d.small_stem, "s"),
+        ("--progressive-from", cfg.progressive_from, d.progressive_from, "d"),
         ("--checkpoint-every", cfg.checkpoint_every, d.checkpoint_every, "d"),
         ("--monitor-every", cfg.monitor_every, d.monitor_every, "d"),
         ("--tile-px", cfg.tile_px, d.tile_px, "d"),

@@ -51,10 +51,13 @@ def measure(
         EstimateCancelled: ``cancel`` was set between steps.
         ConfigError: the method's options are invalid.
     """
+    from sslstudio.core.resizing import mean_cost
     from sslstudio.core.steptime import time_steps
 
     t = time_steps(cfg, num_images, steps=steps, cancel=cancel, progress=progress)
-    return Estimate(t.seconds_per_step, t.steps_per_epoch, t.batch_size, t.device, num_images, t.measured_steps)
+    # progressive resizing: the full-size step was timed; the smaller ones before it cost less
+    sps = t.seconds_per_step * mean_cost(cfg.progressive_from, cfg.image_size)
+    return Estimate(sps, t.steps_per_epoch, t.batch_size, t.device, num_images, t.measured_steps)
 
 
 def format_duration(seconds: float) -> str:

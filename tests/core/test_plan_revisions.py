@@ -156,7 +156,7 @@ def test_a_resumed_run_after_a_revision_equals_the_straight_one(tiny_folder, tmp
 
 
 def test_time_budget_revisions_end_the_run_early_and_are_logged(tiny_folder, tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer.Deadline, "revised_total", lambda self, step, total: 5 if step == 2 else None)
+    monkeypatch.setattr(trainer.Deadline, "revised_total", lambda self, step, total, cost=None: 5 if step == 2 else None)
     cfg = tiny_config(tiny_folder, tmp_path / "run", epochs=4, time_budget_s=60.0)
     events = list(train(cfg))
     rev = [e for e in events if isinstance(e, PlanRevised)]

@@ -88,18 +88,20 @@ def test_thumbnail_grid_at_100k_items_asks_only_for_visible_ones(qtbot) -> None:
 def test_command_line_round_trips_the_main_choices() -> None:
     cfg = dataclasses.replace(
         RunConfig(data_root="/data/my tiles", method="simclr", backbone="resnet18", image_size=64, batch_size=128,
-                  epochs=5, preset="histopathology", max_steps=10, method_options={"temperature": 0.1, "proj_out": 128}),
+                  epochs=5, preset="histopathology", max_steps=10, method_options={"temperature": 0.1, "proj_out": 128},
+                  progressive_from=32),
         optim=dataclasses.replace(OptimConfig(), lr=0.3, optimizer="lars"),
     )
     cmd = command_line(cfg, method_defaults={"temperature": 0.2, "proj_out": 128})
     assert cmd.startswith("sslstudio train '/data/my tiles' --method simclr --backbone resnet18 --image-size 64 "
                           "--batch-size 128 --epochs 5 --preset histopathology --lr 0.3 --optimizer lars")
     assert "--max-steps 10" in cmd and "--option temperature=0.1" in cmd and "proj_out" not in cmd
+    assert "--progressive-from 32" in cmd
     from sslstudio.cli import build_parser, config_from_args
 
     args = build_parser().parse_args(cmd.replace("'/data/my tiles'", "/tmp").split()[1:])
     back = config_from_args(args)
-    for name in ("method", "backbone", "image_size", "batch_size", "epochs", "preset", "max_steps"):
+    for name in ("method", "backbone", "image_size", "batch_size", "epochs", "preset", "max_steps", "progressive_from"):
         assert getattr(back, name) == getattr(cfg, name), name
     assert back.optim.lr == 0.3 and back.optim.optimizer == "lars" and back.method_options == {"temperature": 0.1}
     assert back.optim.weight_decay == cfg.optim.weight_decay

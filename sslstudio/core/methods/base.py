@@ -84,8 +84,9 @@ class Method(nn.Module):
         return self.backbone(images)
 
 
-def check_backbone(method: str, backbone: str) -> None:
-    """Refuse, before any scan or run folder, a backbone the method cannot use (or none known)."""
+def check_backbone(method: str, backbone: str, progressive_from: int = 0) -> None:
+    """Refuse, before any scan or run folder, a backbone the method cannot use (or none known),
+    or progressive resizing on a backbone fixed to one input size."""
     from sslstudio.core.models.backbones import backbone_info
 
     try:
@@ -96,6 +97,11 @@ def check_backbone(method: str, backbone: str) -> None:
     if need and info.family != need:
         fits = sorted(n for n in _backbone_names() if backbone_info(n).family == need)
         raise ConfigError(f"{method} cannot use the backbone {backbone}: choose one of {', '.join(fits)}")
+    if progressive_from and info.family == "timm-vit":
+        raise ConfigError(
+            f"progressive resizing needs a convolutional backbone: {backbone}'s position embeddings "
+            "are fixed to the image size; set progressive_from to 0 or choose a ResNet"
+        )
 
 
 def _backbone_names() -> list[str]:

@@ -38,14 +38,15 @@ from sslstudio.gui.widgets.panels import Card, Page, hbox, hint, with_shortcut
 from sslstudio.gui.widgets.schedule_plots import ASSUMED_IMAGES, ScheduleCard, momentum_fields
 
 RUN_SECTIONS = (
-    ("Network", ("backbone", "image_size", "small_stem")),
+    ("Network", ("backbone", "image_size", "progressive_from", "small_stem")),
     ("Length", ("batch_size", "epochs", "max_steps")),
     ("Where and how often", ("device", "threads", "seed", "checkpoint_every", "monitor_every")),
 )
 RUN_LABELS = {"max_steps": "Max steps (0 = all)", "monitor_every": "Health check every",
-              "checkpoint_every": "Checkpoint every", "small_stem": "Small-image stem", "threads": "CPU threads"}  # fmt: skip
-ESTIMATE_KEYS = ("method", "method_options", "backbone", "image_size", "small_stem", "batch_size", "device",
-                 "threads", "cache_size", "amp", "augment", "optim")  # fmt: skip
+              "checkpoint_every": "Checkpoint every", "small_stem": "Small-image stem", "threads": "CPU threads",
+              "progressive_from": "Start size (0 = fixed)"}  # fmt: skip
+ESTIMATE_KEYS = ("method", "method_options", "backbone", "image_size", "progressive_from", "small_stem",
+                 "batch_size", "device", "threads", "cache_size", "amp", "augment", "optim")  # fmt: skip
 
 
 class MethodPage(Page):
