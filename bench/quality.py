@@ -76,6 +76,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=0,
                     help="fix the step count instead of measuring (e.g. from an earlier uncontended measurement)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = all)")
+    ap.add_argument("--seed", type=int, default=0, help="the run's seed (data order, views, initialisation)")
     args = ap.parse_args()
     data = Path(args.data)
     opts = {} if args.temperature is None else {"temperature": args.temperature}
@@ -89,7 +90,7 @@ def main() -> int:
         batch_size=args.batch, epochs=10_000, preset="custom", augment=augment,
         optim=OptimConfig(optimizer=args.optimizer, lr=args.lr, weight_decay=args.wd, warmup_epochs=args.warmup_epochs),
         method_options=opts, monitor_every=0, checkpoint_every=10**9, out=tempfile.mkdtemp(prefix="sslstudio-q-"),
-        threads=args.threads, progressive_from=args.progressive_from,
+        threads=args.threads, progressive_from=args.progressive_from, seed=args.seed,
     )
     if args.threads:
         torch.set_num_threads(args.threads)
