@@ -72,6 +72,8 @@ def main() -> int:
     ap.add_argument("--progressive-from", type=int, default=0,
                     help="progressive resizing from this size; --steps is then the full-size count, scaled "
                          "by the measured cost of the smaller steps so the run takes the same time")
+    ap.add_argument("--mean-cost", type=float, default=0.0,
+                    help="with --progressive-from: the mean step cost from an earlier quiet measurement (skips timing)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--steps", type=int, default=0,
                     help="fix the step count instead of measuring (e.g. from an earlier uncontended measurement)")
@@ -99,7 +101,7 @@ def main() -> int:
         steps = args.steps
         print(f"{steps} steps (fixed by --steps)")
         if args.progressive_from:
-            mean = measured_mean_cost(cfg)
+            mean = args.mean_cost or measured_mean_cost(cfg)
             steps = int(round(args.steps / mean))
             print(f"progressive from {args.progressive_from} px: mean step cost {mean:.3f} of a full one "
                   f"(measured) -> {steps} steps in the same time")

@@ -91,6 +91,7 @@ class RunConfig:
     checkpoint_every: int = _f(200, "save a checkpoint every N steps (and at the end)", min=1, max=10**9)
     monitor_every: int = _f(100, "collapse metrics every N steps (0 = off)", min=0, max=10**9)
     probe_size: int = _f(256, "images in the fixed probe set for the collapse monitor", min=16, max=100_000)
+    step_seconds: dict[str, float] = field(default_factory=dict, metadata={"help": "seconds per training step by image size, as the budget planner measured them (the deadline's first estimate; empty = learn as the run goes)"})
     time_budget_s: float = _f(0.0, "finish the whole run, evaluation and checkpoints included, within this many seconds (0 = no limit)", min=0.0, max=1e7)
     deterministic: bool = _f(False, "deterministic kernels (slower; exact resume on GPU)")
     out: str = _f("", "run folder (empty = a new folder under the user's runs directory)")
@@ -199,6 +200,9 @@ def validate(cfg: RunConfig) -> None:
         problems.append("data_root is empty: choose a folder of images")
     elif not Path(cfg.data_root).is_dir():
         problems.append(f"data_root {cfg.data_root!r} is not a folder")
+    bad = {k: v for k, v in cfg.step_seconds.items() if not (str(k).isdigit() and isinstance(v, (int, float)) and v > 0)}
+    if bad:
+        problems.append(f"step_seconds must map sizes in pixels to positive seconds, got {bad}")
     if cfg.progressive_from and not 8 <= cfg.progressive_from < cfg.image_size:
         problems.append(
             f"progressive_from ({cfg.progressive_from}) must be 0 (off) or from 8 up to below image_size ({cfg.image_size})"

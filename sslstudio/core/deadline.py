@@ -8,8 +8,8 @@ finish by the deadline. A whole-run average, not a short window: a window that h
 or not swings the estimate by several per cent and the plan with it. The learning-rate schedule is
 then re-laid over the new length (``plan.revise``), so it *ends* rather than being cut.
 Steps need not cost the same (progressive resizing trains early steps at a lower resolution):
-the pace is then kept per unit of relative cost, and the steps to come are costed with the sizes
-they would have.
+the pace is then kept per size, and the steps to come are costed with the sizes they would have
+(a size not trained yet: the cost model, scaled from the sizes seen).
 """
 
 from __future__ import annotations
@@ -17,22 +17,38 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import numpy as np
+
+from sslstudio.core.resizing import relative_cost, seconds_between
+
 SETTLE = 3  # first steps left out of the pace (allocator, kernel selection)
 GAP = 50  # steps between two revisions
 SHRINK_SLACK = 0.01  # revise down when the plan overruns by more than this share
 GROW_SLACK = 0.05  # revise up (first half of the run only) when this share of time would be idle
+MIN_SAMPLES = 5  # steps at a size before its own average is trusted over the cost model
 
 
 class Deadline:
     """Args: budget_s: the whole run's seconds (0 = no budget); spent_s: seconds a resumed run
-    had already used (from its checkpoint)."""
+    had already used (from its checkpoint); final_size: the run's full image size (progressive
+    resizing: the cost model for sizes not trained yet); measured: seconds per step by size as
+    the planner timed them before the run (their ratios price sizes not trained yet)."""
 
-    def __init__(self, budget_s: float, spent_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        budget_s: float,
+        spent_s: float = 0.0,
+        final_size: int = 0,
+        measured: dict[int, float] | None = None,
+    ) -> None:
         self.budget_s = float(budget_s)
+        self.final_size = final_size
+        self.measured = dict(measured or {})
         self._t0 = time.perf_counter() - spent_s
-        self._first: tuple[int, float, float] | None = None  # (step, time, cost units done)
-        self._last: tuple[int, float, float] | None = None
-        self._units = 0.0
+        self._prev: float | None = None  # when the previous step ended
+        self._by_size: dict[int, list[float]] = {}  # size -> [seconds, steps] since settled
+        self._aside = 0.0  # probe and save seconds since the previous step ended
+        self._overhead = 0.0  # probe and save seconds since the run settled
         self._seen = 0
         self._last_revision = -GAP
         self._ending: dict[str, float] = {}  # slowest probe, slowest save: the run's end needs both
@@ -44,37 +60,58 @@ class Deadline:
     def spent(self) -> float:
         return time.perf_counter() - self._t0
 
-    def step_done(self, step: int, cost: float = 1.0) -> None:
-        """Step ``step - 1`` ended; ``cost`` is its expected time relative to a full-size step."""
+    def step_done(self, step: int, size: int = 0) -> None:
+        """Step ``step - 1`` ended; it trained at ``size`` px (0: one size throughout). The time
+        since the previous step ended is its own, less any probe or save noted in between
+        (those are spread over all steps alike: they come every so many steps, whatever the size)."""
+        now = time.perf_counter()
         self._seen += 1
-        self._units += cost
-        if self._seen > SETTLE:
-            mark = (step, time.perf_counter(), self._units)
-            self._first = self._first or mark
-            self._last = mark
+        if self._seen > SETTLE and self._prev is not None:
+            acc = self._by_size.setdefault(size, [0.0, 0])
+            acc[0] += max(0.0, now - self._prev - self._aside)
+            acc[1] += 1
+            self._overhead += self._aside
+        self._prev, self._aside = now, 0.0
 
     def note(self, kind: str, seconds: float) -> None:
         """A probe or a checkpoint (``kind``) took ``seconds``: the run's end needs one of each."""
         self._ending[kind] = max(self._ending.get(kind, 0.0), seconds)
+        self._aside += seconds
 
     @property
     def ending_s(self) -> float:
         return sum(self._ending.values())
 
     def pace(self) -> float | None:
-        """Seconds per full-size step since the run settled, periodic probes and checkpoints included."""
-        if self._first is None or self._last is None or self._last[0] - self._first[0] < 10:
-            return None
-        (_, t0, u0), (_, t1, u1) = self._first, self._last
-        return (t1 - t0) / (u1 - u0)
+        """Seconds per step since the run settled, periodic probes and checkpoints included."""
+        seconds = sum(t for t, _ in self._by_size.values()) + self._overhead
+        steps = sum(n for _, n in self._by_size.values())
+        return seconds / steps if steps >= 10 else None
+
+    def seconds_at(self, size: int) -> float:
+        """Expected seconds of a step at ``size``: its own average once a few steps were seen,
+        else the best-sampled size's, scaled by the planner's timings (or the cost model)."""
+        t, n = self._by_size.get(size, (0.0, 0))
+        if n >= MIN_SAMPLES:
+            return t / n
+        ref = max(self._by_size, key=lambda k: self._by_size[k][1])
+        t_ref, n_ref = self._by_size[ref]
+        if not size or not ref:
+            return t_ref / n_ref
+        if self.measured:
+            ratio = seconds_between(size, self.measured) / seconds_between(ref, self.measured)
+        else:
+            final = self.final_size or max(size, ref)
+            ratio = float(relative_cost(size, final) / relative_cost(ref, final))
+        return t_ref / n_ref * ratio
 
     def revised_total(
-        self, step: int, total: int, remaining_cost: Callable[[int, int], float] | None = None
+        self, step: int, total: int, sizes_of: Callable[[int, int], np.ndarray] | None = None
     ) -> int | None:
         """The total step count that ends on time, when it differs enough from ``total``.
 
-        ``step`` is the next step to run; ``remaining_cost(step, t)`` is the relative cost of the
-        steps from ``step`` to ``t`` were the run to end at ``t`` (default: one per step). Returns
+        ``step`` is the next step to run; ``sizes_of(step, t)`` gives the sizes steps ``step`` to
+        ``t`` would train at, were the run to end at ``t`` (default: every step alike). Returns
         None when the plan can stand.
         """
         if not self.active or step - self._last_revision < GAP:
@@ -83,10 +120,10 @@ class Deadline:
         if pace is None:
             return None
         left = self.budget_s - self.spent() - 1.5 * self.ending_s - 1.0
-        if remaining_cost is None:
+        if sizes_of is None:
             fit = max(step + 1, step + int(left / pace))
         else:
-            fit = _last_fitting(step, left / pace, remaining_cost)
+            fit = _last_fitting(step, left, lambda a, end: self._seconds(sizes_of(a, end)))
         shrink = fit < total and total - fit > max(1, SHRINK_SLACK * total)
         grow = fit > total * (1 + GROW_SLACK) and step < total // 2
         if not (shrink or grow):
@@ -94,16 +131,22 @@ class Deadline:
         self._last_revision = step
         return fit
 
+    def _seconds(self, sizes: np.ndarray) -> float:
+        values, counts = np.unique(sizes, return_counts=True)
+        steps = sum(n for _, n in self._by_size.values())
+        overhead = self._overhead / steps * len(sizes)  # probes and saves to come
+        return overhead + float(sum(self.seconds_at(int(v)) * c for v, c in zip(values, counts, strict=True)))
 
-def _last_fitting(step: int, units: float, cost: Callable[[int, int], float]) -> int:
-    """The largest end step ``t > step`` whose remaining steps cost at most ``units``
+
+def _last_fitting(step: int, budget: float, cost: Callable[[int, int], float]) -> int:
+    """The largest end step ``t > step`` whose remaining steps cost at most ``budget``
     (``step + 1`` when none does); ``cost(step, t)`` grows with ``t``."""
     lo, hi = step + 1, step + 2
-    while cost(step, hi) <= units:  # double until past the budget
+    while cost(step, hi) <= budget:  # double until past the budget
         lo, hi = hi, step + 2 * (hi - step)
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if cost(step, mid) <= units else (lo, mid)
+        lo, hi = (mid, hi) if cost(step, mid) <= budget else (lo, mid)
     return lo
 
 

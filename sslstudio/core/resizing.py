@@ -57,17 +57,16 @@ def relative_cost(sizes: np.ndarray | int, final: int) -> np.ndarray:
     return FIXED_COST + (1.0 - FIXED_COST) * area
 
 
-def cost_of_rest(plan: dict, cfg: RunConfig) -> Callable[[int, int], float] | None:
-    """``cost(at, end)``: the relative cost of steps ``at``..``end - 1`` were ``plan`` revised at
-    ``at`` to end at ``end`` (None without progressive resizing: every step costs one)."""
+def sizes_of_rest(plan: dict, cfg: RunConfig) -> Callable[[int, int], np.ndarray] | None:
+    """``sizes(at, end)``: the sizes of steps ``at``..``end - 1`` were ``plan`` revised at ``at``
+    to end at ``end`` (None without progressive resizing: every step is alike)."""
     if not cfg.progressive_from:
         return None
 
-    def cost(at: int, end: int) -> float:
-        trial = size_schedule(revise(plan, at, "trial", total_steps=end), cfg)[at:end]
-        return float(relative_cost(trial, cfg.image_size).sum())
+    def sizes(at: int, end: int) -> np.ndarray:
+        return size_schedule(revise(plan, at, "trial", total_steps=end), cfg)[at:end]
 
-    return cost
+    return sizes
 
 
 def steps_left(sizes: np.ndarray, s: int, total: int, final: int) -> float:
@@ -78,11 +77,30 @@ def steps_left(sizes: np.ndarray, s: int, total: int, final: int) -> float:
     return float(later / relative_cost(int(sizes[s]), final))
 
 
-def mean_cost(start: int, final: int) -> float:
-    """Average relative step cost over a whole progressive run (1.0 without resizing)."""
+def mean_cost(start: int, final: int, measured: dict[int, float] | None = None) -> float:
+    """Average step cost over a whole progressive run relative to a full-size step (1.0 without
+    resizing): from ``measured`` seconds by size where given, else from the cost model."""
     if not start:
         return 1.0
-    return float(relative_cost(size_at(np.linspace(0.0, 1.0, 1001), start, final), final).mean())
+    sizes = size_at(np.linspace(0.0, 1.0, 1001), start, final)
+    if measured:
+        return float(np.mean([seconds_between(int(s), measured) for s in sizes]) / seconds_between(final, measured))
+    return float(relative_cost(sizes, final).mean())
+
+
+def seconds_between(size: int, measured: dict[int, float]) -> float:
+    """Seconds of a step at ``size`` from steps timed at other sizes: linear in the image's area
+    between the nearest two (beyond them, along the line of the last two; one: the cost model)."""
+    if size in measured:
+        return measured[size]
+    known = sorted(measured)
+    if len(known) == 1:
+        (k,) = known
+        return measured[k] * float(relative_cost(size, max(size, k)) / relative_cost(k, max(size, k)))
+    i = min(max(int(np.searchsorted(known, size)), 1), len(known) - 1)
+    a, b = known[i - 1], known[i]
+    w = (size**2 - a**2) / (b**2 - a**2)
+    return max(0.05 * measured[a], measured[a] + w * (measured[b] - measured[a]))
 
 
 def describe(start: int, final: int) -> str:

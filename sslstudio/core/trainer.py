@@ -45,7 +45,7 @@ from sslstudio.core.monitor import run_probe
 from sslstudio.core.optimizers import build_optimizer
 from sslstudio.core.plan import lr_schedule, make_plan, position, revise
 from sslstudio.core.ranks import Alone, NullLog, for_this_process
-from sslstudio.core.resizing import cost_of_rest, relative_cost, size_schedule, steps_left
+from sslstudio.core.resizing import size_schedule, sizes_of_rest, steps_left
 from sslstudio.core.runs import (
     MetricsLog,
     RunLock,
@@ -114,9 +114,9 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
         torch.set_num_threads(cfg.threads)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-    clock = Deadline(
-        cfg.time_budget_s, float(start.meta.get("train_seconds", 0.0)) if start else 0.0
-    )
+    spent = float(start.meta.get("train_seconds", 0.0)) if start else 0.0
+    timed = {int(k): v for k, v in cfg.step_seconds.items()}
+    clock = Deadline(cfg.time_budget_s, spent, cfg.image_size, timed)
     device, dev_notices = pick_device(cfg.device)
     notices += dev_notices
 
@@ -360,7 +360,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
             pending.append((step, epoch, ranks.loss(loss.detach()), extra, lr, t0, t_data))
             yield from settle(lag)
             step += 1
-            clock.step_done(step, float(relative_cost(size, cfg.image_size)))
+            clock.step_done(step, size)
             if (data_step + 1) % spe == 0 or step == total or step % cfg.checkpoint_every == 0:
                 yield from settle(0)
             if (data_step + 1) % spe == 0 or step == total:
@@ -371,8 +371,8 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
             if step % cfg.checkpoint_every == 0 and step < total:
                 last_ckpt = save(f"step_{step:07d}")
                 yield CheckpointSaved(step=step, path=last_ckpt)
-            costed = cost_of_rest(plan, cfg)
-            new_total = clock.revised_total(step, total, costed) if step < total else None
+            rest = sizes_of_rest(plan, cfg)
+            new_total = clock.revised_total(step, total, rest) if step < total else None
             if clock.active:
                 new_total = ranks.agree(False, new_total)[1]
             if new_total is not None:

@@ -55,3 +55,21 @@ def test_a_small_folder_and_a_too_short_budget():
 def test_the_warm_up_times_real_steps():
     cfg = RunConfig(data_root=str(HERE), device="cpu", backbone="tiny_cnn", image_size=16, batch_size=8, threads=1)
     assert 0 < measure_seconds_per_step(cfg, steps=2) < 5
+
+
+def test_a_progressive_plan_times_both_ends_and_fits_more_steps(monkeypatch):
+    from sslstudio.core import budget
+
+    monkeypatch.setattr(budget, "measure_seconds_per_step", lambda cfg: {16: 0.25, 32: 0.5}[cfg.image_size])
+    base = RunConfig(data_root=str(HERE), device="cpu")
+    fixed = plan_budget(base, 600, 2500)
+    ramp = plan_budget(RunConfig(data_root=str(HERE), device="cpu", progressive_from=16), 600, 2500,
+                       keep=frozenset({"progressive_from"}))
+    assert fixed.config.progressive_from == 0 and fixed.config.step_seconds == {"32": 0.5}
+    assert ramp.config.progressive_from == 16 and ramp.config.step_seconds == {"16": 0.25, "32": 0.5}
+    mean = budget.mean_cost(16, 32, {16: 0.25, 32: 0.5})
+    assert 0.5 < mean < 1 and ramp.steps == pytest.approx(fixed.steps / mean, rel=0.02)
+    assert "16→32 px" in ramp.summary() and "kept as you set them: progressive_from" in ramp.summary()
+    kept = plan_budget(RunConfig(data_root=str(HERE), device="cpu", image_size=16, progressive_from=16), 600, 2500,
+                       keep=frozenset({"image_size"}))  # a kept size at the ramp's start: no ramp
+    assert kept.config.progressive_from == 0

@@ -20,11 +20,12 @@ from sslstudio.core.resizing import (
     FIXED_COST,
     FULL,
     HOLD,
-    cost_of_rest,
     mean_cost,
     relative_cost,
+    seconds_between,
     size_at,
     size_schedule,
+    sizes_of_rest,
     steps_left,
 )
 from sslstudio.core.trainer import train
@@ -53,17 +54,25 @@ def test_schedule_is_full_size_when_off_and_follows_revisions(tmp_path):
     assert after[-1] == 32 and (np.diff(after) >= 0).all()  # a cut run still ends at full size
 
 
-def test_cost_model_and_what_a_run_costs(tmp_path):
+def test_cost_model_measured_costs_and_what_a_run_costs(tmp_path):
     assert relative_cost(32, 32) == pytest.approx(1.0) and relative_cost(16, 32) == pytest.approx(FIXED_COST + (1 - FIXED_COST) / 4)
     assert mean_cost(0, 32) == 1.0 and FIXED_COST < mean_cost(16, 32) < 0.8
+    timed = {16: 0.5, 32: 1.0}  # linear in area between timed sizes, exact at them
+    assert seconds_between(16, timed) == 0.5 and seconds_between(32, timed) == 1.0
+    assert seconds_between(24, timed) == pytest.approx(0.5 + 0.5 * (24**2 - 16**2) / (32**2 - 16**2))
+    assert seconds_between(8, timed) > 0 and seconds_between(48, timed) > 1.0  # beyond: along the line
+    assert seconds_between(64, {32: 1.0}) == pytest.approx(1.0 / relative_cost(32, 64))  # one: the model
+    sizes = size_at(np.linspace(0.0, 1.0, 1001), 16, 32)
+    want = np.mean([seconds_between(int(z), timed) for z in sizes])
+    assert mean_cost(16, 32, timed) == pytest.approx(want) and mean_cost(16, 32, timed) != mean_cost(16, 32)
     cfg = dataclasses.replace(tiny_config(tmp_path, image_size=32), progressive_from=16, epochs=10)
     plan = make_plan(cfg, 1000, 1)
-    assert cost_of_rest(plan, dataclasses.replace(cfg, progressive_from=0)) is None
-    cost = cost_of_rest(plan, cfg)
-    sizes = size_schedule(plan, cfg)
-    assert cost(0, plan["total_steps"]) == pytest.approx(relative_cost(sizes, 32).sum())
-    assert cost(40, 100) < cost(40, 120) < 80  # more steps cost more, small ones less than one each
-    assert steps_left(sizes, 0, len(sizes), 32) > len(sizes) - 1  # later steps cost more than the first
+    assert sizes_of_rest(plan, dataclasses.replace(cfg, progressive_from=0)) is None
+    rest = sizes_of_rest(plan, cfg)
+    assert (rest(0, plan["total_steps"]) == size_schedule(plan, cfg)).all()
+    assert len(rest(40, 100)) == 60 and rest(40, 100)[-1] == 32 and rest(40, 100)[0] == size_schedule(plan, cfg)[40]
+    full = size_schedule(plan, cfg)
+    assert steps_left(full, 0, len(full), 32) > len(full) - 1  # later steps cost more than the first
     assert steps_left(np.full(10, 32), 3, 10, 32) == 6
 
 
@@ -76,21 +85,49 @@ def test_last_fitting_end_matches_brute_force(units):
     assert _last_fitting(10, units, cost) == brute
 
 
-def test_deadline_prices_the_steps_to_come_with_their_cost(monkeypatch):
+def _ticking(monkeypatch):
     now = [0.0]
     monkeypatch.setattr(deadline_mod.time, "perf_counter", lambda: now[0])
-    clock = Deadline(budget_s=200.0)
-    for s in range(1, 41):  # half-cost steps, 0.5 s each: 1 s per full-size step
+    return now
+
+
+def test_deadline_prices_the_steps_to_come_by_size(monkeypatch):
+    now = _ticking(monkeypatch)
+    clock = Deadline(budget_s=200.0, final_size=32, measured={16: 0.25, 32: 1.0})
+    for s in range(1, 44):  # 16 px steps of 0.5 s: twice what the planner timed (another program runs)
         now[0] += 0.5
-        clock.step_done(s, cost=0.5)
-    assert clock.pace() == pytest.approx(1.0)
-    # 20 s spent, 180 - 1 s left: at one unit a step 179 more steps fit, at half a unit 358
-    assert clock.revised_total(40, 1000, lambda a, end: float(end - a)) == 40 + 179
-    again = Deadline(budget_s=200.0)
-    for s in range(1, 41):
+        clock.step_done(s, 16)
+    assert clock.pace() == pytest.approx(0.5) and clock.seconds_at(16) == pytest.approx(0.5)
+    assert clock.seconds_at(32) == pytest.approx(2.0)  # not seen yet: the timed ratio, scaled to the pace
+    left = 200.0 - 21.5 - 1.0
+    assert clock.revised_total(43, 1000, lambda a, end: np.full(end - a, 16)) == 43 + int(left / 0.5)
+    again = Deadline(budget_s=200.0, final_size=32, measured={16: 0.25, 32: 1.0})
+    for s in range(1, 44):
         now[0] += 0.5
-        again.step_done(s, cost=0.5)
-    assert again.revised_total(40, 1000, lambda a, end: 0.5 * (end - a)) == 40 + 358
+        again.step_done(s, 16)
+    assert again.revised_total(43, 1000, lambda a, end: np.full(end - a, 32)) == 43 + int(left / 2.0)
+    for s in range(44, 50):  # 32 px steps seen: their own time wins over the estimate
+        now[0] += 1.5
+        again.step_done(s, 32)
+    assert again.seconds_at(32) == pytest.approx(1.5)
+    model = Deadline(budget_s=200.0, final_size=32)  # nothing timed: the cost model's ratio
+    for s in range(1, 20):
+        now[0] += 0.5
+        model.step_done(s, 16)
+    assert model.seconds_at(32) == pytest.approx(0.5 / relative_cost(16, 32))
+
+
+def test_probes_and_saves_are_spread_over_all_steps_not_charged_to_one_size(monkeypatch):
+    now = _ticking(monkeypatch)
+    clock = Deadline(budget_s=100.0, final_size=32)
+    for s in range(1, 30):
+        now[0] += 1.0
+        if s % 10 == 0:  # a 3 s probe before every tenth step
+            now[0] += 3.0
+            clock.note("probe", 3.0)
+        clock.step_done(s, 16 if s < 24 else 32)
+    assert clock.seconds_at(16) == pytest.approx(1.0) and clock.seconds_at(32) == pytest.approx(1.0)
+    assert clock.pace() == pytest.approx((26 + 6) / 26)  # the probes still count in the pace
 
 
 def test_progressive_from_must_be_below_image_size_and_needs_a_cnn(tiny_folder, tmp_path):
@@ -153,7 +190,7 @@ def test_progressive_run_stopped_and_resumed_equals_uninterrupted(tiny_folder, t
 def test_a_time_budget_revision_keeps_the_run_ending_at_full_size(tiny_folder, tmp_path, monkeypatch):
     seen = _sizes_trained(monkeypatch)
     monkeypatch.setattr(trainer_mod.Deadline, "revised_total",
-                        lambda self, step, total, cost=None: 20 if step == 6 and cost is not None else None)
+                        lambda self, step, total, sizes_of=None: 20 if step == 6 and sizes_of is not None else None)
     cfg = tiny_config(tiny_folder, tmp_path / "t", image_size=24, progressive_from=12, epochs=20, checkpoint_every=100)
     events = list(train(cfg))
     assert any(isinstance(e, PlanRevised) and e.total_steps == 20 for e in events)
