@@ -8,7 +8,6 @@ import pytest
 
 from sslstudio.config import OptimConfig, RunConfig
 from sslstudio.core.budget import measure_seconds_per_step, plan_budget
-from sslstudio.core.resizing import mean_cost
 from sslstudio.core.transforms.presets import preset
 
 HERE = Path(__file__).parent  # any existing folder: the planner never reads it
@@ -17,21 +16,17 @@ HERE = Path(__file__).parent  # any existing folder: the planner never reads it
 def test_a_ten_minute_cpu_plan(tmp_path):
     plan = plan_budget(RunConfig(data_root=str(HERE), device="cpu", preset="histopathology"), 600, 2500, seconds_per_step=0.5)
     c = plan.config
-    assert (c.method, c.backbone, c.image_size, c.batch_size, c.small_stem) == ("simclr", "resnet18", 64, 128, "off")
-    assert c.progressive_from == 32  # H&E on a CPU: 32 px first, 64 px at the end
+    assert (c.method, c.backbone, c.image_size, c.batch_size, c.small_stem) == ("simclr", "resnet18", 32, 128, "off")
+    assert c.progressive_from == 0  # one size throughout: the ramp lost at the 10-minute budget
     assert c.optim.optimizer == "adamw" and c.optim.lr == pytest.approx(2e-3)  # the H&E rule
     assert c.augment.crop_scale_min == pytest.approx(0.25) and c.augment.hed_p > 0  # the domain's preset, milder crops
-    he = preset("histopathology", 64)  # colour jitter at a quarter on H&E, stain jitter kept
+    he = preset("histopathology", 32)  # colour jitter at a quarter on H&E, stain jitter kept
     assert (c.augment.brightness, c.augment.hue, c.augment.hed_sigma) == pytest.approx((he.brightness / 4, he.hue / 4, he.hed_sigma))
     natural = plan_budget(RunConfig(data_root=str(HERE), device="cpu"), 600, 2500, seconds_per_step=0.5).config
     assert (natural.image_size, natural.progressive_from) == (32, 0)  # photos: 32 px throughout
-    small_tiles = plan_budget(RunConfig(data_root=str(HERE), device="cpu", preset="histopathology"), 600, 2500,
-                              native_side=32, seconds_per_step=0.5).config
-    assert (small_tiles.image_size, small_tiles.progressive_from) == (32, 0)  # no room for a ramp
     assert natural.augment.brightness == pytest.approx(preset("natural", 32).brightness)  # photos keep theirs
     assert 0 < c.time_budget_s <= 600 and c.max_steps == plan.steps
-    mean = mean_cost(32, 64, {64: 0.5})  # the ramp's smaller steps cost less than the timed full-size one
-    assert 900 < plan.steps * mean < 600 / 0.5  # start-up, probes and the final save are left room
+    assert 900 < plan.steps < 600 / 0.5  # start-up, probes and the final save are left room
     spe = 2500 // 128
     assert c.optim.warmup_epochs * spe == pytest.approx(0.05 * plan.steps, rel=0.02)
     assert c.monitor_every * 12 <= plan.steps and c.checkpoint_every * 5 <= plan.steps
@@ -77,6 +72,6 @@ def test_a_progressive_plan_times_both_ends_and_fits_more_steps(monkeypatch):
     mean = budget.mean_cost(16, 32, {16: 0.25, 32: 0.5})
     assert 0.5 < mean < 1 and ramp.steps == pytest.approx(fixed.steps / mean, rel=0.02)
     assert "16→32 px" in ramp.summary() and "kept as you set them: progressive_from" in ramp.summary()
-    kept = plan_budget(RunConfig(data_root=str(HERE), device="cpu", preset="histopathology", image_size=96), 600,
-                       2500, keep=frozenset({"image_size"}))  # a size the user set is used throughout
-    assert (kept.config.image_size, kept.config.progressive_from) == (96, 0) and "you set the image size" in kept.summary()
+    kept = plan_budget(RunConfig(data_root=str(HERE), device="cpu", image_size=96, progressive_from=48), 600, 2500,
+                       keep=frozenset({"image_size"}))  # a size the user set, without a ramp they set: throughout
+    assert (kept.config.image_size, kept.config.progressive_from) == (96, 0)
