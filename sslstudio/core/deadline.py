@@ -1,15 +1,17 @@
 """Keeping a run inside its time budget: the step count follows the measured pace.
 
 The budget planner sizes a run from a short warm-up; the real pace drifts (caches warm up,
-another program takes a core, a checkpoint is slow). ``Deadline`` watches the pace since the
-run settled (periodic probes and checkpoints included, in proportion) and says when the plan
-should end at a different step so that the run, its last evaluation and its last checkpoint
-finish by the deadline. A whole-run average, not a short window: a window that holds a probe
-or not swings the estimate by several per cent and the plan with it. The learning-rate schedule is
-then re-laid over the new length (``plan.revise``), so it *ends* rather than being cut.
-Steps need not cost the same (progressive resizing trains early steps at a lower resolution):
-the pace is then kept per size, and the steps to come are costed with the sizes they would have
-(a size not trained yet: the cost model, scaled from the sizes seen).
+another program takes a core, a checkpoint is slow). ``Deadline`` watches the pace and says when
+the plan should end at a different step so that the run, its last evaluation and its last
+checkpoint finish by the deadline. The learning-rate schedule is then re-laid over the new length
+(``plan.revise``), so it *ends* rather than being cut.
+
+The pace is two parts. Probes and checkpoints are noted apart and spread over all steps (they
+come every so many steps); a step's own time is a moving average over about ``HORIZON`` steps,
+so it follows a machine that speeds up or slows down, and no probe makes it swing. Steps need not
+cost the same (progressive resizing trains early steps at a lower resolution): the time is kept
+per size, and the steps to come are costed with the sizes they would have (a size not trained
+yet: the planner's timings, or the cost model, scaled from the sizes seen).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from sslstudio.core.resizing import relative_cost, seconds_between
 SETTLE = 3  # first steps left out of the pace (allocator, kernel selection)
 GAP = 50  # steps between two revisions
 SHRINK_SLACK = 0.01  # revise down when the plan overruns by more than this share
-GROW_SLACK = 0.05  # revise up (first half of the run only) when this share of time would be idle
+GROW_SLACK = 0.02  # revise up when this share of the time left would be idle
+GROW_UNTIL = 0.8  # ... but not in the run's last fifth: its schedule is left to end as laid
+HORIZON = 100  # steps: a size's time follows the machine's drift over about this many
 MIN_SAMPLES = 5  # steps at a size before its own average is trusted over the cost model
 
 
@@ -46,7 +50,8 @@ class Deadline:
         self.measured = dict(measured or {})
         self._t0 = time.perf_counter() - spent_s
         self._prev: float | None = None  # when the previous step ended
-        self._by_size: dict[int, list[float]] = {}  # size -> [seconds, steps] since settled
+        self._by_size: dict[int, list[float]] = {}  # size -> [seconds a step (moving), steps]
+        self._last_size = 0
         self._aside = 0.0  # probe and save seconds since the previous step ended
         self._overhead = 0.0  # probe and save seconds since the run settled
         self._seen = 0
@@ -68,9 +73,10 @@ class Deadline:
         self._seen += 1
         if self._seen > SETTLE and self._prev is not None:
             acc = self._by_size.setdefault(size, [0.0, 0])
-            acc[0] += max(0.0, now - self._prev - self._aside)
-            acc[1] += 1
+            acc[1] += 1  # the plain mean for the first HORIZON steps, then a moving average
+            acc[0] += (max(0.0, now - self._prev - self._aside) - acc[0]) / min(acc[1], HORIZON)
             self._overhead += self._aside
+            self._last_size = size
         self._prev, self._aside = now, 0.0
 
     def note(self, kind: str, seconds: float) -> None:
@@ -83,27 +89,31 @@ class Deadline:
         return sum(self._ending.values())
 
     def pace(self) -> float | None:
-        """Seconds per step since the run settled, periodic probes and checkpoints included."""
-        seconds = sum(t for t, _ in self._by_size.values()) + self._overhead
-        steps = sum(n for _, n in self._by_size.values())
-        return seconds / steps if steps >= 10 else None
+        """Seconds a step at the current size takes now, its share of probes and checkpoints included."""
+        steps = self._steps()
+        if steps < 10:
+            return None
+        return self.seconds_at(self._last_size) + self._overhead / steps
+
+    def _steps(self) -> int:
+        return int(sum(n for _, n in self._by_size.values()))
 
     def seconds_at(self, size: int) -> float:
         """Expected seconds of a step at ``size``: its own average once a few steps were seen,
         else the best-sampled size's, scaled by the planner's timings (or the cost model)."""
         t, n = self._by_size.get(size, (0.0, 0))
         if n >= MIN_SAMPLES:
-            return t / n
+            return t
         ref = max(self._by_size, key=lambda k: self._by_size[k][1])
-        t_ref, n_ref = self._by_size[ref]
+        t_ref = self._by_size[ref][0]
         if not size or not ref:
-            return t_ref / n_ref
+            return t_ref
         if self.measured:
             ratio = seconds_between(size, self.measured) / seconds_between(ref, self.measured)
         else:
             final = self.final_size or max(size, ref)
             ratio = float(relative_cost(size, final) / relative_cost(ref, final))
-        return t_ref / n_ref * ratio
+        return t_ref * ratio
 
     def revised_total(
         self, step: int, total: int, sizes_of: Callable[[int, int], np.ndarray] | None = None
@@ -125,7 +135,7 @@ class Deadline:
         else:
             fit = _last_fitting(step, left, lambda a, end: self._seconds(sizes_of(a, end)))
         shrink = fit < total and total - fit > max(1, SHRINK_SLACK * total)
-        grow = fit > total * (1 + GROW_SLACK) and step < total // 2
+        grow = fit - step > (total - step) * (1 + GROW_SLACK) and step < GROW_UNTIL * total
         if not (shrink or grow):
             return None
         self._last_revision = step
@@ -133,8 +143,7 @@ class Deadline:
 
     def _seconds(self, sizes: np.ndarray) -> float:
         values, counts = np.unique(sizes, return_counts=True)
-        steps = sum(n for _, n in self._by_size.values())
-        overhead = self._overhead / steps * len(sizes)  # probes and saves to come
+        overhead = self._overhead / self._steps() * len(sizes)  # probes and saves to come
         return overhead + float(sum(self.seconds_at(int(v)) * c for v, c in zip(values, counts, strict=True)))
 
 
