@@ -195,3 +195,19 @@ def test_a_time_budget_revision_keeps_the_run_ending_at_full_size(tiny_folder, t
     events = list(train(cfg))
     assert any(isinstance(e, PlanRevised) and e.total_steps == 20 for e in events)
     assert len(seen) == 20 and seen[-1] == 24 and seen == sorted(seen)
+
+
+def test_the_pace_follows_a_machine_that_speeds_up_and_a_late_idle_plan_grows(monkeypatch):
+    now = _ticking(monkeypatch)
+    clock = Deadline(budget_s=2000.0)
+    for s in range(1, 601):  # 1 s a step, then the machine gets faster: 0.5 s
+        now[0] += 1.0 if s <= 300 else 0.5
+        clock.step_done(s, 32)
+    assert clock.pace() == pytest.approx(0.5, rel=0.05)  # not the run's mean, 0.75
+    # 450 s spent; past the half of a 1000-step plan, 1549 s left buy ~3000 more steps: grow
+    assert clock.revised_total(600, 1000) == pytest.approx(600 + 1549 / 0.5, rel=0.05)
+    late = Deadline(budget_s=2000.0)
+    for s in range(1, 601):
+        now[0] += 0.5
+        late.step_done(s, 32)
+    assert late.revised_total(600, 700) is None  # the last fifth of the run is left as laid
