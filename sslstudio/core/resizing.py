@@ -23,8 +23,9 @@ from sslstudio.core.plan import progress, revise
 HOLD = 0.4  # share of the run at the smallest size
 FULL = 0.85  # share of the run after which every step is at the full size
 # a step's fixed cost (kernel launches, batch norm, the loss, the optimizer), as a share of a
-# full-size step's; the rest scales with the image's area. Measured on a CPU for ResNet-18 at
-# 16-32 px, batch 128 (bench/progressive.py): 0.36-0.6; the deadline corrects the scale.
+# full-size step's; the rest scales with the image's area. Only a fallback: the planner times
+# the ramp's two ends and the deadline learns each size's own time. On this 2-core CPU, ResNet-18,
+# batch 128 (bench/quality.py --progressive-from): about 0.36 at 16-32 px, about 0 at 32-64 px.
 FIXED_COST = 0.4
 
 
