@@ -103,11 +103,3 @@ def seconds_between(size: int, measured: dict[int, float]) -> float:
     w = (size**2 - a**2) / (b**2 - a**2)
     return max(0.05 * measured[a], measured[a] + w * (measured[b] - measured[a]))
 
-
-def describe(start: int, final: int) -> str:
-    if not start:
-        return f"{final} px throughout"
-    return (
-        f"{start} px for the first {HOLD:.0%} of the run, growing to {final} px by {FULL:.0%}, "
-        f"then {final} px"
-    )
