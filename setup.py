@@ -14,7 +14,9 @@ class BuildWithResources(build_py):
         super().run()
         if not getattr(self, "editable_mode", False):
             src = Path(__file__).resolve().parent / "resources"
-            shutil.copytree(src, Path(self.build_lib) / "sslstudio" / "resources", dirs_exist_ok=True)
+            shutil.copytree(
+                src, Path(self.build_lib) / "sslstudio" / "resources", dirs_exist_ok=True
+            )
 
 
 setup(cmdclass={"build_py": BuildWithResources})

@@ -34,13 +34,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sslstudio.config import OptimConfig, RunConfig  # noqa: E402
-from sslstudio.core.budget import measure_seconds_per_step, plan_budget  # noqa: E402
+from sslstudio.core.train.budget import measure_seconds_per_step, plan_budget  # noqa: E402
 from sslstudio.core.data.scan import scan_folder  # noqa: E402
-from sslstudio.core.embed import knn_eval, load_method, random_init_method  # noqa: E402
+from sslstudio.core.explore.embed import knn_eval, load_method, random_init_method  # noqa: E402
 from sslstudio.core.events import PlanRevised, RunFinished  # noqa: E402
-from sslstudio.core.runs import read_metrics  # noqa: E402
-from sslstudio.core.stepping import median_short_side  # noqa: E402
-from sslstudio.core.trainer import train  # noqa: E402
+from sslstudio.core.train.runs import read_metrics  # noqa: E402
+from sslstudio.core.train.stepping import median_short_side  # noqa: E402
+from sslstudio.core.train.trainer import train  # noqa: E402
 from sslstudio.core.transforms.presets import preset  # noqa: E402
 
 
@@ -66,7 +66,9 @@ def knn_of(run_dir: Path, checkpoint: str, data: Path, size: int) -> float:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--data", required=True)
     ap.add_argument("--preset", default="natural")
     ap.add_argument("--minutes", type=float, default=10.0)
@@ -78,14 +80,20 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     budget_s = args.minutes * 60
-    base = RunConfig(data_root=str(data / "train"), preset=args.preset, threads=args.threads,
-                     out=tempfile.mkdtemp(prefix="sslstudio-budget-"))
+    base = RunConfig(
+        data_root=str(data / "train"),
+        preset=args.preset,
+        threads=args.threads,
+        out=tempfile.mkdtemp(prefix="sslstudio-budget-"),
+    )
     rows = []
 
     # (c) budget mode: planning counts against the budget, as it does for a user
     t0 = time.perf_counter()
     index = scan_folder(base.data_root, verify=False)
-    plan = plan_budget(base, budget_s, len(index.images), native_side=median_short_side(index), started=t0)
+    plan = plan_budget(
+        base, budget_s, len(index.images), native_side=median_short_side(index), started=t0
+    )
     print(plan.summary(), flush=True)
     run_dir, _, (done, revisions) = run(plan.config)
     wall = time.perf_counter() - t0
@@ -98,27 +106,56 @@ def main() -> int:
     proxy = [m["view_top1"] for m in monitors]
     online = [m["knn_top1"] for m in monitors]
     rows.append({"run": "random init", "size": size, "knn": random})
-    rows.append({"run": "budget mode (recommended: " + recommended + ")", "size": size, "knn": chosen,
-                 "final_knn": final, "wall_s": wall, "overrun": wall / budget_s - 1, "steps": done.step,
-                 "revisions": revisions, "advice": done.advice})
+    rows.append(
+        {
+            "run": "budget mode (recommended: " + recommended + ")",
+            "size": size,
+            "knn": chosen,
+            "final_knn": final,
+            "wall_s": wall,
+            "overrun": wall / budget_s - 1,
+            "steps": done.step,
+            "revisions": revisions,
+            "advice": done.advice,
+        }
+    )
 
     # (b) standard SimCLR for the same budget
     if not args.skip_standard:
         t0 = time.perf_counter()
         small = 64 if args.preset == "histopathology" else 32
         std = dataclasses.replace(
-            base, method="simclr", method_options={"temperature": 0.5}, backbone="resnet18", small_stem="auto",
-            image_size=small, batch_size=256, augment=preset(args.preset, small),
-            optim=OptimConfig(optimizer="sgd", lr=0.06, weight_decay=5e-4), monitor_every=0,
-            checkpoint_every=10**9, out=tempfile.mkdtemp(prefix="sslstudio-std-"),
+            base,
+            method="simclr",
+            method_options={"temperature": 0.5},
+            backbone="resnet18",
+            small_stem="auto",
+            image_size=small,
+            batch_size=256,
+            augment=preset(args.preset, small),
+            optim=OptimConfig(optimizer="sgd", lr=0.06, weight_decay=5e-4),
+            monitor_every=0,
+            checkpoint_every=10**9,
+            out=tempfile.mkdtemp(prefix="sslstudio-std-"),
         )
         sps = measure_seconds_per_step(std)
         steps = max(1, int((budget_s - (time.perf_counter() - t0) - 10) / sps))
-        std_dir, _, _ = run(dataclasses.replace(std, max_steps=steps, epochs=10**4, time_budget_s=budget_s - 5))
+        std_dir, _, _ = run(
+            dataclasses.replace(std, max_steps=steps, epochs=10**4, time_budget_s=budget_s - 5)
+        )
         std_wall = time.perf_counter() - t0
-        rows.append({"run": "standard SimCLR", "size": small, "knn": knn_of(std_dir, "final", data, small),
-                     "random_init_knn": knn_eval(random_init_method(std), data / "train", data / "val", small),
-                     "wall_s": std_wall, "steps": steps})
+        rows.append(
+            {
+                "run": "standard SimCLR",
+                "size": small,
+                "knn": knn_of(std_dir, "final", data, small),
+                "random_init_knn": knn_eval(
+                    random_init_method(std), data / "train", data / "val", small
+                ),
+                "wall_s": std_wall,
+                "steps": steps,
+            }
+        )
 
     print(f"\n{data.name}, budget {args.minutes:g} min, {plan.device}")
     print(f"{'run':<40} {'px':>4} {'kNN top-1':>9} {'wall':>7}")
@@ -126,16 +163,34 @@ def main() -> int:
         print(f"{r['run']:<40} {r['size']:>4} {r['knn']:>9.4f} {r.get('wall_s', 0):>6.0f}s")
     gain = rows[1]["knn"] - random
     rho = spearman(proxy, online)
-    print(f"budget mode - random init: {gain:+.4f}; wall {wall:.0f} s of {budget_s:.0f} s "
-          f"({100 * (wall / budget_s - 1):+.1f} %); proxy vs online kNN Spearman {rho:.2f} over {len(proxy)} probes")
+    print(
+        f"budget mode - random init: {gain:+.4f}; wall {wall:.0f} s of {budget_s:.0f} s "
+        f"({100 * (wall / budget_s - 1):+.1f} %); proxy vs online kNN Spearman {rho:.2f} over {len(proxy)} probes"
+    )
     out = Path(args.json or ROOT / "bench" / "results" / f"budget-{data.name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "data": data.name, "minutes": args.minutes, "device": plan.device, "plan": plan.to_dict(), "rows": rows,
-        "gain_over_random": gain, "proxy_spearman_vs_online_knn": rho, "proxy": proxy, "online_knn": online,
-        "probe_steps": [m["step"] for m in monitors], "machine": platform.platform(),
-        "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv),
-    }, indent=2, default=str))
+    out.write_text(
+        json.dumps(
+            {
+                "data": data.name,
+                "minutes": args.minutes,
+                "device": plan.device,
+                "plan": plan.to_dict(),
+                "rows": rows,
+                "gain_over_random": gain,
+                "proxy_spearman_vs_online_knn": rho,
+                "proxy": proxy,
+                "online_knn": online,
+                "probe_steps": [m["step"] for m in monitors],
+                "machine": platform.platform(),
+                "threads": torch.get_num_threads(),
+                "date": time.strftime("%Y-%m-%d"),
+                "command": " ".join(sys.argv),
+            },
+            indent=2,
+            default=str,
+        )
+    )
     print(f"wrote {out}")
     return 0
 

@@ -53,7 +53,7 @@ def measure(n: int, app) -> dict:  # noqa: ANN001
     import numpy as np
     import pyqtgraph as pg
 
-    from sslstudio.gui.widgets.embedding_map import EmbeddingMap
+    from sslstudio.gui.pages.explore.embedding_map import EmbeddingMap
 
     coords, cats = clustered(n, 20)
     m = EmbeddingMap()
@@ -83,8 +83,9 @@ def measure(n: int, app) -> dict:  # noqa: ANN001
     row["lasso_ms"] = ms(lambda: m.select_polygon(circle))
     row["lasso_selected"] = int(m.selection().size)
     brush = pg.mkBrush("#1f77b4")
-    row["pg_setdata_ms"] = ms(lambda: pg.ScatterPlotItem(x=coords[:, 0], y=coords[:, 1], size=4,
-                                                         pen=None, brush=brush))  # fmt: skip
+    row["pg_setdata_ms"] = ms(
+        lambda: pg.ScatterPlotItem(x=coords[:, 0], y=coords[:, 1], size=4, pen=None, brush=brush)
+    )
     m.close()
     m.deleteLater()
     app.processEvents()
@@ -115,13 +116,20 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "command": " ".join(["python", "bench/embedding_map.py", *(argv or sys.argv[1:])]),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "python": platform.python_version(), "pyside6": PySide6.__version__,
-                    "pyqtgraph": pg.__version__, "qpa": os.environ.get("QT_QPA_PLATFORM"),
-                    "load_average_before": load_before,
-                    "load_average_after": os.getloadavg() if hasattr(os, "getloadavg") else None},
-        "widget_px": [900, 600], "categories": 20, "rows": rows,
-    }  # fmt: skip
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "pyside6": PySide6.__version__,
+            "pyqtgraph": pg.__version__,
+            "qpa": os.environ.get("QT_QPA_PLATFORM"),
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        },
+        "widget_px": [900, 600],
+        "categories": 20,
+        "rows": rows,
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

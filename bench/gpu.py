@@ -36,8 +36,8 @@ sys.path.insert(0, str(ROOT))
 from sslstudio.config import RunConfig  # noqa: E402
 from sslstudio.core.events import RunStarted, StepLogged  # noqa: E402
 from sslstudio.core.methods import build_method  # noqa: E402
-from sslstudio.core.optimizers import build_optimizer  # noqa: E402
-from sslstudio.core.trainer import train  # noqa: E402
+from sslstudio.core.train.optimizers import build_optimizer  # noqa: E402
+from sslstudio.core.train.trainer import train  # noqa: E402
 from sslstudio.core.transforms.presets import preset  # noqa: E402
 from sslstudio.core.transforms.views import ViewPipeline, ViewSpec, step_generator  # noqa: E402
 
@@ -75,7 +75,10 @@ def parity(size: int) -> dict:
 
 def limit_block(cfg: RunConfig, steps: int, method, opt) -> float:
     dt = torch.bfloat16 if cfg.amp else None
-    views = [torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size, device="cuda") for _ in range(2)]
+    views = [
+        torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size, device="cuda")
+        for _ in range(2)
+    ]
     if cfg.channels_last:
         views = [v.contiguous(memory_format=torch.channels_last) for v in views]
     torch.cuda.synchronize()
@@ -104,9 +107,19 @@ def make_limit(cfg: RunConfig):
 
 def measure(folder: Path, size: int, variant: str, batch: int, steps: int, repeats: int) -> dict:
     cfg = RunConfig(
-        data_root=str(folder), backbone="resnet18", small_stem="off", image_size=size, batch_size=batch,
-        epochs=1000, preset="histopathology", augment=preset("histopathology", size), monitor_every=0,
-        checkpoint_every=10**9, device="cuda", out=tempfile.mkdtemp(prefix="sslstudio-gpu-"), **VARIANTS[variant],
+        data_root=str(folder),
+        backbone="resnet18",
+        small_stem="off",
+        image_size=size,
+        batch_size=batch,
+        epochs=1000,
+        preset="histopathology",
+        augment=preset("histopathology", size),
+        monitor_every=0,
+        checkpoint_every=10**9,
+        device="cuda",
+        out=tempfile.mkdtemp(prefix="sslstudio-gpu-"),
+        **VARIANTS[variant],
     )
     t_start = time.perf_counter()
     gen = train(cfg)
@@ -133,21 +146,39 @@ def measure(folder: Path, size: int, variant: str, batch: int, steps: int, repea
         lim.append(limit_block(cfg, steps, method, opt))
     gen.close()
     p, m = statistics.median(pipe), statistics.median(lim)
-    row = {"size": size, "variant": variant, "batch": batch, "pipeline_img_s": p, "limit_img_s": m,
-           "efficiency": p / m, "data_wait": statistics.median(waits), "start_s": warm_s,
-           "pipeline_runs": pipe, "limit_runs": lim}
-    print(f"{size:>5} {variant:<16} {p:>10.0f} {m:>10.0f} {p / m:>7.3f} {row['data_wait']:>7.3f} {warm_s:>7.1f}",
-          flush=True)
+    row = {
+        "size": size,
+        "variant": variant,
+        "batch": batch,
+        "pipeline_img_s": p,
+        "limit_img_s": m,
+        "efficiency": p / m,
+        "data_wait": statistics.median(waits),
+        "start_s": warm_s,
+        "pipeline_runs": pipe,
+        "limit_runs": lim,
+    }
+    print(
+        f"{size:>5} {variant:<16} {p:>10.0f} {m:>10.0f} {p / m:>7.3f} {row['data_wait']:>7.3f} {warm_s:>7.1f}",
+        flush=True,
+    )
     del method, opt
     torch.cuda.empty_cache()
     return row
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--sizes", default="64,96,224")
     ap.add_argument("--variants", default="fp32,amp,amp+cl")
-    ap.add_argument("--compile-size", type=int, default=96, help="the one size also run with torch.compile (0 = none)")
+    ap.add_argument(
+        "--compile-size",
+        type=int,
+        default=96,
+        help="the one size also run with torch.compile (0 = none)",
+    )
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
@@ -166,18 +197,30 @@ def main() -> int:
     t0 = time.perf_counter()
     folder = make_folder(Path(tempfile.mkdtemp()) / "imgs", args.images, 336)
     print(f"generated {args.images} images in {time.perf_counter() - t0:.1f} s", flush=True)
-    print(f"\n{'size':>5} {'variant':<16} {'pipe img/s':>10} {'limit':>10} {'eff':>7} {'wait':>7} {'start':>7}")
+    print(
+        f"\n{'size':>5} {'variant':<16} {'pipe img/s':>10} {'limit':>10} {'eff':>7} {'wait':>7} {'start':>7}"
+    )
     rows = []
     for size in [int(s) for s in args.sizes.split(",")]:
-        variants = args.variants.split(",") + (["amp+cl+compile"] if size == args.compile_size else [])
+        variants = args.variants.split(",") + (
+            ["amp+cl+compile"] if size == args.compile_size else []
+        )
         for v in variants:
             try:
                 rows.append(measure(folder, size, v, args.batch, args.steps, args.repeats))
             except Exception as exc:  # one failing variant must not lose the others' numbers
                 print(f"{size:>5} {v:<16} FAILED: {type(exc).__name__}: {exc}", flush=True)
                 rows.append({"size": size, "variant": v, "error": f"{type(exc).__name__}: {exc}"})
-    out = {"card": card, "machine": platform.platform(), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
-           "parity": checks, "steps_per_block": args.steps, "repeats": args.repeats, "rows": rows}
+    out = {
+        "card": card,
+        "machine": platform.platform(),
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "parity": checks,
+        "steps_per_block": args.steps,
+        "repeats": args.repeats,
+        "rows": rows,
+    }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=2))
     print(f"wrote {args.json}")

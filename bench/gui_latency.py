@@ -52,7 +52,9 @@ def make_folder(root: Path, n: int, size: int = 32) -> float:
         d = root / f"class_{i % 10}"
         if i < 10:
             d.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(d / f"img_{i:06d}.png")
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(
+            d / f"img_{i:06d}.png"
+        )
     return time.perf_counter() - t0
 
 
@@ -103,14 +105,25 @@ class StallMeter:
         out = []
         for phase, gaps in self.gaps.items():
             duration = self.ended[phase] - self.started[phase]
-            q = statistics.quantiles(gaps, n=100) if len(gaps) >= 2 else [max(gaps, default=0.0)] * 99
-            out.append({
-                "phase": phase, "seconds": round(duration, 2), "ticks": len(gaps),
-                "worst_gap_ms": round(max(gaps, default=0.0), 1), "p99_gap_ms": round(q[98], 1),
-                "median_gap_ms": round(statistics.median(gaps), 1) if gaps else 0.0,
-                "gaps_over_100ms": sum(g > TARGET_MS for g in gaps),
-                "ui_updates_per_s": round(self.updates[phase] / duration, 1) if duration else 0.0,
-            })  # fmt: skip
+            q = (
+                statistics.quantiles(gaps, n=100)
+                if len(gaps) >= 2
+                else [max(gaps, default=0.0)] * 99
+            )
+            out.append(
+                {
+                    "phase": phase,
+                    "seconds": round(duration, 2),
+                    "ticks": len(gaps),
+                    "worst_gap_ms": round(max(gaps, default=0.0), 1),
+                    "p99_gap_ms": round(q[98], 1),
+                    "median_gap_ms": round(statistics.median(gaps), 1) if gaps else 0.0,
+                    "gaps_over_100ms": sum(g > TARGET_MS for g in gaps),
+                    "ui_updates_per_s": round(self.updates[phase] / duration, 1)
+                    if duration
+                    else 0.0,
+                }
+            )
         return out
 
 
@@ -148,9 +161,13 @@ def measure(folder: Path, steps: int) -> tuple[list[dict], dict]:
     window.show()
     app.processEvents()
     window_shown_s = time.perf_counter() - t_build
-    print(f"window built and shown in {window_shown_s * 1000:.0f} ms (the engine loading meanwhile)")
+    print(
+        f"window built and shown in {window_shown_s * 1000:.0f} ms (the engine loading meanwhile)"
+    )
     meter.start("startup")
-    run_until(lambda: window.catalog is not None and catalog.warmed.is_set(), 300, "the training engine")
+    run_until(
+        lambda: window.catalog is not None and catalog.warmed.is_set(), 300, "the training engine"
+    )
     meter.stop()
 
     window.data_page.progress.valueChanged.connect(meter.count_update)
@@ -175,9 +192,18 @@ def measure(folder: Path, steps: int) -> tuple[list[dict], dict]:
 
     window.controller.event.connect(on_event)
     cfg = dataclasses.replace(
-        window.build_config(), method="simclr", method_options={}, backbone="tiny_cnn", image_size=32,
-        batch_size=32, epochs=1, max_steps=steps, monitor_every=12, checkpoint_every=12, device="cpu",
-    )  # fmt: skip
+        window.build_config(),
+        method="simclr",
+        method_options={},
+        backbone="tiny_cnn",
+        image_size=32,
+        batch_size=32,
+        epochs=1,
+        max_steps=steps,
+        monitor_every=12,
+        checkpoint_every=12,
+        device="cpu",
+    )
     window.apply_config(cfg)
     # switching to the Train page lays out and paints its six plots for the first time: GUI
     # work by nature, measured as its own phase so that "prepare" is the engine's alone
@@ -191,8 +217,13 @@ def measure(folder: Path, steps: int) -> tuple[list[dict], dict]:
     meter.stop()
     window.close()
     app.processEvents()
-    return meter.rows(), {"images_scanned": images, "preparing_events": counts["preparing"], "steps": counts["steps"],
-                          "threads": window.method_page.threads(), "window_shown_s": window_shown_s}  # fmt: skip
+    return meter.rows(), {
+        "images_scanned": images,
+        "preparing_events": counts["preparing"],
+        "steps": counts["steps"],
+        "threads": window.method_page.threads(),
+        "window_shown_s": window_shown_s,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,28 +243,44 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"\nGUI thread stalls (a {TICK_MS} ms timer; gap = time between ticks; target worst < {TARGET_MS:.0f} ms)")
+    print(
+        f"\nGUI thread stalls (a {TICK_MS} ms timer; gap = time between ticks; target worst < {TARGET_MS:.0f} ms)"
+    )
     head = f"{'phase':<9} {'seconds':>8} {'ticks':>7} {'median':>7} {'p99':>7} {'worst':>7} {'>100ms':>7} {'updates/s':>10}"
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['phase']:<9} {r['seconds']:>8.2f} {r['ticks']:>7} {r['median_gap_ms']:>7.1f} {r['p99_gap_ms']:>7.1f} "
-              f"{r['worst_gap_ms']:>7.1f} {r['gaps_over_100ms']:>7} {r['ui_updates_per_s']:>10.1f}")
-    print(f"\n{info['images_scanned']:,} images scanned; {info['preparing_events']} Preparing events; "
-          f"{info['steps']} steps on {info['threads']} torch thread(s)")
+        print(
+            f"{r['phase']:<9} {r['seconds']:>8.2f} {r['ticks']:>7} {r['median_gap_ms']:>7.1f} {r['p99_gap_ms']:>7.1f} "
+            f"{r['worst_gap_ms']:>7.1f} {r['gaps_over_100ms']:>7} {r['ui_updates_per_s']:>10.1f}"
+        )
+    print(
+        f"\n{info['images_scanned']:,} images scanned; {info['preparing_events']} Preparing events; "
+        f"{info['steps']} steps on {info['threads']} torch thread(s)"
+    )
 
     import PySide6
     import torch
 
     result = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(["python", "bench/gui_latency.py", *(argv or sys.argv[1:])]),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "torch": torch.__version__, "pyside6": PySide6.__version__,
-                    "load_average_before": load_before,
-                    "load_average_after": os.getloadavg() if hasattr(os, "getloadavg") else None},
-        "tick_ms": TICK_MS, "target_worst_ms": TARGET_MS, "images": args.images, "steps": args.steps,
-        "phases": rows, **info,
-    }  # fmt: skip
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "command": " ".join(["python", "bench/gui_latency.py", *(argv or sys.argv[1:])]),
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "pyside6": PySide6.__version__,
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        },
+        "tick_ms": TICK_MS,
+        "target_worst_ms": TARGET_MS,
+        "images": args.images,
+        "steps": args.steps,
+        "phases": rows,
+        **info,
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

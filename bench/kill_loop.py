@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sslstudio.core import checkpoints as ckpt  # noqa: E402
-from sslstudio.core.runs import read_metrics  # noqa: E402
+from sslstudio.core.train import checkpoints as ckpt  # noqa: E402
+from sslstudio.core.train.runs import read_metrics  # noqa: E402
 from tests.reliability.kill_child import (  # noqa: E402
     sigkill,
     start_child,
@@ -63,14 +63,26 @@ def main() -> int:
     folder = make_shapes_folder(base / "images", per_class=16, size=32, shapes=("circle", "square"))
     # 32 images, batch 8: 4 steps an epoch; a checkpoint every 3 steps (not on epoch ends)
     cfg = tiny_config(
-        folder, base / "run", epochs=args.epochs, checkpoint_every=3, monitor_every=0,
-        image_size=32, deterministic=True,
-    )  # fmt: skip
+        folder,
+        base / "run",
+        epochs=args.epochs,
+        checkpoint_every=3,
+        monitor_every=0,
+        image_size=32,
+        deterministic=True,
+    )
     straight_cfg = write_config(
-        tiny_config(folder, base / "straight", epochs=args.epochs, checkpoint_every=3,
-                    monitor_every=0, image_size=32, deterministic=True),
+        tiny_config(
+            folder,
+            base / "straight",
+            epochs=args.epochs,
+            checkpoint_every=3,
+            monitor_every=0,
+            image_size=32,
+            deterministic=True,
+        ),
         base / "straight.json",
-    )  # fmt: skip
+    )
     cfg_path = write_config(cfg, base / "cfg.json")
     marker = base / "marker"
     straight_s = _finish(straight_cfg, None, marker)
@@ -95,11 +107,18 @@ def main() -> int:
         found, damaged = ckpt.latest_good(run)
         saved = found.step if found else 0
         stray = len(list((run / "checkpoints").glob(".tmp-*")))
-        rows.append({
-            "kill": len(rows) + 1, "delay_ms": round(delay * 1000, 1), "resumed_from": start,
-            "last_logged": last, "checkpoint": saved, "redone": max(0, last + 1 - saved),
-            "stray_temp": stray, "damaged": len(damaged),
-        })  # fmt: skip
+        rows.append(
+            {
+                "kill": len(rows) + 1,
+                "delay_ms": round(delay * 1000, 1),
+                "resumed_from": start,
+                "last_logged": last,
+                "checkpoint": saved,
+                "redone": max(0, last + 1 - saved),
+                "stray_temp": stray,
+                "damaged": len(damaged),
+            }
+        )
     _finish(cfg_path, run, marker)
 
     final = _steps(run)
@@ -134,8 +153,17 @@ def main() -> int:
             f"{r['kill']:>4} {r['delay_ms']:>9} {r['resumed_from']:>5} {r['last_logged']:>7} "
             f"{r['checkpoint']:>5} {r['redone']:>7} {r['stray_temp']:>4}"
         )
-    for key in ("total_steps", "kills", "kills_survived", "steps_redone", "log_gaps",
-                "log_duplicates", "losses_identical", "max_abs_weight_diff", "weights_identical"):  # fmt: skip
+    for key in (
+        "total_steps",
+        "kills",
+        "kills_survived",
+        "steps_redone",
+        "log_gaps",
+        "log_duplicates",
+        "losses_identical",
+        "max_abs_weight_diff",
+        "weights_identical",
+    ):
         print(f"{key:>20}: {result[key]}")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

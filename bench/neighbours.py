@@ -28,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sslstudio.core import neighbours as nb  # noqa: E402
+from sslstudio.core.explore import neighbours as nb  # noqa: E402
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -38,7 +38,7 @@ def unit(x: np.ndarray) -> np.ndarray:
 def real_features(run: Path | None) -> np.ndarray | None:
     if run is None:
         return None
-    from sslstudio.core.embedstore import run_embeddings
+    from sslstudio.core.explore.embedstore import run_embeddings
 
     return run_embeddings(run).unit()
 
@@ -66,7 +66,9 @@ def tiled(real: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
         block = real[: hi - lo]
         if r:
             q, _ = np.linalg.qr(rng.standard_normal((d, d)))
-            block = block @ q.astype(np.float32) + 0.002 * rng.standard_normal(block.shape, dtype=np.float32)
+            block = block @ q.astype(np.float32) + 0.002 * rng.standard_normal(
+                block.shape, dtype=np.float32
+            )
         out[lo:hi] = block
     return unit(out)
 
@@ -77,7 +79,9 @@ def mixture(n: int, d: int, spread: float, rng: np.random.Generator) -> np.ndarr
     out = np.empty((n, d), np.float32)
     for s in range(0, n, 100_000):
         m = min(n, s + 100_000) - s
-        out[s : s + m] = centres[rng.integers(0, 100, m)] + sigma * rng.standard_normal((m, d), dtype=np.float32)
+        out[s : s + m] = centres[rng.integers(0, 100, m)] + sigma * rng.standard_normal(
+            (m, d), dtype=np.float32
+        )
     return unit(out)
 
 
@@ -94,55 +98,116 @@ def latency(index, queries: np.ndarray, k: int = 10) -> tuple[float, float, np.n
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--run", type=Path, help="a trained run whose embeddings are the 'real' set")
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--sets", default="real,synthetic")
     ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "neighbours.json"))
-    ap.add_argument("--connectivity", type=int, default=None, help="HNSW graph degree (default: the studio's)")
-    ap.add_argument("--expansion-add", type=int, default=None, help="build-time ef (default: the studio's)")
-    ap.add_argument("--ef", default="", help="comma list of search-time ef to sweep on one index (default: the studio's)")
+    ap.add_argument(
+        "--connectivity", type=int, default=None, help="HNSW graph degree (default: the studio's)"
+    )
+    ap.add_argument(
+        "--expansion-add", type=int, default=None, help="build-time ef (default: the studio's)"
+    )
+    ap.add_argument(
+        "--ef",
+        default="",
+        help="comma list of search-time ef to sweep on one index (default: the studio's)",
+    )
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     real = real_features(args.run)
     spread = knn_spread(real) if real is not None else 0.3
     sets = [s for s in args.sets.split(",") if s != "real" or real is not None]
-    print(f"threads {torch.get_num_threads()}, usearch {'yes' if nb.usearch_available() else 'no'}, "
-          f"10th-neighbour cosine distance of the real set {spread:.3f}")
-    print(f"\n{'data':<10} {'N':>9} {'index':<12} {'build s':>8} {'p50 ms':>8} {'p95 ms':>8} {'recall@10':>10}")
+    print(
+        f"threads {torch.get_num_threads()}, usearch {'yes' if nb.usearch_available() else 'no'}, "
+        f"10th-neighbour cosine distance of the real set {spread:.3f}"
+    )
+    print(
+        f"\n{'data':<10} {'N':>9} {'index':<12} {'build s':>8} {'p50 ms':>8} {'p95 ms':>8} {'recall@10':>10}"
+    )
     rows = []
     for name in sets:
         for n in [int(s) for s in args.sizes.split(",")]:
-            x = tiled(real, n, rng) if name == "real" else mixture(n, 512 if real is None else real.shape[1], spread, rng)
+            x = (
+                tiled(real, n, rng)
+                if name == "real"
+                else mixture(n, 512 if real is None else real.shape[1], spread, rng)
+            )
             q_rows = rng.choice(n, args.queries, replace=False)
-            queries = unit(x[q_rows] + 0.01 * rng.standard_normal(x[q_rows].shape, dtype=np.float32))
+            queries = unit(
+                x[q_rows] + 0.01 * rng.standard_normal(x[q_rows].shape, dtype=np.float32)
+            )
             t0 = time.perf_counter()
             exact = nb.ExactIndex(x)
             build = time.perf_counter() - t0
             p50, p95, exact_ids = latency(exact, queries)
-            rows.append({"data": name, "n": n, "index": "exact", "build_s": build, "p50_ms": p50, "p95_ms": p95,
-                         "recall_at_10": 1.0})
-            print(f"{name:<10} {n:>9} {'exact':<12} {build:>8.2f} {p50:>8.2f} {p95:>8.2f} {1.0:>10.3f}", flush=True)
+            rows.append(
+                {
+                    "data": name,
+                    "n": n,
+                    "index": "exact",
+                    "build_s": build,
+                    "p50_ms": p50,
+                    "p95_ms": p95,
+                    "recall_at_10": 1.0,
+                }
+            )
+            print(
+                f"{name:<10} {n:>9} {'exact':<12} {build:>8.2f} {p50:>8.2f} {p95:>8.2f} {1.0:>10.3f}",
+                flush=True,
+            )
             if nb.usearch_available():
-                params = {k: v for k, v in (("connectivity", args.connectivity),
-                                              ("expansion_add", args.expansion_add)) if v}  # fmt: skip
+                params = {
+                    k: v
+                    for k, v in (
+                        ("connectivity", args.connectivity),
+                        ("expansion_add", args.expansion_add),
+                    )
+                    if v
+                }
                 t0 = time.perf_counter()
                 approx = nb.ApproxIndex(x, **params)
                 build = time.perf_counter() - t0
-                for ef in [int(e) for e in args.ef.split(",") if e] or [approx.index.expansion_search]:
+                for ef in [int(e) for e in args.ef.split(",") if e] or [
+                    approx.index.expansion_search
+                ]:
                     approx.index.expansion_search = ef
                     p50, p95, ids = latency(approx, queries)
-                    recall = float(np.mean([len(set(a) & set(e)) / 10 for a, e in zip(ids, exact_ids)]))
-                    rows.append({"data": name, "n": n, "index": "approximate", "build_s": build, "p50_ms": p50,
-                                 "p95_ms": p95, "recall_at_10": recall, "ef": ef, **params})
+                    recall = float(
+                        np.mean([len(set(a) & set(e)) / 10 for a, e in zip(ids, exact_ids)])
+                    )
+                    rows.append(
+                        {
+                            "data": name,
+                            "n": n,
+                            "index": "approximate",
+                            "build_s": build,
+                            "p50_ms": p50,
+                            "p95_ms": p95,
+                            "recall_at_10": recall,
+                            "ef": ef,
+                            **params,
+                        }
+                    )
                     label = f"approx ef{ef}"
-                    print(f"{name:<10} {n:>9} {label:<12} {build:>8.2f} {p50:>8.2f} {p95:>8.2f} {recall:>10.3f}",
-                          flush=True)
+                    print(
+                        f"{name:<10} {n:>9} {label:<12} {build:>8.2f} {p50:>8.2f} {p95:>8.2f} {recall:>10.3f}",
+                        flush=True,
+                    )
                 del approx
             del exact, x
-    out = {"machine": platform.platform(), "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d"),
-           "run": str(args.run) if args.run else None, "knn_spread": spread, "rows": rows}
+    out = {
+        "machine": platform.platform(),
+        "threads": torch.get_num_threads(),
+        "date": time.strftime("%Y-%m-%d"),
+        "run": str(args.run) if args.run else None,
+        "knn_spread": spread,
+        "rows": rows,
+    }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=2))
     print(f"wrote {args.json}")

@@ -46,8 +46,9 @@ def main() -> int:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.06, momentum=0.9, weight_decay=5e-4)
     transform = SimCLRTransform(input_size=args.size)
     dataset = torchvision.datasets.ImageFolder(args.data, transform=transform)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch, shuffle=True, drop_last=True,
-                                         num_workers=0)  # one core, as the studio's run beside it
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=args.batch, shuffle=True, drop_last=True, num_workers=0
+    )  # one core, as the studio's run beside it
     steps, images, losses = 0, 0, []
     t_train = time.perf_counter()
     done = False
@@ -65,9 +66,20 @@ def main() -> int:
                 break
     train_s = time.perf_counter() - t_train
     save_file({k: v.contiguous() for k, v in resnet.state_dict().items()}, args.out)
-    print(json.dumps({"steps": steps, "images": images, "train_s": train_s, "images_per_s": images / train_s,
-                      "wall_s": time.perf_counter() - t0, "first_loss": losses[0], "last_loss": losses[-1],
-                      "torch": torch.__version__}))
+    print(
+        json.dumps(
+            {
+                "steps": steps,
+                "images": images,
+                "train_s": train_s,
+                "images_per_s": images / train_s,
+                "wall_s": time.perf_counter() - t0,
+                "first_loss": losses[0],
+                "last_loss": losses[-1],
+                "torch": torch.__version__,
+            }
+        )
+    )
     return 0
 
 

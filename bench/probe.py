@@ -3,7 +3,7 @@
 Features of a trained run beside the same network at random initialisation (same seed, same
 weights at step 0), on a labelled benchmark set: labels drawn from the train split (5 draws
 per budget), accuracy measured on the test split. The classifier is the studio's own
-(``sslstudio.core.classify``: class-balanced logistic regression on L2-normalised features).
+(``sslstudio.core.explore.classify``: class-balanced logistic regression on L2-normalised features).
 
     python bench/probe.py --run /path/to/cifar-run --data ../shared/data/cifar10-subset
 """
@@ -23,8 +23,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sslstudio.core import classify as cl  # noqa: E402
-from sslstudio.core.embed import embed_folder, load_method, random_init_method  # noqa: E402
+from sslstudio.core.explore import classify as cl  # noqa: E402
+from sslstudio.core.explore.embed import embed_folder, load_method, random_init_method  # noqa: E402
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -41,17 +41,28 @@ def evaluate(ftr, ytr, fte, yte, classes, per_class: int, kind: str, draws: int)
     accs = []
     for d in range(draws):
         rng = np.random.default_rng(d)
-        pick = np.concatenate([rng.choice(np.nonzero(ytr == c)[0], per_class, replace=False)
-                               for c in range(len(classes))])
+        pick = np.concatenate(
+            [
+                rng.choice(np.nonzero(ytr == c)[0], per_class, replace=False)
+                for c in range(len(classes))
+            ]
+        )
         model = cl.fit(kind, ftr[pick], ytr[pick], classes)
         accs.append(float((model.probabilities(fte).argmax(1) == yte).mean()))
     return accs
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--run", type=Path, required=True)
-    ap.add_argument("--data", type=Path, required=True, help="folder with train/ and test/ (or val/) class subfolders")
+    ap.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="folder with train/ and test/ (or val/) class subfolders",
+    )
     ap.add_argument("--labels", default="10,100", help="labels per class")
     ap.add_argument("--draws", type=int, default=5)
     ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "probe.json"))
@@ -59,7 +70,9 @@ def main() -> int:
     method, cfg, ck = load_method(args.run)
     nets = {"trained": method, "random init": random_init_method(cfg)}
     rows = []
-    print(f"{cfg.method} {cfg.backbone} at {cfg.image_size} px, {ck.name}; {args.data.name}; {args.draws} draws")
+    print(
+        f"{cfg.method} {cfg.backbone} at {cfg.image_size} px, {ck.name}; {args.data.name}; {args.draws} draws"
+    )
     print(f"\n{'features':<12} {'labels/class':>12} {'classifier':<8} {'accuracy':>9} {'± sd':>7}")
     feats = {name: features(net, args.data, cfg.image_size) for name, net in nets.items()}
     for per_class in [int(x) for x in args.labels.split(",")]:
@@ -67,11 +80,29 @@ def main() -> int:
             for name in nets:
                 ftr, ytr, fte, yte, classes = feats[name]
                 accs = evaluate(ftr, ytr, fte, yte, classes, per_class, kind, args.draws)
-                rows.append({"features": name, "labels_per_class": per_class, "classifier": kind,
-                             "accuracy": float(np.mean(accs)), "sd": float(np.std(accs)), "draws": accs})
-                print(f"{name:<12} {per_class:>12} {kind:<8} {np.mean(accs):>9.3f} {np.std(accs):>7.3f}", flush=True)
-    out = {"machine": platform.platform(), "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d"),
-           "run": str(args.run), "checkpoint": str(ck), "data": str(args.data), "rows": rows}
+                rows.append(
+                    {
+                        "features": name,
+                        "labels_per_class": per_class,
+                        "classifier": kind,
+                        "accuracy": float(np.mean(accs)),
+                        "sd": float(np.std(accs)),
+                        "draws": accs,
+                    }
+                )
+                print(
+                    f"{name:<12} {per_class:>12} {kind:<8} {np.mean(accs):>9.3f} {np.std(accs):>7.3f}",
+                    flush=True,
+                )
+    out = {
+        "machine": platform.platform(),
+        "threads": torch.get_num_threads(),
+        "date": time.strftime("%Y-%m-%d"),
+        "run": str(args.run),
+        "checkpoint": str(ck),
+        "data": str(args.data),
+        "rows": rows,
+    }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=2))
     print(f"wrote {args.json}")

@@ -49,12 +49,25 @@ def base_config(name: str, steps: int, probes: int, out: str):
     augment = dataclasses.replace(preset(domain, 32), crop_scale_min=0.25)
     every = max(1, steps // probes)
     return RunConfig(
-        data_root=str(DATA / name / "train"), method="simclr", method_options={"temperature": 0.2},
-        backbone="resnet18", small_stem="off", image_size=32, preset=domain, augment=augment,
+        data_root=str(DATA / name / "train"),
+        method="simclr",
+        method_options={"temperature": 0.2},
+        backbone="resnet18",
+        small_stem="off",
+        image_size=32,
+        preset=domain,
+        augment=augment,
         optim=OptimConfig(optimizer="adamw", lr=lr, weight_decay=1e-4, warmup_epochs=0.5),
-        batch_size=128, epochs=10**4, max_steps=every * probes, checkpoint_every=every,
-        monitor_every=every, probe_size=512, threads=1, seed=0, out=out,
-    )  # fmt: skip
+        batch_size=128,
+        epochs=10**4,
+        max_steps=every * probes,
+        checkpoint_every=every,
+        monitor_every=every,
+        probe_size=512,
+        threads=1,
+        seed=0,
+        out=out,
+    )
 
 
 def train_keeping(cfg) -> tuple[Path, dict[int, Path], str, str]:
@@ -62,7 +75,7 @@ def train_keeping(cfg) -> tuple[Path, dict[int, Path], str, str]:
     Returns the run folder, {step: checkpoint}, the recommended checkpoint and any error (a run
     that goes wrong may end in an error: its checkpoints so far still count)."""
     from sslstudio.core.events import CheckpointSaved, RunFinished, RunStarted
-    from sslstudio.core.trainer import train
+    from sslstudio.core.train.trainer import train
 
     saved: dict[int, Path] = {}
     run_dir, recommended, error = None, "", ""
@@ -86,8 +99,8 @@ def train_keeping(cfg) -> tuple[Path, dict[int, Path], str, str]:
 def one_set(name: str, steps: int, probes: int) -> dict:
     import torch
 
-    from sslstudio.core.embed import knn_eval, load_method, random_init_method
-    from sslstudio.core.runs import read_metrics
+    from sslstudio.core.explore.embed import knn_eval, load_method, random_init_method
+    from sslstudio.core.train.runs import read_metrics
 
     torch.set_num_threads(1)
     data = DATA / name
@@ -138,8 +151,14 @@ def one_set(name: str, steps: int, probes: int) -> dict:
             rec_knn = full_knn(load_method(Path(recommended))[0])
         elif final is not None:
             rec_knn = rows[-1]["knn"]
-        runs[label] = {"lr": cfg.optim.lr, "train_s": wall, "error": error, "recommended": recommended,
-                       "recommended_knn": rec_knn, "rows": rows}  # fmt: skip
+        runs[label] = {
+            "lr": cfg.optim.lr,
+            "train_s": wall,
+            "error": error,
+            "recommended": recommended,
+            "recommended_knn": rec_knn,
+            "rows": rows,
+        }
     shutil.rmtree(tmp, ignore_errors=True)
     return {"data": name, "random_init_knn": knn0, "runs": runs}
 
@@ -171,8 +190,13 @@ def summarise(result: dict) -> dict:
     }
     for label, run in result["runs"].items():
         best = max(run["rows"][1:], key=lambda r: r["knn"])
-        out[label].update(best_knn=best["knn"], best_step=best["step"], recommended_knn=run["recommended_knn"],
-                          recommended=Path(run["recommended"]).name, error=run["error"])  # fmt: skip
+        out[label].update(
+            best_knn=best["knn"],
+            best_step=best["step"],
+            recommended_knn=run["recommended_knn"],
+            recommended=Path(run["recommended"]).name,
+            error=run["error"],
+        )
     return out
 
 
@@ -191,10 +215,22 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="sslstudio-proxy-"))
     t0 = time.perf_counter()
     procs = [
-        subprocess.Popen([sys.executable, __file__, "--set", n, "--steps", str(args.steps),
-                          "--probes", str(args.probes), "--json", str(tmp / f"{n}.json")])
+        subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--set",
+                n,
+                "--steps",
+                str(args.steps),
+                "--probes",
+                str(args.probes),
+                "--json",
+                str(tmp / f"{n}.json"),
+            ]
+        )
         for n in names
-    ]  # fmt: skip
+    ]
     if any(p.wait() for p in procs):
         print("a set failed", file=sys.stderr)
         return 1
@@ -224,11 +260,21 @@ def main(argv: list[str] | None = None) -> int:
             f"{'':<16} below random init: kNN {b['knn_below']}/{b['checkpoints']}, proxy {b['proxy_below']}, agree {b['agree']}/{b['checkpoints']}"
         )
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
-        "results": results, "steps": args.steps, "probes": args.probes, "threads": 1,
-        "wall_s": time.perf_counter() - t0, "machine": platform.platform(),
-        "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv),
-    }, indent=1))  # fmt: skip
+    args.json.write_text(
+        json.dumps(
+            {
+                "results": results,
+                "steps": args.steps,
+                "probes": args.probes,
+                "threads": 1,
+                "wall_s": time.perf_counter() - t0,
+                "machine": platform.platform(),
+                "date": time.strftime("%Y-%m-%d"),
+                "command": " ".join(sys.argv),
+            },
+            indent=1,
+        )
+    )
     print(f"wrote {args.json}")
     return 0
 

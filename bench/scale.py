@@ -95,8 +95,11 @@ def measure(op: str, root: Path, cache: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run(
         [sys.executable, "-c", CHILD, op, str(root), str(cache)],
-        capture_output=True, text=True, env=env, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -135,11 +138,16 @@ def main() -> int:
             ratio = peers[(n, "headers-all")] / peers[(n, "scan")]
             print(f"{n:,}: the scan is {ratio:.1f}x faster than reading every header")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
-        "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs",
-        "date": time.strftime("%Y-%m-%d"),
-        "rows": rows,
-    }, indent=2))  # fmt: skip
+    args.json.write_text(
+        json.dumps(
+            {
+                "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs",
+                "date": time.strftime("%Y-%m-%d"),
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {args.json}")
     return 0
 

@@ -50,18 +50,36 @@ def shoot(out: Path, dark: bool) -> int:
     try:
         t0 = time.monotonic()
         window.open_folder(sample_images_dir())
-        wait_until(app, lambda: window.data_page.index is not None and window.catalog is not None, 600, "scan + engine")
+        wait_until(
+            app,
+            lambda: window.data_page.index is not None and window.catalog is not None,
+            600,
+            "scan + engine",
+        )
         base = window.build_config()
         tiny = dataclasses.replace(
-            base, backbone="tiny_cnn", image_size=32, batch_size=16, epochs=2, max_steps=10,
-            monitor_every=2, checkpoint_every=5, preset="histopathology",
+            base,
+            backbone="tiny_cnn",
+            image_size=32,
+            batch_size=16,
+            epochs=2,
+            max_steps=10,
+            monitor_every=2,
+            checkpoint_every=5,
+            preset="histopathology",
         )
         # first a run with a warmer temperature, stopped half-way, then the one the Train page shows
         from sslstudio.core.events import StepLogged
         from sslstudio.core.transforms.presets import preset
 
-        window.apply_config(dataclasses.replace(tiny, augment=preset("histopathology", 32), method_options={"temperature": 0.5}))
-        stop_at_5 = lambda ev: isinstance(ev, StepLogged) and ev.step == 4 and window.controller.stop()  # noqa: E731
+        window.apply_config(
+            dataclasses.replace(
+                tiny, augment=preset("histopathology", 32), method_options={"temperature": 0.5}
+            )
+        )
+        stop_at_5 = lambda ev: (
+            isinstance(ev, StepLogged) and ev.step == 4 and window.controller.stop()
+        )  # noqa: E731
         window.controller.event.connect(stop_at_5)
         window.start_run()
         wait_until(app, lambda: not window.controller.is_running(), 600, "the first run")
@@ -72,17 +90,35 @@ def shoot(out: Path, dark: bool) -> int:
         window.runs_page.refresh()
         wait_until(app, lambda: not window.runs_page.listing, 120, "the runs list")
         window.runs_page.select_paths([r.path for r in window.runs_page.model.runs()[:2]])
-        wait_until(app, lambda: window.runs_page.details.caption.text().startswith("Comparing"), 120, "two runs' details")
+        wait_until(
+            app,
+            lambda: window.runs_page.details.caption.text().startswith("Comparing"),
+            120,
+            "two runs' details",
+        )
         # the Method page shows a run one would really launch next (BYOL: its momentum schedule too),
         # with a measured estimate
-        window.method_page.apply_config(dataclasses.replace(tiny, method="byol", method_options={}, backbone="resnet18",
-                                                            image_size=32, batch_size=32, epochs=100, max_steps=0,
-                                                            monitor_every=100, checkpoint_every=200))
+        window.method_page.apply_config(
+            dataclasses.replace(
+                tiny,
+                method="byol",
+                method_options={},
+                backbone="resnet18",
+                image_size=32,
+                batch_size=32,
+                epochs=100,
+                max_steps=0,
+                monitor_every=100,
+                checkpoint_every=200,
+            )
+        )
         window.method_page.estimate()
         wait_until(app, lambda: not window.method_page.is_estimating, 600, "the time estimate")
         window.augment_page.regenerate()
         made = window.augment_page.previews_made
-        wait_until(app, lambda: window.augment_page.previews_made > made, 120, "the augmentation preview")
+        wait_until(
+            app, lambda: window.augment_page.previews_made > made, 120, "the augmentation preview"
+        )
         prepare_explore_and_export(app, window, wait_until)
         out.mkdir(parents=True, exist_ok=True)
         suffix = "-dark" if dark else ""
@@ -113,14 +149,21 @@ def prepare_explore_and_export(app, window, wait_until) -> None:
     run = window.runs_page.model.runs()[0].path
     page = window.explore_page
     page.open_run(run)
-    wait_until(app, lambda: page.session.emb is not None and not page.session.is_busy(), 600, "embeddings")
+    wait_until(
+        app, lambda: page.session.emb is not None and not page.session.is_busy(), 600, "embeddings"
+    )
     emb = page.session.emb
     for c, name in enumerate(emb.classes[:3]):
         page.labels.add_class(name)
         page._selected = np.nonzero(emb.labels == c)[0][:4].tolist()
         page.labels.assign_selected()
     page.labels.train()
-    wait_until(app, lambda: page.session.predictions is not None and not page.session.is_busy(), 600, "classifier")
+    wait_until(
+        app,
+        lambda: page.session.predictions is not None and not page.session.is_busy(),
+        600,
+        "classifier",
+    )
     page.query_row(10)
     export = window.export_page
     export.set_run(str(run))

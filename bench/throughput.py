@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 from sslstudio.config import RunConfig  # noqa: E402
 from sslstudio.core.events import RunStarted, StepLogged  # noqa: E402
 from sslstudio.core.methods import build_method  # noqa: E402
-from sslstudio.core.optimizers import build_optimizer  # noqa: E402
-from sslstudio.core.trainer import train  # noqa: E402
+from sslstudio.core.train.optimizers import build_optimizer  # noqa: E402
+from sslstudio.core.train.trainer import train  # noqa: E402
 from sslstudio.core.transforms.presets import preset  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -56,11 +56,27 @@ def limit_block(cfg: RunConfig, steps: int) -> float:
     return steps * cfg.batch_size / (time.perf_counter() - t0)
 
 
-def measure(folder: Path, size: int, preset_name: str, batch: int, steps: int, repeats: int, backbone: str,
-            small_stem: str) -> dict:
+def measure(
+    folder: Path,
+    size: int,
+    preset_name: str,
+    batch: int,
+    steps: int,
+    repeats: int,
+    backbone: str,
+    small_stem: str,
+) -> dict:
     cfg = RunConfig(
-        data_root=str(folder), backbone=backbone, small_stem=small_stem, image_size=size, batch_size=batch, epochs=1000,
-        preset=preset_name, augment=preset(preset_name, size), monitor_every=0, checkpoint_every=10**9,
+        data_root=str(folder),
+        backbone=backbone,
+        small_stem=small_stem,
+        image_size=size,
+        batch_size=batch,
+        epochs=1000,
+        preset=preset_name,
+        augment=preset(preset_name, size),
+        monitor_every=0,
+        checkpoint_every=10**9,
         out=tempfile.mkdtemp(prefix="sslstudio-bench-"),
     )
     gen = train(cfg)
@@ -81,32 +97,73 @@ def measure(folder: Path, size: int, preset_name: str, batch: int, steps: int, r
         lim.append(limit_block(dataclasses.replace(cfg, weights=""), steps))
     gen.close()
     p, m = statistics.median(pipe), statistics.median(lim)
-    return {"size": size, "folder": folder.name, "backbone": backbone, "small_stem": small_stem, "batch": batch, "pipeline_img_s": p,
-            "limit_img_s": m, "efficiency": p / m, "pipeline_runs": pipe, "limit_runs": lim}
+    return {
+        "size": size,
+        "folder": folder.name,
+        "backbone": backbone,
+        "small_stem": small_stem,
+        "batch": batch,
+        "pipeline_img_s": p,
+        "limit_img_s": m,
+        "efficiency": p / m,
+        "pipeline_runs": pipe,
+        "limit_runs": lim,
+    }
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--steps", type=int, default=3, help="steps per timed block")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--backbone", default="resnet18")
-    ap.add_argument("--small-stem", default="off", choices=("auto", "on", "off"),
-                    help="off (default): the faster model makes the data pipeline's share largest")
+    ap.add_argument(
+        "--small-stem",
+        default="off",
+        choices=("auto", "on", "off"),
+        help="off (default): the faster model makes the data pipeline's share largest",
+    )
     ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "throughput.json"))
     args = ap.parse_args()
-    cases = [(DATA / "cifar10-subset" / "train", 32, "natural"), (DATA / "crc-he-subset" / "train", 64, "histopathology")]
+    cases = [
+        (DATA / "cifar10-subset" / "train", 32, "natural"),
+        (DATA / "crc-he-subset" / "train", 64, "histopathology"),
+    ]
     rows = []
     for folder, size, pname in cases:
         if not folder.is_dir():
             print(f"skipping {folder}: not found")
             continue
-        rows.append(measure(folder, size, pname, args.batch, args.steps, args.repeats, args.backbone, args.small_stem))
-    print(f"\n{'size':>5} {'data':<16} {'pipeline img/s':>15} {'limit img/s':>12} {'efficiency':>10}")
+        rows.append(
+            measure(
+                folder,
+                size,
+                pname,
+                args.batch,
+                args.steps,
+                args.repeats,
+                args.backbone,
+                args.small_stem,
+            )
+        )
+    print(
+        f"\n{'size':>5} {'data':<16} {'pipeline img/s':>15} {'limit img/s':>12} {'efficiency':>10}"
+    )
     for r in rows:
-        print(f"{r['size']:>5} {r['folder']:<16} {r['pipeline_img_s']:>15.1f} {r['limit_img_s']:>12.1f} {r['efficiency']:>10.3f}")
-    out = {"machine": platform.platform(), "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
-           "date": time.strftime("%Y-%m-%d"), "repeats": args.repeats, "steps_per_block": args.steps, "rows": rows}
+        print(
+            f"{r['size']:>5} {r['folder']:<16} {r['pipeline_img_s']:>15.1f} {r['limit_img_s']:>12.1f} {r['efficiency']:>10.3f}"
+        )
+    out = {
+        "machine": platform.platform(),
+        "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "repeats": args.repeats,
+        "steps_per_block": args.steps,
+        "rows": rows,
+    }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=2))
     print(f"wrote {args.json}")

@@ -1,7 +1,7 @@
 """The exported tool's embedding throughput on the CPU: onnxruntime against PyTorch, side by side.
 
 For each size a resnet18 run is trained for one step on the sample H&E tiles and exported with
-the real exporter (``sslstudio.core.export.export_bundle``), so the ONNX graph is the one users
+the real exporter (``sslstudio.core.export.bundle.export_bundle``), so the ONNX graph is the one users
 get. Then, interleaved block by block in one process with the same thread count for both:
 
 - torch: ``method.embed`` (the exported computation) on a ready-made (B, 3, S, S) batch;
@@ -35,9 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sslstudio.config import RunConfig  # noqa: E402
-from sslstudio.core.embed import load_method  # noqa: E402
-from sslstudio.core.export import export_bundle  # noqa: E402
-from sslstudio.core.trainer import train  # noqa: E402
+from sslstudio.core.explore.embed import load_method  # noqa: E402
+from sslstudio.core.export.bundle import export_bundle  # noqa: E402
+from sslstudio.core.train.trainer import train  # noqa: E402
 from sslstudio.core.transforms.presets import preset  # noqa: E402
 from sslstudio.tool.bundle import load_bundle  # noqa: E402
 from sslstudio.tool.inference import Model, list_images  # noqa: E402
@@ -56,11 +56,20 @@ def cpu_model() -> str:
 def build(work: Path, size: int, images: Path) -> tuple[Path, Path]:
     """(run folder, bundle folder): one training step, then the real export."""
     cfg = RunConfig(
-        data_root=str(images), backbone="resnet18", image_size=size, batch_size=8, epochs=1,
-        max_steps=1, checkpoint_every=1, monitor_every=0, out=str(work / f"run{size}"),
-        threads=torch.get_num_threads(), augment=preset("histopathology", size),
-        preset="histopathology", device="cpu",
-    )  # fmt: skip
+        data_root=str(images),
+        backbone="resnet18",
+        image_size=size,
+        batch_size=8,
+        epochs=1,
+        max_steps=1,
+        checkpoint_every=1,
+        monitor_every=0,
+        out=str(work / f"run{size}"),
+        threads=torch.get_num_threads(),
+        augment=preset("histopathology", size),
+        preset="histopathology",
+        device="cpu",
+    )
     for _ in train(cfg):
         pass
     return Path(cfg.out), export_bundle(cfg.out, work / f"bundle{size}", device="cpu")
@@ -110,13 +119,20 @@ def bench_size(work: Path, size: int, batch: int, repeats: int, threads: int) ->
     # each repeat's two numbers ran seconds apart: their ratio cancels slow drifts in load
     paired = statistics.median(o / t for o, t in zip(runs["onnxruntime"], runs["torch"]))
     return {
-        "size": size, "backbone": "resnet18", "small_stem": bool(method.backbone.small_stem),
-        "batch": batch, "threads": threads, "tool_images": len(paths),
-        "torch_img_s": med["torch"], "onnxruntime_img_s": med["onnxruntime"],
-        "tool_end_to_end_img_s": med["tool"], "ratio_onnxruntime_over_torch": paired,
-        "max_abs_diff": diff, "max_abs_feature": scale,
+        "size": size,
+        "backbone": "resnet18",
+        "small_stem": bool(method.backbone.small_stem),
+        "batch": batch,
+        "threads": threads,
+        "tool_images": len(paths),
+        "torch_img_s": med["torch"],
+        "onnxruntime_img_s": med["onnxruntime"],
+        "tool_end_to_end_img_s": med["tool"],
+        "ratio_onnxruntime_over_torch": paired,
+        "max_abs_diff": diff,
+        "max_abs_feature": scale,
         "runs": runs,
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -136,22 +152,35 @@ def main() -> None:
         for size in args.sizes:
             rows.append(bench_size(Path(tmp), size, args.batch, args.repeats, args.threads))
             r = rows[-1]
-            print(f"{size} px done: torch {r['torch_img_s']:.1f}, ort {r['onnxruntime_img_s']:.1f}",
-                  file=sys.stderr)  # fmt: skip
-    print(f"\nresnet18, CPU, {args.threads} threads, batch {args.batch}, median of "
-          f"{args.repeats} interleaved repeats (images/s)")  # fmt: skip
-    print(f"{'size':>5} {'torch fwd':>10} {'ort fwd':>10} {'ort/torch':>10} "
-          f"{'tool embed':>11} {'max |diff|':>11}")  # fmt: skip
+            print(
+                f"{size} px done: torch {r['torch_img_s']:.1f}, ort {r['onnxruntime_img_s']:.1f}",
+                file=sys.stderr,
+            )
+    print(
+        f"\nresnet18, CPU, {args.threads} threads, batch {args.batch}, median of "
+        f"{args.repeats} interleaved repeats (images/s)"
+    )
+    print(
+        f"{'size':>5} {'torch fwd':>10} {'ort fwd':>10} {'ort/torch':>10} "
+        f"{'tool embed':>11} {'max |diff|':>11}"
+    )
     for r in rows:
-        print(f"{r['size']:>5} {r['torch_img_s']:>10.1f} {r['onnxruntime_img_s']:>10.1f} "
-              f"{r['ratio_onnxruntime_over_torch']:>10.2f} {r['tool_end_to_end_img_s']:>11.1f} "
-              f"{r['max_abs_diff']:>11.2e}")  # fmt: skip
+        print(
+            f"{r['size']:>5} {r['torch_img_s']:>10.1f} {r['onnxruntime_img_s']:>10.1f} "
+            f"{r['ratio_onnxruntime_over_torch']:>10.2f} {r['tool_end_to_end_img_s']:>11.1f} "
+            f"{r['max_abs_diff']:>11.2e}"
+        )
     out = {
-        "machine": platform.platform(), "processor": cpu_model(),
-        "cpu_threads": os.cpu_count(), "torch": torch.__version__,
-        "onnxruntime": onnxruntime.__version__, "date": date.today().isoformat(),
-        "command": "python " + " ".join(sys.argv), "repeats": args.repeats, "rows": rows,
-    }  # fmt: skip
+        "machine": platform.platform(),
+        "processor": cpu_model(),
+        "cpu_threads": os.cpu_count(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "date": date.today().isoformat(),
+        "command": "python " + " ".join(sys.argv),
+        "repeats": args.repeats,
+        "rows": rows,
+    }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=2))
     print(f"\nwrote {args.json}")

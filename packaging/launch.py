@@ -6,7 +6,7 @@ Absolute imports only (PyInstaller runs it as a top-level script, outside the pa
 import multiprocessing
 import sys
 
-from sslstudio.cli import main
+from sslstudio.cli.main import main
 
 if __name__ == "__main__":
     multiprocessing.freeze_support()  # spawned data-loader workers re-enter here in a frozen build

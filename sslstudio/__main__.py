@@ -3,7 +3,7 @@
 import multiprocessing
 import sys
 
-from sslstudio.cli import main
+from sslstudio.cli.main import main
 
 if __name__ == "__main__":
     multiprocessing.freeze_support()  # frozen builds start data-loader workers through here

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sslstudio.core.errors import ConfigError
+from sslstudio.errors import ConfigError
 
 CONFIG_VERSION = 1
 
@@ -29,7 +29,9 @@ def _f(default: Any, help: str, **meta: Any) -> Any:
 class AugmentConfig:
     """One view's random augmentation; parameters are drawn per image, never per batch."""
 
-    crop_scale_min: float = _f(0.08, "smallest crop area as a share of the image", min=0.01, max=1.0)
+    crop_scale_min: float = _f(
+        0.08, "smallest crop area as a share of the image", min=0.01, max=1.0
+    )
     crop_scale_max: float = _f(1.0, "largest crop area as a share of the image", min=0.01, max=1.0)
     crop_ratio_min: float = _f(3 / 4, "narrowest crop aspect ratio (w/h)", min=0.1, max=1.0)
     crop_ratio_max: float = _f(4 / 3, "widest crop aspect ratio (w/h)", min=1.0, max=10.0)
@@ -54,7 +56,12 @@ class OptimConfig:
     # AdamW 2e-3: beat SGD by 1-11 kNN points in equal-time CPU runs, and trains every joint-
     # embedding method of the zoo in short runs (bench/methods.py, BENCHMARKS.md)
     optimizer: str = _f("adamw", "optimizer", choices=("sgd", "lars", "adamw"))
-    lr: float = _f(2e-3, "learning rate for a batch of 256 (scaled linearly with the batch)", min=1e-6, max=20.0)
+    lr: float = _f(
+        2e-3,
+        "learning rate for a batch of 256 (scaled linearly with the batch)",
+        min=1e-6,
+        max=20.0,
+    )
     weight_decay: float = _f(1e-4, "weight decay", min=0.0, max=1.0)
     momentum: float = _f(0.9, "SGD/LARS momentum", min=0.0, max=0.999)
     warmup_epochs: float = _f(0.5, "linear warm-up length, in epochs", min=0.0, max=100.0)
@@ -68,31 +75,76 @@ class RunConfig:
     data_root: str = _f("", "folder of images (searched recursively)")
     method: str = _f("simclr", "self-supervised method")
     backbone: str = _f("resnet18", "backbone network")
-    small_stem: str = _f("auto", "3x3 stem without max-pool ('auto': on for images <= 64 px)", choices=("auto", "on", "off"))
-    weights: str = _f("", "local weights file to start from (safetensors or a torchvision state dict); empty = random init")
+    small_stem: str = _f(
+        "auto",
+        "3x3 stem without max-pool ('auto': on for images <= 64 px)",
+        choices=("auto", "on", "off"),
+    )
+    weights: str = _f(
+        "",
+        "local weights file to start from (safetensors or a torchvision state dict); empty = random init",
+    )
     image_size: int = _f(32, "training resolution in pixels", min=8, max=1024)
-    progressive_from: int = _f(0, "progressive resizing: train the first steps at this many pixels, growing to image_size by 85 % of the run (0 = off)", min=0, max=1024)
+    progressive_from: int = _f(
+        0,
+        "progressive resizing: train the first steps at this many pixels, growing to image_size by 85 % of the run (0 = off)",
+        min=0,
+        max=1024,
+    )
     cache_size: int = _f(0, "side of the decoded cache in pixels (0 = automatic)", min=0, max=2048)
     tile_px: int = _f(224, "whole-slide images: tile side in pixels", min=16, max=4096)
-    tile_mpp: float = _f(0.5, "whole-slide images: tile resolution in µm per pixel (0.5 is about 20x; 0 = full resolution)", min=0.0, max=100.0)
-    preset: str = _f("natural", "augmentation preset", choices=("natural", "histopathology", "microscopy", "custom"))
-    augment: AugmentConfig = field(default_factory=AugmentConfig, metadata={"help": "augmentation parameters"})
+    tile_mpp: float = _f(
+        0.5,
+        "whole-slide images: tile resolution in µm per pixel (0.5 is about 20x; 0 = full resolution)",
+        min=0.0,
+        max=100.0,
+    )
+    preset: str = _f(
+        "natural",
+        "augmentation preset",
+        choices=("natural", "histopathology", "microscopy", "custom"),
+    )
+    augment: AugmentConfig = field(
+        default_factory=AugmentConfig, metadata={"help": "augmentation parameters"}
+    )
     optim: OptimConfig = field(default_factory=OptimConfig, metadata={"help": "optimizer"})
-    method_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "the method's own settings"})
+    method_options: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "the method's own settings"}
+    )
     epochs: int = _f(100, "passes over the folder", min=1, max=100_000)
     max_steps: int = _f(0, "stop after this many steps (0 = run all epochs)", min=0, max=10**9)
     batch_size: int = _f(256, "images per step", min=2, max=65_536)
-    seed: int = _f(0, "random seed (data order, augmentations, initialisation)", min=0, max=2**31 - 1)
+    seed: int = _f(
+        0, "random seed (data order, augmentations, initialisation)", min=0, max=2**31 - 1
+    )
     device: str = _f("auto", "where to train", choices=("auto", "cpu", "cuda", "mps"))
     amp: bool = _f(True, "mixed precision on GPU (bf16 where supported)")
     channels_last: bool = _f(True, "channels-last memory format on GPU")
-    compile: bool = _f(False, "torch.compile the backbone on GPU (a minute's start-up for faster steps)")
-    threads: int = _f(0, "CPU threads for training (0 = all but one when a window is open)", min=0, max=1024)
-    checkpoint_every: int = _f(200, "save a checkpoint every N steps (and at the end)", min=1, max=10**9)
+    compile: bool = _f(
+        False, "torch.compile the backbone on GPU (a minute's start-up for faster steps)"
+    )
+    threads: int = _f(
+        0, "CPU threads for training (0 = all but one when a window is open)", min=0, max=1024
+    )
+    checkpoint_every: int = _f(
+        200, "save a checkpoint every N steps (and at the end)", min=1, max=10**9
+    )
     monitor_every: int = _f(100, "collapse metrics every N steps (0 = off)", min=0, max=10**9)
-    probe_size: int = _f(256, "images in the fixed probe set for the collapse monitor", min=16, max=100_000)
-    step_seconds: dict[str, float] = field(default_factory=dict, metadata={"help": "seconds per training step by image size, as the budget planner measured them (the deadline's first estimate; empty = learn as the run goes)"})
-    time_budget_s: float = _f(0.0, "finish the whole run, evaluation and checkpoints included, within this many seconds (0 = no limit)", min=0.0, max=1e7)
+    probe_size: int = _f(
+        256, "images in the fixed probe set for the collapse monitor", min=16, max=100_000
+    )
+    step_seconds: dict[str, float] = field(
+        default_factory=dict,
+        metadata={
+            "help": "seconds per training step by image size, as the budget planner measured them (the deadline's first estimate; empty = learn as the run goes)"
+        },
+    )
+    time_budget_s: float = _f(
+        0.0,
+        "finish the whole run, evaluation and checkpoints included, within this many seconds (0 = no limit)",
+        min=0.0,
+        max=1e7,
+    )
     deterministic: bool = _f(False, "deterministic kernels (slower; exact resume on GPU)")
     out: str = _f("", "run folder (empty = a new folder under the user's runs directory)")
 
@@ -109,7 +161,9 @@ class RunConfig:
         data = dict(data)
         version = data.pop("version", CONFIG_VERSION)
         if version > CONFIG_VERSION:
-            raise ConfigError(f"config version {version} is newer than this SSL Studio understands ({CONFIG_VERSION})")
+            raise ConfigError(
+                f"config version {version} is newer than this SSL Studio understands ({CONFIG_VERSION})"
+            )
         return _build(cls, data, "config")
 
     @classmethod
@@ -193,14 +247,22 @@ def validate(cfg: RunConfig) -> None:
     problems = field_problems(cfg)
     a = cfg.augment
     if a.crop_scale_min > a.crop_scale_max:
-        problems.append(f"augment.crop_scale_min ({a.crop_scale_min}) exceeds crop_scale_max ({a.crop_scale_max})")
+        problems.append(
+            f"augment.crop_scale_min ({a.crop_scale_min}) exceeds crop_scale_max ({a.crop_scale_max})"
+        )
     if a.blur_sigma_min > a.blur_sigma_max:
-        problems.append(f"augment.blur_sigma_min ({a.blur_sigma_min}) exceeds blur_sigma_max ({a.blur_sigma_max})")
+        problems.append(
+            f"augment.blur_sigma_min ({a.blur_sigma_min}) exceeds blur_sigma_max ({a.blur_sigma_max})"
+        )
     if not cfg.data_root:
         problems.append("data_root is empty: choose a folder of images")
     elif not Path(cfg.data_root).is_dir():
         problems.append(f"data_root {cfg.data_root!r} is not a folder")
-    bad = {k: v for k, v in cfg.step_seconds.items() if not (str(k).isdigit() and isinstance(v, (int, float)) and v > 0)}
+    bad = {
+        k: v
+        for k, v in cfg.step_seconds.items()
+        if not (str(k).isdigit() and isinstance(v, (int, float)) and v > 0)
+    }
     if bad:
         problems.append(f"step_seconds must map sizes in pixels to positive seconds, got {bad}")
     if cfg.progressive_from and not 8 <= cfg.progressive_from < cfg.image_size:
@@ -208,6 +270,8 @@ def validate(cfg: RunConfig) -> None:
             f"progressive_from ({cfg.progressive_from}) must be 0 (off) or from 8 up to below image_size ({cfg.image_size})"
         )
     if cfg.cache_size and cfg.cache_size < cfg.image_size:
-        problems.append(f"cache_size ({cfg.cache_size}) must be 0 or at least image_size ({cfg.image_size})")
+        problems.append(
+            f"cache_size ({cfg.cache_size}) must be 0 or at least image_size ({cfg.image_size})"
+        )
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))

@@ -79,11 +79,18 @@ def tiff_page(arr: np.ndarray, bo: str = "<") -> tuple[dict[int, tuple[int, list
     photometric = 2 if spp in (3, 4) else 1
     data = np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder(bo))).tobytes()
     tags = {
-        256: (_LONG, [w]), 257: (_LONG, [h]), 258: (_SHORT, [bits] * spp), 259: (_SHORT, [1]),
-        262: (_SHORT, [photometric]), 273: (_LONG, [-1]), 277: (_SHORT, [spp]),
-        278: (_LONG, [h]), 279: (_LONG, [len(data)]), 284: (_SHORT, [1]),
+        256: (_LONG, [w]),
+        257: (_LONG, [h]),
+        258: (_SHORT, [bits] * spp),
+        259: (_SHORT, [1]),
+        262: (_SHORT, [photometric]),
+        273: (_LONG, [-1]),
+        277: (_SHORT, [spp]),
+        278: (_LONG, [h]),
+        279: (_LONG, [len(data)]),
+        284: (_SHORT, [1]),
         339: (_SHORT, [sample_format] * spp),
-    }  # fmt: skip
+    }
     extra = spp - (3 if photometric == 2 else 1)
     if extra > 0:
         tags[338] = (_SHORT, [0] * extra)  # unspecified extra samples, as microscopes write them
@@ -164,11 +171,18 @@ def write_whole_slide_tiff(folder: Path, name: str = "slide.tif", size=(100_000,
         w, h = size[0] // level, size[1] // level
         n = -(-w // tile) * -(-h // tile)
         tags = {
-            256: (_LONG, [w]), 257: (_LONG, [h]), 258: (_SHORT, [8, 8, 8]), 259: (_SHORT, [1]),
-            262: (_SHORT, [2]), 277: (_SHORT, [3]), 284: (_SHORT, [1]),
-            322: (_LONG, [tile]), 323: (_LONG, [tile]), 324: (_LONG, [-1] * n),
+            256: (_LONG, [w]),
+            257: (_LONG, [h]),
+            258: (_SHORT, [8, 8, 8]),
+            259: (_SHORT, [1]),
+            262: (_SHORT, [2]),
+            277: (_SHORT, [3]),
+            284: (_SHORT, [1]),
+            322: (_LONG, [tile]),
+            323: (_LONG, [tile]),
+            324: (_LONG, [-1] * n),
             325: (_LONG, [tile * tile * 3] * n),
-        }  # fmt: skip
+        }
         pages.append((tags, b"\x00" * 16))
     return _write(folder, name, tiff_bytes(pages))
 

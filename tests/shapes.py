@@ -34,7 +34,9 @@ def draw_shape(shape: str, size: int, rng: np.random.Generator) -> Image.Image:
     return img
 
 
-def make_shapes_folder(root: Path, per_class: int, size: int = 32, seed: int = 0, shapes=SHAPES) -> Path:
+def make_shapes_folder(
+    root: Path, per_class: int, size: int = 32, seed: int = 0, shapes=SHAPES
+) -> Path:
     rng = np.random.default_rng(seed)
     for shape in shapes:
         (root / shape).mkdir(parents=True, exist_ok=True)
@@ -51,8 +53,16 @@ def tiny_config(folder: Path, out: Path | None = None, **over):
     from sslstudio.core.transforms.presets import preset
 
     cfg = RunConfig(
-        data_root=str(folder), backbone="tiny_cnn", image_size=16, batch_size=8, epochs=2,
-        checkpoint_every=2, monitor_every=2, probe_size=16, out=str(out) if out else "", threads=1,
+        data_root=str(folder),
+        backbone="tiny_cnn",
+        image_size=16,
+        batch_size=8,
+        epochs=2,
+        checkpoint_every=2,
+        monitor_every=2,
+        probe_size=16,
+        out=str(out) if out else "",
+        threads=1,
         augment=preset("natural", 16),
     )
     return dataclasses.replace(cfg, **over)

@@ -126,9 +126,19 @@ Event = (
 
 _TYPES: dict[str, type] = {
     cls.__name__: cls
-    for cls in (Preparing, RunStarted, StepLogged, MonitorLogged, EpochEnded, CheckpointSaved,
-                RunStopped, RunFinished, RunFailed, PlanRevised)
-}  # fmt: skip
+    for cls in (
+        Preparing,
+        RunStarted,
+        StepLogged,
+        MonitorLogged,
+        EpochEnded,
+        CheckpointSaved,
+        RunStopped,
+        RunFinished,
+        RunFailed,
+        PlanRevised,
+    )
+}
 
 
 def to_json(ev: Event) -> str:

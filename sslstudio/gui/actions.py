@@ -32,8 +32,13 @@ class Actions:
     go: list[QAction] = field(default_factory=list)
 
 
-def action(parent: QMainWindow, text: str, keys: str | QKeySequence.StandardKey | None,
-           slot: Callable[..., object], tip: str = "") -> QAction:  # fmt: skip
+def action(
+    parent: QMainWindow,
+    text: str,
+    keys: str | QKeySequence.StandardKey | None,
+    slot: Callable[..., object],
+    tip: str = "",
+) -> QAction:
     """A QAction whose tooltip and status tip name its shortcut."""
     a = QAction(text, parent)
     if keys is not None:
@@ -51,29 +56,53 @@ def _tip(text: str, seq: QKeySequence) -> str:
     return f"{text} ({keys})" if keys else text
 
 
-def build_menus(w: QMainWindow, steps: Sequence[str], handlers: dict[str, Callable[..., object]]) -> Actions:
+def build_menus(
+    w: QMainWindow, steps: Sequence[str], handlers: dict[str, Callable[..., object]]
+) -> Actions:
     """File, Run, Go, Help. ``handlers`` maps action names to the window's slots."""
     bar = w.menuBar()
     h = handlers
     m = bar.addMenu("&File")
     acts = Actions(
-        open_folder=action(w, "&Open folder…", QKeySequence.StandardKey.Open, h["open_folder"],
-                           "Choose a folder of images to train on"),
+        open_folder=action(
+            w,
+            "&Open folder…",
+            QKeySequence.StandardKey.Open,
+            h["open_folder"],
+            "Choose a folder of images to train on",
+        ),
         recent_menu=QMenu("Open &recent", w),
-        open_run=action(w, "Open &run…", "Ctrl+Shift+O", h["open_run"],
-                        "Show a run folder (config, metrics, checkpoints) on the Runs page"),
+        open_run=action(
+            w,
+            "Open &run…",
+            "Ctrl+Shift+O",
+            h["open_run"],
+            "Show a run folder (config, metrics, checkpoints) on the Runs page",
+        ),
         quit=action(w, "&Quit", QKeySequence.StandardKey.Quit, h["quit"]),
         start=action(w, "&Start", "Ctrl+R", h["start"], "Start training with the current settings"),
         pause=action(w, "&Pause", "Ctrl+Shift+P", h["pause"], "Pause or resume the run"),
         stop=action(w, "S&top", "Ctrl+.", h["stop"], "Save a checkpoint and stop the run"),
-        estimate=action(w, "&Estimate time per epoch", "Ctrl+E", h["estimate"],
-                        "Measure a few training steps and estimate the time per epoch"),
-        copy_command=action(w, "&Copy as command", "Ctrl+Shift+C", h["copy_command"],
-                            "Copy the equivalent `sslstudio train` command line"),
+        estimate=action(
+            w,
+            "&Estimate time per epoch",
+            "Ctrl+E",
+            h["estimate"],
+            "Measure a few training steps and estimate the time per epoch",
+        ),
+        copy_command=action(
+            w,
+            "&Copy as command",
+            "Ctrl+Shift+C",
+            h["copy_command"],
+            "Copy the equivalent `sslstudio train` command line",
+        ),
         # F5, not StandardKey.Refresh: on GNOME that is also Ctrl+R, which starts a run here
-        refresh_runs=action(w, "Re&fresh runs", "F5", h["refresh_runs"], "Read the runs folder again"),
+        refresh_runs=action(
+            w, "Re&fresh runs", "F5", h["refresh_runs"], "Read the runs folder again"
+        ),
         about=action(w, "&About SSL Studio", None, h["about"]),
-    )  # fmt: skip
+    )
     acts.quit.setMenuRole(QAction.MenuRole.QuitRole)
     acts.about.setMenuRole(QAction.MenuRole.AboutRole)
     m.addAction(acts.open_folder)
@@ -91,7 +120,9 @@ def build_menus(w: QMainWindow, steps: Sequence[str], handlers: dict[str, Callab
 
     g = bar.addMenu("&Go")
     for i, name in enumerate(steps, start=1):
-        go = action(w, f"&{i} {name}", f"Ctrl+{i}", lambda n=name: h["go"](n), f"Show the {name} page")
+        go = action(
+            w, f"&{i} {name}", f"Ctrl+{i}", lambda n=name: h["go"](n), f"Show the {name} page"
+        )
         g.addAction(go)
         acts.go.append(go)
     g.addSeparator()

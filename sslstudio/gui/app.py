@@ -32,7 +32,9 @@ def make_app(argv: list[str] | None = None) -> QApplication:
     app = QApplication.instance()
     if app is None:
         # fractional scale factors (125 %, 150 %) as the system asks, not rounded to 1x or 2x
-        QGuiApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
+        QGuiApplication.setHighDpiScaleFactorRoundingPolicy(
+            Qt.HighDpiScaleFactorRoundingPolicy.PassThrough
+        )
         app = QApplication(argv if argv is not None else sys.argv[:1])
     assert isinstance(app, QApplication)
     app.setApplicationName("SSL Studio")
@@ -117,8 +119,16 @@ def _selftest(folder: str | None, t0: float) -> str:
             raise RuntimeError(f"the scan found no usable images in {window.data_page.folder}")
         wait_until(app, lambda: window.catalog is not None, budget(), "the training engine to load")
         tiny = dataclasses.replace(
-            window.build_config(), method="simclr", backbone="tiny_cnn", image_size=32, batch_size=16,
-            epochs=1, max_steps=2, monitor_every=0, checkpoint_every=2, method_options={},
+            window.build_config(),
+            method="simclr",
+            backbone="tiny_cnn",
+            image_size=32,
+            batch_size=16,
+            epochs=1,
+            max_steps=2,
+            monitor_every=0,
+            checkpoint_every=2,
+            method_options={},
         )
         window.apply_config(tiny)
         window.start_run()
@@ -126,11 +136,16 @@ def _selftest(folder: str | None, t0: float) -> str:
             raise RuntimeError("the run did not start (see the Train page)")
         wait_until(app, lambda: not window.controller.is_running(), budget(), "2 training steps")
         if errors or any(isinstance(e, RunFailed) for e in events):
-            raise RuntimeError("training failed: " + "; ".join(errors or [e.message for e in events if isinstance(e, RunFailed)]))
+            raise RuntimeError(
+                "training failed: "
+                + "; ".join(errors or [e.message for e in events if isinstance(e, RunFailed)])
+            )
         finished = [e for e in events if isinstance(e, RunFinished)]
         steps = [e for e in events if isinstance(e, StepLogged)]
         if not finished or len(steps) != 2:
-            raise RuntimeError(f"expected 2 steps and a finished run, got {len(steps)} steps, finished={bool(finished)}")
+            raise RuntimeError(
+                f"expected 2 steps and a finished run, got {len(steps)} steps, finished={bool(finished)}"
+            )
         if not Path(finished[0].path).exists():
             raise RuntimeError(f"the final checkpoint {finished[0].path} is missing")
     finally:

@@ -29,13 +29,40 @@ def gui_threads() -> int:
 
 # how the papers write them; a method may also set a ``display_name`` class attribute
 DISPLAY_NAMES = {
-    "simclr": "SimCLR", "byol": "BYOL", "vicreg": "VICReg", "vicregl": "VICRegL", "barlowtwins": "Barlow Twins",
-    "dino": "DINO", "moco": "MoCo v2", "mocov3": "MoCo v3", "simsiam": "SimSiam", "swav": "SwAV", "mae": "MAE",
-    "rotnet": "RotNet", "nnclr": "NNCLR", "wmse": "W-MSE", "deepcluster": "DeepCluster", "msn": "MSN",
-    "ijepa": "I-JEPA", "dcl": "DCL", "tico": "TiCo", "smog": "SMoG", "simmim": "SimMIM", "pirl": "PIRL",
-    "colorization": "Colorization", "cpc": "CPC", "jigsaw": "Jigsaw", "relic": "ReLIC", "sela": "SeLa",
-    "npid": "NPID", "odc": "ODC", "mmcr": "MMCR", "pcl": "PCL", "simclrv2": "SimCLR v2", "dinov2": "DINOv2",
-}  # fmt: skip
+    "simclr": "SimCLR",
+    "byol": "BYOL",
+    "vicreg": "VICReg",
+    "vicregl": "VICRegL",
+    "barlowtwins": "Barlow Twins",
+    "dino": "DINO",
+    "moco": "MoCo v2",
+    "mocov3": "MoCo v3",
+    "simsiam": "SimSiam",
+    "swav": "SwAV",
+    "mae": "MAE",
+    "rotnet": "RotNet",
+    "nnclr": "NNCLR",
+    "wmse": "W-MSE",
+    "deepcluster": "DeepCluster",
+    "msn": "MSN",
+    "ijepa": "I-JEPA",
+    "dcl": "DCL",
+    "tico": "TiCo",
+    "smog": "SMoG",
+    "simmim": "SimMIM",
+    "pirl": "PIRL",
+    "colorization": "Colorization",
+    "cpc": "CPC",
+    "jigsaw": "Jigsaw",
+    "relic": "ReLIC",
+    "sela": "SeLa",
+    "npid": "NPID",
+    "odc": "ODC",
+    "mmcr": "MMCR",
+    "pcl": "PCL",
+    "simclrv2": "SimCLR v2",
+    "dinov2": "DINOv2",
+}
 
 
 def display_name(name: str, cls: type | None = None) -> str:
@@ -62,9 +89,19 @@ class MethodInfo:
 
 def method_infos(methods: dict[str, type]) -> dict[str, MethodInfo]:
     """The registry as plain records, in a stable order (by display name)."""
-    infos = [MethodInfo(name, cls.summary, cls.paper, cls.Config, dict(cls.constraints), display_name(name, cls),
-                        dict(getattr(cls, "optim_defaults", {})), getattr(cls, "paper_recipe", ""))
-             for name, cls in methods.items()]  # fmt: skip
+    infos = [
+        MethodInfo(
+            name,
+            cls.summary,
+            cls.paper,
+            cls.Config,
+            dict(cls.constraints),
+            display_name(name, cls),
+            dict(getattr(cls, "optim_defaults", {})),
+            getattr(cls, "paper_recipe", ""),
+        )
+        for name, cls in methods.items()
+    ]
     return {i.name: i for i in sorted(infos, key=lambda i: i.display.lower())}
 
 
@@ -92,8 +129,8 @@ class Catalog:
 
 def load_catalog() -> Catalog:
     """Import the core (torch included) and describe it. Slow the first time: call off-thread."""
-    from sslstudio.core import trainer  # noqa: F401  (warms every module a run needs)
-    from sslstudio.core.device import pick_device
+    from sslstudio.core.train import trainer  # noqa: F401  (warms every module a run needs)
+    from sslstudio.core.train.device import pick_device
     from sslstudio.core.methods import METHODS
     from sslstudio.core.models.backbones import BACKBONES, backbone_info
 
@@ -201,9 +238,14 @@ class CatalogLoader(QObject):
             log.error("loading the training engine failed:\n%s", traceback.format_exc())
             result, ok = f"{type(exc).__name__}: {exc}", False
         if shiboken6.isValid(self):
-            with contextlib.suppress(RuntimeError):  # the window closed between the check and the emit
+            with contextlib.suppress(
+                RuntimeError
+            ):  # the window closed between the check and the emit
                 (self.ready if ok else self.failed).emit(result)
         if ok:
-            with contextlib.suppress(Exception), _imports_without_collections():  # an optimisation only
+            with (
+                contextlib.suppress(Exception),
+                _imports_without_collections(),
+            ):  # an optimisation only
                 _warm_lazy_imports()
         warmed.set()

@@ -14,19 +14,19 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QMessageBox, QSt
 
 from sslstudio import __version__
 from sslstudio.config import RunConfig, validate
-from sslstudio.core.errors import ConfigError
+from sslstudio.errors import ConfigError
 from sslstudio.core.events import RunStarted
 from sslstudio.gui import theme
 from sslstudio.gui.actions import build_menus
 from sslstudio.gui.catalog import Catalog, CatalogLoader
-from sslstudio.gui.pages.augment import AugmentPage
-from sslstudio.gui.pages.data import DataPage
-from sslstudio.gui.pages.explore import ExplorePage
-from sslstudio.gui.pages.export import ExportPage
-from sslstudio.gui.pages.method import MethodPage
-from sslstudio.gui.pages.runs import RunsPage
-from sslstudio.gui.pages.train import STATE_TEXT, TrainPage
-from sslstudio.gui.run_controller import ACTIVE, IDLE, PAUSED, RUNNING, RunController
+from sslstudio.gui.pages.augment.page import AugmentPage
+from sslstudio.gui.pages.data.page import DataPage
+from sslstudio.gui.pages.explore.page import ExplorePage
+from sslstudio.gui.pages.export.page import ExportPage
+from sslstudio.gui.pages.method.page import MethodPage
+from sslstudio.gui.pages.runs.page import RunsPage
+from sslstudio.gui.pages.train.page import STATE_TEXT, TrainPage
+from sslstudio.gui.run.controller import ACTIVE, IDLE, PAUSED, RUNNING, RunController
 from sslstudio.gui.settings import Settings
 from sslstudio.gui.widgets.panels import lay_out_unseen
 from sslstudio.gui.widgets.step_list import Sidebar
@@ -57,8 +57,15 @@ class MainWindow(QMainWindow):
         self.runs_page = RunsPage(self.controller, self.settings)
         self.explore_page = ExplorePage(self.settings)
         self.export_page = ExportPage(self.controller, self.settings)
-        self.pages = [self.data_page, self.augment_page, self.method_page, self.train_page, self.runs_page,
-                      self.explore_page, self.export_page]
+        self.pages = [
+            self.data_page,
+            self.augment_page,
+            self.method_page,
+            self.train_page,
+            self.runs_page,
+            self.explore_page,
+            self.export_page,
+        ]
         self.stack = QStackedWidget()
         for page in self.pages:
             self.stack.addWidget(page)
@@ -97,16 +104,30 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.device_status)
         bar.addPermanentWidget(self.run_status)
         if self.settings.moved_aside is not None:  # RELIABILITY 35: say so, keep the file
-            bar.showMessage(f"The settings file was damaged: set aside as {self.settings.moved_aside.name}; "
-                            "defaults are used", 30_000)
+            bar.showMessage(
+                f"The settings file was damaged: set aside as {self.settings.moved_aside.name}; "
+                "defaults are used",
+                30_000,
+            )
 
     def _build_menus(self) -> None:
-        self.actions_ = build_menus(self, STEPS, {
-            "open_folder": self._choose_folder, "open_run": self._open_run, "quit": self.close,
-            "start": self.start_run, "pause": self._toggle_pause, "stop": self.controller.stop,
-            "estimate": self._estimate, "copy_command": self.method_page.copy_command,
-            "refresh_runs": self.runs_page.refresh, "about": self.show_about, "go": self.show_page,
-        })  # fmt: skip
+        self.actions_ = build_menus(
+            self,
+            STEPS,
+            {
+                "open_folder": self._choose_folder,
+                "open_run": self._open_run,
+                "quit": self.close,
+                "start": self.start_run,
+                "pause": self._toggle_pause,
+                "stop": self.controller.stop,
+                "estimate": self._estimate,
+                "copy_command": self.method_page.copy_command,
+                "refresh_runs": self.runs_page.refresh,
+                "about": self.show_about,
+                "go": self.show_page,
+            },
+        )
         a = self.actions_
         self.open_action, self.recent_menu = a.open_folder, a.recent_menu
         self.start_action, self.pause_action, self.stop_action = a.start, a.pause, a.stop
@@ -114,7 +135,13 @@ class MainWindow(QMainWindow):
         self._fill_recent()
 
     def _wire(self) -> None:
-        d, a, m, t, c = self.data_page, self.augment_page, self.method_page, self.train_page, self.controller
+        d, a, m, t, c = (
+            self.data_page,
+            self.augment_page,
+            self.method_page,
+            self.train_page,
+            self.controller,
+        )
         d.scanStarted.connect(self._on_scan_started)
         d.indexChanged.connect(self._on_index)
         a.configChanged.connect(self._update_context)
@@ -132,7 +159,9 @@ class MainWindow(QMainWindow):
     def _restore(self) -> None:
         geometry = self.settings.get("geometry", "")
         if geometry:
-            self.restoreGeometry(QByteArray(base64.b64decode(geometry.encode("ascii"), validate=False)))
+            self.restoreGeometry(
+                QByteArray(base64.b64decode(geometry.encode("ascii"), validate=False))
+            )
         else:
             self.resize(1280, 800)
         self.method_page.set_threads(self.settings.get("threads", 0))
@@ -156,7 +185,11 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_budget_planned(self, plan) -> None:
         """Show the plan's choices on every page; each can still be changed before Start."""
-        self.apply_config(dataclasses.replace(plan.config, data_root=self.data_page.folder or plan.config.data_root))
+        self.apply_config(
+            dataclasses.replace(
+                plan.config, data_root=self.data_page.folder or plan.config.data_root
+            )
+        )
 
     @Slot(object)
     def _save_budget_plan(self, ev: object) -> None:
@@ -247,7 +280,9 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def _on_catalog_failed(self, message: str) -> None:
         self.device_status.setText("Device: unavailable")
-        QMessageBox.critical(self, "The training engine did not load", f"{message}\n\nTraining is unavailable.")
+        QMessageBox.critical(
+            self, "The training engine did not load", f"{message}\n\nTraining is unavailable."
+        )
 
     @Slot(str)
     def _on_method_changed(self, name: str) -> None:
@@ -290,7 +325,7 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def continue_run(self, run_dir: str) -> None:
         """Load a run's config into the pages and continue it from its last checkpoint (or step 0)."""
-        from sslstudio.core.runs import load_run_config
+        from sslstudio.core.train.runs import load_run_config
 
         if self.controller.is_running():
             return
@@ -300,11 +335,18 @@ class MainWindow(QMainWindow):
             self.train_page.show_error(str(exc))
             return
         self.apply_config(cfg)
-        if cfg.data_root and cfg.data_root != self.data_page.folder and Path(cfg.data_root).is_dir():
+        if (
+            cfg.data_root
+            and cfg.data_root != self.data_page.folder
+            and Path(cfg.data_root).is_dir()
+        ):
             self.open_folder(cfg.data_root)  # the pages then describe the run being continued
         self.show_page("Train")
-        self.controller.start(dataclasses.replace(cfg, threads=self.method_page.threads()), resume_from=run_dir,
-                              processes=self.method_page.processes())
+        self.controller.start(
+            dataclasses.replace(cfg, threads=self.method_page.threads()),
+            resume_from=run_dir,
+            processes=self.method_page.processes(),
+        )
 
     def _open_run(self) -> None:
         self.show_page("Runs")
@@ -352,7 +394,9 @@ class MainWindow(QMainWindow):
         except OSError:
             credit = []
         text = "<br><br>".join(p.replace("\n", " ") for p in credit)
-        self.about_box = QMessageBox(QMessageBox.Icon.NoIcon, "About SSL Studio", "", QMessageBox.StandardButton.Ok, self)
+        self.about_box = QMessageBox(
+            QMessageBox.Icon.NoIcon, "About SSL Studio", "", QMessageBox.StandardButton.Ok, self
+        )
         self.about_box.setIconPixmap(theme.app_icon().pixmap(64, 64))
         self.about_box.setText(
             f"<h3>SSL Studio {__version__}</h3><p>Pretrain self-supervised vision models on your own images.</p>"
@@ -369,11 +413,13 @@ class MainWindow(QMainWindow):
             self.controller.stop()
             self.statusBar().showMessage("Saving a checkpoint before closing…")
             return
-        self.settings.update({
-            "geometry": base64.b64encode(bytes(self.saveGeometry().data())).decode("ascii"),
-            "last_config": _choices(self.build_config()),
-            "threads": self.method_page.threads(),
-        })
+        self.settings.update(
+            {
+                "geometry": base64.b64encode(bytes(self.saveGeometry().data())).decode("ascii"),
+                "last_config": _choices(self.build_config()),
+                "threads": self.method_page.threads(),
+            }
+        )
         self.controller.inhibitor.release()  # idle already; a last guard
         for page in self.pages:
             page.shutdown()

@@ -59,6 +59,8 @@ def apply() -> bool:
     log.info(
         "PySide6 %s drops references to None/True on Python %s (lost %s in 64 calls); "
         "protected them. Use PySide6 6.11 or Python >= 3.12 to avoid this.",
-        PySide6.__version__, sys.version.split()[0], lost,
+        PySide6.__version__,
+        sys.version.split()[0],
+        lost,
     )
     return True

@@ -29,11 +29,13 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor, QImage, QPixmap
 
-from sslstudio import imaging, slides
+from sslstudio.imaging import decode as imaging, slides
 
 _Index = QModelIndex | QPersistentModelIndex
 _ROOT = QModelIndex()  # the invalid index: "no parent" in a flat model
-MAX_QUEUED = 512  # older requests are dropped: they scrolled out of view and are re-asked if seen again
+MAX_QUEUED = (
+    512  # older requests are dropped: they scrolled out of view and are re-asked if seen again
+)
 
 
 def numpy_to_qimage(arr: Any) -> QImage:
@@ -213,7 +215,9 @@ class SkippedFilesModel(QAbstractTableModel):
     def columnCount(self, parent: _Index = _ROOT) -> int:  # noqa: N802
         return 0 if parent.isValid() else 2
 
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:  # noqa: N802
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:  # noqa: N802
         if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
             return self.HEADERS[section]
         return None
@@ -235,10 +239,20 @@ class SkippedFilesModel(QAbstractTableModel):
 
 
 class RunTableModel(QAbstractTableModel):
-    """The run history (:class:`sslstudio.gui.run_history.RunSummary` rows); ``SORT_ROLE`` gives raw
+    """The run history (:class:`sslstudio.gui.run.history.RunSummary` rows); ``SORT_ROLE`` gives raw
     values, so a ``QSortFilterProxyModel`` sorts dates and numbers as such, not as text."""
 
-    HEADERS = ("Date", "Folder", "Method", "Backbone", "Size", "Steps", "Final loss", "kNN", "State")
+    HEADERS = (
+        "Date",
+        "Folder",
+        "Method",
+        "Backbone",
+        "Size",
+        "Steps",
+        "Final loss",
+        "kNN",
+        "State",
+    )
     SORT_ROLE = Qt.ItemDataRole.UserRole + 1
     _NUMERIC = frozenset({4, 5, 6, 7})
 
@@ -265,7 +279,9 @@ class RunTableModel(QAbstractTableModel):
     def columnCount(self, parent: _Index = _ROOT) -> int:  # noqa: N802
         return 0 if parent.isValid() else len(self.HEADERS)
 
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:  # noqa: N802
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:  # noqa: N802
         if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
             return self.HEADERS[section]
         return None
@@ -277,9 +293,17 @@ class RunTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return self._text(r, col)
         if role == self.SORT_ROLE:
-            values = (r.created, r.name.lower(), r.method, r.backbone, r.image_size or 0, r.steps_done,
-                      r.final_loss if r.final_loss is not None else float("inf"),
-                      r.last_knn if r.last_knn is not None else -1.0, r.state)  # fmt: skip
+            values = (
+                r.created,
+                r.name.lower(),
+                r.method,
+                r.backbone,
+                r.image_size or 0,
+                r.steps_done,
+                r.final_loss if r.final_loss is not None else float("inf"),
+                r.last_knn if r.last_knn is not None else -1.0,
+                r.state,
+            )
             return values[col]
         if role == Qt.ItemDataRole.ToolTipRole:
             return f"{r.path}\n{r.message}" if r.message else r.path
@@ -292,7 +316,7 @@ class RunTableModel(QAbstractTableModel):
     def _text(self, r: Any, col: int) -> str:
         import time
 
-        from sslstudio.gui.run_history import format_age
+        from sslstudio.gui.run.history import format_age
 
         if col == 0:
             return format_age(r.created, self._now() if self._now else time.time())

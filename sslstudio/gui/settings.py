@@ -64,7 +64,9 @@ class Settings:
             self.moved_aside = target
         except OSError:
             target = None
-        log.warning("settings file %s is damaged (%s); moved to %s, using defaults", self.path, exc, target)
+        log.warning(
+            "settings file %s is damaged (%s); moved to %s, using defaults", self.path, exc, target
+        )
 
     def get(self, key: str, default: T) -> T:
         """The stored value coerced to ``type(default)``, or ``default`` when absent or unusable."""

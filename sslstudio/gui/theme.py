@@ -165,12 +165,20 @@ def _palette(t: dict[str, Any]) -> QPalette:
     p = QPalette()
     role = QPalette.ColorRole
     for r, key in (
-        (role.Window, "window"), (role.Base, "input"), (role.AlternateBase, "sidebar"),
-        (role.Button, "panel"), (role.Text, "text"), (role.WindowText, "text"),
-        (role.ButtonText, "text"), (role.ToolTipBase, "panel"), (role.ToolTipText, "text"),
-        (role.Highlight, "accent"), (role.HighlightedText, "accent_text"),
-        (role.PlaceholderText, "muted"), (role.Link, "accent"),
-    ):  # fmt: skip
+        (role.Window, "window"),
+        (role.Base, "input"),
+        (role.AlternateBase, "sidebar"),
+        (role.Button, "panel"),
+        (role.Text, "text"),
+        (role.WindowText, "text"),
+        (role.ButtonText, "text"),
+        (role.ToolTipBase, "panel"),
+        (role.ToolTipText, "text"),
+        (role.Highlight, "accent"),
+        (role.HighlightedText, "accent_text"),
+        (role.PlaceholderText, "muted"),
+        (role.Link, "accent"),
+    ):
         p.setColor(r, QColor(t[key]))
     for r in (role.Text, role.WindowText, role.ButtonText):
         p.setColor(QPalette.ColorGroup.Disabled, r, QColor(t["muted"]))

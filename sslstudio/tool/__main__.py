@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from sslstudio.imaging import DecodeError
+from sslstudio.imaging.decode import DecodeError
 from sslstudio.tool.bundle import Bundle, BundleError, load_bundle
 from sslstudio.tool.inference import Model, ToolError, list_images, skipped_summary
 from sslstudio.tool.search import NeighbourIndex
@@ -49,16 +49,27 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("input", help="an image folder (searched recursively) or one image")
     c.add_argument("-o", "--output", required=True, help="predictions CSV")
     c.add_argument("--label-studio", metavar="JSON", help="also write Label Studio tasks")
-    c.add_argument("--url-prefix", default="/data/local-files/?d=",
-                   help="prefix of image URLs in the Label Studio tasks")  # fmt: skip
+    c.add_argument(
+        "--url-prefix",
+        default="/data/local-files/?d=",
+        help="prefix of image URLs in the Label Studio tasks",
+    )
     _label_names(c)
     s = sub.add_parser("serve", parents=[common], help="HTTP API and Label Studio ML backend")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8765)
-    s.add_argument("--token", default=os.environ.get(TOKEN_ENV),
-                   help=f"required from clients; needed to bind beyond localhost (or ${TOKEN_ENV})")  # fmt: skip
-    s.add_argument("--allow-host", action="append", default=[], metavar="NAME",
-                   help="another Host name clients may use (e.g. behind a reverse proxy)")  # fmt: skip
+    s.add_argument(
+        "--token",
+        default=os.environ.get(TOKEN_ENV),
+        help=f"required from clients; needed to bind beyond localhost (or ${TOKEN_ENV})",
+    )
+    s.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another Host name clients may use (e.g. behind a reverse proxy)",
+    )
     s.add_argument("--max-body-mb", type=float, default=20.0)
     s.add_argument("--approximate", choices=["auto", "on", "off"], default="auto")
     s.add_argument("--label-studio-url", help="fetch task images from this Label Studio only")
@@ -116,8 +127,15 @@ def _embed(model: Model, args: argparse.Namespace) -> int:
     result = model.embed_files(paths, normalise=not args.raw)
     _report(args.input, paths, result.skipped)
     root, rel = relative_paths(result.paths, args.input)
-    items = write_embeddings(args.output, result.features, root, rel, skipped=result.skipped,
-                             normalised=not args.raw, model_version=model.bundle.model_version)  # fmt: skip
+    items = write_embeddings(
+        args.output,
+        result.features,
+        root,
+        rel,
+        skipped=result.skipped,
+        normalised=not args.raw,
+        model_version=model.bundle.model_version,
+    )
     print(f"{len(rel)} embeddings ({model.bundle.dim}-d) -> {args.output}, paths -> {items}")
     return 0
 
@@ -140,9 +158,15 @@ def _classify(model: Model, args: argparse.Namespace) -> int:
     print(f"{len(rel)} predictions -> {args.output}")
     if args.label_studio:
         tasks = label_studio_tasks(
-            rel, probs, clf.classes, model.bundle.model_version, from_name=args.from_name,
-            to_name=args.to_name, data_key=args.data_key, url_prefix=args.url_prefix,
-        )  # fmt: skip
+            rel,
+            probs,
+            clf.classes,
+            model.bundle.model_version,
+            from_name=args.from_name,
+            to_name=args.to_name,
+            data_key=args.data_key,
+            url_prefix=args.url_prefix,
+        )
         write_label_studio(args.label_studio, tasks)
         print(f"{len(tasks)} Label Studio tasks with predictions -> {args.label_studio}")
     return 0
@@ -182,18 +206,28 @@ def _serve(model: Model, args: argparse.Namespace) -> int:
     from sslstudio.tool.server import ServerConfig, ToolServer
 
     ls = LabelStudioConfig(
-        url=args.label_studio_url, token=args.label_studio_token or LabelStudioConfig.token_from_env(),
-        from_name=args.from_name, to_name=args.to_name, data_key=args.data_key,
-    )  # fmt: skip
+        url=args.label_studio_url,
+        token=args.label_studio_token or LabelStudioConfig.token_from_env(),
+        from_name=args.from_name,
+        to_name=args.to_name,
+        data_key=args.data_key,
+    )
     cfg = ServerConfig(
-        host=args.host, port=args.port, token=args.token, label_studio=ls,
-        max_body_bytes=int(args.max_body_mb * (1 << 20)), allow_hosts=tuple(args.allow_host),
-    )  # fmt: skip
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        label_studio=ls,
+        max_body_bytes=int(args.max_body_mb * (1 << 20)),
+        allow_hosts=tuple(args.allow_host),
+    )
     index = NeighbourIndex(model.bundle.embeddings, approximate=args.approximate)
     server = ToolServer(model, index, cfg)
     kind = "approximate (usearch)" if index.approximate else "exact"
-    print(f"serving {model.bundle.source} on http://{args.host}:{server.port} "
-          f"({model.bundle.count} items, {kind} search; Ctrl-C stops)", file=sys.stderr)  # fmt: skip
+    print(
+        f"serving {model.bundle.source} on http://{args.host}:{server.port} "
+        f"({model.bundle.count} items, {kind} search; Ctrl-C stops)",
+        file=sys.stderr,
+    )
     try:
         server.serve_forever()
     finally:
@@ -205,8 +239,11 @@ def _view(model: Model, args: argparse.Namespace) -> int:
     from sslstudio.tool.viewer import show
 
     if not (args.images_root or model.bundle.items_root):
-        print("the bundle does not say where its images are (exported without "
-              "--absolute-paths): pass --images-root DIR to see the neighbours", file=sys.stderr)  # fmt: skip
+        print(
+            "the bundle does not say where its images are (exported without "
+            "--absolute-paths): pass --images-root DIR to see the neighbours",
+            file=sys.stderr,
+        )
     return show(
         model, NeighbourIndex(model.bundle.embeddings), args.image, args.k, args.images_root
     )

@@ -140,13 +140,25 @@ def _load(src: Source, max_total: int) -> Bundle:
     if clf_spec is not None:
         classifier = _classifier(data[needed["clf"]], clf_spec, dim, needed["clf"], src)
     version = "-".join(
-        [str(manifest.get("method", "model")), str(manifest.get("backbone", "onnx")),
-         files[needed["onnx"]][1][:12]]
-    )  # fmt: skip
+        [
+            str(manifest.get("method", "model")),
+            str(manifest.get("backbone", "onnx")),
+            files[needed["onnx"]][1][:12],
+        ]
+    )
     return Bundle(
-        src.name, manifest, spec, model, in_name, out_name, embeddings, paths, root, classifier,
+        src.name,
+        manifest,
+        spec,
+        model,
+        in_name,
+        out_name,
+        embeddings,
+        paths,
+        root,
+        classifier,
         version,
-    )  # fmt: skip
+    )
 
 
 def _manifest(src: Source) -> dict[str, Any]:

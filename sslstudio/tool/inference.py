@@ -1,6 +1,6 @@
 """The bundle's backbone on onnxruntime (CPU): files or bytes in, L2-normalised features out.
 
-Pixels come from ``sslstudio.imaging.decode_resized(path, S, square=True)``, the function the
+Pixels come from ``sslstudio.imaging.decode.decode_resized(path, S, square=True)``, the function the
 training cache used, so a training image embeds to its own bundled row. Decoding (Pillow
 releases the GIL) runs on a few threads one batch ahead of the runtime; a file that does not
 decode is reported and skipped, never the end of a folder run.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sslstudio.imaging import DecodeError, decode_resized, is_ignored_name, sniff_format
+from sslstudio.imaging.decode import DecodeError, decode_resized, is_ignored_name, sniff_format
 from sslstudio.tool.bundle import Bundle, Classifier
 
 
@@ -52,7 +52,7 @@ def list_images(folder: str | os.PathLike[str]) -> list[str]:
 
 def skipped_summary(skipped: Sequence[tuple[str, str]], total: int) -> str:
     """'3 of 10 files skipped (2 not an image, 1 truncated)'."""
-    from sslstudio.imaging import reason_category
+    from sslstudio.imaging.decode import reason_category
 
     counts: dict[str, int] = {}
     for _, reason in skipped:

@@ -100,8 +100,10 @@ def _node(buf: memoryview, depth: int) -> None:
         elif num == _NODE_ATTR:
             attributes.append(_bytes(value))
     if domain not in STANDARD_DOMAINS:
-        raise OnnxCheckError(f"operator {op!r} is in the custom domain {domain!r}; only the "
-                             "standard ONNX operators are allowed")  # fmt: skip
+        raise OnnxCheckError(
+            f"operator {op!r} is in the custom domain {domain!r}; only the "
+            "standard ONNX operators are allowed"
+        )
     for attr in attributes:
         for num, value in _fields(attr):
             if num in (_ATTR_T, _ATTR_TENSORS):
@@ -133,8 +135,10 @@ def _tensor(buf: memoryview) -> str:
         if num == _TENSOR_NAME:
             name = _text(value)
         elif num == _TENSOR_EXTERNAL or (num == _TENSOR_LOCATION and value == _EXTERNAL):
-            raise OnnxCheckError(f"tensor {name or '(unnamed)'!r} keeps its data in an external "
-                                 "file; export the model as one self-contained file")  # fmt: skip
+            raise OnnxCheckError(
+                f"tensor {name or '(unnamed)'!r} keeps its data in an external "
+                "file; export the model as one self-contained file"
+            )
     return name
 
 

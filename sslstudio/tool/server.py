@@ -34,7 +34,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from sslstudio.imaging import DecodeError
+from sslstudio.imaging.decode import DecodeError
 from sslstudio.tool.inference import Model, NotAnImage, ToolError
 from sslstudio.tool.labelstudio import LabelStudioConfig, TaskImageError, predict, read_data_uri
 from sslstudio.tool.search import NeighbourIndex
@@ -166,8 +166,11 @@ class _Handler(BaseHTTPRequestHandler):
         cfg = self.server.cfg
         host = self.headers.get("Host")
         if not host_allowed(host, cfg.host, self.server.port, cfg.allow_hosts):
-            raise HttpError(403, f"Host {host!r} is not this server (DNS rebinding defence); "
-                            "use --allow-host NAME for a name that should reach it")  # fmt: skip
+            raise HttpError(
+                403,
+                f"Host {host!r} is not this server (DNS rebinding defence); "
+                "use --allow-host NAME for a name that should reach it",
+            )
         if cfg.token and not _token_ok(self.headers.get("Authorization", ""), cfg.token):
             raise HttpError(401, "missing or wrong token: send 'Authorization: Token <token>'")
 
@@ -284,8 +287,11 @@ def _health(h: _Handler) -> dict[str, Any]:
 def _embed(h: _Handler) -> dict[str, Any]:
     data, _ = h._image_request()
     f = h._features(data)[0]
-    return {"model_version": h.server.model.bundle.model_version, "dim": len(f),
-            "embedding": [float(v) for v in f]}  # fmt: skip
+    return {
+        "model_version": h.server.model.bundle.model_version,
+        "dim": len(f),
+        "embedding": [float(v) for v in f],
+    }
 
 
 def _query(h: _Handler) -> dict[str, Any]:

@@ -40,8 +40,10 @@ def check_relative(name: Any, where: str) -> str:
         or any(p in ("", ".", "..") for p in parts)
         or "/".join(parts) != name
     ):
-        raise BundleError(f"{where}/manifest.json: path {name!r} is absolute, contains '..' or "
-                          "is not a plain relative POSIX path")  # fmt: skip
+        raise BundleError(
+            f"{where}/manifest.json: path {name!r} is absolute, contains '..' or "
+            "is not a plain relative POSIX path"
+        )
     return name
 
 
@@ -71,8 +73,9 @@ class Source:
         """Hash the file (size first, it is free); return its bytes when ``keep``."""
         actual = self.size(name)
         if actual != size:
-            raise BundleError(f"{self.name}/{name}: {actual} bytes, manifest says {size} "
-                              "(truncated or altered)")  # fmt: skip
+            raise BundleError(
+                f"{self.name}/{name}: {actual} bytes, manifest says {size} (truncated or altered)"
+            )
         h, parts, total = hashlib.sha256(), [], 0
         try:
             with self.open(name) as f:
@@ -84,8 +87,10 @@ class Source:
         except _READ_ERRORS as e:
             raise BundleError(f"{self.name}/{name}: unreadable ({type(e).__name__}: {e})") from e
         if total != size or h.hexdigest() != digest:
-            raise BundleError(f"{self.name}/{name}: sha256 differs from the manifest "
-                              "(the file was altered or damaged)")  # fmt: skip
+            raise BundleError(
+                f"{self.name}/{name}: sha256 differs from the manifest "
+                "(the file was altered or damaged)"
+            )
         return b"".join(parts) if keep else None
 
     def check_safetensors_header(self, name: str, size: int) -> None:

@@ -40,7 +40,7 @@ def thumbnail(root: str | None, rel: str) -> np.ndarray | None:
         check_relative(rel, "items.json")
     except BundleError:
         return None  # a path leaving the root is not opened, even for a picture
-    from sslstudio.imaging import DecodeError, decode_resized
+    from sslstudio.imaging.decode import DecodeError, decode_resized
 
     try:
         return decode_resized(os.path.join(root, rel), THUMB, square=True)
@@ -70,10 +70,12 @@ def build_window(
             img = QtGui.QImage(rgb.data, w, h, 3 * w, fmt).copy()  # copy: own the pixels
             pic.setPixmap(
                 QtGui.QPixmap.fromImage(img).scaled(
-                    side, side, QtCore.Qt.AspectRatioMode.KeepAspectRatio,
+                    side,
+                    side,
+                    QtCore.Qt.AspectRatioMode.KeepAspectRatio,
                     QtCore.Qt.TransformationMode.SmoothTransformation,
                 )
-            )  # fmt: skip
+            )
         text = QtWidgets.QLabel(caption)
         text.setObjectName("caption")
         text.setWordWrap(True)

@@ -9,11 +9,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sslstudio.cli import main
-from sslstudio.core.runs import read_metrics
+from sslstudio.cli.main import main
+from sslstudio.core.train.runs import read_metrics
 from tests.shapes import make_shapes_folder
 
-TINY = ["--backbone", "tiny_cnn", "--image-size", "16", "--batch-size", "8", "--threads", "1", "--quiet"]
+TINY = [
+    "--backbone",
+    "tiny_cnn",
+    "--image-size",
+    "16",
+    "--batch-size",
+    "8",
+    "--threads",
+    "1",
+    "--quiet",
+]
 
 
 def test_train_embed_eval_end_to_end(tiny_folder, tmp_path, capsys):
@@ -51,7 +61,9 @@ def test_train_embed_eval_end_to_end(tiny_folder, tmp_path, capsys):
         (["scan", "/no/such/folder"], "no/such/folder"),
     ],
 )
-def test_bad_input_gives_one_clear_line_and_nonzero_exit(argv, message, tiny_folder, tmp_path, capsys):
+def test_bad_input_gives_one_clear_line_and_nonzero_exit(
+    argv, message, tiny_folder, tmp_path, capsys
+):
     argv = [a.format(folder=tiny_folder, tmp=tmp_path) for a in argv]
     code = main(argv)
     err = capsys.readouterr().err
@@ -86,8 +98,13 @@ def test_methods_lists_each_with_its_defaults_and_the_papers_recipe(capsys):
 
 def _spawn(args, home):
     env = {**os.environ, "SSLSTUDIO_HOME": str(home), "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "sslstudio", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "sslstudio", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def _wait_for(pred, timeout=120.0):
@@ -101,13 +118,17 @@ def _wait_for(pred, timeout=120.0):
 
 @pytest.fixture
 def medium_folder(tmp_path):
-    return make_shapes_folder(tmp_path / "medium", per_class=40, size=24, shapes=("circle", "square"))
+    return make_shapes_folder(
+        tmp_path / "medium", per_class=40, size=24, shapes=("circle", "square")
+    )
 
 
 @pytest.mark.slow
 def test_ctrl_c_checkpoints_prints_resume_and_exits_130(medium_folder, tmp_path, isolated_home):
     run = tmp_path / "run"
-    proc = _spawn(["train", str(medium_folder), *TINY, "--epochs", "500", "--out", str(run)], isolated_home)
+    proc = _spawn(
+        ["train", str(medium_folder), *TINY, "--epochs", "500", "--out", str(run)], isolated_home
+    )
     assert _wait_for(lambda: sum(r["kind"] == "step" for r in read_metrics(run)) >= 2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
@@ -121,9 +142,21 @@ def test_ctrl_c_checkpoints_prints_resume_and_exits_130(medium_folder, tmp_path,
 @pytest.mark.slow
 def test_sigkill_mid_run_then_resume_finishes(medium_folder, tmp_path, isolated_home):
     run = tmp_path / "run"
-    args = ["train", str(medium_folder), *TINY, "--epochs", "3", "--checkpoint-every", "5", "--out", str(run)]
+    args = [
+        "train",
+        str(medium_folder),
+        *TINY,
+        "--epochs",
+        "3",
+        "--checkpoint-every",
+        "5",
+        "--out",
+        str(run),
+    ]
     proc = _spawn(args, isolated_home)
-    assert _wait_for(lambda: any(p.name.startswith("step_") for p in (run / "checkpoints").glob("*")))
+    assert _wait_for(
+        lambda: any(p.name.startswith("step_") for p in (run / "checkpoints").glob("*"))
+    )
     assert _wait_for(lambda: sum(r["kind"] == "step" for r in read_metrics(run)) >= 7)
     proc.kill()
     proc.wait(timeout=30)
@@ -137,12 +170,16 @@ def test_sigkill_mid_run_then_resume_finishes(medium_folder, tmp_path, isolated_
 
 
 def test_a_method_trains_with_its_own_optimiser_defaults_unless_flags_say_otherwise():
-    from sslstudio.cli import build_parser, config_from_args
+    from sslstudio.cli.main import build_parser, config_from_args
 
     parse = build_parser().parse_args
-    mae = config_from_args(parse(["train", "/tmp", "--method", "mae", "--backbone", "vit_tiny"])).optim
+    mae = config_from_args(
+        parse(["train", "/tmp", "--method", "mae", "--backbone", "vit_tiny"])
+    ).optim
     assert (mae.optimizer, mae.lr, mae.weight_decay) == ("adamw", 7.5e-4, 0.05)
     simclr = config_from_args(parse(["train", "/tmp"])).optim
     assert (simclr.optimizer, simclr.lr, simclr.weight_decay) == ("adamw", 2e-3, 1e-4)
-    mine = config_from_args(parse(["train", "/tmp", "--method", "mae", "--lr", "0.01", "--optimizer", "sgd"])).optim
+    mine = config_from_args(
+        parse(["train", "/tmp", "--method", "mae", "--lr", "0.01", "--optimizer", "sgd"])
+    ).optim
     assert (mine.optimizer, mine.lr, mine.weight_decay) == ("sgd", 0.01, 0.05)

@@ -3,13 +3,13 @@ import json
 
 import pytest
 
-from sslstudio.cli import main
+from sslstudio.cli.main import main
 from tests.shapes import make_shapes_folder, tiny_config
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, module_home):
-    from sslstudio.core.trainer import train
+    from sslstudio.core.train.trainer import train
 
     base = tmp_path_factory.mktemp("cli-explore")
     folder = make_shapes_folder(base / "shapes", per_class=8, size=24, shapes=("circle", "square"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import zipfile
 
-from sslstudio.cli import main
+from sslstudio.cli.main import main
 from tests.core.test_export import make_trained_run
 
 

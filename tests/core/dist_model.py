@@ -14,7 +14,9 @@ def tiny_groupnorm_simclr() -> nn.Module:
     """SimCLR on tiny_cnn with GroupNorm (per-sample statistics: the same on any split of the
     batch) and no BatchNorm in the head, from a fixed seed."""
     torch.manual_seed(0)
-    method = build_method(RunConfig(backbone="tiny_cnn", image_size=16, method_options={"temperature": 0.2}))
+    method = build_method(
+        RunConfig(backbone="tiny_cnn", image_size=16, method_options={"temperature": 0.2})
+    )
     batchnorm_to_groupnorm(method)
     for module in list(method.modules()):
         for child_name, child in list(module.named_children()):

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from sslstudio.core import distributed  # noqa: E402
+from sslstudio.core.train import distributed  # noqa: E402
 from tests.core.dist_model import global_views, tiny_groupnorm_simclr  # noqa: E402
 
 
@@ -26,7 +26,9 @@ def main(out: str) -> None:
     loss, _ = method.training_step([v[rows] for v in views])
     loss.backward()
     distributed.average_gradients(method)
-    tensors = {f"grad.{n}": p.grad.contiguous() for n, p in method.named_parameters() if p.grad is not None}
+    tensors = {
+        f"grad.{n}": p.grad.contiguous() for n, p in method.named_parameters() if p.grad is not None
+    }
     tensors["loss"] = distributed.mean_over_ranks(loss).reshape(1)
     save_file(tensors, str(Path(out) / f"rank{world.rank}.safetensors"))
     distributed.barrier()

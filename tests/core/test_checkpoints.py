@@ -4,12 +4,14 @@ import os
 import pytest
 import torch
 
-from sslstudio.core import checkpoints as ckpt
-from sslstudio.core.errors import CheckpointError
+from sslstudio.core.train import checkpoints as ckpt
+from sslstudio.errors import CheckpointError
 
 
 def _save(run, name, step, value=1.0):
-    return ckpt.save_checkpoint(run, name, {"w": torch.full((3,), value)}, {"optimizer": {"lr": 0.1}}, {"step": step})
+    return ckpt.save_checkpoint(
+        run, name, {"w": torch.full((3,), value)}, {"optimizer": {"lr": 0.1}}, {"step": step}
+    )
 
 
 def test_round_trip_and_newest_first(tmp_path):
@@ -48,7 +50,9 @@ def test_failed_save_leaves_previous_intact_and_no_temp(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(torch, "save", disk_full)
-    with pytest.raises(CheckpointError, match="No space left on device.*previous checkpoint is intact"):
+    with pytest.raises(
+        CheckpointError, match="No space left on device.*previous checkpoint is intact"
+    ):
         _save(tmp_path, "step_0000004", 4)
     monkeypatch.setattr(torch, "save", real)
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step_0000002"]
@@ -75,7 +79,9 @@ def test_stray_temp_folders_are_cleaned_and_ignored(tmp_path):
 def test_resave_same_name_and_prune(tmp_path):
     _save(tmp_path, "final", 9, 1.0)
     _save(tmp_path, "final", 9, 5.0)
-    assert torch.equal(ckpt.load_checkpoint(tmp_path / "checkpoints" / "final")[0]["w"], torch.full((3,), 5.0))
+    assert torch.equal(
+        ckpt.load_checkpoint(tmp_path / "checkpoints" / "final")[0]["w"], torch.full((3,), 5.0)
+    )
     for s in range(1, 6):
         _save(tmp_path, f"step_{s:07d}", s)
     ckpt.prune(tmp_path, keep=2)

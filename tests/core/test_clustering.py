@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sslstudio.core.clustering import spherical_kmeans
+from sslstudio.core.maths.clustering import spherical_kmeans
 
 
 def test_kmeans_recovers_well_separated_clusters():

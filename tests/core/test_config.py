@@ -4,11 +4,16 @@ import json
 import pytest
 
 from sslstudio.config import AugmentConfig, RunConfig, validate
-from sslstudio.core.errors import ConfigError
+from sslstudio.errors import ConfigError
 
 
 def test_json_round_trip(tmp_path):
-    cfg = RunConfig(data_root=str(tmp_path), image_size=48, augment=AugmentConfig(hue=0.05), method_options={"temperature": 0.3})
+    cfg = RunConfig(
+        data_root=str(tmp_path),
+        image_size=48,
+        augment=AugmentConfig(hue=0.05),
+        method_options={"temperature": 0.3},
+    )
     (tmp_path / "c.json").write_text(cfg.to_json())
     back = RunConfig.load(tmp_path / "c.json")
     assert back == cfg

@@ -1,6 +1,6 @@
 import torch
 
-from sslstudio.core.device import describe, pick_device
+from sslstudio.core.train.device import describe, pick_device
 
 
 def test_cpu_fallback_with_a_visible_notice(monkeypatch):

@@ -13,8 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sslstudio.core import distributed
-from sslstudio.core.errors import ConfigError
+from sslstudio.core.train import distributed
+from sslstudio.errors import ConfigError
 from sslstudio.core.losses.ntxent import NTXentLoss
 from tests.core.dist_model import global_views, tiny_groupnorm_simclr
 
@@ -31,10 +31,23 @@ def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path):
     port = _free_port()
     procs = []
     for rank in range(2):
-        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank),
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
-        procs.append(subprocess.Popen([sys.executable, str(ROOT / "tests/core/dist_worker.py"), str(tmp_path)],
-                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+        env = {
+            **os.environ,
+            "RANK": str(rank),
+            "WORLD_SIZE": "2",
+            "LOCAL_RANK": str(rank),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "OMP_NUM_THREADS": "1",
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(ROOT / "tests/core/dist_worker.py"), str(tmp_path)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+        )
     for p in procs:
         out, _ = p.communicate(timeout=120)
         assert p.returncode == 0, out.decode(errors="replace")[-3000:]
@@ -58,7 +71,9 @@ def test_ntxent_with_an_identity_gather_is_the_plain_loss():
     g = torch.Generator().manual_seed(0)
     z0, z1 = torch.randn(6, 8, generator=g), torch.randn(6, 8, generator=g)
     loss = NTXentLoss(0.3)
-    assert loss(z0, z1, gather=lambda x: (x, 0)).item() == pytest.approx(loss(z0, z1).item(), abs=1e-6)
+    assert loss(z0, z1, gather=lambda x: (x, 0)).item() == pytest.approx(
+        loss(z0, z1).item(), abs=1e-6
+    )
 
 
 def test_methods_with_batch_wide_state_are_refused_under_distributed():
@@ -74,25 +89,61 @@ def test_init_outside_torchrun_says_how_to_start(monkeypatch):
         distributed.init_from_env()
 
 
-def test_sslstudio_train_distributed_runs_two_ranks_into_one_run_that_resumes_alone(tiny_folder, tmp_path):
+def test_sslstudio_train_distributed_runs_two_ranks_into_one_run_that_resumes_alone(
+    tiny_folder, tmp_path
+):
     """`sslstudio train --distributed` as torchrun starts it: rank 0 writes one run folder and one
     log; the checkpoint's global plan resumes in a single process."""
     import json
 
-    from sslstudio.core import checkpoints as ckpt
+    from sslstudio.core.train import checkpoints as ckpt
     from sslstudio.core.events import RunFinished
-    from sslstudio.core.runs import load_run_config, read_metrics
-    from sslstudio.core.trainer import train
+    from sslstudio.core.train.runs import load_run_config, read_metrics
+    from sslstudio.core.train.trainer import train
 
     port, run = _free_port(), tmp_path / "run"
-    args = [sys.executable, "-m", "sslstudio", "train", str(tiny_folder), "--distributed", "--method", "simclr",
-            "--backbone", "tiny_cnn", "--image-size", "16", "--batch-size", "8", "--epochs", "1",
-            "--checkpoint-every", "2", "--monitor-every", "2", "--threads", "1", "--out", str(run), "--quiet"]
+    args = [
+        sys.executable,
+        "-m",
+        "sslstudio",
+        "train",
+        str(tiny_folder),
+        "--distributed",
+        "--method",
+        "simclr",
+        "--backbone",
+        "tiny_cnn",
+        "--image-size",
+        "16",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "1",
+        "--checkpoint-every",
+        "2",
+        "--monitor-every",
+        "2",
+        "--threads",
+        "1",
+        "--out",
+        str(run),
+        "--quiet",
+    ]
     procs = []
     for rank in range(2):
-        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank),
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-        procs.append(subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+        env = {
+            **os.environ,
+            "RANK": str(rank),
+            "WORLD_SIZE": "2",
+            "LOCAL_RANK": str(rank),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+        procs.append(
+            subprocess.Popen(
+                args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            )
+        )
     outs = [p.communicate(timeout=180)[0].decode(errors="replace") for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert "finished 3 steps" in outs[0] and "finished" not in outs[1]  # rank 0 reports
@@ -115,23 +166,53 @@ def test_a_budget_is_planned_on_rank_0_and_kept_by_every_rank(tiny_folder, tmp_p
     import json
     import time
 
-    from sslstudio.core.runs import read_metrics
+    from sslstudio.core.train.runs import read_metrics
 
     port, run = _free_port(), tmp_path / "run"
-    args = [sys.executable, "-m", "sslstudio", "train", str(tiny_folder), "--distributed", "--budget", "40s",
-            "--backbone", "tiny_cnn", "--image-size", "16", "--batch-size", "8", "--threads", "1",
-            "--out", str(run), "--quiet"]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "sslstudio",
+        "train",
+        str(tiny_folder),
+        "--distributed",
+        "--budget",
+        "40s",
+        "--backbone",
+        "tiny_cnn",
+        "--image-size",
+        "16",
+        "--batch-size",
+        "8",
+        "--threads",
+        "1",
+        "--out",
+        str(run),
+        "--quiet",
+    ]
     procs, t0 = [], time.monotonic()
     for rank in range(2):
-        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank),
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}  # fmt: skip
-        procs.append(subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+        env = {
+            **os.environ,
+            "RANK": str(rank),
+            "WORLD_SIZE": "2",
+            "LOCAL_RANK": str(rank),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+        procs.append(
+            subprocess.Popen(
+                args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            )
+        )
     outs = [p.communicate(timeout=240)[0].decode(errors="replace") for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert "finished" in outs[0] and "finished" not in outs[1]
     plan = json.loads((run / "budget.json").read_text())
     cfg = json.loads((run / "config.json").read_text())
-    assert cfg["time_budget_s"] > 0 and cfg["backbone"] == "tiny_cnn" and cfg["batch_size"] == 8  # flags kept
+    assert (
+        cfg["time_budget_s"] > 0 and cfg["backbone"] == "tiny_cnn" and cfg["batch_size"] == 8
+    )  # flags kept
     assert plan["config"]["time_budget_s"] == cfg["time_budget_s"]
     steps = [r["step"] for r in read_metrics(run) if r["kind"] == "step"]
     assert steps == list(range(len(steps))) and len(steps) > 3  # one log, every step once

@@ -1,6 +1,6 @@
 import pytest
 
-from sslstudio.core.ema import MomentumSchedule, momentum_at
+from sslstudio.core.models.ema import MomentumSchedule, momentum_at
 
 
 def test_momentum_schedule_reports_the_coming_update_and_counts_updates():

@@ -17,12 +17,12 @@ import torch
 from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file
 
-from sslstudio.core import export as ex
-from sslstudio.core.embed import load_method
-from sslstudio.core.errors import CheckpointError
-from sslstudio.core.export_formats import ExportError, family_file
+from sslstudio.core.export import bundle as ex
+from sslstudio.core.explore.embed import load_method
+from sslstudio.errors import CheckpointError
+from sslstudio.core.export.formats import ExportError, family_file
 from sslstudio.core.transforms.presets import preset
-from sslstudio.imaging import decode_resized
+from sslstudio.imaging.decode import decode_resized
 from tests.shapes import make_shapes_folder, tiny_config
 
 REL_TOL = 1e-4
@@ -30,7 +30,7 @@ REL_TOL = 1e-4
 
 def make_trained_run(base: Path, **over) -> Path:
     """A tiny_cnn run at 16 px over 2 x 12 generated images (about a second on a CPU)."""
-    from sslstudio.core.trainer import train
+    from sslstudio.core.train.trainer import train
 
     folder = base / "shapes"
     if not folder.exists():
@@ -181,9 +181,13 @@ def test_resnet18_family_file_loads_strictly_into_torchvision(tmp_path_factory, 
 
     base = tmp_path_factory.mktemp("resnet")
     run = make_trained_run(
-        base, backbone="resnet18", small_stem="off", image_size=32, max_steps=1,
+        base,
+        backbone="resnet18",
+        small_stem="off",
+        image_size=32,
+        max_steps=1,
         augment=preset("natural", 32),
-    )  # fmt: skip
+    )
     out = ex.export_bundle(run, base / "bundle")
     m = json.loads((out / "manifest.json").read_text())
     fam = m["family"]

@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from sslstudio.core import checkpoints as ckpt
-from sslstudio.core import deadline as deadline_mod
-from sslstudio.core import trainer
-from sslstudio.core.deadline import Deadline, parse_duration
-from sslstudio.core.errors import ConfigError
+from sslstudio.core.train import checkpoints as ckpt
+from sslstudio.core.train import deadline as deadline_mod
+from sslstudio.core.train import trainer
+from sslstudio.core.train.deadline import Deadline, parse_duration
+from sslstudio.errors import ConfigError
 from sslstudio.core.events import MonitorLogged, PlanRevised, RunFailed, RunFinished, StepLogged
-from sslstudio.core.plan import lr_schedule, make_plan, position, revise
-from sslstudio.core.runs import read_metrics
-from sslstudio.core.stepping import is_out_of_memory, recommendation
-from sslstudio.core.trainer import train
+from sslstudio.core.train.plan import lr_schedule, make_plan, position, revise
+from sslstudio.core.train.runs import read_metrics
+from sslstudio.core.train.stepping import is_out_of_memory, recommendation
+from sslstudio.core.train.trainer import train
 from tests.shapes import tiny_config
 
 
@@ -38,7 +38,9 @@ def test_a_budget_revision_relays_the_schedule_so_it_still_ends_on_its_final_val
     assert len(longer) == 200 and longer[-1] == pytest.approx(base[-1])
 
 
-def test_a_smaller_batch_rescales_the_rate_keeps_the_images_to_see_and_starts_a_fresh_epoch(tmp_path):
+def test_a_smaller_batch_rescales_the_rate_keeps_the_images_to_see_and_starts_a_fresh_epoch(
+    tmp_path,
+):
     cfg = tiny_config(tmp_path, epochs=10)
     plan = _plan(cfg)  # batch 8, 12 steps/epoch
     half = revise(plan, 17, "out of memory at batch 8", batch_size=4)
@@ -71,8 +73,18 @@ def test_deadline_shrinks_a_plan_that_would_overrun_and_grows_an_early_idle_one(
     assert Deadline(budget_s=0).revised_total(29, 100) is None
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("10m", 600), ("1.5h", 5400), ("1h30m", 5400),
-                                               ("10 min", 600), ("25", 1500), ("overnight", 36000)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90s", 90),
+        ("10m", 600),
+        ("1.5h", 5400),
+        ("1h30m", 5400),
+        ("10 min", 600),
+        ("25", 1500),
+        ("overnight", 36000),
+    ],
+)
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
@@ -97,7 +109,9 @@ def _oom_above(limit, monkeypatch):
     return seen
 
 
-def test_out_of_memory_backs_off_to_a_batch_that_fits_and_records_it(tiny_folder, tmp_path, monkeypatch):
+def test_out_of_memory_backs_off_to_a_batch_that_fits_and_records_it(
+    tiny_folder, tmp_path, monkeypatch
+):
     seen = _oom_above(2, monkeypatch)
     cfg = tiny_config(tiny_folder, tmp_path / "run", epochs=1)  # 24 images, batch 8: 3 steps
     events = list(train(cfg))
@@ -147,8 +161,13 @@ def test_a_resumed_run_after_a_revision_equals_the_straight_one(tiny_folder, tmp
         first.append(e)
         if isinstance(e, StepLogged) and e.step == 4:
             stop.set()
-    rest = [e for e in train(dataclasses.replace(cfg, out=str(tmp_path / "b")), resume_from=tmp_path / "b")
-            if isinstance(e, StepLogged)]
+    rest = [
+        e
+        for e in train(
+            dataclasses.replace(cfg, out=str(tmp_path / "b")), resume_from=tmp_path / "b"
+        )
+        if isinstance(e, StepLogged)
+    ]
     resumed = [e for e in first if isinstance(e, StepLogged)] + rest
     assert [e.step for e in resumed] == [e.step for e in straight]
     assert [e.loss for e in resumed] == pytest.approx([e.loss for e in straight], abs=1e-5)
@@ -156,7 +175,11 @@ def test_a_resumed_run_after_a_revision_equals_the_straight_one(tiny_folder, tmp
 
 
 def test_time_budget_revisions_end_the_run_early_and_are_logged(tiny_folder, tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer.Deadline, "revised_total", lambda self, step, total, cost=None: 5 if step == 2 else None)
+    monkeypatch.setattr(
+        trainer.Deadline,
+        "revised_total",
+        lambda self, step, total, cost=None: 5 if step == 2 else None,
+    )
     cfg = tiny_config(tiny_folder, tmp_path / "run", epochs=4, time_budget_s=60.0)
     events = list(train(cfg))
     rev = [e for e in events if isinstance(e, PlanRevised)]
@@ -167,7 +190,9 @@ def test_time_budget_revisions_end_the_run_early_and_are_logged(tiny_folder, tmp
     assert ckpt.read_meta(tmp_path / "run" / "checkpoints" / "final")["train_seconds"] > 0
 
 
-def test_the_best_checkpoint_by_the_quality_signal_is_kept_and_recommended(tiny_folder, tmp_path, monkeypatch):
+def test_the_best_checkpoint_by_the_quality_signal_is_kept_and_recommended(
+    tiny_folder, tmp_path, monkeypatch
+):
     scores = iter([0.5, 0.9, 0.6, 0.4])  # step 0 (random init), 2, 4, final (6)
     real = trainer.run_probe
 
@@ -190,7 +215,13 @@ def test_the_best_checkpoint_by_the_quality_signal_is_kept_and_recommended(tiny_
 
 
 def test_recommendation_says_when_training_did_not_beat_random_init():
-    sel = {"signal": "view_top1", "reference": {"view_top1": 0.8}, "best_score": 0.6, "best_step": 10, "n": 512}
+    sel = {
+        "signal": "view_top1",
+        "reference": {"view_top1": 0.8},
+        "best_score": 0.6,
+        "best_step": 10,
+        "n": 512,
+    }
     path, why = recommendation(sel, 0.5, "final", "best")
     assert path == "best" and "not better than random init" in why and "0.600 vs 0.800" in why
     # a best within the probe's noise of the end (2 SE on 512 images ~ 0.044) is not worth an early step
@@ -205,7 +236,7 @@ def test_view_retrieval_scores_collapse_low_and_a_random_network_higher(tiny_fol
     from sslstudio.core.data.cache import build_cache
     from sslstudio.core.data.scan import scan_folder
     from sslstudio.core.methods import build_method
-    from sslstudio.core.monitor import view_retrieval
+    from sslstudio.core.train.monitor import view_retrieval
     from sslstudio.core.transforms.presets import preset
 
     data = build_cache(scan_folder(tiny_folder), 24, tiny_folder.parent / "cache")

@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from sslstudio.config import validate
-from sslstudio.core import checkpoints as ckpt
-from sslstudio.core import deadline as deadline_mod
-from sslstudio.core import trainer as trainer_mod
-from sslstudio.core.deadline import Deadline, _last_fitting
-from sslstudio.core.errors import ConfigError
+from sslstudio.core.train import checkpoints as ckpt
+from sslstudio.core.train import deadline as deadline_mod
+from sslstudio.core.train import trainer as trainer_mod
+from sslstudio.core.train.deadline import Deadline, _last_fitting
+from sslstudio.errors import ConfigError
 from sslstudio.core.events import MonitorLogged, PlanRevised, RunStopped, StepLogged
-from sslstudio.core.plan import make_plan, revise
-from sslstudio.core.resizing import (
+from sslstudio.core.train.plan import make_plan, revise
+from sslstudio.core.train.resizing import (
     FIXED_COST,
     FULL,
     HOLD,
@@ -28,7 +28,7 @@ from sslstudio.core.resizing import (
     sizes_of_rest,
     steps_left,
 )
-from sslstudio.core.trainer import train
+from sslstudio.core.train.trainer import train
 from tests.shapes import tiny_config
 
 
@@ -44,7 +44,9 @@ def test_size_holds_then_grows_in_quanta_then_stays_full():
 def test_schedule_is_full_size_when_off_and_follows_revisions(tmp_path):
     cfg = tiny_config(tmp_path, image_size=32)
     plan = make_plan(cfg, 1000, 1)
-    assert (size_schedule(plan, cfg) == 32).all() and len(size_schedule(plan, cfg)) == plan["total_steps"]
+    assert (size_schedule(plan, cfg) == 32).all() and len(size_schedule(plan, cfg)) == plan[
+        "total_steps"
+    ]
     cfg = dataclasses.replace(cfg, progressive_from=16, epochs=10)
     plan = make_plan(cfg, 1000, 1)  # 125 steps
     before = size_schedule(plan, cfg)
@@ -55,24 +57,40 @@ def test_schedule_is_full_size_when_off_and_follows_revisions(tmp_path):
 
 
 def test_cost_model_measured_costs_and_what_a_run_costs(tmp_path):
-    assert relative_cost(32, 32) == pytest.approx(1.0) and relative_cost(16, 32) == pytest.approx(FIXED_COST + (1 - FIXED_COST) / 4)
+    assert relative_cost(32, 32) == pytest.approx(1.0) and relative_cost(16, 32) == pytest.approx(
+        FIXED_COST + (1 - FIXED_COST) / 4
+    )
     assert mean_cost(0, 32) == 1.0 and FIXED_COST < mean_cost(16, 32) < 0.8
     timed = {16: 0.5, 32: 1.0}  # linear in area between timed sizes, exact at them
     assert seconds_between(16, timed) == 0.5 and seconds_between(32, timed) == 1.0
-    assert seconds_between(24, timed) == pytest.approx(0.5 + 0.5 * (24**2 - 16**2) / (32**2 - 16**2))
-    assert seconds_between(8, timed) > 0 and seconds_between(48, timed) > 1.0  # beyond: along the line
-    assert seconds_between(64, {32: 1.0}) == pytest.approx(1.0 / relative_cost(32, 64))  # one: the model
+    assert seconds_between(24, timed) == pytest.approx(
+        0.5 + 0.5 * (24**2 - 16**2) / (32**2 - 16**2)
+    )
+    assert (
+        seconds_between(8, timed) > 0 and seconds_between(48, timed) > 1.0
+    )  # beyond: along the line
+    assert seconds_between(64, {32: 1.0}) == pytest.approx(
+        1.0 / relative_cost(32, 64)
+    )  # one: the model
     sizes = size_at(np.linspace(0.0, 1.0, 1001), 16, 32)
     want = np.mean([seconds_between(int(z), timed) for z in sizes])
-    assert mean_cost(16, 32, timed) == pytest.approx(want) and mean_cost(16, 32, timed) != mean_cost(16, 32)
+    assert mean_cost(16, 32, timed) == pytest.approx(want) and mean_cost(
+        16, 32, timed
+    ) != mean_cost(16, 32)
     cfg = dataclasses.replace(tiny_config(tmp_path, image_size=32), progressive_from=16, epochs=10)
     plan = make_plan(cfg, 1000, 1)
     assert sizes_of_rest(plan, dataclasses.replace(cfg, progressive_from=0)) is None
     rest = sizes_of_rest(plan, cfg)
     assert (rest(0, plan["total_steps"]) == size_schedule(plan, cfg)).all()
-    assert len(rest(40, 100)) == 60 and rest(40, 100)[-1] == 32 and rest(40, 100)[0] == size_schedule(plan, cfg)[40]
+    assert (
+        len(rest(40, 100)) == 60
+        and rest(40, 100)[-1] == 32
+        and rest(40, 100)[0] == size_schedule(plan, cfg)[40]
+    )
     full = size_schedule(plan, cfg)
-    assert steps_left(full, 0, len(full), 32) > len(full) - 1  # later steps cost more than the first
+    assert (
+        steps_left(full, 0, len(full), 32) > len(full) - 1
+    )  # later steps cost more than the first
     assert steps_left(np.full(10, 32), 3, 10, 32) == 6
 
 
@@ -94,18 +112,26 @@ def _ticking(monkeypatch):
 def test_deadline_prices_the_steps_to_come_by_size(monkeypatch):
     now = _ticking(monkeypatch)
     clock = Deadline(budget_s=200.0, final_size=32, measured={16: 0.25, 32: 1.0})
-    for s in range(1, 44):  # 16 px steps of 0.5 s: twice what the planner timed (another program runs)
+    for s in range(
+        1, 44
+    ):  # 16 px steps of 0.5 s: twice what the planner timed (another program runs)
         now[0] += 0.5
         clock.step_done(s, 16)
     assert clock.pace() == pytest.approx(0.5) and clock.seconds_at(16) == pytest.approx(0.5)
-    assert clock.seconds_at(32) == pytest.approx(2.0)  # not seen yet: the timed ratio, scaled to the pace
+    assert clock.seconds_at(32) == pytest.approx(
+        2.0
+    )  # not seen yet: the timed ratio, scaled to the pace
     left = 200.0 - 21.5 - 1.0
-    assert clock.revised_total(43, 1000, lambda a, end: np.full(end - a, 16)) == 43 + int(left / 0.5)
+    assert clock.revised_total(43, 1000, lambda a, end: np.full(end - a, 16)) == 43 + int(
+        left / 0.5
+    )
     again = Deadline(budget_s=200.0, final_size=32, measured={16: 0.25, 32: 1.0})
     for s in range(1, 44):
         now[0] += 0.5
         again.step_done(s, 16)
-    assert again.revised_total(43, 1000, lambda a, end: np.full(end - a, 32)) == 43 + int(left / 2.0)
+    assert again.revised_total(43, 1000, lambda a, end: np.full(end - a, 32)) == 43 + int(
+        left / 2.0
+    )
     for s in range(44, 50):  # 32 px steps seen: their own time wins over the estimate
         now[0] += 1.5
         again.step_done(s, 32)
@@ -135,7 +161,14 @@ def test_progressive_from_must_be_below_image_size_and_needs_a_cnn(tiny_folder, 
         validate(tiny_config(tiny_folder, image_size=16, progressive_from=16))
     with pytest.raises(ConfigError, match="progressive_from"):
         validate(tiny_config(tiny_folder, image_size=32, progressive_from=4))
-    vit = tiny_config(tiny_folder, tmp_path / "v", method="mae", backbone="vit_tiny", image_size=32, progressive_from=16)
+    vit = tiny_config(
+        tiny_folder,
+        tmp_path / "v",
+        method="mae",
+        backbone="vit_tiny",
+        image_size=32,
+        progressive_from=16,
+    )
     with pytest.raises(ConfigError, match="convolutional backbone"):
         next(train(vit))
     assert not (tmp_path / "v").exists()  # refused before a run folder exists
@@ -153,10 +186,19 @@ def _sizes_trained(monkeypatch):
     return seen
 
 
-def test_a_progressive_run_trains_small_first_probes_and_ends_at_full_size(tiny_folder, tmp_path, monkeypatch):
+def test_a_progressive_run_trains_small_first_probes_and_ends_at_full_size(
+    tiny_folder, tmp_path, monkeypatch
+):
     seen = _sizes_trained(monkeypatch)
-    cfg = tiny_config(tiny_folder, tmp_path / "r", image_size=24, progressive_from=12, epochs=10, checkpoint_every=100,
-                      monitor_every=10)
+    cfg = tiny_config(
+        tiny_folder,
+        tmp_path / "r",
+        image_size=24,
+        progressive_from=12,
+        epochs=10,
+        checkpoint_every=100,
+        monitor_every=10,
+    )
     events = list(train(cfg))
     assert len(seen) == 30 and seen[0] == 12 and seen[-1] == 24 and seen == sorted(seen)
     assert set(seen) == {12, 16, 20, 24}
@@ -165,10 +207,16 @@ def test_a_progressive_run_trains_small_first_probes_and_ends_at_full_size(tiny_
     assert any(isinstance(e, MonitorLogged) for e in events)  # probes embed at the full size
 
 
-def test_progressive_run_stopped_and_resumed_equals_uninterrupted(tiny_folder, tmp_path, monkeypatch):
+def test_progressive_run_stopped_and_resumed_equals_uninterrupted(
+    tiny_folder, tmp_path, monkeypatch
+):
     over = {"image_size": 24, "progressive_from": 12, "epochs": 4, "checkpoint_every": 3}
     seen = _sizes_trained(monkeypatch)
-    straight = [e.loss for e in train(tiny_config(tiny_folder, tmp_path / "a", **over)) if isinstance(e, StepLogged)]
+    straight = [
+        e.loss
+        for e in train(tiny_config(tiny_folder, tmp_path / "a", **over))
+        if isinstance(e, StepLogged)
+    ]
     sizes_straight = list(seen)
     seen.clear()
     stop = threading.Event()
@@ -187,11 +235,23 @@ def test_progressive_run_stopped_and_resumed_equals_uninterrupted(tiny_folder, t
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def test_a_time_budget_revision_keeps_the_run_ending_at_full_size(tiny_folder, tmp_path, monkeypatch):
+def test_a_time_budget_revision_keeps_the_run_ending_at_full_size(
+    tiny_folder, tmp_path, monkeypatch
+):
     seen = _sizes_trained(monkeypatch)
-    monkeypatch.setattr(trainer_mod.Deadline, "revised_total",
-                        lambda self, step, total, sizes_of=None: 20 if step == 6 and sizes_of is not None else None)
-    cfg = tiny_config(tiny_folder, tmp_path / "t", image_size=24, progressive_from=12, epochs=20, checkpoint_every=100)
+    monkeypatch.setattr(
+        trainer_mod.Deadline,
+        "revised_total",
+        lambda self, step, total, sizes_of=None: 20 if step == 6 and sizes_of is not None else None,
+    )
+    cfg = tiny_config(
+        tiny_folder,
+        tmp_path / "t",
+        image_size=24,
+        progressive_from=12,
+        epochs=20,
+        checkpoint_every=100,
+    )
     events = list(train(cfg))
     assert any(isinstance(e, PlanRevised) and e.total_steps == 20 for e in events)
     assert len(seen) == 20 and seen[-1] == 24 and seen == sorted(seen)

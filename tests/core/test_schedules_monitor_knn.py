@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from sslstudio.core.knn import knn_accuracy, knn_predict
-from sslstudio.core.monitor import collapse_warning, rankme, std_sqrt_d
-from sslstudio.core.schedules import cosine_schedule, scaled_lr
+from sslstudio.core.maths.knn import knn_accuracy, knn_predict
+from sslstudio.core.train.monitor import collapse_warning, rankme, std_sqrt_d
+from sslstudio.core.train.schedules import cosine_schedule, scaled_lr
 
 
 def test_cosine_schedule_warms_up_peaks_and_ends_exactly():
@@ -60,4 +60,6 @@ def test_knn_weights_votes_by_similarity():
     mem = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 1.0], [0.05, 1.0]])
     labels = torch.tensor([0, 0, 1, 1, 1])
     # 2 very close class-0 items outweigh 3 far class-1 items at low temperature
-    assert knn_predict(mem, labels, torch.tensor([[1.0, 0.02]]), 2, k=5, temperature=0.05).item() == 0
+    assert (
+        knn_predict(mem, labels, torch.tensor([[1.0, 0.02]]), 2, k=5, temperature=0.05).item() == 0
+    )

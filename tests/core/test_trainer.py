@@ -6,8 +6,8 @@ import threading
 import pytest
 import torch
 
-from sslstudio.core import checkpoints as ckpt
-from sslstudio.core.errors import ConfigError, DivergedError, NoUsableImagesError
+from sslstudio.core.train import checkpoints as ckpt
+from sslstudio.errors import ConfigError, DivergedError, NoUsableImagesError
 from sslstudio.core.events import (
     CheckpointSaved,
     EpochEnded,
@@ -20,8 +20,8 @@ from sslstudio.core.events import (
     StepLogged,
 )
 from sslstudio.core.methods import METHODS
-from sslstudio.core.runs import RunLock, RunLockedError, read_metrics
-from sslstudio.core.trainer import train
+from sslstudio.core.train.runs import RunLock, RunLockedError, read_metrics
+from sslstudio.core.train.trainer import train
 from tests.shapes import tiny_config
 
 
@@ -30,14 +30,18 @@ def _steps(events):
 
 
 def test_event_stream_of_a_whole_run(tiny_folder, tmp_path):
-    cfg = tiny_config(tiny_folder, tmp_path / "run")  # 24 images, batch 8 -> 3 steps/epoch, 2 epochs
+    cfg = tiny_config(
+        tiny_folder, tmp_path / "run"
+    )  # 24 images, batch 8 -> 3 steps/epoch, 2 epochs
     events = [e for e in train(cfg) if not isinstance(e, Preparing)]
     assert isinstance(events[0], RunStarted) and isinstance(events[-1], RunFinished)
     start = events[0]
     assert start.total_steps == 6 and start.steps_per_epoch == 3 and len(start.lr_schedule) == 6
     steps = _steps(events)
     assert [s.step for s in steps] == list(range(6))
-    assert all(math.isfinite(s.loss) and s.images_per_s > 0 and 0 <= s.data_wait <= 1 for s in steps)
+    assert all(
+        math.isfinite(s.loss) and s.images_per_s > 0 and 0 <= s.data_wait <= 1 for s in steps
+    )
     assert [s.lr for s in steps] == pytest.approx(list(start.lr_schedule))
     assert [e.epoch for e in events if isinstance(e, EpochEnded)] == [0, 1]
     assert [e.step for e in events if isinstance(e, CheckpointSaved)] == [2, 4]
@@ -90,7 +94,9 @@ def test_crash_resumes_from_last_checkpoint_without_duplicate_rows(tiny_folder, 
 
 
 @pytest.mark.parametrize("poison", [float("nan"), float("inf")], ids=["nan", "inf"])
-def test_non_finite_loss_stops_with_step_and_keeps_finite_checkpoint(tiny_folder, tmp_path, monkeypatch, poison):
+def test_non_finite_loss_stops_with_step_and_keeps_finite_checkpoint(
+    tiny_folder, tmp_path, monkeypatch, poison
+):
     """RELIABILITY 23: NaN or Inf at step k stops the run; no non-finite weights are saved."""
     cls = METHODS["simclr"]
     real = cls.training_step
@@ -107,18 +113,28 @@ def test_non_finite_loss_stops_with_step_and_keeps_finite_checkpoint(tiny_folder
         for ev in train(tiny_config(tiny_folder, tmp_path / "run")):
             events.append(ev)
     failed = events[-1]
-    assert isinstance(failed, RunFailed) and failed.step == 3 and failed.last_checkpoint.endswith("step_0000002")
+    assert (
+        isinstance(failed, RunFailed)
+        and failed.step == 3
+        and failed.last_checkpoint.endswith("step_0000002")
+    )
     found, _ = ckpt.latest_good(tmp_path / "run")
     assert found.step == 2
     for p in (tmp_path / "run" / "checkpoints").iterdir():  # every checkpoint, not only the newest
-        assert all(torch.isfinite(t).all() for t in ckpt.load_checkpoint(p)[0].values() if t.is_floating_point())
+        assert all(
+            torch.isfinite(t).all()
+            for t in ckpt.load_checkpoint(p)[0].values()
+            if t.is_floating_point()
+        )
     assert read_metrics(tmp_path / "run")[-1]["kind"] == "failed"
 
 
 def test_resume_with_another_model_is_refused(tiny_folder, tmp_path):
     list(train(tiny_config(tiny_folder, tmp_path / "run", max_steps=2)))
     other = tiny_config(tiny_folder, tmp_path / "run", backbone="resnet18", image_size=24)
-    with pytest.raises(ConfigError, match="backbone: checkpoint 'tiny_cnn' vs requested 'resnet18'"):
+    with pytest.raises(
+        ConfigError, match="backbone: checkpoint 'tiny_cnn' vs requested 'resnet18'"
+    ):
         next(train(other, resume_from=tmp_path / "run"))
 
 
@@ -155,7 +171,9 @@ def test_empty_folder_is_a_clear_error_before_training(tmp_path):
 
 
 def test_bad_config_refused_before_a_run_folder_exists(tiny_folder, tmp_path):
-    cfg = dataclasses.replace(tiny_config(tiny_folder, tmp_path / "run"), method_options={"temperature": -1.0})
+    cfg = dataclasses.replace(
+        tiny_config(tiny_folder, tmp_path / "run"), method_options={"temperature": -1.0}
+    )
     with pytest.raises(ConfigError, match="temperature"):
         next(train(cfg))
     assert not (tmp_path / "run" / "checkpoints").exists()
@@ -186,7 +204,10 @@ def test_preparation_reports_progress_and_stop_there_leaves_no_checkpoint(tiny_f
     assert not (tmp_path / "run" / "checkpoints").exists()
     # and such a run resumes from step 0
     rest = list(train(tiny_config(tiny_folder, tmp_path / "run"), resume_from=tmp_path / "run"))
-    assert isinstance(rest[-1], RunFinished) and next(e for e in rest if isinstance(e, RunStarted)).start_step == 0
+    assert (
+        isinstance(rest[-1], RunFinished)
+        and next(e for e in rest if isinstance(e, RunStarted)).start_step == 0
+    )
 
 
 def test_stop_before_the_first_step_saves_nothing(tiny_folder, tmp_path):

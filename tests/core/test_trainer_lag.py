@@ -5,7 +5,7 @@ import threading
 import pytest
 from safetensors.torch import load_file
 
-from sslstudio.core import trainer
+from sslstudio.core.train import trainer
 from sslstudio.core.events import EpochEnded, RunStopped, StepLogged
 from tests.shapes import tiny_config
 
@@ -21,7 +21,11 @@ def _run(cfg, stop_after=None):
 
 
 def _shape(events):
-    return [(type(e).__name__, getattr(e, "step", None)) for e in events if type(e).__name__ != "Preparing"]
+    return [
+        (type(e).__name__, getattr(e, "step", None))
+        for e in events
+        if type(e).__name__ != "Preparing"
+    ]
 
 
 @pytest.mark.parametrize("stop_after", [None, 3])

@@ -28,7 +28,7 @@ def sslstudio_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def no_sleep_inhibitor(monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs in tests spawn no systemd-inhibit/caffeinate: the inhibitor finds no binary (a logged no-op;
     on Windows the real SetThreadExecutionState is harmless and released)."""
-    from sslstudio.gui import sleep_inhibit
+    from sslstudio.gui.run import sleep_inhibit
 
     monkeypatch.setattr(sleep_inhibit, "find_binary", lambda name: None)
 
@@ -82,7 +82,9 @@ def window(qtbot, themed_app):  # noqa: ANN001
 def ready_window(window, qtbot):  # noqa: ANN001
     """The window on the sample images, scanned, with the training engine loaded."""
     window.open_folder(sample_images_dir())
-    qtbot.waitUntil(lambda: window.data_page.index is not None and window.catalog is not None, timeout=60_000)
+    qtbot.waitUntil(
+        lambda: window.data_page.index is not None and window.catalog is not None, timeout=60_000
+    )
     return window
 
 
@@ -97,8 +99,11 @@ def image_folder(tmp_path: Path) -> Path:
     for cls in ("a", "b"):
         (root / cls).mkdir(parents=True)
         for i in range(3):
-            Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
+            Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(
+                root / cls / f"{i}.png"
+            )
     (root / "notes.txt").write_text("a document: ignored, not a failure")
-    (root / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)  # a PNG header, no image
+    (root / "a" / "broken.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + b"\0" * 40
+    )  # a PNG header, no image
     return root
-

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def open_explore_page(qtbot, run):  # noqa: ANN001, ANN201
     """An Explore page on ``run`` with its embeddings ready; call ``shutdown()`` when done."""
-    from sslstudio.gui.pages.explore import ExplorePage
+    from sslstudio.gui.pages.explore.page import ExplorePage
     from sslstudio.gui.settings import Settings
 
     p = ExplorePage(Settings())

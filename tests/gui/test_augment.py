@@ -6,7 +6,7 @@ import numpy as np
 
 from sslstudio.config import AugmentConfig
 from sslstudio.core.transforms.presets import preset
-from sslstudio.gui.pages.augment import ROWS, VIEWS, describe, render_views
+from sslstudio.gui.pages.augment.page import ROWS, VIEWS, describe, render_views
 
 
 def test_render_views_shapes_and_determinism() -> None:
@@ -17,11 +17,26 @@ def test_render_views_shapes_and_determinism() -> None:
     c = render_views(originals, AugmentConfig(), size=32, views=4, seed=2)
     assert len(a) == 3 and all(len(row) == 4 for row in a)
     assert a[0][0].shape == (32, 32, 3) and a[0][0].dtype == np.uint8
-    assert all(np.array_equal(x, y) for ra, rb in zip(a, b, strict=True) for x, y in zip(ra, rb, strict=True))
-    assert not all(np.array_equal(x, y) for ra, rc in zip(a, c, strict=True) for x, y in zip(ra, rc, strict=True))
+    assert all(
+        np.array_equal(x, y)
+        for ra, rb in zip(a, b, strict=True)
+        for x, y in zip(ra, rb, strict=True)
+    )
+    assert not all(
+        np.array_equal(x, y)
+        for ra, rc in zip(a, c, strict=True)
+        for x, y in zip(ra, rc, strict=True)
+    )
     # no augmentation at all: each view is the whole image, resized
-    still = AugmentConfig(crop_scale_min=1.0, crop_ratio_min=1.0, crop_ratio_max=1.0, hflip_p=0, jitter_p=0,
-                          grey_p=0, blur_p=0)
+    still = AugmentConfig(
+        crop_scale_min=1.0,
+        crop_ratio_min=1.0,
+        crop_ratio_max=1.0,
+        hflip_p=0,
+        jitter_p=0,
+        grey_p=0,
+        blur_p=0,
+    )
     flat = [np.full((48, 48, 3), 90, dtype=np.uint8)]
     out = render_views(flat, still, size=32, views=2, seed=0)
     assert np.abs(out[0][1].astype(int) - 90).max() <= 1
@@ -30,7 +45,11 @@ def test_render_views_shapes_and_determinism() -> None:
 def test_describe_in_plain_words() -> None:
     lines = describe(preset("histopathology", 224), 224)
     text = " ".join(lines)
-    assert "90° rotations in every view" in text and "Stain (HED) jitter" in text and "Greyscale" not in text
+    assert (
+        "90° rotations in every view" in text
+        and "Stain (HED) jitter" in text
+        and "Greyscale" not in text
+    )
     assert "No flips or rotations" in " ".join(describe(AugmentConfig(hflip_p=0), 32))
 
 
@@ -66,7 +85,9 @@ def test_preset_and_image_size_drive_the_form(ready_window, qtbot) -> None:
     page.preset_combo.setCurrentText("histopathology")
     assert page.form.value() == preset("histopathology", page.image_size)
     assert "H&E" in page.preset_description.text()
-    ready_window.method_page.run_form.control("image_size").setValue(224)  # the Method page drives the size
+    ready_window.method_page.run_form.control("image_size").setValue(
+        224
+    )  # the Method page drives the size
     assert page.image_size == 224
     assert page.form.value() == preset("histopathology", 224)  # the large-image variant
     made = page.previews_made

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sslstudio.core import budget
+from sslstudio.core.train import budget
 from sslstudio.core.events import RunFinished
 
 
@@ -21,7 +21,9 @@ def _choose(panel, seconds):
     panel.choice.setCurrentIndex(panel.choice.findData(seconds))
 
 
-def test_planning_for_ten_minutes_fills_the_forms_and_sets_a_deadline(ready_window, qtbot, quick_pace):
+def test_planning_for_ten_minutes_fills_the_forms_and_sets_a_deadline(
+    ready_window, qtbot, quick_pace
+):
     w, page = ready_window, ready_window.method_page
     panel = page.budget
     assert w.build_config().time_budget_s == 0
@@ -32,8 +34,14 @@ def test_planning_for_ten_minutes_fills_the_forms_and_sets_a_deadline(ready_wind
     plan = signal.args[0]
     cfg = w.build_config()
     assert 590 < cfg.time_budget_s <= 600
-    assert (cfg.method, cfg.image_size, cfg.max_steps) == ("simclr", plan.config.image_size, plan.steps)
-    assert cfg.augment.crop_scale_min == pytest.approx(0.25)  # the Augment page shows the plan's crops too
+    assert (cfg.method, cfg.image_size, cfg.max_steps) == (
+        "simclr",
+        plan.config.image_size,
+        plan.steps,
+    )
+    assert cfg.augment.crop_scale_min == pytest.approx(
+        0.25
+    )  # the Augment page shows the plan's crops too
     assert cfg.data_root == w.data_page.folder
     assert "Plan for 10 min" in panel.summary.text() and not panel.summary.isHidden()
     page.run_form.control("image_size").setValue(48)  # any part can still be changed
@@ -42,7 +50,9 @@ def test_planning_for_ten_minutes_fills_the_forms_and_sets_a_deadline(ready_wind
     assert w.build_config().time_budget_s == 0 and panel.summary.isHidden()
 
 
-def test_custom_minutes_and_the_plan_saved_with_the_run(ready_window, qtbot, quick_pace, monkeypatch):
+def test_custom_minutes_and_the_plan_saved_with_the_run(
+    ready_window, qtbot, quick_pace, monkeypatch
+):
     w, panel = ready_window, ready_window.method_page.budget
     _choose(panel, -1)
     assert not panel.minutes.isHidden()

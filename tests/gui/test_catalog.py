@@ -38,7 +38,9 @@ def wait_for(done, timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
-def test_preload_imports_the_engine_off_the_calling_thread_with_collection_paused(fresh_catalog) -> None:
+def test_preload_imports_the_engine_off_the_calling_thread_with_collection_paused(
+    fresh_catalog,
+) -> None:
     seen, _ = fresh_catalog
     assert gc.isenabled()
     catalog.preload()

@@ -27,11 +27,19 @@ def test_one_control_per_supported_field(qtbot) -> None:
     form = ConfigForm(Sample())
     qtbot.addWidget(form)
     assert form.field_names == ["ratio", "count", "on", "mode", "name"]
-    kinds = {"ratio": QDoubleSpinBox, "count": QSpinBox, "on": QCheckBox, "mode": QComboBox, "name": QLineEdit}
+    kinds = {
+        "ratio": QDoubleSpinBox,
+        "count": QSpinBox,
+        "on": QCheckBox,
+        "mode": QComboBox,
+        "name": QLineEdit,
+    }
     for name, kind in kinds.items():
         w = form.control(name)
         assert isinstance(w, kind) and w.objectName() == name
-        assert w.toolTip() == dataclasses.fields(Sample)[form.field_names.index(name)].metadata["help"]
+        assert (
+            w.toolTip() == dataclasses.fields(Sample)[form.field_names.index(name)].metadata["help"]
+        )
     assert (form.control("count").minimum(), form.control("count").maximum()) == (1, 10)
     assert (form.control("ratio").minimum(), form.control("ratio").maximum()) == (0.0, 1.0)
     assert [form.control("mode").itemText(i) for i in range(3)] == ["a", "b", "c"]
@@ -79,7 +87,11 @@ def test_optim_and_run_subset_with_extra_choices(qtbot) -> None:
     qtbot.addWidget(optim)
     assert isinstance(optim.control("optimizer"), QComboBox)
     assert optim.value() == OptimConfig(lr=1e-6, weight_decay=5e-4)
-    run = ConfigForm(RunConfig(), include=["backbone", "image_size", "amp"], choices={"backbone": ["tiny_cnn", "resnet18"]})
+    run = ConfigForm(
+        RunConfig(),
+        include=["backbone", "image_size", "amp"],
+        choices={"backbone": ["tiny_cnn", "resnet18"]},
+    )
     qtbot.addWidget(run)
     assert run.field_names == ["backbone", "image_size", "amp"]
     run.control("backbone").setCurrentText("tiny_cnn")

@@ -9,8 +9,8 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QColor, QPixmap
 from PySide6.QtTest import QTest
 
-from sslstudio.gui.widgets.embedding_map import DIMMED, EmbeddingMap
-from sslstudio.gui.widgets.map_parts import (
+from sslstudio.gui.pages.explore.embedding_map import DIMMED, EmbeddingMap
+from sslstudio.gui.pages.explore.map_parts import (
     SLIM,
     UniformScatter,
     category_colours,

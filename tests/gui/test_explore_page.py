@@ -15,10 +15,12 @@ from tests.shapes import tiny_config
 
 @pytest.fixture
 def trained_sample_run(tmp_path):
-    from sslstudio.core.trainer import train
+    from sslstudio.core.train.trainer import train
 
     run = tmp_path / "run"
-    for _ in train(tiny_config(sample_images_dir(), run, max_steps=2, monitor_every=0, image_size=24)):
+    for _ in train(
+        tiny_config(sample_images_dir(), run, max_steps=2, monitor_every=0, image_size=24)
+    ):
         pass
     return run
 
@@ -66,7 +68,10 @@ def test_outside_image_query_and_lists(page, qtbot, tmp_path):
     page.outlier_button.click()
     qtbot.waitUntil(lambda: page.outlier_model.rowCount() > 0, timeout=30_000)
     assert page.outlier_model.rowCount() == 124  # all of them, least typical first
-    scores = [float(page.outlier_model.data(page.outlier_model.index(i)).split(" ")[0]) for i in range(124)]
+    scores = [
+        float(page.outlier_model.data(page.outlier_model.index(i)).split(" ")[0])
+        for i in range(124)
+    ]
     assert scores == sorted(scores)
 
 
@@ -76,8 +81,12 @@ def test_map_selection_labels_and_predictions(page, qtbot, tmp_path):
     x0, y0 = coords.min(0)
     x1, y1 = np.median(coords, 0)
     page.map.select_rect(float(x0), float(y0), float(x1), float(y1))
-    inside = np.nonzero((coords[:, 0] >= x0) & (coords[:, 0] <= x1) & (coords[:, 1] >= y0) & (coords[:, 1] <= y1))[0]
-    assert sorted(page._selected) == sorted(inside.tolist()) and page.all_model.rowCount() == len(inside)
+    inside = np.nonzero(
+        (coords[:, 0] >= x0) & (coords[:, 0] <= x1) & (coords[:, 1] >= y0) & (coords[:, 1] <= y1)
+    )[0]
+    assert sorted(page._selected) == sorted(inside.tolist()) and page.all_model.rowCount() == len(
+        inside
+    )
 
     # label two classes from the folder's own classes: 3 images each
     emb = page.session.emb
@@ -91,7 +100,10 @@ def test_map_selection_labels_and_predictions(page, qtbot, tmp_path):
     page.labels.train()
     qtbot.waitUntil(lambda: page.session.predictions is not None, timeout=30_000)
     pred = page.session.predictions
-    assert pred.probs.shape == (124, 2) and "cross-validated accuracy" in page.labels.accuracy_label.text()
+    assert (
+        pred.probs.shape == (124, 2)
+        and "cross-validated accuracy" in page.labels.accuracy_label.text()
+    )
     assert page.colour_combo.currentText() == "Prediction"
     # labels persist with the run, predictions export as CSV
     assert (page.session.run / "explore" / "labels.json").exists()

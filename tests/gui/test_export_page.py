@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sslstudio.gui.pages.export import ExportPage
-from sslstudio.gui.run_controller import RunController
+from sslstudio.gui.pages.export.page import ExportPage
+from sslstudio.gui.run.controller import RunController
 from sslstudio.gui.settings import Settings
 from tests.core.test_export import make_trained_run
 

@@ -25,7 +25,9 @@ def test_opens_on_the_sample_images_and_scans_them(window, qtbot) -> None:
     assert page.summary["images"].text() == str(SAMPLE_COUNT)
     assert page.summary["classes"].text().startswith("8 ")
     assert page.image_model.rowCount() == SAMPLE_COUNT
-    assert page.skipped_model.rowCount() == len(page.index.skipped) == 0  # ATTRIBUTION.md is a document
+    assert (
+        page.skipped_model.rowCount() == len(page.index.skipped) == 0
+    )  # ATTRIBUTION.md is a document
     assert "1 non-image file" in page.summary["ignored"].text()
     assert not page.scan_row.isVisible() and not page.copy_button.isEnabled()
     qtbot.waitUntil(lambda: page.thumbnails.decoded > 0, timeout=10_000)  # thumbnails arrive
@@ -50,15 +52,34 @@ def test_menus_and_shortcuts(window) -> None:
     assert window.start_action.shortcut().toString() == "Ctrl+R"
     assert window.stop_action.shortcut().toString() == "Ctrl+."
     a = window.actions_
-    keys = {act.text().replace("&", ""): act.shortcut().toString() for act in (
-        a.open_run, a.pause, a.estimate, a.copy_command, a.refresh_runs, *a.go)}
-    assert keys == {"Open run…": "Ctrl+Shift+O", "Pause": "Ctrl+Shift+P", "Estimate time per epoch": "Ctrl+E",
-                    "Copy as command": "Ctrl+Shift+C", "Refresh runs": "F5", "1 Data": "Ctrl+1",
-                    "2 Augment": "Ctrl+2", "3 Method": "Ctrl+3", "4 Train": "Ctrl+4", "5 Runs": "Ctrl+5",
-                    "6 Explore": "Ctrl+6", "7 Export": "Ctrl+7"}
-    shortcuts = [act.shortcut().toString() for act in window.findChildren(QAction) if not act.shortcut().isEmpty()]
+    keys = {
+        act.text().replace("&", ""): act.shortcut().toString()
+        for act in (a.open_run, a.pause, a.estimate, a.copy_command, a.refresh_runs, *a.go)
+    }
+    assert keys == {
+        "Open run…": "Ctrl+Shift+O",
+        "Pause": "Ctrl+Shift+P",
+        "Estimate time per epoch": "Ctrl+E",
+        "Copy as command": "Ctrl+Shift+C",
+        "Refresh runs": "F5",
+        "1 Data": "Ctrl+1",
+        "2 Augment": "Ctrl+2",
+        "3 Method": "Ctrl+3",
+        "4 Train": "Ctrl+4",
+        "5 Runs": "Ctrl+5",
+        "6 Explore": "Ctrl+6",
+        "7 Export": "Ctrl+7",
+    }
+    shortcuts = [
+        act.shortcut().toString()
+        for act in window.findChildren(QAction)
+        if not act.shortcut().isEmpty()
+    ]
     assert len(shortcuts) == len(set(shortcuts))  # no key does two things
-    assert "(Ctrl+R)" in window.start_action.toolTip() and "(Ctrl+R)" in window.train_page.start_button.toolTip()
+    assert (
+        "(Ctrl+R)" in window.start_action.toolTip()
+        and "(Ctrl+R)" in window.train_page.start_button.toolTip()
+    )
     assert "(Ctrl+.)" in window.train_page.stop_button.toolTip()
     assert "(Ctrl+E)" in window.method_page.estimate_button.toolTip()
     a.go[4].trigger()
@@ -72,12 +93,22 @@ def test_menus_and_shortcuts(window) -> None:
 def test_dropping_a_folder_opens_it(window, qtbot, image_folder: Path) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(image_folder))])
-    enter = QDragEnterEvent(QPoint(50, 50), Qt.DropAction.CopyAction, mime,
-                            Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    enter = QDragEnterEvent(
+        QPoint(50, 50),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
     window.dragEnterEvent(enter)
     assert enter.isAccepted()
-    drop = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                      Qt.KeyboardModifier.NoModifier)
+    drop = QDropEvent(
+        QPointF(50, 50),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
     window.dropEvent(drop)
     qtbot.waitUntil(lambda: window.data_page.index is not None, timeout=10_000)
     page = window.data_page
@@ -94,8 +125,13 @@ def test_dropping_a_folder_opens_it(window, qtbot, image_folder: Path) -> None:
 def test_a_file_is_not_a_droppable_folder(window, image_folder: Path) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(image_folder / "notes.txt"))])
-    enter = QDragEnterEvent(QPoint(5, 5), Qt.DropAction.CopyAction, mime,
-                            Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    enter = QDragEnterEvent(
+        QPoint(5, 5),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
     enter.ignore()
     window.dragEnterEvent(enter)
     assert not enter.isAccepted()
@@ -118,7 +154,10 @@ def test_cancel_a_scan(window, qtbot) -> None:
 
 def test_method_page_fills_in_when_the_engine_is_loaded(ready_window) -> None:
     page = ready_window.method_page
-    names = [page.method_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(page.method_list.count())]
+    names = [
+        page.method_list.item(i).data(Qt.ItemDataRole.UserRole)
+        for i in range(page.method_list.count())
+    ]
     assert "simclr" in names and page.options_form is not None
     assert "temperature" in page.options_form.field_names
     backbones = page.run_form.control("backbone")
@@ -133,10 +172,14 @@ def test_method_page_fills_in_when_the_engine_is_loaded(ready_window) -> None:
     cmd = QApplication.clipboard().text()
     assert cmd.startswith("sslstudio train ") and "--method simclr" in cmd and "--epochs 3" in cmd
     assert str(sample_images_dir()) in cmd
-    assert ready_window.train_page.start_button.isEnabled() and ready_window.start_action.isEnabled()
+    assert (
+        ready_window.train_page.start_button.isEnabled() and ready_window.start_action.isEnabled()
+    )
 
 
-def test_choices_and_folder_persist_across_sessions(ready_window, qtbot, image_folder: Path) -> None:
+def test_choices_and_folder_persist_across_sessions(
+    ready_window, qtbot, image_folder: Path
+) -> None:
     w = ready_window
     w.method_page.run_form.control("epochs").setValue(7)
     w.method_page.run_form.control("backbone").setCurrentText("tiny_cnn")
@@ -152,7 +195,9 @@ def test_choices_and_folder_persist_across_sessions(ready_window, qtbot, image_f
     qtbot.addWidget(again)
     again.open_initial(None)
     assert again.data_page.folder == str(image_folder)  # the last folder, not the samples
-    qtbot.waitUntil(lambda: again.catalog is not None and again.data_page.index is not None, timeout=30_000)
+    qtbot.waitUntil(
+        lambda: again.catalog is not None and again.data_page.index is not None, timeout=30_000
+    )
     cfg = again.build_config()
     assert (cfg.epochs, cfg.backbone, cfg.preset) == (7, "tiny_cnn", "microscopy")
     assert cfg.method_options["temperature"] == 0.3
@@ -173,13 +218,35 @@ def _in_focus_order(start, widgets) -> bool:  # noqa: ANN001
 
 def test_tab_order_follows_each_page(window) -> None:
     t, m, r = window.train_page, window.method_page, window.runs_page
-    assert _in_focus_order(t.start_button, [t.start_button, t.pause_button, t.resume_button, t.stop_button, t.log])
-    assert _in_focus_order(m.method_list, [m.method_list, m.options_scroll, m.run_form, m.estimate_button,
-                                           m.copy_button, m.optim_form])
-    assert _in_focus_order(r.refresh_button, [r.refresh_button, r.open_button, r.table, r.resume_button,
-                                              r.folder_button, r.delete_button])
-    assert r.delete_action.shortcut().matches(QKeySequence(QKeySequence.StandardKey.Delete)) \
+    assert _in_focus_order(
+        t.start_button, [t.start_button, t.pause_button, t.resume_button, t.stop_button, t.log]
+    )
+    assert _in_focus_order(
+        m.method_list,
+        [
+            m.method_list,
+            m.options_scroll,
+            m.run_form,
+            m.estimate_button,
+            m.copy_button,
+            m.optim_form,
+        ],
+    )
+    assert _in_focus_order(
+        r.refresh_button,
+        [
+            r.refresh_button,
+            r.open_button,
+            r.table,
+            r.resume_button,
+            r.folder_button,
+            r.delete_button,
+        ],
+    )
+    assert (
+        r.delete_action.shortcut().matches(QKeySequence(QKeySequence.StandardKey.Delete))
         == QKeySequence.SequenceMatch.ExactMatch
+    )
 
 
 def test_a_big_folder_shows_sizes_from_a_sample_and_reopens_from_the_stored_scan(

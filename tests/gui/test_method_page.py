@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QCheckBox, QComboBox
 from sslstudio.config import OptimConfig, RunConfig
 from sslstudio.core.methods import METHODS, Method, method_config
 from sslstudio.gui.catalog import gui_threads, method_infos
-from sslstudio.gui.estimate import (
+from sslstudio.gui.run.estimate import (
     Estimate,
     EstimateWorker,
     describe_estimate,
@@ -26,7 +26,7 @@ from sslstudio.gui.estimate import (
     format_duration,
     measure,
 )
-from sslstudio.gui.widgets.schedule_plots import momentum_fields
+from sslstudio.gui.pages.method.schedule_plots import momentum_fields
 
 
 class Pool(enum.Enum):
@@ -77,11 +77,16 @@ def test_momentum_fields_are_found_by_name() -> None:
     assert momentum_fields(METHODS["simclr"].Config) is None
 
 
-def test_every_registered_method_is_listed_and_a_new_one_works(ready_window, new_method: str) -> None:
+def test_every_registered_method_is_listed_and_a_new_one_works(
+    ready_window, new_method: str
+) -> None:
     page = ready_window.method_page
     catalog = dataclasses.replace(ready_window.catalog, methods=method_infos(METHODS))
     page.set_catalog(catalog)
-    listed = [page.method_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(page.method_list.count())]
+    listed = [
+        page.method_list.item(i).data(Qt.ItemDataRole.UserRole)
+        for i in range(page.method_list.count())
+    ]
     assert sorted(listed) == sorted(METHODS) and new_method in listed
     names = [page.method_list.item(i).text() for i in range(page.method_list.count())]
     assert "SimCLR" in names and "zzz_new" in names
@@ -106,8 +111,16 @@ def test_every_registered_method_is_listed_and_a_new_one_works(ready_window, new
     form.control("norm").setCurrentText("batch")
     form.control("pool").setCurrentText("max")
     opts = page.update_config(RunConfig()).method_options
-    assert (opts["symmetric"], opts["loss"], opts["heads"], opts["norm"], opts["pool"]) == (False, "l2", 8, "batch", "max")
-    assert RunConfig.from_dict(page.update_config(RunConfig()).to_dict()).method_options["heads"] == 8  # JSON-safe
+    assert (opts["symmetric"], opts["loss"], opts["heads"], opts["norm"], opts["pool"]) == (
+        False,
+        "l2",
+        8,
+        "batch",
+        "max",
+    )
+    assert (
+        RunConfig.from_dict(page.update_config(RunConfig()).to_dict()).method_options["heads"] == 8
+    )  # JSON-safe
     assert opts["crops"] == (96, 96)
     xs, ys = page.schedules.momentum_curve.getData()
     assert len(xs) > 0 and ys[0] == pytest.approx(0.99) and ys[-1] == pytest.approx(1.0)
@@ -125,13 +138,17 @@ def test_threads_default_to_all_cores_but_one_and_feed_the_config(ready_window) 
     control.setValue(1)
     assert w.build_config().threads == 1
     assert "1 thread" in page.device_label.text()
-    page.apply_config(dataclasses.replace(w.build_config(), threads=7))  # a run's config keeps this machine's
+    page.apply_config(
+        dataclasses.replace(w.build_config(), threads=7)
+    )  # a run's config keeps this machine's
     assert page.threads() == 1
 
 
 def test_measure_times_real_steps_and_restores_threads() -> None:
     before = torch.get_num_threads()
-    cfg = RunConfig(backbone="tiny_cnn", image_size=32, batch_size=8, epochs=3, threads=1, device="cpu")
+    cfg = RunConfig(
+        backbone="tiny_cnn", image_size=32, batch_size=8, epochs=3, threads=1, device="cpu"
+    )
     seen: list[tuple[int, int]] = []
     est = measure(cfg, 100, progress=lambda d, n: seen.append((d, n)))
     assert torch.get_num_threads() == before
@@ -156,11 +173,19 @@ def test_estimate_worker_can_be_cancelled() -> None:
 def test_formatting() -> None:
     assert format_duration(0.42) == "0.4 s" and format_duration(45) == "45 s"
     assert format_duration(200) == "3 min 20 s" and format_duration(180) == "3 min"
-    assert format_duration(7500) == "2 h 05 min" and format_duration(3 * 86400 + 4 * 3600) == "3 d 4 h"
+    assert (
+        format_duration(7500) == "2 h 05 min" and format_duration(3 * 86400 + 4 * 3600) == "3 d 4 h"
+    )
     assert device_words("cpu (2 threads)") == "CPU, 2 threads"
     assert device_words("cuda (NVIDIA H100 80GB HBM3)") == "NVIDIA H100 80GB HBM3"
-    est = Estimate(seconds_per_step=0.5, steps_per_epoch=400, batch_size=64, device="cpu (2 threads)",
-                   num_images=25_600, measured_steps=2)
+    est = Estimate(
+        seconds_per_step=0.5,
+        steps_per_epoch=400,
+        batch_size=64,
+        device="cpu (2 threads)",
+        num_images=25_600,
+        measured_steps=2,
+    )
     assert describe_estimate(est, 10)[0] == "≈ 3 min 20 s per epoch on CPU, 2 threads (measured)"
 
 
@@ -178,7 +203,10 @@ def test_the_estimate_button_measures_in_the_background(ready_window, qtbot) -> 
     qtbot.waitUntil(lambda: not page.is_estimating, timeout=60_000)
     text = page.estimate_label.text()
     assert text.startswith("≈ ") and text.endswith("per epoch on CPU, 1 thread (measured)"), text
-    assert "124 images" in page.estimate_label.toolTip() and page.estimate_button.text() == "Estimate time"
+    assert (
+        "124 images" in page.estimate_label.toolTip()
+        and page.estimate_button.text() == "Estimate time"
+    )
     assert "× 7 steps of 16 images" in page.estimate_detail.text()  # 124 // 16
     form.control("batch_size").setValue(32)
     assert page.estimate_label.text() == "Settings changed: estimate again."
@@ -188,15 +216,19 @@ def test_the_estimate_button_measures_in_the_background(ready_window, qtbot) -> 
     ready_window.actions_.estimate.trigger()  # Ctrl+E, then Cancel
     page.estimate_button.click()
     qtbot.waitUntil(lambda: not page.is_estimating, timeout=60_000)
-    assert page.estimate_label.text() in ("Cancelled.",) or page.estimate_label.text().startswith("≈ ")
+    assert page.estimate_label.text() in ("Cancelled.",) or page.estimate_label.text().startswith(
+        "≈ "
+    )
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_every_method_can_be_estimated(name: str) -> None:
     """Multi-crop views, per-image indices, EMA updates: the estimate runs each method's real step."""
-    from sslstudio.core.errors import ConfigError
+    from sslstudio.errors import ConfigError
 
-    cfg = RunConfig(method=name, backbone="tiny_cnn", image_size=32, batch_size=4, threads=1, device="cpu")
+    cfg = RunConfig(
+        method=name, backbone="tiny_cnn", image_size=32, batch_size=4, threads=1, device="cpu"
+    )
     try:
         est = measure(cfg, 8, steps=1)
     except ConfigError as exc:  # e.g. MAE needs a vision transformer: said in words, not a crash
@@ -209,9 +241,13 @@ def test_applying_a_config_shows_its_method_options(ready_window) -> None:
     """A run's config (Runs ▸ Resume) brings its own method options, same method or another."""
     page = ready_window.method_page
     base = ready_window.build_config()
-    page.apply_config(dataclasses.replace(base, method="simclr", method_options={"temperature": 0.5}))
+    page.apply_config(
+        dataclasses.replace(base, method="simclr", method_options={"temperature": 0.5})
+    )
     assert page.options_form.control("temperature").value() == 0.5
-    page.apply_config(dataclasses.replace(base, method="simclr", method_options={"temperature": 0.3}))
+    page.apply_config(
+        dataclasses.replace(base, method="simclr", method_options={"temperature": 0.3})
+    )
     assert page.options_form.control("temperature").value() == 0.3  # same method: new values
     other = next(n for n in METHODS if n != "simclr")
     page.apply_config(dataclasses.replace(base, method=other, method_options={}))
@@ -237,7 +273,9 @@ def test_with_several_gpus_the_page_offers_torchrun(ready_window) -> None:
     assert not page.all_gpus.isVisibleTo(page) and page.processes() == 1
 
 
-def test_choosing_a_method_brings_its_optimiser_and_a_loaded_config_keeps_its_own(ready_window) -> None:
+def test_choosing_a_method_brings_its_optimiser_and_a_loaded_config_keeps_its_own(
+    ready_window,
+) -> None:
     page = ready_window.method_page
     base = ready_window.build_config()
     page._select_method("mae")  # a user's choice: MAE's tested lr and weight decay
@@ -246,7 +284,9 @@ def test_choosing_a_method_brings_its_optimiser_and_a_loaded_config_keeps_its_ow
     page._select_method("simclr")  # and back: the generic defaults again
     assert page.update_config(base).optim.weight_decay == OptimConfig().weight_decay
     mine = dataclasses.replace(OptimConfig(), optimizer="lars", lr=0.3, weight_decay=1e-6)
-    page.apply_config(dataclasses.replace(base, method="mae", backbone="vit_tiny", optim=mine, method_options={}))
+    page.apply_config(
+        dataclasses.replace(base, method="mae", backbone="vit_tiny", optim=mine, method_options={})
+    )
     assert page.update_config(base).optim == mine  # a run's config (Resume) is shown as it was
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from sslstudio.core import trainer
+from sslstudio.core.train import trainer
 from sslstudio.core.events import Preparing, RunFinished, RunStarted, RunStopped
-from sslstudio.gui.pages.train import format_preparing
-from sslstudio.gui.run_controller import IDLE, PREPARING, STOPPING
+from sslstudio.gui.pages.train.page import format_preparing
+from sslstudio.gui.run.controller import IDLE, PREPARING, STOPPING
 from tests.gui.test_training import collect, set_tiny, steps_of
 
 
@@ -30,9 +30,13 @@ def test_format_preparing() -> None:
 @pytest.fixture
 def preparing_trainer(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
     """Replace ``train`` by a preparation that waits at 'decode 5 / 10' until ``release`` is set."""
-    from sslstudio.core.runs import new_run_dir
+    from sslstudio.core.train.runs import new_run_dir
 
-    state: dict[str, object] = {"release": threading.Event(), "tell_run_dir": True, "real": trainer.train}
+    state: dict[str, object] = {
+        "release": threading.Event(),
+        "tell_run_dir": True,
+        "real": trainer.train,
+    }
 
     def preparing(cfg, stop=None, resume_from=None, pause=None) -> Iterator[object]:  # noqa: ANN001
         run_dir = Path(resume_from) if resume_from else new_run_dir(cfg)
@@ -59,7 +63,10 @@ def test_preparation_progress_then_stop_before_the_first_step_and_resume_from_st
     events = collect(w)
     page.start_button.click()
     assert w.controller.state == PREPARING and w.run_status.text().startswith("Preparing")
-    qtbot.waitUntil(lambda: any(isinstance(e, Preparing) and e.stage == "decode" for e in events), timeout=30_000)
+    qtbot.waitUntil(
+        lambda: any(isinstance(e, Preparing) and e.stage == "decode" for e in events),
+        timeout=30_000,
+    )
     assert page.state_label.text() == "Decoding… 5 / 10" and page.stats["step"].value.text() == "–"
     assert (page.progress.maximum(), page.progress.value()) == (10, 5)
     assert not page.pause_button.isEnabled() and page.stop_button.isEnabled()
@@ -71,15 +78,22 @@ def test_preparation_progress_then_stop_before_the_first_step_and_resume_from_st
     preparing_trainer["release"].set()
     qtbot.waitUntil(lambda: w.controller.state == IDLE, timeout=30_000)
     run_dir = preparing_trainer["run_dir"]
-    assert "stopped before the first step; Resume starts this run again from step 0" in page.log.toPlainText()
+    assert (
+        "stopped before the first step; Resume starts this run again from step 0"
+        in page.log.toPlainText()
+    )
     assert w.controller.resumable == run_dir and page.resume_button.isEnabled()
-    assert not (Path(run_dir) / "checkpoints").exists() and (Path(run_dir) / "config.json").is_file()
+    assert (
+        not (Path(run_dir) / "checkpoints").exists() and (Path(run_dir) / "config.json").is_file()
+    )
 
     monkeypatch.setattr(trainer, "train", preparing_trainer["real"])
     events.clear()
     page.resume_button.click()
-    qtbot.waitUntil(lambda: w.controller.state == IDLE and any(isinstance(e, RunFinished) for e in events),
-                    timeout=60_000)
+    qtbot.waitUntil(
+        lambda: w.controller.state == IDLE and any(isinstance(e, RunFinished) for e in events),
+        timeout=60_000,
+    )
     started = next(e for e in events if isinstance(e, RunStarted))
     assert started.start_step == 0 and started.run_dir == run_dir
     assert steps_of(events) == [0, 1]

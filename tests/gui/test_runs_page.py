@@ -17,14 +17,24 @@ from PySide6.QtWidgets import QMessageBox
 
 from sslstudio.config import RunConfig
 from sslstudio.core.events import RunFinished, RunStarted, StepLogged
-from sslstudio.core.runs import RunLock, RunLockedError
-from sslstudio.gui.run_history import Curves, delete_run, flatten_config, format_age, list_runs
+from sslstudio.core.train.runs import RunLock, RunLockedError
+from sslstudio.gui.run.history import Curves, delete_run, flatten_config, format_age, list_runs
 from sslstudio.paths import runs_dir, sample_images_dir
 from tests.gui.test_training import collect
 
 
-def make_run(name: str, *, steps: int = 5, total: int = 10, ending: str | None = "stopped", knn: bool = True,
-             ckpt: int | None = None, root: Path | None = None, mtime: float | None = None, **cfg: object) -> Path:
+def make_run(
+    name: str,
+    *,
+    steps: int = 5,
+    total: int = 10,
+    ending: str | None = "stopped",
+    knn: bool = True,
+    ckpt: int | None = None,
+    root: Path | None = None,
+    mtime: float | None = None,
+    **cfg: object,
+) -> Path:
     """A run folder as the trainer leaves it, without training."""
     run = (root or runs_dir()) / name
     (run / "checkpoints").mkdir(parents=True)
@@ -34,7 +44,9 @@ def make_run(name: str, *, steps: int = 5, total: int = 10, ending: str | None =
     for s in range(steps):
         rows.append({"kind": "step", "step": s, "loss": 3.0 - 0.1 * s, "lr": 0.1})
         if knn and s % 2 == 0:
-            rows.append({"kind": "monitor", "step": s, "knn_top1": 0.4 + 0.01 * s, "std_sqrt_d": 0.5})
+            rows.append(
+                {"kind": "monitor", "step": s, "knn_top1": 0.4 + 0.01 * s, "std_sqrt_d": 0.5}
+            )
     if ending == "failed":
         rows.append({"kind": "failed", "step": steps, "message": "DivergedError: loss is nan"})
     elif ending:
@@ -42,7 +54,9 @@ def make_run(name: str, *, steps: int = 5, total: int = 10, ending: str | None =
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     if ckpt is not None:
         (run / "checkpoints" / f"step_{ckpt:07d}").mkdir()
-        (run / "checkpoints" / f"step_{ckpt:07d}" / "meta.json").write_text(json.dumps({"step": ckpt}))
+        (run / "checkpoints" / f"step_{ckpt:07d}" / "meta.json").write_text(
+            json.dumps({"step": ckpt})
+        )
     if ending == "finished":
         (run / "checkpoints" / "final").mkdir()
         (run / "checkpoints" / "final" / "meta.json").write_text(json.dumps({"step": steps}))
@@ -56,8 +70,17 @@ def history() -> dict[str, Path]:
     t = 1_750_000_000.0
     return {
         "finished": make_run("a-finished", steps=10, total=10, ending="finished", mtime=t),
-        "failed": make_run("b-failed", steps=3, ending="failed", ckpt=2, mtime=t + 60, method_options={"temperature": 0.3}),
-        "killed": make_run("c-killed", steps=4, ending=None, knn=False, ckpt=4, mtime=t + 120, image_size=48),
+        "failed": make_run(
+            "b-failed",
+            steps=3,
+            ending="failed",
+            ckpt=2,
+            mtime=t + 60,
+            method_options={"temperature": 0.3},
+        ),
+        "killed": make_run(
+            "c-killed", steps=4, ending=None, knn=False, ckpt=4, mtime=t + 120, image_size=48
+        ),
     }
 
 
@@ -77,10 +100,25 @@ def test_history_is_read_from_run_folders(history: dict[str, Path]) -> None:
     runs = {r.name: r for r in list_runs(runs_dir())}
     assert set(runs) == {"a-finished", "b-failed", "c-killed", "d-broken"}
     a, b, c = runs["a-finished"], runs["b-failed"], runs["c-killed"]
-    assert (a.state, a.steps_done, a.total_steps, a.final_loss) == ("finished", 10, 10, pytest.approx(2.1))
+    assert (a.state, a.steps_done, a.total_steps, a.final_loss) == (
+        "finished",
+        10,
+        10,
+        pytest.approx(2.1),
+    )
     assert a.last_knn == pytest.approx(0.48) and not a.resumable
-    assert (b.state, b.steps_done, b.checkpoint_step, b.message) == ("failed", 3, 2, "DivergedError: loss is nan")
-    assert (c.state, c.steps_done, c.last_knn, c.image_size) == ("stopped", 4, None, 48)  # killed: resumable
+    assert (b.state, b.steps_done, b.checkpoint_step, b.message) == (
+        "failed",
+        3,
+        2,
+        "DivergedError: loss is nan",
+    )
+    assert (c.state, c.steps_done, c.last_knn, c.image_size) == (
+        "stopped",
+        4,
+        None,
+        48,
+    )  # killed: resumable
     assert c.resumable and runs["d-broken"].state == "damaged"
 
 
@@ -100,15 +138,20 @@ def test_a_locked_run_is_running_and_cannot_be_deleted(history: dict[str, Path])
 
 def test_helpers() -> None:
     assert flatten_config({"a": 1, "optim": {"lr": 0.1}, "method_options": {}, "version": 1}) == {
-        "a": 1, "optim.lr": 0.1, "method_options": {}}
+        "a": 1,
+        "optim.lr": 0.1,
+        "method_options": {},
+    }
     c = Curves(step=[0, 1, 2, 3], loss=__import__("numpy").array([4.0, 2.0, 4.0, 2.0]))
     assert list(c.smoothed_loss()) == [4.0, 2.0, 4.0, 2.0]  # 4 steps: a window of 1
     assert format_age(1_750_000_000.0, 1_750_000_000.0 + 60).startswith("today ")
     assert format_age(1_700_000_000.0, 1_750_000_000.0).startswith("2023-11-1")
-    from sslstudio.gui.widgets.run_details import elide, setting_label
+    from sslstudio.gui.pages.runs.run_details import elide, setting_label
 
     assert setting_label("method_options.temperature") == "Method options: Temperature"
-    assert setting_label("optim.lr") == "Optimizer: LR" and setting_label("image_size") == "Image size"
+    assert (
+        setting_label("optim.lr") == "Optimizer: LR" and setting_label("image_size") == "Image size"
+    )
     assert elide("20261126-015807-simclr-sample_images", 24) == "20261126-015807-simclr-…"
 
 
@@ -123,8 +166,15 @@ def test_table_details_and_compare(window, qtbot, history: dict[str, Path]) -> N
 
     page.select_paths([str(history["failed"])])
     qtbot.waitUntil(lambda: page.details.caption.text().startswith("Failed"), timeout=10_000)
-    assert "DivergedError" in page.details.caption.text() and "resumes from step 2" in page.details.caption.text()
-    assert page.resume_button.isEnabled() and page.folder_button.isEnabled() and page.delete_button.isEnabled()
+    assert (
+        "DivergedError" in page.details.caption.text()
+        and "resumes from step 2" in page.details.caption.text()
+    )
+    assert (
+        page.resume_button.isEnabled()
+        and page.folder_button.isEnabled()
+        and page.delete_button.isEnabled()
+    )
     tree = page.settings_tree
     assert tree.columnCount() == 2 and tree.topLevelItem(0).text(0) == "Run"
     curves = page.details.loss_plot.getPlotItem().listDataItems()
@@ -132,14 +182,19 @@ def test_table_details_and_compare(window, qtbot, history: dict[str, Path]) -> N
     assert page.details.knn_plot.isVisible()
 
     page.select_paths([str(history["failed"]), str(history["killed"])])
-    qtbot.waitUntil(lambda: page.details.caption.text().startswith("Comparing 2 runs"), timeout=10_000)
+    qtbot.waitUntil(
+        lambda: page.details.caption.text().startswith("Comparing 2 runs"), timeout=10_000
+    )
     assert tree.columnCount() == 3 and [tree.headerItem().text(i) for i in (1, 2)] == ["A", "B"]
     assert tree.headerItem().toolTip(1) in (str(history["failed"]), str(history["killed"]))
     assert len(page.details.loss_plot.getPlotItem().listDataItems()) == 4
     assert not page.resume_button.isEnabled() and not page.folder_button.isEnabled()
     first = tree.topLevelItem(0)
     assert first.text(0) == "Differences (2)" and first.isExpanded()
-    assert {first.child(j).toolTip(0) for j in range(first.childCount())} == {"image_size", "method_options.temperature"}
+    assert {first.child(j).toolTip(0) for j in range(first.childCount())} == {
+        "image_size",
+        "method_options.temperature",
+    }
     bold = {}
     for i in range(1, tree.topLevelItemCount()):
         section = tree.topLevelItem(i)
@@ -150,7 +205,9 @@ def test_table_details_and_compare(window, qtbot, history: dict[str, Path]) -> N
     assert not QFont(tree.font()).bold()
 
 
-def test_delete_asks_first_and_never_deletes_a_running_run(window, qtbot, history, monkeypatch) -> None:
+def test_delete_asks_first_and_never_deletes_a_running_run(
+    window, qtbot, history, monkeypatch
+) -> None:
     page = runs_page(window, qtbot)
     answers = [QMessageBox.StandardButton.Cancel]
     asked: list[str] = []
@@ -175,22 +232,33 @@ def test_delete_asks_first_and_never_deletes_a_running_run(window, qtbot, histor
         qtbot.waitUntil(lambda: not page.listing, timeout=10_000)
         page.select_paths([str(history["killed"])])
         assert page.selected_runs()[0].state == "running"
-        assert not page.delete_button.isEnabled() and "cannot be deleted" in page.delete_button.toolTip()
+        assert (
+            not page.delete_button.isEnabled()
+            and "cannot be deleted" in page.delete_button.toolTip()
+        )
         page.delete_selected()  # even if called: nothing is asked, nothing deleted
         assert len(asked) == 2 and history["killed"].exists()
     finally:
         lock.release()
 
 
-def test_open_run_adds_a_folder_from_elsewhere_and_open_folder(window, qtbot, tmp_path, monkeypatch) -> None:
+def test_open_run_adds_a_folder_from_elsewhere_and_open_folder(
+    window, qtbot, tmp_path, monkeypatch
+) -> None:
     elsewhere = make_run("my-run", root=tmp_path / "elsewhere", ending="finished")
     page = runs_page(window, qtbot)
     assert page.proxy.rowCount() == 0 and page.empty_label.isVisible()
     assert page.add_run(str(elsewhere))
-    qtbot.waitUntil(lambda: page.proxy.rowCount() == 1 and page.selected_paths() == [str(elsewhere)], timeout=10_000)
+    qtbot.waitUntil(
+        lambda: page.proxy.rowCount() == 1 and page.selected_paths() == [str(elsewhere)],
+        timeout=10_000,
+    )
     assert window.settings.get("opened_runs", []) == [str(elsewhere)]
     opened: list[str] = []
-    monkeypatch.setattr("sslstudio.gui.pages.runs.QDesktopServices.openUrl", lambda url: opened.append(url.toLocalFile()))
+    monkeypatch.setattr(
+        "sslstudio.gui.pages.runs.page.QDesktopServices.openUrl",
+        lambda url: opened.append(url.toLocalFile()),
+    )
     page.folder_button.click()
     assert opened == [str(elsewhere)]
     assert not page.add_run(str(tmp_path))  # no config.json
@@ -200,10 +268,20 @@ def test_open_run_adds_a_folder_from_elsewhere_and_open_folder(window, qtbot, tm
 
 def test_resume_from_history_loads_the_config_and_continues(window, qtbot, monkeypatch) -> None:
     """A real run, stopped after 2 of 4 steps, resumed from the Runs page, then shown as finished."""
-    from sslstudio.core.trainer import train
+    from sslstudio.core.train.trainer import train
 
-    cfg = RunConfig(data_root=str(sample_images_dir()), backbone="tiny_cnn", image_size=32, batch_size=16,
-                    epochs=1, max_steps=4, checkpoint_every=100, monitor_every=0, device="cpu", threads=1)
+    cfg = RunConfig(
+        data_root=str(sample_images_dir()),
+        backbone="tiny_cnn",
+        image_size=32,
+        batch_size=16,
+        epochs=1,
+        max_steps=4,
+        checkpoint_every=100,
+        monitor_every=0,
+        device="cpu",
+        threads=1,
+    )
     stop = threading.Event()
     for ev in train(cfg, stop=stop):
         if isinstance(ev, StepLogged) and ev.step == 1:
@@ -217,11 +295,15 @@ def test_resume_from_history_loads_the_config_and_continues(window, qtbot, monke
     qtbot.waitUntil(page.resume_button.isEnabled, timeout=10_000)
     page.resume_button.click()
     assert window.stack.currentWidget() is window.train_page
-    assert window.method_page.run_form.values()["max_steps"] == 4  # the run's settings, in the pages
+    assert (
+        window.method_page.run_form.values()["max_steps"] == 4
+    )  # the run's settings, in the pages
     assert window.method_page.run_form.values()["backbone"] == "tiny_cnn"
     qtbot.waitUntil(lambda: not window.controller.is_running(), timeout=60_000)
     started = next(e for e in events if isinstance(e, RunStarted))
     assert started.start_step == 2 and Path(started.run_dir) == Path(run.path)
     assert any(isinstance(e, RunFinished) for e in events)
-    qtbot.waitUntil(lambda: not page.listing and page.model.runs()[0].state == "finished", timeout=10_000)
+    qtbot.waitUntil(
+        lambda: not page.listing and page.model.runs()[0].state == "finished", timeout=10_000
+    )
     assert page.model.runs()[0].steps_done == 4

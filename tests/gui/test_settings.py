@@ -19,7 +19,9 @@ def test_default_path_follows_sslstudio_home(sslstudio_home: Path) -> None:
 def test_round_trip_keeps_types(tmp_path: Path) -> None:
     path = tmp_path / "s.json"
     s = Settings(path)
-    s.update({"flag": False, "n": 7, "lr": 0.25, "name": "tiny", "items": ["a", "b"], "d": {"k": 1}})
+    s.update(
+        {"flag": False, "n": 7, "lr": 0.25, "name": "tiny", "items": ["a", "b"], "d": {"k": 1}}
+    )
     again = Settings(path)
     assert again.get("flag", True) is False
     assert again.get("n", 0) == 7 and isinstance(again.get("n", 0), int)
@@ -32,7 +34,9 @@ def test_round_trip_keeps_types(tmp_path: Path) -> None:
 
 def test_typed_get_never_reads_the_string_false_as_true(tmp_path: Path) -> None:
     path = tmp_path / "s.json"
-    path.write_text(json.dumps({"a": "false", "b": "True", "c": "0", "d": 1, "e": "maybe", "f": [1]}))
+    path.write_text(
+        json.dumps({"a": "false", "b": "True", "c": "0", "d": 1, "e": "maybe", "f": [1]})
+    )
     s = Settings(path)
     assert s.get("a", True) is False
     assert s.get("b", False) is True

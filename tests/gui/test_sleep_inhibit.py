@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from sslstudio.gui import sleep_inhibit
-from sslstudio.gui.sleep_inhibit import ES_CONTINUOUS, ES_SYSTEM_REQUIRED, SleepInhibitor
+from sslstudio.gui.run import sleep_inhibit
+from sslstudio.gui.run.sleep_inhibit import ES_CONTINUOUS, ES_SYSTEM_REQUIRED, SleepInhibitor
 
 
 class FakeProcess:
@@ -90,14 +90,25 @@ def test_macos_runs_caffeinate_tied_to_our_pid(binaries: dict[str, str]) -> None
     assert proc.terminated and not inhibitor.active
 
 
-def test_linux_uses_systemd_inhibit_around_a_process_that_ends_with_ours(binaries: dict[str, str]) -> None:
+def test_linux_uses_systemd_inhibit_around_a_process_that_ends_with_ours(
+    binaries: dict[str, str],
+) -> None:
     binaries["systemd-inhibit"] = "/usr/bin/systemd-inhibit"
     popen = FakePopen()
     inhibitor = SleepInhibitor("Training SimCLR", platform="linux", popen=popen)
     assert inhibitor.start() and inhibitor.method == "systemd-inhibit"
     args = popen.started[0].args
-    assert args[0] == "/usr/bin/systemd-inhibit" and "--what=sleep:idle" in args and "--why=Training SimCLR" in args
-    assert args[-4:] == ["tail", f"--pid={os.getpid()}", "-f", "/dev/null"]  # never outlives the app
+    assert (
+        args[0] == "/usr/bin/systemd-inhibit"
+        and "--what=sleep:idle" in args
+        and "--why=Training SimCLR" in args
+    )
+    assert args[-4:] == [
+        "tail",
+        f"--pid={os.getpid()}",
+        "-f",
+        "/dev/null",
+    ]  # never outlives the app
     inhibitor.release()
     assert popen.started[0].terminated
 
@@ -105,7 +116,7 @@ def test_linux_uses_systemd_inhibit_around_a_process_that_ends_with_ours(binarie
 def test_linux_without_systemd_inhibit_is_a_logged_no_op(binaries: dict[str, str], caplog) -> None:
     popen = FakePopen()
     inhibitor = SleepInhibitor(platform="linux", popen=popen)
-    with caplog.at_level(logging.INFO, logger="sslstudio.gui.sleep_inhibit"):
+    with caplog.at_level(logging.INFO, logger="sslstudio.gui.run.sleep_inhibit"):
         assert not inhibitor.start()
     assert inhibitor.method == "none" and not popen.started
     assert "systemd-inhibit not found" in caplog.text
@@ -118,7 +129,7 @@ def test_a_helper_that_ended_early_is_reported_not_killed(binaries: dict[str, st
     inhibitor = SleepInhibitor(platform="linux", popen=popen)
     inhibitor.start()
     popen.started[0].code = 1  # e.g. no logind in a container
-    with caplog.at_level(logging.INFO, logger="sslstudio.gui.sleep_inhibit"):
+    with caplog.at_level(logging.INFO, logger="sslstudio.gui.run.sleep_inhibit"):
         inhibitor.release()
     assert not popen.started[0].terminated and "exit 1" in caplog.text
 

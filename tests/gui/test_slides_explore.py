@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sslstudio import slides
+from sslstudio.imaging import slides
 from tests.gui.explore_helpers import open_explore_page
 from tests.shapes import tiny_config
 from tests.slide_factory import write_slide
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(not slides.available(), reason="openslide is not
 @pytest.fixture
 def slide_run(tmp_path):
     from sslstudio.core.events import RunFinished, RunStarted
-    from sslstudio.core.trainer import train
+    from sslstudio.core.train.trainer import train
 
     data = tmp_path / "data"
     write_slide(data / "case1.tif")
@@ -42,7 +42,7 @@ def page(qtbot, themed_app, slide_run):
 
 
 def test_tiles_show_in_the_neighbour_browser_and_group_by_slide(page, qtbot):
-    from sslstudio.gui.widgets.neighbour_browser import full_size_file
+    from sslstudio.gui.pages.explore.neighbour_browser import full_size_file
 
     emb = page.session.emb
     paths = list(emb.paths)
@@ -79,7 +79,9 @@ def test_the_data_page_shows_slides_as_tiles_and_tiles_them_again(window, qtbot,
     card.size_spin.setValue(64)
     card.mpp_spin.setValue(1.0)
     card.apply_button.click()  # 64 px at 10x: a few times more tiles than 224 px at 20x
-    qtbot.waitUntil(lambda: page.index is not None and len(page.index.images) != at_20x, timeout=60_000)
+    qtbot.waitUntil(
+        lambda: page.index is not None and len(page.index.images) != at_20x, timeout=60_000
+    )
     assert len(page.index.images) > at_20x
     cfg = window.build_config()
     assert (cfg.tile_px, cfg.tile_mpp) == (64, 1.0)  # the run tiles as the page shows

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from sslstudio.core.events import MonitorLogged, RunFinished, RunStarted, RunStopped, StepLogged
-from sslstudio.gui.run_controller import IDLE, RunController
-from sslstudio.gui.sleep_inhibit import SleepInhibitor
-from sslstudio.gui.torchrun_worker import torchrun_command
+from sslstudio.gui.run.controller import IDLE, RunController
+from sslstudio.gui.run.sleep_inhibit import SleepInhibitor
+from sslstudio.gui.run.torchrun_worker import torchrun_command
 from tests.shapes import tiny_config
 
 
@@ -22,8 +22,21 @@ def _follow(controller: RunController) -> tuple[list[object], list[str]]:
 def test_the_command_is_the_documented_torchrun_line():
     cmd = torchrun_command("/x/config.json", 4, None)
     assert cmd[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4", "-m"]
-    assert cmd[6:] == ["sslstudio", "train", "--config", "/x/config.json", "--distributed", "--events-json", "--quiet"]
-    assert torchrun_command("c", 2, "/runs/r")[6:10] == ["sslstudio", "train", "--resume", "/runs/r"]
+    assert cmd[6:] == [
+        "sslstudio",
+        "train",
+        "--config",
+        "/x/config.json",
+        "--distributed",
+        "--events-json",
+        "--quiet",
+    ]
+    assert torchrun_command("c", 2, "/runs/r")[6:10] == [
+        "sslstudio",
+        "train",
+        "--resume",
+        "/runs/r",
+    ]
 
 
 def test_a_two_process_run_streams_its_events_and_finishes(qtbot, tiny_folder, tmp_path):
@@ -47,7 +60,9 @@ def test_stop_reaches_every_rank_and_the_run_resumes(qtbot, tiny_folder, tmp_pat
     events, ended = _follow(controller)
     cfg = tiny_config(tiny_folder, tmp_path / "run", device="cpu", epochs=400, checkpoint_every=4)
     controller.start(cfg, processes=2)
-    qtbot.waitUntil(lambda: any(isinstance(e, StepLogged) and e.step >= 1 for e in events), timeout=180_000)
+    qtbot.waitUntil(
+        lambda: any(isinstance(e, StepLogged) and e.step >= 1 for e in events), timeout=180_000
+    )
     controller.stop()
     qtbot.waitUntil(lambda: bool(ended), timeout=120_000)
     assert ended == ["stopped"]
@@ -68,6 +83,8 @@ def test_a_failing_launch_says_why(qtbot, tiny_folder, tmp_path, bad):
     failures: list[str] = []
     controller.failed.connect(lambda message, details: failures.append(message + "\n" + details))
     _, ended = _follow(controller)
-    controller.start(tiny_config(tiny_folder, tmp_path / "run", device="cpu", backbone=bad), processes=2)
+    controller.start(
+        tiny_config(tiny_folder, tmp_path / "run", device="cpu", backbone=bad), processes=2
+    )
     qtbot.waitUntil(lambda: bool(ended), timeout=180_000)
     assert ended == ["failed"] and failures and bad in failures[0]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sslstudio.core import trainer
+from sslstudio.core.train import trainer
 from sslstudio.core.events import (
     CheckpointSaved,
     MonitorLogged,
@@ -24,7 +24,7 @@ from sslstudio.core.events import (
     RunStopped,
     StepLogged,
 )
-from sslstudio.gui.run_controller import IDLE, PAUSED, PREPARING, RUNNING, STOPPING
+from sslstudio.gui.run.controller import IDLE, PAUSED, PREPARING, RUNNING, STOPPING
 
 
 def set_tiny(window, max_steps: int = 6, epochs: int = 1) -> None:  # noqa: ANN001
@@ -76,13 +76,19 @@ def test_train_pause_resume_stop_and_resume_to_the_end(ready_window, qtbot, gate
     assert page.start_button.isEnabled()
     page.start_button.click()
     assert w.controller.state == PREPARING and not page.start_button.isEnabled()
-    assert not page.pause_button.isEnabled() and page.stop_button.isEnabled()  # nothing to pause while reading
+    assert (
+        not page.pause_button.isEnabled() and page.stop_button.isEnabled()
+    )  # nothing to pause while reading
     assert w.stack.currentWidget() is page  # Start shows the Train page
 
     qtbot.waitUntil(lambda: 1 in steps_of(events), timeout=60_000)
     assert w.controller.state == RUNNING
     page.pause_button.click()
-    assert w.controller.state == PAUSED and page.resume_button.isEnabled() and not page.pause_button.isEnabled()
+    assert (
+        w.controller.state == PAUSED
+        and page.resume_button.isEnabled()
+        and not page.pause_button.isEnabled()
+    )
     assert w.run_status.text() == "Paused"
     gate[1].set()
     qtbot.wait(400)
@@ -94,8 +100,14 @@ def test_train_pause_resume_stop_and_resume_to_the_end(ready_window, qtbot, gate
     t0 = time.perf_counter()
     page.stop_button.click()
     acknowledged = time.perf_counter() - t0
-    assert w.controller.state == STOPPING and not page.stop_button.isEnabled() and not page.pause_button.isEnabled()
-    assert page.state_label.text().startswith("Stopping") and w.run_status.text().startswith("Stopping")
+    assert (
+        w.controller.state == STOPPING
+        and not page.stop_button.isEnabled()
+        and not page.pause_button.isEnabled()
+    )
+    assert page.state_label.text().startswith("Stopping") and w.run_status.text().startswith(
+        "Stopping"
+    )
     assert acknowledged < 0.1
     gate[3].set()
     qtbot.waitUntil(lambda: w.controller.state == IDLE, timeout=30_000)
@@ -116,20 +128,31 @@ def test_train_pause_resume_stop_and_resume_to_the_end(ready_window, qtbot, gate
 
     events.clear()
     page.resume_button.click()  # continue the stopped run from its checkpoint
-    qtbot.waitUntil(lambda: w.controller.state == IDLE and any(isinstance(e, RunFinished) for e in events),
-                    timeout=60_000)
+    qtbot.waitUntil(
+        lambda: w.controller.state == IDLE and any(isinstance(e, RunFinished) for e in events),
+        timeout=60_000,
+    )
     started = next(e for e in events if isinstance(e, RunStarted))
     assert started.start_step == 4 and started.run_dir == run_dir
     assert steps_of(events) == [4, 5]
     finished = next(e for e in events if isinstance(e, RunFinished))
     assert finished.step == 6 and Path(finished.path).exists()
     page.redraw_now()
-    assert list(page.loss_plot.buffer("raw").x) == [0, 1, 2, 3, 4, 5]  # history reloaded + new steps
+    assert list(page.loss_plot.buffer("raw").x) == [
+        0,
+        1,
+        2,
+        3,
+        4,
+        5,
+    ]  # history reloaded + new steps
     assert not page.resume_button.isEnabled() and w.controller.resumable is None
     assert page.state_label.text().startswith("Finished")
 
 
-def test_closing_the_window_mid_run_checkpoints_and_closes(ready_window, qtbot, gate, qt_messages) -> None:
+def test_closing_the_window_mid_run_checkpoints_and_closes(
+    ready_window, qtbot, gate, qt_messages
+) -> None:
     w = ready_window
     set_tiny(w, max_steps=5000, epochs=1000)
     events = collect(w)
@@ -144,11 +167,15 @@ def test_closing_the_window_mid_run_checkpoints_and_closes(ready_window, qtbot, 
     assert not w.controller.is_running()
     stopped = [e for e in events if isinstance(e, RunStopped)]
     assert len(stopped) == 1 and stopped[0].step == 2 and Path(stopped[0].path).is_dir()
-    assert job.done  # the thread was waited for, no "QThread: Destroyed while thread is still running"
+    assert (
+        job.done
+    )  # the thread was waited for, no "QThread: Destroyed while thread is still running"
     assert not qt_messages
 
 
-def test_a_failing_run_shows_the_error_and_re_enables_controls(ready_window, qtbot, monkeypatch) -> None:
+def test_a_failing_run_shows_the_error_and_re_enables_controls(
+    ready_window, qtbot, monkeypatch
+) -> None:
     w, page = ready_window, ready_window.train_page
     set_tiny(w)
     real = trainer.train
@@ -167,13 +194,19 @@ def test_a_failing_run_shows_the_error_and_re_enables_controls(ready_window, qtb
     assert box is not None and "the disk caught fire" in box.text()
     assert "Traceback" in box.detailedText() and "RuntimeError" in box.detailedText()
     assert "ERROR" in page.log.toPlainText()
-    assert w.controller.state == IDLE and page.start_button.isEnabled() and not page.stop_button.isEnabled()
+    assert (
+        w.controller.state == IDLE
+        and page.start_button.isEnabled()
+        and not page.stop_button.isEnabled()
+    )
     box.close()
 
 
-def test_a_run_that_fails_inside_the_trainer_reports_run_failed(ready_window, qtbot, monkeypatch) -> None:
+def test_a_run_that_fails_inside_the_trainer_reports_run_failed(
+    ready_window, qtbot, monkeypatch
+) -> None:
     """The trainer's own failure path (RunFailed, then raise) ends in the same place."""
-    import sslstudio.core.trainer as core_trainer
+    import sslstudio.core.train.trainer as core_trainer
 
     w = ready_window
     set_tiny(w)

@@ -10,7 +10,7 @@ import pytest
 
 from sslstudio.config import OptimConfig, RunConfig
 from sslstudio.core.data.scan import ImageIndex, ImageRecord
-from sslstudio.gui.command import command_line, missing_flags
+from sslstudio.gui.pages.method.command import command_line, missing_flags
 from sslstudio.gui.qt_models import ImageListModel, ThumbnailCache
 from sslstudio.gui.widgets.loss_plot import REDRAW_MS, CurveBuffer, Ema, ThrottledPlot
 from sslstudio.gui.widgets.thumbnail_grid import ThumbnailGrid
@@ -78,7 +78,9 @@ def test_thumbnail_grid_at_100k_items_asks_only_for_visible_ones(qtbot) -> None:
     visible = (800 // 86 + 1) * (600 // 94 + 2)
     assert 0 < cache.requested <= 2 * visible, cache.requested
     grid.scrollToBottom()
-    qtbot.waitUntil(lambda: model.rowCount() == 100_000 and cache.requested > visible // 2, timeout=5_000)
+    qtbot.waitUntil(
+        lambda: model.rowCount() == 100_000 and cache.requested > visible // 2, timeout=5_000
+    )
     qtbot.wait(200)
     assert cache.requested <= 4 * visible  # the middle 99.9k rows were never asked for
     assert elapsed < 5.0, f"laying out 100k items took {elapsed:.1f} s"
@@ -87,29 +89,53 @@ def test_thumbnail_grid_at_100k_items_asks_only_for_visible_ones(qtbot) -> None:
 
 def test_command_line_round_trips_the_main_choices() -> None:
     cfg = dataclasses.replace(
-        RunConfig(data_root="/data/my tiles", method="simclr", backbone="resnet18", image_size=64, batch_size=128,
-                  epochs=5, preset="histopathology", max_steps=10, method_options={"temperature": 0.1, "proj_out": 128},
-                  progressive_from=32),
+        RunConfig(
+            data_root="/data/my tiles",
+            method="simclr",
+            backbone="resnet18",
+            image_size=64,
+            batch_size=128,
+            epochs=5,
+            preset="histopathology",
+            max_steps=10,
+            method_options={"temperature": 0.1, "proj_out": 128},
+            progressive_from=32,
+        ),
         optim=dataclasses.replace(OptimConfig(), lr=0.3, optimizer="lars"),
     )
     cmd = command_line(cfg, method_defaults={"temperature": 0.2, "proj_out": 128})
-    assert cmd.startswith("sslstudio train '/data/my tiles' --method simclr --backbone resnet18 --image-size 64 "
-                          "--batch-size 128 --epochs 5 --preset histopathology --lr 0.3 --optimizer lars")
+    assert cmd.startswith(
+        "sslstudio train '/data/my tiles' --method simclr --backbone resnet18 --image-size 64 "
+        "--batch-size 128 --epochs 5 --preset histopathology --lr 0.3 --optimizer lars"
+    )
     assert "--max-steps 10" in cmd and "--option temperature=0.1" in cmd and "proj_out" not in cmd
     assert "--progressive-from 32" in cmd
-    from sslstudio.cli import build_parser, config_from_args
+    from sslstudio.cli.main import build_parser, config_from_args
 
     args = build_parser().parse_args(cmd.replace("'/data/my tiles'", "/tmp").split()[1:])
     back = config_from_args(args)
-    for name in ("method", "backbone", "image_size", "batch_size", "epochs", "preset", "max_steps", "progressive_from"):
+    for name in (
+        "method",
+        "backbone",
+        "image_size",
+        "batch_size",
+        "epochs",
+        "preset",
+        "max_steps",
+        "progressive_from",
+    ):
         assert getattr(back, name) == getattr(cfg, name), name
-    assert back.optim.lr == 0.3 and back.optim.optimizer == "lars" and back.method_options == {"temperature": 0.1}
+    assert (
+        back.optim.lr == 0.3
+        and back.optim.optimizer == "lars"
+        and back.method_options == {"temperature": 0.1}
+    )
     assert back.optim.weight_decay == cfg.optim.weight_decay
 
 
 def test_command_line_keeps_a_weight_decay_that_differs_from_the_methods_own() -> None:
     """MAE's defaults decay weights by 0.05; a window run at the generic 1e-4 must say so."""
-    from sslstudio.cli import build_parser, config_from_args
+    from sslstudio.cli.main import build_parser, config_from_args
 
     cfg = RunConfig(data_root="/tmp", method="mae", backbone="vit_tiny")
     assert cfg.optim.weight_decay == 1e-4

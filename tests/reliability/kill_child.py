@@ -1,6 +1,6 @@
 """A real training process for the kill loop: ``python kill_child.py CONFIG.json [RUN_DIR]``.
 
-Trains the config (or resumes ``RUN_DIR``) with :func:`sslstudio.core.trainer.train`. When
+Trains the config (or resumes ``RUN_DIR``) with :func:`sslstudio.core.train.trainer.train`. When
 ``SSLSTUDIO_KILL_AT`` names a point, the child stops *at* that point, touches the file named by
 ``SSLSTUDIO_KILL_MARKER`` and sleeps, so the parent can SIGKILL it at that exact moment:
 
@@ -72,10 +72,10 @@ def write_config(cfg, path: Path) -> Path:
 
 def main(argv: list[str]) -> int:
     from sslstudio.config import RunConfig
-    from sslstudio.core import checkpoints as ckpt
+    from sslstudio.core.train import checkpoints as ckpt
     from sslstudio.core.events import EpochEnded, RunStarted
     from sslstudio.core.methods import METHODS
-    from sslstudio.core.trainer import train
+    from sslstudio.core.train.trainer import train
 
     cfg = RunConfig.load(Path(argv[0]))
     resume = argv[1] if len(argv) > 1 else None

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-from sslstudio.core import checkpoints as ckpt
+from sslstudio.core.train import checkpoints as ckpt
 from sslstudio.core.data.cache import DecodedImages
-from sslstudio.core.errors import CheckpointError, ConfigError
+from sslstudio.errors import CheckpointError, ConfigError
 from sslstudio.core.events import RunFailed, RunFinished, RunStarted, StepLogged
 from sslstudio.core.methods import build_method
-from sslstudio.core.runs import RunLock, RunLockedError, read_metrics
-from sslstudio.core.trainer import train
+from sslstudio.core.train.runs import RunLock, RunLockedError, read_metrics
+from sslstudio.core.train.trainer import train
 from tests.shapes import make_shapes_folder, tiny_config
 
 
@@ -193,7 +193,7 @@ def test_resume_skips_a_damaged_newest_checkpoint_and_says_so(tiny_folder, tmp_p
 def test_every_checkpoint_damaged_starts_over_and_the_history_still_lists_the_run(
     tiny_folder, tmp_path
 ):
-    from sslstudio.gui.run_history import summarize
+    from sslstudio.gui.run.history import summarize
 
     cfg = tiny_config(tiny_folder, tmp_path / "run", monitor_every=0)
     _stop_after(cfg, 3)
@@ -282,7 +282,7 @@ def test_another_process_holding_the_run_is_refused_until_it_dies(tiny_folder, t
     cfg = tiny_config(tiny_folder, tmp_path / "run", max_steps=2, monitor_every=0)
     list(train(cfg))
     code = (
-        "import sys, time; from pathlib import Path; from sslstudio.core.runs import RunLock;"
+        "import sys, time; from pathlib import Path; from sslstudio.core.train.runs import RunLock;"
         "held = RunLock(Path(sys.argv[1])).acquire(); print('held', flush=True); time.sleep(60)"
     )
     holder = subprocess.Popen(

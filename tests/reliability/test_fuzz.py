@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from sslstudio import imaging
+from sslstudio.imaging import decode as imaging
 from sslstudio.tool.bundle import BundleError, load_bundle
 from sslstudio.tool.onnxcheck import OnnxCheckError, inspect_onnx
 from sslstudio.tool.tensors import TensorFileError, parse_safetensors, read_npy, tensor
@@ -85,8 +85,16 @@ def image_seeds(tmp_path_factory) -> list[bytes]:
     return _image_seeds(tmp_path_factory.mktemp("seeds"))
 
 
-MAGIC = [b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"II+\x00", b"GIF89a",
-         b"RIFF\x00\x00\x00\x00WEBPVP8 ", b"BM" + bytes(12) + (40).to_bytes(4, "little")]  # fmt: skip
+MAGIC = [
+    b"\xff\xd8\xff",
+    b"\x89PNG\r\n\x1a\n",
+    b"II*\x00",
+    b"MM\x00*",
+    b"II+\x00",
+    b"GIF89a",
+    b"RIFF\x00\x00\x00\x00WEBPVP8 ",
+    b"BM" + bytes(12) + (40).to_bytes(4, "little"),
+]
 
 
 def _pixels_or_reason(folder: Path, data: bytes) -> None:
@@ -155,11 +163,16 @@ def test_safetensors_mutated(edits, cut):
 
 
 @FUZZ
-@given(header=st.recursive(
-    st.none() | st.booleans() | st.integers(-(1 << 70), 1 << 70) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-    max_leaves=12,
-), data=st.binary(max_size=64))  # fmt: skip
+@given(
+    header=st.recursive(
+        st.none() | st.booleans() | st.integers(-(1 << 70), 1 << 70) | st.text(max_size=8),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+        ),
+        max_leaves=12,
+    ),
+    data=st.binary(max_size=64),
+)
 def test_safetensors_arbitrary_json_headers(header, data):
     raw = json.dumps(header).encode()
     _read_tensors(struct.pack("<Q", len(raw)) + raw + data)
@@ -207,9 +220,11 @@ def test_onnx_mutated(bundle, edits, cut):
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
     max_leaves=8,
-)  # fmt: skip
+)
 
 
 @FUZZ

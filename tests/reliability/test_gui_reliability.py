@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QObject, QTimer, Slot, qWarning
 
-from sslstudio.gui.run_controller import PAUSED, STOPPING
+from sslstudio.gui.run.controller import PAUSED, STOPPING
 from tests.gui import conftest as _gui
 from tests.gui.test_training import collect, set_tiny, steps_of
 
@@ -56,9 +56,9 @@ def test_closing_a_paused_run_checkpoints_and_ends_the_thread(ready_window, qtbo
 def test_cancelling_an_export_is_acknowledged_at_once_and_writes_nothing(
     qtbot, themed_app, tmp_path, monkeypatch
 ):
-    from sslstudio.core import export as ex
-    from sslstudio.gui.pages.export import ExportPage
-    from sslstudio.gui.run_controller import RunController
+    from sslstudio.core.export import bundle as ex
+    from sslstudio.gui.pages.export.page import ExportPage
+    from sslstudio.gui.run.controller import RunController
     from sslstudio.gui.settings import Settings
     from tests.core.test_export import make_trained_run
 
@@ -125,7 +125,7 @@ def test_a_progress_flood_is_throttled_and_the_gui_thread_keeps_ticking(
     qtbot, themed_app, tmp_path, monkeypatch
 ):
     from sslstudio.core.data import indexstore
-    from sslstudio.gui.worker import ScanWorker, ThreadJob
+    from sslstudio.gui.run.worker import ScanWorker, ThreadJob
     from tests.shapes import make_shapes_folder
 
     folder = make_shapes_folder(tmp_path / "f", per_class=2, size=16, shapes=("circle",))

@@ -22,7 +22,7 @@ from PIL import Image
 
 from sslstudio.core.data import scan
 from sslstudio.core.data.scan import ImageIndex, ScanCancelled, scan_folder
-from sslstudio.core.errors import NoUsableImagesError
+from sslstudio.errors import NoUsableImagesError
 from tests import image_factory as f
 from tests.reliability.torture import IGNORED, NON_UTF8_NAME, write_torture_folder
 
@@ -50,8 +50,11 @@ def test_torture_folder_scan_reports_every_bad_file_with_its_reason(tmp_path, mo
     reported = {rel: category for rel, category in bad.items() if category != IGNORED}
     assert {rel: skipped[rel].category for rel in skipped} == reported
     assert index.ignored == sum(category == IGNORED for category in bad.values())
-    for rel, cause in {"good/red.png": "PermissionError", "truncated.jpg": "OSError",
-                       "broken_link.jpg": "FileNotFoundError"}.items():  # fmt: skip
+    for rel, cause in {
+        "good/red.png": "PermissionError",
+        "truncated.jpg": "OSError",
+        "broken_link.jpg": "FileNotFoundError",
+    }.items():
         assert skipped[rel].error == cause  # the exception class is kept beside the reason
     kept = {r.path for r in index.images}
     on_disk = {
@@ -71,10 +74,10 @@ def test_torture_folder_scan_reports_every_bad_file_with_its_reason(tmp_path, mo
 
 def test_training_on_the_torture_folder_trains_and_exports_every_good_name(tmp_path, monkeypatch):
     """Items 1-13 end to end; 11: a file deleted after the scan; 12: names through export."""
-    from sslstudio.core import trainer
+    from sslstudio.core.train import trainer
     from sslstudio.core.data import indexstore
     from sslstudio.core.events import RunFinished, RunStarted
-    from sslstudio.core.export import export_bundle
+    from sslstudio.core.export.bundle import export_bundle
     from sslstudio.tool.bundle import load_bundle
     from tests.shapes import make_shapes_folder, tiny_config
 
@@ -111,7 +114,7 @@ def test_training_on_the_torture_folder_trains_and_exports_every_good_name(tmp_p
 
 def test_no_usable_images_is_one_clear_error_before_training(tmp_path):
     from sslstudio.core.events import RunStarted
-    from sslstudio.core.trainer import train
+    from sslstudio.core.train.trainer import train
     from tests.shapes import tiny_config
 
     folder = tmp_path / "bad"
@@ -185,6 +188,10 @@ def test_scan_streams_with_bounded_work_in_flight_and_cancels(monkeypatch):
     walked[0] = judged[0] = 0
     cancel = threading.Event()
     with pytest.raises(ScanCancelled):
-        scan_folder(Path.cwd(), workers=workers, cancel=cancel,
-                    progress=lambda done, total: done >= 200 and cancel.set())  # fmt: skip
+        scan_folder(
+            Path.cwd(),
+            workers=workers,
+            cancel=cancel,
+            progress=lambda done, total: done >= 200 and cancel.set(),
+        )
     assert walked[0] < n // 2  # stopped early, not after walking everything

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from sslstudio.core import checkpoints as ckpt
-from sslstudio.core.runs import read_metrics
-from sslstudio.core.trainer import train
+from sslstudio.core.train import checkpoints as ckpt
+from sslstudio.core.train.runs import read_metrics
+from sslstudio.core.train.trainer import train
 from tests.reliability.kill_child import sigkill, start_child, wait_marker, write_config
 from tests.shapes import tiny_config
 

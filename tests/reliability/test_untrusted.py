@@ -23,7 +23,7 @@ import pytest
 from onnx import helper
 from safetensors.numpy import save as st_save
 
-from sslstudio.core.errors import WeightsError
+from sslstudio.errors import WeightsError
 from sslstudio.core.models.backbones import build_backbone
 from sslstudio.tool.bundle import BundleError, load_bundle
 from tests.tool.bundle_factory import copy_bundle, edit_manifest, make_bundle, rehash, zip_bundle
@@ -201,8 +201,14 @@ def test_swapped_file_with_its_own_hash_is_caught_by_the_contents(damaged):
 def test_onnx_external_data_outside_the_bundle_is_refused(tmp_path, damaged):
     model = onnx.load(damaged / "model.onnx")
     # Real external data beside the bundle, named with '..' from inside it.
-    onnx.save_model(model, tmp_path / "outside.onnx", save_as_external_data=True,
-                    all_tensors_to_one_file=True, location="secret.bin", size_threshold=0)  # fmt: skip
+    onnx.save_model(
+        model,
+        tmp_path / "outside.onnx",
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="secret.bin",
+        size_threshold=0,
+    )
     external = onnx.load(tmp_path / "outside.onnx", load_external_data=False)
     for t in external.graph.initializer:
         for entry in t.external_data:

@@ -18,7 +18,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make ``tests`` importable from the checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from sslstudio.imaging import MIN_SIDE  # noqa: E402
+from sslstudio.imaging.decode import MIN_SIDE  # noqa: E402
 from tests import image_factory as f  # noqa: E402
 
 IGNORED = "ignored"  # OS junk: counted as ignored by the scan, never reported as a failure

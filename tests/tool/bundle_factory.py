@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from sslstudio.imaging import decode_resized, is_ignored_name
+from sslstudio.imaging.decode import decode_resized, is_ignored_name
 
 MEAN = [0.485, 0.456, 0.406]
 STD = [0.229, 0.224, 0.225]
@@ -32,9 +32,14 @@ def tiny_net(dim: int = 16, seed: int = 0):
 
     torch.manual_seed(seed)
     net = nn.Sequential(
-        nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, dim, 3, 2, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-    )  # fmt: skip
+        nn.Conv2d(3, 8, 3, 2, 1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, dim, 3, 2, 1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+    )
     with torch.no_grad():  # non-trivial BN statistics, as a trained net would have
         net[1].running_mean.uniform_(-0.2, 0.2)
         net[1].running_var.uniform_(0.5, 2.0)
@@ -48,10 +53,15 @@ def onnx_bytes(net, size: int) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(
-            net, (torch.zeros(1, 3, size, size),), buf, input_names=["images"],
-            output_names=["features"], dynamic_axes={"images": {0: "n"}, "features": {0: "n"}},
-            opset_version=17, dynamo=False,
-        )  # fmt: skip
+            net,
+            (torch.zeros(1, 3, size, size),),
+            buf,
+            input_names=["images"],
+            output_names=["features"],
+            dynamic_axes={"images": {0: "n"}, "features": {0: "n"}},
+            opset_version=17,
+            dynamo=False,
+        )
     return buf.getvalue()
 
 
@@ -103,23 +113,55 @@ def make_bundle(
         weight = (10 * centroids).astype(np.float32)
         bias = np.linspace(-0.1, 0.1, len(classes)).astype(np.float32)
         (dest / "classifier.safetensors").write_bytes(st_save({"weight": weight, "bias": bias}))
-        clf = {"file": "classifier.safetensors", "kind": "linear", "classes": classes,
-               "input": "l2-normalised features", "cv_accuracy": None, "labelled": len(rel)}  # fmt: skip
+        clf = {
+            "file": "classifier.safetensors",
+            "kind": "linear",
+            "classes": classes,
+            "input": "l2-normalised features",
+            "cv_accuracy": None,
+            "labelled": len(rel),
+        }
     manifest = {
-        "format": "sslstudio-bundle", "format_version": 1, "created": "2025-01-01T00:00:00Z",
-        "sslstudio_version": "0.1.0", "method": "simclr", "backbone": "tiny_test_cnn",
-        "small_stem": True, "embedding_dim": dim,
-        "input": {"size": size, "channels": "RGB", "layout": "NCHW", "dtype": "float32",
-                  "scale": 1 / 255, "mean": MEAN, "std": STD, "resize": "decode_resized"},
+        "format": "sslstudio-bundle",
+        "format_version": 1,
+        "created": "2025-01-01T00:00:00Z",
+        "sslstudio_version": "0.1.0",
+        "method": "simclr",
+        "backbone": "tiny_test_cnn",
+        "small_stem": True,
+        "embedding_dim": dim,
+        "input": {
+            "size": size,
+            "channels": "RGB",
+            "layout": "NCHW",
+            "dtype": "float32",
+            "scale": 1 / 255,
+            "mean": MEAN,
+            "std": STD,
+            "resize": "decode_resized",
+        },
         "onnx": {"file": "model.onnx", "opset": 17, "input": "images", "output": "features"},
-        "index": {"embeddings": "embeddings.npy", "items": "items.json", "count": len(rel),
-                  "normalised": True, "absolute_paths": False},
-        "classifier": clf, "classes": classes,
+        "index": {
+            "embeddings": "embeddings.npy",
+            "items": "items.json",
+            "count": len(rel),
+            "normalised": True,
+            "absolute_paths": False,
+        },
+        "classifier": clf,
+        "classes": classes,
         "family": {"file": None, "reason": "test net"},
-        "training": {"images": len(rel), "folder_name": images.name, "steps": 0,
-                     "image_size": size, "preset": "natural", "checkpoint": "none"},
-        "metrics": {}, "files": {},
-    }  # fmt: skip
+        "training": {
+            "images": len(rel),
+            "folder_name": images.name,
+            "steps": 0,
+            "image_size": size,
+            "preset": "natural",
+            "checkpoint": "none",
+        },
+        "metrics": {},
+        "files": {},
+    }
     (dest / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return rehash(dest)
 
@@ -131,11 +173,12 @@ def rehash(dest: Path, edit: Callable[[dict[str, Any]], None] | None = None) -> 
         edit(manifest)
     manifest["files"] = {
         p.relative_to(dest).as_posix(): {
-            "sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "bytes": p.stat().st_size
+            "sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
+            "bytes": p.stat().st_size,
         }
         for p in sorted(dest.rglob("*"))
         if p.is_file() and not p.is_symlink() and p.name != "manifest.json"
-    }  # fmt: skip
+    }
     (dest / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return dest
 

@@ -26,8 +26,12 @@ def test_loads_and_checks_out(bundle_dir):
 
 @pytest.mark.parametrize("top", [None, "my-bundle"])
 def test_zip_read_in_place(tmp_path, bundle_dir, top):
-    z = zip_bundle(bundle_dir, tmp_path / "b.zip", top=top,
-                   extra=[("../../escaped.txt", b"x"), ("/abs.txt", b"y")])  # fmt: skip
+    z = zip_bundle(
+        bundle_dir,
+        tmp_path / "b.zip",
+        top=top,
+        extra=[("../../escaped.txt", b"x"), ("/abs.txt", b"y")],
+    )
     b = load_bundle(z)
     assert b.count == 8 and b.onnx_model == (bundle_dir / "model.onnx").read_bytes()
     assert not (tmp_path.parent / "escaped.txt").exists()  # unlisted members are never touched
@@ -51,8 +55,16 @@ def _flip(path, at: int = -10) -> None:
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("name", ["model.onnx", "embeddings.npy", "items.json",
-                                  "classifier.safetensors", "backbone.safetensors"])  # fmt: skip
+@pytest.mark.parametrize(
+    "name",
+    [
+        "model.onnx",
+        "embeddings.npy",
+        "items.json",
+        "classifier.safetensors",
+        "backbone.safetensors",
+    ],
+)
 def test_tampered_file_refused(bundle_copy, name):
     _flip(bundle_copy / name)
     with pytest.raises(BundleError, match=f"{name}: sha256 differs"):
@@ -72,8 +84,9 @@ def test_tampered_zip_member_refused(tmp_path, bundle_copy):
         load_bundle(zip_bundle(bundle_copy, tmp_path / "t.zip"))
 
 
-@pytest.mark.parametrize("bad", ["/etc/passwd", "../model.onnx", "a/../model.onnx", "./x",
-                                 "C:/x.onnx", "a\\b.onnx", ""])  # fmt: skip
+@pytest.mark.parametrize(
+    "bad", ["/etc/passwd", "../model.onnx", "a/../model.onnx", "./x", "C:/x.onnx", "a\\b.onnx", ""]
+)
 def test_bad_manifest_paths_refused(bundle_copy, bad):
     edit_manifest(bundle_copy, lambda m: m["onnx"].update(file=bad))
     with pytest.raises(BundleError, match="absolute, contains '..'"):
@@ -136,8 +149,13 @@ def test_custom_operator_refused_even_when_hashed(bundle_copy):
 
 def test_external_data_refused_even_when_hashed(bundle_copy):
     m = onnx.load(bundle_copy / "model.onnx")
-    onnx.save_model(m, bundle_copy / "model.onnx", save_as_external_data=True,
-                    location="w.bin", size_threshold=0)  # fmt: skip
+    onnx.save_model(
+        m,
+        bundle_copy / "model.onnx",
+        save_as_external_data=True,
+        location="w.bin",
+        size_threshold=0,
+    )
     rehash(bundle_copy)
     with pytest.raises(BundleError, match="model.onnx: tensor .* external file"):
         load_bundle(bundle_copy)

@@ -95,8 +95,17 @@ def test_query_of_an_unreadable_image(tmp_path, bundle_dir, capsys):
 
 def test_classify_csv_and_label_studio(tmp_path, bundle_dir, messy, capsys):
     out, ls = tmp_path / "pred.csv", tmp_path / "tasks.json"
-    argv = ["classify", str(bundle_dir), str(messy), "-o", str(out), "--label-studio", str(ls),
-            "--from-name", "shape"]  # fmt: skip
+    argv = [
+        "classify",
+        str(bundle_dir),
+        str(messy),
+        "-o",
+        str(out),
+        "--label-studio",
+        str(ls),
+        "--from-name",
+        "shape",
+    ]
     assert main(argv) == 0
     rows = list(csv.DictReader(out.open()))
     assert list(rows[0]) == ["path", "label", "confidence", "p_circle", "p_square"]
@@ -112,8 +121,12 @@ def test_classify_csv_and_label_studio(tmp_path, bundle_dir, messy, capsys):
     assert len(tasks) == 8
     pred = tasks[0]["predictions"][0]
     assert tasks[0]["data"]["image"] == "/data/local-files/?d=circle/circle_0000.png"
-    assert pred["result"][0] == {"from_name": "shape", "to_name": "image", "type": "choices",
-                                 "value": {"choices": [rows[0]["label"]]}}  # fmt: skip
+    assert pred["result"][0] == {
+        "from_name": "shape",
+        "to_name": "image",
+        "type": "choices",
+        "value": {"choices": [rows[0]["label"]]},
+    }
     assert pred["score"] == pytest.approx(float(rows[0]["confidence"]), abs=1e-5)
 
 

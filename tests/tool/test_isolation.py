@@ -41,14 +41,18 @@ def _run(
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
     return subprocess.run(
         [sys.executable, "-c", code] if code else [sys.executable, "-m", "sslstudio.tool", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_blocker_works(tmp_path):
-    r = _run(tmp_path, ["torch", "sslstudio.core"], code="import sslstudio.core.export")
+    r = _run(tmp_path, ["torch", "sslstudio.core"], code="import sslstudio.core.export.bundle")
     assert r.returncode != 0 and "sslstudio.core is blocked" in r.stderr
-    r = _run(tmp_path, ["torch"], code="import sslstudio.imaging, numpy; import torch")
+    r = _run(tmp_path, ["torch"], code="import sslstudio.imaging.decode, numpy; import torch")
     assert r.returncode != 0 and "torch is blocked" in r.stderr
 
 
@@ -71,9 +75,11 @@ def test_commands_without_torch_core_or_qt(tmp_path, bundle_dir, images):
 
 @pytest.mark.parametrize("module", ["__main__", "server", "viewer", "labelstudio"])
 def test_imports_stay_light(module):
-    code = (f"import sys, sslstudio.tool.{module}; print(sorted(m for m in sys.modules "
-            "if m.split('.')[0] in {'torch', 'PySide6', 'onnx', 'safetensors'} "
-            "or m.startswith('sslstudio.core')))")  # fmt: skip
+    code = (
+        f"import sys, sslstudio.tool.{module}; print(sorted(m for m in sys.modules "
+        "if m.split('.')[0] in {'torch', 'PySide6', 'onnx', 'safetensors'} "
+        "or m.startswith('sslstudio.core')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

@@ -17,11 +17,13 @@ OPSET = [helper.make_opsetid("", 17)]
 
 def _model(nodes, inits=(), *, opsets=OPSET, functions=(), sparse=()) -> bytes:
     graph = helper.make_graph(
-        nodes, "g",
+        nodes,
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])],
-        initializer=list(inits), sparse_initializer=list(sparse),
-    )  # fmt: skip
+        initializer=list(inits),
+        sparse_initializer=list(sparse),
+    )
     model = helper.make_model(graph, opset_imports=opsets, functions=list(functions))
     return model.SerializeToString()
 
@@ -60,8 +62,9 @@ def _if_with(inner_node) -> onnx.NodeProto:
 
 
 CUSTOM = helper.make_node("Magic", ["x"], ["y"], domain="com.evil")
-FUNC = helper.make_function("com.evil", "Magic", ["x"], ["y"],
-                            [helper.make_node("Identity", ["x"], ["y"])], OPSET)  # fmt: skip
+FUNC = helper.make_function(
+    "com.evil", "Magic", ["x"], ["y"], [helper.make_node("Identity", ["x"], ["y"])], OPSET
+)
 
 
 @pytest.mark.parametrize(
@@ -72,17 +75,36 @@ FUNC = helper.make_function("com.evil", "Magic", ["x"], ["y"],
         (_model([CUSTOM]), "custom domain 'com.evil'"),
         (_model([helper.make_node("Add", ["x", "x"], ["y"], domain="com.microsoft")]), "custom"),
         (_model([_if_with(CUSTOM)]), "custom domain"),
-        (_model([_if_with(helper.make_node("Constant", [], ["y"], value=_external(_w("k"))))]),
-         "external"),
-        (_model([helper.make_node("Identity", ["x"], ["y"])],
-                opsets=[*OPSET, helper.make_opsetid("com.evil", 1)]), "custom operator set"),
-        (_model([CUSTOM], opsets=[*OPSET, helper.make_opsetid("com.evil", 1)], functions=[FUNC]),
-         "custom"),
-        (_model([helper.make_node("Identity", ["x"], ["y"])], sparse=[helper.make_sparse_tensor(
-            _external(_w("v")), numpy_helper.from_array(np.array([0, 1], np.int64), "i"), [2])]),
-         "external"),
+        (
+            _model([_if_with(helper.make_node("Constant", [], ["y"], value=_external(_w("k"))))]),
+            "external",
+        ),
+        (
+            _model(
+                [helper.make_node("Identity", ["x"], ["y"])],
+                opsets=[*OPSET, helper.make_opsetid("com.evil", 1)],
+            ),
+            "custom operator set",
+        ),
+        (
+            _model([CUSTOM], opsets=[*OPSET, helper.make_opsetid("com.evil", 1)], functions=[FUNC]),
+            "custom",
+        ),
+        (
+            _model(
+                [helper.make_node("Identity", ["x"], ["y"])],
+                sparse=[
+                    helper.make_sparse_tensor(
+                        _external(_w("v")),
+                        numpy_helper.from_array(np.array([0, 1], np.int64), "i"),
+                        [2],
+                    )
+                ],
+            ),
+            "external",
+        ),
     ],
-)  # fmt: skip
+)
 def test_refused(data, words):
     with pytest.raises(OnnxCheckError, match=words):
         inspect_onnx(data)
@@ -90,8 +112,14 @@ def test_refused(data, words):
 
 def test_external_data_in_a_real_model_refused(tmp_path):
     model = onnx.load_from_string(onnx_bytes(tiny_net(), 32))
-    onnx.save_model(model, tmp_path / "m.onnx", save_as_external_data=True,
-                    all_tensors_to_one_file=True, location="weights.bin", size_threshold=0)  # fmt: skip
+    onnx.save_model(
+        model,
+        tmp_path / "m.onnx",
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="weights.bin",
+        size_threshold=0,
+    )
     with pytest.raises(OnnxCheckError, match="external file"):
         inspect_onnx((tmp_path / "m.onnx").read_bytes())
 

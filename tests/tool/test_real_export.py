@@ -1,4 +1,4 @@
-"""The tool on a bundle from the real exporter (``sslstudio.core.export``) of a tiny trained run:
+"""The tool on a bundle from the real exporter (``sslstudio.core.export.bundle``) of a tiny trained run:
 it verifies, a training image finds itself first, and embeddings match the bundled rows, with
 torch blocked in the tool's process."""
 
@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("sslstudio.core.export")
+pytest.importorskip("sslstudio.core.export.bundle")
 
 from sslstudio.tool.__main__ import main  # noqa: E402
 from sslstudio.tool.bundle import load_bundle  # noqa: E402
@@ -19,7 +19,7 @@ from tests.tool.test_isolation import _run  # noqa: E402
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, module_home):
-    from sslstudio.core.export import export_bundle
+    from sslstudio.core.export.bundle import export_bundle
     from tests.core.test_export import make_trained_run
 
     run = make_trained_run(tmp_path_factory.mktemp("real-export"))
@@ -46,8 +46,16 @@ def test_real_bundle_query_without_torch(tmp_path, exported):
     folder, _, images = exported
     bundle = load_bundle(folder)
     target = bundle.paths[5]
-    r = _run(tmp_path, ["torch", "sslstudio.core", "PySide6"], "query", str(folder),
-             str(images / target), "-k", "3", "--json")  # fmt: skip
+    r = _run(
+        tmp_path,
+        ["torch", "sslstudio.core", "PySide6"],
+        "query",
+        str(folder),
+        str(images / target),
+        "-k",
+        "3",
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     hits = json.loads(r.stdout)["neighbours"]
     assert hits[0]["path"] == target and hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
@@ -58,8 +66,8 @@ def test_tool_classifies_as_the_studio_does(tmp_path):
     in a process without torch: the same label and confidence for every image."""
     import csv
 
-    from sslstudio.cli import main as studio
-    from sslstudio.core.export import export_bundle
+    from sslstudio.cli.main import main as studio
+    from sslstudio.core.export.bundle import export_bundle
     from tests.core.test_export import make_trained_run
 
     run = make_trained_run(tmp_path)
@@ -67,8 +75,15 @@ def test_tool_classifies_as_the_studio_does(tmp_path):
         studio(["classify", str(run), "--from-subfolders", "-o", str(tmp_path / "studio.csv")]) == 0
     )
     export_bundle(run, tmp_path / "bundle")
-    r = _run(tmp_path, ["torch", "sslstudio.core", "PySide6"], "classify", str(tmp_path / "bundle"),
-             str(tmp_path / "shapes"), "-o", str(tmp_path / "tool.csv"))  # fmt: skip
+    r = _run(
+        tmp_path,
+        ["torch", "sslstudio.core", "PySide6"],
+        "classify",
+        str(tmp_path / "bundle"),
+        str(tmp_path / "shapes"),
+        "-o",
+        str(tmp_path / "tool.csv"),
+    )
     assert r.returncode == 0, r.stderr
     studio_rows = {row["path"]: row for row in csv.DictReader((tmp_path / "studio.csv").open())}
     tool_rows = list(csv.DictReader((tmp_path / "tool.csv").open()))

@@ -23,8 +23,9 @@ from sslstudio.tool.server import ServerConfig, ToolServer, host_allowed
 @contextmanager
 def running(model, **cfg) -> Iterator[str]:
     cfg.setdefault("port", 0)
-    server = ToolServer(model, NeighbourIndex(model.bundle.embeddings),
-                        ServerConfig(quiet=True, **cfg))  # fmt: skip
+    server = ToolServer(
+        model, NeighbourIndex(model.bundle.embeddings), ServerConfig(quiet=True, **cfg)
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -66,8 +67,12 @@ def test_embed_raw_and_json_agree(url, model, png):
     s1, raw = call(url, "/embed", png)
     b64 = base64.b64encode(png).decode()
     s2, js = call(url, "/embed", json.dumps({"image": b64}).encode(), "application/json")
-    s3, uri = call(url, "/embed", json.dumps({"image": "data:image/png;base64," + b64}).encode(),
-                   "application/json")  # fmt: skip
+    s3, uri = call(
+        url,
+        "/embed",
+        json.dumps({"image": "data:image/png;base64," + b64}).encode(),
+        "application/json",
+    )
     assert s1 == s2 == s3 == 200 and raw["dim"] == 16
     assert raw["embedding"] == js["embedding"] == uri["embedding"]
     row = model.bundle.paths.index("square/square_0001.png")
@@ -142,11 +147,17 @@ def test_refuses_public_bind_without_token(model):
 
 
 def test_label_studio_setup_and_predict_with_data_uri(url, png):
-    status, body = call(url, "/setup", json.dumps({"project": "1", "schema": "<View/>"}).encode(),
-                        "application/json")  # fmt: skip
+    status, body = call(
+        url,
+        "/setup",
+        json.dumps({"project": "1", "schema": "<View/>"}).encode(),
+        "application/json",
+    )
     assert status == 200 and body["model_version"].startswith("simclr-")
-    tasks = [{"id": 7, "data": {"image": "data:image/png;base64," + base64.b64encode(png).decode()}},
-             {"id": 8, "data": {"image": "/data/upload/1/x.png"}}]  # fmt: skip
+    tasks = [
+        {"id": 7, "data": {"image": "data:image/png;base64," + base64.b64encode(png).decode()}},
+        {"id": 8, "data": {"image": "/data/upload/1/x.png"}},
+    ]
     status, body = call(url, "/predict", json.dumps({"tasks": tasks}).encode(), "application/json")
     assert status == 200 and len(body["results"]) == 2
     first = body["results"][0]
@@ -190,8 +201,10 @@ def fake_label_studio(png: bytes, other: str = "") -> Iterator[tuple[str, list]]
 
 
 def test_label_studio_urls_fetched_only_from_label_studio(model, png):
-    with fake_label_studio(png) as (elsewhere, elsewhere_seen), \
-         fake_label_studio(png, other=elsewhere) as (ls_url, seen):  # fmt: skip
+    with (
+        fake_label_studio(png) as (elsewhere, elsewhere_seen),
+        fake_label_studio(png, other=elsewhere) as (ls_url, seen),
+    ):
         ls = LabelStudioConfig(url=ls_url, token="ls-key", from_name="c", to_name="img")
         with running(model, label_studio=ls) as url:
             tasks = [
@@ -202,8 +215,9 @@ def test_label_studio_urls_fetched_only_from_label_studio(model, png):
                 {"id": 5, "data": {"image": "/jump"}},
                 {"id": 6, "data": {"image": "//evil.example/a.png"}},
             ]
-            status, body = call(url, "/predict", json.dumps({"tasks": tasks}).encode(),
-                                "application/json")  # fmt: skip
+            status, body = call(
+                url, "/predict", json.dumps({"tasks": tasks}).encode(), "application/json"
+            )
     assert status == 200
     assert [bool(r["result"]) for r in body["results"]] == [True, True, False, False, False, False]
     assert body["results"][0]["result"][0]["from_name"] == "c"

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sslstudio import imaging
+from sslstudio.imaging import decode as imaging
 from sslstudio.core.data.scan import ImageIndex, SkippedFile, no_usable_images
-from sslstudio.core.errors import NoUsableImagesError, SSLStudioError
+from sslstudio.errors import NoUsableImagesError, SSLStudioError
 
 CACHE_VERSION = 1
 DISK_RESERVE = 512 * 2**20  # leave this much free on the disk after the cache
@@ -55,8 +55,11 @@ def _size(n: int) -> str:
 def make_room(cache_root: Path, need: int, limit: int) -> list[Path]:
     """Delete least recently used caches until ``need`` more bytes fit under ``limit``."""
     try:
-        caches = [(p.with_suffix(".json").stat().st_mtime, p.stat().st_size, p)
-                  for p in cache_root.glob("*.npy") if p.with_suffix(".json").exists()]  # fmt: skip
+        caches = [
+            (p.with_suffix(".json").stat().st_mtime, p.stat().st_size, p)
+            for p in cache_root.glob("*.npy")
+            if p.with_suffix(".json").exists()
+        ]
     except OSError:
         return []
     total = sum(size for _, size, _ in caches)
@@ -156,8 +159,11 @@ def build_cache(
         if free - need >= DISK_RESERVE:
             target = cache_root / f"{key}.npy"
     if target is None and need > IN_MEMORY_LIMIT:
-        where = (f"over the cache limit of {_size(limit)} (SSLSTUDIO_CACHE_LIMIT_GB)"
-                 if need > limit else f"and {cache_root} lacks the space")  # fmt: skip
+        where = (
+            f"over the cache limit of {_size(limit)} (SSLSTUDIO_CACHE_LIMIT_GB)"
+            if need > limit
+            else f"and {cache_root} lacks the space"
+        )
         raise SSLStudioError(
             f"the decoded cache needs {_size(need)} {where}; "
             "free some disk space, raise the limit or lower the image size"

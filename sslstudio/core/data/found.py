@@ -12,10 +12,10 @@ from array import array
 from dataclasses import dataclass
 from typing import Any
 
-from sslstudio import slides
+from sslstudio.imaging import slides
 from sslstudio.core.data.index import ImageIndex, SkippedFile
 from sslstudio.core.data.table import RecordTable
-from sslstudio.filetypes import is_document
+from sslstudio.imaging.filetypes import is_document
 
 # width, height, format; or why the file was set aside; or a slide's tissue tiles
 Verdict = tuple[int, int, str] | SkippedFile | list[slides.TileAddress]

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from sslstudio import imaging
+from sslstudio.imaging import decode as imaging
+from sslstudio.core.data.records import ImageRecord  # noqa: F401  (part of this API)
 from sslstudio.core.data.table import FORMATS, RecordTable
-from sslstudio.core.errors import NoUsableImagesError
+from sslstudio.errors import NoUsableImagesError
 
 INDEX_VERSION = 1
 
@@ -55,19 +56,6 @@ def _extreme(sizes: np.ndarray, pick) -> tuple[int, int] | None:
         return None
     k = int(pick(sizes[:, 0] * sizes[:, 1]))
     return int(sizes[k, 0]), int(sizes[k, 1])
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    """One usable image. ``path`` is POSIX, relative to the index root."""
-
-    path: str
-    width: int
-    height: int
-    format: str
-    label: str | None  # first-level subfolder, None for files directly in the root
-    size_bytes: int
-    mtime_ns: int
 
 
 @dataclass(frozen=True)

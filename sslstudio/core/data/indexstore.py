@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from sslstudio import imaging, slides
+from sslstudio.imaging import decode as imaging, slides
 from sslstudio.core.data.index import ImageIndex, SkippedFile
 from sslstudio.core.data.scan import HEADER_LIMIT, scan_folder
 from sslstudio.core.data.table import RecordTable
@@ -66,9 +66,14 @@ def open_index(
     """
     if cache_root is None:
         return scan_folder(
-            root, verify=verify, progress=progress, cancel=cancel, channels=channels,
-            header_limit=header_limit, tiling=tiling,
-        )  # fmt: skip
+            root,
+            verify=verify,
+            progress=progress,
+            cancel=cancel,
+            channels=channels,
+            header_limit=header_limit,
+            tiling=tiling,
+        )
     where = store_path(root, cache_root, channels, tiling)
     previous = None if rescan else _read(where, verify)
     if previous is not None and _unchanged(previous):
@@ -76,9 +81,15 @@ def open_index(
             progress(len(previous.images), len(previous.images))
         return previous
     index = scan_folder(
-        root, verify=verify, progress=progress, cancel=cancel, channels=channels,
-        header_limit=header_limit, tiling=tiling, previous=previous,  # changed: reuse the rest
-    )  # fmt: skip
+        root,
+        verify=verify,
+        progress=progress,
+        cancel=cancel,
+        channels=channels,
+        header_limit=header_limit,
+        tiling=tiling,
+        previous=previous,  # changed: reuse the rest
+    )
     # a full or read-only disk costs the next open a scan, never this one its result
     with contextlib.suppress(OSError):
         save_index(index, where, verify=verify)

@@ -18,7 +18,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from sslstudio import slides
+from sslstudio.imaging import slides
 from sslstudio.core.data.found import Candidate
 from sslstudio.core.data.index import ImageIndex, SkippedFile
 from sslstudio.core.data.table import FORMATS
@@ -85,7 +85,9 @@ class _Known:
                 fmt = FORMATS[int(c["fmt"][k])]
                 facts[path] = (size, mtime, (int(c["width"][k]), int(c["height"][k]), fmt))
         for path, s in self.skipped.get(folder, {}).items():
-            facts.setdefault(path, (-1, -1, s))  # size unknown: a skipped file is judged again if edited
+            facts.setdefault(
+                path, (-1, -1, s)
+            )  # size unknown: a skipped file is judged again if edited
         return facts
 
 

@@ -5,7 +5,7 @@ type-checks the files it yields by their first bytes, a bounded number in flight
 stays flat; then the headers of every image are read (with ``verify``, every image decoded),
 unless the folder holds more than ``HEADER_LIMIT`` images: its sizes are then read lazily.
 Files are judged by content: PNG bytes named ``.jpg`` are an image, a text file named ``.png``
-is skipped as "not an image". Whole-slide images become tiles (:mod:`sslstudio.slides`). OS
+is skipped as "not an image". Whole-slide images become tiles (:mod:`sslstudio.imaging.slides`). OS
 junk (``.DS_Store``, ``._x.jpg``, ``Thumbs.db``, hidden files) is counted as ignored, never as
 a failure. Symlinks to files and folders are followed; broken links and loops are reported,
 and every folder is entered at most once, so the walk always ends. Given the previous scan,
@@ -25,7 +25,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from functools import partial
 from pathlib import Path
 
-from sslstudio import imaging, slides
+from sslstudio.imaging import decode as imaging, slides
 from sslstudio.core.data.found import Candidate as _Candidate
 from sslstudio.core.data.found import Columns as _Columns
 from sslstudio.core.data.found import Verdict as _Verdict
@@ -38,7 +38,7 @@ from sslstudio.core.data.index import (  # noqa: F401  (re-exported: the public 
     require_usable,
 )
 from sslstudio.core.data.rescan import reuse_unchanged
-from sslstudio.core.errors import NoUsableImagesError
+from sslstudio.errors import NoUsableImagesError
 
 _PROGRESS_INTERVAL = 1 / 30  # at most ~30 progress calls a second, whatever the file rate
 _POLL = 0.05  # seconds between cancel checks while waiting on the pool
@@ -50,8 +50,6 @@ _HEADER_CHUNK = 8  # files per pool task while reading headers (a task is ~1 ms)
 _SNIFF_CHUNK = 256  # files per pool task while sniffing (a task is ~1 ms)
 _IO_THREADS = 8
 _SLIDE_BYTES = 2**20  # a TIFF past the header limit and bigger than this is checked for a slide
-
-
 
 
 class ScanCancelled(Exception):
@@ -78,12 +76,12 @@ def scan_folder(
         progress: called as ``progress(done, total)``: files listed with total None while the
             walk goes on, then headers read of total; at most ~30 times a second, and at the end.
         cancel: when set, the scan stops within ~50 ms and raises :class:`ScanCancelled`.
-        channels: channel choice for multi-channel TIFFs (see :mod:`sslstudio.imaging`).
+        channels: channel choice for multi-channel TIFFs (see :mod:`sslstudio.imaging.decode`).
         workers: decoding threads (default: CPU count, at most 8).
         header_limit: a folder of at most this many images has every header read (and with
             ``verify`` every image decoded); a bigger one is only listed and type-checked by
             magic bytes, its sizes 0 until read lazily (``ImageIndex.sizes``).
-        tiling: how whole-slide images become tiles (:mod:`sslstudio.slides`); None skips them.
+        tiling: how whole-slide images become tiles (:mod:`sslstudio.imaging.slides`); None skips them.
         previous: the last scan of this folder with these settings: files of folders that did
             not change take its verdicts instead of being opened (:mod:`.rescan`).
 
@@ -110,13 +108,22 @@ def scan_folder(
         walk = _walk(index, cancel)
         if previous is not None:
             walk = reuse_unchanged(walk, index, previous, len(previous.images) <= header_limit)
-        _run(pool, _chunks(walk, _SNIFF_CHUNK), partial(_each, judge=_sniff), found, index,
-             reporter, cancel, max(4 * n_workers, io_workers))  # fmt: skip
+        _run(
+            pool,
+            _chunks(walk, _SNIFF_CHUNK),
+            partial(_each, judge=_sniff),
+            found,
+            index,
+            reporter,
+            cancel,
+            max(4 * n_workers, io_workers),
+        )
         # 2: headers (with verify: whole decodes) of every image of a folder up to header_limit;
         # past it only of TIFFs big enough to be slides, the rest read lazily
         rows = _header_rows(found, header_limit, tiling)
         reporter.total = len(rows) or reporter.done  # progress: listed files, then headers read
         reporter.done = 0 if rows else reporter.done
+
         def read(c: _Candidate) -> tuple[_Candidate, _Verdict]:
             return c, _judge(c, verify, channels, tiling)
 

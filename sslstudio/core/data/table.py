@@ -3,7 +3,7 @@
 A million-image folder held as a list of records costs ~340 MB of Python objects and seconds to
 load; held as numpy columns it costs ~70 MB (measured with tracemalloc), saves as plain ``.npy`` files (no pickle), and
 re-opens memory-mapped in milliseconds. :class:`RecordTable` is a read-only ``Sequence`` of
-:class:`~sslstudio.core.data.scan.ImageRecord`: records are made on access, one at a time.
+:class:`~sslstudio.core.data.records.ImageRecord`: records are made on access, one at a time.
 
 Width and height are 0 until the image's header has been read: a big folder is listed and
 type-checked by magic bytes, and headers are read lazily (:meth:`RecordTable.fill_headers`).
@@ -16,12 +16,12 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, overload
+from typing import overload
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from sslstudio.core.data.scan import ImageRecord
+from sslstudio.core.data.records import ImageRecord
+
 
 TABLE_VERSION = 1
 FORMATS = ("jpeg", "png", "tiff", "bmp", "webp", "gif", "tile")  # append only: codes are stored
@@ -109,8 +109,6 @@ class RecordTable(Sequence["ImageRecord"]):
     def __getitem__(self, i: int | slice) -> ImageRecord | list[ImageRecord]:
         if isinstance(i, slice):
             return [self[k] for k in range(*i.indices(len(self)))]
-        from sslstudio.core.data.scan import ImageRecord
-
         n = len(self)
         k = int(i) + n if i < 0 else int(i)
         if not 0 <= k < n:

@@ -28,4 +28,12 @@ from sslstudio.core.methods.base import (
     register,
 )
 
-__all__ = ["METHODS", "Method", "build_method", "check_backbone", "method_config", "method_optim", "register"]
+__all__ = [
+    "METHODS",
+    "Method",
+    "build_method",
+    "check_backbone",
+    "method_config",
+    "method_optim",
+    "register",
+]

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from sslstudio.config import OptimConfig, RunConfig
-from sslstudio.core.errors import ConfigError
+from sslstudio.errors import ConfigError
 from sslstudio.core.models.backbones import Backbone, build_backbone, resolve_small_stem
 from sslstudio.core.transforms.views import ViewSpec
 
@@ -96,7 +96,9 @@ def check_backbone(method: str, backbone: str, progressive_from: int = 0) -> Non
     need = METHODS[method].requires_backbone_family if method in METHODS else None
     if need and info.family != need:
         fits = sorted(n for n in _backbone_names() if backbone_info(n).family == need)
-        raise ConfigError(f"{method} cannot use the backbone {backbone}: choose one of {', '.join(fits)}")
+        raise ConfigError(
+            f"{method} cannot use the backbone {backbone}: choose one of {', '.join(fits)}"
+        )
     if progressive_from and info.family == "timm-vit":
         raise ConfigError(
             f"progressive resizing needs a convolutional backbone: {backbone}'s position embeddings "

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sslstudio.core.clustering import spherical_kmeans
-from sslstudio.core.counters import StepCounter
+from sslstudio.core.maths.clustering import spherical_kmeans
+from sslstudio.core.models.counters import StepCounter
 from sslstudio.core.methods.base import Method, register
 from sslstudio.core.models.backbones import Backbone
 from sslstudio.core.models.heads import simclr_head

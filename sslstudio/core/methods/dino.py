@@ -8,8 +8,8 @@ import torch
 from torch import Tensor
 
 from sslstudio.config import RunConfig
-from sslstudio.core.counters import StepCounter
-from sslstudio.core.ema import copy_frozen, ema_update, momentum_at
+from sslstudio.core.models.counters import StepCounter
+from sslstudio.core.models.ema import copy_frozen, ema_update, momentum_at
 from sslstudio.core.losses.dino import DINOLoss
 from sslstudio.core.methods.base import Method, register
 from sslstudio.core.models.backbones import Backbone

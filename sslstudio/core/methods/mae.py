@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from sslstudio.config import RunConfig
-from sslstudio.core.counters import StepCounter
+from sslstudio.core.models.counters import StepCounter
 from sslstudio.core.losses.mae import MAELoss, patchify, random_masking
 from sslstudio.core.methods.base import Method, register
 from sslstudio.core.models.backbones import Backbone

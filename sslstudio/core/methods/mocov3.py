@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from sslstudio.core.ema import MomentumSchedule, copy_frozen, ema_update
+from sslstudio.core.models.ema import MomentumSchedule, copy_frozen, ema_update
 from sslstudio.core.losses.infonce import InfoNCELoss
 from sslstudio.core.methods.base import Method, register
 from sslstudio.core.models.backbones import Backbone

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sslstudio.config import RunConfig
-from sslstudio.core.counters import StepCounter
+from sslstudio.core.models.counters import StepCounter
 from sslstudio.core.losses.swav import SwAVLoss
 from sslstudio.core.methods.base import Method, register
 from sslstudio.core.models.backbones import Backbone

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sslstudio.core.errors import WeightsError
+from sslstudio.errors import WeightsError
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,9 @@ def _finite(state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tenso
     """Weights with NaN or Inf in them would train to NaN: refused, naming the tensor."""
     for name, t in state.items():
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            raise WeightsError(f"weights file {path} holds NaN or Inf values in {name!r}: it is damaged")
+            raise WeightsError(
+                f"weights file {path} holds NaN or Inf values in {name!r}: it is damaged"
+            )
     return state
 
 

@@ -29,8 +29,13 @@ DESCRIPTIONS = {
 def with_jitter_strength(a: AugmentConfig, factor: float) -> AugmentConfig:
     """``a`` with its colour jitter (brightness, contrast, saturation, hue) scaled by ``factor``;
     stain jitter, crops and the jitter probability unchanged."""
-    return replace(a, brightness=a.brightness * factor, contrast=a.contrast * factor,
-                   saturation=a.saturation * factor, hue=a.hue * factor)  # fmt: skip
+    return replace(
+        a,
+        brightness=a.brightness * factor,
+        contrast=a.contrast * factor,
+        saturation=a.saturation * factor,
+        hue=a.hue * factor,
+    )
 
 
 def preset(name: str, image_size: int) -> AugmentConfig:

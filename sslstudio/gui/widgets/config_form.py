@@ -34,10 +34,17 @@ from PySide6.QtWidgets import (
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1  # QSpinBox holds a C int
 _DECIMALS = 10
 _WORDS = {
-    "p": "probability", "lr": "LR", "hflip": "horizontal flip", "vflip": "vertical flip",
-    "rot90": "90° rotation", "hed": "HED stain", "proj": "projection", "std": "std", "knn": "kNN",
+    "p": "probability",
+    "lr": "LR",
+    "hflip": "horizontal flip",
+    "vflip": "vertical flip",
+    "rot90": "90° rotation",
+    "hed": "HED stain",
+    "proj": "projection",
+    "std": "std",
+    "knn": "kNN",
     "amp": "mixed precision",
-}  # fmt: skip
+}
 
 
 def field_label(name: str) -> str:
@@ -171,7 +178,9 @@ class ConfigForm(QWidget):
             self._options[name] = list(options)
             w.clear()
             w.addItems([_option_text(o) for o in options])
-            w.setCurrentIndex(self._options[name].index(current) if current in self._options[name] else 0)
+            w.setCurrentIndex(
+                self._options[name].index(current) if current in self._options[name] else 0
+            )
         finally:
             self._updating = False
 
@@ -193,7 +202,10 @@ class ConfigForm(QWidget):
             w.toggled.connect(self._on_changed)
         elif tp is int:
             w = QSpinBox()
-            w.setRange(max(INT_MIN, int(meta.get("min", INT_MIN))), min(INT_MAX, int(meta.get("max", INT_MAX))))
+            w.setRange(
+                max(INT_MIN, int(meta.get("min", INT_MIN))),
+                min(INT_MAX, int(meta.get("max", INT_MAX))),
+            )
             w.setAccelerated(True)
             w.valueChanged.connect(self._on_changed)
         elif tp is float:
@@ -222,7 +234,10 @@ class ConfigForm(QWidget):
                 v = getattr(config, name)
                 if isinstance(w, QComboBox):
                     options = self._options[name]
-                    i = next((k for k, o in enumerate(options) if o == v or _option_text(o) == str(v)), -1)
+                    i = next(
+                        (k for k, o in enumerate(options) if o == v or _option_text(o) == str(v)),
+                        -1,
+                    )
                     if i < 0:  # a value the list lacks (a saved run's backbone): show it anyway
                         options.append(v)
                         w.addItem(_option_text(v))
@@ -252,7 +267,9 @@ class ConfigForm(QWidget):
                 out[name] = w.value()
             elif isinstance(w, QDoubleSpinBox):
                 v, exact = w.value(), self._exact.get(name)
-                same = exact is not None and math.isclose(v, round(exact, _DECIMALS), rel_tol=0, abs_tol=1e-12)
+                same = exact is not None and math.isclose(
+                    v, round(exact, _DECIMALS), rel_tol=0, abs_tol=1e-12
+                )
                 out[name] = exact if same else v
             elif isinstance(w, QLineEdit):
                 out[name] = w.text()

@@ -110,7 +110,9 @@ class ThrottledPlot(pg.PlotWidget):
 
     _made = 0  # plots created so far: each gets the next stagger slot
 
-    def __init__(self, title: str, y_label: str = "", parent: QWidget | None = None, legend: bool = False) -> None:
+    def __init__(
+        self, title: str, y_label: str = "", parent: QWidget | None = None, legend: bool = False
+    ) -> None:
         super().__init__(parent, axisItems=grid_axes())
         self.setObjectName("plot")
         item = self.getPlotItem()
@@ -134,7 +136,9 @@ class ThrottledPlot(pg.PlotWidget):
         ThrottledPlot._made += 1
         self._timer.timeout.connect(self.redraw)
 
-    def add_curve(self, key: str, pen: object, name: str | None = None, **kwargs: object) -> CurveBuffer:
+    def add_curve(
+        self, key: str, pen: object, name: str | None = None, **kwargs: object
+    ) -> CurveBuffer:
         buf = CurveBuffer()
         curve = theme.tag(self.getPlotItem().plot([], [], pen=pen, name=name, **kwargs), pen)
         self._curves[key] = (buf, curve)
@@ -147,7 +151,9 @@ class ThrottledPlot(pg.PlotWidget):
         self._curves[key][0].append(x, y)
         self._mark(key)
 
-    def set_curve(self, key: str, xs: Sequence[float] | np.ndarray, ys: Sequence[float] | np.ndarray) -> None:
+    def set_curve(
+        self, key: str, xs: Sequence[float] | np.ndarray, ys: Sequence[float] | np.ndarray
+    ) -> None:
         buf = self._curves[key][0]
         buf.clear()
         buf.extend(xs, ys)

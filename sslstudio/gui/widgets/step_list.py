@@ -13,7 +13,9 @@ from sslstudio.gui import theme
 ROW_HEIGHT = 40
 
 
-def step_icon(number: int | None, color: str, selected_color: str = "#ffffff", size: int = 22) -> QIcon:
+def step_icon(
+    number: int | None, color: str, selected_color: str = "#ffffff", size: int = 22
+) -> QIcon:
     """A numbered ring (empty for steps that are not there yet), drawn light when selected."""
     icon = QIcon()
     icon.addPixmap(_ring(number, color, size))
@@ -42,7 +44,9 @@ def _ring(number: int | None, color: str, size: int) -> QPixmap:
 class Sidebar(QWidget):
     """``steps`` is the list: row i is step i; the ``coming`` rows follow, disabled."""
 
-    def __init__(self, steps: Sequence[str], coming: Sequence[str], parent: QWidget | None = None) -> None:
+    def __init__(
+        self, steps: Sequence[str], coming: Sequence[str], parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("sidebar")
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
@@ -66,7 +70,9 @@ class Sidebar(QWidget):
         for name in coming:
             item = QListWidgetItem(step_icon(None, t.color("muted")), f"{name}\ncoming soon")
             item.setSizeHint(QSize(0, ROW_HEIGHT + 6))
-            item.setFlags(Qt.ItemFlag.NoItemFlags)  # visible, so the road ahead is clear; not clickable
+            item.setFlags(
+                Qt.ItemFlag.NoItemFlags
+            )  # visible, so the road ahead is clear; not clickable
             item.setToolTip(f"{name}: coming soon")
             self.steps.addItem(item)
         col.addWidget(self.steps, 1)

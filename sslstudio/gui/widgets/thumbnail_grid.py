@@ -15,7 +15,9 @@ from sslstudio.gui.qt_models import ImageListModel
 
 
 class ThumbnailGrid(QListView):
-    def __init__(self, model: ImageListModel, icon_size: int = 96, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, model: ImageListModel, icon_size: int = 96, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("thumbnails")
         self.setViewMode(QListView.ViewMode.IconMode)

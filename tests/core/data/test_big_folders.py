@@ -96,11 +96,15 @@ def test_stats_count_classes_and_formats_without_records(classes_folder):
     assert index.labels() == [0] * 7 + [1] * 6
 
 
-def test_open_index_reuses_the_stored_scan_until_the_folder_changes(classes_folder, tmp_path, monkeypatch):
+def test_open_index_reuses_the_stored_scan_until_the_folder_changes(
+    classes_folder, tmp_path, monkeypatch
+):
     cache = tmp_path / "cache"
     scans = []
     real_scan = indexstore.scan_folder
-    monkeypatch.setattr(indexstore, "scan_folder", lambda *a, **k: scans.append(1) or real_scan(*a, **k))
+    monkeypatch.setattr(
+        indexstore, "scan_folder", lambda *a, **k: scans.append(1) or real_scan(*a, **k)
+    )
     first = open_index(classes_folder, cache)
     again = open_index(classes_folder, cache)
     assert len(scans) == 1 and list(again.images) == list(first.images)
@@ -167,17 +171,30 @@ def test_a_changed_folder_rescans_only_its_changed_subfolders(tmp_path, monkeypa
     (root / "c3" / "03.png").unlink()  # and c3
     opened: list[str] = []
     real_sniff = scan._sniff
-    monkeypatch.setattr(scan, "_sniff", lambda c: (c.known is None and opened.append(c.rel)) or real_sniff(c))
+    monkeypatch.setattr(
+        scan, "_sniff", lambda c: (c.known is None and opened.append(c.rel)) or real_sniff(c)
+    )
     again = open_index(root, cache, header_limit=header_limit)
     # the changed folders' files, and a document (notes are not kept, so judged again: cheap);
     # in a small folder also the file set aside (its size and time are not kept to compare)
     again_judged = ["c0/notes.txt", *(["c1/bad.png"] if header_limit == 1000 else [])]
-    assert sorted(opened) == sorted([*(f"c2/{i:02d}.png" for i in range(6)), "c2/new.png",
-                                     *(f"c3/{i:02d}.png" for i in (0, 1, 2, 4, 5)), *again_judged])  # fmt: skip
+    assert sorted(opened) == sorted(
+        [
+            *(f"c2/{i:02d}.png" for i in range(6)),
+            "c2/new.png",
+            *(f"c3/{i:02d}.png" for i in (0, 1, 2, 4, 5)),
+            *again_judged,
+        ]
+    )
     fresh = scan_folder(root, verify=False, header_limit=header_limit)
     assert [r.path for r in again.images] == [r.path for r in fresh.images]
-    assert [(r.size_bytes, r.mtime_ns) for r in again.images] == [(r.size_bytes, r.mtime_ns) for r in fresh.images]
-    assert again.skipped == fresh.skipped and (again.ignored, again.other) == (fresh.ignored, fresh.other) == (1, 1)
+    assert [(r.size_bytes, r.mtime_ns) for r in again.images] == [
+        (r.size_bytes, r.mtime_ns) for r in fresh.images
+    ]
+    assert again.skipped == fresh.skipped and (again.ignored, again.other) == (
+        fresh.ignored,
+        fresh.other,
+    ) == (1, 1)
     if header_limit == 1000:  # a small folder: every size known, reused or read
         assert again.unread == 0 and again.stats().largest == (30, 30)
     assert again.fingerprint() == fresh.fingerprint()

@@ -5,11 +5,11 @@ from collections import namedtuple
 import numpy as np
 import pytest
 
-from sslstudio import imaging
+from sslstudio.imaging import decode as imaging
 from sslstudio.core.data import cache as cache_mod
 from sslstudio.core.data.cache import CacheCancelled, build_cache
 from sslstudio.core.data.scan import scan_folder
-from sslstudio.core.errors import NoUsableImagesError, SSLStudioError
+from sslstudio.errors import NoUsableImagesError, SSLStudioError
 from tests.image_factory import write_truncated_jpeg
 
 
@@ -17,7 +17,9 @@ def test_decodes_once_then_reuses_the_file(tiny_folder, tmp_path, monkeypatch):
     index = scan_folder(tiny_folder, verify=False)
     first = build_cache(index, 16, tmp_path / "c")
     assert first.array.shape == (24, 16, 16, 3) and first.location.endswith(".npy")
-    assert np.array_equal(first.array[0], imaging.decode_resized(tiny_folder / index.images[0].path, 16))
+    assert np.array_equal(
+        first.array[0], imaging.decode_resized(tiny_folder / index.images[0].path, 16)
+    )
     calls = []
     monkeypatch.setattr(imaging, "decode_resized", lambda *a, **k: calls.append(a))
     again = build_cache(index, 16, tmp_path / "c")
@@ -41,7 +43,9 @@ def test_files_failing_to_decode_are_reported_and_never_indexed(tiny_folder, tmp
     assert data.labels().shape == (24,)
 
 
-def test_short_disk_keeps_a_small_cache_in_memory_and_refuses_a_huge_one(tiny_folder, tmp_path, monkeypatch):
+def test_short_disk_keeps_a_small_cache_in_memory_and_refuses_a_huge_one(
+    tiny_folder, tmp_path, monkeypatch
+):
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10, 10, 0))
     data = build_cache(scan_folder(tiny_folder, verify=False), 16, tmp_path / "c")
@@ -56,7 +60,11 @@ def test_cancel_leaves_no_partial_file(tiny_folder, tmp_path):
     stop.set()
     with pytest.raises(CacheCancelled):
         build_cache(scan_folder(tiny_folder, verify=False), 16, tmp_path / "c", cancel=stop)
-    assert not [p for p in (tmp_path / "c").iterdir() if p.suffix in (".npy", ".tmp") or p.name.startswith(".tmp")]
+    assert not [
+        p
+        for p in (tmp_path / "c").iterdir()
+        if p.suffix in (".npy", ".tmp") or p.name.startswith(".tmp")
+    ]
 
 
 def test_nothing_decodable_is_a_clear_error(tmp_path):
@@ -96,12 +104,17 @@ def test_the_cache_folder_keeps_under_its_limit_by_deleting_the_least_recently_u
     assert b.array[0].shape == (17, 17, 3)  # b's open map still reads after its name went
 
 
-def test_a_cache_bigger_than_the_limit_stays_in_memory_or_is_refused(tiny_folder, tmp_path, monkeypatch):
+def test_a_cache_bigger_than_the_limit_stays_in_memory_or_is_refused(
+    tiny_folder, tmp_path, monkeypatch
+):
     monkeypatch.setenv("SSLSTUDIO_CACHE_LIMIT_GB", "0.000001")  # ~1 KB
     index = scan_folder(tiny_folder, verify=False)
     assert build_cache(index, 16, tmp_path / "c").location == "memory"
     monkeypatch.setattr(cache_mod, "IN_MEMORY_LIMIT", 100)
-    with pytest.raises(SSLStudioError, match=r"needs 20\.3 KiB over the cache limit of 1\.0 KiB \(SSLSTUDIO_CACHE_LIMIT_GB\)"):
+    with pytest.raises(
+        SSLStudioError,
+        match=r"needs 20\.3 KiB over the cache limit of 1\.0 KiB \(SSLSTUDIO_CACHE_LIMIT_GB\)",
+    ):
         build_cache(index, 17, tmp_path / "c")
     monkeypatch.setenv("SSLSTUDIO_CACHE_LIMIT_GB", "lots")  # unreadable: the default
     assert cache_mod.cache_limit() == cache_mod.DEFAULT_LIMIT

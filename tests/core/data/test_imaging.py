@@ -1,4 +1,4 @@
-"""sslstudio.imaging: every catalogue file gives the right pixels or the right reason (items 1-14)."""
+"""sslstudio.imaging.decode: every catalogue file gives the right pixels or the right reason (items 1-14)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile, ImageOps
 
-from sslstudio import imaging
-from sslstudio.imaging import DecodeError, decode, decode_resized, read_info
+from sslstudio.imaging import decode as imaging
+from sslstudio.imaging.decode import DecodeError, decode, decode_resized, read_info
 from tests import image_factory as f
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sslstudio import imaging
+from sslstudio.imaging import decode as imaging
 from sslstudio.core.data.scan import (
     ImageIndex,
     ImageRecord,
@@ -19,7 +19,7 @@ from sslstudio.core.data.scan import (
     require_usable,
     scan_folder,
 )
-from sslstudio.core.errors import NoUsableImagesError
+from sslstudio.errors import NoUsableImagesError
 from tests import image_factory as f
 
 

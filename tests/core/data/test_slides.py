@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sslstudio import imaging, slides
+from sslstudio.imaging import decode as imaging, slides
 from sslstudio.core.data.scan import scan_folder
-from sslstudio.slides import SlideOptions, TileAddress, parse_address
+from sslstudio.imaging.slides import SlideOptions, TileAddress, parse_address
 from tests.slide_factory import TISSUE, write_slide
 
 pytestmark = pytest.mark.skipif(not slides.available(), reason="openslide is not installed")
@@ -107,4 +107,6 @@ def test_a_rescan_reuses_the_tiles_of_an_unchanged_slide(tmp_path, monkeypatch):
     again = open_index(root, tmp_path / "cache", tiling=OPTIONS)
     assert calls == []  # the slide's folder did not change: its tiles come from the last scan
     tiles = [r.path for r in again.images if r.format == "tile"]
-    assert tiles == [r.path for r in first.images] and "other/new.png" in {r.path for r in again.images}
+    assert tiles == [r.path for r in first.images] and "other/new.png" in {
+        r.path for r in again.images
+    }

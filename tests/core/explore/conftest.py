@@ -9,7 +9,7 @@ from tests.shapes import make_shapes_folder, tiny_config
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, module_home) -> Path:
-    from sslstudio.core.trainer import train
+    from sslstudio.core.train.trainer import train
 
     base = tmp_path_factory.mktemp("explore")
     folder = make_shapes_folder(base / "shapes", per_class=10, size=24, shapes=("circle", "square"))

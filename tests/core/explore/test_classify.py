@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from sslstudio.core import classify as cl
-from sslstudio.core.embedstore import run_embeddings
-from sslstudio.core.errors import SSLStudioError
+from sslstudio.core.explore import classify as cl
+from sslstudio.core.explore.embedstore import run_embeddings
+from sslstudio.errors import SSLStudioError
 
 
 def _blobs(per_class=30, d=16, classes=3, seed=0, spread=0.4):

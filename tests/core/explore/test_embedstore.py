@@ -3,9 +3,9 @@ import threading
 import numpy as np
 import pytest
 
-from sslstudio.core import embedstore
-from sslstudio.core.embed import EmbeddingCancelled, embed_folder, load_method
-from sslstudio.core.runs import load_run_config
+from sslstudio.core.explore import embedstore
+from sslstudio.core.explore.embed import EmbeddingCancelled, embed_folder, load_method
+from sslstudio.core.train.runs import load_run_config
 
 
 def test_embeddings_are_stored_once_and_match_a_direct_embedding(trained_run, monkeypatch):
@@ -27,7 +27,7 @@ def test_embeddings_are_stored_once_and_match_a_direct_embedding(trained_run, mo
 
     # the second call reuses the stored set: the network is never loaded again
     monkeypatch.setattr(
-        "sslstudio.core.embed.load_method", lambda *a, **k: pytest.fail("recomputed")
+        "sslstudio.core.explore.embed.load_method", lambda *a, **k: pytest.fail("recomputed")
     )
     again = embedstore.run_embeddings(trained_run)
     assert again.key == emb.key and again.location == emb.location
@@ -70,7 +70,7 @@ def test_cancel_stores_nothing(trained_run):
 
 
 def test_a_run_without_checkpoints_says_so(tmp_path, tiny_folder):
-    from sslstudio.core.errors import CheckpointError
+    from sslstudio.errors import CheckpointError
     from tests.shapes import tiny_config
 
     run = tmp_path / "empty"

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from sslstudio.core import neighbours as nb
-from sslstudio.core.embedstore import run_embeddings
+from sslstudio.core.explore import neighbours as nb
+from sslstudio.core.explore.embedstore import run_embeddings
 
 
 def _unit(n, d, seed=0, clusters=8):
@@ -95,7 +95,7 @@ def test_index_for_a_run_returns_the_image_itself_first(trained_run):
 
 
 def test_coarse_lists_cover_every_row_once_and_round_trip(tmp_path):
-    from sslstudio.core.coarse_lists import CoarseLists
+    from sslstudio.core.explore.coarse_lists import CoarseLists
 
     unit = _unit(2000, 16, clusters=5)
     lists = CoarseLists.build(unit, lists=20)
@@ -104,7 +104,9 @@ def test_coarse_lists_cover_every_row_once_and_round_trip(tmp_path):
     assert 7 in got and len(got) < 2000  # a row is found in its own list, among few
     lists.save(tmp_path / "l.npz")
     again = CoarseLists.open(tmp_path / "l.npz", 2000)
-    assert np.array_equal(again.order, lists.order) and np.allclose(again.centroids, lists.centroids)
+    assert np.array_equal(again.order, lists.order) and np.allclose(
+        again.centroids, lists.centroids
+    )
     with pytest.raises(ValueError, match="does not list"):
         CoarseLists.open(tmp_path / "l.npz", 1999)
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from sslstudio.core import projection
+from sslstudio.core.explore import projection
 
 
 def test_pca_finds_the_spread_direction_and_is_stable():

@@ -48,11 +48,17 @@ def test_resuming_on_a_changed_folder_rebuilds_the_bank(tiny_folder, tmp_path):
     from PIL import Image
 
     from sslstudio.core.events import RunFinished, RunStopped, StepLogged
-    from sslstudio.core.trainer import train
+    from sslstudio.core.train.trainer import train
     from tests.shapes import tiny_config
 
-    cfg = tiny_config(tiny_folder, tmp_path / "run", method="deepcluster", epochs=6, monitor_every=0,
-                      method_options={"n_clusters": 4, "recluster_every": 2})  # fmt: skip
+    cfg = tiny_config(
+        tiny_folder,
+        tmp_path / "run",
+        method="deepcluster",
+        epochs=6,
+        monitor_every=0,
+        method_options={"n_clusters": 4, "recluster_every": 2},
+    )
     stop, first = threading.Event(), []
     for ev in train(cfg, stop=stop):
         first.append(ev)
@@ -60,7 +66,9 @@ def test_resuming_on_a_changed_folder_rebuilds_the_bank(tiny_folder, tmp_path):
             stop.set()
     assert isinstance(first[-1], RunStopped) and first[-1].step == 5
     for i in range(16):  # the folder grows from 24 to 40 images
-        Image.new("RGB", (24, 24), (i * 15, 80, 200 - i * 10)).save(tiny_folder / "circle" / f"new{i}.png")
+        Image.new("RGB", (24, 24), (i * 15, 80, 200 - i * 10)).save(
+            tiny_folder / "circle" / f"new{i}.png"
+        )
     rest = list(train(cfg, resume_from=tmp_path / "run"))
     assert isinstance(rest[-1], RunFinished), rest[-1]
     clustered = [e.extra["clustered"] for e in rest if isinstance(e, StepLogged)]
@@ -70,6 +78,6 @@ def test_resuming_on_a_changed_folder_rebuilds_the_bank(tiny_folder, tmp_path):
 
 
 def ckpt_state(run):
-    from sslstudio.core import checkpoints as ckpt
+    from sslstudio.core.train import checkpoints as ckpt
 
     return ckpt.load_checkpoint(run / "checkpoints" / "final")[0]

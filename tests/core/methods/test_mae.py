@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from sslstudio.core.errors import ConfigError
+from sslstudio.errors import ConfigError
 from tests.core.methods.conftest import views_for
 
 
@@ -37,18 +37,19 @@ def test_masks_depend_on_the_step_only(make_method):
 def test_mae_with_a_resnet_is_refused_before_any_scan_or_run_folder(tmp_path, monkeypatch):
     """Method and backbone are checked up front: no scan of a big folder, no empty run folder."""
     from sslstudio.core.data import scan
-    from sslstudio.core.errors import ConfigError
-    from sslstudio.core.trainer import train
+    from sslstudio.errors import ConfigError
+    from sslstudio.core.train.trainer import train
     from tests.shapes import tiny_config
 
     scanned = []
     monkeypatch.setattr(scan, "scan_folder", lambda *a, **k: scanned.append(a))
     (tmp_path / "images").mkdir()
     cfg = tiny_config(tmp_path / "images", tmp_path / "run", method="mae", backbone="resnet18")
-    with pytest.raises(ConfigError, match="mae cannot use the backbone resnet18: choose one of vit_small, vit_tiny"):
+    with pytest.raises(
+        ConfigError, match="mae cannot use the backbone resnet18: choose one of vit_small, vit_tiny"
+    ):
         next(train(cfg))
     assert not scanned and not (tmp_path / "run").exists()
-
 
 
 def test_features_pool_the_patch_tokens_which_the_loss_trains_not_the_class_token(make_method):

@@ -6,9 +6,9 @@ import threading
 import pytest
 import torch
 
-from sslstudio.core import checkpoints as ckpt
+from sslstudio.core.train import checkpoints as ckpt
 from sslstudio.core.events import RunStarted, RunStopped, StepLogged
-from sslstudio.core.trainer import train
+from sslstudio.core.train.trainer import train
 from tests.shapes import tiny_config
 
 

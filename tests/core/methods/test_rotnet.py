@@ -1,7 +1,7 @@
 import torch
 
 from sslstudio.config import AugmentConfig
-from sslstudio.core import trainer
+from sslstudio.core.train import trainer
 from sslstudio.core.methods.rotnet import rotations
 from tests.core.methods.conftest import views_for
 from tests.shapes import tiny_config

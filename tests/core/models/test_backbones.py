@@ -3,7 +3,7 @@ import torch
 import torchvision
 from safetensors.torch import save_file
 
-from sslstudio.core.errors import WeightsError
+from sslstudio.errors import WeightsError
 from sslstudio.core.models import backbones
 from sslstudio.core.models.backbones import BACKBONES, build_backbone, resolve_small_stem
 
@@ -26,10 +26,14 @@ def test_small_stem_keeps_resolution():
 
 def test_torchvision_state_dict_loads(tmp_path):
     ref = torchvision.models.resnet18(weights=None)
-    torch.save(ref.state_dict(), tmp_path / "r18.pth")  # a plain tensor dict: weights_only=True reads it
+    torch.save(
+        ref.state_dict(), tmp_path / "r18.pth"
+    )  # a plain tensor dict: weights_only=True reads it
     net = build_backbone("resnet18", small_stem=False, weights=str(tmp_path / "r18.pth"))
     assert torch.equal(net.body.conv1.weight, ref.conv1.weight)
-    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(tmp_path / "r18.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in ref.state_dict().items()}, str(tmp_path / "r18.safetensors")
+    )
     net2 = build_backbone("resnet18", small_stem=False, weights=str(tmp_path / "r18.safetensors"))
     assert torch.equal(net2.body.layer4[1].conv2.weight, ref.layer4[1].conv2.weight)
 
@@ -56,7 +60,15 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("payload", [b"", b"\x00" * 7, (10**12).to_bytes(8, "little") + b"{}", b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}     "])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"",
+        b"\x00" * 7,
+        (10**12).to_bytes(8, "little") + b"{}",
+        b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}     ",
+    ],
+)
 def test_malformed_safetensors_is_a_clear_error(tmp_path, payload):
     path = tmp_path / "bad.safetensors"
     path.write_bytes(payload)
@@ -71,7 +83,9 @@ def test_missing_file_and_offline_imagenet(tmp_path, monkeypatch):
     def offline(*a, **k):
         raise OSError("Temporary failure in name resolution")
 
-    monkeypatch.setattr(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.__class__, "get_state_dict", offline)
+    monkeypatch.setattr(
+        torchvision.models.ResNet18_Weights.IMAGENET1K_V1.__class__, "get_state_dict", offline
+    )
     with pytest.raises(WeightsError, match="looks offline"):
         build_backbone("resnet18", small_stem=False, weights="imagenet")
     with pytest.raises(WeightsError, match="standard stem"):

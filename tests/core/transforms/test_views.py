@@ -9,8 +9,16 @@ from sslstudio.core.transforms import ops
 from sslstudio.core.transforms.presets import PRESETS, preset
 from sslstudio.core.transforms.views import ViewPipeline, ViewSpec, augment_batch, step_generator
 
-PLAIN = AugmentConfig(crop_scale_min=1.0, crop_scale_max=1.0, crop_ratio_min=1.0, crop_ratio_max=1.0,
-                      hflip_p=0.0, jitter_p=0.0, grey_p=0.0, blur_p=0.0)
+PLAIN = AugmentConfig(
+    crop_scale_min=1.0,
+    crop_scale_max=1.0,
+    crop_ratio_min=1.0,
+    crop_ratio_max=1.0,
+    hflip_p=0.0,
+    jitter_p=0.0,
+    grey_p=0.0,
+    blur_p=0.0,
+)
 
 
 def _batch(b=16, side=24, seed=0):
@@ -58,8 +66,12 @@ def test_flips_match_torchvision():
     boxes = torch.tensor([[0.5, 0.5, 1.0, 1.0]] * 2)
     yes, no = torch.ones(2, dtype=torch.bool), torch.zeros(2, dtype=torch.bool)
     zero = torch.zeros(2, dtype=torch.long)
-    assert torch.allclose(ops.affine_views(x, boxes, yes, no, zero, 24), TF.horizontal_flip(x), atol=1e-5)
-    assert torch.allclose(ops.affine_views(x, boxes, no, yes, zero, 24), TF.vertical_flip(x), atol=1e-5)
+    assert torch.allclose(
+        ops.affine_views(x, boxes, yes, no, zero, 24), TF.horizontal_flip(x), atol=1e-5
+    )
+    assert torch.allclose(
+        ops.affine_views(x, boxes, no, yes, zero, 24), TF.vertical_flip(x), atol=1e-5
+    )
 
 
 def test_crop_box_selects_the_right_region():
@@ -75,8 +87,11 @@ def test_crop_box_selects_the_right_region():
 def test_colour_ops_match_torchvision_per_image():
     x = _batch(3).float() / 255
     f = torch.tensor([0.5, 1.0, 1.7])
-    for ours, theirs in [(ops.adjust_brightness, TF.adjust_brightness), (ops.adjust_contrast, TF.adjust_contrast),
-                         (ops.adjust_saturation, TF.adjust_saturation)]:
+    for ours, theirs in [
+        (ops.adjust_brightness, TF.adjust_brightness),
+        (ops.adjust_contrast, TF.adjust_contrast),
+        (ops.adjust_saturation, TF.adjust_saturation),
+    ]:
         out = ours(x.clone(), f)
         for i in range(3):
             assert torch.allclose(out[i], theirs(x[i], float(f[i])), atol=1e-4), ours.__name__
@@ -85,8 +100,22 @@ def test_colour_ops_match_torchvision_per_image():
     for i in range(3):
         assert torch.allclose(out[i], TF.adjust_hue(x[i], float(h[i])), atol=1e-3)
     # the corner cases of the closed form: grey, black, white, primaries, ties, half turns
-    special = torch.tensor([[0, 0, 0], [1, 1, 1], [0.5, 0.5, 0.5], [1, 0, 0], [0, 1, 0], [0, 0, 1],
-                            [1, 1, 0], [0, 1, 1], [1, 0, 1], [0.2, 0.2, 0.9], [0.9, 0.2, 0.2], [0.3, 0.6, 0.6]])
+    special = torch.tensor(
+        [
+            [0, 0, 0],
+            [1, 1, 1],
+            [0.5, 0.5, 0.5],
+            [1, 0, 0],
+            [0, 1, 0],
+            [0, 0, 1],
+            [1, 1, 0],
+            [0, 1, 1],
+            [1, 0, 1],
+            [0.2, 0.2, 0.9],
+            [0.9, 0.2, 0.2],
+            [0.3, 0.6, 0.6],
+        ]
+    )
     img = special.T.reshape(1, 3, 3, 4).expand(4, -1, -1, -1).contiguous()
     h = torch.tensor([-0.5, 0.5, 0.25, -1 / 6])
     out = ops.adjust_hue(img.clone(), h)
@@ -111,7 +140,9 @@ def test_hed_identity_and_change():
 
 
 def test_constraints_are_enforced():
-    pipe = ViewPipeline([ViewSpec(preset("histopathology", 32), 32, 2)], constraints={"rot90_p": 0.0})
+    pipe = ViewPipeline(
+        [ViewSpec(preset("histopathology", 32), 32, 2)], constraints={"rot90_p": 0.0}
+    )
     assert all(s.augment.rot90_p == 0.0 for s in pipe.specs)
 
 
@@ -129,7 +160,9 @@ def test_histopathology_has_no_greyscale_and_uses_rotations():
     h = preset("histopathology", 64)
     assert h.grey_p == 0 and h.rot90_p > 0 and h.vflip_p > 0 and h.hed_p > 0
     n = preset("natural", 32)
-    assert n.blur_p == 0 and n.brightness == pytest.approx(0.4)  # CIFAR variant: strength 0.5, no blur
+    assert n.blur_p == 0 and n.brightness == pytest.approx(
+        0.4
+    )  # CIFAR variant: strength 0.5, no blur
     assert preset("natural", 224).blur_p == 0.5
 
 

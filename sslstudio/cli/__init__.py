@@ -1,0 +1,1 @@
+"""The command line: ``sslstudio [FOLDER]`` opens the window; subcommands run headless."""

@@ -1,0 +1,1 @@
+"""Bundles for use outside the studio: weights, ONNX, index, manifest."""

@@ -1,0 +1,1 @@
+"""Small algorithms on embeddings that several floors share: kNN, spherical k-means."""

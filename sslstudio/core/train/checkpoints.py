@@ -1,0 +1,246 @@
+"""Checkpoints that survive crashes: one folder per save, written aside then renamed in.
+
+A checkpoint ``checkpoints/step_000200/`` holds
+- ``model.safetensors``: every weight and buffer of the method (backbone, heads, EMA copies);
+- ``state.pt``: optimizer state and RNG states, plain tensors and numbers, read back with
+  ``torch.load(weights_only=True)`` (never unpickled);
+- ``meta.json``: step, samples seen, the plan, the config, the folder fingerprint.
+
+The folder is written as ``.tmp-*`` beside the final name, every file is fsynced, then
+``os.replace`` puts it in place: a SIGKILL at any moment leaves the previous checkpoint
+loadable; stray temp folders are removed on the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from sslstudio.errors import CheckpointError
+
+FORMAT_VERSION = 1
+KEEP = 3  # most recent checkpoints kept besides "final"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    meta: dict[str, Any]
+
+    @property
+    def step(self) -> int:
+        return int(self.meta["step"])
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: Path, writer) -> None:
+    writer(path)
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
+def save_checkpoint(
+    run_dir: Path,
+    name: str,
+    model_state: dict[str, torch.Tensor],
+    train_state: dict[str, Any],
+    meta: dict[str, Any],
+) -> Path:
+    """Write checkpoint ``name`` atomically; raises ``CheckpointError`` (disk full, read-only, ...)."""
+    parent = run_dir / "checkpoints"
+    final = parent / name
+    tmp: Path | None = None
+    old: Path | None = None
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=parent))
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in model_state.items()}
+        _write_file(tmp / "model.safetensors", lambda p: save_file(tensors, str(p)))
+        _write_file(tmp / "state.pt", lambda p: torch.save(train_state, p))
+        body = json.dumps({**meta, "format_version": FORMAT_VERSION}, indent=2, sort_keys=True)
+        _write_file(tmp / "meta.json", lambda p: p.write_text(body, encoding="utf-8"))
+        _fsync_dir(tmp)
+        if final.exists():  # re-saving the same step (e.g. "final"): move the old one aside first
+            old = parent / f".old-{name}-{os.getpid()}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        _fsync_dir(parent)
+    except OSError as exc:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and old.exists() and not final.exists():
+            with contextlib.suppress(OSError):  # else clean_stray puts it back on the next start
+                os.replace(old, final)  # the second rename failed: the previous one goes back
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise CheckpointError(
+            f"could not save checkpoint {name} in {parent}: {reason}. The previous checkpoint is intact."
+        ) from exc
+    return final
+
+
+def prune(run_dir: Path, keep: int = KEEP) -> None:
+    """Remove old step checkpoints beyond the ``keep`` most recent (``final`` is never removed)."""
+    steps = sorted(
+        (p for p in (run_dir / "checkpoints").glob("step_*") if p.is_dir()), key=lambda p: p.name
+    )
+    for p in steps[:-keep] if keep > 0 else steps:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def clean_stray(run_dir: Path) -> int:
+    """Remove temp folders a killed save left behind; returns how many.
+
+    A kill between the two renames of a re-save leaves ``.old-NAME-PID`` and no ``NAME``:
+    that folder is the previous checkpoint, so it is renamed back, not removed.
+    """
+    n = 0
+    for p in (run_dir / "checkpoints").glob(".*-*"):
+        if p.name.startswith(".old-"):
+            final = p.with_name(p.name[len(".old-") :].rsplit("-", 1)[0])
+            if not final.exists():
+                with contextlib.suppress(OSError):
+                    os.replace(p, final)
+                    n += 1
+                    continue
+        if p.name.startswith((".tmp-", ".old-")):
+            shutil.rmtree(p, ignore_errors=True)
+            n += 1
+    return n
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: meta.json unreadable ({type(exc).__name__})"
+        ) from exc
+    if not isinstance(meta, dict) or "step" not in meta:
+        raise CheckpointError(f"checkpoint {path} is damaged: meta.json lacks a step")
+    return meta
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
+    """(model state, train state, meta) of one checkpoint; ``CheckpointError`` if damaged."""
+    meta = read_meta(path)
+    try:
+        model_state = load_file(str(path / "model.safetensors"))
+    except Exception as exc:  # safetensors raises its own error types for damaged files
+        raise CheckpointError(f"checkpoint {path} is damaged: model.safetensors ({exc})") from exc
+    try:
+        train_state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: state.pt ({type(exc).__name__})"
+        ) from exc
+    return model_state, train_state, meta
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Checkpoint folders, newest (highest step) first; ``final`` ranks by its step."""
+    found = []
+    for p in (run_dir / "checkpoints").glob("*"):
+        if p.is_dir() and not p.name.startswith("."):
+            try:
+                step = int(read_meta(p)["step"])
+            except (CheckpointError, ValueError, TypeError):
+                step = -1
+            found.append((step, p.name == "final", p))
+    return [p for _, _, p in sorted(found, key=lambda t: (t[0], t[1]), reverse=True)]
+
+
+def latest_good(run_dir: Path) -> tuple[Checkpoint | None, list[str]]:
+    """The newest checkpoint that loads, and a message for each damaged one seen."""
+    skipped: list[str] = []
+    found: Checkpoint | None = None
+    for p in list_checkpoints(run_dir):
+        try:
+            if found is None:
+                _, _, meta = load_checkpoint(p)
+                found = Checkpoint(p, meta)
+            else:
+                read_meta(p)  # older ones: a cheap check, so damage is still reported
+        except CheckpointError as exc:
+            skipped.append(str(exc))
+    return found, skipped
+
+
+def resolve(
+    run: str | Path,
+    which: str | Path | None = "latest",
+    *,
+    not_a_run: type[Exception] = CheckpointError,
+) -> tuple[Path, Path]:
+    """``(run folder, checkpoint folder)``; ``run`` may itself be a checkpoint folder.
+
+    ``which``: "latest" (or empty / None: the newest good checkpoint), a checkpoint's name, or
+    a path to one. ``not_a_run``: the error raised when ``run`` is no run folder at all (the
+    exporter raises its own kind).
+    """
+    run = Path(run).expanduser()
+    if (run / "meta.json").is_file():
+        return run.parent.parent, run
+    if not (run / "config.json").is_file():
+        raise not_a_run(f"{run} is not a run folder (no config.json)")
+    if which is None or str(which) in ("", "latest"):
+        found, _ = latest_good(run)
+        if found is None:
+            raise CheckpointError(f"run {run} has no usable checkpoint yet: train it first")
+        return run, found.path
+    for cand in (Path(which).expanduser(), run / "checkpoints" / str(which)):
+        if (cand / "meta.json").is_file():
+            return run, cand
+    names = [p.name for p in list_checkpoints(run)]
+    raise CheckpointError(
+        f"no checkpoint {str(which)!r} in {run}; choose one of: {', '.join(names) or 'none yet'}"
+    )
+
+
+def restore(start: Checkpoint, method, opt, scaler) -> tuple[int, dict]:
+    """Load ``start`` into the model, optimizer (and grad scaler); returns (step, the run's
+    best-checkpoint record). The global RNG comes back too: methods drawing from it resume exactly."""
+    model_state, train_state, _ = load_checkpoint(start.path)
+    load_model_state(method, model_state, start.path)
+    opt.load_state_dict(train_state["optimizer"])
+    if "torch_rng" in train_state:
+        torch.set_rng_state(train_state["torch_rng"])
+    if scaler is not None and "scaler" in train_state:
+        scaler.load_state_dict(train_state["scaler"])
+    return int(start.meta["step"]), dict(start.meta.get("selection", {}))
+
+
+def load_model_state(method: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Load all of ``state`` or nothing: another architecture raises ``CheckpointError`` naming the difference."""
+    own = method.state_dict()
+    wrong = [k for k in own if k not in state or tuple(state[k].shape) != tuple(own[k].shape)]
+    extra = [k for k in state if k not in own]
+    if wrong or extra:
+        raise CheckpointError(
+            f"checkpoint {path} belongs to another model: {len(wrong)} tensors missing or of another shape"
+            f"{' (e.g. ' + wrong[0] + ')' if wrong else ''}, {len(extra)} unexpected; nothing was loaded"
+        )
+    method.load_state_dict(state, strict=True)

@@ -1,0 +1,172 @@
+"""Run folders: where a run lives, who may write it, and its append-only metrics log.
+
+```
+<run>/config.json      the RunConfig, written once (atomically) when the run is created
+<run>/metrics.jsonl    one JSON object per line: steps, monitor rows, epochs, stops
+<run>/checkpoints/     see checkpoints.py
+<run>/.lock            held (flock) by the process training this run
+```
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from sslstudio.config import RunConfig
+from sslstudio.errors import CheckpointError, ConfigError, SSLStudioError
+from sslstudio.paths import runs_dir
+
+# fields that change the network's shape or meaning: a resume must not silently change them
+ARCHITECTURE_FIELDS = ("method", "backbone", "small_stem", "image_size", "method_options")
+
+
+class RunLockedError(SSLStudioError):
+    pass
+
+
+def new_run_dir(cfg: RunConfig) -> Path:
+    if cfg.out:
+        path = Path(cfg.out)
+        if (path / "config.json").exists():
+            raise ConfigError(
+                f"{path} already holds a run; resume it with --resume or choose another --out"
+            )
+    else:
+        folder = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(cfg.data_root).name or "images").strip("-")[
+            :40
+        ]
+        path = runs_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.method}-{folder}"
+        n = 1
+        while path.exists():
+            n += 1
+            path = path.with_name(f"{path.name.rsplit('~', 1)[0]}~{n}")
+    path.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path / "config.json", cfg.to_dict())
+    return path
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise SSLStudioError(
+            f"could not write {path}: {os.strerror(exc.errno) if exc.errno else exc}"
+        ) from exc
+
+
+def load_run_config(run_dir: Path) -> RunConfig:
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not a run folder (no config.json)")
+    return RunConfig.load(path)
+
+
+def config_differences(saved: RunConfig, wanted: RunConfig) -> list[str]:
+    out = []
+    for name in ARCHITECTURE_FIELDS:
+        a, b = getattr(saved, name), getattr(wanted, name)
+        if a != b:
+            out.append(f"{name}: checkpoint {a!r} vs requested {b!r}")
+    return out
+
+
+class RunLock:
+    """An exclusive lock on a run folder; a second process is refused (RELIABILITY 22)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / ".lock"
+        self._fh = None
+
+    def acquire(self) -> RunLock:
+        self._fh = open(self.path, "a+")  # noqa: SIM115 (held for the life of the run)
+        try:
+            import fcntl
+
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # Windows: msvcrt locks a byte range instead
+            import msvcrt
+
+            try:
+                msvcrt.locking(self._fh.fileno(), msvcrt.LK_NBLCK, 1)
+            except OSError as exc:
+                self._fh.close()
+                raise RunLockedError(
+                    f"run {self.path.parent} is open in another SSL Studio process"
+                ) from exc
+        except OSError as exc:
+            self._fh.close()
+            self._fh = None
+            raise RunLockedError(
+                f"run {self.path.parent} is being trained by another SSL Studio process"
+            ) from exc
+        return self
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()  # closing drops the flock
+            self._fh = None
+
+
+class MetricsLog:
+    """Append-only JSON lines. On resume, rows past the checkpoint are dropped first, so the
+    log has neither gaps nor duplicates however often the run was killed."""
+
+    def __init__(self, path: Path, resume_step: int | None) -> None:
+        self.path = path
+        if resume_step is not None and path.exists():
+            keep = []
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by a kill
+                if row.get("step", -1) < resume_step:
+                    keep.append(line)
+            tmp = path.with_name(".tmp-metrics.jsonl")
+            try:
+                tmp.write_text("".join(x + "\n" for x in keep), encoding="utf-8")
+                os.replace(tmp, path)
+            except OSError as exc:  # disk full, read-only: the log stays as it was
+                tmp.unlink(missing_ok=True)
+                raise CheckpointError(
+                    f"cannot write the metrics log {path}: {os.strerror(exc.errno) if exc.errno else exc}"
+                ) from exc
+        try:
+            self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 (held for the life of the run)
+        except OSError as exc:
+            raise CheckpointError(f"cannot write the metrics log {path}: {exc}") from exc
+
+    def write(self, kind: str, **row: Any) -> None:
+        try:
+            self._fh.write(json.dumps({"kind": kind, **row}) + "\n")
+            self._fh.flush()
+        except OSError as exc:
+            raise CheckpointError(
+                f"cannot write the metrics log {self.path}: {os.strerror(exc.errno) if exc.errno else exc}"
+            ) from exc
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / "metrics.jsonl"
+    rows = []
+    if path.exists():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows

@@ -1,0 +1,1 @@
+"""Step 1, Data: the page and its parts."""

@@ -1,0 +1,1 @@
+"""Step 6, Explore: the page and its parts."""

@@ -1,0 +1,1 @@
+"""Step 7, Export: the page and its parts."""

@@ -1,0 +1,1 @@
+"""Step 3, Method: the page and its parts."""

@@ -1,0 +1,1 @@
+"""Step 5, Runs: the page and its parts."""

@@ -1,0 +1,1 @@
+"""Step 4, Train: the page and its parts."""

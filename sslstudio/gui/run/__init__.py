@@ -1,0 +1,1 @@
+"""The bridge between the window and the engine: workers on QThreads, one run at a time."""
