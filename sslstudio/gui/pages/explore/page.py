@@ -15,6 +15,7 @@ from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
+    QHBoxLayout,
     QLabel,
     QMessageBox,
     QProgressBar,
@@ -51,8 +52,25 @@ class ExplorePage(Page):
         self.session = ExploreSession(self)
         self.cache = ThumbnailCache(size=88, parent=self)
         self._selected: list[int] = []
+        self.body.addLayout(self._build_run_bar())
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self._build_images_tab(), "Images")
+        self.tabs.addTab(self._build_map_tab(), "Map")
+        self.tabs.addTab(self._build_outliers_tab(), "Outliers")
+        self.tabs.addTab(self._build_duplicates_tab(), "Duplicates")
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.setChildrenCollapsible(False)
+        split.addWidget(self.tabs)
+        split.addWidget(self._build_right())
+        split.setSizes([640, 520])
+        self.body.addWidget(split, 1)
+        self._connect_session()
+        self._set_enabled(False)
 
-        # -- run chooser and progress --
+    # -- construction ------------------------------------------------------------------------
+
+    def _build_run_bar(self) -> QHBoxLayout:
+        """The run chooser, its progress and the page's status line."""
         self.run_combo = QComboBox()
         self.run_combo.setMinimumWidth(320)
         self.run_combo.setToolTip("The run whose latest good checkpoint embeds the images")
@@ -69,21 +87,18 @@ class ExplorePage(Page):
         self.cancel_button.clicked.connect(lambda: self.session.cancel())
         self.status = QLabel("Choose a trained run.")
         self.status.setObjectName("hint")
-        self.body.addLayout(
-            hbox(
-                QLabel("Run"),
-                self.run_combo,
-                self.refresh_button,
-                self.open_button,
-                self.progress,
-                self.cancel_button,
-                self.status,
-                None,
-            )
+        return hbox(
+            QLabel("Run"),
+            self.run_combo,
+            self.refresh_button,
+            self.open_button,
+            self.progress,
+            self.cancel_button,
+            self.status,
+            None,
         )
 
-        # -- left: images, map, outliers, duplicates --
-        self.tabs = QTabWidget()
+    def _build_images_tab(self) -> QWidget:
         self.all_model = self._rows_model()
         self.all_grid = self._grid(self.all_model)
         self.sort_combo = QComboBox()
@@ -94,15 +109,17 @@ class ExplorePage(Page):
         lay.setContentsMargins(0, 6, 0, 0)
         lay.addLayout(hbox(QLabel("Order"), self.sort_combo, None))
         lay.addWidget(self.all_grid, 1)
-        self.tabs.addTab(images, "Images")
+        return images
 
+    def _build_map_tab(self) -> QWidget:
         self.map_panel = MapPanel(self.session, self.cache, self._tooltip)
         self.map = self.map_panel.map
         self.map_panel.pointClicked.connect(self.query_row)
         self.map_panel.selectionChanged.connect(self._on_map_selection)
         self.colour_combo = self.map_panel.colour_combo
-        self.tabs.addTab(self.map_panel, "Map")
+        return self.map_panel
 
+    def _build_outliers_tab(self) -> QWidget:
         self.outlier_model = self._rows_model()
         self.outlier_button = QPushButton("Find outliers")
         self.outlier_button.clicked.connect(lambda: self.session.find_outliers(200))
@@ -119,8 +136,9 @@ class ExplorePage(Page):
             )
         )
         lay.addWidget(self._grid(self.outlier_model), 1)
-        self.tabs.addTab(outliers, "Outliers")
+        return outliers
 
+    def _build_duplicates_tab(self) -> QWidget:
         self.dup_model = self._rows_model()
         self.dup_threshold = QDoubleSpinBox()
         self.dup_threshold.setRange(0.5, 1.0)
@@ -144,9 +162,10 @@ class ExplorePage(Page):
             )
         )
         lay.addWidget(self._grid(self.dup_model), 1)
-        self.tabs.addTab(dups, "Duplicates")
+        return dups
 
-        # -- right: neighbours, labels --
+    def _build_right(self) -> QSplitter:
+        """Nearest neighbours over labelling."""
         self.browser = NeighbourBrowser(self.cache)
         self.browser.model.session = self.session
         self.browser.model.caption = None
@@ -169,13 +188,9 @@ class ExplorePage(Page):
         right.addWidget(neighbours)
         right.addWidget(labels)
         right.setSizes([480, 260])
-        split = QSplitter(Qt.Orientation.Horizontal)
-        split.setChildrenCollapsible(False)
-        split.addWidget(self.tabs)
-        split.addWidget(right)
-        split.setSizes([640, 520])
-        self.body.addWidget(split, 1)
+        return right
 
+    def _connect_session(self) -> None:
         s = self.session
         s.progress.connect(self._on_progress)
         s.busy.connect(self._on_busy)
@@ -185,7 +200,6 @@ class ExplorePage(Page):
         s.queryReady.connect(self._on_file_query)
         s.listReady.connect(self._on_list)
         s.failed.connect(self._on_failed)
-        self._set_enabled(False)
 
     # -- construction helpers ----------------------------------------------------------------
 
