@@ -11,7 +11,8 @@ SHAPES = ("circle", "square", "triangle", "cross")
 
 
 def draw_shape(shape: str, size: int, rng: np.random.Generator) -> Image.Image:
-    """A shape in a random colour on a random background: the class is the shape, colour is noise."""
+    """A shape in a random colour on a random background: the class is the shape, colour is
+    noise."""
     bg = tuple(int(v) for v in rng.integers(0, 256, 3))
     fg = tuple(int(v) for v in rng.integers(0, 256, 3))
     while sum(abs(a - b) for a, b in zip(bg, fg)) < 150:

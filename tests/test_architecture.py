@@ -22,14 +22,19 @@ def _loaded(code: str) -> str:
 
 def test_core_imports_no_qt():
     code = (
-        "import sys, sslstudio.core.train.trainer, sslstudio.core.explore.embed, sslstudio.core.methods, sslstudio.cli.main; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'PySide6', 'pyqtgraph'} or m.startswith('sslstudio.gui')))"
+        "import sys, sslstudio.core.train.trainer, sslstudio.core.explore.embed, "
+        "sslstudio.core.methods, sslstudio.cli.main; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'PySide6', 'pyqtgraph'} "
+        "or m.startswith('sslstudio.gui')))"
     )
     assert _loaded(code) == "[]"
 
 
 def test_import_sslstudio_is_light():
-    code = "import sys, sslstudio, sslstudio.config, sslstudio.cli.main; print(sorted(m for m in ('torch', 'PySide6', 'numpy') if m in sys.modules))"
+    code = (
+        "import sys, sslstudio, sslstudio.config, sslstudio.cli.main; "
+        "print(sorted(m for m in ('torch', 'PySide6', 'numpy') if m in sys.modules))"
+    )
     assert _loaded(code) == "[]"
 
 
@@ -123,7 +128,8 @@ def test_strongly_connected_finds_a_loop():
 
 
 def test_functions_are_short():
-    """Size by a measure of size: no function over 80 lines (ruff checks statements and branches)."""
+    """Size by a measure of size: no function over 80 lines (ruff checks statements and
+    branches)."""
     long = []
     for path in PKG.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):

@@ -90,7 +90,8 @@ def test_resave_same_name_and_prune(tmp_path):
 
 
 def test_state_file_is_never_unpickled(tmp_path):
-    """A checkpoint whose state.pt carries a pickled object is refused, and the payload never runs."""
+    """A checkpoint whose state.pt carries a pickled object is refused, and the payload never
+    runs."""
     path = _save(tmp_path, "step_0000002", 2)
     marker = tmp_path / "pwned"
 

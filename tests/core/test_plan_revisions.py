@@ -224,7 +224,8 @@ def test_recommendation_says_when_training_did_not_beat_random_init():
     }
     path, why = recommendation(sel, 0.5, "final", "best")
     assert path == "best" and "not better than random init" in why and "0.600 vs 0.800" in why
-    # a best within the probe's noise of the end (2 SE on 512 images ~ 0.044) is not worth an early step
+    # a best within the probe's noise of the end (2 SE on 512 images ~ 0.044) is not worth an early
+    # step
     near = {**sel, "reference": {"view_top1": 0.3}, "best_score": 0.52}
     path, why = recommendation(near, 0.5, "final", "best")
     assert path == "final" and "within the probe's noise of step 10" in why

@@ -26,7 +26,8 @@ def sslstudio_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(autouse=True)
 def no_sleep_inhibitor(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Runs in tests spawn no systemd-inhibit/caffeinate: the inhibitor finds no binary (a logged no-op;
+    """Runs in tests spawn no systemd-inhibit/caffeinate: the inhibitor finds no binary (a logged
+    no-op;
     on Windows the real SetThreadExecutionState is harmless and released)."""
     from sslstudio.gui.run import sleep_inhibit
 

@@ -15,7 +15,8 @@ def _env(home: Path) -> dict[str, str]:
 
 def test_importing_the_window_does_not_import_torch(tmp_path: Path) -> None:
     code = (
-        "import sys, sslstudio.gui.app, sslstudio.gui.main_window, sslstudio.gui.run.worker, sslstudio.gui.run.controller; "
+        "import sys, sslstudio.gui.app, sslstudio.gui.main_window, sslstudio.gui.run.worker, "
+        "sslstudio.gui.run.controller; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'torchvision'}))"
     )
     out = subprocess.run(

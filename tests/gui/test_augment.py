@@ -1,4 +1,5 @@
-"""The Augment page: presets, the generated form, and the live preview made by the trainer's pipeline."""
+"""The Augment page: presets, the generated form, and the live preview made by the trainer's
+pipeline."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """The Method page follows the registry: every method listed, its options form generated from its
-Config (bool, choices, Literal, Enum), a momentum plot when it has a momentum schedule; the CPU-threads
+Config (bool, choices, Literal, Enum), a momentum plot when it has a momentum schedule; the
+CPU-threads
 setting; the measured time-per-epoch estimate."""
 
 from __future__ import annotations
@@ -223,7 +224,8 @@ def test_the_estimate_button_measures_in_the_background(ready_window, qtbot) -> 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_every_method_can_be_estimated(name: str) -> None:
-    """Multi-crop views, per-image indices, EMA updates: the estimate runs each method's real step."""
+    """Multi-crop views, per-image indices, EMA updates: the estimate runs each method's real
+    step."""
     from sslstudio.errors import ConfigError
 
     cfg = RunConfig(

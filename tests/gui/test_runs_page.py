@@ -267,7 +267,8 @@ def test_open_run_adds_a_folder_from_elsewhere_and_open_folder(
 
 
 def test_resume_from_history_loads_the_config_and_continues(window, qtbot, monkeypatch) -> None:
-    """A real run, stopped after 2 of 4 steps, resumed from the Runs page, then shown as finished."""
+    """A real run, stopped after 2 of 4 steps, resumed from the Runs page, then shown as
+    finished."""
     from sslstudio.core.train.trainer import train
 
     cfg = RunConfig(

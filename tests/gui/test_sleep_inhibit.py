@@ -1,4 +1,5 @@
-"""Keeping the machine awake: each platform's call, with the platform mocked; release always follows."""
+"""Keeping the machine awake: each platform's call, with the platform mocked; release always
+follows."""
 
 from __future__ import annotations
 

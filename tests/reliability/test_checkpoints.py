@@ -300,7 +300,9 @@ def test_another_process_holding_the_run_is_refused_until_it_dies(tiny_folder, t
     RunLock(tmp_path / "run").acquire().release()  # a dead holder never locks the run for good
 
 
-# 23: tests/core/test_trainer.py::test_non_finite_loss_stops_with_step_and_keeps_finite_checkpoint[nan, inf]
+# 23:
+# tests/core/test_trainer.py::test_non_finite_loss_stops_with_step_and_keeps_finite_checkpoint[nan,
+# inf]
 
 
 # 26

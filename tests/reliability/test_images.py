@@ -28,7 +28,8 @@ from tests.reliability.torture import IGNORED, NON_UTF8_NAME, write_torture_fold
 
 
 def _deny(monkeypatch, *paths: Path) -> None:
-    """Opening ``paths`` raises PermissionError, as for a file root may not read (tests run as root)."""
+    """Opening ``paths`` raises PermissionError, as for a file root may not read (tests run as
+    root)."""
     denied = {os.fspath(p) for p in paths}
     real_open = builtins.open
 
@@ -99,7 +100,8 @@ def test_training_on_the_torture_folder_trains_and_exports_every_good_name(tmp_p
     started = next(e for e in events if isinstance(e, RunStarted))
     reported = sum(category != IGNORED for category in bad.values())
     notice = next(n for n in started.notices if "skipped" in n)
-    # The scan reads headers only: the two truncated files fail in the decoder, with the deleted one.
+    # The scan reads headers only: the two truncated files fail in the decoder, with the deleted
+    # one.
     assert notice.startswith(f"{reported + 1} file(s) skipped: ") and "1 unreadable" in notice
     on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
     assert started.num_images == len(on_disk - set(bad))  # what decoded, and nothing else

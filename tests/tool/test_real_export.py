@@ -1,4 +1,5 @@
-"""The tool on a bundle from the real exporter (``sslstudio.core.export.bundle``) of a tiny trained run:
+"""The tool on a bundle from the real exporter (``sslstudio.core.export.bundle``) of a tiny trained
+run:
 it verifies, a training image finds itself first, and embeddings match the bundled rows, with
 torch blocked in the tool's process."""
 

@@ -1,4 +1,5 @@
-"""sslstudio.imaging.decode: every catalogue file gives the right pixels or the right reason (items 1-14)."""
+"""sslstudio.imaging.decode: every catalogue file gives the right pixels or the right reason (items
+1-14)."""
 
 from __future__ import annotations
 

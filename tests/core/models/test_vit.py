@@ -26,7 +26,8 @@ def test_vit_takes_two_input_sizes(vit):
 
 
 def test_encoding_a_token_subset_matches_the_plain_forward(vit):
-    """MAE runs the encoder on chosen tokens: with all of them it must equal the ViT's own forward."""
+    """MAE runs the encoder on chosen tokens: with all of them it must equal the ViT's own
+    forward."""
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         tokens, grid = vit.body.patch_tokens(x)

@@ -75,7 +75,8 @@ def test_flips_match_torchvision():
 
 
 def test_crop_box_selects_the_right_region():
-    # an exact 2x upsampling crop of the top-left quadrant equals nearest-neighbour-free resize of it
+    # an exact 2x upsampling crop of the top-left quadrant equals nearest-neighbour-free resize of
+    # it
     x = torch.zeros(1, 3, 16, 16)
     x[..., :8, :8] = 1.0
     boxes = torch.tensor([[0.25, 0.25, 0.5, 0.5]])
