@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
     QProgressBar,
@@ -115,7 +116,19 @@ class ExportPage(Page):
         self._listed_at = 0.0
         self.listing = False  # tests wait on these
         self.exporting = False
+        choose = self._build_choice()
+        choose.layout_.addLayout(self._build_actions())
+        choose.add(self.progress)
+        self.body.addWidget(choose)
+        self.result = BundleSummary()
+        self.body.addWidget(self.result, 1)
 
+        controller.runEnded.connect(self._on_run_ended)
+        self._update_warning()
+        self._update_buttons()
+
+    def _build_choice(self) -> Card:
+        """Which run and checkpoint, where to, and how."""
         self.run_combo = QComboBox()
         self.run_combo.setObjectName("exportRun")
         self.run_combo.setMinimumContentsLength(28)
@@ -154,7 +167,10 @@ class ExportPage(Page):
         choose = Card("What to export")
         choose.layout_.addLayout(form)
         choose.add(self.warning)
+        return choose
 
+    def _build_actions(self) -> QHBoxLayout:
+        """The status line and the Export / Cancel buttons (the progress bar goes under them)."""
         self.export_button = QPushButton("Export")
         self.export_button.setObjectName("primary")
         self.export_button.clicked.connect(self.start_export)
@@ -168,16 +184,7 @@ class ExportPage(Page):
         self.status = hint("")
         status_row = hbox(self.status, self.cancel_button, self.export_button)
         status_row.setStretch(0, 1)
-        choose.layout_.addLayout(status_row)
-        choose.add(self.progress)
-        self.body.addWidget(choose)
-
-        self.result = BundleSummary()
-        self.body.addWidget(self.result, 1)
-
-        controller.runEnded.connect(self._on_run_ended)
-        self._update_warning()
-        self._update_buttons()
+        return status_row
 
     # -- runs and checkpoints -----------------------------------------------------------------
 
