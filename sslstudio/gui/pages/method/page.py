@@ -7,7 +7,6 @@ catalog) and the method's ``Config`` dataclass: a new method appears here by reg
 from __future__ import annotations
 
 import dataclasses
-import enum
 import html
 import os
 from typing import Any
@@ -34,6 +33,7 @@ from sslstudio.gui.config_model import OwnEdits, RunConfigModel
 from sslstudio.gui.pages.method.budget_panel import BudgetPanel
 from sslstudio.gui.pages.method.command import command_line, missing_flags
 from sslstudio.gui.pages.method.estimate_panel import EstimatePanel
+from sslstudio.gui.pages.method.options import options_config, plain_options
 from sslstudio.gui.pages.method.schedule_plots import ASSUMED_IMAGES, ScheduleCard, momentum_fields
 from sslstudio.gui.widgets.config_form import ConfigForm
 from sslstudio.gui.widgets.panels import Card, Page, hbox, hint, with_shortcut
@@ -325,12 +325,12 @@ class MethodPage(Page):
         dropped (a loaded config's options, as Start would have them)."""
         if self.catalog is None or method not in self.catalog.methods:
             return dict(options)
-        return _plain(_options_config(self.catalog.methods[method], options))
+        return plain_options(options_config(self.catalog.methods[method], options))
 
     def method_options(self) -> dict[str, Any]:
         """Plain JSON values (an Enum option as its value): they are saved in config.json."""
         if self.options_form is not None:
-            return _plain(self.options_form.value())
+            return plain_options(self.options_form.value())
         return dict(self._options.get(self.model.config.method, {}))
 
     def _select_method(self, name: str) -> None:
@@ -381,7 +381,7 @@ class MethodPage(Page):
         if self.options_form is not None:
             self.options_form.setParent(None)
             self.options_form.deleteLater()
-        self.options_form = ConfigForm(_options_config(info, self._options.get(name, {})))
+        self.options_form = ConfigForm(options_config(info, self._options.get(name, {})))
         self.options_form.setObjectName("methodOptions")
         self.options_form.valueChanged.connect(
             lambda: self._edits.update(method_options=self.method_options())
@@ -453,18 +453,3 @@ class MethodPage(Page):
     def shutdown(self) -> None:
         self.estimates.cancel()
         self.budget.shutdown()
-
-
-def _options_config(info: MethodInfo, saved: dict[str, Any]) -> Any:
-    """The method's Config from saved options: unknown ones dropped, defaults if they do not fit."""
-    known = {f.name for f in dataclasses.fields(info.config_cls)}
-    try:
-        return info.config_cls(**{k: v for k, v in saved.items() if k in known})
-    except (TypeError, ValueError):
-        return info.config_cls()
-
-
-def _plain(options: Any) -> dict[str, Any]:
-    """Plain JSON values (an Enum option as its value): they are saved in config.json."""
-    values = dataclasses.asdict(options)
-    return {k: v.value if isinstance(v, enum.Enum) else v for k, v in values.items()}
