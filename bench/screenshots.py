@@ -101,6 +101,7 @@ def shoot(out: Path, dark: bool) -> int:
         window.load_config(
             dataclasses.replace(
                 tiny,
+                augment=preset("histopathology", 32),  # the Augment page as the runs had it
                 method="byol",
                 method_options={},
                 backbone="resnet18",
