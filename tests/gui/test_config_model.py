@@ -105,10 +105,15 @@ def test_an_edit_on_one_page_is_seen_by_the_others_and_by_start(ready_window, mo
     assert cfg.data_root == w.data_page.folder
 
 
-def test_one_changed_per_user_edit(ready_window) -> None:
+def test_one_changed_per_user_edit(ready_window, image_folder) -> None:
     w = ready_window
     seen = _record(w.config_model)
-    m, a = w.method_page, w.augment_page
+    m, a, d = w.method_page, w.augment_page, w.data_page
+
+    def tile_again() -> None:
+        d.tiling_card.size_spin.setValue(64)
+        d.tiling_card.apply_button.click()
+
     edits = [
         (lambda: m.run_form.control("epochs").setValue(5), {"epochs"}),
         (lambda: m.run_form.control("image_size").setValue(224), {"image_size", "augment"}),
@@ -117,11 +122,15 @@ def test_one_changed_per_user_edit(ready_window) -> None:
         (lambda: m.optim_form.control("lr").setValue(0.01), {"optim"}),
         (lambda: m.options_form.control("temperature").setValue(0.4), {"method_options"}),
         (lambda: m._select_method("byol"), {"method", "method_options", "optim"}),
+        (lambda: w.open_folder(image_folder), {"data_root"}),
+        (tile_again, {"tile_px"}),
     ]
     for i, (edit, names) in enumerate(edits):
         edit()
         assert [n for _, n in seen[i:]] == [names], f"edit {i}"
-    assert w.config_model.config.method == "byol"
+    cfg = w.config_model.config
+    assert (cfg.method, cfg.data_root, cfg.tile_px) == ("byol", str(image_folder), 64)
+    assert str(image_folder) in m.command_edit.toPlainText()
 
 
 def test_loading_a_config_updates_every_page(ready_window, qtbot) -> None:
