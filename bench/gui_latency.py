@@ -192,7 +192,7 @@ def measure(folder: Path, steps: int) -> tuple[list[dict], dict]:
 
     window.controller.event.connect(on_event)
     cfg = dataclasses.replace(
-        window.build_config(),
+        window.config_model.config,
         method="simclr",
         method_options={},
         backbone="tiny_cnn",
@@ -204,7 +204,7 @@ def measure(folder: Path, steps: int) -> tuple[list[dict], dict]:
         checkpoint_every=12,
         device="cpu",
     )
-    window.apply_config(cfg)
+    window.load_config(cfg)
     # switching to the Train page lays out and paints its six plots for the first time: GUI
     # work by nature, measured as its own phase so that "prepare" is the engine's alone
     meter.start("page")

@@ -56,7 +56,7 @@ def shoot(out: Path, dark: bool) -> int:
             600,
             "scan + engine",
         )
-        base = window.build_config()
+        base = window.config_model.config
         tiny = dataclasses.replace(
             base,
             backbone="tiny_cnn",
@@ -72,7 +72,7 @@ def shoot(out: Path, dark: bool) -> int:
         from sslstudio.core.events import StepLogged
         from sslstudio.core.transforms.presets import preset
 
-        window.apply_config(
+        window.load_config(
             dataclasses.replace(
                 tiny, augment=preset("histopathology", 32), method_options={"temperature": 0.5}
             )
@@ -84,7 +84,7 @@ def shoot(out: Path, dark: bool) -> int:
         window.start_run()
         wait_until(app, lambda: not window.controller.is_running(), 600, "the first run")
         window.controller.event.disconnect(stop_at_5)
-        window.apply_config(dataclasses.replace(tiny, augment=preset("histopathology", 32)))
+        window.load_config(dataclasses.replace(tiny, augment=preset("histopathology", 32)))
         window.start_run()
         wait_until(app, lambda: not window.controller.is_running(), 600, "10 training steps")
         window.runs_page.refresh()
@@ -98,9 +98,10 @@ def shoot(out: Path, dark: bool) -> int:
         )
         # the Method page shows a run one would really launch next (BYOL: its momentum schedule too),
         # with a measured estimate
-        window.method_page.apply_config(
+        window.load_config(
             dataclasses.replace(
                 tiny,
+                augment=preset("histopathology", 32),  # the Augment page as the runs had it
                 method="byol",
                 method_options={},
                 backbone="resnet18",

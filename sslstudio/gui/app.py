@@ -119,7 +119,7 @@ def _selftest(folder: str | None, t0: float) -> str:
             raise RuntimeError(f"the scan found no usable images in {window.data_page.folder}")
         wait_until(app, lambda: window.catalog is not None, budget(), "the training engine to load")
         tiny = dataclasses.replace(
-            window.build_config(),
+            window.config_model.config,
             method="simclr",
             backbone="tiny_cnn",
             image_size=32,
@@ -130,7 +130,7 @@ def _selftest(folder: str | None, t0: float) -> str:
             checkpoint_every=2,
             method_options={},
         )
-        window.apply_config(tiny)
+        window.load_config(tiny)
         window.start_run()
         if not window.controller.is_running():
             raise RuntimeError("the run did not start (see the Train page)")

@@ -14,11 +14,12 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QMessageBox, QSt
 
 from sslstudio import __version__
 from sslstudio.config import RunConfig, validate
-from sslstudio.errors import ConfigError
 from sslstudio.core.events import RunStarted
+from sslstudio.errors import ConfigError
 from sslstudio.gui import theme
 from sslstudio.gui.actions import build_menus
 from sslstudio.gui.catalog import Catalog, CatalogLoader
+from sslstudio.gui.config_model import RunConfigModel
 from sslstudio.gui.pages.augment.page import AugmentPage
 from sslstudio.gui.pages.data.page import DataPage
 from sslstudio.gui.pages.explore.page import ExplorePage
@@ -36,6 +37,10 @@ log = logging.getLogger(__name__)
 
 STEPS = ("Data", "Augment", "Method", "Train", "Runs", "Explore", "Export")
 COMING: tuple[str, ...] = ()
+SHOWN = (*DataPage.EDITS, *AugmentPage.EDITS, *MethodPage.EDITS)  # the fields a user can see
+# a loaded config leaves these as they are: the folder open here, this machine's thread count,
+# and the deadline of the plan made on the Method page (if any)
+KEEP_ON_LOAD = ("data_root", "threads", "time_budget_s")
 
 
 class MainWindow(QMainWindow):
@@ -50,9 +55,10 @@ class MainWindow(QMainWindow):
         self.setMinimumSize(1024, 680)
 
         self.controller = RunController(self)
-        self.data_page = DataPage()
-        self.augment_page = AugmentPage()
-        self.method_page = MethodPage()
+        self.config_model = RunConfigModel(parent=self)  # the run the pages set up; Start reads it
+        self.data_page = DataPage(self.config_model)
+        self.augment_page = AugmentPage(self.config_model)
+        self.method_page = MethodPage(self.config_model)
         self.train_page = TrainPage(self.controller)
         self.runs_page = RunsPage(self.controller, self.settings)
         self.explore_page = ExplorePage(self.settings)
@@ -135,18 +141,15 @@ class MainWindow(QMainWindow):
         self._fill_recent()
 
     def _wire(self) -> None:
-        d, a, m, t, c = (
+        d, m, t, c = (
             self.data_page,
-            self.augment_page,
             self.method_page,
             self.train_page,
             self.controller,
         )
         d.scanStarted.connect(self._on_scan_started)
         d.indexChanged.connect(self._on_index)
-        a.configChanged.connect(self._update_context)
-        m.imageSizeChanged.connect(a.set_image_size)
-        m.methodChanged.connect(self._on_method_changed)
+        self.config_model.changed.connect(self._on_config_changed)
         m.budgetPlanned.connect(self._on_budget_planned)
         c.event.connect(self._save_budget_plan)
         t.startRequested.connect(self.start_run)
@@ -172,24 +175,30 @@ class MainWindow(QMainWindow):
             except (ConfigError, TypeError, ValueError) as exc:  # an older or hand-edited file
                 log.warning("ignoring the saved choices: %s", exc)
             else:
-                self.apply_config(cfg)
+                self.load_config(cfg)
 
     # -- config ---------------------------------------------------------------------------------
 
-    def apply_config(self, cfg: RunConfig) -> None:
-        self.data_page.set_tiling(cfg)
-        self.method_page.apply_config(cfg)
-        self.augment_page.apply_config(cfg)
-        self._update_context()
+    def load_config(self, cfg: RunConfig, keep: tuple[str, ...] = KEEP_ON_LOAD) -> None:
+        """Show a saved, resumed or planned run's choices on every page, except the fields in
+        ``keep``. Only what the pages show is taken, the rest reset to the defaults: a run's
+        folder, weights and measured step times belong to that run, not to the next one."""
+        now = self.config_model.config
+        taken = {name: getattr(now if name in keep else cfg, name) for name in SHOWN}
+        taken["method_options"] = self.method_page.options_as_shown(
+            taken["method"], taken["method_options"]
+        )
+        self.config_model.set(RunConfig(**taken))
 
     @Slot(object)
     def _on_budget_planned(self, plan) -> None:
         """Show the plan's choices on every page; each can still be changed before Start."""
-        self.apply_config(
-            dataclasses.replace(
-                plan.config, data_root=self.data_page.folder or plan.config.data_root
-            )
-        )
+        self.load_config(plan.config, keep=("data_root", "threads"))
+
+    @Slot(object, object)
+    def _on_config_changed(self, cfg: RunConfig, names: frozenset[str]) -> None:
+        if "method" in names:
+            self._on_method_changed(cfg.method)
 
     @Slot(object)
     def _save_budget_plan(self, ev: object) -> None:
@@ -198,16 +207,6 @@ class MainWindow(QMainWindow):
             cfg = self.controller.last_config
             if cfg is not None and cfg.time_budget_s == plan.config.time_budget_s:
                 plan.save(ev.run_dir)  # saved with the run, beside config.json
-
-    def build_config(self) -> RunConfig:
-        """The run the pages describe (torch threads from the Method page: all cores but one by default)."""
-        cfg = self.data_page.with_tiling(RunConfig(data_root=self.data_page.folder or ""))
-        cfg = self.augment_page.update_config(cfg)
-        return self.method_page.update_config(cfg)
-
-    def _update_context(self) -> None:
-        cfg = self.data_page.with_tiling(RunConfig(data_root=self.data_page.folder or ""))
-        self.method_page.set_context(self.augment_page.update_config(cfg))
 
     # -- folders ---------------------------------------------------------------------------------
 
@@ -243,7 +242,6 @@ class MainWindow(QMainWindow):
         self.settings.add_recent_folder(folder)
         self.setWindowTitle(f"{Path(folder).name or folder} — SSL Studio")
         self.statusBar().showMessage(f"Scanning {folder}…")
-        self._update_context()
         self._update_can_start()
 
     @Slot(object)
@@ -270,6 +268,7 @@ class MainWindow(QMainWindow):
     def _on_catalog(self, catalog: Catalog) -> None:
         self.catalog = catalog
         self.method_page.set_catalog(catalog)
+        self._on_method_changed(self.config_model.config.method)
         self.augment_page.set_catalog_ready()
         self.device_status.setText(f"Device: {catalog.describe_device('auto')}")
         for notice in catalog.notices:
@@ -305,7 +304,7 @@ class MainWindow(QMainWindow):
     def start_run(self) -> None:
         if self.controller.is_running() or not self.train_page.can_start:
             return
-        cfg = self.build_config()
+        cfg = self.config_model.config
         try:
             validate(cfg)
             from sslstudio.core.methods import (  # loaded with the catalog
@@ -334,7 +333,7 @@ class MainWindow(QMainWindow):
         except ConfigError as exc:
             self.train_page.show_error(str(exc))
             return
-        self.apply_config(cfg)
+        self.load_config(cfg)
         if (
             cfg.data_root
             and cfg.data_root != self.data_page.folder
@@ -416,7 +415,7 @@ class MainWindow(QMainWindow):
         self.settings.update(
             {
                 "geometry": base64.b64encode(bytes(self.saveGeometry().data())).decode("ascii"),
-                "last_config": _choices(self.build_config()),
+                "last_config": _choices(self.config_model.config),
                 "threads": self.method_page.threads(),
             }
         )

@@ -64,8 +64,8 @@ def test_preview_appears_and_regenerates_on_change(ready_window, qtbot) -> None:
     page.form.control("hflip_p").setValue(1.0)  # as a user would: a control changes
     assert page.preset_combo.currentText() == "custom"
     qtbot.waitUntil(lambda: page.previews_made > made, timeout=10_000)
-    assert ready_window.build_config().augment.hflip_p == 1.0
-    assert ready_window.build_config().preset == "custom"
+    assert ready_window.config_model.config.augment.hflip_p == 1.0
+    assert ready_window.config_model.config.preset == "custom"
 
 
 def test_debounce_coalesces_a_burst_of_changes(ready_window, qtbot) -> None:

@@ -26,13 +26,13 @@ def test_planning_for_ten_minutes_fills_the_forms_and_sets_a_deadline(
 ):
     w, page = ready_window, ready_window.method_page
     panel = page.budget
-    assert w.build_config().time_budget_s == 0
+    assert w.config_model.config.time_budget_s == 0
     _choose(panel, 600)
     qtbot.waitUntil(lambda: panel.button.isEnabled(), timeout=10_000)
     with qtbot.waitSignal(page.budgetPlanned, timeout=30_000) as signal:
         panel.button.click()
     plan = signal.args[0]
-    cfg = w.build_config()
+    cfg = w.config_model.config
     assert 590 < cfg.time_budget_s <= 600
     assert (cfg.method, cfg.image_size, cfg.max_steps) == (
         "simclr",
@@ -45,9 +45,9 @@ def test_planning_for_ten_minutes_fills_the_forms_and_sets_a_deadline(
     assert cfg.data_root == w.data_page.folder
     assert "Plan for 10 min" in panel.summary.text() and not panel.summary.isHidden()
     page.run_form.control("image_size").setValue(48)  # any part can still be changed
-    assert w.build_config().image_size == 48 and w.build_config().time_budget_s > 0
+    assert w.config_model.config.image_size == 48 and w.config_model.config.time_budget_s > 0
     _choose(panel, 0)
-    assert w.build_config().time_budget_s == 0 and panel.summary.isHidden()
+    assert w.config_model.config.time_budget_s == 0 and panel.summary.isHidden()
 
 
 def test_custom_minutes_and_the_plan_saved_with_the_run(

@@ -198,7 +198,7 @@ def test_choices_and_folder_persist_across_sessions(
     qtbot.waitUntil(
         lambda: again.catalog is not None and again.data_page.index is not None, timeout=30_000
     )
-    cfg = again.build_config()
+    cfg = again.config_model.config
     assert (cfg.epochs, cfg.backbone, cfg.preset) == (7, "tiny_cnn", "microscopy")
     assert cfg.method_options["temperature"] == 0.3
     assert dataclasses.replace(cfg, threads=0).data_root == str(image_folder)

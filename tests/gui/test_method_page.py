@@ -94,7 +94,7 @@ def test_every_registered_method_is_listed_and_a_new_one_works(
 
     for name in listed:  # each method's generated form gives options its own validation accepts
         page._select_method(name)
-        cfg = page.update_config(RunConfig())
+        cfg = page.model.config
         assert cfg.method == name
         method_config(name, cfg.method_options)
         has = momentum_fields(METHODS[name].Config) is not None
@@ -111,7 +111,7 @@ def test_every_registered_method_is_listed_and_a_new_one_works(
     form.control("heads").setCurrentText("8")
     form.control("norm").setCurrentText("batch")
     form.control("pool").setCurrentText("max")
-    opts = page.update_config(RunConfig()).method_options
+    opts = page.model.config.method_options
     assert (opts["symmetric"], opts["loss"], opts["heads"], opts["norm"], opts["pool"]) == (
         False,
         "l2",
@@ -120,7 +120,7 @@ def test_every_registered_method_is_listed_and_a_new_one_works(
         "max",
     )
     assert (
-        RunConfig.from_dict(page.update_config(RunConfig()).to_dict()).method_options["heads"] == 8
+        RunConfig.from_dict(page.model.config.to_dict()).method_options["heads"] == 8
     )  # JSON-safe
     assert opts["crops"] == (96, 96)
     xs, ys = page.schedules.momentum_curve.getData()
@@ -137,10 +137,10 @@ def test_threads_default_to_all_cores_but_one_and_feed_the_config(ready_window) 
     control = page.run_form.control("threads")
     assert control.value() == gui_threads() and control.minimum() == 1
     control.setValue(1)
-    assert w.build_config().threads == 1
+    assert w.config_model.config.threads == 1
     assert "1 thread" in page.device_label.text()
-    page.apply_config(
-        dataclasses.replace(w.build_config(), threads=7)
+    w.load_config(
+        dataclasses.replace(w.config_model.config, threads=7)
     )  # a run's config keeps this machine's
     assert page.threads() == 1
 
@@ -242,18 +242,18 @@ def test_every_method_can_be_estimated(name: str) -> None:
 def test_applying_a_config_shows_its_method_options(ready_window) -> None:
     """A run's config (Runs ▸ Resume) brings its own method options, same method or another."""
     page = ready_window.method_page
-    base = ready_window.build_config()
-    page.apply_config(
+    base = ready_window.config_model.config
+    ready_window.load_config(
         dataclasses.replace(base, method="simclr", method_options={"temperature": 0.5})
     )
     assert page.options_form.control("temperature").value() == 0.5
-    page.apply_config(
+    ready_window.load_config(
         dataclasses.replace(base, method="simclr", method_options={"temperature": 0.3})
     )
     assert page.options_form.control("temperature").value() == 0.3  # same method: new values
     other = next(n for n in METHODS if n != "simclr")
-    page.apply_config(dataclasses.replace(base, method=other, method_options={}))
-    assert page.update_config(base).method == other
+    ready_window.load_config(dataclasses.replace(base, method=other, method_options={}))
+    assert page.model.config.method == other
     page._select_method("simclr")  # coming back: the values it had, not the other method's
     assert page.options_form.control("temperature").value() == 0.3
 
@@ -279,17 +279,17 @@ def test_choosing_a_method_brings_its_optimiser_and_a_loaded_config_keeps_its_ow
     ready_window,
 ) -> None:
     page = ready_window.method_page
-    base = ready_window.build_config()
+    base = ready_window.config_model.config
     page._select_method("mae")  # a user's choice: MAE's tested lr and weight decay
-    optim = page.update_config(base).optim
+    optim = page.model.config.optim
     assert (optim.optimizer, optim.lr, optim.weight_decay) == ("adamw", 7.5e-4, 0.05)
     page._select_method("simclr")  # and back: the generic defaults again
-    assert page.update_config(base).optim.weight_decay == OptimConfig().weight_decay
+    assert page.model.config.optim.weight_decay == OptimConfig().weight_decay
     mine = dataclasses.replace(OptimConfig(), optimizer="lars", lr=0.3, weight_decay=1e-6)
-    page.apply_config(
+    ready_window.load_config(
         dataclasses.replace(base, method="mae", backbone="vit_tiny", optim=mine, method_options={})
     )
-    assert page.update_config(base).optim == mine  # a run's config (Resume) is shown as it was
+    assert page.model.config.optim == mine  # a run's config (Resume) is shown as it was
 
 
 def test_the_papers_large_batch_recipe_is_shown_beside_the_method(ready_window) -> None:

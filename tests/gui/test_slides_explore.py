@@ -83,6 +83,6 @@ def test_the_data_page_shows_slides_as_tiles_and_tiles_them_again(window, qtbot,
         lambda: page.index is not None and len(page.index.images) != at_20x, timeout=60_000
     )
     assert len(page.index.images) > at_20x
-    cfg = window.build_config()
+    cfg = window.config_model.config
     assert (cfg.tile_px, cfg.tile_mpp) == (64, 1.0)  # the run tiles as the page shows
     assert "--tile-px 64 --tile-mpp 1" in window.method_page.command_edit.toPlainText()

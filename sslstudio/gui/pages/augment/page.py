@@ -24,13 +24,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from sslstudio.imaging import decode as imaging
 from sslstudio.config import AugmentConfig, RunConfig
 from sslstudio.core.transforms.presets import DESCRIPTIONS, PRESETS, preset
+from sslstudio.gui.config_model import OwnEdits, RunConfigModel
+from sslstudio.gui.pages.augment.preview_grid import PreviewGrid
+from sslstudio.gui.pages.augment.words import describe
 from sslstudio.gui.qt_models import numpy_to_qimage
 from sslstudio.gui.widgets.config_form import ConfigForm
 from sslstudio.gui.widgets.panels import Card, Page, hbox, hint
-from sslstudio.gui.pages.augment.preview_grid import PreviewGrid
+from sslstudio.imaging import decode as imaging
 
 ROWS = 4
 VIEWS = 6
@@ -89,74 +91,41 @@ def render_views(
     return [[arr[b, v] for v in range(arr.shape[1])] for b in range(arr.shape[0])]
 
 
-def describe(a: AugmentConfig, size: int) -> list[str]:
-    """The augmentation in plain words, one line per kind of change."""
-
-    def pct(p: float) -> str:
-        return "every view" if p >= 1 else f"{p:.0%} of views"
-
-    lines = [
-        f"Crops covering {a.crop_scale_min:.0%} to {a.crop_scale_max:.0%} of the image (aspect "
-        f"{a.crop_ratio_min:.2g} to {a.crop_ratio_max:.2g}), resized to {size} px."
-    ]
-    moves = [
-        f"{name} in {pct(p)}"
-        for name, p in (
-            ("horizontal flips", a.hflip_p),
-            ("vertical flips", a.vflip_p),
-            ("90° rotations", a.rot90_p),
-        )
-        if p > 0
-    ]
-    lines.append(
-        ("Geometry: " + ", ".join(moves) + ".")
-        if moves
-        else "No flips or rotations: orientation is kept."
-    )
-    strengths = [
-        f"{name} ±{v:.0%}"
-        for name, v in (
-            ("brightness", a.brightness),
-            ("contrast", a.contrast),
-            ("saturation", a.saturation),
-        )
-        if v > 0
-    ]
-    if a.hue > 0:
-        strengths.append(f"hue ±{a.hue * 360:.0f}°")
-    if a.jitter_p > 0 and strengths:
-        lines.append(f"Colour jitter in {pct(a.jitter_p)}: " + ", ".join(strengths) + ".")
-    else:
-        lines.append("No colour jitter.")
-    if a.grey_p > 0:
-        lines.append(f"Greyscale in {pct(a.grey_p)}.")
-    if a.blur_p > 0 and a.blur_sigma_max > 0:
-        lines.append(
-            f"Gaussian blur in {pct(a.blur_p)} (sigma {a.blur_sigma_min:g} to {a.blur_sigma_max:g} px at 224 px)."
-        )
-    if a.hed_p > 0 and a.hed_sigma > 0:
-        lines.append(f"Stain (HED) jitter in {pct(a.hed_p)}, strength ±{a.hed_sigma:g}.")
-    return lines
-
-
 class _PreviewSignals(QObject):
     ready = Signal(int, object, str)  # generation, rows of QImages (or None), error message
 
 
-class AugmentPage(Page):
-    """Signals: ``configChanged()`` after the preset or any parameter changed."""
+def preset_follows_size(old: RunConfig, new: RunConfig) -> RunConfig:
+    """A model rule: a new image size brings the preset's variant for it (presets have a
+    small-image one); custom settings stay as they are."""
+    if (
+        new.image_size != old.image_size
+        and new.preset in PRESETS
+        and (new.preset, new.augment) == (old.preset, old.augment)
+    ):
+        return dataclasses.replace(new, augment=preset(new.preset, new.image_size))
+    return new
 
-    configChanged = Signal()
+
+class AugmentPage(Page):
+    """Edits the model's preset and augmentation; shows them at the model's image size.
+
+    Signals: ``previewUpdated()`` when a preview was drawn."""
+
+    EDITS = ("preset", "augment")
+
     previewUpdated = Signal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, model: RunConfigModel, parent: QWidget | None = None) -> None:
         super().__init__(
             "Augmentations",
             "Each image is altered at random, twice per step; the network learns to ignore what these "
             "changes vary. The preview shows what training will see: keep what matters in your images intact.",
             parent,
         )
-        self.image_size = RunConfig().image_size
+        self.model = model
+        self._edits = OwnEdits(model)
+        self.image_size = model.config.image_size
         self.index: Any = None
         self.constraints: dict[str, float] = {}
         self.ready = False  # the core (torch) is imported; set by set_catalog_ready()
@@ -182,7 +151,12 @@ class AugmentPage(Page):
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([340, 860])
         self.body.addWidget(splitter, 1)
-        self.apply_preset(self.preset_combo.currentText())
+        model.add_rule(preset_follows_size)
+        model.changed.connect(self._on_model_changed)
+        cfg = model.config
+        if cfg.preset in PRESETS:  # the preset's values at this size, from the start
+            model.update(augment=preset(cfg.preset, cfg.image_size))
+        self._show(model.config)
 
     def _build_controls(self) -> QWidget:
         card = Card("Preset")
@@ -239,14 +213,6 @@ class AugmentPage(Page):
         self.index = index
         self.schedule()
 
-    def set_image_size(self, size: int) -> None:
-        if size == self.image_size:
-            return
-        self.image_size = size
-        if self.preset_combo.currentText() != CUSTOM:  # presets have a small-image variant
-            self.form.set_value(preset(self.preset_combo.currentText(), size))
-        self.schedule()
-
     def set_constraints(self, constraints: dict[str, float]) -> None:
         self.constraints = dict(constraints)
         self.schedule()
@@ -258,6 +224,7 @@ class AugmentPage(Page):
     # -- config -------------------------------------------------------------------------------
 
     def apply_preset(self, name: str) -> None:
+        """Show preset ``name`` (its values at the training size, unless custom)."""
         self.preset_combo.blockSignals(True)
         self.preset_combo.setCurrentText(name)
         self.preset_combo.blockSignals(False)
@@ -267,27 +234,26 @@ class AugmentPage(Page):
             DESCRIPTIONS.get(name, "Your own settings. Choose a preset to start over from it.")
         )
 
-    def apply_config(self, cfg: RunConfig) -> None:
-        self.image_size = cfg.image_size
+    def _show(self, cfg: RunConfig) -> None:
         self.apply_preset(cfg.preset if cfg.preset in (*PRESETS, CUSTOM) else CUSTOM)
         self.form.set_value(cfg.augment)
-        self.schedule()
 
-    def update_config(self, cfg: RunConfig) -> RunConfig:
-        return dataclasses.replace(
-            cfg, preset=self.preset_combo.currentText(), augment=self.form.value()
-        )
+    def _on_model_changed(self, cfg: RunConfig, names: frozenset[str]) -> None:
+        if not names & {"preset", "augment", "image_size"}:
+            return
+        self.image_size = cfg.image_size
+        if self._edits.others(names) & {"preset", "augment"}:
+            self._show(cfg)
+        self.schedule()
 
     def _on_preset_chosen(self, name: str) -> None:
         self.apply_preset(name)
-        self.schedule()
-        self.configChanged.emit()
+        self._edits.update(preset=name, augment=self.form.value())
 
     def _on_form_changed(self) -> None:
         if self.preset_combo.currentText() != CUSTOM:
             self.apply_preset(CUSTOM)
-        self.schedule()
-        self.configChanged.emit()
+        self._edits.update(preset=CUSTOM, augment=self.form.value())
 
     # -- preview ------------------------------------------------------------------------------
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -21,27 +20,34 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from sslstudio.config import RunConfig
+from sslstudio.gui.config_model import RunConfigModel
+from sslstudio.gui.pages.data.tiling_card import TilingCard
 from sslstudio.gui.qt_models import ImageListModel, SkippedFilesModel, ThumbnailCache, human_bytes
+from sslstudio.gui.run.worker import ScanWorker, ThreadJob
 from sslstudio.gui.widgets.panels import Card, Page, hbox, hint
 from sslstudio.gui.widgets.thumbnail_grid import ThumbnailGrid
-from sslstudio.gui.pages.data.tiling_card import TilingCard
-from sslstudio.gui.run.worker import ScanWorker, ThreadJob
 from sslstudio.imaging.slides import SlideOptions
 
 
 class DataPage(Page):
-    """Signals: ``scanStarted(folder)``, ``indexChanged(ImageIndex)`` when a scan completes."""
+    """Signals: ``scanStarted(folder)``, ``indexChanged(ImageIndex)`` when a scan completes.
+
+    Edits the model's folder (``data_root``: the folder opened here) and slide tiling."""
+
+    EDITS = ("data_root", "tile_px", "tile_mpp")
 
     scanStarted = Signal(str)
     indexChanged = Signal(object)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, model: RunConfigModel, parent: QWidget | None = None) -> None:
         super().__init__(
             "Your images",
             "Choose a folder of images. Subfolders are searched too, and become classes when present; "
             "files that cannot be read are set aside with the reason.",
             parent,
         )
+        self.model = model
         self.folder: str | None = None
         self.index: Any = None
         self._job = 0
@@ -80,6 +86,7 @@ class DataPage(Page):
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([340, 900])
         self.body.addWidget(splitter, 1)
+        model.changed.connect(self._on_model_changed)
 
     def _build_left(self) -> QWidget:
         left = QWidget()
@@ -114,8 +121,9 @@ class DataPage(Page):
         summary.add(self.class_list)
         col.addWidget(summary)
         self.tiling_card = TilingCard()
+        self.tiling_card.show_options(SlideOptions.of(self.model.config))
         self.tiling_card.setVisible(False)  # shown when the folder holds whole-slide images
-        self.tiling_card.applied.connect(self.set_tiling)
+        self.tiling_card.applied.connect(self._on_tiling_chosen)
         col.addWidget(self.tiling_card)
 
         skipped = self._skipped_card = Card()
@@ -169,20 +177,18 @@ class DataPage(Page):
         if folder:
             self.open_folder(folder)
 
-    def set_tiling(self, options: Any) -> None:
-        """Tile slides this way (a ``SlideOptions`` or a ``RunConfig``); the folder is scanned
-        again when it holds slides and the tiling changed."""
-        if not isinstance(options, SlideOptions):
-            options = SlideOptions.of(options)
+    def _on_tiling_chosen(self, options: SlideOptions) -> None:
+        self.model.update(tile_px=options.tile_px, tile_mpp=options.mpp or 0.0)
+
+    def _on_model_changed(self, cfg: RunConfig, names: frozenset[str]) -> None:
+        """A new tiling (chosen here or loaded) is shown, and slides are tiled again by a rescan."""
+        if not names & {"tile_px", "tile_mpp"}:
+            return
+        options = SlideOptions.of(cfg)
         changed = options != self.tiling_card.options
         self.tiling_card.show_options(options)
         if changed and self.folder and self.tiling_card.isVisibleTo(self):
             self.open_folder(self.folder)
-
-    def with_tiling(self, cfg: Any) -> Any:
-        """``cfg`` with this page's tiling (the trainer then tiles the slides as shown here)."""
-        o = self.tiling_card.options
-        return dataclasses.replace(cfg, tile_px=o.tile_px, tile_mpp=o.mpp or 0.0)
 
     def open_folder(self, folder: str, *, rescan: bool = False) -> None:
         """Scan ``folder`` in the background (a scan in progress is cancelled); an unchanged
@@ -216,6 +222,7 @@ class DataPage(Page):
         job = ThreadJob(worker, "sslstudio-scan", self)
         job.ended.connect(self._on_job_ended)
         self._jobs.append(job)
+        self.model.update(data_root=self.folder)
         self.scanStarted.emit(self.folder)
 
     @property

@@ -7,7 +7,6 @@ catalog) and the method's ``Config`` dataclass: a new method appears here by reg
 from __future__ import annotations
 
 import dataclasses
-import enum
 import html
 import os
 from typing import Any
@@ -30,18 +29,21 @@ from PySide6.QtWidgets import (
 
 from sslstudio.config import OptimConfig, RunConfig
 from sslstudio.gui.catalog import Catalog, MethodInfo, gui_threads
-from sslstudio.gui.pages.method.command import command_line, missing_flags
+from sslstudio.gui.config_model import OwnEdits, RunConfigModel
 from sslstudio.gui.pages.method.budget_panel import BudgetPanel
-from sslstudio.gui.widgets.config_form import ConfigForm
+from sslstudio.gui.pages.method.command import command_line, missing_flags
 from sslstudio.gui.pages.method.estimate_panel import EstimatePanel
-from sslstudio.gui.widgets.panels import Card, Page, hbox, hint, with_shortcut
+from sslstudio.gui.pages.method.options import options_config, plain_options
 from sslstudio.gui.pages.method.schedule_plots import ASSUMED_IMAGES, ScheduleCard, momentum_fields
+from sslstudio.gui.widgets.config_form import ConfigForm
+from sslstudio.gui.widgets.panels import Card, Page, hbox, hint, with_shortcut
 
 RUN_SECTIONS = (
     ("Network", ("backbone", "image_size", "progressive_from", "small_stem")),
     ("Length", ("batch_size", "epochs", "max_steps")),
     ("Where and how often", ("device", "threads", "seed", "checkpoint_every", "monitor_every")),
 )
+RUN_FIELDS = frozenset(n for _, group in RUN_SECTIONS for n in group)
 RUN_LABELS = {
     "max_steps": "Max steps (0 = all)",
     "monitor_every": "Health check every",
@@ -68,30 +70,31 @@ ESTIMATE_KEYS = (
 
 
 class MethodPage(Page):
-    """Signals: ``configChanged()``, ``imageSizeChanged(int)``, ``methodChanged(str)``,
-    ``budgetPlanned(object)`` (a BudgetPlan whose config the window applies to every page)."""
+    """Edits the model's method, its options, network, length, optimiser and time budget; shows
+    the command line, schedules and estimates of the whole config.
 
-    configChanged = Signal()
+    Signals: ``budgetPlanned(object)`` (a BudgetPlan whose config the window loads)."""
+
+    EDITS = (*RUN_FIELDS, "method", "method_options", "optim", "time_budget_s")
+
     budgetPlanned = Signal(object)
-    imageSizeChanged = Signal(int)
-    methodChanged = Signal(str)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, model: RunConfigModel, parent: QWidget | None = None) -> None:
         super().__init__(
             "Method and training",
             "Choose how the network learns from unlabelled images, which network, and for how long. "
             "The defaults are a sound start.",
             parent,
         )
+        self.model = model
+        self._edits = OwnEdits(model)
         self.catalog: Catalog | None = None
         self.num_images: int | None = None
-        self.context = RunConfig()  # folder, preset, augment: from the other pages, for the command
-        self._method = self.context.method
         self._options: dict[str, dict[str, Any]] = {}  # per-method options, kept across switching
+        self._options[model.config.method] = dict(model.config.method_options)
         self.options_form: ConfigForm | None = None
         self._form_method = ""  # the method whose options the form shows
-        self._applying = False  # True while a loaded config selects its method
-        self._image_size = self.context.image_size
+        self._loading = False  # True while the model's (loaded) method is being shown
 
         row = QHBoxLayout()
         row.setSpacing(12)
@@ -115,6 +118,8 @@ class MethodPage(Page):
             (self.copy_button, self.optim_form),
         ):
             QWidget.setTabOrder(a, b)
+        model.changed.connect(self._on_model_changed)
+        self._edits.update(**self.run_form.values())  # this machine's thread count, from the start
         self._refresh()
 
     def _build_method_card(self) -> QWidget:
@@ -152,7 +157,7 @@ class MethodPage(Page):
 
     def _build_settings_card(self) -> QWidget:
         card = Card("Network and training")
-        cfg = self.context
+        cfg = self.model.config
         self.run_form = ConfigForm(
             cfg,
             include=[n for _, group in RUN_SECTIONS for n in group],
@@ -163,11 +168,11 @@ class MethodPage(Page):
         threads = self.run_form.control("threads")
         assert isinstance(threads, QSpinBox)
         threads.setRange(1, max(1, os.cpu_count() or 1))
-        threads.setValue(gui_threads())
+        threads.setValue(cfg.threads if 1 <= cfg.threads <= threads.maximum() else gui_threads())
         threads.setToolTip(
             "CPU threads for training. The default leaves one core to the window, so it stays smooth."
         )
-        self.run_form.valueChanged.connect(self._on_changed)
+        self.run_form.valueChanged.connect(lambda: self._edits.update(**self.run_form.values()))
         card.add(self.run_form)
         self.backbone_description = hint("")
         self.device_label = hint("")
@@ -179,7 +184,7 @@ class MethodPage(Page):
             "the run is followed here as usual (pause is not offered)."
         )
         self.all_gpus.setVisible(False)
-        self.all_gpus.toggled.connect(self._on_changed)
+        self.all_gpus.toggled.connect(self._refresh)
         card.add(self.all_gpus)
         self.estimates = card.add(EstimatePanel())
         self.estimate_button, self.estimate_label = self.estimates.button, self.estimates.label
@@ -208,20 +213,22 @@ class MethodPage(Page):
         card = Card("Time available")
         self.budget = card.add(BudgetPanel())
         self.budget.planned.connect(self.budgetPlanned)
-        self.budget.cleared.connect(self._on_changed)
+        self.budget.cleared.connect(lambda: self.model.update(time_budget_s=0.0))
         return card
 
     def _build_optim_card(self) -> QWidget:
         card = Card("Optimizer")
         self.optim_form = ConfigForm(
-            self.context.optim,
+            self.model.config.optim,
             labels={
                 "lr": "Learning rate",
                 "warmup_epochs": "Warm-up epochs",
                 "min_lr_ratio": "Final LR (share)",
             },
         )
-        self.optim_form.valueChanged.connect(self._on_changed)
+        self.optim_form.valueChanged.connect(
+            lambda: self._edits.update(optim=self.optim_form.value())
+        )
         card.add(self.optim_form)
         return card
 
@@ -252,20 +259,14 @@ class MethodPage(Page):
         self.method_list.setFixedHeight(
             rows * self.method_list.sizeHintForRow(0) + 2 * self.method_list.frameWidth() + 10
         )
-        self._select_method(
-            self._method if self._method in catalog.methods else next(iter(catalog.methods))
-        )
+        method = self.model.config.method
+        self._select_method(method if method in catalog.methods else next(iter(catalog.methods)))
         self.estimates.set_ready(True)
         self.budget.set_ready(True)
         self._refresh()
 
     def set_num_images(self, n: int | None) -> None:
         self.num_images = n
-        self._refresh()
-
-    def set_context(self, cfg: RunConfig) -> None:
-        """Folder and augmentation chosen on the other pages (for the command line)."""
-        self.context = cfg
         self._refresh()
 
     def set_run_active(self, active: bool) -> None:
@@ -283,7 +284,7 @@ class MethodPage(Page):
         return max(1, self.catalog.cuda_count)
 
     def threads(self) -> int:
-        return int(self.run_form.values()["threads"])
+        return self.model.config.threads
 
     def set_threads(self, n: int) -> None:
         """``n`` CPU threads for training (0 or out of range: all cores but one)."""
@@ -293,41 +294,44 @@ class MethodPage(Page):
 
     # -- config ---------------------------------------------------------------------------------
 
-    def apply_config(self, cfg: RunConfig) -> None:
-        """Show ``cfg``'s choices, its method options included; the thread count stays this machine's."""
-        self.run_form.set_value(dataclasses.replace(cfg, threads=self.threads()))
-        self.optim_form.set_value(cfg.optim)
+    def _on_model_changed(self, cfg: RunConfig, names: frozenset[str]) -> None:
+        """Show what others changed (a loaded config, a plan); every change redraws the views."""
+        shown = self._edits.others(names)
+        if shown & RUN_FIELDS:
+            self.run_form.set_value(cfg)
+        if "optim" in shown:
+            self.optim_form.set_value(cfg.optim)
+        if shown & {"method", "method_options"}:
+            self._show_method(cfg)
+        self._refresh()
+
+    def _show_method(self, cfg: RunConfig) -> None:
+        """The model's method selected, its options form filled from the model's options."""
         self._remember_form()
         self._options[cfg.method] = dict(cfg.method_options)
-        self._method = cfg.method
-        if self.catalog is not None and cfg.method in self.catalog.methods:
+        if self.catalog is None or cfg.method not in self.catalog.methods:
+            return
+        self._loading = True  # shown, not chosen: no write back, the config's optimiser stays
+        try:
             if self._form_method == cfg.method:
                 self._show_options(cfg.method)  # the same method: its form gets the new values
             else:
-                self._applying = True  # the config's optimiser stays, not the method's defaults
-                try:
-                    self._select_method(cfg.method)  # -> _on_method_chosen
-                finally:
-                    self._applying = False
-        self._emit_size()
-        self._refresh()
+                self._select_method(cfg.method)  # -> _on_method_chosen
+        finally:
+            self._loading = False
 
-    def update_config(self, cfg: RunConfig) -> RunConfig:
-        cfg = dataclasses.replace(cfg, **self.run_form.values(), optim=self.optim_form.value())
-        plan = self.budget.plan_result  # the deadline of a planned run (0: no limit)
-        return dataclasses.replace(
-            cfg,
-            method=self._method,
-            method_options=self.method_options(),
-            time_budget_s=plan.config.time_budget_s if plan is not None else 0.0,
-        )
+    def options_as_shown(self, method: str, options: dict[str, Any]) -> dict[str, Any]:
+        """``options`` of ``method`` as its form would show them: every field, unknown ones
+        dropped (a loaded config's options, as Start would have them)."""
+        if self.catalog is None or method not in self.catalog.methods:
+            return dict(options)
+        return plain_options(options_config(self.catalog.methods[method], options))
 
     def method_options(self) -> dict[str, Any]:
         """Plain JSON values (an Enum option as its value): they are saved in config.json."""
         if self.options_form is not None:
-            values = dataclasses.asdict(self.options_form.value())
-            return {k: v.value if isinstance(v, enum.Enum) else v for k, v in values.items()}
-        return dict(self._options.get(self._method, {}))
+            return plain_options(self.options_form.value())
+        return dict(self._options.get(self.model.config.method, {}))
 
     def _select_method(self, name: str) -> None:
         for i in range(self.method_list.count()):
@@ -341,7 +345,6 @@ class MethodPage(Page):
         self._remember_form()
         name = item.data(Qt.ItemDataRole.UserRole)
         info = self.catalog.methods[name]
-        self._method = name
         self.summary.setText(info.summary)
         cite, _, url = info.paper.partition(", http")
         paper = f'Paper: <a href="http{url}">{cite}</a>' if url else f"Paper: {info.paper}"
@@ -349,10 +352,12 @@ class MethodPage(Page):
             paper += f"<br>At scale the paper trains with: {html.escape(info.paper_recipe)}."
         self.paper.setText(paper)
         self._show_options(name)
-        if not self._applying:
-            self._use_method_optim(info)
-        self.methodChanged.emit(name)
-        self._on_changed()
+        if self._loading:
+            return
+        self._use_method_optim(info)
+        self._edits.update(
+            method=name, method_options=self.method_options(), optim=self.optim_form.value()
+        )
 
     def _use_method_optim(self, info: MethodInfo) -> None:
         """A method chosen by the user brings its own optimiser, lr and weight decay (the
@@ -376,33 +381,18 @@ class MethodPage(Page):
         if self.options_form is not None:
             self.options_form.setParent(None)
             self.options_form.deleteLater()
-        known = {f.name for f in dataclasses.fields(info.config_cls)}
-        saved = {k: v for k, v in self._options.get(name, {}).items() if k in known}
-        try:
-            start = info.config_cls(**saved)
-        except (TypeError, ValueError):
-            start = info.config_cls()
-        self.options_form = ConfigForm(start)
+        self.options_form = ConfigForm(options_config(info, self._options.get(name, {})))
         self.options_form.setObjectName("methodOptions")
-        self.options_form.valueChanged.connect(self._on_changed)
+        self.options_form.valueChanged.connect(
+            lambda: self._edits.update(method_options=self.method_options())
+        )
         self.options_box.insertWidget(0, self.options_form)
         self._form_method = name
-
-    def _on_changed(self) -> None:
-        self._emit_size()
-        self._refresh()
-        self.configChanged.emit()
-
-    def _emit_size(self) -> None:
-        size = int(self.run_form.values()["image_size"])
-        if size != self._image_size:
-            self._image_size = size
-            self.imageSizeChanged.emit(size)
 
     # -- derived views ----------------------------------------------------------------------------
 
     def _refresh(self) -> None:
-        cfg = self.update_config(self.context)
+        cfg = self.model.config
         info = self.catalog.methods.get(cfg.method) if self.catalog is not None else None
         if self.catalog is not None:
             self.backbone_description.setText(
@@ -458,7 +448,7 @@ class MethodPage(Page):
     @Slot()
     def estimate(self) -> None:
         """Measure a few steps of these settings in the background (a second click cancels)."""
-        self.estimates.estimate(self.update_config(self.context), self.num_images, ASSUMED_IMAGES)
+        self.estimates.estimate(self.model.config, self.num_images, ASSUMED_IMAGES)
 
     def shutdown(self) -> None:
         self.estimates.cancel()
