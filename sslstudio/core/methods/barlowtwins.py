@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from sslstudio.core.losses.barlow import BarlowTwinsLoss
-from sslstudio.core.methods.base import Method, register
+from sslstudio.core.methods.base import Batch, Method, register
 from sslstudio.core.models.backbones import Backbone
 from sslstudio.core.models.heads import ProjectionHead
 
@@ -66,6 +66,8 @@ class BarlowTwins(Method):
         )
         self.criterion = BarlowTwinsLoss(config.lambda_offdiag)
 
-    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
-        z0, z1 = self.projector(self.backbone(torch.cat(views))).chunk(2)  # one pass, both views
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        z0, z1 = self.projector(self.backbone(torch.cat(batch.views))).chunk(
+            2
+        )  # one pass, both views
         return self.criterion(z0, z1), {}

@@ -1,6 +1,6 @@
 """The method contract and registry. A method = backbone + heads + loss, in one ``nn.Module``.
 
-The trainer calls only: ``view_specs(cfg)`` (which crops), ``training_step(views)`` (loss and
+The trainer calls only: ``view_specs(cfg)`` (which crops), ``training_step(batch)`` (loss and
 metrics), ``on_step_end(step, total_steps)`` (EMA, queues, centres; default no-op) and
 ``embed(images)`` (backbone features, for kNN, neighbours and export).
 """
@@ -9,16 +9,24 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from torch import Tensor, nn
 
 from sslstudio.config import OptimConfig, RunConfig
-from sslstudio.errors import ConfigError
 from sslstudio.core.models.backbones import Backbone, build_backbone, resolve_small_stem
 from sslstudio.core.transforms.views import ViewSpec
+from sslstudio.errors import ConfigError
 
 METHODS: dict[str, type[Method]] = {}
+
+
+class Batch(NamedTuple):
+    """What one training step gets: every method is called the same way, whatever it uses."""
+
+    views: list[Tensor]  # one (B, C, H, W) tensor per view, in ``view_specs`` order
+    # the images' positions in the dataset (B,), on the CPU: for per-image state (DeepCluster)
+    indices: Tensor | None = None
 
 
 def register(name: str):
@@ -44,9 +52,6 @@ class Method(nn.Module):
     # studio's own defaults, which are tuned for short runs at small sizes
     paper_recipe: ClassVar[str] = ""
     constraints: ClassVar[dict[str, float]] = {}
-    # methods that keep per-image state (DeepCluster's pseudo-labels) get the batch's dataset
-    # indices as ``training_step(views, indices=...)``
-    wants_indices: ClassVar[bool] = False
     # set by the trainer under --distributed: every rank's rows of a tensor (with gradients) and
     # where this rank's start; losses comparing an image with the batch use it for negatives
     gather: Callable[[Tensor], tuple[Tensor, int]] | None = None
@@ -65,7 +70,7 @@ class Method(nn.Module):
         """Two views of the run's augmentation at the training size (override for multi-crop)."""
         return [ViewSpec(cfg.augment, cfg.image_size, count=2)]
 
-    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
         raise NotImplementedError
 
     def on_train_start(self, num_images: int, total_steps: int) -> None:

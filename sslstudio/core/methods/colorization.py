@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from sslstudio.config import RunConfig
 from sslstudio.core.losses.colorization import ColorizationLoss
-from sslstudio.core.methods.base import Method, register
+from sslstudio.core.methods.base import Batch, Method, register
 from sslstudio.core.models.backbones import Backbone
 from sslstudio.core.transforms.lab import rgb_to_lab
 from sslstudio.core.transforms.views import MEAN, STD, ViewSpec
@@ -79,8 +79,8 @@ class Colorization(Method):
     def view_specs(self, cfg: RunConfig) -> list[ViewSpec]:
         return [ViewSpec(cfg.augment, cfg.image_size, count=1)]
 
-    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
-        x, lab = lightness(views[0])
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        x, lab = lightness(batch.views[0])
         out = max(1, x.shape[-1] // self.config.out_stride)
         feats = self.backbone.forward_features(x)  # (B, C, h, w), h = S / backbone stride
         feats = F.interpolate(feats, size=(out, out), mode="bilinear", align_corners=False)

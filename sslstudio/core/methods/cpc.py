@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from sslstudio.config import RunConfig
 from sslstudio.core.losses.cpc import CPCLoss
-from sslstudio.core.methods.base import Method, register
+from sslstudio.core.methods.base import Batch, Method, register
 from sslstudio.core.models.backbones import Backbone
 from sslstudio.core.models.groupnorm import batchnorm_to_groupnorm
 from sslstudio.core.transforms.views import ViewSpec
@@ -125,8 +125,8 @@ class CPC(Method):
         z = self.backbone(patches)  # (B*G*G, D)
         return z.view(images.shape[0], g, g, -1).permute(0, 3, 1, 2)  # (B, D, G, G)
 
-    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
-        z = self.patch_embeddings(views[0])
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        z = self.patch_embeddings(batch.views[0])
         c = self.context(z)
         loss, accuracy = self.criterion([w(c) for w in self.predictors], z)
         return loss, {"cpc_accuracy": accuracy}  # a tensor: the trainer reads it after its sync

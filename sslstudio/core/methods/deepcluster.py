@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sslstudio.core.maths.clustering import spherical_kmeans
-from sslstudio.core.models.counters import StepCounter
-from sslstudio.core.methods.base import Method, register
+from sslstudio.core.methods.base import Batch, Method, register
 from sslstudio.core.models.backbones import Backbone
+from sslstudio.core.models.counters import StepCounter
 from sslstudio.core.models.heads import simclr_head
 
 
@@ -58,7 +58,6 @@ class DeepCluster(Method):
         "improve together. The first epoch only collects features, so its loss reads zero. It "
         "needs several rounds: a few minutes on a CPU helped on tissue tiles, hardly on small photos."
     )
-    wants_indices = True
 
     def __init__(self, backbone: Backbone, config: DeepClusterConfig) -> None:
         super().__init__(backbone, config)
@@ -98,11 +97,10 @@ class DeepCluster(Method):
         self.centroids[:k] = centroids  # unused rows stay zero: logit 0, never a target
         self.labels.copy_(labels)
 
-    def training_step(
-        self, views: list[Tensor], indices: Tensor
-    ) -> tuple[Tensor, dict[str, float]]:
-        if self.bank.shape[0] == 0:
-            raise RuntimeError("DeepCluster needs on_train_start(num_images, ...) before training")
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        if self.bank.shape[0] == 0 or batch.indices is None:
+            raise RuntimeError("DeepCluster needs on_train_start(num_images, ...) and the indices")
+        views, indices = batch.views, batch.indices.to(self.bank.device)
         every = self.recluster_every(views[0].shape[0])
         step = int(self.steps_done) - int(self.fill_start)  # steps since the bank began filling
         if step > 0 and step % every == 0:

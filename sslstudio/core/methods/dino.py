@@ -8,11 +8,11 @@ import torch
 from torch import Tensor
 
 from sslstudio.config import RunConfig
+from sslstudio.core.losses.dino import DINOLoss
+from sslstudio.core.methods.base import Batch, Method, register
+from sslstudio.core.models.backbones import Backbone
 from sslstudio.core.models.counters import StepCounter
 from sslstudio.core.models.ema import copy_frozen, ema_update, momentum_at
-from sslstudio.core.losses.dino import DINOLoss
-from sslstudio.core.methods.base import Method, register
-from sslstudio.core.models.backbones import Backbone
 from sslstudio.core.models.heads import DINOHead
 from sslstudio.core.transforms.multicrop import by_resolution, multicrop_specs
 from sslstudio.core.transforms.views import ViewSpec
@@ -111,11 +111,11 @@ class DINO(Method):
         share = min(1.0, int(self.steps_done) / warm) if warm > 0 else 1.0
         return c.warmup_teacher_temp + (c.teacher_temp - c.warmup_teacher_temp) * share
 
-    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
-        student = by_resolution(lambda x: self.head(self.backbone(x)), views)
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        student = by_resolution(lambda x: self.head(self.backbone(x)), batch.views)
         with torch.no_grad():  # the teacher sees only the two global views
             teacher = by_resolution(
-                lambda x: self.teacher_head(self.teacher_backbone(x)), views[:2]
+                lambda x: self.teacher_head(self.teacher_backbone(x)), batch.views[:2]
             )
         temp = self.teacher_temperature()
         return self.criterion(student, teacher, temp), {"teacher_temp": temp}

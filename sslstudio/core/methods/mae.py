@@ -8,10 +8,10 @@ import torch
 from torch import Tensor, nn
 
 from sslstudio.config import RunConfig
-from sslstudio.core.models.counters import StepCounter
 from sslstudio.core.losses.mae import MAELoss, patchify, random_masking
-from sslstudio.core.methods.base import Method, register
+from sslstudio.core.methods.base import Batch, Method, register
 from sslstudio.core.models.backbones import Backbone
+from sslstudio.core.models.counters import StepCounter
 from sslstudio.core.transforms.views import ViewSpec
 
 
@@ -97,9 +97,9 @@ class MAE(Method):
         g = torch.Generator().manual_seed(int(self.seed) * 1_000_003 + int(self.steps_done))
         return torch.rand(b, n, generator=g).to(device)
 
-    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
         # views are ImageNet-normalised; with norm_pix_loss each patch is re-normalised anyway
-        x = views[0]
+        x = batch.views[0]
         vit = self.backbone.body
         tokens, grid = vit.patch_tokens(x)  # (B, N, D) with positions
         if grid != self.grid:

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from sslstudio.core.models.ema import MomentumSchedule, copy_frozen, ema_update
 from sslstudio.core.losses.infonce import InfoNCELoss
-from sslstudio.core.methods.base import Method, register
+from sslstudio.core.methods.base import Batch, Method, register
 from sslstudio.core.models.backbones import Backbone
+from sslstudio.core.models.ema import MomentumSchedule, copy_frozen, ema_update
 from sslstudio.core.models.heads import ProjectionHead
 from sslstudio.core.models.queue import FeatureQueue
 
@@ -93,8 +93,8 @@ class MoCo(Method):
         self.queue.cap(num_images // 2)
         self.momentum.start(total_steps)
 
-    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
-        x0, x1 = views
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        x0, x1 = batch.views
         sym = self.config.symmetric
         q = self.head(self.backbone(torch.cat([x0, x1]) if sym else x0))
         with torch.no_grad():

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from sslstudio.core.models.ema import MomentumSchedule, copy_frozen, ema_update
 from sslstudio.core.losses.infonce import InfoNCELoss
-from sslstudio.core.methods.base import Method, register
+from sslstudio.core.methods.base import Batch, Method, register
 from sslstudio.core.models.backbones import Backbone
+from sslstudio.core.models.ema import MomentumSchedule, copy_frozen, ema_update
 from sslstudio.core.models.heads import ProjectionHead
 
 
@@ -89,8 +89,8 @@ class MoCoV3(Method):
     def on_train_start(self, num_images: int, total_steps: int) -> None:
         self.momentum.start(total_steps)
 
-    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
-        x = torch.cat(views)  # one pass over both views
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        x = torch.cat(batch.views)  # one pass over both views
         p0, p1 = self.predictor(self.projector(self.backbone(x))).chunk(2)
         with torch.no_grad():
             k0, k1 = self.key_projector(self.key_backbone(x)).chunk(2)

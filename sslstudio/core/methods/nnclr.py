@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sslstudio.core.losses.infonce import InfoNCELoss
-from sslstudio.core.methods.base import Method, register
+from sslstudio.core.methods.base import Batch, Method, register
 from sslstudio.core.models.backbones import Backbone
 from sslstudio.core.models.heads import ProjectionHead, two_layer_mlp
 from sslstudio.core.models.queue import FeatureQueue
@@ -93,8 +93,8 @@ class NNCLR(Method):
         found = bank[sims.argmax(dim=1)]  # (N, D)
         return torch.where(self.support.filled > 0, found, F.normalize(z.float(), dim=1))
 
-    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
-        z = self.projector(self.backbone(torch.cat(views)))  # one pass over both views
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        z = self.projector(self.backbone(torch.cat(batch.views)))  # one pass over both views
         p0, p1 = self.predictor(z).chunk(2)
         z0, z1 = z.chunk(2)
         # "NN(z_i, Q) · p_i⁺ / τ" against the other images' predictions, symmetrised (eq. 2)

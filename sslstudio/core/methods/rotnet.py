@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sslstudio.config import RunConfig
-from sslstudio.core.methods.base import Method, register
+from sslstudio.core.methods.base import Batch, Method, register
 from sslstudio.core.models.backbones import Backbone
 from sslstudio.core.models.heads import simclr_head
 from sslstudio.core.transforms.views import ViewSpec
@@ -65,7 +65,7 @@ class RotNet(Method):
     def view_specs(self, cfg: RunConfig) -> list[ViewSpec]:
         return [ViewSpec(cfg.augment, cfg.image_size, count=1)]
 
-    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
-        x, labels = rotations(views[0])
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        x, labels = rotations(batch.views[0])
         logits = self.head(self.backbone(x))  # (4B, 4)
         return F.cross_entropy(logits, labels), {}

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from sslstudio.core.losses.ntxent import NTXentLoss
-from sslstudio.core.methods.base import Method, register
+from sslstudio.core.methods.base import Batch, Method, register
 from sslstudio.core.models.backbones import Backbone
 from sslstudio.core.models.heads import simclr_head
 
@@ -56,9 +56,9 @@ class SimCLR(Method):
         )
         self.criterion = NTXentLoss(config.temperature)
 
-    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
         z = self.head(
-            self.backbone(torch.cat(views))
+            self.backbone(torch.cat(batch.views))
         )  # one pass over both views: shared BN statistics
         z0, z1 = z.chunk(2)
         return self.criterion(z0, z1, self.gather), {}

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from sslstudio.core.losses.byol import NegativeCosineLoss
-from sslstudio.core.methods.base import Method, register
+from sslstudio.core.methods.base import Batch, Method, register
 from sslstudio.core.models.backbones import Backbone
 from sslstudio.core.models.heads import ProjectionHead, two_layer_mlp
 
@@ -72,8 +72,8 @@ class SimSiam(Method):
         self.predictor = two_layer_mlp(o, ph, o)
         self.criterion = NegativeCosineLoss()
 
-    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
-        z = self.projector(self.backbone(torch.cat(views)))  # one pass over both views
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        z = self.projector(self.backbone(torch.cat(batch.views)))  # one pass over both views
         p0, p1 = self.predictor(z).chunk(2)
         z0, z1 = z.detach().chunk(2)  # stop-gradient: the targets are held still (eq. 2)
         loss = (self.criterion(p0, z1) + self.criterion(p1, z0)) / 2

@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sslstudio.config import RunConfig
-from sslstudio.core.models.counters import StepCounter
 from sslstudio.core.losses.swav import SwAVLoss
-from sslstudio.core.methods.base import Method, register
+from sslstudio.core.methods.base import Batch, Method, register
 from sslstudio.core.models.backbones import Backbone
+from sslstudio.core.models.counters import StepCounter
 from sslstudio.core.models.heads import simclr_head
 from sslstudio.core.transforms.multicrop import by_resolution, multicrop_specs
 from sslstudio.core.transforms.views import ViewSpec
@@ -87,9 +87,9 @@ class SwAV(Method):
             n = self._num_images // max(1, batch_size)  # one epoch, as the trainer counts them
         return int(self.steps_done) < n
 
-    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
-        b = views[0].shape[0]
-        z = by_resolution(lambda x: F.normalize(self.head(self.backbone(x)), dim=1), views)
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        b = batch.views[0].shape[0]
+        z = by_resolution(lambda x: F.normalize(self.head(self.backbone(x)), dim=1), batch.views)
         frozen = self.prototypes_frozen(b)
         w = self.prototypes.weight.detach() if frozen else self.prototypes.weight  # (K, D)
         scores = [zi @ w.T for zi in z]  # per view (B, K): cosine similarity to each prototype
