@@ -44,6 +44,7 @@ class BarlowTwins(Method):
     """
 
     Config = BarlowTwinsConfig
+    display_name = "Barlow Twins"
     paper = "Zbontar et al. 2021, https://arxiv.org/abs/2103.03230"
     paper_recipe = "LARS, lr 0.2 for weights and 0.0048 for biases and norms (per 256 images), weight decay 1.5e-6, batch 2048, projector 8192-8192-8192, λ 0.005, 1000 epochs"
     summary = (

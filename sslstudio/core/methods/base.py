@@ -41,12 +41,19 @@ def register(name: str):
 
 
 class Method(nn.Module):
-    """Subclasses set ``Config`` (a frozen dataclass), ``summary`` (one plain-language paragraph)
-    and, if they restrict augmentations, ``constraints`` (AugmentConfig fields forced to values)."""
+    """A method is one file: its class holds everything the trainer, the GUI and the command
+    line ask about it. Subclasses set ``Config`` (a frozen dataclass of its options),
+    ``display_name`` (as the paper writes it), ``summary`` (one plain-language paragraph), and
+    ``distributed`` when its loss is exact across processes; if they restrict augmentations,
+    ``constraints`` (AugmentConfig fields forced to values)."""
 
-    name: ClassVar[str]
+    name: ClassVar[str]  # the registered name, set by ``register``
     Config: ClassVar[type]
+    display_name: ClassVar[str] = ""  # empty: shown as the registered name
     summary: ClassVar[str] = ""
+    # trains under --distributed: a per-image loss, or batch negatives gathered with ``gather``;
+    # queues, Sinkhorn-Knopp, centring and clustering keep per-process state and are refused
+    distributed: ClassVar[bool] = False
     paper: ClassVar[str] = ""
     # how the paper trains it at scale (large batches, long schedules): shown beside the
     # studio's own defaults, which are tuned for short runs at small sizes

@@ -51,6 +51,8 @@ class Colorization(Method):
     """
 
     Config = ColorizationConfig
+    display_name = "Colorization"
+    distributed = True
     paper = "Zhang et al. 2016, https://arxiv.org/abs/1603.08511"
     paper_recipe = "Adam (β 0.9, 0.99), lr 3e-5, weight decay 1e-3, 313 colour bins with class rebalancing, 224 px"
     summary = (

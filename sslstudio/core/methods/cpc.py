@@ -87,6 +87,8 @@ class CPC(Method):
     """
 
     Config = CPCConfig
+    display_name = "CPC"
+    distributed = True
     paper = "Hénaff et al. 2019, https://arxiv.org/abs/1905.09272"
     # lr 5e-4 rather than 2e-3: in an equal-time CPU run the larger step lost three quarters of
     # the features' dimensions within 26 steps (bench/methods.py, centred RankMe 182 -> 20 vs 52)

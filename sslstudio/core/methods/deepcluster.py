@@ -49,6 +49,7 @@ class DeepCluster(Method):
     """
 
     Config = DeepClusterConfig
+    display_name = "DeepCluster"
     paper = "Caron et al. 2018, https://arxiv.org/abs/1807.05520 (v2: arXiv 2006.09882)"
     paper_recipe = "as for SwAV: LARS, lr 0.3 per 256 images at batch 4096, weight decay 1e-6, three clusterings of 3000, τ 0.1, multi-crop, 800 epochs"
     summary = (

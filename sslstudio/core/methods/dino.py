@@ -58,6 +58,7 @@ class DINO(Method):
     """
 
     Config = DINOConfig
+    display_name = "DINO"
     paper = "Caron et al. 2021, https://arxiv.org/abs/2104.14294"
     paper_recipe = "ViT-S: AdamW, lr 5e-4 per 256 images at batch 1024, weight decay 0.04 rising to 0.4, teacher momentum 0.996 rising to 1, teacher τ 0.04→0.07, 65,536 outputs, 2×224 + 10×96 px crops, 100-800 epochs"
     summary = (

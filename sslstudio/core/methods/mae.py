@@ -39,6 +39,8 @@ class MAE(Method):
     """
 
     Config = MAEConfig
+    display_name = "MAE"
+    distributed = True
     paper = "He et al. 2021, https://arxiv.org/abs/2111.06377"
     paper_recipe = "AdamW (β 0.9, 0.95), lr 1.5e-4 per 256 images at batch 4096, weight decay 0.05, 75 % of patches hidden, 800-1600 epochs"
     summary = (

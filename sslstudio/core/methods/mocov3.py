@@ -67,6 +67,7 @@ class MoCoV3(Method):
     """
 
     Config = MoCoV3Config
+    display_name = "MoCo v3"
     paper = "Chen, Xie, He 2021, https://arxiv.org/abs/2104.02057"
     paper_recipe = "ResNet: LARS, weight decay 1.5e-6, τ 1.0, batch 4096; ViT: AdamW, lr 1.5e-4 per 256 images, weight decay 0.1, τ 0.2; key momentum 0.99 rising to 1"
     summary = (

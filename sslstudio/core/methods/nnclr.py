@@ -54,6 +54,7 @@ class NNCLR(Method):
     """
 
     Config = NNCLRConfig
+    display_name = "NNCLR"
     paper = "Dwibedi et al. 2021, https://arxiv.org/abs/2104.14548"
     paper_recipe = "LARS, batch 4096, weight decay 1e-6, τ 0.1, a support set of 98,304 embeddings, 1000 epochs"
     summary = (

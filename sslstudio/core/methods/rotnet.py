@@ -46,6 +46,8 @@ class RotNet(Method):
     """
 
     Config = RotNetConfig
+    display_name = "RotNet"
+    distributed = True
     paper = "Gidaris et al. 2018, https://arxiv.org/abs/1803.07728"
     paper_recipe = "SGD with momentum 0.9, lr 0.1 with step decays, weight decay 5e-4, all four rotations of every image in each batch"
     summary = (

@@ -48,6 +48,8 @@ class SimSiam(Method):
     """
 
     Config = SimSiamConfig
+    display_name = "SimSiam"
+    distributed = True
     paper = "Chen & He 2021, https://arxiv.org/abs/2011.10566"
     paper_recipe = "SGD, lr 0.05 per 256 images, weight decay 1e-4, batch 512, the predictor at a fixed learning rate, 100-800 epochs"
     summary = (

@@ -50,6 +50,7 @@ class SwAV(Method):
     """
 
     Config = SwAVConfig
+    display_name = "SwAV"
     paper = "Caron et al. 2020, https://arxiv.org/abs/2006.09882"
     paper_recipe = "LARS, lr 0.3 per 256 images at batch 4096, weight decay 1e-6, 3000 prototypes, ε 0.05, τ 0.1, 2×224 + 6×96 px crops, prototypes frozen for the first epoch, 800 epochs"
     summary = (

@@ -72,6 +72,7 @@ class VICReg(Method):
     """
 
     Config = VICRegConfig
+    display_name = "VICReg"
     paper = "Bardes, Ponce, LeCun 2022, https://arxiv.org/abs/2105.04906"
     paper_recipe = "LARS, lr 0.2 per 256 images at batch 2048, weight decay 1e-6, λ = μ = 25, ν = 1, projector 8192-8192-8192, 1000 epochs"
     summary = (

@@ -64,6 +64,7 @@ class WMSE(Method):
     """
 
     Config = WMSEConfig
+    display_name = "W-MSE"
     paper = "Ermolov et al. 2021, https://arxiv.org/abs/2007.06346"
     paper_recipe = "Adam, lr about 1e-3, weight decay 1e-6, whitening sub-batches of 128, a 64-dimensional embedding, batch 1024"
     summary = (

@@ -30,12 +30,12 @@ from PySide6.QtWidgets import (
 
 from sslstudio.config import OptimConfig, RunConfig
 from sslstudio.gui.catalog import Catalog, MethodInfo, gui_threads
-from sslstudio.gui.pages.method.command import command_line, missing_flags
 from sslstudio.gui.pages.method.budget_panel import BudgetPanel
-from sslstudio.gui.widgets.config_form import ConfigForm
+from sslstudio.gui.pages.method.command import command_line, missing_flags
 from sslstudio.gui.pages.method.estimate_panel import EstimatePanel
-from sslstudio.gui.widgets.panels import Card, Page, hbox, hint, with_shortcut
 from sslstudio.gui.pages.method.schedule_plots import ASSUMED_IMAGES, ScheduleCard, momentum_fields
+from sslstudio.gui.widgets.config_form import ConfigForm
+from sslstudio.gui.widgets.panels import Card, Page, hbox, hint, with_shortcut
 
 RUN_SECTIONS = (
     ("Network", ("backbone", "image_size", "progressive_from", "small_stem")),
@@ -411,15 +411,11 @@ class MethodPage(Page):
             self.device_label.setText(
                 f"Will train on: {self.catalog.describe_device(cfg.device, cfg.threads)}"
             )
-            from sslstudio.core.train.distributed import (
-                DISTRIBUTED_METHODS,
-            )  # loaded with the catalog
-
             many = self.catalog.cuda_count > 1 and cfg.device in ("auto", "cuda")
             self.all_gpus.setText(
                 f"Use all {self.catalog.cuda_count} GPUs (torchrun, one process per GPU)"
             )
-            self.all_gpus.setVisible(many and cfg.method in DISTRIBUTED_METHODS)
+            self.all_gpus.setVisible(many and info is not None and info.distributed)
         else:
             self.device_label.setText("Will train on: (checking the hardware…)")
         options = self.options_form.value() if self.options_form is not None else None
