@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 from torch import Tensor, nn
 
-from sslstudio.config import OptimConfig, RunConfig
+from sslstudio.config import OptimConfig, RunConfig, option
 from sslstudio.core.models.backbones import Backbone, build_backbone, resolve_small_stem
 from sslstudio.core.transforms.views import ViewSpec
 from sslstudio.errors import ConfigError
@@ -38,6 +39,31 @@ def register(name: str):
         return cls
 
     return deco
+
+
+# Options several methods share. A method's config inherits the ones it has, and re-declares a
+# field to give its own default, range or help (the paper's value); the field keeps its place.
+# Dataclasses put the *last* base's fields first: ``Config(ProjectionOptions,
+# TemperatureOptions)`` reads temperature, proj_hidden, proj_out, then its own fields.
+
+
+@dataclass(frozen=True)
+class TemperatureOptions:
+    temperature: float = option(0.2, "InfoNCE temperature τ (paper: 0.2)", 0.01, 2.0)
+
+
+@dataclass(frozen=True)
+class ProjectionOptions:
+    proj_hidden: int = option(512, "hidden width of the projection head", 16, 8192)
+    proj_out: int = option(128, "output width of the projection head", 8, 4096)
+
+
+@dataclass(frozen=True)
+class MomentumOptions:
+    """A target network following the trained one by EMA, its momentum rising along a cosine."""
+
+    momentum_base: float = option(0.99, "target momentum at the start", 0.0, 1.0)
+    momentum_final: float = option(1.0, "target momentum at the end", 0.0, 1.0)
 
 
 class Method(nn.Module):

@@ -2,45 +2,33 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from sslstudio.config import option
 from sslstudio.core.losses.byol import NormalizedMSELoss
-from sslstudio.core.methods.base import Batch, Method, register
+from sslstudio.core.methods.base import Batch, Method, MomentumOptions, ProjectionOptions, register
 from sslstudio.core.models.backbones import Backbone
 from sslstudio.core.models.ema import MomentumSchedule, copy_frozen, ema_update
 from sslstudio.core.models.heads import two_layer_mlp
 
 
 @dataclass(frozen=True)
-class BYOLConfig:
-    proj_hidden: int = field(
-        default=512,
-        metadata={
-            "min": 16,
-            "max": 8192,
-            "help": "hidden width of projector and predictor (paper: 4096)",
-        },
+class BYOLConfig(MomentumOptions, ProjectionOptions):
+    proj_hidden: int = option(
+        512, "hidden width of projector and predictor (paper: 4096)", 16, 8192
     )
-    proj_out: int = field(
-        default=128,
-        metadata={"min": 8, "max": 4096, "help": "output width of both heads (paper: 256)"},
+    proj_out: int = option(128, "output width of both heads (paper: 256)", 8, 4096)
+    momentum_base: float = option(
+        0.99,
+        "target momentum at the start, rising along a cosine to the final value (paper: 0.996 "
+        "for 1000 epochs; 0.99 lets the target keep up in short runs)",
+        0.0,
+        1.0,
     )
-    momentum_base: float = field(
-        default=0.99,
-        metadata={
-            "min": 0.0,
-            "max": 1.0,
-            "help": "target momentum at the start, rising along a cosine to the final value "
-            "(paper: 0.996 for 1000 epochs; 0.99 lets the target keep up in short runs)",
-        },
-    )
-    momentum_final: float = field(
-        default=1.0,
-        metadata={"min": 0.0, "max": 1.0, "help": "target momentum at the end (paper: 1.0)"},
-    )
+    momentum_final: float = option(1.0, "target momentum at the end (paper: 1.0)", 0.0, 1.0)
 
 
 @register("byol")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sslstudio.config import RunConfig
+from sslstudio.config import RunConfig, option
 from sslstudio.core.losses.colorization import ColorizationLoss
 from sslstudio.core.methods.base import Batch, Method, register
 from sslstudio.core.models.backbones import Backbone
@@ -16,19 +16,15 @@ from sslstudio.core.transforms.lab import rgb_to_lab
 from sslstudio.core.transforms.views import MEAN, STD, ViewSpec
 
 
-def _f(default, help: str, lo, hi):
-    return field(default=default, metadata={"help": help, "min": lo, "max": hi})
-
-
 @dataclass(frozen=True)
 class ColorizationConfig:
-    out_stride: int = _f(
+    out_stride: int = option(
         4, "colours are predicted at 1/out_stride of the image side; paper: 4", 1, 32
     )
-    decoder_width: int = _f(128, "channels of the upsampling decoder", 8, 2048)
-    ab_grid: float = _f(10.0, "side of a colour bin in ab units; paper: 10", 2.0, 50.0)
-    neighbours: int = _f(5, "nearest bins sharing each true colour (soft encoding)", 1, 32)
-    sigma: float = _f(5.0, "Gaussian width of the soft encoding, in ab units", 0.5, 50.0)
+    decoder_width: int = option(128, "channels of the upsampling decoder", 8, 2048)
+    ab_grid: float = option(10.0, "side of a colour bin in ab units; paper: 10", 2.0, 50.0)
+    neighbours: int = option(5, "nearest bins sharing each true colour (soft encoding)", 1, 32)
+    sigma: float = option(5.0, "Gaussian width of the soft encoding, in ab units", 0.5, 50.0)
 
 
 def lightness(views: Tensor) -> tuple[Tensor, Tensor]:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sslstudio.config import RunConfig
+from sslstudio.config import RunConfig, option
 from sslstudio.core.losses.cpc import CPCLoss
 from sslstudio.core.methods.base import Batch, Method, register
 from sslstudio.core.models.backbones import Backbone
@@ -15,18 +15,14 @@ from sslstudio.core.models.groupnorm import batchnorm_to_groupnorm
 from sslstudio.core.transforms.views import ViewSpec
 
 
-def _f(default, help: str, lo, hi):
-    return field(default=default, metadata={"help": help, "min": lo, "max": hi})
-
-
 @dataclass(frozen=True)
 class CPCConfig:
-    grid: int = _f(7, "patches per image side (half-overlapping); paper: 7", 3, 16)
-    pred_steps: int = _f(
+    grid: int = option(7, "patches per image side (half-overlapping); paper: 7", 3, 16)
+    pred_steps: int = option(
         3, "how many rows ahead to predict (must be < grid); paper: up to 5", 1, 15
     )
-    context_dim: int = _f(256, "width of the context network; paper: 256 bottleneck", 16, 4096)
-    context_blocks: int = _f(2, "residual blocks of masked convolutions", 1, 8)
+    context_dim: int = option(256, "width of the context network; paper: 256 bottleneck", 16, 4096)
+    context_blocks: int = option(2, "residual blocks of masked convolutions", 1, 8)
 
 
 def patch_grid(images: Tensor, grid: int) -> tuple[Tensor, int]:

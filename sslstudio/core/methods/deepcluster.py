@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sslstudio.config import option
 from sslstudio.core.maths.clustering import spherical_kmeans
 from sslstudio.core.methods.base import Batch, Method, register
 from sslstudio.core.models.backbones import Backbone
@@ -15,20 +16,18 @@ from sslstudio.core.models.counters import StepCounter
 from sslstudio.core.models.heads import simclr_head
 
 
-def _f(default, help: str, lo, hi):
-    return field(default=default, metadata={"help": help, "min": lo, "max": hi})
-
-
 @dataclass(frozen=True)
 class DeepClusterConfig:
-    n_clusters: int = _f(
+    n_clusters: int = option(
         64, "k-means clusters (pseudo-classes); paper: 3000 for ImageNet", 2, 65536
     )
-    temperature: float = _f(0.1, "softmax temperature τ over centroid similarities", 0.01, 1.0)
-    kmeans_iters: int = _f(10, "k-means iterations per clustering round", 1, 100)
-    recluster_every: int = _f(0, "steps between clustering rounds (0 = once per epoch)", 0, 10**9)
-    proj_hidden: int = _f(512, "hidden width of the projection head", 16, 8192)
-    proj_out: int = _f(
+    temperature: float = option(0.1, "softmax temperature τ over centroid similarities", 0.01, 1.0)
+    kmeans_iters: int = option(10, "k-means iterations per clustering round", 1, 100)
+    recluster_every: int = option(
+        0, "steps between clustering rounds (0 = once per epoch)", 0, 10**9
+    )
+    proj_hidden: int = option(512, "hidden width of the projection head", 16, 8192)
+    proj_out: int = option(
         128, "width of the clustered embeddings (memory: 4 bytes x this per image)", 8, 4096
     )
 

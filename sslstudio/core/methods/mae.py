@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
 
-from sslstudio.config import RunConfig
+from sslstudio.config import RunConfig, option
 from sslstudio.core.losses.mae import MAELoss, patchify, random_masking
 from sslstudio.core.methods.base import Batch, Method, register
 from sslstudio.core.models.backbones import Backbone
@@ -15,19 +15,13 @@ from sslstudio.core.models.counters import StepCounter
 from sslstudio.core.transforms.views import ViewSpec
 
 
-def _f(default, help: str, lo, hi):
-    return field(default=default, metadata={"help": help, "min": lo, "max": hi})
-
-
 @dataclass(frozen=True)
 class MAEConfig:
-    mask_ratio: float = _f(0.75, "share of patches hidden from the encoder", 0.05, 0.95)
-    decoder_dim: int = _f(128, "decoder width; paper: 512", 16, 2048)
-    decoder_depth: int = _f(2, "decoder transformer blocks; paper: 8", 1, 16)
-    decoder_heads: int = _f(4, "decoder attention heads (must divide decoder_dim)", 1, 32)
-    norm_pix_loss: bool = field(
-        default=True, metadata={"help": "predict each patch normalised by its own mean and std"}
-    )
+    mask_ratio: float = option(0.75, "share of patches hidden from the encoder", 0.05, 0.95)
+    decoder_dim: int = option(128, "decoder width; paper: 512", 16, 2048)
+    decoder_depth: int = option(2, "decoder transformer blocks; paper: 8", 1, 16)
+    decoder_heads: int = option(4, "decoder attention heads (must divide decoder_dim)", 1, 32)
+    norm_pix_loss: bool = option(True, "predict each patch normalised by its own mean and std")
 
 
 @register("mae")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sslstudio.config import option
 from sslstudio.core.losses.infonce import InfoNCELoss
 from sslstudio.core.methods.base import Batch, Method, register
 from sslstudio.core.models.backbones import Backbone
@@ -17,31 +18,17 @@ from sslstudio.core.models.queue import FeatureQueue
 
 @dataclass(frozen=True)
 class NNCLRConfig:
-    temperature: float = field(
-        default=0.1,
-        metadata={"min": 0.01, "max": 2.0, "help": "InfoNCE temperature τ (paper: 0.1)"},
+    temperature: float = option(0.1, "InfoNCE temperature τ (paper: 0.1)", 0.01, 2.0)
+    support_size: int = option(
+        8192,
+        "past embeddings searched for neighbours (paper: 98304); capped at half the folder's "
+        "images",
+        16,
+        262144,
     )
-    support_size: int = field(
-        default=8192,
-        metadata={
-            "min": 16,
-            "max": 262144,
-            "help": "past embeddings searched for neighbours (paper: 98304); capped at half the "
-            "folder's images",
-        },
-    )
-    proj_hidden: int = field(
-        default=512,
-        metadata={"min": 16, "max": 8192, "help": "hidden width of the projector (paper: 2048)"},
-    )
-    proj_out: int = field(
-        default=128,
-        metadata={"min": 8, "max": 4096, "help": "output width of both heads (paper: 256)"},
-    )
-    pred_hidden: int = field(
-        default=512,
-        metadata={"min": 16, "max": 8192, "help": "hidden width of the predictor (paper: 4096)"},
-    )
+    proj_hidden: int = option(512, "hidden width of the projector (paper: 2048)", 16, 8192)
+    proj_out: int = option(128, "output width of both heads (paper: 256)", 8, 4096)
+    pred_hidden: int = option(512, "hidden width of the predictor (paper: 4096)", 16, 8192)
 
 
 @register("nnclr")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sslstudio.config import RunConfig
+from sslstudio.config import RunConfig, option
 from sslstudio.core.methods.base import Batch, Method, register
 from sslstudio.core.models.backbones import Backbone
 from sslstudio.core.models.heads import simclr_head
@@ -29,10 +29,7 @@ def rotations(x: Tensor) -> tuple[Tensor, Tensor]:
 
 @dataclass(frozen=True)
 class RotNetConfig:
-    head_hidden: int = field(
-        default=256,
-        metadata={"min": 0, "max": 8192, "help": "hidden width of the classifier (0 = linear)"},
-    )
+    head_hidden: int = option(256, "hidden width of the classifier (0 = linear)", 0, 8192)
 
 
 @register("rotnet")

@@ -2,38 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from sslstudio.config import option
 from sslstudio.core.losses.byol import NegativeCosineLoss
-from sslstudio.core.methods.base import Batch, Method, register
+from sslstudio.core.methods.base import Batch, Method, ProjectionOptions, register
 from sslstudio.core.models.backbones import Backbone
 from sslstudio.core.models.heads import ProjectionHead, two_layer_mlp
 
 
 @dataclass(frozen=True)
-class SimSiamConfig:
-    proj_hidden: int = field(
-        default=512,
-        metadata={"min": 16, "max": 8192, "help": "hidden width of the projector (paper: 2048)"},
-    )
-    proj_out: int = field(
-        default=512,
-        metadata={
-            "min": 8,
-            "max": 8192,
-            "help": "output width of projector and predictor (paper: 2048)",
-        },
-    )
-    pred_hidden: int = field(
-        default=128,
-        metadata={
-            "min": 8,
-            "max": 8192,
-            "help": "the predictor's bottleneck; keep it about a quarter of the output width (paper: 512)",
-        },
+class SimSiamConfig(ProjectionOptions):
+    proj_hidden: int = option(512, "hidden width of the projector (paper: 2048)", 16, 8192)
+    proj_out: int = option(512, "output width of projector and predictor (paper: 2048)", 8, 8192)
+    pred_hidden: int = option(
+        128,
+        "the predictor's bottleneck; keep it about a quarter of the output width (paper: 512)",
+        8,
+        8192,
     )
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sslstudio.config import RunConfig
+from sslstudio.config import RunConfig, option
 from sslstudio.core.losses.swav import SwAVLoss
 from sslstudio.core.methods.base import Batch, Method, register
 from sslstudio.core.models.backbones import Backbone
@@ -18,27 +18,29 @@ from sslstudio.core.transforms.multicrop import by_resolution, multicrop_specs
 from sslstudio.core.transforms.views import ViewSpec
 
 
-def _f(default, help: str, lo, hi):
-    return field(default=default, metadata={"help": help, "min": lo, "max": hi})
-
-
 @dataclass(frozen=True)
 class SwAVConfig:
-    n_prototypes: int = _f(
+    n_prototypes: int = option(
         128, "number of prototypes (clusters); paper: 3000 for ImageNet", 2, 65536
     )
-    temperature: float = _f(0.1, "softmax temperature τ over prototype scores", 0.01, 1.0)
-    epsilon: float = _f(0.05, "Sinkhorn entropy weight ε; lower = harder assignments", 0.01, 1.0)
-    sinkhorn_iters: int = _f(3, "Sinkhorn-Knopp iterations", 1, 100)
-    proj_hidden: int = _f(512, "hidden width of the projection head", 16, 8192)
-    proj_out: int = _f(128, "embedding width the prototypes live in", 8, 4096)
-    n_local: int = _f(2, "small local crops per image besides the 2 global ones", 0, 16)
-    local_size_ratio: float = _f(0.45, "local crop side as a share of the image size", 0.1, 1.0)
-    local_scale_max: float = _f(0.14, "largest local crop area as a share of the image", 0.05, 1.0)
-    freeze_prototypes_steps: int = _f(
+    temperature: float = option(0.1, "softmax temperature τ over prototype scores", 0.01, 1.0)
+    epsilon: float = option(
+        0.05, "Sinkhorn entropy weight ε; lower = harder assignments", 0.01, 1.0
+    )
+    sinkhorn_iters: int = option(3, "Sinkhorn-Knopp iterations", 1, 100)
+    proj_hidden: int = option(512, "hidden width of the projection head", 16, 8192)
+    proj_out: int = option(128, "embedding width the prototypes live in", 8, 4096)
+    n_local: int = option(2, "small local crops per image besides the 2 global ones", 0, 16)
+    local_size_ratio: float = option(0.45, "local crop side as a share of the image size", 0.1, 1.0)
+    local_scale_max: float = option(
+        0.14, "largest local crop area as a share of the image", 0.05, 1.0
+    )
+    freeze_prototypes_steps: int = option(
         -1, "steps before the prototypes start learning (-1 = one epoch)", -1, 10**9
     )
-    queue_length: int = _f(0, "earlier embeddings added to each Sinkhorn batch (0 = off)", 0, 65536)
+    queue_length: int = option(
+        0, "earlier embeddings added to each Sinkhorn batch (0 = off)", 0, 65536
+    )
 
 
 @register("swav")
