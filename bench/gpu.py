@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from sslstudio.config import RunConfig  # noqa: E402
 from sslstudio.core.events import RunStarted, StepLogged  # noqa: E402
-from sslstudio.core.methods import build_method  # noqa: E402
+from sslstudio.core.methods import Batch, build_method  # noqa: E402
 from sslstudio.core.train.optimizers import build_optimizer  # noqa: E402
 from sslstudio.core.train.trainer import train  # noqa: E402
 from sslstudio.core.transforms.presets import preset  # noqa: E402
@@ -85,7 +85,7 @@ def limit_block(cfg: RunConfig, steps: int, method, opt) -> float:
     t0 = time.perf_counter()
     for _ in range(steps):
         with torch.autocast("cuda", dtype=dt, enabled=dt is not None):
-            loss, _ = method.training_step(views)
+            loss, _ = method.training_step(Batch(views))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

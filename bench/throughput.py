@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from sslstudio.config import RunConfig  # noqa: E402
 from sslstudio.core.events import RunStarted, StepLogged  # noqa: E402
-from sslstudio.core.methods import build_method  # noqa: E402
+from sslstudio.core.methods import Batch, build_method  # noqa: E402
 from sslstudio.core.train.optimizers import build_optimizer  # noqa: E402
 from sslstudio.core.train.trainer import train  # noqa: E402
 from sslstudio.core.transforms.presets import preset  # noqa: E402
@@ -44,11 +44,11 @@ def limit_block(cfg: RunConfig, steps: int) -> float:
     opt = build_optimizer(method, cfg.optim, 0.01)
     views = [torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size) for _ in range(2)]
     method.train()
-    loss, _ = method.training_step(views)  # warm-up (allocator, kernels)
+    loss, _ = method.training_step(Batch(views))  # warm-up (allocator, kernels)
     loss.backward()
     t0 = time.perf_counter()
     for _ in range(steps):
-        loss, _ = method.training_step(views)
+        loss, _ = method.training_step(Batch(views))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -27,81 +27,38 @@ def gui_threads() -> int:
     return max(1, (os.cpu_count() or 2) - 1)
 
 
-# how the papers write them; a method may also set a ``display_name`` class attribute
-DISPLAY_NAMES = {
-    "simclr": "SimCLR",
-    "byol": "BYOL",
-    "vicreg": "VICReg",
-    "vicregl": "VICRegL",
-    "barlowtwins": "Barlow Twins",
-    "dino": "DINO",
-    "moco": "MoCo v2",
-    "mocov3": "MoCo v3",
-    "simsiam": "SimSiam",
-    "swav": "SwAV",
-    "mae": "MAE",
-    "rotnet": "RotNet",
-    "nnclr": "NNCLR",
-    "wmse": "W-MSE",
-    "deepcluster": "DeepCluster",
-    "msn": "MSN",
-    "ijepa": "I-JEPA",
-    "dcl": "DCL",
-    "tico": "TiCo",
-    "smog": "SMoG",
-    "simmim": "SimMIM",
-    "pirl": "PIRL",
-    "colorization": "Colorization",
-    "cpc": "CPC",
-    "jigsaw": "Jigsaw",
-    "relic": "ReLIC",
-    "sela": "SeLa",
-    "npid": "NPID",
-    "odc": "ODC",
-    "mmcr": "MMCR",
-    "pcl": "PCL",
-    "simclrv2": "SimCLR v2",
-    "dinov2": "DINOv2",
-}
-
-
-def display_name(name: str, cls: type | None = None) -> str:
-    """'barlowtwins' -> 'Barlow Twins'; an unknown name is shown as registered."""
-    own = getattr(cls, "display_name", None)
-    return own if isinstance(own, str) and own else DISPLAY_NAMES.get(name, name)
-
-
 @dataclass(frozen=True)
 class MethodInfo:
+    """A method's class attributes as plain data (the class itself stays in the engine)."""
+
     name: str
+    display: str  # as the paper writes it
     summary: str
     paper: str
     config_cls: type
     constraints: dict[str, float] = field(default_factory=dict)
-    display: str = ""
     optim_defaults: dict[str, Any] = field(default_factory=dict)  # over OptimConfig's defaults
     paper_recipe: str = ""  # how the paper trains it at scale
+    distributed: bool = False  # offered for a run over all GPUs (torchrun)
 
-    def __post_init__(self) -> None:
-        if not self.display:
-            object.__setattr__(self, "display", display_name(self.name))
+    @classmethod
+    def of(cls, name: str, method: type) -> MethodInfo:
+        return cls(
+            name=name,
+            display=method.display_name or name,
+            summary=method.summary,
+            paper=method.paper,
+            config_cls=method.Config,
+            constraints=dict(method.constraints),
+            optim_defaults=dict(method.optim_defaults),
+            paper_recipe=method.paper_recipe,
+            distributed=method.distributed,
+        )
 
 
 def method_infos(methods: dict[str, type]) -> dict[str, MethodInfo]:
     """The registry as plain records, in a stable order (by display name)."""
-    infos = [
-        MethodInfo(
-            name,
-            cls.summary,
-            cls.paper,
-            cls.Config,
-            dict(cls.constraints),
-            display_name(name, cls),
-            dict(getattr(cls, "optim_defaults", {})),
-            getattr(cls, "paper_recipe", ""),
-        )
-        for name, cls in methods.items()
-    ]
+    infos = [MethodInfo.of(name, cls) for name, cls in methods.items()]
     return {i.name: i for i in sorted(infos, key=lambda i: i.display.lower())}
 
 
@@ -129,10 +86,10 @@ class Catalog:
 
 def load_catalog() -> Catalog:
     """Import the core (torch included) and describe it. Slow the first time: call off-thread."""
-    from sslstudio.core.train import trainer  # noqa: F401  (warms every module a run needs)
-    from sslstudio.core.train.device import pick_device
     from sslstudio.core.methods import METHODS
     from sslstudio.core.models.backbones import BACKBONES, backbone_info
+    from sslstudio.core.train import trainer  # noqa: F401  (warms every module a run needs)
+    from sslstudio.core.train.device import pick_device
 
     methods = method_infos(METHODS)
     backbones = {name: backbone_info(name).description for name in BACKBONES}

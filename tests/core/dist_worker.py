@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from sslstudio.core.methods import Batch  # noqa: E402
 from sslstudio.core.train import distributed  # noqa: E402
 from tests.core.dist_model import global_views, tiny_groupnorm_simclr  # noqa: E402
 
@@ -23,7 +24,7 @@ def main(out: str) -> None:
     method.gather = distributed.gather_rows
     views = global_views()
     rows = distributed.rank_rows(views[0].shape[0], world)
-    loss, _ = method.training_step([v[rows] for v in views])
+    loss, _ = method.training_step(Batch([v[rows] for v in views]))
     loss.backward()
     distributed.average_gradients(method)
     tensors = {

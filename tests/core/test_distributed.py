@@ -13,9 +13,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from sslstudio.core.losses.ntxent import NTXentLoss
+from sslstudio.core.methods import Batch
 from sslstudio.core.train import distributed
 from sslstudio.errors import ConfigError
-from sslstudio.core.losses.ntxent import NTXentLoss
 from tests.core.dist_model import global_views, tiny_groupnorm_simclr
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +53,7 @@ def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path):
         out, _ = p.communicate(timeout=120)
         assert p.returncode == 0, out.decode(errors="replace")[-3000:]
     method = tiny_groupnorm_simclr()
-    loss, _ = method.training_step(global_views())
+    loss, _ = method.training_step(Batch(global_views()))
     loss.backward()
     ranks = [load_file(str(tmp_path / f"rank{r}.safetensors")) for r in range(2)]
     for got in ranks:
@@ -63,7 +64,7 @@ def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path):
             torch.testing.assert_close(got[f"grad.{name}"], g, atol=2e-5, rtol=1e-4, msg=name)
     # and the gathered negatives matter: without them each rank's loss is a different number
     half = [v[:4] for v in global_views()]
-    alone, _ = tiny_groupnorm_simclr().training_step(half)
+    alone, _ = tiny_groupnorm_simclr().training_step(Batch(half))
     assert abs(alone.item() - loss.item()) > 1e-3
 
 
@@ -96,8 +97,8 @@ def test_sslstudio_train_distributed_runs_two_ranks_into_one_run_that_resumes_al
     log; the checkpoint's global plan resumes in a single process."""
     import json
 
-    from sslstudio.core.train import checkpoints as ckpt
     from sslstudio.core.events import RunFinished
+    from sslstudio.core.train import checkpoints as ckpt
     from sslstudio.core.train.runs import load_run_config, read_metrics
     from sslstudio.core.train.trainer import train
 

@@ -6,8 +6,6 @@ import threading
 import pytest
 import torch
 
-from sslstudio.core.train import checkpoints as ckpt
-from sslstudio.errors import ConfigError, DivergedError, NoUsableImagesError
 from sslstudio.core.events import (
     CheckpointSaved,
     EpochEnded,
@@ -20,8 +18,10 @@ from sslstudio.core.events import (
     StepLogged,
 )
 from sslstudio.core.methods import METHODS
+from sslstudio.core.train import checkpoints as ckpt
 from sslstudio.core.train.runs import RunLock, RunLockedError, read_metrics
 from sslstudio.core.train.trainer import train
+from sslstudio.errors import ConfigError, DivergedError, NoUsableImagesError
 from tests.shapes import tiny_config
 
 
@@ -102,8 +102,8 @@ def test_non_finite_loss_stops_with_step_and_keeps_finite_checkpoint(
     real = cls.training_step
     calls = {"n": 0}
 
-    def poisoned(self, views):
-        loss, extra = real(self, views)
+    def poisoned(self, batch):
+        loss, extra = real(self, batch)
         calls["n"] += 1
         return (loss * poison if calls["n"] == 4 else loss), extra
 

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QCheckBox, QComboBox
 from sslstudio.config import OptimConfig, RunConfig
 from sslstudio.core.methods import METHODS, Method, method_config
 from sslstudio.gui.catalog import gui_threads, method_infos
+from sslstudio.gui.pages.method.schedule_plots import momentum_fields
 from sslstudio.gui.run.estimate import (
     Estimate,
     EstimateWorker,
@@ -27,7 +28,6 @@ from sslstudio.gui.run.estimate import (
     format_duration,
     measure,
 )
-from sslstudio.gui.pages.method.schedule_plots import momentum_fields
 
 
 class Pool(enum.Enum):
@@ -59,8 +59,8 @@ class NewMethod(Method):
         super().__init__(backbone, config)
         self.head = torch.nn.Linear(backbone.feature_dim, 8)
 
-    def training_step(self, views):  # noqa: ANN001, ANN201
-        z0, z1 = (self.head(self.backbone(v)) for v in views)
+    def training_step(self, batch):  # noqa: ANN001, ANN201
+        z0, z1 = (self.head(self.backbone(v)) for v in batch.views)
         return (z0 - z1).pow(2).mean(), {}
 
 

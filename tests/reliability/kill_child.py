@@ -72,9 +72,9 @@ def write_config(cfg, path: Path) -> Path:
 
 def main(argv: list[str]) -> int:
     from sslstudio.config import RunConfig
-    from sslstudio.core.train import checkpoints as ckpt
     from sslstudio.core.events import EpochEnded, RunStarted
     from sslstudio.core.methods import METHODS
+    from sslstudio.core.train import checkpoints as ckpt
     from sslstudio.core.train.trainer import train
 
     cfg = RunConfig.load(Path(argv[0]))
@@ -89,8 +89,8 @@ def main(argv: list[str]) -> int:
         cls = METHODS[cfg.method]
         real_step = cls.training_step
 
-        def held_step(self, views, **kw):
-            out = real_step(self, views, **kw)  # forward done; backward and update not yet
+        def held_step(self, batch):
+            out = real_step(self, batch)  # forward done; backward and update not yet
             state["next"] += 1
             if state["next"] - 1 == at:
                 _hold(marker)

@@ -20,6 +20,7 @@ from sslstudio.core.methods import (  # noqa: F401  (each registers itself)
 )
 from sslstudio.core.methods.base import (
     METHODS,
+    Batch,
     Method,
     build_method,
     check_backbone,
@@ -30,6 +31,7 @@ from sslstudio.core.methods.base import (
 
 __all__ = [
     "METHODS",
+    "Batch",
     "Method",
     "build_method",
     "check_backbone",

@@ -2,35 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from sslstudio.config import option
 from sslstudio.core.losses.barlow import BarlowTwinsLoss
-from sslstudio.core.methods.base import Method, register
+from sslstudio.core.methods.base import Batch, Method, register
 from sslstudio.core.models.backbones import Backbone
 from sslstudio.core.models.heads import ProjectionHead
 
 
 @dataclass(frozen=True)
 class BarlowTwinsConfig:
-    lambda_offdiag: float = field(
-        default=5e-3,
-        metadata={
-            "min": 0.0,
-            "max": 1.0,
-            "help": "weight of the redundancy term (off-diagonal correlations; paper: 0.005)",
-        },
+    lambda_offdiag: float = option(
+        5e-3, "weight of the redundancy term (off-diagonal correlations; paper: 0.005)", 0.0, 1.0
     )
-    proj_hidden: int = field(
-        default=512,
-        metadata={"min": 16, "max": 16384, "help": "hidden width of the projector (paper: 8192)"},
-    )
-    proj_out: int = field(
-        default=512,
-        metadata={"min": 8, "max": 16384, "help": "output width of the projector (paper: 8192)"},
-    )
+    proj_hidden: int = option(512, "hidden width of the projector (paper: 8192)", 16, 16384)
+    proj_out: int = option(512, "output width of the projector (paper: 8192)", 8, 16384)
 
 
 @register("barlowtwins")
@@ -44,6 +34,7 @@ class BarlowTwins(Method):
     """
 
     Config = BarlowTwinsConfig
+    display_name = "Barlow Twins"
     paper = "Zbontar et al. 2021, https://arxiv.org/abs/2103.03230"
     paper_recipe = "LARS, lr 0.2 for weights and 0.0048 for biases and norms (per 256 images), weight decay 1.5e-6, batch 2048, projector 8192-8192-8192, λ 0.005, 1000 epochs"
     summary = (
@@ -66,6 +57,7 @@ class BarlowTwins(Method):
         )
         self.criterion = BarlowTwinsLoss(config.lambda_offdiag)
 
-    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
-        z0, z1 = self.projector(self.backbone(torch.cat(views))).chunk(2)  # one pass, both views
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        x = torch.cat(batch.views)  # one pass over both views
+        z0, z1 = self.projector(self.backbone(x)).chunk(2)
         return self.criterion(z0, z1), {}

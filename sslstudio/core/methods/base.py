@@ -1,6 +1,6 @@
 """The method contract and registry. A method = backbone + heads + loss, in one ``nn.Module``.
 
-The trainer calls only: ``view_specs(cfg)`` (which crops), ``training_step(views)`` (loss and
+The trainer calls only: ``view_specs(cfg)`` (which crops), ``training_step(batch)`` (loss and
 metrics), ``on_step_end(step, total_steps)`` (EMA, queues, centres; default no-op) and
 ``embed(images)`` (backbone features, for kNN, neighbours and export).
 """
@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
 
 from torch import Tensor, nn
 
-from sslstudio.config import OptimConfig, RunConfig
-from sslstudio.errors import ConfigError
+from sslstudio.config import OptimConfig, RunConfig, option
 from sslstudio.core.models.backbones import Backbone, build_backbone, resolve_small_stem
 from sslstudio.core.transforms.views import ViewSpec
+from sslstudio.errors import ConfigError
 
 METHODS: dict[str, type[Method]] = {}
+
+
+class Batch(NamedTuple):
+    """What one training step gets: every method is called the same way, whatever it uses."""
+
+    views: list[Tensor]  # one (B, C, H, W) tensor per view, in ``view_specs`` order
+    # the images' positions in the dataset (B,), on the CPU: for per-image state (DeepCluster)
+    indices: Tensor | None = None
 
 
 def register(name: str):
@@ -32,21 +41,50 @@ def register(name: str):
     return deco
 
 
-class Method(nn.Module):
-    """Subclasses set ``Config`` (a frozen dataclass), ``summary`` (one plain-language paragraph)
-    and, if they restrict augmentations, ``constraints`` (AugmentConfig fields forced to values)."""
+# Options several methods share. A method's config inherits the ones it has, and re-declares a
+# field to give its own default, range or help (the paper's value); the field keeps its place.
+# Dataclasses put the *last* base's fields first: ``Config(ProjectionOptions,
+# TemperatureOptions)`` reads temperature, proj_hidden, proj_out, then its own fields.
 
-    name: ClassVar[str]
+
+@dataclass(frozen=True)
+class TemperatureOptions:
+    temperature: float = option(0.2, "InfoNCE temperature τ (paper: 0.2)", 0.01, 2.0)
+
+
+@dataclass(frozen=True)
+class ProjectionOptions:
+    proj_hidden: int = option(512, "hidden width of the projection head", 16, 8192)
+    proj_out: int = option(128, "output width of the projection head", 8, 4096)
+
+
+@dataclass(frozen=True)
+class MomentumOptions:
+    """A target network following the trained one by EMA, its momentum rising along a cosine."""
+
+    momentum_base: float = option(0.99, "target momentum at the start", 0.0, 1.0)
+    momentum_final: float = option(1.0, "target momentum at the end", 0.0, 1.0)
+
+
+class Method(nn.Module):
+    """A method is one file: its class holds everything the trainer, the GUI and the command
+    line ask about it. Subclasses set ``Config`` (a frozen dataclass of its options),
+    ``display_name`` (as the paper writes it), ``summary`` (one plain-language paragraph), and
+    ``distributed`` when its loss is exact across processes; if they restrict augmentations,
+    ``constraints`` (AugmentConfig fields forced to values)."""
+
+    name: ClassVar[str]  # the registered name, set by ``register``
     Config: ClassVar[type]
+    display_name: ClassVar[str] = ""  # empty: shown as the registered name
     summary: ClassVar[str] = ""
+    # trains under --distributed: a per-image loss, or batch negatives gathered with ``gather``;
+    # queues, Sinkhorn-Knopp, centring and clustering keep per-process state and are refused
+    distributed: ClassVar[bool] = False
     paper: ClassVar[str] = ""
     # how the paper trains it at scale (large batches, long schedules): shown beside the
     # studio's own defaults, which are tuned for short runs at small sizes
     paper_recipe: ClassVar[str] = ""
     constraints: ClassVar[dict[str, float]] = {}
-    # methods that keep per-image state (DeepCluster's pseudo-labels) get the batch's dataset
-    # indices as ``training_step(views, indices=...)``
-    wants_indices: ClassVar[bool] = False
     # set by the trainer under --distributed: every rank's rows of a tensor (with gradients) and
     # where this rank's start; losses comparing an image with the batch use it for negatives
     gather: Callable[[Tensor], tuple[Tensor, int]] | None = None
@@ -65,7 +103,7 @@ class Method(nn.Module):
         """Two views of the run's augmentation at the training size (override for multi-crop)."""
         return [ViewSpec(cfg.augment, cfg.image_size, count=2)]
 
-    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
         raise NotImplementedError
 
     def on_train_start(self, num_images: int, total_steps: int) -> None:

@@ -2,45 +2,33 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from sslstudio.core.models.ema import MomentumSchedule, copy_frozen, ema_update
+from sslstudio.config import option
 from sslstudio.core.losses.byol import NormalizedMSELoss
-from sslstudio.core.methods.base import Method, register
+from sslstudio.core.methods.base import Batch, Method, MomentumOptions, ProjectionOptions, register
 from sslstudio.core.models.backbones import Backbone
+from sslstudio.core.models.ema import MomentumSchedule, copy_frozen, ema_update
 from sslstudio.core.models.heads import two_layer_mlp
 
 
 @dataclass(frozen=True)
-class BYOLConfig:
-    proj_hidden: int = field(
-        default=512,
-        metadata={
-            "min": 16,
-            "max": 8192,
-            "help": "hidden width of projector and predictor (paper: 4096)",
-        },
+class BYOLConfig(MomentumOptions, ProjectionOptions):
+    proj_hidden: int = option(
+        512, "hidden width of projector and predictor (paper: 4096)", 16, 8192
     )
-    proj_out: int = field(
-        default=128,
-        metadata={"min": 8, "max": 4096, "help": "output width of both heads (paper: 256)"},
+    proj_out: int = option(128, "output width of both heads (paper: 256)", 8, 4096)
+    momentum_base: float = option(
+        0.99,
+        "target momentum at the start, rising along a cosine to the final value (paper: 0.996 "
+        "for 1000 epochs; 0.99 lets the target keep up in short runs)",
+        0.0,
+        1.0,
     )
-    momentum_base: float = field(
-        default=0.99,
-        metadata={
-            "min": 0.0,
-            "max": 1.0,
-            "help": "target momentum at the start, rising along a cosine to the final value "
-            "(paper: 0.996 for 1000 epochs; 0.99 lets the target keep up in short runs)",
-        },
-    )
-    momentum_final: float = field(
-        default=1.0,
-        metadata={"min": 0.0, "max": 1.0, "help": "target momentum at the end (paper: 1.0)"},
-    )
+    momentum_final: float = option(1.0, "target momentum at the end (paper: 1.0)", 0.0, 1.0)
 
 
 @register("byol")
@@ -52,6 +40,8 @@ class BYOL(Method):
     """
 
     Config = BYOLConfig
+    display_name = "BYOL"
+    distributed = True
     paper = "Grill et al. 2020, https://arxiv.org/abs/2006.07733"
     paper_recipe = "LARS, lr 0.2 per 256 images at batch 4096, weight decay 1.5e-6, target momentum 0.996 rising to 1, projector 4096→256, 1000 epochs"
     summary = (
@@ -76,8 +66,8 @@ class BYOL(Method):
     def on_train_start(self, num_images: int, total_steps: int) -> None:
         self.momentum.start(total_steps)
 
-    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
-        x = torch.cat(views)  # one pass over both views
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        x = torch.cat(batch.views)  # one pass over both views
         p0, p1 = self.predictor(self.projector(self.backbone(x))).chunk(2)
         with torch.no_grad():
             z0, z1 = self.target_projector(self.target_backbone(x)).chunk(2)

@@ -2,33 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sslstudio.config import RunConfig
+from sslstudio.config import RunConfig, option
 from sslstudio.core.losses.colorization import ColorizationLoss
-from sslstudio.core.methods.base import Method, register
+from sslstudio.core.methods.base import Batch, Method, register
 from sslstudio.core.models.backbones import Backbone
 from sslstudio.core.transforms.lab import rgb_to_lab
 from sslstudio.core.transforms.views import MEAN, STD, ViewSpec
 
 
-def _f(default, help: str, lo, hi):
-    return field(default=default, metadata={"help": help, "min": lo, "max": hi})
-
-
 @dataclass(frozen=True)
 class ColorizationConfig:
-    out_stride: int = _f(
+    out_stride: int = option(
         4, "colours are predicted at 1/out_stride of the image side; paper: 4", 1, 32
     )
-    decoder_width: int = _f(128, "channels of the upsampling decoder", 8, 2048)
-    ab_grid: float = _f(10.0, "side of a colour bin in ab units; paper: 10", 2.0, 50.0)
-    neighbours: int = _f(5, "nearest bins sharing each true colour (soft encoding)", 1, 32)
-    sigma: float = _f(5.0, "Gaussian width of the soft encoding, in ab units", 0.5, 50.0)
+    decoder_width: int = option(128, "channels of the upsampling decoder", 8, 2048)
+    ab_grid: float = option(10.0, "side of a colour bin in ab units; paper: 10", 2.0, 50.0)
+    neighbours: int = option(5, "nearest bins sharing each true colour (soft encoding)", 1, 32)
+    sigma: float = option(5.0, "Gaussian width of the soft encoding, in ab units", 0.5, 50.0)
 
 
 def lightness(views: Tensor) -> tuple[Tensor, Tensor]:
@@ -51,6 +47,8 @@ class Colorization(Method):
     """
 
     Config = ColorizationConfig
+    display_name = "Colorization"
+    distributed = True
     paper = "Zhang et al. 2016, https://arxiv.org/abs/1603.08511"
     paper_recipe = "Adam (β 0.9, 0.99), lr 3e-5, weight decay 1e-3, 313 colour bins with class rebalancing, 224 px"
     summary = (
@@ -79,8 +77,8 @@ class Colorization(Method):
     def view_specs(self, cfg: RunConfig) -> list[ViewSpec]:
         return [ViewSpec(cfg.augment, cfg.image_size, count=1)]
 
-    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
-        x, lab = lightness(views[0])
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        x, lab = lightness(batch.views[0])
         out = max(1, x.shape[-1] // self.config.out_stride)
         feats = self.backbone.forward_features(x)  # (B, C, h, w), h = S / backbone stride
         feats = F.interpolate(feats, size=(out, out), mode="bilinear", align_corners=False)

@@ -2,31 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sslstudio.config import RunConfig
+from sslstudio.config import RunConfig, option
 from sslstudio.core.losses.cpc import CPCLoss
-from sslstudio.core.methods.base import Method, register
+from sslstudio.core.methods.base import Batch, Method, register
 from sslstudio.core.models.backbones import Backbone
 from sslstudio.core.models.groupnorm import batchnorm_to_groupnorm
 from sslstudio.core.transforms.views import ViewSpec
 
 
-def _f(default, help: str, lo, hi):
-    return field(default=default, metadata={"help": help, "min": lo, "max": hi})
-
-
 @dataclass(frozen=True)
 class CPCConfig:
-    grid: int = _f(7, "patches per image side (half-overlapping); paper: 7", 3, 16)
-    pred_steps: int = _f(
+    grid: int = option(7, "patches per image side (half-overlapping); paper: 7", 3, 16)
+    pred_steps: int = option(
         3, "how many rows ahead to predict (must be < grid); paper: up to 5", 1, 15
     )
-    context_dim: int = _f(256, "width of the context network; paper: 256 bottleneck", 16, 4096)
-    context_blocks: int = _f(2, "residual blocks of masked convolutions", 1, 8)
+    context_dim: int = option(256, "width of the context network; paper: 256 bottleneck", 16, 4096)
+    context_blocks: int = option(2, "residual blocks of masked convolutions", 1, 8)
 
 
 def patch_grid(images: Tensor, grid: int) -> tuple[Tensor, int]:
@@ -87,6 +83,8 @@ class CPC(Method):
     """
 
     Config = CPCConfig
+    display_name = "CPC"
+    distributed = True
     paper = "Hénaff et al. 2019, https://arxiv.org/abs/1905.09272"
     # lr 5e-4 rather than 2e-3: in an equal-time CPU run the larger step lost three quarters of
     # the features' dimensions within 26 steps (bench/methods.py, centred RankMe 182 -> 20 vs 52)
@@ -125,8 +123,8 @@ class CPC(Method):
         z = self.backbone(patches)  # (B*G*G, D)
         return z.view(images.shape[0], g, g, -1).permute(0, 3, 1, 2)  # (B, D, G, G)
 
-    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
-        z = self.patch_embeddings(views[0])
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        z = self.patch_embeddings(batch.views[0])
         c = self.context(z)
         loss, accuracy = self.criterion([w(c) for w in self.predictors], z)
         return loss, {"cpc_accuracy": accuracy}  # a tensor: the trainer reads it after its sync

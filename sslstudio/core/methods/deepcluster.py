@@ -2,33 +2,32 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sslstudio.config import option
 from sslstudio.core.maths.clustering import spherical_kmeans
-from sslstudio.core.models.counters import StepCounter
-from sslstudio.core.methods.base import Method, register
+from sslstudio.core.methods.base import Batch, Method, register
 from sslstudio.core.models.backbones import Backbone
+from sslstudio.core.models.counters import StepCounter
 from sslstudio.core.models.heads import simclr_head
-
-
-def _f(default, help: str, lo, hi):
-    return field(default=default, metadata={"help": help, "min": lo, "max": hi})
 
 
 @dataclass(frozen=True)
 class DeepClusterConfig:
-    n_clusters: int = _f(
+    n_clusters: int = option(
         64, "k-means clusters (pseudo-classes); paper: 3000 for ImageNet", 2, 65536
     )
-    temperature: float = _f(0.1, "softmax temperature τ over centroid similarities", 0.01, 1.0)
-    kmeans_iters: int = _f(10, "k-means iterations per clustering round", 1, 100)
-    recluster_every: int = _f(0, "steps between clustering rounds (0 = once per epoch)", 0, 10**9)
-    proj_hidden: int = _f(512, "hidden width of the projection head", 16, 8192)
-    proj_out: int = _f(
+    temperature: float = option(0.1, "softmax temperature τ over centroid similarities", 0.01, 1.0)
+    kmeans_iters: int = option(10, "k-means iterations per clustering round", 1, 100)
+    recluster_every: int = option(
+        0, "steps between clustering rounds (0 = once per epoch)", 0, 10**9
+    )
+    proj_hidden: int = option(512, "hidden width of the projection head", 16, 8192)
+    proj_out: int = option(
         128, "width of the clustered embeddings (memory: 4 bytes x this per image)", 8, 4096
     )
 
@@ -49,6 +48,7 @@ class DeepCluster(Method):
     """
 
     Config = DeepClusterConfig
+    display_name = "DeepCluster"
     paper = "Caron et al. 2018, https://arxiv.org/abs/1807.05520 (v2: arXiv 2006.09882)"
     paper_recipe = "as for SwAV: LARS, lr 0.3 per 256 images at batch 4096, weight decay 1e-6, three clusterings of 3000, τ 0.1, multi-crop, 800 epochs"
     summary = (
@@ -58,7 +58,6 @@ class DeepCluster(Method):
         "improve together. The first epoch only collects features, so its loss reads zero. It "
         "needs several rounds: a few minutes on a CPU helped on tissue tiles, hardly on small photos."
     )
-    wants_indices = True
 
     def __init__(self, backbone: Backbone, config: DeepClusterConfig) -> None:
         super().__init__(backbone, config)
@@ -98,11 +97,10 @@ class DeepCluster(Method):
         self.centroids[:k] = centroids  # unused rows stay zero: logit 0, never a target
         self.labels.copy_(labels)
 
-    def training_step(
-        self, views: list[Tensor], indices: Tensor
-    ) -> tuple[Tensor, dict[str, float]]:
-        if self.bank.shape[0] == 0:
-            raise RuntimeError("DeepCluster needs on_train_start(num_images, ...) before training")
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        if self.bank.shape[0] == 0 or batch.indices is None:
+            raise RuntimeError("DeepCluster needs on_train_start(num_images, ...) and the indices")
+        views, indices = batch.views, batch.indices.to(self.bank.device)
         every = self.recluster_every(views[0].shape[0])
         step = int(self.steps_done) - int(self.fill_start)  # steps since the bank began filling
         if step > 0 and step % every == 0:

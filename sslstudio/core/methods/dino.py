@@ -2,51 +2,54 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from sslstudio.config import RunConfig
+from sslstudio.config import RunConfig, option
+from sslstudio.core.losses.dino import DINOLoss
+from sslstudio.core.methods.base import Batch, Method, register
+from sslstudio.core.models.backbones import Backbone
 from sslstudio.core.models.counters import StepCounter
 from sslstudio.core.models.ema import copy_frozen, ema_update, momentum_at
-from sslstudio.core.losses.dino import DINOLoss
-from sslstudio.core.methods.base import Method, register
-from sslstudio.core.models.backbones import Backbone
 from sslstudio.core.models.heads import DINOHead
 from sslstudio.core.transforms.multicrop import by_resolution, multicrop_specs
 from sslstudio.core.transforms.views import ViewSpec
 
 
-def _f(default, help: str, lo, hi):
-    return field(default=default, metadata={"help": help, "min": lo, "max": hi})
-
-
 @dataclass(frozen=True)
 class DINOConfig:
-    out_dim: int = _f(1024, "output width K of the head; paper: 65536 (costly on a CPU)", 16, 65536)
-    head_hidden: int = _f(512, "hidden width of the head's MLP; paper: 2048", 16, 8192)
-    bottleneck: int = _f(128, "bottleneck width before the last layer; paper: 256", 8, 4096)
-    head_batchnorm: bool = field(
-        default=True,
-        metadata={"help": "BatchNorm in the head's MLP (DINO's use_bn_in_head option)"},
+    out_dim: int = option(
+        1024, "output width K of the head; paper: 65536 (costly on a CPU)", 16, 65536
     )
-    student_temp: float = _f(0.1, "student temperature τ_s", 0.01, 1.0)
-    teacher_temp: float = _f(0.07, "teacher temperature τ_t after warm-up (sharpening)", 0.01, 1.0)
-    warmup_teacher_temp: float = _f(0.04, "teacher temperature at the start", 0.01, 1.0)
-    teacher_temp_warmup: float = _f(0.3, "share of training over which τ_t rises", 0.0, 1.0)
-    center_momentum: float = _f(0.9, "momentum of the teacher-output centre", 0.0, 0.999)
-    momentum_base: float = _f(
+    head_hidden: int = option(512, "hidden width of the head's MLP; paper: 2048", 16, 8192)
+    bottleneck: int = option(128, "bottleneck width before the last layer; paper: 256", 8, 4096)
+    head_batchnorm: bool = option(
+        True, "BatchNorm in the head's MLP (DINO's use_bn_in_head option)"
+    )
+    student_temp: float = option(0.1, "student temperature τ_s", 0.01, 1.0)
+    teacher_temp: float = option(
+        0.07, "teacher temperature τ_t after warm-up (sharpening)", 0.01, 1.0
+    )
+    warmup_teacher_temp: float = option(0.04, "teacher temperature at the start", 0.01, 1.0)
+    teacher_temp_warmup: float = option(0.3, "share of training over which τ_t rises", 0.0, 1.0)
+    center_momentum: float = option(0.9, "momentum of the teacher-output centre", 0.0, 0.999)
+    momentum_base: float = option(
         0.99,
         "teacher EMA momentum at the start (cosine to final); paper: 0.996 for 100+ epochs, "
         "0.99 lets the teacher keep up in short runs (bench/methods.py)",
         0.0,
         1.0,
     )
-    momentum_final: float = _f(1.0, "teacher EMA momentum at the end", 0.0, 1.0)
-    n_local: int = _f(2, "small local crops per image besides the 2 global ones; paper: 10", 0, 16)
-    local_size_ratio: float = _f(0.45, "local crop side as a share of the image size", 0.1, 1.0)
-    local_scale_max: float = _f(0.4, "largest local crop area (global crops start here)", 0.05, 1.0)
+    momentum_final: float = option(1.0, "teacher EMA momentum at the end", 0.0, 1.0)
+    n_local: int = option(
+        2, "small local crops per image besides the 2 global ones; paper: 10", 0, 16
+    )
+    local_size_ratio: float = option(0.45, "local crop side as a share of the image size", 0.1, 1.0)
+    local_scale_max: float = option(
+        0.4, "largest local crop area (global crops start here)", 0.05, 1.0
+    )
 
 
 @register("dino")
@@ -58,6 +61,7 @@ class DINO(Method):
     """
 
     Config = DINOConfig
+    display_name = "DINO"
     paper = "Caron et al. 2021, https://arxiv.org/abs/2104.14294"
     paper_recipe = "ViT-S: AdamW, lr 5e-4 per 256 images at batch 1024, weight decay 0.04 rising to 0.4, teacher momentum 0.996 rising to 1, teacher τ 0.04→0.07, 65,536 outputs, 2×224 + 10×96 px crops, 100-800 epochs"
     summary = (
@@ -111,11 +115,11 @@ class DINO(Method):
         share = min(1.0, int(self.steps_done) / warm) if warm > 0 else 1.0
         return c.warmup_teacher_temp + (c.teacher_temp - c.warmup_teacher_temp) * share
 
-    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
-        student = by_resolution(lambda x: self.head(self.backbone(x)), views)
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        student = by_resolution(lambda x: self.head(self.backbone(x)), batch.views)
         with torch.no_grad():  # the teacher sees only the two global views
             teacher = by_resolution(
-                lambda x: self.teacher_head(self.teacher_backbone(x)), views[:2]
+                lambda x: self.teacher_head(self.teacher_backbone(x)), batch.views[:2]
             )
         temp = self.teacher_temperature()
         return self.criterion(student, teacher, temp), {"teacher_temp": temp}

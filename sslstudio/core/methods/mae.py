@@ -2,32 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
 
-from sslstudio.config import RunConfig
-from sslstudio.core.models.counters import StepCounter
+from sslstudio.config import RunConfig, option
 from sslstudio.core.losses.mae import MAELoss, patchify, random_masking
-from sslstudio.core.methods.base import Method, register
+from sslstudio.core.methods.base import Batch, Method, register
 from sslstudio.core.models.backbones import Backbone
+from sslstudio.core.models.counters import StepCounter
 from sslstudio.core.transforms.views import ViewSpec
-
-
-def _f(default, help: str, lo, hi):
-    return field(default=default, metadata={"help": help, "min": lo, "max": hi})
 
 
 @dataclass(frozen=True)
 class MAEConfig:
-    mask_ratio: float = _f(0.75, "share of patches hidden from the encoder", 0.05, 0.95)
-    decoder_dim: int = _f(128, "decoder width; paper: 512", 16, 2048)
-    decoder_depth: int = _f(2, "decoder transformer blocks; paper: 8", 1, 16)
-    decoder_heads: int = _f(4, "decoder attention heads (must divide decoder_dim)", 1, 32)
-    norm_pix_loss: bool = field(
-        default=True, metadata={"help": "predict each patch normalised by its own mean and std"}
-    )
+    mask_ratio: float = option(0.75, "share of patches hidden from the encoder", 0.05, 0.95)
+    decoder_dim: int = option(128, "decoder width; paper: 512", 16, 2048)
+    decoder_depth: int = option(2, "decoder transformer blocks; paper: 8", 1, 16)
+    decoder_heads: int = option(4, "decoder attention heads (must divide decoder_dim)", 1, 32)
+    norm_pix_loss: bool = option(True, "predict each patch normalised by its own mean and std")
 
 
 @register("mae")
@@ -39,6 +33,8 @@ class MAE(Method):
     """
 
     Config = MAEConfig
+    display_name = "MAE"
+    distributed = True
     paper = "He et al. 2021, https://arxiv.org/abs/2111.06377"
     paper_recipe = "AdamW (β 0.9, 0.95), lr 1.5e-4 per 256 images at batch 4096, weight decay 0.05, 75 % of patches hidden, 800-1600 epochs"
     summary = (
@@ -97,9 +93,9 @@ class MAE(Method):
         g = torch.Generator().manual_seed(int(self.seed) * 1_000_003 + int(self.steps_done))
         return torch.rand(b, n, generator=g).to(device)
 
-    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
         # views are ImageNet-normalised; with norm_pix_loss each patch is re-normalised anyway
-        x = views[0]
+        x = batch.views[0]
         vit = self.backbone.body
         tokens, grid = vit.patch_tokens(x)  # (B, N, D) with positions
         if grid != self.grid:

@@ -2,57 +2,42 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from sslstudio.core.models.ema import MomentumSchedule, copy_frozen, ema_update
+from sslstudio.config import option
 from sslstudio.core.losses.infonce import InfoNCELoss
-from sslstudio.core.methods.base import Method, register
+from sslstudio.core.methods.base import Batch, Method, register
 from sslstudio.core.models.backbones import Backbone
+from sslstudio.core.models.ema import MomentumSchedule, copy_frozen, ema_update
 from sslstudio.core.models.heads import ProjectionHead
 from sslstudio.core.models.queue import FeatureQueue
 
 
 @dataclass(frozen=True)
 class MoCoConfig:
-    temperature: float = field(
-        default=0.2,
-        metadata={"min": 0.01, "max": 2.0, "help": "InfoNCE temperature τ (paper: 0.2)"},
+    temperature: float = option(0.2, "InfoNCE temperature τ (paper: 0.2)", 0.01, 2.0)
+    queue_size: int = option(
+        4096,
+        "past keys kept as negatives (paper: 65536); capped at half the folder's images, so an "
+        "image rarely meets its own older key as a negative",
+        16,
+        262144,
     )
-    queue_size: int = field(
-        default=4096,
-        metadata={
-            "min": 16,
-            "max": 262144,
-            "help": "past keys kept as negatives (paper: 65536); capped at half the folder's "
-            "images, so an image rarely meets its own older key as a negative",
-        },
+    momentum_base: float = option(
+        0.99,
+        "key-encoder momentum at the start; it rises along a cosine to the final value (paper: "
+        "0.999 throughout, for long ImageNet runs; 0.99 suits short runs)",
+        0.0,
+        1.0,
     )
-    momentum_base: float = field(
-        default=0.99,
-        metadata={
-            "min": 0.0,
-            "max": 1.0,
-            "help": "key-encoder momentum at the start; it rises along a cosine to the final "
-            "value (paper: 0.999 throughout, for long ImageNet runs; 0.99 suits short runs)",
-        },
-    )
-    momentum_final: float = field(
-        default=1.0, metadata={"min": 0.0, "max": 1.0, "help": "key-encoder momentum at the end"}
-    )
-    proj_hidden: int = field(
-        default=512,
-        metadata={"min": 16, "max": 8192, "help": "hidden width of the MLP head (paper: 2048)"},
-    )
-    proj_out: int = field(
-        default=128,
-        metadata={"min": 8, "max": 4096, "help": "output width of the head (paper: 128)"},
-    )
-    symmetric: bool = field(
-        default=False,
-        metadata={"help": "also contrast the second view's query with the first view's key"},
+    momentum_final: float = option(1.0, "key-encoder momentum at the end", 0.0, 1.0)
+    proj_hidden: int = option(512, "hidden width of the MLP head (paper: 2048)", 16, 8192)
+    proj_out: int = option(128, "output width of the head (paper: 128)", 8, 4096)
+    symmetric: bool = option(
+        False, "also contrast the second view's query with the first view's key"
     )
 
 
@@ -67,6 +52,7 @@ class MoCo(Method):
     """
 
     Config = MoCoConfig
+    display_name = "MoCo v2"
     paper = "He et al. 2019, https://arxiv.org/abs/1911.05722; Chen et al. 2020, https://arxiv.org/abs/2003.04297"
     paper_recipe = "SGD, lr 0.03 per 256 images, weight decay 1e-4, batch 256, key encoder momentum 0.999, queue of 65,536, τ 0.2, 200-800 epochs"
     summary = (
@@ -93,8 +79,8 @@ class MoCo(Method):
         self.queue.cap(num_images // 2)
         self.momentum.start(total_steps)
 
-    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
-        x0, x1 = views
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        x0, x1 = batch.views
         sym = self.config.symmetric
         q = self.head(self.backbone(torch.cat([x0, x1]) if sym else x0))
         with torch.no_grad():

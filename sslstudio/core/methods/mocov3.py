@@ -2,48 +2,39 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from sslstudio.core.models.ema import MomentumSchedule, copy_frozen, ema_update
+from sslstudio.config import option
 from sslstudio.core.losses.infonce import InfoNCELoss
-from sslstudio.core.methods.base import Method, register
+from sslstudio.core.methods.base import (
+    Batch,
+    Method,
+    MomentumOptions,
+    ProjectionOptions,
+    TemperatureOptions,
+    register,
+)
 from sslstudio.core.models.backbones import Backbone
+from sslstudio.core.models.ema import MomentumSchedule, copy_frozen, ema_update
 from sslstudio.core.models.heads import ProjectionHead
 
 
 @dataclass(frozen=True)
-class MoCoV3Config:
-    temperature: float = field(
-        default=0.2,
-        metadata={"min": 0.01, "max": 2.0, "help": "InfoNCE temperature τ (paper: 0.2)"},
+class MoCoV3Config(ProjectionOptions, MomentumOptions, TemperatureOptions):
+    momentum_base: float = option(
+        0.99,
+        "momentum-encoder momentum at the start, rising along a cosine (paper: 0.99)",
+        0.0,
+        1.0,
     )
-    momentum_base: float = field(
-        default=0.99,
-        metadata={
-            "min": 0.0,
-            "max": 1.0,
-            "help": "momentum-encoder momentum at the start, rising along a cosine (paper: 0.99)",
-        },
+    momentum_final: float = option(1.0, "momentum at the end (paper: 1.0)", 0.0, 1.0)
+    proj_hidden: int = option(
+        512, "hidden width of projector and predictor (paper: 4096)", 16, 8192
     )
-    momentum_final: float = field(
-        default=1.0,
-        metadata={"min": 0.0, "max": 1.0, "help": "momentum at the end (paper: 1.0)"},
-    )
-    proj_hidden: int = field(
-        default=512,
-        metadata={
-            "min": 16,
-            "max": 8192,
-            "help": "hidden width of projector and predictor (paper: 4096)",
-        },
-    )
-    proj_out: int = field(
-        default=128,
-        metadata={"min": 8, "max": 4096, "help": "output width of both heads (paper: 256)"},
-    )
+    proj_out: int = option(128, "output width of both heads (paper: 256)", 8, 4096)
 
 
 def _mlp(dims: list[int]) -> ProjectionHead:
@@ -67,6 +58,7 @@ class MoCoV3(Method):
     """
 
     Config = MoCoV3Config
+    display_name = "MoCo v3"
     paper = "Chen, Xie, He 2021, https://arxiv.org/abs/2104.02057"
     paper_recipe = "ResNet: LARS, weight decay 1.5e-6, τ 1.0, batch 4096; ViT: AdamW, lr 1.5e-4 per 256 images, weight decay 0.1, τ 0.2; key momentum 0.99 rising to 1"
     summary = (
@@ -89,8 +81,8 @@ class MoCoV3(Method):
     def on_train_start(self, num_images: int, total_steps: int) -> None:
         self.momentum.start(total_steps)
 
-    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
-        x = torch.cat(views)  # one pass over both views
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        x = torch.cat(batch.views)  # one pass over both views
         p0, p1 = self.predictor(self.projector(self.backbone(x))).chunk(2)
         with torch.no_grad():
             k0, k1 = self.key_projector(self.key_backbone(x)).chunk(2)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sslstudio.config import option
 from sslstudio.core.losses.infonce import InfoNCELoss
-from sslstudio.core.methods.base import Method, register
+from sslstudio.core.methods.base import Batch, Method, register
 from sslstudio.core.models.backbones import Backbone
 from sslstudio.core.models.heads import ProjectionHead, two_layer_mlp
 from sslstudio.core.models.queue import FeatureQueue
@@ -17,31 +18,17 @@ from sslstudio.core.models.queue import FeatureQueue
 
 @dataclass(frozen=True)
 class NNCLRConfig:
-    temperature: float = field(
-        default=0.1,
-        metadata={"min": 0.01, "max": 2.0, "help": "InfoNCE temperature τ (paper: 0.1)"},
+    temperature: float = option(0.1, "InfoNCE temperature τ (paper: 0.1)", 0.01, 2.0)
+    support_size: int = option(
+        8192,
+        "past embeddings searched for neighbours (paper: 98304); capped at half the folder's "
+        "images",
+        16,
+        262144,
     )
-    support_size: int = field(
-        default=8192,
-        metadata={
-            "min": 16,
-            "max": 262144,
-            "help": "past embeddings searched for neighbours (paper: 98304); capped at half the "
-            "folder's images",
-        },
-    )
-    proj_hidden: int = field(
-        default=512,
-        metadata={"min": 16, "max": 8192, "help": "hidden width of the projector (paper: 2048)"},
-    )
-    proj_out: int = field(
-        default=128,
-        metadata={"min": 8, "max": 4096, "help": "output width of both heads (paper: 256)"},
-    )
-    pred_hidden: int = field(
-        default=512,
-        metadata={"min": 16, "max": 8192, "help": "hidden width of the predictor (paper: 4096)"},
-    )
+    proj_hidden: int = option(512, "hidden width of the projector (paper: 2048)", 16, 8192)
+    proj_out: int = option(128, "output width of both heads (paper: 256)", 8, 4096)
+    pred_hidden: int = option(512, "hidden width of the predictor (paper: 4096)", 16, 8192)
 
 
 @register("nnclr")
@@ -54,6 +41,7 @@ class NNCLR(Method):
     """
 
     Config = NNCLRConfig
+    display_name = "NNCLR"
     paper = "Dwibedi et al. 2021, https://arxiv.org/abs/2104.14548"
     paper_recipe = "LARS, batch 4096, weight decay 1e-6, τ 0.1, a support set of 98,304 embeddings, 1000 epochs"
     summary = (
@@ -93,8 +81,8 @@ class NNCLR(Method):
         found = bank[sims.argmax(dim=1)]  # (N, D)
         return torch.where(self.support.filled > 0, found, F.normalize(z.float(), dim=1))
 
-    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
-        z = self.projector(self.backbone(torch.cat(views)))  # one pass over both views
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        z = self.projector(self.backbone(torch.cat(batch.views)))  # one pass over both views
         p0, p1 = self.predictor(z).chunk(2)
         z0, z1 = z.chunk(2)
         # "NN(z_i, Q) · p_i⁺ / τ" against the other images' predictions, symmetrised (eq. 2)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sslstudio.config import RunConfig
-from sslstudio.core.methods.base import Method, register
+from sslstudio.config import RunConfig, option
+from sslstudio.core.methods.base import Batch, Method, register
 from sslstudio.core.models.backbones import Backbone
 from sslstudio.core.models.heads import simclr_head
 from sslstudio.core.transforms.views import ViewSpec
@@ -29,10 +29,7 @@ def rotations(x: Tensor) -> tuple[Tensor, Tensor]:
 
 @dataclass(frozen=True)
 class RotNetConfig:
-    head_hidden: int = field(
-        default=256,
-        metadata={"min": 0, "max": 8192, "help": "hidden width of the classifier (0 = linear)"},
-    )
+    head_hidden: int = option(256, "hidden width of the classifier (0 = linear)", 0, 8192)
 
 
 @register("rotnet")
@@ -46,6 +43,8 @@ class RotNet(Method):
     """
 
     Config = RotNetConfig
+    display_name = "RotNet"
+    distributed = True
     paper = "Gidaris et al. 2018, https://arxiv.org/abs/1803.07728"
     paper_recipe = "SGD with momentum 0.9, lr 0.1 with step decays, weight decay 5e-4, all four rotations of every image in each batch"
     summary = (
@@ -65,7 +64,7 @@ class RotNet(Method):
     def view_specs(self, cfg: RunConfig) -> list[ViewSpec]:
         return [ViewSpec(cfg.augment, cfg.image_size, count=1)]
 
-    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
-        x, labels = rotations(views[0])
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        x, labels = rotations(batch.views[0])
         logits = self.head(self.backbone(x))  # (4B, 4)
         return F.cross_entropy(logits, labels), {}

@@ -2,33 +2,28 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from sslstudio.config import option
 from sslstudio.core.losses.ntxent import NTXentLoss
-from sslstudio.core.methods.base import Method, register
+from sslstudio.core.methods.base import (
+    Batch,
+    Method,
+    ProjectionOptions,
+    TemperatureOptions,
+    register,
+)
 from sslstudio.core.models.backbones import Backbone
 from sslstudio.core.models.heads import simclr_head
 
 
 @dataclass(frozen=True)
-class SimCLRConfig:
-    temperature: float = field(
-        default=0.2,
-        metadata={"min": 0.01, "max": 2.0, "help": "NT-Xent temperature τ; lower = sharper"},
-    )
-    proj_hidden: int = field(
-        default=512,
-        metadata={"min": 16, "max": 8192, "help": "hidden width of the projection head"},
-    )
-    proj_out: int = field(
-        default=128, metadata={"min": 8, "max": 4096, "help": "output width of the projection head"}
-    )
-    proj_layers: int = field(
-        default=2, metadata={"min": 1, "max": 4, "help": "linear layers in the projection head"}
-    )
+class SimCLRConfig(ProjectionOptions, TemperatureOptions):
+    temperature: float = option(0.2, "NT-Xent temperature τ; lower = sharper", 0.01, 2.0)
+    proj_layers: int = option(2, "linear layers in the projection head", 1, 4)
 
 
 @register("simclr")
@@ -40,6 +35,8 @@ class SimCLR(Method):
     """
 
     Config = SimCLRConfig
+    display_name = "SimCLR"
+    distributed = True
     paper = "Chen et al. 2020, https://arxiv.org/abs/2002.05709"
     paper_recipe = "LARS, lr 0.3 per 256 images at batch 4096, weight decay 1e-6, τ 0.1-0.5, 10 warm-up epochs, 100-1000 epochs"
     summary = (
@@ -56,9 +53,9 @@ class SimCLR(Method):
         )
         self.criterion = NTXentLoss(config.temperature)
 
-    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
         z = self.head(
-            self.backbone(torch.cat(views))
+            self.backbone(torch.cat(batch.views))
         )  # one pass over both views: shared BN statistics
         z0, z1 = z.chunk(2)
         return self.criterion(z0, z1, self.gather), {}

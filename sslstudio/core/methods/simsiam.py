@@ -2,38 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from sslstudio.config import option
 from sslstudio.core.losses.byol import NegativeCosineLoss
-from sslstudio.core.methods.base import Method, register
+from sslstudio.core.methods.base import Batch, Method, ProjectionOptions, register
 from sslstudio.core.models.backbones import Backbone
 from sslstudio.core.models.heads import ProjectionHead, two_layer_mlp
 
 
 @dataclass(frozen=True)
-class SimSiamConfig:
-    proj_hidden: int = field(
-        default=512,
-        metadata={"min": 16, "max": 8192, "help": "hidden width of the projector (paper: 2048)"},
-    )
-    proj_out: int = field(
-        default=512,
-        metadata={
-            "min": 8,
-            "max": 8192,
-            "help": "output width of projector and predictor (paper: 2048)",
-        },
-    )
-    pred_hidden: int = field(
-        default=128,
-        metadata={
-            "min": 8,
-            "max": 8192,
-            "help": "the predictor's bottleneck; keep it about a quarter of the output width (paper: 512)",
-        },
+class SimSiamConfig(ProjectionOptions):
+    proj_hidden: int = option(512, "hidden width of the projector (paper: 2048)", 16, 8192)
+    proj_out: int = option(512, "output width of projector and predictor (paper: 2048)", 8, 8192)
+    pred_hidden: int = option(
+        128,
+        "the predictor's bottleneck; keep it about a quarter of the output width (paper: 512)",
+        8,
+        8192,
     )
 
 
@@ -48,6 +37,8 @@ class SimSiam(Method):
     """
 
     Config = SimSiamConfig
+    display_name = "SimSiam"
+    distributed = True
     paper = "Chen & He 2021, https://arxiv.org/abs/2011.10566"
     paper_recipe = "SGD, lr 0.05 per 256 images, weight decay 1e-4, batch 512, the predictor at a fixed learning rate, 100-800 epochs"
     summary = (
@@ -72,8 +63,8 @@ class SimSiam(Method):
         self.predictor = two_layer_mlp(o, ph, o)
         self.criterion = NegativeCosineLoss()
 
-    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
-        z = self.projector(self.backbone(torch.cat(views)))  # one pass over both views
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        z = self.projector(self.backbone(torch.cat(batch.views)))  # one pass over both views
         p0, p1 = self.predictor(z).chunk(2)
         z0, z1 = z.detach().chunk(2)  # stop-gradient: the targets are held still (eq. 2)
         loss = (self.criterion(p0, z1) + self.criterion(p1, z0)) / 2

@@ -2,43 +2,45 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sslstudio.config import RunConfig
-from sslstudio.core.models.counters import StepCounter
+from sslstudio.config import RunConfig, option
 from sslstudio.core.losses.swav import SwAVLoss
-from sslstudio.core.methods.base import Method, register
+from sslstudio.core.methods.base import Batch, Method, register
 from sslstudio.core.models.backbones import Backbone
+from sslstudio.core.models.counters import StepCounter
 from sslstudio.core.models.heads import simclr_head
 from sslstudio.core.transforms.multicrop import by_resolution, multicrop_specs
 from sslstudio.core.transforms.views import ViewSpec
 
 
-def _f(default, help: str, lo, hi):
-    return field(default=default, metadata={"help": help, "min": lo, "max": hi})
-
-
 @dataclass(frozen=True)
 class SwAVConfig:
-    n_prototypes: int = _f(
+    n_prototypes: int = option(
         128, "number of prototypes (clusters); paper: 3000 for ImageNet", 2, 65536
     )
-    temperature: float = _f(0.1, "softmax temperature τ over prototype scores", 0.01, 1.0)
-    epsilon: float = _f(0.05, "Sinkhorn entropy weight ε; lower = harder assignments", 0.01, 1.0)
-    sinkhorn_iters: int = _f(3, "Sinkhorn-Knopp iterations", 1, 100)
-    proj_hidden: int = _f(512, "hidden width of the projection head", 16, 8192)
-    proj_out: int = _f(128, "embedding width the prototypes live in", 8, 4096)
-    n_local: int = _f(2, "small local crops per image besides the 2 global ones", 0, 16)
-    local_size_ratio: float = _f(0.45, "local crop side as a share of the image size", 0.1, 1.0)
-    local_scale_max: float = _f(0.14, "largest local crop area as a share of the image", 0.05, 1.0)
-    freeze_prototypes_steps: int = _f(
+    temperature: float = option(0.1, "softmax temperature τ over prototype scores", 0.01, 1.0)
+    epsilon: float = option(
+        0.05, "Sinkhorn entropy weight ε; lower = harder assignments", 0.01, 1.0
+    )
+    sinkhorn_iters: int = option(3, "Sinkhorn-Knopp iterations", 1, 100)
+    proj_hidden: int = option(512, "hidden width of the projection head", 16, 8192)
+    proj_out: int = option(128, "embedding width the prototypes live in", 8, 4096)
+    n_local: int = option(2, "small local crops per image besides the 2 global ones", 0, 16)
+    local_size_ratio: float = option(0.45, "local crop side as a share of the image size", 0.1, 1.0)
+    local_scale_max: float = option(
+        0.14, "largest local crop area as a share of the image", 0.05, 1.0
+    )
+    freeze_prototypes_steps: int = option(
         -1, "steps before the prototypes start learning (-1 = one epoch)", -1, 10**9
     )
-    queue_length: int = _f(0, "earlier embeddings added to each Sinkhorn batch (0 = off)", 0, 65536)
+    queue_length: int = option(
+        0, "earlier embeddings added to each Sinkhorn batch (0 = off)", 0, 65536
+    )
 
 
 @register("swav")
@@ -50,6 +52,7 @@ class SwAV(Method):
     """
 
     Config = SwAVConfig
+    display_name = "SwAV"
     paper = "Caron et al. 2020, https://arxiv.org/abs/2006.09882"
     paper_recipe = "LARS, lr 0.3 per 256 images at batch 4096, weight decay 1e-6, 3000 prototypes, ε 0.05, τ 0.1, 2×224 + 6×96 px crops, prototypes frozen for the first epoch, 800 epochs"
     summary = (
@@ -87,9 +90,9 @@ class SwAV(Method):
             n = self._num_images // max(1, batch_size)  # one epoch, as the trainer counts them
         return int(self.steps_done) < n
 
-    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
-        b = views[0].shape[0]
-        z = by_resolution(lambda x: F.normalize(self.head(self.backbone(x)), dim=1), views)
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        b = batch.views[0].shape[0]
+        z = by_resolution(lambda x: F.normalize(self.head(self.backbone(x)), dim=1), batch.views)
         frozen = self.prototypes_frozen(b)
         w = self.prototypes.weight.detach() if frozen else self.prototypes.weight  # (K, D)
         scores = [zi @ w.T for zi in z]  # per view (B, K): cosine similarity to each prototype

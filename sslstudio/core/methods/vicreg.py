@@ -2,63 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from sslstudio.config import option
 from sslstudio.core.losses.vicreg import VICRegLoss
-from sslstudio.core.methods.base import Method, register
+from sslstudio.core.methods.base import Batch, Method, register
 from sslstudio.core.models.backbones import Backbone
 from sslstudio.core.models.heads import ProjectionHead
 
 
 @dataclass(frozen=True)
 class VICRegConfig:
-    invariance: float = field(
-        default=25.0,
-        metadata={"min": 0.0, "max": 1000.0, "help": "weight λ of view agreement (paper: 25)"},
+    invariance: float = option(25.0, "weight λ of view agreement (paper: 25)", 0.0, 1000.0)
+    variance: float = option(
+        25.0, "weight μ of keeping each dimension spread out (paper: 25)", 0.0, 1000.0
     )
-    variance: float = field(
-        default=25.0,
-        metadata={
-            "min": 0.0,
-            "max": 1000.0,
-            "help": "weight μ of keeping each dimension spread out (paper: 25)",
-        },
-    )
-    covariance: float = field(
-        default=1.0,
-        metadata={
-            "min": 0.0,
-            "max": 1000.0,
-            "help": "weight ν of decorrelating dimensions (paper: 1)",
-        },
-    )
-    std_target: float = field(
-        default=1.0,
-        metadata={
-            "min": 0.01,
-            "max": 100.0,
-            "help": "spread γ each dimension should reach (paper: 1)",
-        },
-    )
-    eps: float = field(
-        default=1e-4,
-        metadata={
-            "min": 1e-8,
-            "max": 1.0,
-            "help": "ε inside the square root of the variance (paper: 1e-4)",
-        },
-    )
-    proj_hidden: int = field(
-        default=512,
-        metadata={"min": 16, "max": 16384, "help": "hidden width of the expander (paper: 8192)"},
-    )
-    proj_out: int = field(
-        default=512,
-        metadata={"min": 8, "max": 16384, "help": "output width of the expander (paper: 8192)"},
-    )
+    covariance: float = option(1.0, "weight ν of decorrelating dimensions (paper: 1)", 0.0, 1000.0)
+    std_target: float = option(1.0, "spread γ each dimension should reach (paper: 1)", 0.01, 100.0)
+    eps: float = option(1e-4, "ε inside the square root of the variance (paper: 1e-4)", 1e-8, 1.0)
+    proj_hidden: int = option(512, "hidden width of the expander (paper: 8192)", 16, 16384)
+    proj_out: int = option(512, "output width of the expander (paper: 8192)", 8, 16384)
 
 
 @register("vicreg")
@@ -72,6 +38,7 @@ class VICReg(Method):
     """
 
     Config = VICRegConfig
+    display_name = "VICReg"
     paper = "Bardes, Ponce, LeCun 2022, https://arxiv.org/abs/2105.04906"
     paper_recipe = "LARS, lr 0.2 per 256 images at batch 2048, weight decay 1e-6, λ = μ = 25, ν = 1, projector 8192-8192-8192, 1000 epochs"
     summary = (
@@ -101,6 +68,7 @@ class VICReg(Method):
             eps=config.eps,
         )
 
-    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
-        z0, z1 = self.projector(self.backbone(torch.cat(views))).chunk(2)  # one pass, both views
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        x = torch.cat(batch.views)  # one pass over both views
+        z0, z1 = self.projector(self.backbone(x)).chunk(2)
         return self.criterion(z0, z1), {}

@@ -2,56 +2,40 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from sslstudio.config import option
 from sslstudio.core.losses.wmse import WMSELoss
-from sslstudio.core.methods.base import Method, register
+from sslstudio.core.methods.base import Batch, Method, ProjectionOptions, register
 from sslstudio.core.models.backbones import Backbone
 from sslstudio.core.models.heads import ProjectionHead
 
 
 @dataclass(frozen=True)
-class WMSEConfig:
-    proj_hidden: int = field(
-        default=512,
-        metadata={"min": 16, "max": 8192, "help": "hidden width of the projector (paper: 1024)"},
+class WMSEConfig(ProjectionOptions):
+    proj_hidden: int = option(512, "hidden width of the projector (paper: 1024)", 16, 8192)
+    proj_out: int = option(
+        32, "width of the whitened embedding (paper: 64); keep it at most half of w_size", 2, 1024
     )
-    proj_out: int = field(
-        default=32,
-        metadata={
-            "min": 2,
-            "max": 1024,
-            "help": "width of the whitened embedding (paper: 64); keep it at most half of w_size",
-        },
+    w_size: int = option(
+        64,
+        "images whitened together (paper: 128, twice the embedding width); capped by the batch,"
+        " so the batch should be at least this large",
+        2,
+        8192,
     )
-    w_size: int = field(
-        default=64,
-        metadata={
-            "min": 2,
-            "max": 8192,
-            "help": "images whitened together (paper: 128, twice the embedding width); capped "
-            "by the batch, so the batch should be at least this large",
-        },
+    w_iter: int = option(
+        1, "splits of the batch into whitening groups per step (paper: 1-4)", 1, 16
     )
-    w_iter: int = field(
-        default=1,
-        metadata={
-            "min": 1,
-            "max": 16,
-            "help": "splits of the batch into whitening groups per step (paper: 1-4)",
-        },
-    )
-    eps: float = field(
-        default=1e-3,
-        metadata={
-            "min": 0.0,
-            "max": 0.5,
-            "help": "shrinkage of each covariance towards the identity: keeps whitening finite "
-            "when a group is smaller than the embedding width (paper: 0)",
-        },
+    eps: float = option(
+        1e-3,
+        "shrinkage of each covariance towards the identity: keeps whitening finite when a group"
+        " is smaller than the embedding width (paper: 0)",
+        0.0,
+        0.5,
     )
 
 
@@ -64,6 +48,7 @@ class WMSE(Method):
     """
 
     Config = WMSEConfig
+    display_name = "W-MSE"
     paper = "Ermolov et al. 2021, https://arxiv.org/abs/2007.06346"
     paper_recipe = "Adam, lr about 1e-3, weight decay 1e-6, whitening sub-batches of 128, a 64-dimensional embedding, batch 1024"
     summary = (
@@ -82,6 +67,7 @@ class WMSE(Method):
         )
         self.criterion = WMSELoss(w_size=config.w_size, w_iter=config.w_iter, eps=config.eps)
 
-    def training_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, float]]:
-        z0, z1 = self.projector(self.backbone(torch.cat(views))).chunk(2)  # one pass, both views
+    def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        x = torch.cat(batch.views)  # one pass over both views
+        z0, z1 = self.projector(self.backbone(x)).chunk(2)
         return self.criterion(z0, z1), {}

@@ -20,10 +20,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from sslstudio.core.methods import METHODS
 from sslstudio.errors import ConfigError
-
-# methods whose loss is exact across ranks: per-image losses, or batch negatives gathered here
-DISTRIBUTED_METHODS = ("simclr", "byol", "simsiam", "rotnet", "colorization", "mae", "cpc")
 
 
 @dataclass(frozen=True)
@@ -60,10 +58,13 @@ def current() -> World | None:
 
 
 def check_method(name: str) -> None:
-    if name not in DISTRIBUTED_METHODS:
+    """Refuse a method whose loss is not exact across ranks (its class says: ``distributed``)."""
+    cls = METHODS.get(name)
+    if cls is None or not cls.distributed:
+        fits = sorted(n for n, c in METHODS.items() if c.distributed)
         raise ConfigError(
             f"{name} does not train across processes yet (its batch-wide state is per process): "
-            f"use one of {', '.join(DISTRIBUTED_METHODS)}, or train on one GPU"
+            f"use one of {', '.join(fits)}, or train on one GPU"
         )
 
 

@@ -9,8 +9,9 @@ import numpy as np
 import torch
 
 from sslstudio.config import RunConfig
-from sslstudio.errors import ConfigError
+from sslstudio.core.methods.base import Batch
 from sslstudio.core.train.plan import revise
+from sslstudio.errors import ConfigError
 
 
 def optimise(
@@ -20,10 +21,7 @@ def optimise(
     ``sync(method)`` runs between backward and step (averaging gradients over ranks)."""
     method.train()
     with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
-        if method.wants_indices:
-            loss, extra = method.training_step(views, indices=torch.from_numpy(idx).to(device))
-        else:
-            loss, extra = method.training_step(views)
+        loss, extra = method.training_step(Batch(views, torch.from_numpy(idx)))
     opt.zero_grad(set_to_none=True)
     (scaler.scale(loss) if scaler is not None else loss).backward()
     if sync is not None:
@@ -59,13 +57,13 @@ def out_of_memory_plan(plan: dict, step: int, opt, device: torch.device) -> dict
 def prepare(cfg: RunConfig, cancel):
     """Scan the folder and fill the decode cache in the background, yielding ``Preparing``
     events; returns (index, decoded images). Raises ScanCancelled/CacheCancelled on ``cancel``."""
-    from sslstudio.core.train.background import in_background
     from sslstudio.core.data.cache import build_cache
     from sslstudio.core.data.indexstore import open_index
     from sslstudio.core.data.scan import require_usable
+    from sslstudio.core.train.background import in_background
     from sslstudio.core.transforms.views import default_cache_size
-    from sslstudio.paths import cache_dir
     from sslstudio.imaging.slides import SlideOptions
+    from sslstudio.paths import cache_dir
 
     index = yield from in_background(
         "scan",

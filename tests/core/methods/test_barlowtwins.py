@@ -1,6 +1,7 @@
 import torch
 
 from sslstudio.core.losses.barlow import BarlowTwinsLoss
+from sslstudio.core.methods import Batch
 from tests.core.methods.conftest import views_for
 
 
@@ -10,11 +11,11 @@ def test_loss_is_barlow_twins_of_the_projections_and_training_lowers_it(make_met
     views = views_for(method, cfg, n=16)
     with torch.no_grad():
         z0, z1 = method.projector(method.backbone(torch.cat(views))).chunk(2)
-        assert method.training_step(views)[0].item() == BarlowTwinsLoss()(z0, z1).item()
+        assert method.training_step(Batch(views))[0].item() == BarlowTwinsLoss()(z0, z1).item()
     opt = torch.optim.Adam(method.parameters(), lr=1e-3)
     losses = []
     for _ in range(5):
-        loss, _ = method.training_step(views)
+        loss, _ = method.training_step(Batch(views))
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -2,13 +2,14 @@ import pytest
 import torch
 
 from sslstudio.core.losses.byol import NormalizedMSELoss
+from sslstudio.core.methods import Batch
 from tests.core.methods.conftest import views_for
 
 
 def test_loss_sums_both_directions_against_the_target_network(make_method):
     method, cfg = make_method("byol")
     views = views_for(method, cfg)
-    loss, _ = method.training_step(views)
+    loss, _ = method.training_step(Batch(views))
     with torch.no_grad():
         x = torch.cat(views)
         p0, p1 = method.predictor(method.projector(method.backbone(x))).chunk(2)
@@ -22,7 +23,7 @@ def test_loss_sums_both_directions_against_the_target_network(make_method):
 def test_target_is_an_ema_of_the_online_network_and_gets_no_gradient(make_method, m):
     method, cfg = make_method("byol", momentum_base=m, momentum_final=m)
     method.on_train_start(16, total_steps=4)
-    loss, _ = method.training_step(views_for(method, cfg))
+    loss, _ = method.training_step(Batch(views_for(method, cfg)))
     loss.backward()
     assert all(p.grad is None for p in method.target_backbone.parameters())
     before = [p.clone() for p in method.target_projector.parameters()]
@@ -42,6 +43,6 @@ def test_momentum_rises_along_the_cosine_schedule(make_method):
     method.on_train_start(16, total_steps=3)
     seen = []
     for step in range(3):
-        seen.append(method.training_step(views_for(method, cfg, step=step))[1]["momentum"])
+        seen.append(method.training_step(Batch(views_for(method, cfg, step=step)))[1]["momentum"])
         method.on_step_end(step, 3)
     assert seen == pytest.approx([0.9, 0.95, 1.0])

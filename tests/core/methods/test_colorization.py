@@ -1,5 +1,6 @@
 import torch
 
+from sslstudio.core.methods import Batch
 from sslstudio.core.methods.colorization import lightness
 from sslstudio.core.transforms.views import normalise
 from tests.core.methods.conftest import views_for
@@ -11,7 +12,7 @@ def test_the_backbone_sees_lightness_only(make_method):
     seen = []
     first_conv = method.backbone.body[0]  # the dense path bypasses Backbone.forward
     first_conv.register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
-    loss, _ = method.training_step(views_for(method, cfg))
+    loss, _ = method.training_step(Batch(views_for(method, cfg)))
     loss.backward()
     x = seen[0]
     assert torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, 0], x[:, 2])

@@ -1,5 +1,6 @@
 import torch
 
+from sslstudio.core.methods import Batch
 from sslstudio.core.methods.cpc import RowContext, patch_grid
 from tests.core.methods.conftest import views_for
 
@@ -29,7 +30,7 @@ def test_patch_grid_overlaps_by_half():
 def test_cpc_trains_without_batchnorm_and_embeds_whole_images(make_method):
     method, cfg = make_method("cpc")
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in method.modules())
-    loss, extra = method.training_step(views_for(method, cfg))
+    loss, extra = method.training_step(Batch(views_for(method, cfg)))
     loss.backward()
     assert torch.isfinite(loss) and 0 <= float(extra["cpc_accuracy"]) <= 1
     method.eval()

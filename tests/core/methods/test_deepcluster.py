@@ -1,5 +1,6 @@
 import torch
 
+from sslstudio.core.methods import Batch
 from tests.core.methods.conftest import views_for
 
 
@@ -8,7 +9,7 @@ def _train(method, cfg, steps: int, n: int = 16):
     labels, losses = {}, []
     for step in range(steps):
         idx = torch.arange(8) + 8 * (step % 2)  # batch 8 of 16 images: an epoch is 2 steps
-        loss, extra = method.training_step(views_for(method, cfg, step), indices=idx)
+        loss, extra = method.training_step(Batch(views_for(method, cfg, step), idx))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

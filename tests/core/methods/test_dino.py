@@ -1,13 +1,14 @@
 import pytest
 import torch
 
+from sslstudio.core.methods import Batch
 from tests.core.methods.conftest import views_for
 
 
 def test_teacher_follows_the_student_by_ema_and_gets_no_gradient(make_method):
     method, cfg = make_method("dino", momentum_base=0.9, momentum_final=1.0)
     method.on_train_start(16, total_steps=10)
-    loss, extra = method.training_step(views_for(method, cfg))
+    loss, extra = method.training_step(Batch(views_for(method, cfg)))
     loss.backward()
     assert extra["teacher_temp"] == pytest.approx(0.04)
     assert all(p.grad is None for p in method.teacher_backbone.parameters())
@@ -37,6 +38,6 @@ def test_dino_trains_a_vit_on_global_and_local_views(make_method):
     method.on_train_start(16, 10)
     views = views_for(method, cfg)
     assert {v.shape[-1] for v in views} == {16, 8}
-    loss, _ = method.training_step(views)
+    loss, _ = method.training_step(Batch(views))
     loss.backward()
     assert torch.isfinite(loss) and method.backbone.body.pos_embed.grad is not None

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from sslstudio.core.methods import Batch
 from sslstudio.errors import ConfigError
 from tests.core.methods.conftest import views_for
 
@@ -18,7 +19,7 @@ def test_encoder_sees_only_the_visible_quarter_and_loss_is_finite(make_method):
     method.backbone.body.blocks[0].register_forward_hook(
         lambda m, inp, out: seen.append(inp[0].shape)
     )
-    loss, _ = method.training_step(views)
+    loss, _ = method.training_step(Batch(views))
     loss.backward()
     assert seen == [torch.Size([8, 1 + 4, 192])]  # 16 px / patch 4 = 16 patches, 25 % kept
     assert torch.isfinite(loss) and method.mask_token.grad is not None
@@ -37,8 +38,8 @@ def test_masks_depend_on_the_step_only(make_method):
 def test_mae_with_a_resnet_is_refused_before_any_scan_or_run_folder(tmp_path, monkeypatch):
     """Method and backbone are checked up front: no scan of a big folder, no empty run folder."""
     from sslstudio.core.data import scan
-    from sslstudio.errors import ConfigError
     from sslstudio.core.train.trainer import train
+    from sslstudio.errors import ConfigError
     from tests.shapes import tiny_config
 
     scanned = []

@@ -2,6 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sslstudio.core.methods import Batch
 from tests.core.methods.conftest import views_for
 
 
@@ -13,7 +14,7 @@ def _params(module):
 def test_key_encoder_is_an_ema_of_the_online_encoder(make_method, m):
     method, cfg = make_method("moco", momentum_base=m, momentum_final=m)
     method.on_train_start(num_images=32, total_steps=4)
-    loss, extra = method.training_step(views_for(method, cfg))
+    loss, extra = method.training_step(Batch(views_for(method, cfg)))
     loss.backward()
     assert extra["momentum"] == m
     assert all(p.grad is None for p in method.key_backbone.parameters())
@@ -35,7 +36,7 @@ def test_keys_join_the_queue_only_after_the_step(make_method):
     assert method.queue.length == 20
     start = method.queue.contents().clone()
     views = views_for(method, cfg)
-    method.training_step(views)
+    method.training_step(Batch(views))
     assert torch.equal(method.queue.contents(), start)  # the loss saw the old queue
     method.on_step_end(0, 4)
     with torch.no_grad():
@@ -47,6 +48,6 @@ def test_keys_join_the_queue_only_after_the_step(make_method):
 def test_symmetric_loss_queues_both_views(make_method):
     method, cfg = make_method("moco", symmetric=True)
     method.on_train_start(num_images=64, total_steps=4)
-    loss, _ = method.training_step(views_for(method, cfg))
+    loss, _ = method.training_step(Batch(views_for(method, cfg)))
     method.on_step_end(0, 4)
     assert torch.isfinite(loss) and method.queue.filled.item() == 16

@@ -2,13 +2,14 @@ import pytest
 import torch
 
 from sslstudio.core.losses.infonce import InfoNCELoss
+from sslstudio.core.methods import Batch
 from tests.core.methods.conftest import views_for
 
 
 def test_loss_is_symmetric_in_batch_infonce_scaled_by_two_tau(make_method):
     method, cfg = make_method("mocov3", temperature=0.5)
     views = views_for(method, cfg)
-    loss, _ = method.training_step(views)
+    loss, _ = method.training_step(Batch(views))
     with torch.no_grad():
         x = torch.cat(views)
         p0, p1 = method.predictor(method.projector(method.backbone(x))).chunk(2)
@@ -21,7 +22,7 @@ def test_loss_is_symmetric_in_batch_infonce_scaled_by_two_tau(make_method):
 def test_momentum_encoder_follows_by_ema_and_gets_no_gradient(make_method):
     method, cfg = make_method("mocov3", momentum_base=0.9, momentum_final=1.0)
     method.on_train_start(16, total_steps=10)
-    loss, extra = method.training_step(views_for(method, cfg))
+    loss, extra = method.training_step(Batch(views_for(method, cfg)))
     loss.backward()
     assert extra["momentum"] == pytest.approx(0.9)
     assert all(p.grad is None for p in method.key_projector.parameters())

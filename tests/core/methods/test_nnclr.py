@@ -1,6 +1,7 @@
 import torch
 import torch.nn.functional as F
 
+from sslstudio.core.methods import Batch
 from tests.core.methods.conftest import views_for
 
 
@@ -27,7 +28,7 @@ def test_first_view_projections_join_the_support_set_after_the_step(make_method)
     method, cfg = make_method("nnclr")
     method.on_train_start(num_images=32, total_steps=4)
     views = views_for(method, cfg)
-    loss, _ = method.training_step(views)
+    loss, _ = method.training_step(Batch(views))
     loss.backward()
     assert method.support.filled.item() == 0
     method.on_step_end(0, 4)

@@ -1,8 +1,9 @@
 import torch
 
 from sslstudio.config import AugmentConfig
-from sslstudio.core.train import trainer
+from sslstudio.core.methods import Batch
 from sslstudio.core.methods.rotnet import rotations
+from sslstudio.core.train import trainer
 from tests.core.methods.conftest import views_for
 from tests.shapes import tiny_config
 
@@ -12,7 +13,7 @@ def test_backbone_and_head_see_all_four_rotations(make_method):
     (x,) = views_for(method, cfg)
     seen = []
     method.backbone.register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
-    loss, _ = method.training_step([x])
+    loss, _ = method.training_step(Batch([x]))
     batch = seen[0]  # (4B, 3, S, S)
     assert batch.shape[0] == 4 * x.shape[0]
     for k in range(4):

@@ -1,6 +1,7 @@
 import torch
 
 from sslstudio.core.losses.byol import NegativeCosineLoss
+from sslstudio.core.methods import Batch
 from tests.core.methods.conftest import views_for
 
 
@@ -13,7 +14,7 @@ def _grads(method, loss):
 def test_targets_are_held_still_by_stop_gradient(make_method):
     method, cfg = make_method("simsiam")
     views = views_for(method, cfg)
-    loss, _ = method.training_step(views)
+    loss, _ = method.training_step(Batch(views))
     got = _grads(method, loss)
     crit = NegativeCosineLoss()
 
@@ -31,5 +32,5 @@ def test_targets_are_held_still_by_stop_gradient(make_method):
 
 def test_loss_is_a_mean_negative_cosine(make_method):
     method, cfg = make_method("simsiam")
-    loss, _ = method.training_step(views_for(method, cfg))
+    loss, _ = method.training_step(Batch(views_for(method, cfg)))
     assert -1.0 <= loss.item() <= 1.0

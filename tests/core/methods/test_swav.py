@@ -1,5 +1,6 @@
 import torch
 
+from sslstudio.core.methods import Batch
 from tests.core.methods.conftest import views_for
 
 
@@ -14,7 +15,7 @@ def test_multicrop_views_and_prototypes_frozen_for_the_first_epoch(make_method):
     before = method.prototypes.weight.detach().clone()
     frozen = []
     for step in range(3):
-        loss, extra = method.training_step(views_for(method, cfg, step))
+        loss, extra = method.training_step(Batch(views_for(method, cfg, step)))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         frozen.append(method.prototypes.weight.grad is None)
@@ -31,7 +32,7 @@ def test_queue_fills_with_global_embeddings(make_method):
     method, cfg = make_method("swav", queue_length=32, n_local=0)
     method.on_train_start(16, 10)
     for step in range(3):
-        loss, _ = method.training_step(views_for(method, cfg, step))
+        loss, _ = method.training_step(Batch(views_for(method, cfg, step)))
         method.on_step_end(step, 10)
     assert torch.isfinite(loss)
     assert torch.allclose(method.queue.norm(dim=1), torch.ones(32), atol=1e-5)  # 3 x 16 >= 32 rows

@@ -1,13 +1,14 @@
 import torch
 
 from sslstudio.core.losses.vicreg import covariance_term, invariance_term, variance_term
+from sslstudio.core.methods import Batch
 from tests.core.methods.conftest import views_for
 
 
 def test_loss_weights_the_terms_of_the_projections(make_method):
     method, cfg = make_method("vicreg", invariance=2.0, variance=3.0, covariance=4.0)
     views = views_for(method, cfg)
-    loss, _ = method.training_step(views)
+    loss, _ = method.training_step(Batch(views))
     with torch.no_grad():
         z0, z1 = method.projector(method.backbone(torch.cat(views))).chunk(2)
         expected = (

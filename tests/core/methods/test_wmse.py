@@ -1,12 +1,13 @@
 import torch
 
 from sslstudio.core.losses.wmse import whiten
+from sslstudio.core.methods import Batch
 from tests.core.methods.conftest import views_for
 
 
 def test_works_with_a_batch_smaller_than_the_whitening_group(make_method):
     method, cfg = make_method("wmse", w_size=64, proj_out=4)
-    loss, _ = method.training_step(views_for(method, cfg, n=8))  # one group of 8
+    loss, _ = method.training_step(Batch(views_for(method, cfg, n=8)))  # one group of 8
     loss.backward()
     assert torch.isfinite(loss) and 0.0 <= loss.item() <= 4.0
     assert method.backbone.body[0].weight.grad is not None

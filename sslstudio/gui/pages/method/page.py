@@ -401,15 +401,11 @@ class MethodPage(Page):
             self.device_label.setText(
                 f"Will train on: {self.catalog.describe_device(cfg.device, cfg.threads)}"
             )
-            from sslstudio.core.train.distributed import (
-                DISTRIBUTED_METHODS,
-            )  # loaded with the catalog
-
             many = self.catalog.cuda_count > 1 and cfg.device in ("auto", "cuda")
             self.all_gpus.setText(
                 f"Use all {self.catalog.cuda_count} GPUs (torchrun, one process per GPU)"
             )
-            self.all_gpus.setVisible(many and cfg.method in DISTRIBUTED_METHODS)
+            self.all_gpus.setVisible(many and info is not None and info.distributed)
         else:
             self.device_label.setText("Will train on: (checking the hardware…)")
         options = self.options_form.value() if self.options_form is not None else None
