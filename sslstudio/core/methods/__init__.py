@@ -27,12 +27,14 @@ from sslstudio.core.methods.base import (
     method_optim,
     register,
 )
+from sslstudio.core.methods.checks import check_run_config
 
 __all__ = [
     "METHODS",
     "Method",
     "build_method",
     "check_backbone",
+    "check_run_config",
     "method_config",
     "method_optim",
     "register",
