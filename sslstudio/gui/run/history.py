@@ -268,13 +268,35 @@ def load_details(run_dir: Path, owned: tuple[str, ...] = ()) -> RunDetails:
     return RunDetails(summary, config, curves_from(events), _checkpoints(run_dir), events)
 
 
+def curve_points(ev: Event) -> list[tuple[str, float, float]]:
+    """The points ``ev`` adds to a run's curves, as (series, step, value): the one reading of
+    events into curves, for the live Train page and for the Runs page replaying a finished run's
+    decoded log. Series: loss, lr, ips (images/s), wait (% of the step), std, rank, knn, view."""
+    if isinstance(ev, StepLogged):
+        return [
+            ("loss", ev.step, ev.loss),
+            ("lr", ev.step, ev.lr),
+            ("ips", ev.step, ev.images_per_s),
+            ("wait", ev.step, 100 * ev.data_wait),
+        ]
+    if isinstance(ev, MonitorLogged):
+        points = [("std", ev.step, ev.std_sqrt_d), ("rank", ev.step, ev.rankme)]
+        if ev.knn_top1 is not None:
+            points.append(("knn", ev.step, ev.knn_top1))
+        if ev.view_top1 is not None:
+            points.append(("view", ev.step, ev.view_top1))
+        return points
+    return []
+
+
 def curves_from(events: list[Event]) -> Curves:
-    steps = [(e.step, e.loss) for e in events if isinstance(e, StepLogged)]
-    knn = [
-        (e.step, e.knn_top1)
-        for e in events
-        if isinstance(e, MonitorLogged) and e.knn_top1 is not None
-    ]
+    """The loss and kNN curves the Runs page draws, replayed from the run's events."""
+    series: dict[str, list[tuple[float, float]]] = {"loss": [], "knn": []}
+    for ev in events:
+        for name, step, value in curve_points(ev):
+            if name in series:
+                series[name].append((step, value))
+    steps, knn = series["loss"], series["knn"]
     s = np.asarray(steps, dtype=np.float64).reshape(-1, 2)  # (n, 2): step, loss
     k = np.asarray(knn, dtype=np.float64).reshape(-1, 2)
     return Curves(step=s[:, 0], loss=s[:, 1], knn_step=k[:, 0], knn=k[:, 1])

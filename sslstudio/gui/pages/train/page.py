@@ -43,6 +43,7 @@ from sslstudio.gui.run.controller import (
     STOPPING,
     RunController,
 )
+from sslstudio.gui.run.history import curve_points
 from sslstudio.gui.widgets.loss_plot import Ema, ThrottledPlot
 from sslstudio.gui.widgets.panels import Card, Page, Stat, hbox, with_shortcut
 
@@ -191,6 +192,16 @@ class TrainPage(Page):
             self.speed_plot,
             self.wait_plot,
         ]
+        self._series = {  # history.curve_points' series -> (plot, curve)
+            "loss": (self.loss_plot, "raw"),
+            "lr": (self.lr_plot, "lr"),
+            "ips": (self.speed_plot, "ips"),
+            "wait": (self.wait_plot, "wait"),
+            "std": (self.health_plot, "std"),
+            "knn": (self.health_plot, "knn"),
+            "view": (self.health_plot, "view"),
+            "rank": (self.rank_plot, "rank"),
+        }
         grid = QGridLayout()
         grid.setSpacing(10)
         grid.addWidget(self.loss_plot, 0, 0, 1, 2)
@@ -327,21 +338,21 @@ class TrainPage(Page):
 
         for ev in read_events(run_dir):
             if isinstance(ev, StepLogged) and ev.step < before:
-                self._plot_step(ev)
+                self._plot(ev)
             elif isinstance(ev, MonitorLogged) and ev.step < before:
                 self._plot_monitor(ev)
 
-    def _plot_step(self, ev: StepLogged) -> float:
-        ema = self._ema.update(ev.loss)
-        self.loss_plot.append("raw", ev.step, ev.loss)
-        self.loss_plot.append("ema", ev.step, ema)
-        self.lr_plot.append("lr", ev.step, ev.lr)
-        self.speed_plot.append("ips", ev.step, ev.images_per_s)
-        self.wait_plot.append("wait", ev.step, 100 * ev.data_wait)
-        return ema
+    def _plot(self, ev: Event) -> None:
+        """The points ``ev`` adds (``history.curve_points``, as the Runs page reads a log)."""
+        for name, step, value in curve_points(ev):
+            plot, key = self._series[name]
+            plot.append(key, step, value)
+            if name == "loss":
+                self.loss_plot.append("ema", step, self._ema.update(value))
 
     def _on_step(self, ev: StepLogged) -> None:
-        ema = self._plot_step(ev)
+        self._plot(ev)
+        ema = self._ema.value
         done = ev.step + 1
         self.stats["step"].set(f"{done:,} / {self.total_steps:,}")
         self.stats["epoch"].set(f"{ev.epoch + 1:,}")
@@ -353,12 +364,7 @@ class TrainPage(Page):
     def _plot_monitor(self, ev: MonitorLogged) -> None:
         if not self._bands:
             self._add_collapse_bands(ev.embed_dim)
-        self.health_plot.append("std", ev.step, ev.std_sqrt_d)
-        self.rank_plot.append("rank", ev.step, ev.rankme)
-        if ev.knn_top1 is not None:
-            self.health_plot.append("knn", ev.step, ev.knn_top1)
-        if ev.view_top1 is not None:
-            self.health_plot.append("view", ev.step, ev.view_top1)
+        self._plot(ev)
 
     def restyle(self, _theme: object = None) -> None:
         """After a light/dark switch: every plot, and the collapse bands' shade."""
