@@ -86,7 +86,6 @@ class RunDetails:
     config: dict[str, Any]  # config.json as written (empty if unreadable)
     curves: Curves
     checkpoints: list[tuple[str, int]]  # (folder name, step), newest first
-    events: list[Event] = field(default_factory=list)  # the metrics log, decoded: for a replay
 
 
 def find_runs(root: Path, extra: tuple[str, ...] = ()) -> list[Path]:
@@ -265,7 +264,7 @@ def load_details(run_dir: Path, owned: tuple[str, ...] = ()) -> RunDetails:
         config = config if isinstance(config, dict) else {}
     except (OSError, ValueError):
         config = {}
-    return RunDetails(summary, config, curves_from(events), _checkpoints(run_dir), events)
+    return RunDetails(summary, config, curves_from(events), _checkpoints(run_dir))
 
 
 def curve_points(ev: Event) -> list[tuple[str, float, float]]:
