@@ -12,13 +12,25 @@ import time
 from pathlib import Path
 
 from sslstudio.config import RunConfig
+from sslstudio.core.events import (
+    Event,
+    PlanRevised,
+    Preparing,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    RunStopped,
+    StepLogged,
+    describe,
+    to_json,
+)
 
 EXIT_INTERRUPTED = 130
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    from sslstudio.errors import ConfigError
     from sslstudio.core.transforms.presets import preset
+    from sslstudio.errors import ConfigError
 
     base = RunConfig.load(args.config) if args.config else RunConfig()
     if args.folder:
@@ -72,14 +84,14 @@ def _plan_budget(cfg, args):
     """The budget plan for ``cfg``; the flags the user gave stay as given."""
     import time
 
-    from sslstudio.core.train.budget import plan_budget
     from sslstudio.core.data.indexstore import open_index
     from sslstudio.core.data.scan import require_usable
+    from sslstudio.core.train.budget import plan_budget
     from sslstudio.core.train.deadline import parse_duration
-    from sslstudio.errors import ConfigError
     from sslstudio.core.train.stepping import median_short_side
-    from sslstudio.paths import cache_dir
+    from sslstudio.errors import ConfigError
     from sslstudio.imaging.slides import SlideOptions
+    from sslstudio.paths import cache_dir
 
     started = time.perf_counter()
     try:
@@ -127,20 +139,9 @@ def _parse_value(text: str):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from sslstudio.errors import ConfigError
-    from sslstudio.core.events import (
-        MonitorLogged,
-        PlanRevised,
-        Preparing,
-        RunFailed,
-        RunFinished,
-        RunStarted,
-        RunStopped,
-        StepLogged,
-        to_json,
-    )
-    from sslstudio.core.methods import check_backbone, method_config
+    from sslstudio.core.methods import check_run_config
     from sslstudio.core.train.runs import load_run_config
+    from sslstudio.errors import ConfigError
 
     if args.resume:
         cfg = load_run_config(Path(args.resume))
@@ -175,11 +176,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
                 torch.distributed.destroy_process_group()
             return 0
-    from sslstudio.config import validate
-
-    validate(cfg)
-    method_config(cfg.method, cfg.method_options)  # refuse bad method options before any work
-    check_backbone(cfg.method, cfg.backbone)
+    check_run_config(cfg)  # before any work
     from sslstudio.core.train.trainer import train
 
     stop = threading.Event()
@@ -199,36 +196,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         for ev in train(cfg, stop=stop, resume_from=args.resume):
             if events_json and main:
                 print(to_json(ev), flush=True)
-            if isinstance(ev, Preparing):
-                bar.preparing(ev)
-            elif isinstance(ev, RunStarted):
-                bar.start(ev)
-                if budget is not None and ev.start_step == 0:
-                    budget.save(ev.run_dir)
-            elif isinstance(ev, PlanRevised):
-                bar.message(
-                    f"plan revised at step {ev.step} ({ev.reason}): batch {ev.batch_size}, {ev.total_steps} steps"
-                )
-            elif isinstance(ev, StepLogged):
-                bar.step(ev)
-            elif isinstance(ev, MonitorLogged) and ev.warning:
-                bar.message(f"warning at step {ev.step}: {ev.warning}")
-            elif isinstance(ev, RunStopped):
-                run_dir = ev.run_dir or (str(Path(ev.path).parent.parent) if ev.path else "")
-                saved = f"checkpoint {ev.path}" if ev.path else "no step taken yet, nothing to save"
-                bar.message(f"stopped at step {ev.step}; {saved}")
-                if run_dir:
-                    bar.message(f"resume with: sslstudio train --resume {run_dir}")
+            if isinstance(ev, RunStarted) and budget is not None and ev.start_step == 0:
+                budget.save(ev.run_dir)
+            bar.show(ev)
+            if isinstance(ev, RunStopped):
                 return EXIT_INTERRUPTED
-            elif isinstance(ev, RunFinished):
-                bar.message(f"finished {ev.step} steps, final loss {ev.final_loss:.4f}")
-                if ev.advice:
-                    bar.message(f"recommended checkpoint: {ev.recommended} — {ev.advice}")
-                bar.message(f"run folder: {Path(ev.path).parent.parent}")
-            elif isinstance(ev, RunFailed):
-                bar.message(
-                    f"failed at step {ev.step}; last good checkpoint: {ev.last_checkpoint or 'none'}"
-                )
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
@@ -239,14 +211,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _said_when_quiet(ev: Event) -> bool:
+    """Quiet keeps what needs a person: how the run ended, a changed plan, a warning."""
+    ending = (RunStopped, RunFailed, RunFinished, PlanRevised)
+    return isinstance(ev, ending) or bool(getattr(ev, "warning", None))
+
+
 class _Progress:
-    """One status line on stderr, redrawn at most 4 times a second."""
+    """One status line on stderr, redrawn at most 4 times a second, and the events' sentences
+    (``events.describe``, the same the window's Train page logs) between them."""
 
     def __init__(self, quiet: bool, silent: bool = False) -> None:
         self.quiet = quiet or silent
         self.silent = silent
         self.total = 0
-        self.run_dir = ""
         self._last = 0.0
         self.tty = sys.stderr.isatty()
 
@@ -255,7 +233,23 @@ class _Progress:
             return
         print(("\n" if self.tty and not self.quiet else "") + text, file=sys.stderr)
 
-    def preparing(self, ev) -> None:
+    def show(self, ev: Event) -> None:
+        if isinstance(ev, Preparing):
+            self.preparing(ev)
+        elif isinstance(ev, StepLogged):
+            self.step(ev)
+        elif isinstance(ev, (RunStarted, PlanRevised)):
+            self.total = ev.total_steps
+        text = describe(ev)
+        if text and (not self.quiet or _said_when_quiet(ev)):
+            self.message(text)
+        if isinstance(ev, RunStopped) and (ev.run_dir or ev.path):
+            run_dir = ev.run_dir or str(Path(ev.path).parent.parent)
+            self.message(f"resume with: sslstudio train --resume {run_dir}")
+        elif isinstance(ev, RunFinished):
+            self.message(f"run folder: {Path(ev.path).parent.parent}")
+
+    def preparing(self, ev: Preparing) -> None:
         now = time.monotonic()
         if self.quiet or not self.tty or now - self._last < 0.25:
             return
@@ -264,17 +258,7 @@ class _Progress:
         count = f"{ev.done:,}/{ev.total:,}" if ev.total else f"{ev.done:,}"
         print(f"\r{what} images: {count}".ljust(60), end="", file=sys.stderr, flush=True)
 
-    def start(self, ev) -> None:
-        self.total = ev.total_steps
-        self.run_dir = ev.run_dir
-        self.message(
-            f"run {ev.run_dir}\n{ev.num_images} images, batch {ev.batch_size}, {ev.total_steps} steps on {ev.device}"
-            + (f" (resuming at step {ev.start_step})" if ev.start_step else "")
-        )
-        for n in ev.notices:
-            self.message(f"note: {n}")
-
-    def step(self, ev) -> None:
+    def step(self, ev: StepLogged) -> None:
         now = time.monotonic()
         last = ev.step + 1 == self.total
         if self.quiet or (now - self._last < 0.25 and not last):

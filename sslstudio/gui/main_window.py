@@ -13,7 +13,7 @@ from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QMessageBox, QStackedWidget, QWidget
 
 from sslstudio import __version__
-from sslstudio.config import RunConfig, validate
+from sslstudio.config import RunConfig
 from sslstudio.core.events import RunStarted
 from sslstudio.errors import ConfigError
 from sslstudio.gui import theme
@@ -306,14 +306,9 @@ class MainWindow(QMainWindow):
             return
         cfg = self.config_model.config
         try:
-            validate(cfg)
-            from sslstudio.core.methods import (  # loaded with the catalog
-                check_backbone,
-                method_config,
-            )
+            from sslstudio.core.methods import check_run_config  # loaded with the catalog
 
-            method_config(cfg.method, cfg.method_options)
-            check_backbone(cfg.method, cfg.backbone)
+            check_run_config(cfg)
         except ConfigError as exc:
             self.train_page.show_error(str(exc))
             return

@@ -79,7 +79,7 @@ def test_preparation_progress_then_stop_before_the_first_step_and_resume_from_st
     qtbot.waitUntil(lambda: w.controller.state == IDLE, timeout=30_000)
     run_dir = preparing_trainer["run_dir"]
     assert (
-        "stopped before the first step; Resume starts this run again from step 0"
+        "stopped before the first step; resuming starts this run again from step 0"
         in page.log.toPlainText()
     )
     assert w.controller.resumable == run_dir and page.resume_button.isEnabled()

@@ -40,13 +40,26 @@ def make_run(
     (run / "checkpoints").mkdir(parents=True)
     config = RunConfig(data_root=str(sample_images_dir()), backbone="tiny_cnn", **cfg)
     (run / "config.json").write_text(config.to_json())
-    rows = [{"kind": "start", "step": 0, "total_steps": total}]
+    # the rows in the format written before the events codec: old logs must still read
+    rows = [{"kind": "start", "step": 0, "total_steps": total, "device": "cpu", "notices": []}]
     for s in range(steps):
-        rows.append({"kind": "step", "step": s, "loss": 3.0 - 0.1 * s, "lr": 0.1})
+        rows.append(
+            {
+                "kind": "step",
+                "step": s,
+                "epoch": 0,
+                "samples_seen": 8 * (s + 1),
+                "loss": 3.0 - 0.1 * s,
+                "lr": 0.1,
+                "images_per_s": 100.0,
+                "data_wait": 0.1,
+                "eta_s": 1.0,
+                "extra": {},
+            }
+        )
         if knn and s % 2 == 0:
-            rows.append(
-                {"kind": "monitor", "step": s, "knn_top1": 0.4 + 0.01 * s, "std_sqrt_d": 0.5}
-            )
+            monitor = {"step": s, "std_sqrt_d": 0.5, "rankme": 9.0, "embed_dim": 128}
+            rows.append({"kind": "monitor", **monitor, "knn_top1": 0.4 + 0.01 * s})
     if ending == "failed":
         rows.append({"kind": "failed", "step": steps, "message": "DivergedError: loss is nan"})
     elif ending:

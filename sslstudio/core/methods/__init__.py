@@ -28,6 +28,7 @@ from sslstudio.core.methods.base import (
     method_optim,
     register,
 )
+from sslstudio.core.methods.checks import check_run_config
 
 __all__ = [
     "METHODS",
@@ -35,6 +36,7 @@ __all__ = [
     "Method",
     "build_method",
     "check_backbone",
+    "check_run_config",
     "method_config",
     "method_optim",
     "register",

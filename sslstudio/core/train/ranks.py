@@ -15,6 +15,9 @@ class NullLog:
     def write(self, kind: str, **row) -> None:
         pass
 
+    def write_event(self, ev, **more) -> None:
+        pass
+
     def close(self) -> None:
         pass
 

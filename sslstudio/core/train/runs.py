@@ -2,7 +2,8 @@
 
 ```
 <run>/config.json      the RunConfig, written once (atomically) when the run is created
-<run>/metrics.jsonl    one JSON object per line: steps, monitor rows, epochs, stops
+<run>/metrics.jsonl    one JSON object per line: steps, monitor rows, epochs, stops; an event's
+                       row is its ``events.encode`` dict plus the row's "kind"
 <run>/checkpoints/     see checkpoints.py
 <run>/.lock            held (flock) by the process training this run
 ```
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sslstudio.config import RunConfig
+from sslstudio.core.events import KINDS, Event, decode, encode
 from sslstudio.errors import CheckpointError, ConfigError, SSLStudioError
 from sslstudio.paths import runs_dir
 
@@ -156,6 +158,11 @@ class MetricsLog:
                 f"cannot write the metrics log {self.path}: {os.strerror(exc.errno) if exc.errno else exc}"
             ) from exc
 
+    def write_event(self, ev: Event, **more: Any) -> None:
+        """The event's row: its codec dict (see ``events.encode``), named by "kind" too so the
+        rows of logs written before the codec and after it read alike; ``more``: log-only facts."""
+        self.write(KINDS[type(ev)], **encode(ev), **more)
+
     def close(self) -> None:
         self._fh.close()
 
@@ -166,7 +173,21 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     if path.exists():
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            if isinstance(row, dict):
+                rows.append(row)
     return rows
+
+
+def read_events(run_dir: Path) -> list[Event]:
+    """The run's metrics log as events, through the one codec (``events.decode``), old logs
+    included; rows that are not events (a cut line, a foreign object) are skipped."""
+    events = []
+    for row in read_metrics(run_dir):
+        try:
+            events.append(decode(row))
+        except ValueError:
+            continue
+    return events

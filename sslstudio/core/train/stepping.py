@@ -108,10 +108,6 @@ def skip_reasons(skipped) -> str:
     return ", ".join(f"{c} {r}" for r, c in sorted(counts.items(), key=lambda t: -t[1]))
 
 
-def as_row(ev) -> dict:
-    return {k: getattr(ev, k) for k in ev.__slots__}
-
-
 def recommendation(
     selection: dict, final_score: float | None, final_path: str, best_path: str
 ) -> tuple[str, str]:

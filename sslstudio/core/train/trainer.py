@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sslstudio.config import RunConfig, validate
+from sslstudio.config import RunConfig
 from sslstudio.core.train import checkpoints as ckpt
 from sslstudio.core.data.cache import CacheCancelled
 from sslstudio.core.data.loader import BatchLoader
@@ -40,7 +40,7 @@ from sslstudio.core.events import (
     RunStopped,
     StepLogged,
 )
-from sslstudio.core.methods import build_method, check_backbone, method_config
+from sslstudio.core.methods import build_method, check_run_config
 from sslstudio.core.train.monitor import run_probe
 from sslstudio.core.train.optimizers import build_optimizer
 from sslstudio.core.train.plan import lr_schedule, make_plan, position, revise
@@ -55,7 +55,6 @@ from sslstudio.core.train.runs import (
 )
 from sslstudio.core.train.stepping import (
     amp_dtype,
-    as_row,
     is_out_of_memory,
     optimise,
     out_of_memory_plan,
@@ -80,9 +79,7 @@ def train(
     anything starts, ``DivergedError`` on a non-finite loss, ``CheckpointError`` when a save
     fails. The last good checkpoint is intact in every case.
     """
-    validate(cfg)
-    method_config(cfg.method, cfg.method_options)  # refuse bad options before a run folder exists
-    check_backbone(cfg.method, cfg.backbone, cfg.progressive_from)  # e.g. MAE without a ViT
+    check_run_config(cfg)  # before a run folder exists
     ranks = for_this_process(cfg.method)
     resume_dir = Path(resume_from) if resume_from else None
     start: ckpt.Checkpoint | None = None
@@ -223,7 +220,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
             state["scaler"] = scaler.state_dict()
         path = ckpt.save_checkpoint(run_dir, name, method.state_dict(), state, meta)
         ckpt.prune(run_dir)
-        log.write("checkpoint", step=step, path=str(path))
+        log.write_event(CheckpointSaved(step=step, path=str(path)))
         clock.note("save", time.perf_counter() - t)
         return str(path)
 
@@ -239,7 +236,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
         ev = run_probe(
             method, data, probe_rows, labels, cfg.image_size, device, step, cfg.augment, cfg.seed
         )
-        log.write("monitor", **as_row(ev))
+        log.write_event(ev)
         clock.note("probe", time.perf_counter() - t)
         signal = "knn_top1" if ev.knn_top1 is not None else "view_top1"
         score = getattr(ev, signal)
@@ -308,7 +305,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
                 eta_s=step_time * steps_left(sizes, s, total, cfg.image_size),
                 extra={k: float(v) for k, v in extra.items()},
             )
-            log.write("step", **as_row(ev))
+            log.write_event(ev)
             yield ev
 
     try:
@@ -323,8 +320,9 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
                 yield from settle(0)
             if halt:
                 checkpoint_now()
-                log.write("stopped", step=step)
-                yield RunStopped(step=step, path=last_ckpt or "", run_dir=str(run_dir))
+                stopped = RunStopped(step=step, path=last_ckpt or "", run_dir=str(run_dir))
+                log.write_event(stopped)
+                yield stopped
                 return
             if monitor_now and ranks.main:
                 yield probe()
@@ -367,8 +365,9 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
                 yield from settle(0)
             if (data_step + 1) % spe == 0 or step == total:
                 mean = float(np.mean(epoch_losses)) if epoch_losses else float("nan")
-                log.write("epoch", epoch=epoch, step=step - 1, mean_loss=mean)
-                yield EpochEnded(epoch=epoch, step=step - 1, mean_loss=mean)
+                ended = EpochEnded(epoch=epoch, step=step - 1, mean_loss=mean)
+                log.write_event(ended)
+                yield ended
                 epoch_losses = []
             if step % cfg.checkpoint_every == 0 and step < total:
                 last_ckpt = save(f"step_{step:07d}")
@@ -386,10 +385,11 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
             yield ev
         last_ckpt = save("final")
         path, advice = recommendation(selection, final_score, last_ckpt, selection.get("best", ""))
-        log.write("finished", step=step, recommended=path, advice=advice, seconds=clock.spent())
-        yield RunFinished(
+        done = RunFinished(
             step=step, path=last_ckpt, final_loss=last_loss, recommended=path, advice=advice
         )
+        log.write_event(done, seconds=clock.spent())
+        yield done
     except Exception as exc:  # any failure: reported with the last good checkpoint, then raised
         with contextlib.suppress(Exception):
             log.write("failed", step=step, message=str(exc))

@@ -19,6 +19,17 @@ from typing import Any
 
 import numpy as np
 
+from sslstudio.core.events import (
+    Event,
+    MonitorLogged,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    RunStopped,
+    StepLogged,
+    decode,
+)
+
 RUNNING, FINISHED, STOPPED, FAILED, DAMAGED = "running", "finished", "stopped", "failed", "damaged"
 
 
@@ -112,11 +123,11 @@ def is_locked(run_dir: Path) -> bool:
 
 
 def summarize(
-    run_dir: Path, owned: tuple[str, ...] = (), rows: list[dict[str, Any]] | None = None
+    run_dir: Path, owned: tuple[str, ...] = (), events: list[Event] | None = None
 ) -> RunSummary:
     """The history row of ``run_dir``; ``owned`` are the run folders this window is training."""
-    from sslstudio.errors import ConfigError
     from sslstudio.core.train.runs import load_run_config
+    from sslstudio.errors import ConfigError
 
     run_dir = Path(run_dir)
     try:
@@ -127,7 +138,7 @@ def summarize(
         cfg = load_run_config(run_dir)
     except ConfigError as exc:
         return RunSummary(str(run_dir), created, state=DAMAGED, message=str(exc))
-    m = _summarize_rows(rows) if rows is not None else _metrics_tail(run_dir / "metrics.jsonl")
+    m = _summarize(events) if events is not None else _metrics_tail(run_dir / "metrics.jsonl")
     total, last_step, loss, knn, ending, message = (
         m.total,
         m.last_step,
@@ -175,16 +186,17 @@ class _Metrics:
     ending: str = ""
     message: str = ""
 
-    def add(self, row: dict[str, Any]) -> _Metrics:
-        kind = row.get("kind")
-        if kind == "start":
-            return replace(self, total=row.get("total_steps"), ending="", message="")
-        if kind == "step":
-            return replace(self, last_step=row.get("step"), loss=row.get("loss"))
-        if kind == "monitor" and row.get("knn_top1") is not None:
-            return replace(self, knn=row["knn_top1"])
-        if kind in (STOPPED, FINISHED, FAILED):
-            return replace(self, ending=kind, message=str(row.get("message", "")))
+    def add(self, ev: Event) -> _Metrics:
+        if isinstance(ev, RunStarted):
+            return replace(self, total=ev.total_steps, ending="", message="")
+        if isinstance(ev, StepLogged):
+            return replace(self, last_step=ev.step, loss=ev.loss)
+        if isinstance(ev, MonitorLogged) and ev.knn_top1 is not None:
+            return replace(self, knn=ev.knn_top1)
+        if isinstance(ev, RunFailed):
+            return replace(self, ending=FAILED, message=ev.message)
+        if isinstance(ev, (RunStopped, RunFinished)):
+            return replace(self, ending=STOPPED if isinstance(ev, RunStopped) else FINISHED)
         return self
 
 
@@ -192,10 +204,10 @@ _tails: dict[str, _Metrics] = {}
 _tails_lock = threading.Lock()
 
 
-def _summarize_rows(rows: list[dict[str, Any]]) -> _Metrics:
+def _summarize(events: list[Event]) -> _Metrics:
     m = _Metrics()
-    for row in rows:
-        m = m.add(row)
+    for ev in events:
+        m = m.add(ev)
     return m
 
 
@@ -223,10 +235,9 @@ def _metrics_tail(path: Path) -> _Metrics:
         for line in data[:end].splitlines():
             try:
                 row = json.loads(line)
-            except ValueError:
-                continue  # a line cut by a kill
-            if isinstance(row, dict):
-                m = m.add(row)
+                m = m.add(decode(row))
+            except (ValueError, TypeError):
+                continue  # a line cut by a kill, or not an event
         m = replace(m, offset=m.offset + end)
     with _tails_lock:
         _tails[key] = m
@@ -243,30 +254,48 @@ def list_runs(
 
 def load_details(run_dir: Path, owned: tuple[str, ...] = ()) -> RunDetails:
     """Summary, config and curves of one run (one read of its metrics log)."""
-    from sslstudio.core.train.runs import read_metrics
+    from sslstudio.core.train.runs import read_events
 
     run_dir = Path(run_dir)
-    rows = read_metrics(run_dir)
-    summary = summarize(run_dir, owned, rows)
+    events = read_events(run_dir)
+    summary = summarize(run_dir, owned, events)
     try:
         config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
         config = config if isinstance(config, dict) else {}
     except (OSError, ValueError):
         config = {}
-    return RunDetails(summary, config, curves_from(rows), _checkpoints(run_dir))
+    return RunDetails(summary, config, curves_from(events), _checkpoints(run_dir))
 
 
-def curves_from(rows: list[dict[str, Any]]) -> Curves:
-    steps = [
-        (r["step"], r["loss"])
-        for r in rows
-        if r.get("kind") == "step" and "step" in r and "loss" in r
-    ]
-    knn = [
-        (r["step"], r["knn_top1"])
-        for r in rows
-        if r.get("kind") == "monitor" and r.get("knn_top1") is not None
-    ]
+def curve_points(ev: Event) -> list[tuple[str, float, float]]:
+    """The points ``ev`` adds to a run's curves, as (series, step, value): the one reading of
+    events into curves, for the live Train page and for the Runs page replaying a finished run's
+    decoded log. Series: loss, lr, ips (images/s), wait (% of the step), std, rank, knn, view."""
+    if isinstance(ev, StepLogged):
+        return [
+            ("loss", ev.step, ev.loss),
+            ("lr", ev.step, ev.lr),
+            ("ips", ev.step, ev.images_per_s),
+            ("wait", ev.step, 100 * ev.data_wait),
+        ]
+    if isinstance(ev, MonitorLogged):
+        points = [("std", ev.step, ev.std_sqrt_d), ("rank", ev.step, ev.rankme)]
+        if ev.knn_top1 is not None:
+            points.append(("knn", ev.step, ev.knn_top1))
+        if ev.view_top1 is not None:
+            points.append(("view", ev.step, ev.view_top1))
+        return points
+    return []
+
+
+def curves_from(events: list[Event]) -> Curves:
+    """The loss and kNN curves the Runs page draws, replayed from the run's events."""
+    series: dict[str, list[tuple[float, float]]] = {"loss": [], "knn": []}
+    for ev in events:
+        for name, step, value in curve_points(ev):
+            if name in series:
+                series[name].append((step, value))
+    steps, knn = series["loss"], series["knn"]
     s = np.asarray(steps, dtype=np.float64).reshape(-1, 2)  # (n, 2): step, loss
     k = np.asarray(knn, dtype=np.float64).reshape(-1, 2)
     return Curves(step=s[:, 0], loss=s[:, 1], knn_step=k[:, 0], knn=k[:, 1])

@@ -91,7 +91,7 @@ class TorchrunWorker(QObject):
                     )
                 assert self._proc.stdout is not None
                 for line in self._proc.stdout:
-                    if not line.startswith('{"event"'):
+                    if not line.startswith('{"type"'):  # events.to_json's lines
                         continue  # a library's print: not ours to show
                     try:
                         ev = from_json(line)

@@ -22,18 +22,18 @@ from PySide6.QtWidgets import (
 )
 
 from sslstudio.core.events import (
-    CheckpointSaved,
-    EpochEnded,
+    Event,
     MonitorLogged,
     PlanRevised,
     Preparing,
-    RunFailed,
     RunFinished,
     RunStarted,
     RunStopped,
     StepLogged,
+    describe,
 )
 from sslstudio.gui import theme
+from sslstudio.gui.pages.train.run_text import format_device, format_eta, format_preparing
 from sslstudio.gui.run.controller import (
     ACTIVE,
     IDLE,
@@ -43,7 +43,7 @@ from sslstudio.gui.run.controller import (
     STOPPING,
     RunController,
 )
-from sslstudio.gui.pages.train.run_text import format_device, format_eta, format_preparing
+from sslstudio.gui.run.history import curve_points
 from sslstudio.gui.widgets.loss_plot import Ema, ThrottledPlot
 from sslstudio.gui.widgets.panels import Card, Page, Stat, hbox, with_shortcut
 
@@ -192,6 +192,16 @@ class TrainPage(Page):
             self.speed_plot,
             self.wait_plot,
         ]
+        self._series = {  # history.curve_points' series -> (plot, curve)
+            "loss": (self.loss_plot, "raw"),
+            "lr": (self.lr_plot, "lr"),
+            "ips": (self.speed_plot, "ips"),
+            "wait": (self.wait_plot, "wait"),
+            "std": (self.health_plot, "std"),
+            "knn": (self.health_plot, "knn"),
+            "view": (self.health_plot, "view"),
+            "rank": (self.rank_plot, "rank"),
+        }
         grid = QGridLayout()
         grid.setSpacing(10)
         grid.addWidget(self.loss_plot, 0, 0, 1, 2)
@@ -262,39 +272,27 @@ class TrainPage(Page):
     # -- events --------------------------------------------------------------------------------
 
     @Slot(object)
-    def on_event(self, ev: object) -> None:
+    def on_event(self, ev: Event) -> None:
+        """The page's state and curves follow ``ev``; its sentence (``events.describe``, the same
+        the CLI prints) goes to the log."""
         if isinstance(ev, StepLogged):
             self._on_step(ev)
         elif isinstance(ev, Preparing):
             self._on_preparing(ev)
         elif isinstance(ev, MonitorLogged):
-            self._on_monitor(ev)
+            self._plot_monitor(ev)
         elif isinstance(ev, RunStarted):
             self._on_started(ev)
-        elif isinstance(ev, EpochEnded):
-            self.append_log(f"epoch {ev.epoch + 1} done: mean loss {ev.mean_loss:.4f}")
-        elif isinstance(ev, CheckpointSaved):
-            self.append_log(f"checkpoint at step {ev.step}: {ev.path}")
         elif isinstance(ev, RunStopped):
             self._on_stopped(ev)
         elif isinstance(ev, RunFinished):
-            self.append_log(
-                f"finished {ev.step} steps, final loss {ev.final_loss:.4f}; weights in {ev.path}"
-                + (f"\nrecommended: {ev.recommended}: {ev.advice}" if ev.advice else "")
-            )
             self.progress.setValue(self.progress.maximum())
         elif isinstance(ev, PlanRevised):
             self.total_steps = ev.total_steps
             self.progress.setMaximum(ev.total_steps)
-            self.append_log(
-                f"plan revised at step {ev.step} ({ev.reason}): batch {ev.batch_size}, "
-                f"{ev.total_steps} steps, peak learning rate {ev.peak_lr:.3g}"
-            )
-        elif isinstance(ev, RunFailed):
-            self.append_log(
-                f"FAILED at step {ev.step}: {ev.message}"
-                + (f" (last good checkpoint: {ev.last_checkpoint})" if ev.last_checkpoint else "")
-            )
+        text = describe(ev)
+        for line in text.splitlines() if text else ():
+            self.append_log(line)
 
     def _on_preparing(self, ev: Preparing) -> None:
         if ev.stage != self._stage:
@@ -311,16 +309,6 @@ class TrainPage(Page):
 
     def _on_stopped(self, ev: RunStopped) -> None:
         self._preparing_text = self._stage = ""
-        if ev.path:
-            self.append_log(
-                f"stopped at step {ev.step}; checkpoint {ev.path}. Resume continues from here."
-            )
-        elif self.controller.resumable:
-            self.append_log(
-                "stopped before the first step; Resume starts this run again from step 0."
-            )
-        else:
-            self.append_log("stopped before the first step; nothing to resume.")
         self.progress.setRange(0, max(1, self.total_steps))
         self.progress.setValue(ev.step)
 
@@ -342,46 +330,29 @@ class TrainPage(Page):
         self.progress.setValue(ev.start_step)
         self.stats["device"].set(format_device(ev.device))
         self.stats["step"].set(f"{ev.start_step:,} / {ev.total_steps:,}")
-        verb = f"resumed at step {ev.start_step}" if ev.start_step else "started"
-        self.append_log(
-            f"run {verb}: {ev.num_images:,} images, batch {ev.batch_size}, {ev.total_steps:,} steps "
-            f"on {ev.device}; folder {ev.run_dir}"
-        )
-        for notice in ev.notices:
-            self.append_log(f"note: {notice}")
 
     def _load_history(self, run_dir: Path, before: int) -> None:
-        """Curves of the steps before a resume, from the run's metrics log."""
-        from sslstudio.core.train.runs import read_metrics
+        """Curves of the steps before a resume: the run's metrics log, decoded by the one codec,
+        replayed through the plot code live events use."""
+        from sslstudio.core.train.runs import read_events
 
-        for row in read_metrics(run_dir):
-            if row.get("step", before) >= before:
-                continue
-            if row.get("kind") == "step":
-                self._plot_step(
-                    row["step"], row["loss"], row["lr"], row["images_per_s"], row["data_wait"]
-                )
-            elif row.get("kind") == "monitor":
-                self._plot_monitor(
-                    row["step"],
-                    row["std_sqrt_d"],
-                    row["rankme"],
-                    row["embed_dim"],
-                    row.get("knn_top1"),
-                    row.get("view_top1"),
-                )
+        for ev in read_events(run_dir):
+            if isinstance(ev, StepLogged) and ev.step < before:
+                self._plot(ev)
+            elif isinstance(ev, MonitorLogged) and ev.step < before:
+                self._plot_monitor(ev)
 
-    def _plot_step(self, step: int, loss: float, lr: float, ips: float, wait: float) -> float:
-        ema = self._ema.update(loss)
-        self.loss_plot.append("raw", step, loss)
-        self.loss_plot.append("ema", step, ema)
-        self.lr_plot.append("lr", step, lr)
-        self.speed_plot.append("ips", step, ips)
-        self.wait_plot.append("wait", step, 100 * wait)
-        return ema
+    def _plot(self, ev: Event) -> None:
+        """The points ``ev`` adds (``history.curve_points``, as the Runs page reads a log)."""
+        for name, step, value in curve_points(ev):
+            plot, key = self._series[name]
+            plot.append(key, step, value)
+            if name == "loss":
+                self.loss_plot.append("ema", step, self._ema.update(value))
 
     def _on_step(self, ev: StepLogged) -> None:
-        ema = self._plot_step(ev.step, ev.loss, ev.lr, ev.images_per_s, ev.data_wait)
+        self._plot(ev)
+        ema = self._ema.value
         done = ev.step + 1
         self.stats["step"].set(f"{done:,} / {self.total_steps:,}")
         self.stats["epoch"].set(f"{ev.epoch + 1:,}")
@@ -390,23 +361,10 @@ class TrainPage(Page):
         self.stats["eta"].set(format_eta(ev.eta_s))
         self.progress.setValue(done)
 
-    def _plot_monitor(
-        self,
-        step: int,
-        std: float,
-        rank: float,
-        dim: int,
-        knn: float | None,
-        view: float | None = None,
-    ) -> None:
+    def _plot_monitor(self, ev: MonitorLogged) -> None:
         if not self._bands:
-            self._add_collapse_bands(dim)
-        self.health_plot.append("std", step, std)
-        self.rank_plot.append("rank", step, rank)
-        if knn is not None:
-            self.health_plot.append("knn", step, knn)
-        if view is not None:
-            self.health_plot.append("view", step, view)
+            self._add_collapse_bands(ev.embed_dim)
+        self._plot(ev)
 
     def restyle(self, _theme: object = None) -> None:
         """After a light/dark switch: every plot, and the collapse bands' shade."""
@@ -446,18 +404,6 @@ class TrainPage(Page):
             plot.addItem(band)
             self._bands.append((plot, band))
         self.rank_plot.getPlotItem().setLabel("left", f"of {dim} dims")
-
-    def _on_monitor(self, ev: MonitorLogged) -> None:
-        self._plot_monitor(
-            ev.step, ev.std_sqrt_d, ev.rankme, ev.embed_dim, ev.knn_top1, ev.view_top1
-        )
-        knn = f", kNN top-1 {ev.knn_top1:.1%}" if ev.knn_top1 is not None else ""
-        knn += f", own-view retrieval {ev.view_top1:.1%}" if ev.view_top1 is not None else ""
-        self.append_log(
-            f"health at step {ev.step}: std×√d {ev.std_sqrt_d:.3f}, RankMe {ev.rankme:.1f}/{ev.embed_dim}{knn}"
-        )
-        if ev.warning:
-            self.append_log(f"WARNING at step {ev.step}: {ev.warning}")
 
     def append_log(self, text: str) -> None:
         self.log.appendPlainText(f"{time.strftime('%H:%M:%S')}  {text}")
