@@ -19,6 +19,7 @@ import http.cookiejar
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -65,6 +66,26 @@ def ensure_venv(log=print) -> Path:
         raise RuntimeError(f"pip install label-studio failed:\n{text[-2000:]}")
     ready.write_text(" ".join(SPEC))
     return exe
+
+
+def migrated_database(exe: Path) -> Path:
+    """An empty, fully migrated database, made once beside the venv: migrating takes minutes
+    and is the same for every run, so a fresh data folder starts from a copy of it."""
+    template = exe.parent.parent / "empty-db" / "label_studio.sqlite3"
+    if template.exists():
+        return template
+    work = template.parent.with_name("empty-db.tmp")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["LABEL_STUDIO_BASE_DATA_DIR"] = str(work)
+    subprocess.run(  # every command migrates first; `version` then only prints
+        [str(exe), "version"], env=env, cwd=work, check=True, capture_output=True, timeout=1800
+    )
+    template.parent.mkdir(exist_ok=True)
+    shutil.copy(work / "label_studio.sqlite3", template)
+    shutil.rmtree(work, ignore_errors=True)
+    return template
 
 
 def free_port() -> int:
@@ -126,6 +147,8 @@ class LabelStudio(Session):
     def __init__(self, exe: Path, data: Path, docroot: Path, log: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        data.mkdir(parents=True, exist_ok=True)
+        shutil.copy(migrated_database(exe), data / "label_studio.sqlite3")
         env = {
             **os.environ,
             "LABEL_STUDIO_BASE_DATA_DIR": str(data),
