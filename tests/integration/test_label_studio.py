@@ -213,6 +213,7 @@ def test_predictions_from_a_live_label_studio(world):
 def test_import_json_links_answer_200(world):
     api, images, tmp = world["api"], world["images"], world["tmp"]
     out = tmp / "import.json"
+    # the default links: the folder's name under the document root (its parent here)
     tool(
         "classify",
         str(world["bundle"]),
@@ -221,8 +222,6 @@ def test_import_json_links_answer_200(world):
         str(tmp / "p.csv"),
         "--label-studio",
         str(out),
-        "--url-prefix",
-        f"/data/local-files/?d={images.name}/",
     )
     project = api.call("POST", "/api/projects", {"title": "imported", "label_config": CONFIG})["id"]
     api.call(
