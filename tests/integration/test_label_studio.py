@@ -240,6 +240,24 @@ def test_import_json_links_answer_200(world):
     assert status == 406  # why the tool asks for */*
 
 
+def test_a_config_that_would_hide_predictions_is_refused(world):
+    api, tmp = world["api"], world["tmp"]
+    config = CONFIG.replace('name="choice"', 'name="label"')
+    project = api.call("POST", "/api/projects", {"title": "other names", "label_config": config})
+    port = ls_env.free_port()
+    log = tmp / "tool-mismatch.log"
+    proc = serve(world, port, log)
+    try:
+        url = json.dumps({"project": project["id"], "url": f"http://127.0.0.1:{port}"}).encode()
+        status, body = api.raw("POST", "/api/ml", url, "application/json")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert status == 400 and b"doesn't look like a valid ML backend" in body
+    assert "restart serve with that name" in log.read_text()
+    assert "--from-name label" in log.read_text()
+
+
 def _source(ref: str, images: Path, uploaded: Path) -> Path:
     """The file behind a task's image URL."""
     if "/data/upload/" in ref:
