@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import zipfile
 from pathlib import Path
@@ -17,11 +18,11 @@ import torch
 from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file
 
-from sslstudio.core.export import bundle as ex
 from sslstudio.core.explore.embed import load_method
-from sslstudio.errors import CheckpointError
+from sslstudio.core.export import bundle as ex
 from sslstudio.core.export.formats import ExportError, family_file
 from sslstudio.core.transforms.presets import preset
+from sslstudio.errors import CheckpointError
 from sslstudio.imaging.decode import decode_resized
 from tests.shapes import make_shapes_folder, tiny_config
 
@@ -162,6 +163,55 @@ def test_onnx_matches_pytorch_on_random_and_real_images(bundle, run):
     np.fill_diagonal(sims_onnx, -np.inf)
     np.fill_diagonal(sims_stored, -np.inf)
     assert (sims_onnx.argmax(1) == sims_stored.argmax(1)).all()
+
+
+def _torchvision_pipeline(spec: dict):
+    """What a downstream torchvision user writes from the manifest's ``resample``, and nothing
+    else: Pillow for the resize it names, torchvision for the rest."""
+    from PIL import Image, ImageOps
+    from torchvision import transforms
+
+    r, size = spec["resample"], spec["size"]
+    assert r["filter"] == "PIL.Image.Resampling.BICUBIC"
+
+    def resize(im: Image.Image) -> Image.Image:
+        im = ImageOps.exif_transpose(im).convert("RGB")
+        w, h = im.size
+        s = min(w, h)
+        box = ((w - s) / 2, (h - s) / 2, (w + s) / 2, (h + s) / 2)
+        return im.resize(
+            (size, size), Image.Resampling.BICUBIC, box=box, reducing_gap=r["reducing_gap"]
+        )
+
+    return transforms.Compose(
+        [
+            transforms.Lambda(resize),
+            transforms.PILToTensor(),
+            transforms.Lambda(lambda t: t.float() * spec["scale"]),
+            transforms.Normalize(spec["mean"], spec["std"]),
+        ]
+    )
+
+
+def test_a_torchvision_pipeline_that_follows_the_manifest_gets_the_features(bundle, run):
+    from PIL import Image
+
+    m = json.loads((bundle / "manifest.json").read_text())
+    pipeline = _torchvision_pipeline(m["input"])
+    paths = json.loads((bundle / "items.json").read_text())["paths"]
+    with_images = [Image.open(run.parent / "shapes" / p) for p in paths]
+    x = torch.stack([pipeline(im) for im in with_images]).numpy()
+    sess = ort.InferenceSession(str(bundle / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = sess.run(["features"], {"images": x})[0]
+    unit = got / np.linalg.norm(got, axis=1, keepdims=True)
+    np.testing.assert_allclose(unit, np.load(bundle / "embeddings.npy"), atol=1e-4)
+
+
+def test_bundle_files_are_readable_by_others(bundle):
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for p in bundle.iterdir():  # safetensors alone would write 0600
+        assert p.stat().st_mode & 0o777 == 0o666 & ~mask, p.name
 
 
 def test_backbone_safetensors_reload_into_the_studio(bundle, run):
