@@ -175,7 +175,10 @@ def _torchvision_pipeline(spec: dict):
     assert r["filter"] == "PIL.Image.Resampling.BICUBIC"
 
     def resize(im: Image.Image) -> Image.Image:
-        im = ImageOps.exif_transpose(im).convert("RGB")
+        im = ImageOps.exif_transpose(im)
+        if min(im.size) >= 4 * size:  # "pre_reduce"
+            im = im.reduce(min(im.size) // (2 * size))
+        im = im.convert("RGB")
         w, h = im.size
         s = min(w, h)
         box = ((w - s) / 2, (h - s) / 2, (w + s) / 2, (h + s) / 2)
@@ -205,6 +208,28 @@ def test_a_torchvision_pipeline_that_follows_the_manifest_gets_the_features(bund
     got = sess.run(["features"], {"images": x})[0]
     unit = got / np.linalg.norm(got, axis=1, keepdims=True)
     np.testing.assert_allclose(unit, np.load(bundle / "embeddings.npy"), atol=1e-4)
+    # bigger, non-square images, where the crop box and the reducing gap matter: the pipeline
+    # still matches the studio's decoding, a plain Resize + CenterCrop does not
+    from torchvision import transforms
+
+    rng = np.random.default_rng(0)
+    size = m["input"]["size"]
+    naive = transforms.Compose(
+        [
+            transforms.Resize(size, transforms.InterpolationMode.BICUBIC),
+            transforms.CenterCrop(size),
+            transforms.PILToTensor(),
+        ]
+    )
+    for w, h in ((203, 131), (77, 160)):
+        smooth = rng.random((h // 8 + 1, w // 8 + 1, 3)) * 255
+        im = Image.fromarray(smooth.astype(np.uint8)).resize((w, h), Image.Resampling.BILINEAR)
+        path = Path(str(bundle) + f"-{w}x{h}.png")
+        im.save(path)
+        want = torch.from_numpy(decode_resized(path, size, square=True)).permute(2, 0, 1)
+        assert torch.equal(pipeline.transforms[1](pipeline.transforms[0](Image.open(path))), want)
+        assert not torch.equal(naive(Image.open(path).convert("RGB")), want)
+        path.unlink()
 
 
 def test_bundle_files_are_readable_by_others(bundle):
