@@ -79,7 +79,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--max-body-mb", type=float, default=20.0)
     s.add_argument("--approximate", choices=["auto", "on", "off"], default="auto")
     s.add_argument("--label-studio-url", help="fetch task images from this Label Studio only")
-    s.add_argument("--label-studio-token", help="its API key (or $LABEL_STUDIO_API_KEY)")
+    s.add_argument(
+        "--label-studio-token",
+        help="a Personal Access Token, or a legacy token (better: $LABEL_STUDIO_API_KEY, "
+        "since command lines are visible to other users)",
+    )
     _label_names(s)
     v = sub.add_parser("view", parents=[common], help="a window with an image's neighbours")
     v.add_argument("image")

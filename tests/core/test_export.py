@@ -306,7 +306,20 @@ def test_vit_family_file_loads_strictly_into_timm():
 
 def test_no_family_file_for_a_small_stem_or_a_method_with_its_own_input_step():
     fam = family_file(_method(backbone="resnet18", image_size=32, small_stem="on"))
-    assert fam.file is None and "stem" in fam.entry["reason"]
+    assert fam.file is None and "--small-stem off" in fam.entry["reason"]
+    assert "no torchvision file" in "\n".join(
+        ex.describe_bundle(
+            {
+                "files": {},
+                "index": {"count": 1},
+                "family": fam.entry,
+                "classifier": None,
+                "embedding_dim": 8,
+                "input": {"size": 32},
+                "onnx": {"opset": 18, "max_relative_error": 0.0},
+            }
+        )
+    )  # the Export page shows these lines
     fam = family_file(
         _method(backbone="resnet18", image_size=32, small_stem="off", method="colorization")
     )

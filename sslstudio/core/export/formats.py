@@ -131,8 +131,10 @@ def family_file(method: Method) -> FamilyFile:
     if info.family == "torchvision-resnet":
         if bb.small_stem:
             return _none(
-                "small-image stem (3x3 conv, no max-pool): no torchvision model has this shape; "
-                "use model.onnx or backbone.safetensors"
+                "no torchvision file: this run used the small-image stem (3x3 conv, no "
+                "max-pool; on by default for images of 64 px or less), which no torchvision "
+                f"{info.name} has. Use model.onnx or backbone.safetensors, or train with "
+                "Small-image stem off (--small-stem off) for a file torchvision loads"
             )
         return _torchvision_resnet(bb.body, info.name, info.feature_dim)
     if info.family == "timm-vit" and info.name in TIMM_NAMES:
