@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from sslstudio.errors import SSLStudioError
 from sslstudio.core.methods.base import Method
+from sslstudio.errors import SSLStudioError
 
 OPSET = 18  # >= 17 (LayerNormalization as one op); onnxruntime has run it since 1.14
 INPUT_NAME, OUTPUT_NAME = "images", "features"
