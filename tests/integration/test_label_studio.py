@@ -28,7 +28,7 @@ from tests.integration import ls_env
 from tests.shapes import make_shapes_folder
 from tests.tool.bundle_factory import make_bundle
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2700)]  # cold: venv + migrations
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = (
     '<View><Image name="image" value="$image"/><Choices name="choice" toName="image">'
