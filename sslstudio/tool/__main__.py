@@ -18,6 +18,8 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import quote
 
 from sslstudio.imaging.decode import DecodeError
 from sslstudio.tool.bundle import Bundle, BundleError, load_bundle
@@ -51,8 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--label-studio", metavar="JSON", help="also write Label Studio tasks")
     c.add_argument(
         "--url-prefix",
-        default="/data/local-files/?d=",
-        help="prefix of image URLs in the Label Studio tasks",
+        help="prefix of image URLs in the Label Studio tasks (default: "
+        "/data/local-files/?d=<path of INPUT under --document-root>/)",
+    )
+    c.add_argument(
+        "--document-root",
+        help="Label Studio's LOCAL_FILES_DOCUMENT_ROOT (default: the folder above INPUT)",
     )
     _label_names(c)
     s = sub.add_parser("serve", parents=[common], help="HTTP API and Label Studio ML backend")
@@ -73,7 +79,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--max-body-mb", type=float, default=20.0)
     s.add_argument("--approximate", choices=["auto", "on", "off"], default="auto")
     s.add_argument("--label-studio-url", help="fetch task images from this Label Studio only")
-    s.add_argument("--label-studio-token", help="its API key (or $LABEL_STUDIO_API_KEY)")
+    s.add_argument(
+        "--label-studio-token",
+        help="a Personal Access Token, or a legacy token (better: $LABEL_STUDIO_API_KEY, "
+        "since command lines are visible to other users)",
+    )
     _label_names(s)
     v = sub.add_parser("view", parents=[common], help="a window with an image's neighbours")
     v.add_argument("image")
@@ -165,11 +175,32 @@ def _classify(model: Model, args: argparse.Namespace) -> int:
             from_name=args.from_name,
             to_name=args.to_name,
             data_key=args.data_key,
-            url_prefix=args.url_prefix,
+            url_prefix=_url_prefix(args),
         )
         write_label_studio(args.label_studio, tasks)
         print(f"{len(tasks)} Label Studio tasks with predictions -> {args.label_studio}")
     return 0
+
+
+def _url_prefix(args: argparse.Namespace) -> str:
+    """Local-files URLs name a file under the document root, and a storage cannot be the root
+    itself: so the classified folder's own path under the root leads every link."""
+    from sslstudio.tool.interchange import DEFAULT_URL_PREFIX
+
+    if args.url_prefix is not None:
+        return args.url_prefix
+    folder = os.path.abspath(args.input)
+    folder = folder if os.path.isdir(folder) else os.path.dirname(folder)
+    root = os.path.abspath(args.document_root or os.path.dirname(folder))
+    rel = os.path.relpath(folder, root)
+    if rel == "." or rel.startswith(".."):
+        raise ToolError(
+            f"{folder} is not inside the document root {root}: Label Studio serves local files "
+            "only from a sub-folder of LOCAL_FILES_DOCUMENT_ROOT (set --document-root)"
+        )
+    prefix = DEFAULT_URL_PREFIX + quote(Path(rel).as_posix()) + "/"
+    print(f"image links: {prefix}<path> (Label Studio's LOCAL_FILES_DOCUMENT_ROOT={root})")
+    return prefix
 
 
 def _report(folder: str, paths: list[str], skipped: list[tuple[str, str]]) -> None:

@@ -1,7 +1,7 @@
 """A small JSON HTTP server over one bundle: the tool's API and Label Studio's ML backend.
 
 Routes: GET /health; POST /embed, /query, /classify (raw image body, or JSON with a base64
-``image``); POST /setup and /predict (Label Studio). Standard library only
+``image``); POST /setup, /predict and /webhook (Label Studio's ML backend). Standard library only
 (ThreadingHTTPServer): the tool adds no web framework to what users install.
 
 Safety, because a port on a laptop is reachable by every web page its browser opens:
@@ -36,7 +36,14 @@ import numpy as np
 
 from sslstudio.imaging.decode import DecodeError
 from sslstudio.tool.inference import Model, NotAnImage, ToolError
-from sslstudio.tool.labelstudio import LabelStudioConfig, TaskImageError, predict, read_data_uri
+from sslstudio.tool.labelstudio import (
+    LabelStudioConfig,
+    TaskImageError,
+    check_label_config,
+    predict,
+    project_config,
+    read_data_uri,
+)
 from sslstudio.tool.search import NeighbourIndex
 
 LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain"})
@@ -333,8 +340,29 @@ def _classify(h: _Handler) -> dict[str, Any]:
 
 
 def _setup(h: _Handler) -> dict[str, Any]:
-    h._json()  # read and ignored: hostname/access_token there are not trusted (labelstudio.py)
-    return {"model_version": h.server.model.bundle.model_version}
+    """Label Studio's connect call: refuse (Label Studio then shows the backend as failing)
+    when the project's config would hide every prediction; hostname/access_token there are
+    not trusted (labelstudio.py)."""
+    doc = h._json()
+    doc = doc if isinstance(doc, dict) else {}
+    warnings = _check_project(h, doc.get("project"), doc.get("schema"))
+    return {"model_version": h.server.model.bundle.model_version, "warnings": warnings}
+
+
+def _check_project(h: _Handler, uid: Any, sent: Any) -> list[str]:
+    cfg, log = h.server.cfg.label_studio, h.server.log
+    config = project_config(uid, sent, cfg, log)
+    clf = h.server.model.bundle.classifier
+    if config is None or clf is None:
+        return []
+    check = check_label_config(config, cfg, clf.classes)
+    for line in check.warnings:
+        log(f"project {uid}: warning: {line}")
+    if check.errors:
+        for line in check.errors:
+            log(f"project {uid}: refused: {line}")
+        raise HttpError(400, "; ".join(check.errors))
+    return check.warnings
 
 
 def _predict(h: _Handler) -> dict[str, Any]:
@@ -351,8 +379,16 @@ def _predict(h: _Handler) -> dict[str, Any]:
         return classes[best], float(p[best])
 
     version = h.server.model.bundle.model_version
-    results = predict(tasks, h.server.cfg.label_studio, classify, version, h.server.log)
-    return {"results": results, "model_version": version}
+    results, errors = predict(tasks, h.server.cfg.label_studio, classify, version, h.server.log)
+    return {"results": results, "model_version": version, "errors": errors}
+
+
+def _webhook(h: _Handler) -> dict[str, Any]:
+    """Label Studio adds ``<backend>/webhook`` for every project event (and "Start training"):
+    the tool does not train, so it reads the event and says so."""
+    doc = h._json()
+    action = doc.get("action") if isinstance(doc, dict) else None
+    return {"status": "ignored", "action": action, "reason": "sslstudio-tool does not train"}
 
 
 ROUTES: dict[str, tuple[str, Callable[[_Handler], dict[str, Any]]]] = {
@@ -362,4 +398,5 @@ ROUTES: dict[str, tuple[str, Callable[[_Handler], dict[str, Any]]]] = {
     "/classify": ("POST", _classify),
     "/setup": ("POST", _setup),
     "/predict": ("POST", _predict),
+    "/webhook": ("POST", _webhook),
 }

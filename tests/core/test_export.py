@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import zipfile
 from pathlib import Path
@@ -17,11 +18,11 @@ import torch
 from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file
 
-from sslstudio.core.export import bundle as ex
 from sslstudio.core.explore.embed import load_method
-from sslstudio.errors import CheckpointError
+from sslstudio.core.export import bundle as ex
 from sslstudio.core.export.formats import ExportError, family_file
 from sslstudio.core.transforms.presets import preset
+from sslstudio.errors import CheckpointError
 from sslstudio.imaging.decode import decode_resized
 from tests.shapes import make_shapes_folder, tiny_config
 
@@ -164,6 +165,80 @@ def test_onnx_matches_pytorch_on_random_and_real_images(bundle, run):
     assert (sims_onnx.argmax(1) == sims_stored.argmax(1)).all()
 
 
+def _torchvision_pipeline(spec: dict):
+    """What a downstream torchvision user writes from the manifest's ``resample``, and nothing
+    else: Pillow for the resize it names, torchvision for the rest."""
+    from PIL import Image, ImageOps
+    from torchvision import transforms
+
+    r, size = spec["resample"], spec["size"]
+    assert r["filter"] == "PIL.Image.Resampling.BICUBIC"
+
+    def resize(im: Image.Image) -> Image.Image:
+        im = ImageOps.exif_transpose(im)
+        if min(im.size) >= 4 * size:  # "pre_reduce"
+            im = im.reduce(min(im.size) // (2 * size))
+        im = im.convert("RGB")
+        w, h = im.size
+        s = min(w, h)
+        box = ((w - s) / 2, (h - s) / 2, (w + s) / 2, (h + s) / 2)
+        return im.resize(
+            (size, size), Image.Resampling.BICUBIC, box=box, reducing_gap=r["reducing_gap"]
+        )
+
+    return transforms.Compose(
+        [
+            transforms.Lambda(resize),
+            transforms.PILToTensor(),
+            transforms.Lambda(lambda t: t.float() * spec["scale"]),
+            transforms.Normalize(spec["mean"], spec["std"]),
+        ]
+    )
+
+
+def test_a_torchvision_pipeline_that_follows_the_manifest_gets_the_features(bundle, run):
+    from PIL import Image
+
+    m = json.loads((bundle / "manifest.json").read_text())
+    pipeline = _torchvision_pipeline(m["input"])
+    paths = json.loads((bundle / "items.json").read_text())["paths"]
+    with_images = [Image.open(run.parent / "shapes" / p) for p in paths]
+    x = torch.stack([pipeline(im) for im in with_images]).numpy()
+    sess = ort.InferenceSession(str(bundle / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = sess.run(["features"], {"images": x})[0]
+    unit = got / np.linalg.norm(got, axis=1, keepdims=True)
+    np.testing.assert_allclose(unit, np.load(bundle / "embeddings.npy"), atol=1e-4)
+    # bigger, non-square images, where the crop box and the reducing gap matter: the pipeline
+    # still matches the studio's decoding, a plain Resize + CenterCrop does not
+    from torchvision import transforms
+
+    rng = np.random.default_rng(0)
+    size = m["input"]["size"]
+    naive = transforms.Compose(
+        [
+            transforms.Resize(size, transforms.InterpolationMode.BICUBIC),
+            transforms.CenterCrop(size),
+            transforms.PILToTensor(),
+        ]
+    )
+    for w, h in ((203, 131), (77, 160)):
+        smooth = rng.random((h // 8 + 1, w // 8 + 1, 3)) * 255
+        im = Image.fromarray(smooth.astype(np.uint8)).resize((w, h), Image.Resampling.BILINEAR)
+        path = Path(str(bundle) + f"-{w}x{h}.png")
+        im.save(path)
+        want = torch.from_numpy(decode_resized(path, size, square=True)).permute(2, 0, 1)
+        assert torch.equal(pipeline.transforms[1](pipeline.transforms[0](Image.open(path))), want)
+        assert not torch.equal(naive(Image.open(path).convert("RGB")), want)
+        path.unlink()
+
+
+def test_bundle_files_are_readable_by_others(bundle):
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for p in bundle.iterdir():  # safetensors alone would write 0600
+        assert p.stat().st_mode & 0o777 == 0o666 & ~mask, p.name
+
+
 def test_backbone_safetensors_reload_into_the_studio(bundle, run):
     from sslstudio.core.models.backbones import build_backbone
 
@@ -231,7 +306,20 @@ def test_vit_family_file_loads_strictly_into_timm():
 
 def test_no_family_file_for_a_small_stem_or_a_method_with_its_own_input_step():
     fam = family_file(_method(backbone="resnet18", image_size=32, small_stem="on"))
-    assert fam.file is None and "stem" in fam.entry["reason"]
+    assert fam.file is None and "--small-stem off" in fam.entry["reason"]
+    assert "no torchvision file" in "\n".join(
+        ex.describe_bundle(
+            {
+                "files": {},
+                "index": {"count": 1},
+                "family": fam.entry,
+                "classifier": None,
+                "embedding_dim": 8,
+                "input": {"size": 32},
+                "onnx": {"opset": 18, "max_relative_error": 0.0},
+            }
+        )
+    )  # the Export page shows these lines
     fam = family_file(
         _method(backbone="resnet18", image_size=32, small_stem="off", method="colorization")
     )

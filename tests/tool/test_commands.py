@@ -120,7 +120,8 @@ def test_classify_csv_and_label_studio(tmp_path, bundle_dir, messy, capsys):
     tasks = json.loads(ls.read_text())
     assert len(tasks) == 8
     pred = tasks[0]["predictions"][0]
-    assert tasks[0]["data"]["image"] == "/data/local-files/?d=circle/circle_0000.png"
+    # the folder's own name leads: Label Studio's document root is taken to be its parent
+    assert tasks[0]["data"]["image"] == f"/data/local-files/?d={messy.name}/circle/circle_0000.png"
     assert pred["result"][0] == {
         "from_name": "shape",
         "to_name": "image",
@@ -128,6 +129,17 @@ def test_classify_csv_and_label_studio(tmp_path, bundle_dir, messy, capsys):
         "value": {"choices": [rows[0]["label"]]},
     }
     assert pred["score"] == pytest.approx(float(rows[0]["confidence"]), abs=1e-5)
+
+
+def test_label_studio_links_under_the_document_root(tmp_path, bundle_dir, images, capsys):
+    ls = tmp_path / "tasks.json"
+    argv = ["classify", str(bundle_dir), str(images), "-o", str(tmp_path / "p.csv")]
+    argv += ["--label-studio", str(ls), "--document-root", str(images.parent.parent)]
+    assert main(argv) == 0
+    link = json.loads(ls.read_text())[0]["data"]["image"]
+    assert link == f"/data/local-files/?d={images.parent.name}/{images.name}/circle/circle_0000.png"
+    assert main([*argv[:-1], str(images)]) == 1  # the root itself cannot be a storage
+    assert "only from a sub-folder of LOCAL_FILES_DOCUMENT_ROOT" in capsys.readouterr().err
 
 
 def test_classify_without_classifier(tmp_path, unlabelled_bundle, images, capsys):

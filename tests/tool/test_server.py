@@ -52,6 +52,12 @@ def call(url: str, path: str, body: bytes | None = None, ctype: str = "image/png
         return e.code, json.loads(e.read())
 
 
+CONFIG = (
+    '<View><Image name="image" value="$image"/><Choices name="choice" toName="image">'
+    '<Choice value="circle"/><Choice value="square"/></Choices></View>'
+)
+
+
 @pytest.fixture(scope="module")
 def png(images) -> bytes:
     return (images / "square" / "square_0001.png").read_bytes()
@@ -150,7 +156,7 @@ def test_label_studio_setup_and_predict_with_data_uri(url, png):
     status, body = call(
         url,
         "/setup",
-        json.dumps({"project": "1", "schema": "<View/>"}).encode(),
+        json.dumps({"project": "1.1700000000", "schema": CONFIG}).encode(),
         "application/json",
     )
     assert status == 200 and body["model_version"].startswith("simclr-")
@@ -164,7 +170,8 @@ def test_label_studio_setup_and_predict_with_data_uri(url, png):
     assert first["result"][0]["from_name"] == "choice" and first["result"][0]["to_name"] == "image"
     assert first["result"][0]["type"] == "choices"
     assert first["score"] == pytest.approx(call(url, "/classify", png)[1]["confidence"])
-    assert body["results"][1]["result"] == []  # no --label-studio-url: URLs are not fetched
+    assert body["results"][1] == []  # no --label-studio-url: not fetched, and nothing stored
+    assert body["errors"][0]["task"] == 8 and "--label-studio-url" in body["errors"][0]["error"]
 
 
 @contextmanager
@@ -178,6 +185,9 @@ def fake_label_studio(png: bytes, other: str = "") -> Iterator[tuple[str, list]]
             if self.path == "/jump":
                 self.send_response(302)
                 self.send_header("Location", other + "/data/upload/a.png")
+                self.end_headers()
+            elif self.headers.get("Accept") not in ("*/*", None):  # as Label Studio's views
+                self.send_response(406)
                 self.end_headers()
             elif self.headers.get("Authorization") != "Token ls-key":
                 self.send_response(401)
@@ -219,7 +229,7 @@ def test_label_studio_urls_fetched_only_from_label_studio(model, png):
                 url, "/predict", json.dumps({"tasks": tasks}).encode(), "application/json"
             )
     assert status == 200
-    assert [bool(r["result"]) for r in body["results"]] == [True, True, False, False, False, False]
+    assert [isinstance(r, dict) for r in body["results"]] == [True, True] + [False] * 4
     assert body["results"][0]["result"][0]["from_name"] == "c"
     assert seen == ["/data/upload/a.png Token ls-key"] * 2 + ["/jump Token ls-key"]
     assert elsewhere_seen == []  # neither directly nor through the redirect

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from sslstudio import __version__
+from sslstudio.core.export.formats import ExportError, family_file, read_classifier, write_onnx
 from sslstudio.core.train import checkpoints as ckpt
 from sslstudio.core.train.device import pick_device
-from sslstudio.core.export.formats import ExportError, family_file, read_classifier, write_onnx
 from sslstudio.core.train.runs import read_metrics
 from sslstudio.core.transforms.views import MEAN, STD
 
@@ -183,7 +183,9 @@ def export_bundle(
 
 
 def input_spec(size: int) -> dict[str, Any]:
-    """How a reader turns an image file into the model's input (docs/bundle-format.md)."""
+    """How a reader turns an image file into the model's input (docs/bundle-format.md), exactly
+    as ``sslstudio.imaging.decode.decode_resized`` does it: a torchvision pipeline that follows
+    ``resample`` step by step gets the bundle's features to 1e-4 (tests/core/test_export.py)."""
     return {
         "size": size,
         "channels": "RGB",
@@ -192,8 +194,21 @@ def input_spec(size: int) -> dict[str, Any]:
         "scale": 1 / 255,
         "mean": list(MEAN),
         "std": list(STD),
-        "resize": "sslstudio.imaging.decode.decode_resized(path, size, square=True): shorter side to "
-        "size (antialiased), centre square",
+        "resize": "sslstudio.imaging.decode.decode_resized(path, size, square=True): the centre "
+        "square of side min(w, h), resampled to size x size by Pillow BICUBIC with "
+        "reducing_gap=3.0 (see resample)",
+        "resample": {
+            "library": "Pillow",
+            "exif_transpose": True,
+            "filter": "PIL.Image.Resampling.BICUBIC",
+            "reducing_gap": 3.0,
+            "crop": "box=((w - s) / 2, (h - s) / 2, (w + s) / 2, (h + s) / 2), s = min(w, h), "
+            "fractional, given to Image.resize(box=...) after converting to RGB",
+            "jpeg_draft": f"JPEG files are opened with Image.draft(None, ({size}, {size})) first",
+            "pre_reduce": f"images with min(w, h) >= {4 * size} are Image.reduce(k)-ed first, "
+            f"k = min(w, h) // {2 * size}",
+            "normalise": "(uint8 / 255 - mean) / std per channel, then HWC -> CHW",
+        },
     }
 
 
@@ -283,7 +298,9 @@ def _is_bundle(manifest: Path) -> bool:
 
 def _publish(tmp: Path, target: Path, as_zip: bool) -> None:
     """Move the finished bundle in place: previous one aside, new one in, old one removed."""
+    mode = 0o666 & ~_umask()  # safetensors writes 0600: colleagues must read the bundle too
     for p in tmp.iterdir():
+        os.chmod(p, mode)
         _fsync(p)
     source = tmp
     if as_zip:

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from sslstudio.errors import SSLStudioError
 from sslstudio.core.methods.base import Method
+from sslstudio.errors import SSLStudioError
 
 OPSET = 18  # >= 17 (LayerNormalization as one op); onnxruntime has run it since 1.14
 INPUT_NAME, OUTPUT_NAME = "images", "features"
@@ -131,8 +131,10 @@ def family_file(method: Method) -> FamilyFile:
     if info.family == "torchvision-resnet":
         if bb.small_stem:
             return _none(
-                "small-image stem (3x3 conv, no max-pool): no torchvision model has this shape; "
-                "use model.onnx or backbone.safetensors"
+                "no torchvision file: this run used the small-image stem (3x3 conv, no "
+                "max-pool; on by default for images of 64 px or less), which no torchvision "
+                f"{info.name} has. Use model.onnx or backbone.safetensors, or train with "
+                "Small-image stem off (--small-stem off) for a file torchvision loads"
             )
         return _torchvision_resnet(bb.body, info.name, info.feature_dim)
     if info.family == "timm-vit" and info.name in TIMM_NAMES:
