@@ -77,7 +77,7 @@ def _plan_budget(cfg, args):
     from sslstudio.core.data.scan import require_usable
     from sslstudio.core.train.deadline import parse_duration
     from sslstudio.errors import ConfigError
-    from sslstudio.core.train.stepping import median_short_side
+    from sslstudio.core.train.prepare import median_short_side
     from sslstudio.paths import cache_dir
     from sslstudio.imaging.slides import SlideOptions
 
