@@ -42,6 +42,12 @@ def median_short_side(index) -> int | None:
     return int(np.median(sizes.min(axis=1))) if len(sizes) else None
 
 
+def skipped_notices(index, data) -> list[str]:
+    """The notice that files were skipped (unreadable or unusable), with why; none when none."""
+    skipped = index.skipped + data.failed
+    return [f"{len(skipped)} file(s) skipped: " + skip_reasons(skipped)] if skipped else []
+
+
 def skip_reasons(skipped) -> str:
     counts: dict[str, int] = {}
     for f in skipped:

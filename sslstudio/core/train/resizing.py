@@ -45,7 +45,8 @@ def size_at(p: np.ndarray | float, start: int, final: int) -> np.ndarray:
 
 
 def size_schedule(plan: Plan, cfg: RunConfig) -> np.ndarray:
-    """One training size per step of the plan: all ``image_size`` unless progressive resizing is on."""
+    """One training size per step of the plan: all ``image_size`` unless progressive resizing
+    is on."""
     p = progress(plan)
     if not cfg.progressive_from:
         return np.full(len(p), cfg.image_size, dtype=np.int64)

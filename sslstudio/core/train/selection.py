@@ -29,7 +29,10 @@ def recommendation(
     where = f"step {best_step}" if use_best else "the final step"
     why = f"{where} scores best on {name}: {score:.3f}"
     if not use_best and best > final_score:
-        why = f"the final step: {score:.3f} on {name}, within the probe's noise of step {best_step}'s {best:.3f}"
+        why = (
+            f"the final step: {score:.3f} on {name}, "
+            f"within the probe's noise of step {best_step}'s {best:.3f}"
+        )
     if ref is not None:
         why += f" (same network at random init: {ref:.3f})"
         if score <= ref:

@@ -57,8 +57,9 @@ def out_of_memory_plan(plan: Plan, step: int, opt, device: torch.device) -> Plan
     bs = plan.batch_size
     if bs <= 2:
         raise ConfigError(
-            f"out of memory on {device.type} even at batch size {bs}, the smallest a self-supervised "
-            "step can use: choose a smaller backbone or image size, or train on the CPU"
+            f"out of memory on {device.type} even at batch size {bs}, the smallest a "
+            "self-supervised step can use: choose a smaller backbone or image size, or train on "
+            "the CPU"
         )
     return revise(plan, step, f"out of memory at batch {bs}", batch_size=bs // 2)
 

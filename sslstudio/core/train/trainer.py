@@ -41,7 +41,7 @@ from sslstudio.core.train.device import describe, pick_device
 from sslstudio.core.train.monitor import run_probe
 from sslstudio.core.train.optimizers import build_optimizer
 from sslstudio.core.train.plan import Plan, lr_schedule, make_plan, position, resumed_plan, revise
-from sslstudio.core.train.prepare import prepare, skip_reasons
+from sslstudio.core.train.prepare import prepare, skipped_notices
 from sslstudio.core.train.ranks import Alone, NullLog, for_this_process
 from sslstudio.core.train.resizing import size_schedule, sizes_of_rest
 from sslstudio.core.train.runs import MetricsLog, RunLock, as_row, new_run_dir, open_for_resume
@@ -109,11 +109,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
         yield RunStopped(step=step0, path=last, run_dir=str(run_dir))
         return
     ranks.after_prepare()
-    if data.failed or index.skipped:
-        notices.append(
-            f"{len(index.skipped) + len(data.failed)} file(s) skipped: "
-            + skip_reasons(index.skipped + data.failed)
-        )
+    notices += skipped_notices(index, data)
     run = _Run(cfg, run_dir, ranks, device, clock, index, data, start, notices)
     yield from run.begin(notices, stop, pause)
     try:
@@ -262,16 +258,8 @@ class _Run:
             group["lr"] = lr
         oom = False
         try:
-            loss, extra = optimise(
-                self.method,
-                self.opt,
-                self.scaler,
-                views,
-                idx,
-                self.amp,
-                self.device,
-                self.ranks.sync,
-            )
+            how = (self.amp, self.device, self.ranks.sync)
+            loss, extra = optimise(self.method, self.opt, self.scaler, views, idx, *how)
         except RuntimeError as exc:
             if not is_out_of_memory(exc) or self.ranks.size > 1:
                 raise
@@ -311,14 +299,11 @@ class _Run:
 
     def apply(self, new: Plan) -> PlanRevised:
         """Train on by the revised plan ``new`` from this step (a new batch: a new loader)."""
-        new_loader = (new.batch_size, new.steps_per_epoch) != (
-            self.plan.batch_size,
-            self.plan.steps_per_epoch,
-        )
-        if new_loader:
-            self.loader.close()
+        old = self.plan
+        reload = (new.batch_size, new.steps_per_epoch) != (old.batch_size, old.steps_per_epoch)
         self._follow(new)
-        if new_loader:
+        if reload:
+            self.loader.close()
             self.loader = self._new_loader()
         rev = new.revisions[-1]
         self.log.write("revision", step=self.step, **rev.to_dict())
@@ -394,12 +379,9 @@ class _Run:
         best, seconds = self.selection.get("best", ""), self.clock.spent()
         path, advice = recommendation(self.selection, final_score, last, best)
         self.log.write("finished", step=self.step, recommended=path, advice=advice, seconds=seconds)
+        loss = self.queue.last_loss
         yield RunFinished(
-            step=self.step,
-            path=last,
-            final_loss=self.queue.last_loss,
-            recommended=path,
-            advice=advice,
+            step=self.step, path=last, final_loss=loss, recommended=path, advice=advice
         )
 
     def failed(self, exc: Exception) -> RunFailed:
