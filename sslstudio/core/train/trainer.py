@@ -234,6 +234,7 @@ class _Run:
         yield from self.queue.settle(keep, self.plan, self.sizes, self.cfg.image_size)
 
     def wait_while_paused(self) -> Iterator[StepLogged]:
+        """Hold here while the user pauses (a stop ends the pause)."""
         if self.pause is None or not self.pause.is_set():
             return
         yield from self.settle()  # show the last step before waiting
