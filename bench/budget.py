@@ -39,7 +39,7 @@ from sslstudio.core.data.scan import scan_folder  # noqa: E402
 from sslstudio.core.explore.embed import knn_eval, load_method, random_init_method  # noqa: E402
 from sslstudio.core.events import PlanRevised, RunFinished  # noqa: E402
 from sslstudio.core.train.runs import read_metrics  # noqa: E402
-from sslstudio.core.train.stepping import median_short_side  # noqa: E402
+from sslstudio.core.train.prepare import median_short_side  # noqa: E402
 from sslstudio.core.train.trainer import train  # noqa: E402
 from sslstudio.core.transforms.presets import preset  # noqa: E402
 

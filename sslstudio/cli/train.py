@@ -88,7 +88,7 @@ def _plan_budget(cfg, args):
     from sslstudio.core.data.scan import require_usable
     from sslstudio.core.train.budget import plan_budget
     from sslstudio.core.train.deadline import parse_duration
-    from sslstudio.core.train.stepping import median_short_side
+    from sslstudio.core.train.prepare import median_short_side
     from sslstudio.errors import ConfigError
     from sslstudio.imaging.slides import SlideOptions
     from sslstudio.paths import cache_dir

@@ -15,7 +15,8 @@ from sslstudio.errors import ConfigError
 from sslstudio.core.events import MonitorLogged, PlanRevised, RunFailed, RunFinished, StepLogged
 from sslstudio.core.train.plan import lr_schedule, make_plan, position, revise
 from sslstudio.core.train.runs import read_metrics
-from sslstudio.core.train.stepping import is_out_of_memory, recommendation
+from sslstudio.core.train.selection import recommendation
+from sslstudio.core.train.step import is_out_of_memory
 from sslstudio.core.train.trainer import train
 from tests.shapes import tiny_config
 
@@ -30,7 +31,7 @@ def test_a_budget_revision_relays_the_schedule_so_it_still_ends_on_its_final_val
     base = lr_schedule(plan, cfg)
     short = revise(plan, 30, "time budget", total_steps=60)
     sched = lr_schedule(short, cfg)
-    assert len(sched) == 60 and short["total_steps"] == 60
+    assert len(sched) == 60 and short.total_steps == 60
     np.testing.assert_allclose(sched[:30], base[:30])  # the past is unchanged
     assert sched[-1] == pytest.approx(base[-1])  # ... and the cosine still ends
     assert np.all(np.diff(sched[30:]) <= 1e-12)  # still decaying, now faster
@@ -44,9 +45,9 @@ def test_a_smaller_batch_rescales_the_rate_keeps_the_images_to_see_and_starts_a_
     cfg = tiny_config(tmp_path, epochs=10)
     plan = _plan(cfg)  # batch 8, 12 steps/epoch
     half = revise(plan, 17, "out of memory at batch 8", batch_size=4)
-    assert half["batch_size"] == 4 and half["steps_per_epoch"] == 25
-    assert half["total_steps"] == 17 + (120 - 17) * 2
-    assert half["peak_lr"] == pytest.approx(plan["peak_lr"] / 2)
+    assert half.batch_size == 4 and half.steps_per_epoch == 25
+    assert half.total_steps == 17 + (120 - 17) * 2
+    assert half.peak_lr == pytest.approx(plan.peak_lr / 2)
     sched, base = lr_schedule(half, cfg), lr_schedule(plan, cfg)
     assert sched[17] == pytest.approx(base[17] / 2, rel=0.05)
     assert position(plan, 17) == (1, 17)  # the old plan: epoch 1, batch 5 of it

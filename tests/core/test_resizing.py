@@ -44,9 +44,9 @@ def test_size_holds_then_grows_in_quanta_then_stays_full():
 def test_schedule_is_full_size_when_off_and_follows_revisions(tmp_path):
     cfg = tiny_config(tmp_path, image_size=32)
     plan = make_plan(cfg, 1000, 1)
-    assert (size_schedule(plan, cfg) == 32).all() and len(size_schedule(plan, cfg)) == plan[
-        "total_steps"
-    ]
+    assert (size_schedule(plan, cfg) == 32).all() and len(
+        size_schedule(plan, cfg)
+    ) == plan.total_steps
     cfg = dataclasses.replace(cfg, progressive_from=16, epochs=10)
     plan = make_plan(cfg, 1000, 1)  # 125 steps
     before = size_schedule(plan, cfg)
@@ -81,7 +81,7 @@ def test_cost_model_measured_costs_and_what_a_run_costs(tmp_path):
     plan = make_plan(cfg, 1000, 1)
     assert sizes_of_rest(plan, dataclasses.replace(cfg, progressive_from=0)) is None
     rest = sizes_of_rest(plan, cfg)
-    assert (rest(0, plan["total_steps"]) == size_schedule(plan, cfg)).all()
+    assert (rest(0, plan.total_steps) == size_schedule(plan, cfg)).all()
     assert (
         len(rest(40, 100)) == 60
         and rest(40, 100)[-1] == 32

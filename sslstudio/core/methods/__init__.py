@@ -24,11 +24,11 @@ from sslstudio.core.methods.base import (
     Method,
     build_method,
     check_backbone,
+    check_run_config,
     method_config,
     method_optim,
     register,
 )
-from sslstudio.core.methods.checks import check_run_config
 
 __all__ = [
     "METHODS",

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from torch import Tensor, nn
 
-from sslstudio.config import OptimConfig, RunConfig, option
+from sslstudio.config import OptimConfig, RunConfig, option, validate
 from sslstudio.core.models.backbones import Backbone, build_backbone, resolve_small_stem
 from sslstudio.core.transforms.views import ViewSpec
 from sslstudio.errors import ConfigError
@@ -192,3 +192,14 @@ def method_optim(name: str, base: OptimConfig | None = None) -> OptimConfig:
     cls = METHODS.get(name)
     base = base if base is not None else OptimConfig()
     return dataclasses.replace(base, **cls.optim_defaults) if cls is not None else base
+
+
+def check_run_config(cfg: RunConfig) -> None:
+    """The one check a run's config passes before any work starts: the CLI, the window and the
+    trainer all call it, so they refuse the same configs with the same words. ``ConfigError``
+    (one message a user can act on) for a bad field or cross-field rule, an unknown method or
+    option, a backbone the method cannot use, or progressive resizing on a backbone fixed to one
+    input size."""
+    validate(cfg)
+    method_config(cfg.method, cfg.method_options)
+    check_backbone(cfg.method, cfg.backbone, cfg.progressive_from)

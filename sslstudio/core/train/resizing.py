@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 
 from sslstudio.config import RunConfig
-from sslstudio.core.train.plan import progress, revise
+from sslstudio.core.train.plan import Plan, progress, revise
 
 HOLD = 0.4  # share of the run at the smallest size
 FULL = 0.85  # share of the run after which every step is at the full size
@@ -44,8 +44,9 @@ def size_at(p: np.ndarray | float, start: int, final: int) -> np.ndarray:
     return np.clip(sizes, start, final).astype(np.int64)
 
 
-def size_schedule(plan: dict, cfg: RunConfig) -> np.ndarray:
-    """One training size per step of the plan: all ``image_size`` unless progressive resizing is on."""
+def size_schedule(plan: Plan, cfg: RunConfig) -> np.ndarray:
+    """One training size per step of the plan: all ``image_size`` unless progressive resizing
+    is on."""
     p = progress(plan)
     if not cfg.progressive_from:
         return np.full(len(p), cfg.image_size, dtype=np.int64)
@@ -58,7 +59,7 @@ def relative_cost(sizes: np.ndarray | int, final: int) -> np.ndarray:
     return FIXED_COST + (1.0 - FIXED_COST) * area
 
 
-def sizes_of_rest(plan: dict, cfg: RunConfig) -> Callable[[int, int], np.ndarray] | None:
+def sizes_of_rest(plan: Plan, cfg: RunConfig) -> Callable[[int, int], np.ndarray] | None:
     """``sizes(at, end)``: the sizes of steps ``at``..``end - 1`` were ``plan`` revised at ``at``
     to end at ``end`` (None without progressive resizing: every step is alike)."""
     if not cfg.progressive_from:

@@ -1,7 +1,7 @@
 """Time per training step, measured rather than guessed: a few real steps on random images.
 
 The method is built as the trainer builds it (``build_method``), with the configured batch,
-views, thread count and device; each timed step is the trainer's (``stepping.optimise``: augment
+views, thread count and device; each timed step is the trainer's (``step.optimise``: augment
 the batch, forward, backward, optimizer step) plus the method's end-of-step update and one device
 sync. Decoding is left out (the trainer reads decoded images from a cache in memory). The first
 step is a warm-up and is not counted (allocations, kernel selection). Used by the Method page's
@@ -47,10 +47,10 @@ def time_steps(
     Raises:
         StepTimingCancelled: ``cancel`` was set between steps.
     """
-    from sslstudio.core.train.device import describe, pick_device
     from sslstudio.core.methods import build_method
+    from sslstudio.core.train.device import describe, pick_device
     from sslstudio.core.train.optimizers import build_optimizer
-    from sslstudio.core.train.stepping import amp_dtype, optimise
+    from sslstudio.core.train.step import amp_dtype, optimise
     from sslstudio.core.transforms.views import ViewPipeline, default_cache_size, step_generator
 
     previous_threads = torch.get_num_threads()

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
-import math
 import threading
 import time
 from collections.abc import Iterator
@@ -21,13 +19,9 @@ import numpy as np
 import torch
 
 from sslstudio.config import RunConfig
-from sslstudio.core.train import checkpoints as ckpt
 from sslstudio.core.data.cache import CacheCancelled
 from sslstudio.core.data.loader import BatchLoader
 from sslstudio.core.data.scan import ScanCancelled
-from sslstudio.core.train.deadline import Deadline
-from sslstudio.core.train.device import describe, pick_device
-from sslstudio.errors import ConfigError, DivergedError
 from sslstudio.core.events import (
     CheckpointSaved,
     EpochEnded,
@@ -41,27 +35,25 @@ from sslstudio.core.events import (
     StepLogged,
 )
 from sslstudio.core.methods import build_method, check_run_config
+from sslstudio.core.train import checkpoints as ckpt
+from sslstudio.core.train.deadline import Deadline
+from sslstudio.core.train.device import describe, pick_device
 from sslstudio.core.train.monitor import run_probe
 from sslstudio.core.train.optimizers import build_optimizer
-from sslstudio.core.train.plan import lr_schedule, make_plan, position, revise
+from sslstudio.core.train.plan import Plan, lr_schedule, make_plan, position, resumed_plan, revise
+from sslstudio.core.train.prepare import prepare, skipped_notices
 from sslstudio.core.train.ranks import Alone, NullLog, for_this_process
-from sslstudio.core.train.resizing import size_schedule, sizes_of_rest, steps_left
-from sslstudio.core.train.runs import (
-    MetricsLog,
-    RunLock,
-    config_differences,
-    load_run_config,
-    new_run_dir,
-)
-from sslstudio.core.train.stepping import (
+from sslstudio.core.train.resizing import size_schedule, sizes_of_rest
+from sslstudio.core.train.runs import MetricsLog, RunLock, new_run_dir, open_for_resume
+from sslstudio.core.train.selection import recommendation
+from sslstudio.core.train.step import (
+    Pending,
+    StepQueue,
     amp_dtype,
     is_out_of_memory,
     optimise,
     out_of_memory_plan,
-    prepare,
-    recommendation,
     settle_lag,
-    skip_reasons,
 )
 from sslstudio.core.transforms.views import ViewPipeline, step_generator
 
@@ -81,22 +73,10 @@ def train(
     """
     check_run_config(cfg)  # before a run folder exists
     ranks = for_this_process(cfg.method)
-    resume_dir = Path(resume_from) if resume_from else None
-    start: ckpt.Checkpoint | None = None
-    notices: list[str] = []
-    if resume_dir is not None:
-        if (resume_dir / "meta.json").exists():  # a checkpoint folder was given: use its run
-            resume_dir = resume_dir.parent.parent
-        diffs = config_differences(load_run_config(resume_dir), cfg)
-        if diffs:
-            raise ConfigError("cannot resume with a different model: " + "; ".join(diffs))
-        if ranks.main:
-            ckpt.clean_stray(resume_dir)
-        start, damaged = ckpt.latest_good(resume_dir)
-        notices += [f"skipped a damaged checkpoint: {m}" for m in damaged]
-        run_dir = resume_dir
+    if resume_from:
+        run_dir, start, notices = open_for_resume(Path(resume_from), cfg, clean=ranks.main)
     else:
-        run_dir = new_run_dir(cfg) if ranks.main else ""
+        run_dir, start, notices = new_run_dir(cfg) if ranks.main else "", None, []
     run_dir = Path(ranks.run_dir(run_dir))  # under torchrun: rank 0's folder on every rank
     lock = RunLock(run_dir).acquire() if ranks.main else None
     try:
@@ -117,23 +97,42 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
     device, dev_notices = pick_device(cfg.device)
     notices += dev_notices
 
-    cancel = stop or threading.Event()
+    stop = stop or threading.Event()
     ranks.before_prepare()
     try:
-        index, data = yield from prepare(cfg, cancel)
+        index, data = yield from prepare(cfg, stop)
     except (ScanCancelled, CacheCancelled):
         last = str(start.path) if start is not None else ""
         step0 = int(start.meta["step"]) if start is not None else 0
         yield RunStopped(step=step0, path=last, run_dir=str(run_dir))
         return
     ranks.after_prepare()
-    if data.failed or index.skipped:
-        notices.append(
-            f"{len(index.skipped) + len(data.failed)} file(s) skipped: "
-            + skip_reasons(index.skipped + data.failed)
-        )
-    n = len(data)
+    notices += skipped_notices(index, data)
+    run = _Run(cfg, run_dir, ranks, device, clock, index, data, start, notices)
+    yield from run.begin(notices, stop, pause)
+    try:
+        while run.step < run.plan.total_steps:
+            yield from run.wait_while_paused()
+            monitor_now = cfg.monitor_every and run.step % cfg.monitor_every == 0
+            halt = ranks.halt(stop.is_set())
+            if run.queue.pending and (halt or monitor_now):
+                yield from run.settle()
+            if halt:
+                yield run.stopped()
+                return
+            if monitor_now and ranks.main:
+                yield run.probe()
+            yield from run.train_step()
+        yield from run.finish()
+    except Exception as exc:  # any failure: reported with the last good checkpoint, then raised
+        yield run.failed(exc)
+        raise
+    finally:
+        run.close()
 
+
+def _build_model(cfg, device: torch.device) -> tuple[torch.nn.Module, bool]:
+    """The method on ``device`` (seeded), and whether it runs channels-last."""
     torch.manual_seed(cfg.seed)
     method = build_method(cfg).to(device)
     use_cl = cfg.channels_last and device.type == "cuda"
@@ -142,261 +141,257 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
     if cfg.compile and device.type == "cuda":
         # in place: the state-dict keys (and so checkpoints and export) stay those of the module
         method.backbone.compile()
-    if start is not None:
-        plan = start.meta["plan"]
-        if start.meta.get("fingerprint") != index.fingerprint() or plan["num_images"] != n:
-            notices.append(
-                f"the folder changed since this checkpoint ({plan['num_images']} -> {n} usable images): "
-                "training continues on the folder as it is now; the data order differs from an uninterrupted run"
-            )
-            plan = revise(
-                plan,
-                int(start.meta["step"]),
-                "folder changed",
-                num_images=n,
-                total_steps=plan["total_steps"],
-            )
-    else:
-        plan = make_plan(cfg, n, multiple=ranks.size)
-    bs, spe, total = plan["batch_size"], plan["steps_per_epoch"], plan["total_steps"]
-    lr_sched, sizes = lr_schedule(plan, cfg), size_schedule(plan, cfg)
-    opt = build_optimizer(method, cfg.optim, float(lr_sched[0]))
-    amp = amp_dtype(cfg, device)
-    scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+    return method, use_cl
 
-    changed = start is not None and plan is not start.meta["plan"]  # revised above: new folder
-    # per-image state is sized as saved, loaded, then rebuilt for the folder as it is now
-    method.on_train_start(start.meta["plan"]["num_images"] if changed else n, total)
-    step = 0
-    selection: dict = {}  # the best checkpoint by the quality signal, and step 0's score
-    if start is not None:
-        step, selection = ckpt.restore(start, method, opt, scaler)
-        if changed:
-            method.on_data_changed(n, step)
-    ranks.adopt(method)
-    # rows past the checkpoint (a crash after it) are dropped: no gaps, no duplicates
-    log = MetricsLog(run_dir / "metrics.jsonl", resume_step=step) if ranks.main else NullLog()
 
-    @functools.cache
-    def pipeline_for(size: int) -> ViewPipeline:  # progressive resizing trains at a few sizes
-        at = dataclasses.replace(cfg, image_size=size)
-        return ViewPipeline(method.view_specs(at), constraints=method.constraints)
+class _Run:
+    """One run between its start and its end: the plan and the schedules that follow from it,
+    the model and optimizer, the loader, the log, the best-checkpoint record (``selection``),
+    and the steps queued on the device (``queue``)."""
 
-    probe_rows = np.sort(np.random.default_rng(cfg.seed).permutation(n)[: min(cfg.probe_size, n)])
-    labels = data.labels()
-    last_ckpt = str(start.path) if start is not None else None
-    yield RunStarted(
-        run_dir=str(run_dir),
-        device=describe(device),
-        total_steps=total,
-        steps_per_epoch=spe,
-        batch_size=bs,
-        start_step=step,
-        num_images=n,
-        lr_schedule=tuple(float(x) for x in lr_sched),
-        notices=tuple(notices),
-    )
-    log.write(
-        "start", step=step, total_steps=total, device=describe(device), plan=plan, notices=notices
-    )
+    def __init__(
+        self, cfg, run_dir: Path, ranks: Alone, device, clock, index, data, start, notices
+    ):
+        self.cfg, self.run_dir, self.ranks, self.device = cfg, run_dir, ranks, device
+        self.clock, self.index, self.data = clock, index, data
+        n = len(data)
+        self.method, self.use_cl = _build_model(cfg, device)
+        if start is None:
+            plan = saved = make_plan(cfg, n, multiple=ranks.size)
+        else:
+            same = start.meta.get("fingerprint") == index.fingerprint()
+            plan, saved, notice = resumed_plan(start.meta["plan"], start.step, same, n)
+            notices += [notice] if notice else []
+        self._follow(plan)
+        self.opt = build_optimizer(self.method, cfg.optim, float(self.lr_sched[0]))
+        self.amp = amp_dtype(cfg, device)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
+        # per-image state is sized as saved, loaded, then rebuilt for the folder as it is now
+        self.method.on_train_start(saved.num_images, plan.total_steps)
+        self.step, self.selection = 0, {}  # the best checkpoint by the quality signal
+        if start is not None:
+            self.step, self.selection = ckpt.restore(start, self.method, self.opt, self.scaler)
+            if saved is not plan:
+                self.method.on_data_changed(n, self.step)
+        ranks.adopt(self.method)
+        # rows past the checkpoint (a crash after it) are dropped: no gaps, no duplicates
+        self.log = MetricsLog(run_dir / "metrics.jsonl", self.step) if ranks.main else NullLog()
+        rows = np.random.default_rng(cfg.seed).permutation(n)[: min(cfg.probe_size, n)]
+        self.probe_rows, self.labels = np.sort(rows), data.labels()
+        self.last_ckpt = str(start.path) if start is not None else None
+        self._pipelines: dict[int, ViewPipeline] = {}
 
-    def save(name: str) -> str:
-        if not ranks.main:  # rank 0 writes; the others know where
-            return str(run_dir / "checkpoints" / name)
-        t = time.perf_counter()
+    def _follow(self, plan: Plan) -> None:
+        self.plan = plan
+        self.lr_sched, self.sizes = lr_schedule(plan, self.cfg), size_schedule(plan, self.cfg)
+
+    def begin(self, notices, stop: threading.Event, pause) -> Iterator[Event]:
+        """Announce the run, then open the loader and the queue of unread steps."""
+        plan, device = self.plan, describe(self.device)
+        yield RunStarted(
+            run_dir=str(self.run_dir),
+            device=device,
+            total_steps=plan.total_steps,
+            steps_per_epoch=plan.steps_per_epoch,
+            batch_size=plan.batch_size,
+            start_step=self.step,
+            num_images=len(self.data),
+            lr_schedule=tuple(float(x) for x in self.lr_sched),
+            notices=tuple(notices),
+        )
+        total, row = plan.total_steps, plan.to_dict()
+        self.log.write(
+            "start", step=self.step, total_steps=total, device=device, plan=row, notices=notices
+        )
+        self.stop, self.pause = stop, pause
+        self.loader = self._new_loader()
+        self.queue = StepQueue(settle_lag(self.device), self.log)
+
+    def _new_loader(self) -> BatchLoader:
+        bs, spe, cuda = self.plan.batch_size, self.plan.steps_per_epoch, self.device.type == "cuda"
+        return BatchLoader(self.data, self.cfg.seed, bs, spe, pin=cuda)
+
+    def pipeline_for(self, size: int) -> ViewPipeline:
+        """The view pipeline at ``size`` (progressive resizing trains at a few sizes)."""
+        if size not in self._pipelines:
+            specs = self.method.view_specs(dataclasses.replace(self.cfg, image_size=size))
+            self._pipelines[size] = ViewPipeline(specs, constraints=self.method.constraints)
+        return self._pipelines[size]
+
+    def views(self, batch: torch.Tensor, size: int) -> list[torch.Tensor]:
+        """This step's augmented views of ``batch``, on the device, at ``size``."""
+        batch = batch.to(self.device, non_blocking=True)
+        rng = step_generator(self.cfg.seed, self.step, self.ranks.rank)
+        views = self.pipeline_for(size)(batch, rng)
+        if self.use_cl:
+            views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+        return views
+
+    def settle(self, keep: int = 0) -> Iterator[StepLogged]:
+        """Read the losses of queued steps until ``keep`` are left unread."""
+        yield from self.queue.settle(keep, self.plan, self.sizes, self.cfg.image_size)
+
+    def wait_while_paused(self) -> Iterator[StepLogged]:
+        """Hold here while the user pauses (a stop ends the pause)."""
+        if self.pause is None or not self.pause.is_set():
+            return
+        yield from self.settle()  # show the last step before waiting
+        while self.pause.is_set() and not self.stop.is_set():
+            time.sleep(0.05)
+
+    def train_step(self) -> Iterator[Event]:
+        """Queue one step on the device, or halve the batch when it runs out of memory; then
+        the epoch's end, a checkpoint and the deadline's revision, as due."""
+        t0, step = time.perf_counter(), self.step
+        epoch, data_step = position(self.plan, step)
+        try:
+            idx, batch = self.ranks.share(*self.loader.get(data_step))
+        except Exception:  # the loader died: the steps done are at a clean boundary, keep them
+            yield from self.settle()
+            self.checkpoint()
+            raise
+        views = self.views(batch, size := int(self.sizes[step]))
+        t_data = time.perf_counter() - t0
+        lr = float(self.lr_sched[step])
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        oom = False
+        try:
+            how = (self.amp, self.device, self.ranks.sync)
+            loss, extra = optimise(self.method, self.opt, self.scaler, views, idx, *how)
+        except RuntimeError as exc:
+            if not is_out_of_memory(exc) or self.ranks.size > 1:
+                raise
+            oom = True
+        if oom:  # outside the except block: the failed step's tensors are released
+            del batch, views
+            yield from self.settle()
+            yield self.apply(out_of_memory_plan(self.plan, step, self.opt, self.device))
+            return
+        self.method.on_step_end(step, self.plan.total_steps)
+        loss = self.ranks.loss(loss.detach())
+        self.queue.pending.append(Pending(step, epoch, loss, extra, lr, t0, t_data))
+        yield from self.settle(self.queue.lag)
+        self.step += 1
+        self.clock.step_done(self.step, size)
+        yield from self.after_step(epoch, data_step)
+
+    def after_step(self, epoch: int, data_step: int) -> Iterator[Event]:
+        step, total, cfg = self.step, self.plan.total_steps, self.cfg
+        epoch_end = (data_step + 1) % self.plan.steps_per_epoch == 0 or step == total
+        if epoch_end or step % cfg.checkpoint_every == 0:
+            yield from self.settle()
+        if epoch_end:
+            mean = self.queue.epoch_mean()
+            ended = EpochEnded(epoch=epoch, step=step - 1, mean_loss=mean)
+            self.log.write_event(ended)
+            yield ended
+        if step % cfg.checkpoint_every == 0 and step < total:
+            self.last_ckpt = self.save(f"step_{step:07d}")
+            yield CheckpointSaved(step=step, path=self.last_ckpt)
+        rest = sizes_of_rest(self.plan, cfg)
+        new_total = self.clock.revised_total(step, total, rest) if step < total else None
+        if self.clock.active:
+            new_total = self.ranks.agree(False, new_total)[1]
+        if new_total is not None:
+            yield from self.settle()
+            yield self.apply(revise(self.plan, step, "time budget", total_steps=new_total))
+
+    def apply(self, new: Plan) -> PlanRevised:
+        """Train on by the revised plan ``new`` from this step (a new batch: a new loader)."""
+        old = self.plan
+        reload = (new.batch_size, new.steps_per_epoch) != (old.batch_size, old.steps_per_epoch)
+        self._follow(new)
+        if reload:
+            self.loader.close()
+            self.loader = self._new_loader()
+        rev = new.revisions[-1]
+        self.log.write("revision", step=self.step, **rev.to_dict())
+        return PlanRevised(
+            step=self.step,
+            reason=rev.reason,
+            batch_size=new.batch_size,
+            total_steps=new.total_steps,
+            peak_lr=new.peak_lr,
+            lr_schedule=tuple(float(x) for x in self.lr_sched),
+        )
+
+    def save(self, name: str) -> str:
+        if not self.ranks.main:  # rank 0 writes; the others know where
+            return str(self.run_dir / "checkpoints" / name)
+        t, step, plan = time.perf_counter(), self.step, self.plan
         meta = {
             "step": step,
-            "samples_seen": step * bs,
+            "samples_seen": step * plan.batch_size,
             "epoch": position(plan, step)[0],
-            "plan": plan,
-            "config": cfg.to_dict(),
-            "fingerprint": index.fingerprint(),
-            "run_dir": str(run_dir),
-            "train_seconds": clock.spent(),
-            "selection": selection,
+            "plan": plan.to_dict(),
+            "config": self.cfg.to_dict(),
+            "fingerprint": self.index.fingerprint(),
+            "run_dir": str(self.run_dir),
+            "train_seconds": self.clock.spent(),
+            "selection": self.selection,
         }
-        state = {"optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state()}
-        if scaler is not None:
-            state["scaler"] = scaler.state_dict()
-        path = ckpt.save_checkpoint(run_dir, name, method.state_dict(), state, meta)
-        ckpt.prune(run_dir)
-        log.write_event(CheckpointSaved(step=step, path=str(path)))
-        clock.note("save", time.perf_counter() - t)
+        state = {"optimizer": self.opt.state_dict(), "torch_rng": torch.get_rng_state()}
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
+        path = ckpt.save_checkpoint(self.run_dir, name, self.method.state_dict(), state, meta)
+        ckpt.prune(self.run_dir)
+        self.log.write_event(CheckpointSaved(step=step, path=str(path)))
+        self.clock.note("save", time.perf_counter() - t)
         return str(path)
 
-    def checkpoint_now() -> None:
+    def checkpoint(self) -> None:
         """Save the steps done so far, unless the newest checkpoint already holds them."""
-        nonlocal last_ckpt
-        newest = int(ckpt.read_meta(Path(last_ckpt))["step"]) if last_ckpt and ranks.main else -1
-        if step > 0 and newest != step:
-            last_ckpt = save(f"step_{step:07d}")
+        last = self.last_ckpt
+        newest = int(ckpt.read_meta(Path(last))["step"]) if last and self.ranks.main else -1
+        if self.step > 0 and newest != self.step:
+            self.last_ckpt = self.save(f"step_{self.step:07d}")
 
-    def probe() -> MonitorLogged:
-        t = time.perf_counter()
-        ev = run_probe(
-            method, data, probe_rows, labels, cfg.image_size, device, step, cfg.augment, cfg.seed
-        )
-        log.write_event(ev)
-        clock.note("probe", time.perf_counter() - t)
+    def probe(self) -> MonitorLogged:
+        """The quality probe at this step; a new best by its signal is saved as ``best``."""
+        t, step, cfg, sel = time.perf_counter(), self.step, self.cfg, self.selection
+        where = (self.probe_rows, self.labels, cfg.image_size, self.device, step)
+        ev = run_probe(self.method, self.data, *where, cfg.augment, cfg.seed)
+        self.log.write_event(ev)
+        self.clock.note("probe", time.perf_counter() - t)
         signal = "knn_top1" if ev.knn_top1 is not None else "view_top1"
         score = getattr(ev, signal)
-        if step == 0 and "reference" not in selection:
+        if step == 0 and "reference" not in sel:
             ref = {"view_top1": ev.view_top1, "knn_top1": ev.knn_top1}
-            selection.update(reference=ref, signal=signal, n=len(probe_rows))
-        elif step > 0 and score > selection.get("best_score", -1.0) and step < total:
-            selection.update(best_step=step, best_score=score, signal=signal, best=save("best"))
+            sel.update(reference=ref, signal=signal, n=len(self.probe_rows))
+        elif step > 0 and score > sel.get("best_score", -1.0) and step < self.plan.total_steps:
+            sel.update(best_step=step, best_score=score, signal=signal, best=self.save("best"))
         return ev
 
-    def apply(new_plan: dict) -> PlanRevised:
-        nonlocal plan, bs, spe, total, lr_sched, sizes, loader
-        if new_plan["batch_size"] != bs or new_plan["steps_per_epoch"] != spe:
-            loader.close()
-            loader = BatchLoader(
-                data,
-                cfg.seed,
-                new_plan["batch_size"],
-                new_plan["steps_per_epoch"],
-                pin=device.type == "cuda",
-            )
-        plan, lr_sched, sizes = new_plan, lr_schedule(new_plan, cfg), size_schedule(new_plan, cfg)
-        bs, spe, total = plan["batch_size"], plan["steps_per_epoch"], plan["total_steps"]
-        rev = plan["revisions"][-1]
-        log.write("revision", step=step, **rev)
-        return PlanRevised(
-            step=step,
-            reason=rev["reason"],
-            batch_size=bs,
-            total_steps=total,
-            peak_lr=plan["peak_lr"],
-            lr_schedule=tuple(float(x) for x in lr_sched),
-        )
+    def stopped(self) -> RunStopped:
+        self.checkpoint()
+        ev = RunStopped(step=self.step, path=self.last_ckpt or "", run_dir=str(self.run_dir))
+        self.log.write_event(ev)
+        return ev
 
-    loader = BatchLoader(data, cfg.seed, bs, spe, pin=device.type == "cuda")
-    epoch_losses: list[float] = []
-    step_time = None
-    last_loss = float("nan")
-    final_score = None
-    # steps queued on the device whose loss is not read yet: reading waits for the device, so on
-    # a GPU the newest step stays unread while the CPU prepares the next batch and its views
-    pending: list[tuple] = []
-    lag = settle_lag(device)
-    settled_at = time.perf_counter()
-
-    def settle(keep: int) -> Iterator[StepLogged]:
-        nonlocal step_time, last_loss, settled_at
-        while len(pending) > keep:
-            s, ep, loss_t, extra, lr, t_start, t_data = pending.pop(0)
-            last_loss = loss_t.item()
-            if not math.isfinite(last_loss):
-                raise DivergedError(s, last_loss)
-            now = time.perf_counter()
-            dt = now - max(t_start, settled_at)
-            settled_at = now
-            step_time = dt if step_time is None else 0.9 * step_time + 0.1 * dt
-            epoch_losses.append(last_loss)
-            ev = StepLogged(
-                step=s,
-                epoch=ep,
-                samples_seen=(s + 1) * bs,
-                loss=last_loss,
-                lr=lr,
-                images_per_s=bs / dt,
-                data_wait=min(1.0, t_data / dt),
-                eta_s=step_time * steps_left(sizes, s, total, cfg.image_size),
-                extra={k: float(v) for k, v in extra.items()},
-            )
-            log.write_event(ev)
+    def finish(self) -> Iterator[Event]:
+        """The last probe, the final checkpoint and the one to use."""
+        final_score = None
+        if self.cfg.monitor_every and self.ranks.main:
+            ev = self.probe()
+            final_score = getattr(ev, self.selection.get("signal", "view_top1"))
             yield ev
-
-    try:
-        while step < total:
-            if pause is not None and pause.is_set():
-                yield from settle(0)  # show the last step before waiting
-            while pause is not None and pause.is_set() and not (stop is not None and stop.is_set()):
-                time.sleep(0.05)
-            monitor_now = cfg.monitor_every and step % cfg.monitor_every == 0
-            halt = ranks.halt(stop is not None and stop.is_set())
-            if pending and (halt or monitor_now):
-                yield from settle(0)
-            if halt:
-                checkpoint_now()
-                stopped = RunStopped(step=step, path=last_ckpt or "", run_dir=str(run_dir))
-                log.write_event(stopped)
-                yield stopped
-                return
-            if monitor_now and ranks.main:
-                yield probe()
-            t0 = time.perf_counter()
-            epoch, data_step = position(plan, step)
-            try:
-                idx, batch = ranks.share(*loader.get(data_step))
-            except Exception:  # the loader died: the steps done are at a clean boundary, keep them
-                yield from settle(0)
-                checkpoint_now()
-                raise
-            batch = batch.to(device, non_blocking=True)
-            views = pipeline_for(size := int(sizes[step]))(
-                batch, step_generator(cfg.seed, step, ranks.rank)
-            )
-            if use_cl:
-                views = [v.contiguous(memory_format=torch.channels_last) for v in views]
-            t_data = time.perf_counter() - t0
-            lr = float(lr_sched[step])
-            for group in opt.param_groups:
-                group["lr"] = lr
-            oom = False
-            try:
-                loss, extra = optimise(method, opt, scaler, views, idx, amp, device, ranks.sync)
-            except RuntimeError as exc:
-                if not is_out_of_memory(exc) or ranks.size > 1:
-                    raise
-                oom = True
-            if oom:  # outside the except block: the failed step's tensors are released
-                batch = views = None
-                yield from settle(0)
-                yield apply(out_of_memory_plan(plan, step, opt, device))
-                continue
-            method.on_step_end(step, total)
-            pending.append((step, epoch, ranks.loss(loss.detach()), extra, lr, t0, t_data))
-            yield from settle(lag)
-            step += 1
-            clock.step_done(step, size)
-            if (data_step + 1) % spe == 0 or step == total or step % cfg.checkpoint_every == 0:
-                yield from settle(0)
-            if (data_step + 1) % spe == 0 or step == total:
-                mean = float(np.mean(epoch_losses)) if epoch_losses else float("nan")
-                ended = EpochEnded(epoch=epoch, step=step - 1, mean_loss=mean)
-                log.write_event(ended)
-                yield ended
-                epoch_losses = []
-            if step % cfg.checkpoint_every == 0 and step < total:
-                last_ckpt = save(f"step_{step:07d}")
-                yield CheckpointSaved(step=step, path=last_ckpt)
-            rest = sizes_of_rest(plan, cfg)
-            new_total = clock.revised_total(step, total, rest) if step < total else None
-            if clock.active:
-                new_total = ranks.agree(False, new_total)[1]
-            if new_total is not None:
-                yield from settle(0)
-                yield apply(revise(plan, step, "time budget", total_steps=new_total))
-        if cfg.monitor_every and ranks.main:
-            ev = probe()
-            final_score = getattr(ev, selection.get("signal", "view_top1"))
-            yield ev
-        last_ckpt = save("final")
-        path, advice = recommendation(selection, final_score, last_ckpt, selection.get("best", ""))
+        self.last_ckpt = last = self.save("final")
+        best, seconds = self.selection.get("best", ""), self.clock.spent()
+        path, advice = recommendation(self.selection, final_score, last, best)
+        loss = self.queue.last_loss
         done = RunFinished(
-            step=step, path=last_ckpt, final_loss=last_loss, recommended=path, advice=advice
+            step=self.step, path=last, final_loss=loss, recommended=path, advice=advice
         )
-        log.write_event(done, seconds=clock.spent())
+        self.log.write_event(done, seconds=seconds)
         yield done
-    except Exception as exc:  # any failure: reported with the last good checkpoint, then raised
+
+    def failed(self, exc: Exception) -> RunFailed:
         with contextlib.suppress(Exception):
-            log.write("failed", step=step, message=str(exc))
-        yield RunFailed(
-            step=step, message=f"{type(exc).__name__}: {exc}", last_checkpoint=last_ckpt
-        )
-        raise
-    finally:
-        loader.close()
-        log.close()
+            self.log.write("failed", step=self.step, message=str(exc))
+        message = f"{type(exc).__name__}: {exc}"
+        return RunFailed(step=self.step, message=message, last_checkpoint=self.last_ckpt)
+
+    def close(self) -> None:
+        self.loader.close()
+        self.log.close()
