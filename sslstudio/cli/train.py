@@ -211,8 +211,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                 )
             elif isinstance(ev, StepLogged):
                 bar.step(ev)
-            elif isinstance(ev, MonitorLogged) and ev.warning:
-                bar.message(f"warning at step {ev.step}: {ev.warning}")
+            elif isinstance(ev, MonitorLogged):
+                if ev.warning:
+                    bar.message(f"warning at step {ev.step}: {ev.warning}")
+                if ev.verdict:
+                    bar.message(f"step {ev.step}: {ev.verdict}")
             elif isinstance(ev, RunStopped):
                 run_dir = ev.run_dir or (str(Path(ev.path).parent.parent) if ev.path else "")
                 saved = f"checkpoint {ev.path}" if ev.path else "no step taken yet, nothing to save"

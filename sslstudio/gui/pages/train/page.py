@@ -458,6 +458,8 @@ class TrainPage(Page):
         )
         if ev.warning:
             self.append_log(f"WARNING at step {ev.step}: {ev.warning}")
+        if ev.verdict:
+            self.append_log(f"step {ev.step}: {ev.verdict}")
 
     def append_log(self, text: str) -> None:
         self.log.appendPlainText(f"{time.strftime('%H:%M:%S')}  {text}")
