@@ -86,7 +86,7 @@ def test_the_noise_is_paired_and_the_verdict_waits_for_a_gap_beyond_it():
     one_flip = ref.copy()
     one_flip[60] = 1
     noise = paired_noise(one_flip, ref)
-    assert 0 < noise and judge(one_flip.mean(), ref.mean(), noise) == UNSURE
+    assert noise > 0 and judge(one_flip.mean(), ref.mean(), noise) == UNSURE
     assert judge(0.9, 0.5, paired_noise(np.r_[np.ones(90), np.zeros(10)], ref)) == BETTER
     assert judge(0.2, 0.5, 0.05) == WORSE
 
@@ -100,7 +100,7 @@ def _monitor(score, sign, noise=0.03):
         shift_top1=score,
         shift_noise=noise,
         verdict_sign=sign,
-    )  # fmt: keep
+    )
 
 
 def test_the_recommendation_says_worse_than_random_init_in_plain_words():
