@@ -63,6 +63,7 @@ from sslstudio.core.train.stepping import (
     settle_lag,
     skip_reasons,
 )
+from sslstudio.core.train.threads import chooser_for, threads_revised, use_threads
 from sslstudio.core.train.verdict import keep_best, recommendation
 from sslstudio.core.transforms.views import ViewPipeline, step_generator
 
@@ -119,6 +120,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
     clock = Deadline(cfg.time_budget_s, spent, cfg.image_size, timed)
     device, dev_notices = pick_device(cfg.device)
     notices += dev_notices
+    threads = chooser_for(cfg, device, ranks.size)  # a timed CPU run: the fastest count now
 
     cancel = stop or threading.Event()
     ranks.before_prepare()
@@ -331,6 +333,8 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
                 return
             if monitor_now and ranks.main:
                 yield probe()
+            if threads is not None:
+                use_threads(threads)
             t0 = time.perf_counter()
             epoch, data_step = position(plan, step)
             try:
@@ -362,6 +366,8 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
                 yield apply(out_of_memory_plan(plan, step, opt, device))
                 continue
             method.on_step_end(step, total)
+            if threads is not None and (why := threads.step_took(time.perf_counter() - t0)):
+                yield threads_revised(log, step, why, plan, lr_sched)
             pending.append((step, epoch, ranks.loss(loss.detach()), extra, lr, t0, t_data))
             yield from settle(lag)
             step += 1
