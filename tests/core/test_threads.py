@@ -95,3 +95,21 @@ def test_only_a_timed_cpu_run_with_threads_left_open_gets_a_chooser(monkeypatch)
     assert chooser_for(dataclasses.replace(cfg, time_budget_s=0.0), cpu) is None
     assert chooser_for(cfg, torch.device("cuda")) is None
     assert chooser_for(cfg, cpu, processes=2) is None
+
+
+def test_a_timed_run_sets_the_chosen_threads_and_says_which(tiny_folder, tmp_path, monkeypatch):
+    from sslstudio.core.events import PlanRevised, StepLogged
+    from sslstudio.core.train.runs import read_metrics
+    from sslstudio.core.train.trainer import train
+    from tests.shapes import tiny_config
+
+    set_to: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", set_to.append)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: set_to[-1] if set_to else 2)
+    cfg = tiny_config(tiny_folder, tmp_path / "run", threads=0, time_budget_s=600.0, epochs=4)
+    events = list(train(cfg))
+    said = [e for e in events if isinstance(e, PlanRevised) and "CPU threads" in e.reason]
+    assert len(said) >= 1 and said[0].reason.startswith("training with ")
+    assert set_to[:2] == [1, 2]  # the first round times 1 thread, then 2
+    assert len([e for e in events if isinstance(e, StepLogged)]) == 12
+    assert any(r["kind"] == "threads" for r in read_metrics(tmp_path / "run"))
