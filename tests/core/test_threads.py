@@ -113,3 +113,14 @@ def test_a_timed_run_sets_the_chosen_threads_and_says_which(tiny_folder, tmp_pat
     assert set_to[:2] == [1, 2]  # the first round times 1 thread, then 2
     assert len([e for e in events if isinstance(e, StepLogged)]) == 12
     assert any(r["kind"] == "threads" for r in read_metrics(tmp_path / "run"))
+
+
+def test_the_budget_plan_names_the_thread_choice_only_when_it_is_left_open(monkeypatch):
+    from sslstudio.core.train.threads import plan_note
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    cfg = RunConfig(data_root="x")
+    note = plan_note(cfg, torch.device("cpu"))
+    assert note.startswith("CPU threads: the fastest of 1, 2 now")
+    assert plan_note(dataclasses.replace(cfg, threads=2), torch.device("cpu")) is None
+    assert plan_note(cfg, torch.device("cuda")) is None

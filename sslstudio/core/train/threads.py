@@ -16,6 +16,7 @@ only times and decides; the trainer sets the count between steps and says when i
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -123,6 +124,21 @@ def chooser_for(cfg, device, processes: int = 1) -> ThreadChooser | None:
         return None
     most = torch.get_num_threads()
     return ThreadChooser(most) if most > 1 else None
+
+
+def plan_note(cfg, device) -> str | None:
+    """The budget plan's line on threads, for a CPU run whose thread count is left open."""
+    most = torch.get_num_threads()
+    if device.type != "cpu" or cfg.threads or most < 2:
+        return None
+    load, cores = os.getloadavg()[0], os.cpu_count() or most
+    shared = (
+        f"; the CPU looks shared now (load {load:.1f} on {cores} cores)" if load > cores / 2 else ""
+    )
+    return (
+        f"CPU threads: the fastest of {', '.join(map(str, candidates(most)))} now, timed while "
+        f"training and again as the load changes{shared}; the run says which it uses"
+    )
 
 
 def use_threads(chooser: ThreadChooser) -> None:
