@@ -51,7 +51,7 @@ RUNS = {  # name: (preset, colour jitter factor, learning-rate factor)
 OUT = ROOT / "bench" / "results" / "proxy.json"
 
 
-def run_config(name: str, steps: int, probes: int, out: str):
+def run_config(name: str, steps: int, probes: int, out: str, batch: int = 128):
     from sslstudio.config import OptimConfig, RunConfig
     from sslstudio.core.transforms.presets import preset, with_jitter_strength
 
@@ -70,7 +70,7 @@ def run_config(name: str, steps: int, probes: int, out: str):
         preset=domain,
         augment=augment,
         optim=OptimConfig(optimizer="adamw", lr=2e-3 * lr_factor, weight_decay=1e-4),
-        batch_size=128,
+        batch_size=batch,
         epochs=10**4,
         max_steps=every * probes,
         checkpoint_every=every,
@@ -126,7 +126,7 @@ def knn_hits(method) -> dict[str, np.ndarray]:  # noqa: ANN001
     return out
 
 
-def one_run(name: str, steps: int, probes: int) -> dict:
+def one_run(name: str, steps: int, probes: int, batch: int) -> dict:
     import torch
 
     from sslstudio.core.explore.embed import load_method, random_init_method
@@ -135,7 +135,7 @@ def one_run(name: str, steps: int, probes: int) -> dict:
 
     torch.set_num_threads(1)
     tmp = Path(tempfile.mkdtemp(prefix=f"sslstudio-proxy-{name}-"))
-    cfg = run_config(name, steps, probes, str(tmp / name))
+    cfg = run_config(name, steps, probes, str(tmp / name), batch)
     ref = knn_hits(random_init_method(cfg))
     t0 = time.perf_counter()
     run_dir, saved, advice, error = train_keeping(cfg)
@@ -215,12 +215,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", default=",".join(RUNS))
     ap.add_argument("--steps", type=int, default=240, help="steps per run")
     ap.add_argument("--probes", type=int, default=6, help="probes (and kept checkpoints) per run")
+    ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--parallel", type=int, default=2, help="runs at once (one thread each)")
     ap.add_argument("--json", type=Path, default=OUT)
     ap.add_argument("--run", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.run:  # one run, in its own process
-        args.json.write_text(json.dumps(one_run(args.run, args.steps, args.probes), indent=1))
+        args.json.write_text(
+            json.dumps(one_run(args.run, args.steps, args.probes, args.batch), indent=1)
+        )
         return 0
     names, tmp, t0 = (
         args.runs.split(","),
@@ -232,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         while waiting and len(running) < args.parallel:
             n = waiting.pop(0)
             cmd = [sys.executable, __file__, "--run", n, "--steps", str(args.steps)]
-            cmd += ["--probes", str(args.probes), "--json", str(tmp / f"{n}.json")]
+            cmd += ["--probes", str(args.probes), "--batch", str(args.batch)]
+            cmd += ["--json", str(tmp / f"{n}.json")]
             running.append((n, subprocess.Popen(cmd)))
         time.sleep(2)
         for n, p in list(running):
@@ -256,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                 "results": results,
                 "agreement": agree,
                 "steps": args.steps,
+                "batch": args.batch,
                 "probes": args.probes,
                 "threads": 1,
                 "wall_s": time.perf_counter() - t0,
