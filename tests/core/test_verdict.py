@@ -128,3 +128,20 @@ def test_run_probe_keeps_step_zeros_answers_and_judges_later_steps_against_them(
     assert later.shift_noise > 0
     plain = run_probe(Embedder("colour"), data, rows, data.labels, 32, "cpu", 50)
     assert plain.shift_top1 is None and plain.verdict is None  # no run record: no verdict
+
+
+def test_the_cli_prints_the_verdict_at_each_probe_and_in_the_recommendation(
+    tiny_folder, tmp_path, capsys
+):
+    from sslstudio.cli.main import main
+
+    run = tmp_path / "run"
+    argv = ["train", str(tiny_folder), "--backbone", "tiny_cnn", "--image-size", "16"]
+    argv += ["--batch-size", "8", "--epochs", "2", "--monitor-every", "2", "--threads", "1"]
+    assert main([*argv, "--out", str(run)]) == 0
+    err = capsys.readouterr().err
+    said = [line for line in err.splitlines() if "random init on colour/stain-shifted" in line]
+    assert said and said[0].startswith("step 2: ")
+    assert any(w in said[0] for w in ("better than", "WORSE than", "cannot tell"))
+    rec = [line for line in err.splitlines() if line.startswith("recommended checkpoint")]
+    assert rec and "colour/stain-shifted images" in rec[0] and "random init" in rec[0]
