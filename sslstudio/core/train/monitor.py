@@ -11,6 +11,9 @@
   of first views whose nearest second view is their own. Collapse scores ~1/N, a network that
   tells images apart scores high. The same network at step 0 (random init) gives the reference,
   so a run can say it is *worse than random init*.
+- The verdict (core.train.verdict): the same probe under a colour/stain shift, beside random
+  init with its noise; the recommendation and the plain-words verdict follow it, since the
+  scores above are drawn from the training folder with its own colours.
 """
 
 from __future__ import annotations
@@ -159,12 +162,13 @@ def run_probe(
     )
     if selection is None or len(rows) < 4:
         return ev
-    return with_verdict(ev, method, data, rows, labels, image_size, device, seed, selection)
+    return with_verdict(ev, z, method, data, rows, labels, image_size, device, seed, selection)
 
 
-def with_verdict(ev, method, data, rows, labels, image_size, device, seed, selection: dict):
-    """``ev`` with the shifted score, and the verdict once step 0's answers are known."""
-    hits = shifted_hits(method, data, rows, labels, image_size, device, seed)
+def with_verdict(ev, z, method, data, rows, labels, image_size, device, seed, selection: dict):
+    """``ev`` with the shifted score, and the verdict once step 0's answers are known; ``z``
+    the rows' centre-view embeddings (the verdict's memory)."""
+    hits = shifted_hits(method, data, rows, labels, image_size, device, seed, memory=z)
     if ev.step == 0 and "shift_ref_hits" not in selection:
         selection["shift_ref_hits"] = [int(h) for h in hits]
     ref_hits = np.asarray(selection.get("shift_ref_hits", []), float)

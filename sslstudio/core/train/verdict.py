@@ -105,13 +105,17 @@ def shifted_hits(
     device,
     seed: int = 0,
     duplicates: np.ndarray | None = None,
+    memory: torch.Tensor | None = None,
 ) -> np.ndarray:
     """Per probe image, 1.0 when its shifted view is answered right (kNN label, or its own
-    image without labels), else 0.0. Same seed, same shifted pixels: paired across steps."""
+    image without labels), else 0.0. Same seed, same shifted pixels: paired across steps.
+    ``memory``: the rows' centre-view embeddings, when already computed."""
     was_training = method.training
     method.eval()
     try:
-        memory = _features(method, data, rows, image_size, device, None)
+        if memory is None:
+            memory = _features(method, data, rows, image_size, device, None)
+        memory = F.normalize(memory.float(), dim=1)
         queries = _features(method, data, rows, image_size, device, seed)
     finally:
         method.train(was_training)
