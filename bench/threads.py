@@ -33,7 +33,7 @@ OUT = ROOT / "bench" / "results" / "threads.json"
 BUSY = "while True: pass"
 
 
-def trial(threads: int, seconds: float, out: Path) -> dict:
+def trial(threads: int, seconds: float, out: Path, batch: int = 128) -> dict:
     """One timed run: steps taken, and the chooser's notices."""
     import tempfile
 
@@ -54,7 +54,7 @@ def trial(threads: int, seconds: float, out: Path) -> dict:
         preset="histopathology",
         augment=dataclasses.replace(preset("histopathology", 32), crop_scale_min=0.25),
         optim=OptimConfig(optimizer="adamw", lr=2e-3),
-        batch_size=128,
+        batch_size=batch,
         epochs=10**4,
         monitor_every=0,
         checkpoint_every=10**6,
@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--json", type=Path, default=OUT)
     args = ap.parse_args(argv)
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 for rep in range(args.repeats):
                     for threads in modes:
-                        r = trial(threads, args.seconds, tmp)
+                        r = trial(threads, args.seconds, tmp, args.batch)
                         r.update(load=load, repeat=rep)
                         rows.append(r)
                         print(json.dumps(r), flush=True)
@@ -130,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
                 "rows": rows,
                 "summary": summary,
                 "seconds": args.seconds,
+                "batch": args.batch,
+                "load_avg_end": os.getloadavg(),
                 "machine": platform.platform(),
                 "cpus": os.cpu_count(),
                 "date": time.strftime("%Y-%m-%d %H:%M"),
