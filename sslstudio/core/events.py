@@ -60,6 +60,12 @@ class MonitorLogged:
     knn_top1: float | None = None
     warning: str | None = None
     view_top1: float | None = None  # label-free quality: own-view retrieval on the probe set
+    # the verdict (core.train.verdict): the probe under a colour/stain shift, beside random init
+    shift_top1: float | None = None
+    shift_ref: float | None = None  # the same measure at step 0 (random init)
+    shift_noise: float | None = None  # two bootstrap standard errors of the paired gap
+    verdict_sign: int | None = None  # 1 better than random init, -1 worse, 0 cannot tell
+    verdict: str | None = None  # the same in plain words
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +261,8 @@ def describe(ev: Event) -> str | None:
             f"health at step {ev.step}: std×√d {ev.std_sqrt_d:.3f}, "
             f"RankMe {ev.rankme:.1f}/{ev.embed_dim}{knn}"
         )
-        return text + (f"\nWARNING at step {ev.step}: {ev.warning}" if ev.warning else "")
+        text += f"\nWARNING at step {ev.step}: {ev.warning}" if ev.warning else ""
+        return text + (f"\nstep {ev.step}: {ev.verdict}" if ev.verdict else "")
     if isinstance(ev, EpochEnded):
         return f"epoch {ev.epoch + 1} done: mean loss {ev.mean_loss:.4f}"
     if isinstance(ev, CheckpointSaved):

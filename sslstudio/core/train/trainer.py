@@ -59,10 +59,11 @@ from sslstudio.core.train.stepping import (
     optimise,
     out_of_memory_plan,
     prepare,
-    recommendation,
     settle_lag,
     skip_reasons,
 )
+from sslstudio.core.train.threads import chooser_for, threads_revised, use_threads
+from sslstudio.core.train.verdict import keep_best, recommendation
 from sslstudio.core.transforms.views import ViewPipeline, step_generator
 
 
@@ -116,6 +117,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
     clock = Deadline(cfg.time_budget_s, spent, cfg.image_size, timed)
     device, dev_notices = pick_device(cfg.device)
     notices += dev_notices
+    threads = chooser_for(cfg, device, ranks.size)  # a timed CPU run: the fastest count now
 
     cancel = stop or threading.Event()
     ranks.before_prepare()
@@ -234,17 +236,20 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
     def probe() -> MonitorLogged:
         t = time.perf_counter()
         ev = run_probe(
-            method, data, probe_rows, labels, cfg.image_size, device, step, cfg.augment, cfg.seed
+            method,
+            data,
+            probe_rows,
+            labels,
+            cfg.image_size,
+            device,
+            step,
+            cfg.augment,
+            cfg.seed,
+            selection=selection,
         )
         log.write_event(ev)
         clock.note("probe", time.perf_counter() - t)
-        signal = "knn_top1" if ev.knn_top1 is not None else "view_top1"
-        score = getattr(ev, signal)
-        if step == 0 and "reference" not in selection:
-            ref = {"view_top1": ev.view_top1, "knn_top1": ev.knn_top1}
-            selection.update(reference=ref, signal=signal, n=len(probe_rows))
-        elif step > 0 and score > selection.get("best_score", -1.0) and step < total:
-            selection.update(best_step=step, best_score=score, signal=signal, best=save("best"))
+        keep_best(selection, ev, step, total, lambda: save("best"), len(probe_rows))
         return ev
 
     def apply(new_plan: dict) -> PlanRevised:
@@ -275,7 +280,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
     epoch_losses: list[float] = []
     step_time = None
     last_loss = float("nan")
-    final_score = None
+    final_probe = None
     # steps queued on the device whose loss is not read yet: reading waits for the device, so on
     # a GPU the newest step stays unread while the CPU prepares the next batch and its views
     pending: list[tuple] = []
@@ -326,6 +331,8 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
                 return
             if monitor_now and ranks.main:
                 yield probe()
+            if threads is not None:
+                use_threads(threads)
             t0 = time.perf_counter()
             epoch, data_step = position(plan, step)
             try:
@@ -357,6 +364,8 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
                 yield apply(out_of_memory_plan(plan, step, opt, device))
                 continue
             method.on_step_end(step, total)
+            if threads is not None and (why := threads.step_took(time.perf_counter() - t0)):
+                yield threads_revised(log, step, why, plan, lr_sched)
             pending.append((step, epoch, ranks.loss(loss.detach()), extra, lr, t0, t_data))
             yield from settle(lag)
             step += 1
@@ -381,10 +390,10 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
                 yield apply(revise(plan, step, "time budget", total_steps=new_total))
         if cfg.monitor_every and ranks.main:
             ev = probe()
-            final_score = getattr(ev, selection.get("signal", "view_top1"))
+            final_probe = ev
             yield ev
         last_ckpt = save("final")
-        path, advice = recommendation(selection, final_score, last_ckpt, selection.get("best", ""))
+        path, advice = recommendation(selection, final_probe, last_ckpt, selection.get("best", ""))
         done = RunFinished(
             step=step, path=last_ckpt, final_loss=last_loss, recommended=path, advice=advice
         )
