@@ -52,7 +52,10 @@ def rankme(z: Tensor, eps: float = 1e-7) -> float:
 def collapse_warning(std: float, rank: float, n: int, d: int) -> str | None:
     """A user-facing warning, or None when the embeddings look healthy."""
     if std < COLLAPSE_STD:
-        return f"complete collapse: all images map to nearly the same embedding (std x sqrt(d) = {std:.3f})"
+        return (
+            "complete collapse: all images map to nearly the same embedding "
+            f"(std x sqrt(d) = {std:.3f})"
+        )
     limit = max(2.0, RANK_SHARE * min(n, d))
     if rank < limit:
         return f"dimensional collapse: embeddings use about {rank:.1f} of {d} dimensions"
@@ -80,7 +83,8 @@ def probe_features(
 
 
 def probe_augment(a: AugmentConfig) -> AugmentConfig:
-    """A milder cousin of the run's augmentation: the proxy asks "same image?", not "same class?"."""
+    """A milder cousin of the run's augmentation: the proxy asks "same image?", not "same
+    class?"."""
     return replace(
         a,
         crop_scale_min=max(a.crop_scale_min, 0.4),
@@ -158,7 +162,8 @@ def run_probe(
         view_top1=None
         if augment is None
         else view_retrieval(method, data, rows, augment, image_size, device, seed),
-        warning=collapse_warning(s, r, z.shape[0], z.shape[1]),
+        # step 0 is the untrained network: its spread says nothing about the run yet
+        warning=None if step == 0 else collapse_warning(s, r, z.shape[0], z.shape[1]),
     )
     if selection is None or len(rows) < 4:
         return ev

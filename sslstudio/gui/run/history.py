@@ -89,7 +89,8 @@ class RunDetails:
 
 
 def find_runs(root: Path, extra: tuple[str, ...] = ()) -> list[Path]:
-    """Run folders (with a config.json) directly under ``root``, plus ``extra`` ones that still exist."""
+    """Run folders (with a config.json) directly under ``root``, plus ``extra`` ones that still
+    exist."""
     found: dict[str, Path] = {}
     with contextlib.suppress(OSError):
         for p in root.iterdir():
@@ -250,6 +251,19 @@ def list_runs(
     """Every run under ``root`` (and ``extra``), newest first."""
     runs = [summarize(p, owned) for p in find_runs(root, extra)]
     return sorted(runs, key=lambda r: (r.created, r.path), reverse=True)
+
+
+def last_resumable(root: Path) -> str | None:
+    """The newest run under ``root`` when it can be resumed (stopped, or failed after a
+    checkpoint), else None: after a restart the window offers Resume for it."""
+    runs = find_runs(root)
+    if not runs:
+        return None
+    newest = max(runs, key=lambda p: ((p / "config.json").stat().st_mtime, str(p)))
+    summary = summarize(newest)
+    if summary.state == FAILED and summary.checkpoint_step is None:
+        return None
+    return summary.path if summary.resumable else None
 
 
 def load_details(run_dir: Path, owned: tuple[str, ...] = ()) -> RunDetails:
