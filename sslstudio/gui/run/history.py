@@ -86,6 +86,7 @@ class RunDetails:
     config: dict[str, Any]  # config.json as written (empty if unreadable)
     curves: Curves
     checkpoints: list[tuple[str, int]]  # (folder name, step), newest first
+    events: tuple[Event, ...] = ()  # the whole log, replayed into the Train page's plots
 
 
 def find_runs(root: Path, extra: tuple[str, ...] = ()) -> list[Path]:
@@ -278,7 +279,7 @@ def load_details(run_dir: Path, owned: tuple[str, ...] = ()) -> RunDetails:
         config = config if isinstance(config, dict) else {}
     except (OSError, ValueError):
         config = {}
-    return RunDetails(summary, config, curves_from(events), _checkpoints(run_dir))
+    return RunDetails(summary, config, curves_from(events), _checkpoints(run_dir), tuple(events))
 
 
 def curve_points(ev: Event) -> list[tuple[str, float, float]]:

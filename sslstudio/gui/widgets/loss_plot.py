@@ -124,6 +124,8 @@ class ThrottledPlot(pg.PlotWidget):
         super().__init__(parent, axisItems=grid_axes(steps=True))
         self.setObjectName("plot")
         item = self.getPlotItem()
+        self._title = title
+        self._keyed: list[tuple[str, float, bool, str]] = []  # curves named under the title
         item.setTitle(title, size="10pt")
         item.setLabel("bottom", "step")
         if y_label:
@@ -151,13 +153,26 @@ class ThrottledPlot(pg.PlotWidget):
         self._timer.timeout.connect(self.redraw)
 
     def _legend_beside(self) -> pg.LegendItem:
-        """A legend in its own column right of the curves, so it never covers them."""
+        """A legend in its own column right of the curves, so it never covers them (for curves
+        drawn with ``plot(name=...)``; :meth:`add_curve` names go under the title instead)."""
         item = self.getPlotItem()
         legend = pg.LegendItem(labelTextSize="8pt", verSpacing=-4)
         item.layout.addItem(legend, 2, 3)
-        item.layout.setColumnStretchFactor(3, 0)
         item.legend = legend  # plot(name=...) files its curves here
         return legend
+
+    def retitle(self) -> None:
+        """The title, with a key line under it naming :meth:`add_curve` 's named curves in
+        their theme colours: beside the curves, never over them, and no width taken."""
+        t = theme.current()
+        keys = []
+        for key, _width, dash, name in self._keyed:
+            mark = "╍╍" if dash else "━━"
+            keys.append(f'<span style="color:{t.curve(key)}">{mark}</span>&nbsp;{name}')
+        text = self._title
+        if keys:
+            text += f'<br><span style="font-size:8pt">{"&nbsp;&nbsp; ".join(keys)}</span>'
+        self.getPlotItem().setTitle(text, size="10pt", color=t.color("plot_fg"))
 
     def is_empty(self) -> bool:
         """No point to show in any curve (drawn directly with ``plot`` or through a buffer)."""
@@ -200,7 +215,11 @@ class ThrottledPlot(pg.PlotWidget):
         self, key: str, pen: object, name: str | None = None, **kwargs: object
     ) -> CurveBuffer:
         buf = CurveBuffer()
-        curve = theme.tag(self.getPlotItem().plot([], [], pen=pen, name=name, **kwargs), pen)
+        curve = theme.tag(self.getPlotItem().plot([], [], pen=pen, **kwargs), pen)
+        spec = getattr(pen, "theme_key", None)
+        if name and spec is not None:
+            self._keyed.append((*spec, name))
+            self.retitle()
         self._curves[key] = (buf, curve)
         return buf
 

@@ -62,8 +62,10 @@ TIPS = {
 class RunPlots(QWidget):
     """The six plots of a run in a grid; :meth:`on_event` adds what an event says to them."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, compact: bool = False) -> None:
+        """``compact``: three plots a row, all one size, no axis captions (a half-width card)."""
         super().__init__(parent)
+        self._compact = compact
         self.probe_size = 0  # images in the health check's probe set (0: all of them)
         self._probe_n = 0
         self._ema = Ema(0.95)
@@ -74,17 +76,17 @@ class RunPlots(QWidget):
         t, pen = theme.current(), theme.pen
         dots = dict(symbol="o", symbolSize=5, symbolPen=None)
         later = "Appears with the first health check, a few steps into training."
-        self.loss_plot = ThrottledPlot("Loss", legend=True)
+        self.loss_plot = ThrottledPlot("Loss")
         self.loss_plot.add_curve("raw", pen("loss_raw", 1), name="per step")
         self.loss_plot.add_curve("ema", pen("loss_ema"), name="smoothed")
-        self.health_plot = ThrottledPlot("Spread and quality", legend=True, placeholder=later)
-        for key, name in (("std", "spread"), ("knn", "kNN top-1"), ("view", "own view")):
+        self.health_plot = ThrottledPlot("Spread and quality", placeholder=later)
+        for key, name in (("std", "spread"), ("knn", "kNN"), ("view", "own view")):
             self.health_plot.add_curve(key, pen(key), name=name, symbolBrush=t.curve(key), **dots)
         self.health_plot.setYRange(0, 1.05, padding=0)
         self.health_plot.getPlotItem().enableAutoRange(y=False)
-        self.rank_plot = ThrottledPlot("Effective rank (RankMe)", placeholder=later)
+        self.rank_plot = ThrottledPlot("Effective rank", placeholder=later)
         self.rank_plot.add_curve("rank", pen("rank"), symbolBrush=t.curve("rank"), **dots)
-        self.lr_plot = ThrottledPlot("Learning rate", legend=True)
+        self.lr_plot = ThrottledPlot("Learning rate")
         self.lr_plot.add_curve("plan", pen("lr_plan", 1.5, dash=True), name="plan")
         self.lr_plot.add_curve("lr", pen("lr"), name="used")
         self.speed_plot = ThrottledPlot("Images / s")
@@ -117,6 +119,12 @@ class RunPlots(QWidget):
         grid = QGridLayout(self)
         grid.setContentsMargins(0, 0, 0, 0)
         grid.setSpacing(10)
+        if self._compact:
+            for i, plot in enumerate(self.plots):
+                plot.getPlotItem().setLabel("bottom", None)
+                plot.setMinimumHeight(120)
+                grid.addWidget(plot, i // 3, i % 3)
+            return
         grid.addWidget(self.loss_plot, 0, 0, 1, 2)
         grid.addWidget(self.health_plot, 0, 2, 1, 2)
         for col, plot in enumerate((self.lr_plot, self.speed_plot, self.wait_plot, self.rank_plot)):
@@ -139,9 +147,17 @@ class RunPlots(QWidget):
         elif isinstance(ev, StepLogged):
             self._plot(ev)
 
-    def replay(self, events: Iterable[Event]) -> None:
-        """A logged run, event by event, as it was shown live; drawn at once."""
+    def replay(self, events: Iterable[Event], probe_size: int = 0) -> None:
+        """A logged run, event by event, through the code that shows it live; drawn at once.
+        A resume's RunStarted keeps the steps before it: the log holds them already."""
+        self.reset()
+        self.probe_size = probe_size
+        started = False
         for ev in events:
+            if isinstance(ev, RunStarted) and started and ev.start_step > 0:
+                self._set_plan(ev)
+                continue
+            started = started or isinstance(ev, RunStarted)
             self.on_event(ev)
         self.redraw_now()
 
@@ -160,6 +176,9 @@ class RunPlots(QWidget):
             for old in read_events(Path(ev.run_dir)):
                 if isinstance(old, (StepLogged, MonitorLogged)) and old.step < ev.start_step:
                     self.on_event(old)
+        self._set_plan(ev)
+
+    def _set_plan(self, ev: RunStarted) -> None:
         self.lr_plot.set_curve("plan", np.arange(len(ev.lr_schedule)), ev.lr_schedule)
 
     def _plot(self, ev: Event) -> None:
@@ -214,6 +233,7 @@ class RunPlots(QWidget):
         brush = QColor(*theme.current().curve("band"))
         for plot in self.plots:
             theme.restyle_plot(plot)
+            plot.retitle()  # the key colours under the title follow the theme
         for _, band in self._bands:
             band.setBrush(brush)
             band.update()

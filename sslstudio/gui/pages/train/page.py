@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from PySide6.QtCore import Signal, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QLabel,
     QMessageBox,
@@ -102,6 +102,7 @@ class TrainPage(Page):
         self.verdict_label = QLabel(BEFORE_RUN)
         self.verdict_label.setObjectName("verdict")
         self.verdict_label.setWordWrap(True)
+        self.verdict_label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.verdict_label.setMinimumHeight(48)  # two lines at 15 px: no jump when it wraps
         self.body.addWidget(self.verdict_label)
         self._build_controls()
