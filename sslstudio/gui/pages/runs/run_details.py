@@ -21,6 +21,7 @@ from sslstudio.gui.widgets.config_form import field_label
 from sslstudio.gui.widgets.loss_plot import ThrottledPlot
 from sslstudio.gui.widgets.panels import Card, hint
 from sslstudio.gui.widgets.run_plots import RunPlots
+from sslstudio.gui.widgets.words import setting_label as form_label
 
 SECTIONS = (
     ("", "Run"),
@@ -187,9 +188,7 @@ class RunDetailsView(QWidget):
                 item = QTreeWidgetItem(
                     section,
                     [
-                        setting_label(key)
-                        if title == "Differences"
-                        else field_label(key.removeprefix(prefix)),
+                        setting_label(key) if title == "Differences" else form_label(key),
                         *rows[key],
                     ],
                 )
@@ -221,9 +220,7 @@ def setting_label(key: str) -> str:
     group, _, name = key.rpartition(".")
     titles = {prefix.rstrip("."): title for prefix, title in SECTIONS if prefix}
     return (
-        f"{titles.get(group, field_label(group))}: {field_label(name)}"
-        if group
-        else field_label(name)
+        f"{titles.get(group, field_label(group))}: {form_label(key)}" if group else form_label(key)
     )
 
 
@@ -251,8 +248,10 @@ def describe(d: RunDetails) -> str:
 def show_value(v: Any) -> str:
     if isinstance(v, bool):
         return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
     if isinstance(v, float):
-        return f"{v:.6g}"
+        return f"{v:,.6g}" if abs(v) >= 1000 else f"{v:.6g}"
     if isinstance(v, dict):
         return "–" if not v else ", ".join(f"{k}={show_value(x)}" for k, x in v.items())
     return str(v) if v != "" else "–"

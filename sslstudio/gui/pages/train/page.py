@@ -6,6 +6,7 @@ A view over :class:`RunController`: buttons call it, its events feed the curves 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
@@ -46,6 +47,7 @@ from sslstudio.gui.run.controller import (
 )
 from sslstudio.gui.widgets.panels import Card, Page, Stat, hbox, with_shortcut
 from sslstudio.gui.widgets.run_plots import RunPlots
+from sslstudio.gui.widgets.words import BEST_MEANS
 
 STATE_TEXT = {
     IDLE: "Idle",
@@ -273,7 +275,7 @@ class TrainPage(Page):
         elif isinstance(ev, RunStopped):
             self._on_stopped(ev)
         elif isinstance(ev, RunFinished):
-            self._on_finished()
+            self._on_finished(ev)
         elif isinstance(ev, PlanRevised):
             self.total_steps = ev.total_steps
             self.progress.setMaximum(ev.total_steps)
@@ -328,10 +330,12 @@ class TrainPage(Page):
         self.verdict_label.setProperty("sign", _sign_word(ev))
         self.verdict_label.style().polish(self.verdict_label)
 
-    def _on_finished(self) -> None:
+    def _on_finished(self, ev: RunFinished) -> None:
         self.progress.setValue(self.progress.maximum())
         last = self._last_check
         words = "" if last is None else " " + verdict_sentence(last, self._first_check, True)
+        if Path(ev.recommended).name == "best":  # as the Export page names it
+            words += f" Export the Best checkpoint, {BEST_MEANS}."
         self.verdict_label.setText(f"Finished.{words}" if words else "Finished.")
 
     def append_log(self, text: str) -> None:
