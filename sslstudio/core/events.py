@@ -249,8 +249,8 @@ def describe(ev: Event) -> str | None:
         verb = f"resumed at step {ev.start_step}" if ev.start_step else "started"
         return "\n".join(
             [
-                f"run {verb}: {ev.num_images:,} images, batch {ev.batch_size}, "
-                f"{ev.total_steps:,} steps on {ev.device}; folder {ev.run_dir}",
+                f"run {verb}: {_count(ev.num_images, 'image')}, batch {ev.batch_size:,}, "
+                f"{_count(ev.total_steps, 'step')} on {ev.device}; folder {ev.run_dir}",
                 *(f"note: {n}" for n in ev.notices),
             ]
         )
@@ -270,7 +270,7 @@ def describe(ev: Event) -> str | None:
     if isinstance(ev, PlanRevised):
         return (
             f"plan revised at step {ev.step} ({ev.reason}): batch {ev.batch_size}, "
-            f"{ev.total_steps} steps, peak learning rate {ev.peak_lr:.3g}"
+            f"{_count(ev.total_steps, 'step')}, peak learning rate {ev.peak_lr:.3g}"
         )
     if isinstance(ev, RunStopped):
         if ev.path:
@@ -279,9 +279,17 @@ def describe(ev: Event) -> str | None:
             return "stopped before the first step; resuming starts this run again from step 0"
         return "stopped before the first step; nothing to resume."
     if isinstance(ev, RunFinished):
-        text = f"finished {ev.step} steps, final loss {ev.final_loss:.4f}; weights in {ev.path}"
+        text = (
+            f"finished {_count(ev.step, 'step')}, final loss {ev.final_loss:.4f}; "
+            f"weights in {ev.path}"
+        )
         return text + (f"\nrecommended: {ev.recommended}: {ev.advice}" if ev.advice else "")
     if isinstance(ev, RunFailed):
         last = f" (last good checkpoint: {ev.last_checkpoint})" if ev.last_checkpoint else ""
         return f"FAILED at step {ev.step}: {ev.message}{last}"
     return None
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 image', '3,619 images'."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"

@@ -26,6 +26,7 @@ REDRAW_MS = 100
 STAGGER_MS = 17  # one frame: successive plots repaint in successive turns of the event loop
 STAGGER_SLOTS = 6
 MIN_STEP_SPAN = 10  # a curve of one or two points still gets a step axis from 0 to here
+CAPTION_HEIGHT = 200  # below this height the "step" caption gives its line to the curves
 
 
 class CurveBuffer:
@@ -192,6 +193,7 @@ class ThrottledPlot(pg.PlotWidget):
         super().resizeEvent(event)
         if "placeholder" not in self.__dict__:  # pyqtgraph resizes during its own __init__
             return
+        self.getPlotItem().showLabel("bottom", self.height() >= CAPTION_HEIGHT)
         self.placeholder.setGeometry(12, 24, max(0, self.width() - 24), max(0, self.height() - 36))
 
     def refresh(self) -> None:
@@ -216,6 +218,7 @@ class ThrottledPlot(pg.PlotWidget):
     ) -> CurveBuffer:
         buf = CurveBuffer()
         curve = theme.tag(self.getPlotItem().plot([], [], pen=pen, **kwargs), pen)
+        curve.lone_dot = "symbol" not in kwargs  # a line of one point draws nothing: a dot
         spec = getattr(pen, "theme_key", None)
         if name and spec is not None:
             self._keyed.append((*spec, name))
@@ -256,6 +259,11 @@ class ThrottledPlot(pg.PlotWidget):
             return
         for key in self._dirty:
             buf, curve = self._curves[key]
+            if curve.lone_dot:
+                curve.setSymbol("o" if len(buf) == 1 else None)
+                curve.setSymbolSize(6)
+                curve.setSymbolPen(None)
+                curve.setSymbolBrush(pg.mkPen(curve.opts["pen"]).color())
             curve.setData(buf.x, buf.y)
         self._dirty.clear()
         self.redraws += 1

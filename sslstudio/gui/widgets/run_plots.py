@@ -121,10 +121,11 @@ class RunPlots(QWidget):
         grid.setSpacing(10)
         if self._compact:
             for i, plot in enumerate(self.plots):
-                plot.getPlotItem().setLabel("bottom", None)
                 plot.setMinimumHeight(120)
                 grid.addWidget(plot, i // 3, i % 3)
             return
+        for plot in (self.lr_plot, self.speed_plot, self.wait_plot, self.rank_plot):
+            plot.setMinimumHeight(120)  # the page holds at the window's minimum size
         grid.addWidget(self.loss_plot, 0, 0, 1, 2)
         grid.addWidget(self.health_plot, 0, 2, 1, 2)
         for col, plot in enumerate((self.lr_plot, self.speed_plot, self.wait_plot, self.rank_plot)):

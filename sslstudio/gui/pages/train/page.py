@@ -57,7 +57,7 @@ STATE_TEXT = {
     STOPPING: "Stopping… saving a checkpoint",
 }
 ENDED_TEXT = {
-    "finished": "Finished: the model is on the Runs and Explore pages",
+    "finished": "Finished",  # the verdict line says how it went, the button what is next
     "failed": "Failed: see the log below",
 }
 LOG_TEXT = {"scan": "reading the folder…", "decode": "decoding the images at the working size…"}
