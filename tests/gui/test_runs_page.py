@@ -163,7 +163,8 @@ def test_helpers() -> None:
 
     assert setting_label("method_options.temperature") == "Method options: Temperature"
     assert (
-        setting_label("optim.lr") == "Optimizer: LR" and setting_label("image_size") == "Image size"
+        setting_label("optim.lr") == "Optimizer: Learning rate"  # as the Method page says it
+        and setting_label("image_size") == "Image size"
     )
     assert elide("20261126-015807-simclr-sample_images", 24) == "20261126-015807-simclr-…"
 

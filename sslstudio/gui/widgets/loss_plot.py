@@ -127,6 +127,7 @@ class ThrottledPlot(pg.PlotWidget):
         item = self.getPlotItem()
         self._title = title
         self._keyed: list[tuple[str, float, bool, str]] = []  # curves named under the title
+        self._extra_keys: list[tuple[str, str]] = []  # (colour, name) of curves drawn directly
         item.setTitle(title, size="10pt")
         item.setLabel("bottom", "step")
         if y_label:
@@ -162,6 +163,11 @@ class ThrottledPlot(pg.PlotWidget):
         item.legend = legend  # plot(name=...) files its curves here
         return legend
 
+    def set_keys(self, keys: list[tuple[str, str]]) -> None:
+        """Name curves drawn with ``plot()`` under the title: (colour, name) pairs."""
+        self._extra_keys = list(keys)
+        self.retitle()
+
     def retitle(self) -> None:
         """The title, with a key line under it naming :meth:`add_curve` 's named curves in
         their theme colours: beside the curves, never over them, and no width taken."""
@@ -170,6 +176,8 @@ class ThrottledPlot(pg.PlotWidget):
         for key, _width, dash, name in self._keyed:
             mark = "╍╍" if dash else "━━"
             keys.append(f'<span style="color:{t.curve(key)}">{mark}</span>&nbsp;{name}')
+        for colour, name in self._extra_keys:
+            keys.append(f'<span style="color:{colour}">━━</span>&nbsp;{name}')
         text = self._title
         if keys:
             text += f'<br><span style="font-size:8pt">{"&nbsp;&nbsp; ".join(keys)}</span>'

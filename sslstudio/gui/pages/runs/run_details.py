@@ -61,7 +61,7 @@ class RunDetailsView(QWidget):
         self.run_plots.setVisible(False)
         curves_card.add(self.run_plots, 1)
         empty = "Select a run to see its curves."
-        self.loss_plot = ThrottledPlot("Loss", legend=True, placeholder=empty)
+        self.loss_plot = ThrottledPlot("Loss", placeholder=empty)
         self.knn_plot = ThrottledPlot("kNN top-1")  # same colours as the loss legend
         self.knn_plot.setVisible(False)
         plots = QHBoxLayout()
@@ -78,6 +78,7 @@ class RunDetailsView(QWidget):
         self.loss_plot.getPlotItem().clear()
         self.knn_plot.getPlotItem().clear()
         self.knn_plot.setVisible(False)
+        self.loss_plot.set_keys([])
         self.loss_plot.refresh()
         self.loss_plot.setVisible(True)
         self.run_plots.setVisible(False)
@@ -115,9 +116,10 @@ class RunDetailsView(QWidget):
                 if selected and selected > len(shown)
                 else ""
             )
+            names = ", ".join(f"{LETTERS[i]}: {elide(d.summary.name)}" for i, d in enumerate(shown))
             self.caption.setText(
-                f"Comparing {len(shown)} runs{more}: bold lines are the trend (trailing mean), "
-                "faint lines every step; the settings that differ are listed first."
+                f"Comparing {len(shown)} runs{more} ({names}): bold lines are the trend "
+                "(trailing mean), faint lines every step; the settings that differ come first."
             )
 
     def _replay(self, d: RunDetails) -> None:
@@ -131,9 +133,11 @@ class RunDetailsView(QWidget):
         t = theme.current()
         colors = t.curve("runs")
         many = len(shown) > 1
+        keys = []
         for i, d in enumerate(shown):
             c = d.curves
             color = colors[i % len(colors)] if many else t.curve("loss_ema")
+            keys.append((pg.mkColor(color).name(), LETTERS[i] if many else "trend"))
             faint = pg.mkColor(color)
             faint.setAlpha(60)
             self.loss_plot.getPlotItem().plot(c.step, c.loss, pen=pg.mkPen(faint, width=1))
@@ -141,7 +145,6 @@ class RunDetailsView(QWidget):
                 c.step,
                 c.smoothed_loss(),
                 pen=pg.mkPen(color, width=2),
-                name=f"{LETTERS[i]}  {elide(d.summary.name)}" if many else "trend",
             )
             if c.knn.size:
                 self.knn_plot.setVisible(True)
@@ -154,6 +157,7 @@ class RunDetailsView(QWidget):
                     symbolPen=None,
                     symbolBrush=color,
                 )
+        self.loss_plot.set_keys(keys)  # letters as the settings' columns: names in their tooltips
         self.loss_plot.refresh()
         self.knn_plot.refresh()
 
