@@ -26,6 +26,8 @@ def test_the_sentence_says_better_worse_or_unsure_with_the_numbers() -> None:
     worse = verdict_sentence(check(50, -1, shift_top1=0.3), check(0))
     assert worse.startswith("Not better than the untrained network") and "30%" in worse
     assert verdict_sentence(check(50, 0), check(0)).startswith("Too early to tell")
+    over = verdict_sentence(check(50, 0), check(0), finished=True)
+    assert over.startswith("Not clearly better") and "longer run" in over
     done = verdict_sentence(check(50, 1), check(0), finished=True)
     assert done.startswith("It learned") and "Keep going" not in done
 

@@ -58,6 +58,11 @@ def verdict_sentence(ev: MonitorLogged, first: MonitorLogged | None, finished: b
                 f"Not better than the untrained network: {match}. It relies on colour more "
                 f"than on tissue structure. {advice} with more colour change."
             )
+        if finished:  # "too early" no longer: the run is over
+            return (
+                f"Not clearly better than the untrained network: {match}, a difference within "
+                "chance. A longer run may help."
+            )
         return f"Too early to tell: {match}, a difference within chance.{go_on}"
     return _fallback(ev, first, go_on)
 
