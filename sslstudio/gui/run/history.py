@@ -255,8 +255,7 @@ def list_runs(
 
 
 def last_resumable(root: Path) -> str | None:
-    """The newest run under ``root`` when it can be resumed (stopped, or failed after a
-    checkpoint), else None: after a restart the window offers Resume for it."""
+    """The newest run under ``root`` if it can go on (after a restart: Resume), else None."""
     runs = find_runs(root)
     if not runs:
         return None
