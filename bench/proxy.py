@@ -1,23 +1,25 @@
-"""Does the label-free proxy rank checkpoints the way the benchmark's kNN does?
+"""Does the run's verdict tell the truth about images it never saw?
 
-The studio keeps the best checkpoint of a run by a quality signal: online kNN on its 512-image
-probe set when the folder has labels, otherwise the label-free proxy, own-view retrieval (an
-image's augmented view must find the image among the probe set's centre views). Here, on each
-labelled benchmark set, two runs of the budget planner's CPU recipe (SimCLR, τ 0.2, ResNet-18,
-32 px, batch 128, AdamW) save a checkpoint at every probe:
+The studio judges a run in-run (core/train/verdict.py): its probe images under a strong
+colour/stain shift, weighted kNN against the same images unshifted, beside the same network at
+random init, with a paired bootstrap noise; "better" or "worse" only beyond that noise, else
+"cannot tell". Here H&E runs of the budget planner's CPU recipe (SimCLR τ 0.2, ResNet-18, 32 px,
+batch 128, AdamW 2e-3, one thread) on ``crc-he-subset/train`` save a checkpoint at every probe:
 
-  good   the planner's learning rate (4e-3 per 256 on natural images, 2e-3 on H&E)
-  bad    25× that learning rate: a run that goes wrong, so that some checkpoints fall below
-         the untrained network and the proxy has to say so
+  natural     the natural preset (strong colour jitter, greyscale, blur)
+  he-quarter  the histopathology preset with colour jitter at 0.25x (the planner's old H&E rule)
+  he-full     the histopathology preset at full strength
+  bad-lr      he-quarter at 25x the learning rate: a run that goes wrong
 
-Every checkpoint, and the network at step 0 (random init, shared by both runs: same seed), is
-evaluated with the full kNN of the other benchmarks (k=200, τ=0.1, ``train/`` as memory,
-``val/`` as queries). Reported: Spearman rank correlation of the proxy (and of the online probe
-kNN) against the full kNN, per run and pooled; and how often the proxy's "worse than random init"
-(below its step-0 score) agrees with the full kNN's.
+Every checkpoint (and random init) is scored by the truth the verdict should predict: weighted
+kNN (k=200, τ=0.1) with ``crc-he-subset/train`` as memory and ``crc-he-shifted`` (another split,
+stain shifted) as queries; ``crc-he-subset/val`` beside it. Reported per checkpoint: the in-run
+verdict (sign, gap, noise) as logged by the trainer, and the kNN gap over random init with its
+own paired bootstrap noise; then how often the verdict agrees in sign with the kNN gap where the
+verdict decides (target: every one), and where both decide.
 
-    python bench/proxy.py                       # both sets side by side, one thread each
-    python bench/proxy.py --sets crc-he-subset --steps 240
+    python bench/proxy.py                              # 4 runs, two at a time, one thread each
+    python bench/proxy.py --runs he-full,natural --steps 160 --probes 4
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -33,23 +36,32 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data"
-SETS = {"cifar10-subset": ("natural", 4e-3), "crc-he-subset": ("histopathology", 2e-3)}
-BAD_LR = 25.0
+MEMORY, SHIFTED, VAL = "crc-he-subset/train", "crc-he-shifted", "crc-he-subset/val"
+RUNS = {  # name: (preset, colour jitter factor, learning-rate factor)
+    "natural": ("natural", 1.0, 1.0),
+    "he-quarter": ("histopathology", 0.25, 1.0),
+    "he-full": ("histopathology", 1.0, 1.0),
+    "bad-lr": ("histopathology", 0.25, 25.0),
+}
 OUT = ROOT / "bench" / "results" / "proxy.json"
 
 
-def base_config(name: str, steps: int, probes: int, out: str):
+def run_config(name: str, steps: int, probes: int, out: str, batch: int = 128):
     from sslstudio.config import OptimConfig, RunConfig
-    from sslstudio.core.transforms.presets import preset
+    from sslstudio.core.transforms.presets import preset, with_jitter_strength
 
-    domain, lr = SETS[name]
-    augment = dataclasses.replace(preset(domain, 32), crop_scale_min=0.25)
+    domain, jitter, lr_factor = RUNS[name]
+    augment = with_jitter_strength(
+        dataclasses.replace(preset(domain, 32), crop_scale_min=0.25), jitter
+    )
     every = max(1, steps // probes)
     return RunConfig(
-        data_root=str(DATA / name / "train"),
+        data_root=str(DATA / MEMORY),
         method="simclr",
         method_options={"temperature": 0.2},
         backbone="resnet18",
@@ -57,8 +69,8 @@ def base_config(name: str, steps: int, probes: int, out: str):
         image_size=32,
         preset=domain,
         augment=augment,
-        optim=OptimConfig(optimizer="adamw", lr=lr, weight_decay=1e-4, warmup_epochs=0.5),
-        batch_size=128,
+        optim=OptimConfig(optimizer="adamw", lr=2e-3 * lr_factor, weight_decay=1e-4),
+        batch_size=batch,
         epochs=10**4,
         max_steps=every * probes,
         checkpoint_every=every,
@@ -70,213 +82,198 @@ def base_config(name: str, steps: int, probes: int, out: str):
     )
 
 
-def train_keeping(cfg) -> tuple[Path, dict[int, Path], str, str]:
-    """Train; copy every checkpoint as it is written (the trainer keeps only the newest).
-    Returns the run folder, {step: checkpoint}, the recommended checkpoint and any error (a run
-    that goes wrong may end in an error: its checkpoints so far still count)."""
+def train_keeping(cfg) -> tuple[Path | None, dict[int, Path], str, str]:
+    """Train, copying every checkpoint as it is written (the trainer keeps only the newest).
+    Returns the run folder, {step: checkpoint}, the recommendation's advice and any error."""
     from sslstudio.core.events import CheckpointSaved, RunFinished, RunStarted
     from sslstudio.core.train.trainer import train
 
     saved: dict[int, Path] = {}
-    run_dir, recommended, error = None, "", ""
+    run_dir, advice, error = None, "", ""
     try:
         for ev in train(cfg):
             if isinstance(ev, RunStarted):
                 run_dir = Path(ev.run_dir)
-            elif isinstance(ev, CheckpointSaved):
-                # beside the run's own (load_method reads the run's config from there); a
-                # name the trainer's pruning of step_* leaves alone
+            elif isinstance(ev, CheckpointSaved):  # a name the trainer's pruning leaves alone
                 kept = Path(ev.path).parent / f"kept-{ev.step:07d}"
                 saved[ev.step] = Path(shutil.copytree(ev.path, kept))
             elif isinstance(ev, RunFinished):
                 saved[ev.step] = Path(ev.path)
-                recommended = ev.recommended
+                advice = ev.advice
     except Exception as exc:  # noqa: BLE001  (reported in the results, not hidden)
         error = f"{type(exc).__name__}: {exc}"
-    return run_dir, saved, recommended, error
+    return run_dir, saved, advice, error
 
 
-def one_set(name: str, steps: int, probes: int) -> dict:
+def knn_hits(method) -> dict[str, np.ndarray]:  # noqa: ANN001
+    """Per query, 1 when weighted kNN against the memory answers right: shifted and val."""
     import torch
 
-    from sslstudio.core.explore.embed import knn_eval, load_method, random_init_method
+    from sslstudio.core.explore.embed import embed_folder
+    from sslstudio.core.maths.knn import knn_predict
+
+    mem = embed_folder(method, DATA / MEMORY, 32)
+    out = {}
+    for name, folder in (("shifted", SHIFTED), ("val", VAL)):
+        q = embed_folder(method, DATA / folder, 32)
+        pred = knn_predict(
+            torch.from_numpy(mem.features),
+            torch.from_numpy(mem.labels),
+            torch.from_numpy(q.features),
+            len(mem.classes),
+        )
+        out[name] = (pred.numpy() == q.labels).astype(float)
+    return out
+
+
+def one_run(name: str, steps: int, probes: int, batch: int) -> dict:
+    import torch
+
+    from sslstudio.core.explore.embed import load_method, random_init_method
     from sslstudio.core.train.runs import read_metrics
+    from sslstudio.core.train.verdict import paired_noise
 
     torch.set_num_threads(1)
-    data = DATA / name
     tmp = Path(tempfile.mkdtemp(prefix=f"sslstudio-proxy-{name}-"))
-
-    def full_knn(method) -> float:  # noqa: ANN001
-        return knn_eval(method, data / "train", data / "val", 32)
-
-    good = base_config(name, steps, probes, str(tmp / "good"))
-    bad = dataclasses.replace(
-        good, optim=dataclasses.replace(good.optim, lr=good.optim.lr * BAD_LR), out=str(tmp / "bad")
-    )
-    knn0 = full_knn(random_init_method(good))
-    runs = {}
-    for label, cfg in (("good", good), ("bad", bad)):
-        t0 = time.perf_counter()
-        run_dir, saved, recommended, error = train_keeping(cfg)
-        wall = time.perf_counter() - t0
-        monitors = {m["step"]: m for m in read_metrics(run_dir) if m["kind"] == "monitor"}
-        rows = [
-            {
-                "step": 0,
-                "knn": knn0,
-                "proxy": monitors[0]["view_top1"],
-                "online": monitors[0]["knn_top1"],
-            }
-        ]
-        for step, path in sorted(saved.items()):
-            if step not in monitors:
-                continue
-            method, _, _ = load_method(path)
-            m = monitors[step]
-            rows.append(
-                {
-                    "step": step,
-                    "knn": full_knn(method),
-                    "proxy": m["view_top1"],
-                    "online": m["knn_top1"],
-                }
-            )
-            print(
-                f"{name} {label} step {step}: kNN {rows[-1]['knn']:.3f} proxy {m['view_top1']:.3f}",
-                flush=True,
-            )
-        final = saved[max(saved)] if saved else None
-        rec_knn = None
-        if recommended and final is not None and Path(recommended) != final:
-            rec_knn = full_knn(load_method(Path(recommended))[0])
-        elif final is not None:
-            rec_knn = rows[-1]["knn"]
-        runs[label] = {
-            "lr": cfg.optim.lr,
-            "train_s": wall,
-            "error": error,
-            "recommended": recommended,
-            "recommended_knn": rec_knn,
-            "rows": rows,
-        }
+    cfg = run_config(name, steps, probes, str(tmp / name), batch)
+    ref = knn_hits(random_init_method(cfg))
+    t0 = time.perf_counter()
+    run_dir, saved, advice, error = train_keeping(cfg)
+    wall = time.perf_counter() - t0
+    monitors = {m["step"]: m for m in read_metrics(run_dir) if m["kind"] == "monitor"}
+    rows = []
+    for step, path in sorted(saved.items()):
+        m = monitors.get(step)
+        if m is None or m.get("shift_top1") is None:
+            continue
+        hits = knn_hits(load_method(path)[0])
+        row = {"step": step, **{k: m.get(k) for k in ("shift_top1", "shift_ref", "shift_noise")}}
+        row.update(verdict=m.get("verdict_sign"), in_folder_knn=m.get("knn_top1"))
+        for s in ("shifted", "val"):
+            row[f"knn_{s}"] = float(hits[s].mean())
+            row[f"gap_{s}"] = float(hits[s].mean() - ref[s].mean())
+            row[f"noise_{s}"] = paired_noise(hits[s], ref[s])
+        rows.append(row)
+        print(f"{name} step {step}: {json.dumps(row)}", flush=True)
     shutil.rmtree(tmp, ignore_errors=True)
-    return {"data": name, "random_init_knn": knn0, "runs": runs}
-
-
-def summarise(result: dict) -> dict:
-    """Spearman per run and pooled, and the 'worse than random init' agreement."""
-    from bench.budget import spearman
-
-    rows0 = result["runs"]["good"]["rows"][0]
-    pooled = [r for run in result["runs"].values() for r in run["rows"][1:]] + [rows0]
-    out = {}
-    for label, run in [*result["runs"].items(), ("pooled", {"rows": pooled})]:
-        rows = run["rows"]
-        knn = [r["knn"] for r in rows]
-        out[label] = {
-            "n": len(rows),
-            "proxy_spearman": spearman([r["proxy"] for r in rows], knn),
-            "online_spearman": spearman([r["online"] for r in rows], knn),
-        }
-    later = [r for r in pooled if r["step"] > 0]
-    agree = sum((r["proxy"] < rows0["proxy"]) == (r["knn"] < rows0["knn"]) for r in later)
-    below = sum(r["knn"] < rows0["knn"] for r in later)
-    flagged = sum(r["proxy"] < rows0["proxy"] for r in later)
-    out["below_random"] = {
-        "checkpoints": len(later),
-        "knn_below": below,
-        "proxy_below": flagged,
-        "agree": agree,
+    return {
+        "run": name,
+        "lr": cfg.optim.lr,
+        "train_s": wall,
+        "error": error,
+        "advice": advice,
+        "random_init": {s: float(h.mean()) for s, h in ref.items()},
+        "rows": rows,
     }
-    for label, run in result["runs"].items():
-        best = max(run["rows"][1:], key=lambda r: r["knn"])
-        out[label].update(
-            best_knn=best["knn"],
-            best_step=best["step"],
-            recommended_knn=run["recommended_knn"],
-            recommended=Path(run["recommended"]).name,
-            error=run["error"],
+
+
+def agreement(results: list[dict]) -> dict:
+    """How often the verdict's sign matches the sign of the kNN gap on crc-he-shifted."""
+    rows = [r for res in results for r in res["rows"]]
+    decided = [r for r in rows if r["verdict"]]
+    agree = [r for r in decided if np.sign(r["gap_shifted"]) == r["verdict"]]
+    clear = [r for r in decided if abs(r["gap_shifted"]) > r["noise_shifted"]]
+    clear_agree = [r for r in clear if np.sign(r["gap_shifted"]) == r["verdict"]]
+    missed = [r for r in rows if not r["verdict"] and abs(r["gap_shifted"]) > r["noise_shifted"]]
+    return {
+        "checkpoints": len(rows),
+        "verdict_decides": len(decided),
+        "agree": len(agree),
+        "both_decide": len(clear),
+        "both_decide_agree": len(clear_agree),
+        "knn_clear_but_verdict_unsure": len(missed),
+    }
+
+
+def table(results: list[dict]) -> None:
+    print(
+        f"\n{'run':<11} {'step':>4} {'verdict':>8} {'gap ± noise':>14} "
+        f"{'shifted kNN':>11} {'gap ± noise':>14} {'val kNN':>8} {'gap':>6}"
+    )
+    for res in results:
+        ri = res["random_init"]
+        print(
+            f"{res['run']:<11} {0:>4} {'':>8} {'':>14} {ri['shifted']:>11.3f} {'':>14} "
+            f"{ri['val']:>8.3f}"
         )
-    return out
+        for r in res["rows"]:
+            word = {1: "better", -1: "WORSE", 0: "unsure"}.get(r["verdict"], "?")
+            gap = r["shift_top1"] - r["shift_ref"]
+            print(
+                f"{'':<11} {r['step']:>4} {word:>8} {gap:>+7.3f} ±{r['shift_noise']:.3f} "
+                f"{r['knn_shifted']:>11.3f} {r['gap_shifted']:>+7.3f} ±{r['noise_shifted']:.3f} "
+                f"{r['knn_val']:>8.3f} {r['gap_val']:>+6.3f}"
+            )
+        print(
+            f"{'':<11} recommended: {res['advice']}"
+            + (f" [{res['error']}]" if res["error"] else "")
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sets", default=",".join(SETS))
-    ap.add_argument("--steps", type=int, default=480, help="steps per run")
-    ap.add_argument("--probes", type=int, default=8, help="probes (and kept checkpoints) per run")
+    ap.add_argument("--runs", default=",".join(RUNS))
+    ap.add_argument("--steps", type=int, default=240, help="steps per run")
+    ap.add_argument("--probes", type=int, default=6, help="probes (and kept checkpoints) per run")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--parallel", type=int, default=2, help="runs at once (one thread each)")
     ap.add_argument("--json", type=Path, default=OUT)
-    ap.add_argument("--set", help=argparse.SUPPRESS)
+    ap.add_argument("--run", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.set:  # one set, in its own process
-        args.json.write_text(json.dumps(one_set(args.set, args.steps, args.probes), indent=1))
+    if args.run:  # one run, in its own process
+        args.json.write_text(
+            json.dumps(one_run(args.run, args.steps, args.probes, args.batch), indent=1)
+        )
         return 0
-    names = args.sets.split(",")
-    tmp = Path(tempfile.mkdtemp(prefix="sslstudio-proxy-"))
-    t0 = time.perf_counter()
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                __file__,
-                "--set",
-                n,
-                "--steps",
-                str(args.steps),
-                "--probes",
-                str(args.probes),
-                "--json",
-                str(tmp / f"{n}.json"),
-            ]
-        )
-        for n in names
-    ]
-    if any(p.wait() for p in procs):
-        print("a set failed", file=sys.stderr)
-        return 1
-    results = []
-    for n in names:
-        r = json.loads((tmp / f"{n}.json").read_text())
-        r["summary"] = summarise(r)
-        results.append(r)
-    print(
-        f"\n{'data':<16} {'run':<7} {'ckpts':>5} {'proxy ρ':>8} {'online ρ':>8} {'best kNN':>9} {'kept kNN':>9}"
+    names, tmp, t0 = (
+        args.runs.split(","),
+        Path(tempfile.mkdtemp(prefix="sslstudio-proxy-")),
+        time.perf_counter(),
     )
-    for r in results:
-        s = r["summary"]
-        for label in ("good", "bad", "pooled"):
-            x = s[label]
-            kept = x.get("recommended_knn")
-            extra = (
-                f"{x['best_knn']:>9.3f} {kept if kept is None else round(kept, 3):>9}"
-                if label != "pooled"
-                else ""
-            )
-            print(
-                f"{r['data']:<16} {label:<7} {x['n']:>5} {x['proxy_spearman']:>8.2f} {x['online_spearman']:>8.2f} {extra}"
-            )
-        b = s["below_random"]
-        print(
-            f"{'':<16} below random init: kNN {b['knn_below']}/{b['checkpoints']}, proxy {b['proxy_below']}, agree {b['agree']}/{b['checkpoints']}"
-        )
+    waiting, running, failed = list(names), [], []
+    while waiting or running:
+        while waiting and len(running) < args.parallel:
+            n = waiting.pop(0)
+            cmd = [sys.executable, __file__, "--run", n, "--steps", str(args.steps)]
+            cmd += ["--probes", str(args.probes), "--batch", str(args.batch)]
+            cmd += ["--json", str(tmp / f"{n}.json")]
+            running.append((n, subprocess.Popen(cmd)))
+        time.sleep(2)
+        for n, p in list(running):
+            if p.poll() is not None:
+                running.remove((n, p))
+                failed += [n] if p.returncode else []
+    results = [json.loads((tmp / f"{n}.json").read_text()) for n in names if n not in failed]
+    table(results)
+    agree = agreement(results)
+    print(
+        f"\nverdict vs kNN gap on {SHIFTED}: the verdict decides on {agree['verdict_decides']} of "
+        f"{agree['checkpoints']} checkpoints and agrees in sign on {agree['agree']}; where the kNN "
+        f"gap is beyond its noise too: {agree['both_decide_agree']}/{agree['both_decide']}; "
+        f"kNN clear but verdict unsure: {agree['knn_clear_but_verdict_unsure']}"
+        + (f"; failed runs: {failed}" if failed else "")
+    )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
         json.dumps(
             {
                 "results": results,
+                "agreement": agree,
                 "steps": args.steps,
+                "batch": args.batch,
                 "probes": args.probes,
                 "threads": 1,
                 "wall_s": time.perf_counter() - t0,
+                "load_avg": os.getloadavg(),
                 "machine": platform.platform(),
-                "date": time.strftime("%Y-%m-%d"),
+                "date": time.strftime("%Y-%m-%d %H:%M"),
                 "command": " ".join(sys.argv),
             },
             indent=1,
         )
     )
     print(f"wrote {args.json}")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -60,6 +60,12 @@ class MonitorLogged:
     knn_top1: float | None = None
     warning: str | None = None
     view_top1: float | None = None  # label-free quality: own-view retrieval on the probe set
+    # the verdict (core.train.verdict): the probe under a colour/stain shift, beside random init
+    shift_top1: float | None = None
+    shift_ref: float | None = None  # the same measure at step 0 (random init)
+    shift_noise: float | None = None  # two bootstrap standard errors of the paired gap
+    verdict_sign: int | None = None  # 1 better than random init, -1 worse, 0 cannot tell
+    verdict: str | None = None  # the same in plain words
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,8 +249,8 @@ def describe(ev: Event) -> str | None:
         verb = f"resumed at step {ev.start_step}" if ev.start_step else "started"
         return "\n".join(
             [
-                f"run {verb}: {ev.num_images:,} images, batch {ev.batch_size}, "
-                f"{ev.total_steps:,} steps on {ev.device}; folder {ev.run_dir}",
+                f"run {verb}: {_count(ev.num_images, 'image')}, batch {ev.batch_size:,}, "
+                f"{_count(ev.total_steps, 'step')} on {ev.device}; folder {ev.run_dir}",
                 *(f"note: {n}" for n in ev.notices),
             ]
         )
@@ -255,7 +261,8 @@ def describe(ev: Event) -> str | None:
             f"health at step {ev.step}: std×√d {ev.std_sqrt_d:.3f}, "
             f"RankMe {ev.rankme:.1f}/{ev.embed_dim}{knn}"
         )
-        return text + (f"\nWARNING at step {ev.step}: {ev.warning}" if ev.warning else "")
+        text += f"\nWARNING at step {ev.step}: {ev.warning}" if ev.warning else ""
+        return text + (f"\nstep {ev.step}: {ev.verdict}" if ev.verdict else "")
     if isinstance(ev, EpochEnded):
         return f"epoch {ev.epoch + 1} done: mean loss {ev.mean_loss:.4f}"
     if isinstance(ev, CheckpointSaved):
@@ -263,7 +270,7 @@ def describe(ev: Event) -> str | None:
     if isinstance(ev, PlanRevised):
         return (
             f"plan revised at step {ev.step} ({ev.reason}): batch {ev.batch_size}, "
-            f"{ev.total_steps} steps, peak learning rate {ev.peak_lr:.3g}"
+            f"{_count(ev.total_steps, 'step')}, peak learning rate {ev.peak_lr:.3g}"
         )
     if isinstance(ev, RunStopped):
         if ev.path:
@@ -272,9 +279,17 @@ def describe(ev: Event) -> str | None:
             return "stopped before the first step; resuming starts this run again from step 0"
         return "stopped before the first step; nothing to resume."
     if isinstance(ev, RunFinished):
-        text = f"finished {ev.step} steps, final loss {ev.final_loss:.4f}; weights in {ev.path}"
+        text = (
+            f"finished {_count(ev.step, 'step')}, final loss {ev.final_loss:.4f}; "
+            f"weights in {ev.path}"
+        )
         return text + (f"\nrecommended: {ev.recommended}: {ev.advice}" if ev.advice else "")
     if isinstance(ev, RunFailed):
         last = f" (last good checkpoint: {ev.last_checkpoint})" if ev.last_checkpoint else ""
         return f"FAILED at step {ev.step}: {ev.message}{last}"
     return None
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 image', '3,619 images'."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"

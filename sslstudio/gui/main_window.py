@@ -28,10 +28,11 @@ from sslstudio.gui.pages.method.page import MethodPage
 from sslstudio.gui.pages.runs.page import RunsPage
 from sslstudio.gui.pages.train.page import STATE_TEXT, TrainPage
 from sslstudio.gui.run.controller import ACTIVE, IDLE, PAUSED, RUNNING, RunController
+from sslstudio.gui.run.history import last_resumable
 from sslstudio.gui.settings import Settings
 from sslstudio.gui.widgets.panels import lay_out_unseen
 from sslstudio.gui.widgets.step_list import Sidebar
-from sslstudio.paths import sample_images_dir
+from sslstudio.paths import runs_dir, sample_images_dir
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,7 @@ class MainWindow(QMainWindow):
         c.event.connect(self._save_budget_plan)
         t.startRequested.connect(self.start_run)
         t.resumeRequested.connect(self.continue_run)
+        t.exploreRequested.connect(self.explore_run)
         self.runs_page.resumeRequested.connect(self.continue_run)
         c.stateChanged.connect(self._on_run_state)
         c.runEnded.connect(self._on_run_ended)
@@ -176,6 +178,7 @@ class MainWindow(QMainWindow):
                 log.warning("ignoring the saved choices: %s", exc)
             else:
                 self.load_config(cfg)
+        self._offer_resume()
 
     # -- config ---------------------------------------------------------------------------------
 
@@ -341,6 +344,18 @@ class MainWindow(QMainWindow):
             resume_from=run_dir,
             processes=self.method_page.processes(),
         )
+
+    @Slot(str)
+    def explore_run(self, run_dir: str) -> None:
+        """The next step after a finished run: Explore, with that run opened."""
+        self.show_page("Explore")
+        self.explore_page.open_run(run_dir)
+
+    def _offer_resume(self) -> None:
+        """After a restart: Resume on the Train page continues the last run if it can."""
+        if self.controller.resumable is None and not self.controller.is_running():
+            self.controller.resumable = last_resumable(runs_dir())
+            self.train_page.refresh_controls()
 
     def _open_run(self) -> None:
         self.show_page("Runs")

@@ -199,7 +199,7 @@ def test_the_best_checkpoint_by_the_quality_signal_is_kept_and_recommended(
 
     def fake(*a, **k):
         ev = real(*a, **k)
-        return dataclasses.replace(ev, knn_top1=next(scores))
+        return dataclasses.replace(ev, shift_top1=next(scores))
 
     monkeypatch.setattr(trainer, "run_probe", fake)
     events = list(train(tiny_config(tiny_folder, tmp_path / "run")))
@@ -209,7 +209,7 @@ def test_the_best_checkpoint_by_the_quality_signal_is_kept_and_recommended(
     assert isinstance(done, RunFinished)
     assert done.recommended.endswith("best") and "step 2" in done.advice and "0.500" in done.advice
     best = ckpt.read_meta(tmp_path / "run" / "checkpoints" / "best")
-    assert best["step"] == 2 and best["selection"]["reference"]["knn_top1"] == 0.5
+    assert best["step"] == 2 and best["selection"]["shift_ref"] == 0.5
     finished = [r for r in read_metrics(tmp_path / "run") if r["kind"] == "finished"][0]
     assert finished["recommended"] == done.recommended
     assert json.dumps(finished)  # plain JSON

@@ -46,6 +46,7 @@ def test_export_page_writes_a_bundle_and_shows_it(qtbot, themed_app, tmp_path: P
     summary = page.result.text.text()
     assert "24 images indexed, 128-d features, 16 px input" in summary
     assert "no family format: tiny_cnn" in summary and "ONNX opset 18" in summary
+    assert "the ONNX model gives the features PyTorch gives" in summary
     assert page.result.open_button.isEnabled() and page.result.title.text().startswith(
         "Result: bundle ("
     )

@@ -163,7 +163,8 @@ def test_helpers() -> None:
 
     assert setting_label("method_options.temperature") == "Method options: Temperature"
     assert (
-        setting_label("optim.lr") == "Optimizer: LR" and setting_label("image_size") == "Image size"
+        setting_label("optim.lr") == "Optimizer: Learning rate"  # as the Method page says it
+        and setting_label("image_size") == "Image size"
     )
     assert elide("20261126-015807-simclr-sample_images", 24) == "20261126-015807-simclr-…"
 
@@ -190,9 +191,10 @@ def test_table_details_and_compare(window, qtbot, history: dict[str, Path]) -> N
     )
     tree = page.settings_tree
     assert tree.columnCount() == 2 and tree.topLevelItem(0).text(0) == "Run"
-    curves = page.details.loss_plot.getPlotItem().listDataItems()
-    assert len(curves) == 2 and len(curves[0].getData()[0]) == 3  # per step + trend
-    assert page.details.knn_plot.isVisible()
+    plots = page.details.run_plots  # one run: the Train page's plots, replayed from the log
+    assert plots.isVisible() and not page.details.loss_plot.isVisible()
+    assert len(plots.loss_plot.buffer("raw")) == 3 and len(plots.loss_plot.buffer("ema")) == 3
+    assert len(plots.health_plot.buffer("knn")) == 2
 
     page.select_paths([str(history["failed"]), str(history["killed"])])
     qtbot.waitUntil(
@@ -201,6 +203,7 @@ def test_table_details_and_compare(window, qtbot, history: dict[str, Path]) -> N
     assert tree.columnCount() == 3 and [tree.headerItem().text(i) for i in (1, 2)] == ["A", "B"]
     assert tree.headerItem().toolTip(1) in (str(history["failed"]), str(history["killed"]))
     assert len(page.details.loss_plot.getPlotItem().listDataItems()) == 4
+    assert page.details.loss_plot.isVisible() and not page.details.run_plots.isVisible()
     assert not page.resume_button.isEnabled() and not page.folder_button.isEnabled()
     first = tree.topLevelItem(0)
     assert first.text(0) == "Differences (2)" and first.isExpanded()

@@ -19,6 +19,7 @@ from pathlib import Path
 from sslstudio.config import OptimConfig, RunConfig, validate
 from sslstudio.core.train.device import describe, pick_device
 from sslstudio.core.train.resizing import mean_cost
+from sslstudio.core.train.threads import plan_note
 from sslstudio.core.transforms.presets import preset, with_jitter_strength
 
 HOUR = 3600.0
@@ -209,6 +210,7 @@ def plan_budget(
         + ", less start-up, "
         f"{PROBES} quality probes and the final checkpoint; the deadline re-plans if the pace changes"
     )
+    why += [note] if (note := plan_note(cfg, device)) else []
     return BudgetPlan(
         budget_s=budget_s,
         device=describe(device),

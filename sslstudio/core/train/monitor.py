@@ -11,6 +11,9 @@
   of first views whose nearest second view is their own. Collapse scores ~1/N, a network that
   tells images apart scores high. The same network at step 0 (random init) gives the reference,
   so a run can say it is *worse than random init*.
+- The verdict (core.train.verdict): the same probe under a colour/stain shift, beside random
+  init with its noise; the recommendation and the plain-words verdict follow it, since the
+  scores above are drawn from the training folder with its own colours.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from sslstudio.config import AugmentConfig
 from sslstudio.core.data.cache import DecodedImages
 from sslstudio.core.events import MonitorLogged
 from sslstudio.core.maths.knn import knn_accuracy
+from sslstudio.core.train.verdict import judge, paired_noise, shifted_hits, verdict_words
 from sslstudio.core.transforms.views import augment_batch, centre_view, normalise
 
 COLLAPSE_STD = 0.1  # below this std x sqrt(d) the embeddings have (nearly) collapsed to a point
@@ -48,7 +52,10 @@ def rankme(z: Tensor, eps: float = 1e-7) -> float:
 def collapse_warning(std: float, rank: float, n: int, d: int) -> str | None:
     """A user-facing warning, or None when the embeddings look healthy."""
     if std < COLLAPSE_STD:
-        return f"complete collapse: all images map to nearly the same embedding (std x sqrt(d) = {std:.3f})"
+        return (
+            "complete collapse: all images map to nearly the same embedding "
+            f"(std x sqrt(d) = {std:.3f})"
+        )
     limit = max(2.0, RANK_SHARE * min(n, d))
     if rank < limit:
         return f"dimensional collapse: embeddings use about {rank:.1f} of {d} dimensions"
@@ -76,7 +83,8 @@ def probe_features(
 
 
 def probe_augment(a: AugmentConfig) -> AugmentConfig:
-    """A milder cousin of the run's augmentation: the proxy asks "same image?", not "same class?"."""
+    """A milder cousin of the run's augmentation: the proxy asks "same image?", not "same
+    class?"."""
     return replace(
         a,
         crop_scale_min=max(a.crop_scale_min, 0.4),
@@ -133,16 +141,19 @@ def run_probe(
     step: int,
     augment: AugmentConfig | None = None,
     seed: int = 0,
+    selection: dict | None = None,
 ) -> MonitorLogged:
     """Collapse metrics, view retrieval when ``augment`` is given, and leave-one-out kNN with
-    k <= 10 when labels exist, on the probe rows."""
+    k <= 10 when labels exist, on the probe rows. With ``selection`` (the run's record, kept in
+    its checkpoints) also the verdict against random init (core.train.verdict): step 0's
+    answers are stored there, later probes are judged against them."""
     z = probe_features(method, data, rows, image_size, device)
     s, r = std_sqrt_d(z), rankme(z)
     knn = None
     if labels is not None and len(rows) > 2:
         y = torch.from_numpy(labels[rows])
         knn = knn_accuracy(z, y, z, y, k=min(10, len(rows) - 1), exclude_self=True)
-    return MonitorLogged(
+    ev = MonitorLogged(
         step=step,
         std_sqrt_d=s,
         rankme=r,
@@ -151,5 +162,25 @@ def run_probe(
         view_top1=None
         if augment is None
         else view_retrieval(method, data, rows, augment, image_size, device, seed),
-        warning=collapse_warning(s, r, z.shape[0], z.shape[1]),
+        # step 0 is the untrained network: its spread says nothing about the run yet
+        warning=None if step == 0 else collapse_warning(s, r, z.shape[0], z.shape[1]),
     )
+    if selection is None or len(rows) < 4:
+        return ev
+    return with_verdict(ev, z, method, data, rows, labels, image_size, device, seed, selection)
+
+
+def with_verdict(ev, z, method, data, rows, labels, image_size, device, seed, selection: dict):
+    """``ev`` with the shifted score, and the verdict once step 0's answers are known; ``z``
+    the rows' centre-view embeddings (the verdict's memory)."""
+    hits = shifted_hits(method, data, rows, labels, image_size, device, seed, memory=z)
+    if ev.step == 0 and "shift_ref_hits" not in selection:
+        selection["shift_ref_hits"] = [int(h) for h in hits]
+    ref_hits = np.asarray(selection.get("shift_ref_hits", []), float)
+    ev = replace(ev, shift_top1=float(hits.mean()))
+    if ev.step == 0 or len(ref_hits) != len(hits):  # random init itself, or another probe set
+        return ev
+    ref, noise = float(ref_hits.mean()), paired_noise(hits, ref_hits, seed)
+    sign = judge(ev.shift_top1, ref, noise)
+    words = verdict_words(sign, ev.shift_top1, ref, noise, labels is not None)
+    return replace(ev, shift_ref=ref, shift_noise=noise, verdict_sign=sign, verdict=words)

@@ -1,4 +1,5 @@
-"""Which checkpoint to use at the end of a run: the final one, or an earlier best by the probe.
+"""Which checkpoint to use at the end of a run recorded by the kNN or own-view signal (runs begun
+before the colour/stain-shift verdict, :mod:`.verdict`, which calls this for them).
 
 The trainer keeps a ``selection`` record in every checkpoint (the best step by the quality
 signal, and step 0's score); :func:`recommendation` reads it against the final score.

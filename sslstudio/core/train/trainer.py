@@ -45,7 +45,6 @@ from sslstudio.core.train.prepare import prepare, skipped_notices
 from sslstudio.core.train.ranks import Alone, NullLog, for_this_process
 from sslstudio.core.train.resizing import size_schedule, sizes_of_rest
 from sslstudio.core.train.runs import MetricsLog, RunLock, new_run_dir, open_for_resume
-from sslstudio.core.train.selection import recommendation
 from sslstudio.core.train.step import (
     Pending,
     StepQueue,
@@ -55,6 +54,8 @@ from sslstudio.core.train.step import (
     out_of_memory_plan,
     settle_lag,
 )
+from sslstudio.core.train.threads import chooser_for, threads_revised, use_threads
+from sslstudio.core.train.verdict import keep_best, recommendation
 from sslstudio.core.transforms.views import ViewPipeline, step_generator
 
 
@@ -180,6 +181,7 @@ class _Run:
         self.probe_rows, self.labels = np.sort(rows), data.labels()
         self.last_ckpt = str(start.path) if start is not None else None
         self._pipelines: dict[int, ViewPipeline] = {}
+        self.threads = chooser_for(cfg, device, ranks.size)  # a timed CPU run: fastest count now
 
     def _follow(self, plan: Plan) -> None:
         self.plan = plan
@@ -242,6 +244,8 @@ class _Run:
     def train_step(self) -> Iterator[Event]:
         """Queue one step on the device, or halve the batch when it runs out of memory; then
         the epoch's end, a checkpoint and the deadline's revision, as due."""
+        if self.threads is not None:
+            use_threads(self.threads)
         t0, step = time.perf_counter(), self.step
         epoch, data_step = position(self.plan, step)
         try:
@@ -269,6 +273,8 @@ class _Run:
             yield self.apply(out_of_memory_plan(self.plan, step, self.opt, self.device))
             return
         self.method.on_step_end(step, self.plan.total_steps)
+        if self.threads is not None and (why := self.threads.step_took(time.perf_counter() - t0)):
+            yield threads_revised(self.log, step, why, self.plan, self.lr_sched)
         loss = self.ranks.loss(loss.detach())
         self.queue.pending.append(Pending(step, epoch, loss, extra, lr, t0, t_data))
         yield from self.settle(self.queue.lag)
@@ -351,16 +357,11 @@ class _Run:
         """The quality probe at this step; a new best by its signal is saved as ``best``."""
         t, step, cfg, sel = time.perf_counter(), self.step, self.cfg, self.selection
         where = (self.probe_rows, self.labels, cfg.image_size, self.device, step)
-        ev = run_probe(self.method, self.data, *where, cfg.augment, cfg.seed)
+        ev = run_probe(self.method, self.data, *where, cfg.augment, cfg.seed, selection=sel)
         self.log.write_event(ev)
         self.clock.note("probe", time.perf_counter() - t)
-        signal = "knn_top1" if ev.knn_top1 is not None else "view_top1"
-        score = getattr(ev, signal)
-        if step == 0 and "reference" not in sel:
-            ref = {"view_top1": ev.view_top1, "knn_top1": ev.knn_top1}
-            sel.update(reference=ref, signal=signal, n=len(self.probe_rows))
-        elif step > 0 and score > sel.get("best_score", -1.0) and step < self.plan.total_steps:
-            sel.update(best_step=step, best_score=score, signal=signal, best=self.save("best"))
+        total, n = self.plan.total_steps, len(self.probe_rows)
+        keep_best(sel, ev, step, total, lambda: self.save("best"), n)
         return ev
 
     def stopped(self) -> RunStopped:
@@ -371,14 +372,13 @@ class _Run:
 
     def finish(self) -> Iterator[Event]:
         """The last probe, the final checkpoint and the one to use."""
-        final_score = None
+        final_probe = None
         if self.cfg.monitor_every and self.ranks.main:
-            ev = self.probe()
-            final_score = getattr(ev, self.selection.get("signal", "view_top1"))
-            yield ev
+            final_probe = self.probe()
+            yield final_probe
         self.last_ckpt = last = self.save("final")
         best, seconds = self.selection.get("best", ""), self.clock.spent()
-        path, advice = recommendation(self.selection, final_score, last, best)
+        path, advice = recommendation(self.selection, final_probe, last, best)
         loss = self.queue.last_loss
         done = RunFinished(
             step=self.step, path=last, final_loss=loss, recommended=path, advice=advice

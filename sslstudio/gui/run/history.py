@@ -86,10 +86,12 @@ class RunDetails:
     config: dict[str, Any]  # config.json as written (empty if unreadable)
     curves: Curves
     checkpoints: list[tuple[str, int]]  # (folder name, step), newest first
+    events: tuple[Event, ...] = ()  # the whole log, replayed into the Train page's plots
 
 
 def find_runs(root: Path, extra: tuple[str, ...] = ()) -> list[Path]:
-    """Run folders (with a config.json) directly under ``root``, plus ``extra`` ones that still exist."""
+    """Run folders (with a config.json) directly under ``root``, plus ``extra`` ones that still
+    exist."""
     found: dict[str, Path] = {}
     with contextlib.suppress(OSError):
         for p in root.iterdir():
@@ -252,6 +254,18 @@ def list_runs(
     return sorted(runs, key=lambda r: (r.created, r.path), reverse=True)
 
 
+def last_resumable(root: Path) -> str | None:
+    """The newest run under ``root`` if it can go on (after a restart: Resume), else None."""
+    runs = find_runs(root)
+    if not runs:
+        return None
+    newest = max(runs, key=lambda p: ((p / "config.json").stat().st_mtime, str(p)))
+    summary = summarize(newest)
+    if summary.state == FAILED and summary.checkpoint_step is None:
+        return None
+    return summary.path if summary.resumable else None
+
+
 def load_details(run_dir: Path, owned: tuple[str, ...] = ()) -> RunDetails:
     """Summary, config and curves of one run (one read of its metrics log)."""
     from sslstudio.core.train.runs import read_events
@@ -264,7 +278,7 @@ def load_details(run_dir: Path, owned: tuple[str, ...] = ()) -> RunDetails:
         config = config if isinstance(config, dict) else {}
     except (OSError, ValueError):
         config = {}
-    return RunDetails(summary, config, curves_from(events), _checkpoints(run_dir))
+    return RunDetails(summary, config, curves_from(events), _checkpoints(run_dir), tuple(events))
 
 
 def curve_points(ev: Event) -> list[tuple[str, float, float]]:

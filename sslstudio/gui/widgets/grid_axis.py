@@ -51,7 +51,20 @@ class GridAxis(pg.AxisItem):
         return axis_spec, opaque, text_specs
 
 
-def grid_axes() -> dict[str, GridAxis]:
+class StepAxis(GridAxis):
+    """A step axis: whole-number ticks only (no step 2.5), written with thousands separators."""
+
+    def tickSpacing(self, minVal, maxVal, size):  # noqa: ANN001, ANN201, N802, N803
+        levels = super().tickSpacing(minVal, maxVal, size)
+        whole = [(spacing, offset) for spacing, offset in levels if spacing >= 1]
+        return whole or [(1.0, 0.0)]
+
+    def tickStrings(self, values, scale, spacing):  # noqa: ANN001, ANN201, N802
+        return [f"{round(v * scale):,}" for v in values]
+
+
+def grid_axes(steps: bool = False) -> dict[str, GridAxis]:
     """The left and bottom axes for ``pg.PlotWidget(axisItems=...)`` (the grid is drawn by
-    these; pyqtgraph shows every axis it is given, so the hidden right and top stay its own)."""
-    return {name: GridAxis(name) for name in ("left", "bottom")}
+    these; pyqtgraph shows every axis it is given, so the hidden right and top stay its own);
+    ``steps``: the bottom axis counts training steps (:class:`StepAxis`)."""
+    return {"left": GridAxis("left"), "bottom": StepAxis("bottom") if steps else GridAxis("bottom")}

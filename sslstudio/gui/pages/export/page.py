@@ -1,7 +1,7 @@
 """Step 7, Export: write a run's bundle (docs/bundle-format.md) for use outside SSL Studio.
 
-A thin view over :func:`sslstudio.core.export.bundle.export_bundle`, which runs on a worker thread; the
-page lists the runs it can export, their checkpoints, and afterwards what was written.
+A thin view over :func:`sslstudio.core.export.bundle.export_bundle`, which runs on a worker
+thread; the page lists the runs it can export, their checkpoints, and afterwards what was written.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from sslstudio.gui.run.controller import RunController
-from sslstudio.gui.settings import Settings
 from sslstudio.gui.pages.export.bundle_summary import BundleSummary
-from sslstudio.gui.widgets.panels import Card, Page, hbox, hint
+from sslstudio.gui.run.controller import RunController
 from sslstudio.gui.run.worker import FunctionWorker, ThreadJob, user_message
+from sslstudio.gui.settings import Settings
+from sslstudio.gui.widgets.panels import Card, Page, hbox, hint
+from sslstudio.gui.widgets.words import checkpoint_label, count
 from sslstudio.paths import runs_dir
 
 LATEST = "Latest good checkpoint"
@@ -103,8 +104,8 @@ class ExportPage(Page):
     ) -> None:
         super().__init__(
             "Export",
-            "Write a bundle other programs can use without SSL Studio or PyTorch: the model as ONNX, its "
-            "weights, and an index of the training images for search and classification.",
+            "Write a bundle other programs can use without SSL Studio or PyTorch: the model as "
+            "ONNX, its weights, and an index of the training images for search and classification.",
             parent,
         )
         self.controller = controller
@@ -149,7 +150,8 @@ class ExportPage(Page):
         )
         self.absolute_box.toggled.connect(self._update_warning)
         for box in (self.zip_box, self.absolute_box):
-            # the cards' "background: transparent" rule hides an unchecked box's frame; "none" keeps it
+            # the cards' "background: transparent" rule hides an unchecked box's frame; "none"
+            # keeps it
             box.setStyleSheet("QCheckBox { background: none; }")
         self.warning = QLabel(PRIVACY)
         self.warning.setWordWrap(True)
@@ -226,7 +228,7 @@ class ExportPage(Page):
         self.run_combo.blockSignals(True)
         self.run_combo.clear()
         for r in usable:
-            what = f"{r.method} · {r.backbone} · {r.steps_done} steps"
+            what = f"{r.method} · {r.backbone} · {count(r.steps_done, 'step')}"
             self.run_combo.addItem(f"{r.name}  ({what})", r.path)
         match = next((i for i, r in enumerate(usable) if want and _same(r.path, want)), 0)
         self.run_combo.setCurrentIndex(match if usable else -1)
@@ -370,7 +372,7 @@ class ExportPage(Page):
                 self._show_runs(result)
         elif tag[0] == "checkpoints" and tag[1] == self.selected_run():
             for name, step in result:
-                self.checkpoint_combo.addItem(f"{name}  (step {step})", name)
+                self.checkpoint_combo.addItem(checkpoint_label(name, step), name)
 
     @Slot(object, str)
     def _on_list_failed(self, tag: tuple[Any, ...], message: str) -> None:

@@ -1,8 +1,9 @@
 """One run's (or a few runs') settings and curves, side by side: the lower half of the Runs page.
 
 A pure view: it is handed :class:`sslstudio.gui.run.history.RunDetails` records and draws them;
-it reads no files. With several runs, the loss and kNN curves share a plot (one colour per run)
-and the settings table gets a column per run with the differing rows in bold.
+it reads no files. One run is replayed from its logged events into the plots the Train page
+shows live (:class:`RunPlots`); with several, the loss and kNN curves share a plot (one colour
+per run) and the settings table gets a column per run with the differing rows in bold.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from sslstudio.gui.run.history import RunDetails, flatten_config
 from sslstudio.gui.widgets.config_form import field_label
 from sslstudio.gui.widgets.loss_plot import ThrottledPlot
 from sslstudio.gui.widgets.panels import Card, hint
+from sslstudio.gui.widgets.run_plots import RunPlots
+from sslstudio.gui.widgets.words import setting_label as form_label
 
 SECTIONS = (
     ("", "Run"),
@@ -54,7 +57,11 @@ class RunDetailsView(QWidget):
         curves_card = Card("Curves")
         self.caption = hint("Select a run to see its settings and curves.")
         self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.loss_plot = ThrottledPlot("Loss", legend=True)
+        self.run_plots = RunPlots(compact=True)  # one run: as the Train page showed it
+        self.run_plots.setVisible(False)
+        curves_card.add(self.run_plots, 1)
+        empty = "Select a run to see its curves."
+        self.loss_plot = ThrottledPlot("Loss", placeholder=empty)
         self.knn_plot = ThrottledPlot("kNN top-1")  # same colours as the loss legend
         self.knn_plot.setVisible(False)
         plots = QHBoxLayout()
@@ -71,6 +78,11 @@ class RunDetailsView(QWidget):
         self.loss_plot.getPlotItem().clear()
         self.knn_plot.getPlotItem().clear()
         self.knn_plot.setVisible(False)
+        self.loss_plot.set_keys([])
+        self.loss_plot.refresh()
+        self.loss_plot.setVisible(True)
+        self.run_plots.setVisible(False)
+        self.run_plots.reset()
         self.settings_tree.clear()
         self.settings_tree.setColumnCount(2)
         self.settings_tree.setHeaderLabels(["Setting", "Value"])
@@ -80,16 +92,21 @@ class RunDetailsView(QWidget):
         """After a light/dark switch: the plots, and the curves drawn again in the new colours."""
         theme.restyle_plot(self.loss_plot)
         theme.restyle_plot(self.knn_plot)
+        self.run_plots.restyle()
         if self._last is not None:
             self.show_runs(*self._last)
 
     def show_runs(self, shown: list[RunDetails], selected: int | None = None) -> None:
-        """Draw ``shown`` (one run, or several to compare); ``selected`` = how many rows are selected."""
+        """Draw ``shown`` (one run, or several to compare); ``selected``: how many rows are
+        selected."""
         self.clear()
         self._last = (shown, selected)
         if not shown:
             return
-        self._draw_curves(shown)
+        if len(shown) == 1:
+            self._replay(shown[0])
+        else:
+            self._draw_curves(shown)
         self._fill_settings(shown)
         if len(shown) == 1:
             self.caption.setText(describe(shown[0]))
@@ -99,18 +116,28 @@ class RunDetailsView(QWidget):
                 if selected and selected > len(shown)
                 else ""
             )
+            names = ", ".join(f"{LETTERS[i]}: {elide(d.summary.name)}" for i, d in enumerate(shown))
             self.caption.setText(
-                f"Comparing {len(shown)} runs{more}: bold lines are the trend (trailing mean), "
-                "faint lines every step; the settings that differ are listed first."
+                f"Comparing {len(shown)} runs{more} ({names}): bold lines are the trend "
+                "(trailing mean), faint lines every step; the settings that differ come first."
             )
+
+    def _replay(self, d: RunDetails) -> None:
+        """The run's log through the Train page's own plots and event handling."""
+        self.loss_plot.setVisible(False)
+        self.run_plots.setVisible(True)
+        probe = d.config.get("probe_size", 0)
+        self.run_plots.replay(d.events, probe if isinstance(probe, int) else 0)
 
     def _draw_curves(self, shown: list[RunDetails]) -> None:
         t = theme.current()
         colors = t.curve("runs")
         many = len(shown) > 1
+        keys = []
         for i, d in enumerate(shown):
             c = d.curves
             color = colors[i % len(colors)] if many else t.curve("loss_ema")
+            keys.append((pg.mkColor(color).name(), LETTERS[i] if many else "trend"))
             faint = pg.mkColor(color)
             faint.setAlpha(60)
             self.loss_plot.getPlotItem().plot(c.step, c.loss, pen=pg.mkPen(faint, width=1))
@@ -118,7 +145,6 @@ class RunDetailsView(QWidget):
                 c.step,
                 c.smoothed_loss(),
                 pen=pg.mkPen(color, width=2),
-                name=f"{LETTERS[i]}  {elide(d.summary.name)}" if many else "trend",
             )
             if c.knn.size:
                 self.knn_plot.setVisible(True)
@@ -131,6 +157,9 @@ class RunDetailsView(QWidget):
                     symbolPen=None,
                     symbolBrush=color,
                 )
+        self.loss_plot.set_keys(keys)  # letters as the settings' columns: names in their tooltips
+        self.loss_plot.refresh()
+        self.knn_plot.refresh()
 
     def _fill_settings(self, shown: list[RunDetails]) -> None:
         """One column per run; with several, a 'Differences' section first and the rest folded."""
@@ -163,9 +192,7 @@ class RunDetailsView(QWidget):
                 item = QTreeWidgetItem(
                     section,
                     [
-                        setting_label(key)
-                        if title == "Differences"
-                        else field_label(key.removeprefix(prefix)),
+                        setting_label(key) if title == "Differences" else form_label(key),
                         *rows[key],
                     ],
                 )
@@ -192,13 +219,12 @@ def elide(name: str, limit: int = 30) -> str:
 
 
 def setting_label(key: str) -> str:
-    """'method_options.temperature' -> 'Method options: Temperature'; 'image_size' -> 'Image size'."""
+    """'method_options.temperature' -> 'Method options: Temperature'; 'image_size' ->
+    'Image size'."""
     group, _, name = key.rpartition(".")
     titles = {prefix.rstrip("."): title for prefix, title in SECTIONS if prefix}
     return (
-        f"{titles.get(group, field_label(group))}: {field_label(name)}"
-        if group
-        else field_label(name)
+        f"{titles.get(group, field_label(group))}: {form_label(key)}" if group else form_label(key)
     )
 
 
@@ -226,8 +252,10 @@ def describe(d: RunDetails) -> str:
 def show_value(v: Any) -> str:
     if isinstance(v, bool):
         return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
     if isinstance(v, float):
-        return f"{v:.6g}"
+        return f"{v:,.6g}" if abs(v) >= 1000 else f"{v:.6g}"
     if isinstance(v, dict):
         return "–" if not v else ", ".join(f"{k}={show_value(x)}" for k, x in v.items())
     return str(v) if v != "" else "–"

@@ -8,11 +8,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pyqtgraph as pg
-from PySide6.QtCore import Signal, Slot
-from PySide6.QtGui import QColor
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
-    QGridLayout,
     QLabel,
     QMessageBox,
     QPlainTextEdit,
@@ -33,7 +30,12 @@ from sslstudio.core.events import (
     describe,
 )
 from sslstudio.gui import theme
-from sslstudio.gui.pages.train.run_text import format_device, format_eta, format_preparing
+from sslstudio.gui.pages.train.run_text import (
+    format_device,
+    format_eta,
+    format_preparing,
+    verdict_sentence,
+)
 from sslstudio.gui.run.controller import (
     ACTIVE,
     IDLE,
@@ -43,9 +45,9 @@ from sslstudio.gui.run.controller import (
     STOPPING,
     RunController,
 )
-from sslstudio.gui.run.history import curve_points
-from sslstudio.gui.widgets.loss_plot import Ema, ThrottledPlot
 from sslstudio.gui.widgets.panels import Card, Page, Stat, hbox, with_shortcut
+from sslstudio.gui.widgets.run_plots import RunPlots
+from sslstudio.gui.widgets.words import BEST_MEANS
 
 STATE_TEXT = {
     IDLE: "Idle",
@@ -55,17 +57,30 @@ STATE_TEXT = {
     STOPPING: "Stopping… saving a checkpoint",
 }
 ENDED_TEXT = {
-    "finished": "Finished: the model is on the Runs page",
+    "finished": "Finished",  # the verdict line says how it went, the button what is next
     "failed": "Failed: see the log below",
 }
 LOG_TEXT = {"scan": "reading the folder…", "decode": "decoding the images at the working size…"}
+BEFORE_RUN = (
+    "Start a run: this line then tells you, in plain words, whether the network is learning."
+)
+STARTED = "Training has started. The first check of whether it is learning comes in a few steps."
+
+
+def _sign_word(ev: MonitorLogged) -> str:
+    """The verdict label's style: good, bad or neutral news."""
+    if ev.warning and ev.step > 0:
+        return "bad"
+    return {1: "good", -1: "bad"}.get(ev.verdict_sign or 0, "")
 
 
 class TrainPage(Page):
-    """Signals: ``startRequested()`` and ``resumeRequested(run_dir)``: the window builds the config."""
+    """Signals: ``startRequested()`` and ``resumeRequested(run_dir)``: the window builds the
+    config; ``exploreRequested(run_dir)``: the run that just finished, to open on Explore."""
 
     startRequested = Signal()
     resumeRequested = Signal(str)
+    exploreRequested = Signal(str)
 
     def __init__(self, controller: RunController, parent: QWidget | None = None) -> None:
         super().__init__(
@@ -78,16 +93,41 @@ class TrainPage(Page):
         self.can_start = False
         self.error_box: QMessageBox | None = None
         self.total_steps = 0
-        self._ema = Ema(0.95)
-        self._bands: list[tuple[ThrottledPlot, pg.LinearRegionItem]] = []
-        self._probe_n = 0  # images in the collapse monitor's probe set
+        self._first_check: MonitorLogged | None = None  # the run's health check at step 0
+        self._last_check: MonitorLogged | None = None
         self._preparing_text = (
             ""  # the latest Preparing event, shown while the state is "preparing"
         )
         self._stage = ""
         self._shown_state = IDLE
         self._outcome = ""  # how the last run ended
+        self.verdict_label = QLabel(BEFORE_RUN)
+        self.verdict_label.setObjectName("verdict")
+        self.verdict_label.setWordWrap(True)
+        self.verdict_label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.verdict_label.setMinimumHeight(48)  # two lines at 15 px: no jump when it wraps
+        self.body.addWidget(self.verdict_label)
+        self._build_controls()
+        self._build_stats()
+        self.run_plots = RunPlots()
+        self.body.addWidget(self.run_plots, 1)
+        self.log = QPlainTextEdit()
+        self.log.setObjectName("log")
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(5000)
+        self.log.setFixedHeight(104)
+        self.log.setPlaceholderText("Notices, warnings and checkpoints appear here.")
+        self.body.addWidget(self.log)
 
+        theme.changes().changed.connect(self.run_plots.restyle)
+        controller.event.connect(self.on_event)
+        controller.stateChanged.connect(self._update_controls)
+        controller.failed.connect(self.show_error)
+        controller.runEnded.connect(self._on_run_ended)
+        self._update_controls()
+
+    def _build_controls(self) -> None:
+        controller = self.controller
         self.start_button = QPushButton("Start")
         self.start_button.setObjectName("primary")
         self.pause_button = QPushButton("Pause")
@@ -103,6 +143,11 @@ class TrainPage(Page):
         self._start_tip = self.start_button.toolTip()
         self.state_label = QLabel("")
         self.state_label.setObjectName("muted")
+        self.explore_button = QPushButton("Explore the result")
+        self.explore_button.setObjectName("primary")
+        self.explore_button.setToolTip("Open the run that just finished on the Explore page")
+        self.explore_button.setVisible(False)
+        self.explore_button.clicked.connect(self._on_explore_clicked)
         self.start_button.clicked.connect(self.startRequested)
         self.pause_button.clicked.connect(controller.pause)
         self.resume_button.clicked.connect(self._on_resume_clicked)
@@ -115,9 +160,11 @@ class TrainPage(Page):
                 self.stop_button,
                 None,
                 self.state_label,
+                self.explore_button,
             )
         )
 
+    def _build_stats(self) -> None:
         stats = Card(margins=12)
         self.stats = {
             key: Stat(caption)
@@ -137,86 +184,11 @@ class TrainPage(Page):
         stats.add(self.progress)
         self.body.addWidget(stats)
 
-        self.body.addLayout(self._build_plots(), 1)
-        self.log = QPlainTextEdit()
-        self.log.setObjectName("log")
-        self.log.setReadOnly(True)
-        self.log.setMaximumBlockCount(5000)
-        self.log.setFixedHeight(104)
-        self.log.setPlaceholderText("Notices, warnings and checkpoints appear here.")
-        self.body.addWidget(self.log)
-
-        theme.changes().changed.connect(self.restyle)
-        controller.event.connect(self.on_event)
-        controller.stateChanged.connect(self._update_controls)
-        controller.failed.connect(self.show_error)
-        controller.runEnded.connect(self._on_run_ended)
-        self._update_controls()
-
-    def _build_plots(self) -> QGridLayout:
-        t = theme.current()
-        pen = theme.pen
-
-        self.loss_plot = ThrottledPlot("Loss", legend=True)
-        self.loss_plot.add_curve("raw", pen("loss_raw", 1), name="per step")
-        self.loss_plot.add_curve("ema", pen("loss_ema"), name="smoothed")
-        self.health_plot = ThrottledPlot("Spread and quality", legend=True)
-        dots = dict(symbol="o", symbolSize=5, symbolPen=None)
-        self.health_plot.add_curve(
-            "std", pen("std"), name="std × √d", symbolBrush=t.curve("std"), **dots
-        )
-        self.health_plot.add_curve(
-            "knn", pen("knn"), name="kNN top-1", symbolBrush=t.curve("knn"), **dots
-        )
-        self.health_plot.add_curve(
-            "view", pen("view"), name="own-view retrieval", symbolBrush=t.curve("view"), **dots
-        )
-        self.health_plot.setYRange(0, 1.05, padding=0)
-        self.health_plot.getPlotItem().enableAutoRange(y=False)
-        self.rank_plot = ThrottledPlot("Effective rank (RankMe)")
-        self.rank_plot.add_curve("rank", pen("rank"), symbolBrush=t.curve("rank"), **dots)
-        self.lr_plot = ThrottledPlot("Learning rate")
-        self.lr_plot.add_curve("plan", pen("lr_plan", 1.5, dash=True))
-        self.lr_plot.add_curve("lr", pen("lr"))
-        self.speed_plot = ThrottledPlot("Images / s")
-        self.speed_plot.add_curve("ips", pen("ips"))
-        self.wait_plot = ThrottledPlot("Waiting for data (%)")
-        self.wait_plot.add_curve("wait", pen("wait"))
-        self.wait_plot.setYRange(0, 100, padding=0.02)
-        self.wait_plot.getPlotItem().enableAutoRange(y=False)
-        self.plots = [
-            self.loss_plot,
-            self.health_plot,
-            self.rank_plot,
-            self.lr_plot,
-            self.speed_plot,
-            self.wait_plot,
-        ]
-        self._series = {  # history.curve_points' series -> (plot, curve)
-            "loss": (self.loss_plot, "raw"),
-            "lr": (self.lr_plot, "lr"),
-            "ips": (self.speed_plot, "ips"),
-            "wait": (self.wait_plot, "wait"),
-            "std": (self.health_plot, "std"),
-            "knn": (self.health_plot, "knn"),
-            "view": (self.health_plot, "view"),
-            "rank": (self.rank_plot, "rank"),
-        }
-        grid = QGridLayout()
-        grid.setSpacing(10)
-        grid.addWidget(self.loss_plot, 0, 0, 1, 2)
-        grid.addWidget(self.health_plot, 0, 2, 1, 2)
-        for col, plot in enumerate((self.lr_plot, self.speed_plot, self.wait_plot, self.rank_plot)):
-            grid.addWidget(plot, 1, col)
-            grid.setColumnStretch(col, 1)
-        grid.setRowStretch(0, 3)
-        grid.setRowStretch(1, 2)
-        return grid
-
     # -- controls -----------------------------------------------------------------------------
 
     def set_can_start(self, ok: bool, why: str = "") -> None:
-        """Whether Start makes sense now (a scanned folder, the engine loaded); ``why`` as tooltip."""
+        """Whether Start makes sense now (a scanned folder, the engine loaded); ``why`` as
+        tooltip."""
         self.can_start = ok
         self.start_button.setToolTip(
             self._start_tip if ok or not why else f"{why}. {self._start_tip}"
@@ -229,6 +201,11 @@ class TrainPage(Page):
             self.controller.resume()
         elif self.controller.state == IDLE and self.controller.resumable:
             self.resumeRequested.emit(self.controller.resumable)
+
+    def refresh_controls(self) -> None:
+        """The buttons and state line again, after the controller changed outside a run (a
+        resumable run found after a restart)."""
+        self._update_controls()
 
     def _update_controls(self, *_: object) -> None:
         state = self.controller.state
@@ -245,6 +222,9 @@ class TrainPage(Page):
             )
         )
         self.stop_button.setEnabled(state in ACTIVE)
+        self.explore_button.setVisible(
+            idle and self._outcome == "finished" and bool(self.controller.run_dir)
+        )
         text = STATE_TEXT[state]
         if state == PREPARING and self._preparing_text:
             text = self._preparing_text
@@ -269,24 +249,33 @@ class TrainPage(Page):
         self._outcome = outcome
         self._update_controls()
 
+    @Slot()
+    def _on_explore_clicked(self) -> None:
+        if self.controller.run_dir:
+            self.exploreRequested.emit(self.controller.run_dir)
+
     # -- events --------------------------------------------------------------------------------
 
     @Slot(object)
     def on_event(self, ev: Event) -> None:
         """The page's state and curves follow ``ev``; its sentence (``events.describe``, the same
         the CLI prints) goes to the log."""
+        if isinstance(ev, RunStarted):
+            cfg = self.controller.last_config
+            self.run_plots.probe_size = cfg.probe_size if cfg is not None else 0
+        self.run_plots.on_event(ev)
         if isinstance(ev, StepLogged):
             self._on_step(ev)
         elif isinstance(ev, Preparing):
             self._on_preparing(ev)
         elif isinstance(ev, MonitorLogged):
-            self._plot_monitor(ev)
+            self._on_monitor(ev)
         elif isinstance(ev, RunStarted):
             self._on_started(ev)
         elif isinstance(ev, RunStopped):
             self._on_stopped(ev)
         elif isinstance(ev, RunFinished):
-            self.progress.setValue(self.progress.maximum())
+            self._on_finished(ev)
         elif isinstance(ev, PlanRevised):
             self.total_steps = ev.total_steps
             self.progress.setMaximum(ev.total_steps)
@@ -315,102 +304,47 @@ class TrainPage(Page):
     def _on_started(self, ev: RunStarted) -> None:
         self._preparing_text = self._stage = ""
         self.total_steps = ev.total_steps
-        cfg = self.controller.last_config
-        self._probe_n = min(cfg.probe_size, ev.num_images) if cfg is not None else ev.num_images
-        for plot in self.plots:
-            plot.clear_curves()
-        for plot, band in self._bands:  # the next run may have another embedding size
-            plot.removeItem(band)
-        self._bands.clear()
-        self._ema.reset()
-        if ev.start_step > 0:
-            self._load_history(Path(ev.run_dir), ev.start_step)
-        self.lr_plot.set_curve("plan", range(len(ev.lr_schedule)), ev.lr_schedule)
+        self._first_check = self._last_check = None
+        self.verdict_label.setText(STARTED)
+        self.verdict_label.setProperty("sign", "")
+        self.verdict_label.style().polish(self.verdict_label)
         self.progress.setRange(0, max(1, ev.total_steps))
         self.progress.setValue(ev.start_step)
         self.stats["device"].set(format_device(ev.device))
         self.stats["step"].set(f"{ev.start_step:,} / {ev.total_steps:,}")
 
-    def _load_history(self, run_dir: Path, before: int) -> None:
-        """Curves of the steps before a resume: the run's metrics log, decoded by the one codec,
-        replayed through the plot code live events use."""
-        from sslstudio.core.train.runs import read_events
-
-        for ev in read_events(run_dir):
-            if isinstance(ev, StepLogged) and ev.step < before:
-                self._plot(ev)
-            elif isinstance(ev, MonitorLogged) and ev.step < before:
-                self._plot_monitor(ev)
-
-    def _plot(self, ev: Event) -> None:
-        """The points ``ev`` adds (``history.curve_points``, as the Runs page reads a log)."""
-        for name, step, value in curve_points(ev):
-            plot, key = self._series[name]
-            plot.append(key, step, value)
-            if name == "loss":
-                self.loss_plot.append("ema", step, self._ema.update(value))
-
     def _on_step(self, ev: StepLogged) -> None:
-        self._plot(ev)
-        ema = self._ema.value
         done = ev.step + 1
         self.stats["step"].set(f"{done:,} / {self.total_steps:,}")
         self.stats["epoch"].set(f"{ev.epoch + 1:,}")
-        self.stats["loss"].set(f"{ema:.4f}")
+        self.stats["loss"].set(f"{self.run_plots.smoothed_loss:.4f}")
         self.stats["speed"].set(f"{ev.images_per_s:,.0f}")
         self.stats["eta"].set(format_eta(ev.eta_s))
         self.progress.setValue(done)
 
-    def _plot_monitor(self, ev: MonitorLogged) -> None:
-        if not self._bands:
-            self._add_collapse_bands(ev.embed_dim)
-        self._plot(ev)
+    def _on_monitor(self, ev: MonitorLogged) -> None:
+        if ev.step == 0 or self._first_check is None:
+            self._first_check = ev
+        self._last_check = ev
+        self.verdict_label.setText(verdict_sentence(ev, self._first_check))
+        self.verdict_label.setProperty("sign", _sign_word(ev))
+        self.verdict_label.style().polish(self.verdict_label)
 
-    def restyle(self, _theme: object = None) -> None:
-        """After a light/dark switch: every plot, and the collapse bands' shade."""
-        brush = QColor(*theme.current().curve("band"))
-        for plot in self.plots:
-            theme.restyle_plot(plot)
-        for _, band in self._bands:
-            band.setBrush(brush)
-            band.update()
-
-    def _add_collapse_bands(self, dim: int) -> None:
-        """Shade where the core's collapse warnings fire (thresholds from core.monitor)."""
-        from sslstudio.core.train.monitor import (  # torch is loaded: a run is going
-            COLLAPSE_STD,
-            RANK_SHARE,
-        )
-
-        brush = QColor(*theme.current().curve("band"))
-        rank_limit = max(2.0, RANK_SHARE * min(self._probe_n or dim, dim))  # as collapse_warning()
-        for plot, top, tip in (
-            (
-                self.health_plot,
-                COLLAPSE_STD,
-                "complete collapse: every image maps to nearly the same point",
-            ),
-            (
-                self.rank_plot,
-                rank_limit,
-                "dimensional collapse: the embeddings use very few dimensions",
-            ),
-        ):
-            band = pg.LinearRegionItem(
-                (0, top), orientation="horizontal", movable=False, brush=brush, pen=pg.mkPen(None)
-            )
-            band.setZValue(-10)
-            band.setToolTip(tip)
-            plot.addItem(band)
-            self._bands.append((plot, band))
-        self.rank_plot.getPlotItem().setLabel("left", f"of {dim} dims")
+    def _on_finished(self, ev: RunFinished) -> None:
+        self.progress.setValue(self.progress.maximum())
+        last = self._last_check
+        words = "" if last is None else " " + verdict_sentence(last, self._first_check, True)
+        if Path(ev.recommended).name == "best":  # as the Export page names it
+            words += f" Export the Best checkpoint, {BEST_MEANS}."
+        self.verdict_label.setText(f"Finished.{words}" if words else "Finished.")
 
     def append_log(self, text: str) -> None:
         self.log.appendPlainText(f"{time.strftime('%H:%M:%S')}  {text}")
 
     @Slot(str, str)
     def show_error(self, message: str, details: str = "") -> None:
-        """A non-blocking message box: the window stays usable, the controls are already re-enabled."""
+        """A non-blocking message box: the window stays usable, the controls are already
+        re-enabled."""
         self.append_log(f"ERROR: {message}")
         box = QMessageBox(
             QMessageBox.Icon.Critical,
@@ -427,5 +361,11 @@ class TrainPage(Page):
 
     def redraw_now(self) -> None:
         """Flush the throttled plots (screenshots, tests)."""
-        for plot in self.plots:
-            plot.redraw()
+        self.run_plots.redraw_now()
+
+    # the plots, as the page's own (tests and the window read them here)
+    loss_plot = property(lambda self: self.run_plots.loss_plot)
+    health_plot = property(lambda self: self.run_plots.health_plot)
+    rank_plot = property(lambda self: self.run_plots.rank_plot)
+    lr_plot = property(lambda self: self.run_plots.lr_plot)
+    plots = property(lambda self: self.run_plots.plots)

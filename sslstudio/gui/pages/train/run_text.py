@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 
-from sslstudio.core.events import Preparing
+from sslstudio.core.events import MonitorLogged, Preparing
 
 STAGE_TEXT = {"scan": "Reading images…", "decode": "Decoding…"}
 
@@ -31,3 +31,58 @@ def format_eta(seconds: float) -> str:
         return "–"
     s = int(round(seconds))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+SHIFTED = "with colours and staining altered"
+
+
+def verdict_sentence(ev: MonitorLogged, first: MonitorLogged | None, finished: bool = False) -> str:
+    """'Is it learning?' in one or two sentences a pathologist reads without help, from the
+    latest health check ``ev`` (its verdict against the untrained network when there is one,
+    else the kNN / own-view score against ``first``, the check at step 0)."""
+    go_on = " Explore the result to see what it learned." if finished else " Keep going."
+    if ev.warning and ev.step > 0:
+        return (
+            "Something is wrong: the network now sees all images as nearly the same. "
+            "Stop, and try a lower learning rate or another method."
+        )
+    if ev.verdict_sign is not None and ev.shift_top1 is not None and ev.shift_ref is not None:
+        now, before = f"{ev.shift_top1:.0%}", f"{ev.shift_ref:.0%}"
+        match = f"{SHIFTED}, it finds the right match {now} of the time (untrained: {before})"
+        if ev.verdict_sign > 0:
+            head = "It learned" if finished else "It is learning"
+            return f"{head}: {match}.{go_on}"
+        if ev.verdict_sign < 0:
+            advice = "Retrain" if finished else "Keep going; if it stays so, retrain"
+            return (
+                f"Not better than the untrained network: {match}. It relies on colour more "
+                f"than on tissue structure. {advice} with more colour change."
+            )
+        if finished:  # "too early" no longer: the run is over
+            return (
+                f"Not clearly better than the untrained network: {match}, a difference within "
+                "chance. A longer run may help."
+            )
+        return f"Too early to tell: {match}, a difference within chance.{go_on}"
+    return _fallback(ev, first, go_on)
+
+
+def _fallback(ev: MonitorLogged, first: MonitorLogged | None, go_on: str) -> str:
+    """Without a verdict: the labelled (kNN) or own-view score against step 0's."""
+    if ev.step == 0 or first is None:
+        return "Measuring the untrained network: every later check is compared with it."
+    for now, before, what in (
+        (ev.knn_top1, first.knn_top1, "images placed with others of their class"),
+        (ev.view_top1, first.view_top1, "images recognised again after a small change"),
+    ):
+        if now is None or before is None:
+            continue
+        gain = now - before
+        if gain > 0.02:
+            head = "It is learning"
+        elif gain < -0.02:
+            head = "It is getting worse than the untrained network"
+        else:
+            head = "No clear progress yet"
+        return f"{head}: {now:.0%} of {what}, against {before:.0%} at the start.{go_on}"
+    return f"Training is under way; no measure of quality is available for this folder.{go_on}"

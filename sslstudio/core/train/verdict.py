@@ -1,0 +1,224 @@
+"""Will the features hold on images the run never saw? A verdict against random init.
+
+The collapse metrics and the in-folder kNN look at the training folder with its own colours:
+on H&E a network that keys on the stain of these slides scores well there and worse than an
+untrained network on the next batch of slides (issue 23: 0.795 vs 0.463 in-folder, 0.471 vs
+0.633 on another split). So the verdict asks a harder question of the probe set:
+
+- queries are the probe images under a strong, random colour and stain shift (brightness,
+  contrast, saturation, hue and HED, as a new scanner or staining day would change them) and
+  a mild crop; the memory is the same images unshifted (centre view). Features that key on
+  colour stop finding the right neighbours.
+- with labels: weighted kNN of each shifted query against the memory, leaving out the image
+  itself and its near-duplicates (flipped/rotated copies, found by a dihedral thumbnail match),
+  so no query is answered by its own tile. Without labels: the shifted query must retrieve its
+  own unshifted image (near-duplicates are left out of the candidates).
+- the same network at step 0 (random init) answers the same queries (the shift's random draws
+  are fixed), so the gap is paired; its noise is two bootstrap standard errors over queries.
+
+The verdict is "better" or "worse" than random init only when the gap exceeds that noise;
+otherwise it says it cannot tell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sslstudio.config import AugmentConfig
+from sslstudio.core.data.cache import DecodedImages
+from sslstudio.core.train.selection import recommendation as recommendation_by_signal
+from sslstudio.core.transforms.views import augment_batch, centre_view, normalise
+
+# strong enough that colour stops identifying a class: crc-he-shifted moves class means by up
+# to 20 levels of 255 and shrinks their spread 2-3x (its ABOUT.md); this shifts each query by
+# as much again, at random, so no colour rule learnt on the folder survives it
+SHIFT = AugmentConfig(
+    crop_scale_min=0.6,
+    hflip_p=0.5,
+    jitter_p=1.0,
+    brightness=0.3,
+    contrast=0.3,
+    saturation=0.5,
+    hue=0.06,
+    grey_p=0.0,
+    blur_p=0.0,
+    hed_p=1.0,
+    hed_sigma=0.15,
+)
+KNN_K = 20  # a small k: the probe holds a few hundred images, a few dozen per class
+DUPLICATE_CORR = 0.95  # 8x8 grey thumbnails this alike (under some flip/rotation) are one tile
+BOOTSTRAP = 400
+
+BETTER, WORSE, UNSURE = 1, -1, 0
+
+
+def thumbnails(data: DecodedImages, rows: np.ndarray) -> np.ndarray:
+    """``(N, 8, 8)`` zero-mean, unit-norm grey thumbnails of the cached images."""
+    out = []
+    for i in range(0, len(rows), 256):
+        x = torch.from_numpy(data.batch(rows[i : i + 256])).float().mean(dim=3)[:, None]
+        out.append(F.adaptive_avg_pool2d(x, 8)[:, 0])
+    t = torch.cat(out)
+    t = t - t.mean(dim=(1, 2), keepdim=True)
+    return (t / t.flatten(1).norm(dim=1).clamp(min=1e-6)[:, None, None]).numpy()
+
+
+def near_duplicates(thumbs: np.ndarray) -> np.ndarray:
+    """``(N, N)`` bool: images that match under one of the 8 flips/rotations (the diagonal too)."""
+    t = torch.from_numpy(thumbs)
+    flat = t.flatten(1)
+    best = torch.full((len(t), len(t)), -1.0)
+    for k in range(4):
+        r = torch.rot90(t, k, dims=(1, 2))
+        for v in (r, r.flip(2)):
+            best = torch.maximum(best, flat @ v.flatten(1).T)
+    same = (best >= DUPLICATE_CORR).numpy()
+    np.fill_diagonal(same, True)
+    return same | same.T
+
+
+@torch.no_grad()
+def _features(method, data, rows, image_size, device, seed: int | None) -> torch.Tensor:
+    """L2-normalised embeddings: the centre view (seed None) or one shifted view per image."""
+    g = None if seed is None else torch.Generator().manual_seed(seed * 104_729 + 23)
+    out = []
+    for i in range(0, len(rows), 256):
+        x = torch.from_numpy(data.batch(rows[i : i + 256])).permute(0, 3, 1, 2).to(device)
+        if g is None:
+            v = centre_view(x, image_size)
+        else:
+            v = normalise(augment_batch(x.float() / 255, SHIFT, image_size, g))
+        out.append(F.normalize(method.embed(v).float(), dim=1).cpu())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def shifted_hits(
+    method: torch.nn.Module,
+    data: DecodedImages,
+    rows: np.ndarray,
+    labels: np.ndarray | None,
+    image_size: int,
+    device,
+    seed: int = 0,
+    duplicates: np.ndarray | None = None,
+    memory: torch.Tensor | None = None,
+) -> np.ndarray:
+    """Per probe image, 1.0 when its shifted view is answered right (kNN label, or its own
+    image without labels), else 0.0. Same seed, same shifted pixels: paired across steps.
+    ``memory``: the rows' centre-view embeddings, when already computed."""
+    was_training = method.training
+    method.eval()
+    try:
+        if memory is None:
+            memory = _features(method, data, rows, image_size, device, None)
+        memory = F.normalize(memory.float(), dim=1)
+        queries = _features(method, data, rows, image_size, device, seed)
+    finally:
+        method.train(was_training)
+    dup = torch.from_numpy(
+        near_duplicates(thumbnails(data, rows)) if duplicates is None else duplicates
+    )
+    sim = queries @ memory.T
+    if labels is None:  # own-image retrieval: near-duplicates are neither right nor rivals
+        own = sim.diagonal().clone()
+        sim = sim.masked_fill(dup, -float("inf"))
+        return (own > sim.max(dim=1).values).float().numpy()
+    y = torch.from_numpy(np.asarray(labels)[rows]).long()
+    sim = sim.masked_fill(dup, -float("inf"))
+    k = max(1, min(KNN_K, len(rows) - int(dup.sum(dim=1).max())))
+    top, ix = sim.topk(k, dim=1)
+    votes = torch.zeros(len(rows), int(y.max()) + 1)
+    votes.scatter_add_(1, y[ix], (top / 0.1).exp().nan_to_num(0.0))
+    return (votes.argmax(dim=1) == y).float().numpy()
+
+
+def paired_noise(hits: np.ndarray, ref: np.ndarray, seed: int = 0) -> float:
+    """Two bootstrap standard errors of mean(hits) - mean(ref) over the same queries."""
+    d = np.asarray(hits, float) - np.asarray(ref, float)
+    if len(d) < 2:
+        return 1.0
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, len(d), size=(BOOTSTRAP, len(d)))].mean(axis=1)
+    return float(2 * means.std())
+
+
+def judge(score: float, ref: float, noise: float) -> int:
+    if score > ref + noise:
+        return BETTER
+    if score < ref - noise:
+        return WORSE
+    return UNSURE
+
+
+def verdict_words(sign: int, score: float, ref: float, noise: float, labelled: bool) -> str:
+    """One plain sentence for the CLI and the Train page."""
+    what = "kNN" if labelled else "retrieval"
+    figures = f"{what} {score:.3f} vs {ref:.3f} at random init, noise ±{noise:.3f}"
+    if sign == BETTER:
+        return f"better than random init on colour/stain-shifted images ({figures})"
+    if sign == WORSE:
+        return (
+            f"WORSE than random init on colour/stain-shifted images ({figures}): the features "
+            "follow the colours of these images more than their content, and on new slides or "
+            "another scanner the untrained network would do better"
+        )
+    return f"cannot tell whether it beats random init on colour/stain-shifted images ({figures})"
+
+
+def keep_best(
+    selection: dict, ev, step: int, total: int, save_best: Callable[[], str], n: int
+) -> None:
+    """Record step 0's score and the best step by the shifted score (``save_best`` saves it)."""
+    score = ev.shift_top1
+    if score is None:
+        return
+    if "shift_ref" not in selection and step == 0:
+        selection.update(signal="shift_top1", shift_ref=score, n=n)
+    elif step > 0 and step < total and score > selection.get("best_score", -1.0):
+        selection.update(
+            best_step=step,
+            best_score=score,
+            best_sign=ev.verdict_sign,
+            best_noise=ev.shift_noise,
+            best=save_best(),
+        )
+
+
+def recommendation(selection: dict, final, final_path: str, best_path: str) -> tuple[str, str]:
+    """(checkpoint to use, why) from the best step and the final probe (a MonitorLogged)."""
+    if selection.get("signal") in ("knn_top1", "view_top1") and final is not None:
+        # a run begun before the verdict existed, resumed: its record speaks the older signal
+        older = getattr(final, selection["signal"])
+        return recommendation_by_signal(selection, older, final_path, best_path)
+    score = None if final is None else final.shift_top1
+    if selection.get("signal") != "shift_top1" or score is None:
+        return final_path, ""
+    best, best_step = selection.get("best_score", -1.0), selection.get("best_step")
+    noise = final.shift_noise if final.shift_noise is not None else 0.0
+    # an earlier step only when it beats the end by more than the measure's noise: the
+    # schedule ends at a low rate, and a noisy measure would otherwise pick a lucky early step
+    use_best = bool(best_path) and best > score + noise
+    sign = selection.get("best_sign") if use_best else final.verdict_sign
+    where = f"step {best_step}" if use_best else "the final step"
+    path, chosen = (best_path, best) if use_best else (final_path, score)
+    ref = selection.get("shift_ref")
+    why = f"{where} scores best on colour/stain-shifted images: {chosen:.3f}"
+    if not use_best and best > score:
+        why = f"the final step: {score:.3f}, within the measure's noise of step {best_step}'s {best:.3f}"
+    if ref is None or sign is None:
+        return path, why
+    if sign == WORSE:
+        return path, (
+            f"{why}; but NOT better than random init on such images ({chosen:.3f} vs "
+            f"{ref:.3f} at step 0): its features key on the colours of these images, and on new "
+            "slides the untrained network's features would do better; retrain with stronger "
+            "colour/stain augmentation"
+        )
+    if sign == UNSURE:
+        return path, f"{why}; cannot tell whether it beats random init ({ref:.3f}) on such images"
+    return path, f"{why}, better than random init ({ref:.3f}) beyond the measure's noise"

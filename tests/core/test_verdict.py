@@ -1,0 +1,147 @@
+"""The verdict against random init on colour/stain-shifted probe images (core.train.verdict)."""
+
+import numpy as np
+import torch
+
+from sslstudio.core.events import MonitorLogged
+from sslstudio.core.train.monitor import run_probe
+from sslstudio.core.train.verdict import (
+    BETTER,
+    UNSURE,
+    WORSE,
+    judge,
+    near_duplicates,
+    paired_noise,
+    recommendation,
+    shifted_hits,
+    thumbnails,
+)
+
+# three classes told apart by structure (stripes one way, the other way, a checkerboard); each
+# class also has its own stain-like colour, so colour alone answers right on the folder itself
+PALETTES = ((0.72, 0.42, 0.62), (0.64, 0.47, 0.66), (0.68, 0.36, 0.56))
+
+
+class FakeImages:
+    def __init__(self, per_class: int = 24, side: int = 32, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        yy, xx = np.mgrid[:side, :side]
+        images, labels = [], []
+        for c, pal in enumerate(PALETTES):
+            for _ in range(per_class):
+                period = int(rng.integers(3, 7))
+                phase = int(rng.integers(0, period))
+                pattern = [
+                    (yy + phase) // period % 2,
+                    (xx + phase) // period % 2,
+                    ((yy + phase) // period + (xx + phase) // period) % 2,
+                ][c]
+                colour = np.asarray(pal) + rng.normal(0, 0.02, 3)
+                img = colour * (0.75 + 0.25 * pattern[..., None])
+                images.append((np.clip(img, 0, 1) * 255).astype(np.uint8))
+                labels.append(c)
+        self.images, self.labels = np.stack(images), np.asarray(labels)
+
+    def batch(self, idx):
+        return self.images[np.asarray(idx)].copy()
+
+
+class Embedder(torch.nn.Module):
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    def embed(self, x):
+        if self.kind == "colour":  # a network that keys on the colour of the slides
+            return torch.cat([x.mean(dim=(2, 3)), torch.ones(len(x), 1)], dim=1)
+        g = x.mean(dim=1)  # structure: how much the grey image changes across and down
+        dx = (g[:, :, 1:] - g[:, :, :-1]).abs().mean(dim=(1, 2))
+        dy = (g[:, 1:] - g[:, :-1]).abs().mean(dim=(1, 2))
+        return torch.stack([dx, dy, 0.3 * (dx + dy)], dim=1)
+
+
+def test_a_flipped_or_rotated_copy_is_a_near_duplicate_and_other_tiles_are_not():
+    data = FakeImages(per_class=4)
+    data.images[1] = np.rot90(data.images[0], 1).copy()
+    data.images[2] = data.images[0][:, ::-1].copy()
+    dup = near_duplicates(thumbnails(data, np.arange(len(data.images))))
+    assert dup[0, 1] and dup[0, 2] and dup[1, 2] and dup.diagonal().all()
+    assert not dup[0, 6] and not dup[5, 9]
+
+
+def test_shifted_queries_expose_features_that_key_on_colour():
+    data = FakeImages()
+    rows = np.arange(len(data.images))
+    colour = shifted_hits(Embedder("colour"), data, rows, data.labels, 32, "cpu")
+    structure = shifted_hits(Embedder("structure"), data, rows, data.labels, 32, "cpu")
+    again = shifted_hits(Embedder("colour"), data, rows, data.labels, 32, "cpu")
+    np.testing.assert_array_equal(colour, again)  # fixed shifts: paired across measurements
+    assert structure.mean() > 0.9 and colour.mean() < 0.6, (structure.mean(), colour.mean())
+
+
+def test_the_noise_is_paired_and_the_verdict_waits_for_a_gap_beyond_it():
+    ref = np.r_[np.ones(50), np.zeros(50)]
+    assert paired_noise(ref, ref) == 0.0
+    assert judge(0.5, 0.5, 0.0) == UNSURE
+    one_flip = ref.copy()
+    one_flip[60] = 1
+    noise = paired_noise(one_flip, ref)
+    assert noise > 0 and judge(one_flip.mean(), ref.mean(), noise) == UNSURE
+    assert judge(0.9, 0.5, paired_noise(np.r_[np.ones(90), np.zeros(10)], ref)) == BETTER
+    assert judge(0.2, 0.5, 0.05) == WORSE
+
+
+def _monitor(score, sign, noise=0.03):
+    return MonitorLogged(
+        step=9,
+        std_sqrt_d=1,
+        rankme=9,
+        embed_dim=9,
+        shift_top1=score,
+        shift_noise=noise,
+        verdict_sign=sign,
+    )
+
+
+def test_the_recommendation_says_worse_than_random_init_in_plain_words():
+    sel = {"signal": "shift_top1", "shift_ref": 0.6, "best_score": 0.45, "best_step": 4}
+    path, why = recommendation({**sel, "best_sign": WORSE}, _monitor(0.40, WORSE), "final", "best")
+    assert path == "best" and "NOT better than random init" in why and "0.450 vs 0.600" in why
+    path, why = recommendation(sel, _monitor(0.44, WORSE), "final", "best")  # within noise
+    assert path == "final" and "within the measure's noise of step 4" in why and "NOT" in why
+    path, why = recommendation(sel, _monitor(0.61, UNSURE), "final", "best")
+    assert path == "final" and "cannot tell" in why
+    path, why = recommendation(sel, _monitor(0.8, BETTER), "final", "best")
+    assert "better than random init (0.600)" in why and "NOT" not in why
+    assert recommendation({}, None, "final", "") == ("final", "")
+
+
+def test_run_probe_keeps_step_zeros_answers_and_judges_later_steps_against_them():
+    data = FakeImages()
+    rows = np.arange(len(data.images))
+    sel: dict = {}
+    first = run_probe(Embedder("structure"), data, rows, data.labels, 32, "cpu", 0, selection=sel)
+    assert first.shift_top1 > 0.9 and first.verdict is None and len(sel["shift_ref_hits"]) == 72
+    later = run_probe(Embedder("colour"), data, rows, data.labels, 32, "cpu", 50, selection=sel)
+    assert later.verdict_sign == WORSE and later.shift_ref == first.shift_top1
+    assert later.verdict.startswith("WORSE than random init")
+    assert later.shift_noise > 0
+    plain = run_probe(Embedder("colour"), data, rows, data.labels, 32, "cpu", 50)
+    assert plain.shift_top1 is None and plain.verdict is None  # no run record: no verdict
+
+
+def test_the_cli_prints_the_verdict_at_each_probe_and_in_the_recommendation(
+    tiny_folder, tmp_path, capsys
+):
+    from sslstudio.cli.main import main
+
+    run = tmp_path / "run"
+    argv = ["train", str(tiny_folder), "--backbone", "tiny_cnn", "--image-size", "16"]
+    argv += ["--batch-size", "8", "--epochs", "2", "--monitor-every", "2", "--threads", "1"]
+    assert main([*argv, "--out", str(run)]) == 0
+    err = capsys.readouterr().err
+    said = [line for line in err.splitlines() if "random init on colour/stain-shifted" in line]
+    assert said and said[0].startswith("step 2: ")
+    assert any(w in said[0] for w in ("better than", "WORSE than", "cannot tell"))
+    rec = [line for line in err.splitlines() if line.startswith("recommended")]
+    assert rec and "colour/stain-shifted images" in rec[0] and "random init" in rec[0]
