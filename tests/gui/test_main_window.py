@@ -140,7 +140,7 @@ def test_a_file_is_not_a_droppable_folder(window, image_folder: Path) -> None:
 def test_a_missing_folder_says_why(window, qtbot, tmp_path: Path) -> None:
     window.open_folder(tmp_path / "nope")
     qtbot.waitUntil(lambda: not window.data_page.is_scanning, timeout=10_000)
-    assert "does not exist" in window.data_page.summary["skipped"].text()
+    assert "does not exist" in window.data_page.banner.text()
     assert not window.train_page.start_button.isEnabled()
 
 

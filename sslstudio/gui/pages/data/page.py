@@ -22,6 +22,8 @@ from PySide6.QtWidgets import (
 
 from sslstudio.config import RunConfig
 from sslstudio.gui.config_model import RunConfigModel
+from sslstudio.gui.pages.data.banner import Banner
+from sslstudio.gui.pages.data.checks import index_problem, unusable_folder
 from sslstudio.gui.pages.data.tiling_card import TilingCard
 from sslstudio.gui.qt_models import ImageListModel, SkippedFilesModel, ThumbnailCache, human_bytes
 from sslstudio.gui.run.worker import ScanWorker, ThreadJob
@@ -31,7 +33,8 @@ from sslstudio.imaging.slides import SlideOptions
 
 
 class DataPage(Page):
-    """Signals: ``scanStarted(folder)``, ``indexChanged(ImageIndex)`` when a scan completes.
+    """Signals: ``scanStarted(folder)``, ``indexChanged(ImageIndex)`` when a scan completes,
+    ``folderRefused(message)`` when a path cannot be used (missing, a file, a failed scan).
 
     Edits the model's folder (``data_root``: the folder opened here) and slide tiling."""
 
@@ -39,12 +42,13 @@ class DataPage(Page):
 
     scanStarted = Signal(str)
     indexChanged = Signal(object)
+    folderRefused = Signal(str)
 
     def __init__(self, model: RunConfigModel, parent: QWidget | None = None) -> None:
         super().__init__(
             "Your images",
-            "Choose a folder of images. Subfolders are searched too, and become classes when present; "
-            "files that cannot be read are set aside with the reason.",
+            "Choose a folder of images. Subfolders are searched too, and become classes when "
+            "present; files that cannot be read are set aside with the reason.",
             parent,
         )
         self.model = model
@@ -68,6 +72,8 @@ class DataPage(Page):
             lambda: self.folder and self.open_folder(self.folder, rescan=True)
         )
         self.body.addLayout(hbox(self.folder_label, None, self.rescan_button, self.choose_button))
+        self.banner = Banner()
+        self.body.addWidget(self.banner)
 
         self.progress = QProgressBar()
         self.progress.setFormat("Scanning… %v files")
@@ -195,17 +201,19 @@ class DataPage(Page):
         folder re-opens from the scan kept on disk unless ``rescan``."""
         self.cancel_scan()
         self._job += 1
-        self.folder = str(folder)
         self.index = None
+        self._clear_figures()
+        problem = unusable_folder(Path(folder))
+        if problem:
+            self._refuse(str(folder), problem)
+            return
+        self.folder = str(folder)
         self.folder_label.setText(self.folder)
         self.folder_label.setToolTip(self.folder)
         self.rescan_button.setEnabled(True)
         self.progress.setRange(0, 0)  # busy until the first count arrives
         self.scan_status.setText("Listing files…")
         self.scan_row.setVisible(True)
-        self.image_model.set_index(None)
-        self.skipped_model.set_skipped([])
-        self.skipped_table.setVisible(False)  # until the scan says which files it set aside
         self.skipped_empty.setText(
             "Files the scan cannot use will be listed here, with the reason."
         )
@@ -263,10 +271,7 @@ class DataPage(Page):
             return
         self._worker = None
         self.scan_row.setVisible(False)
-        self.summary["images"].setText("–")
-        self.summary["skipped"].setText(message)
-        self.summary["skipped"].setObjectName("warning")
-        self.summary["skipped"].setStyleSheet("")  # re-polish for the new object name
+        self._refuse(self.folder or "", message)
 
     @Slot(int)
     def _on_cancelled(self, job: int) -> None:
@@ -277,6 +282,29 @@ class DataPage(Page):
     @Slot()
     def _on_job_ended(self) -> None:
         self._jobs = [j for j in self._jobs if not j.done]
+
+    def _refuse(self, folder: str, message: str) -> None:
+        """Nothing from this path is shown or kept: the banner says why, the figures are empty."""
+        self.folder = None
+        self.rescan_button.setEnabled(False)
+        self.folder_label.setText("No folder open")
+        self.folder_label.setToolTip(folder)
+        self.banner.say(message)
+        self.folderRefused.emit(message)
+
+    def _clear_figures(self) -> None:
+        """No figure of the previous folder stays on screen while the next one is looked at."""
+        self.banner.clear()
+        self.image_model.set_index(None)
+        for value in self.summary.values():
+            value.setText("–")
+        self.class_list.setVisible(False)
+        self.grid_caption.setText("")
+        self.tiling_card.setVisible(False)
+        self.skipped_model.set_skipped([])
+        self.skipped_table.setVisible(False)
+        self.copy_button.setEnabled(False)
+        self.skipped_empty.setVisible(False)
 
     # -- results --------------------------------------------------------------------------
 
@@ -341,6 +369,12 @@ class DataPage(Page):
         if tiles:
             self.tiling_card.show_count(tiles, stats.slides)
         self.grid_caption.setText(f"{len(images):,} images · hover for details")
+        self._say_if_too_few(index)
+
+    def _say_if_too_few(self, index: Any) -> None:
+        problem = index_problem(index)
+        if problem:
+            self.banner.say(*problem)
 
     def _fit_skipped_card(self, has_rows: bool) -> None:
         """The set-aside card grows with a table to show; otherwise the slack goes below it."""
