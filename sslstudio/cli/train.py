@@ -117,6 +117,23 @@ def _plan_budget(cfg, args):
         raise ConfigError(str(exc)) from exc
 
 
+def _recognised_preset(cfg: RunConfig) -> tuple[RunConfig, str]:
+    """``cfg`` with the preset the folder's pixels suggest (the window's choice on opening it),
+    and a line that says why."""
+    from sslstudio.core.data.indexstore import open_index
+    from sslstudio.core.transforms.presets import preset
+    from sslstudio.core.transforms.recognise import recognise_index
+    from sslstudio.imaging.slides import SlideOptions
+    from sslstudio.paths import cache_dir
+
+    index = open_index(cfg.data_root, cache_dir(), tiling=SlideOptions.of(cfg))
+    found = recognise_index(index)
+    cfg = dataclasses.replace(
+        cfg, preset=found.preset, augment=preset(found.preset, cfg.image_size)
+    )
+    return cfg, f"preset {found.preset}: {found.reason} (--preset to choose another)"
+
+
 def _parse_value(text: str):
     for conv in (int, float):
         try:
@@ -142,6 +159,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from sslstudio.core.methods import check_backbone, method_config
     from sslstudio.core.train.runs import load_run_config
 
+    recognised = ""
     if args.resume:
         cfg = load_run_config(Path(args.resume))
         if args.device or args.threads:
@@ -152,6 +170,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.folder and not args.config:
             raise ConfigError("train needs a FOLDER of images (or --resume RUN)")
         cfg = config_from_args(args)
+        if args.preset is None and not args.config and Path(cfg.data_root).is_dir():
+            cfg, recognised = _recognised_preset(cfg)  # else validate() says what is wrong
     world = None
     if getattr(args, "distributed", False):
         from sslstudio.core.train import distributed
@@ -180,6 +200,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     validate(cfg)
     method_config(cfg.method, cfg.method_options)  # refuse bad method options before any work
     check_backbone(cfg.method, cfg.backbone)
+    if recognised and not args.quiet:  # after the checks: an error stays the first line
+        print(recognised, file=sys.stderr)
     from sslstudio.core.train.trainer import train
 
     stop = threading.Event()

@@ -212,19 +212,19 @@ class MainWindow(QMainWindow):
 
     # -- folders ---------------------------------------------------------------------------------
 
-    def open_folder(self, folder: str | Path) -> None:
-        self.data_page.open_folder(str(folder))
+    def open_folder(self, folder: str | Path, *, choose_preset: bool = True) -> None:
+        self.data_page.open_folder(str(folder), choose_preset=choose_preset)
 
     def open_initial(self, folder: str | None) -> None:
-        """``folder``, else the last one used (if it still exists), else the sample images."""
+        """``folder``, else the last one used (if it still exists) with the last session's
+        choices for it, else the sample images."""
         last = self.settings.get("last_folder", "")
         if folder:
-            target = folder
+            self.open_folder(folder)
         elif last and Path(last).is_dir():
-            target = last
+            self.open_folder(last, choose_preset=False)
         else:
-            target = str(sample_images_dir())
-        self.open_folder(target)
+            self.open_folder(sample_images_dir())
 
     def _choose_folder(self) -> None:
         self.steps.setCurrentRow(0)
@@ -354,7 +354,8 @@ class MainWindow(QMainWindow):
             and cfg.data_root != self.data_page.folder
             and Path(cfg.data_root).is_dir()
         ):
-            self.open_folder(cfg.data_root)  # the pages then describe the run being continued
+            # the pages then describe the run being continued, with its own preset
+            self.open_folder(cfg.data_root, choose_preset=False)
         self.show_page("Train")
         self.controller.start(
             dataclasses.replace(cfg, threads=self.method_page.threads()),

@@ -181,12 +181,12 @@ def test_choices_and_folder_persist_across_sessions(
     ready_window, qtbot, image_folder: Path
 ) -> None:
     w = ready_window
+    w.open_folder(image_folder)  # a new folder sets its own preset: the choices come after
+    qtbot.waitUntil(lambda: w.data_page.index is not None, timeout=10_000)
     w.method_page.run_form.control("epochs").setValue(7)
     w.method_page.run_form.control("backbone").setCurrentText("tiny_cnn")
     w.method_page.options_form.control("temperature").setValue(0.3)
     w.augment_page.preset_combo.setCurrentText("microscopy")
-    w.open_folder(image_folder)
-    qtbot.waitUntil(lambda: w.data_page.index is not None, timeout=10_000)
     w.close()
     saved = json.loads(settings_path().read_text())
     assert saved["last_folder"] == str(image_folder) and saved["geometry"]

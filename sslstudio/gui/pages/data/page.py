@@ -21,9 +21,11 @@ from PySide6.QtWidgets import (
 )
 
 from sslstudio.config import RunConfig
+from sslstudio.core.transforms.presets import preset
 from sslstudio.gui.config_model import RunConfigModel
 from sslstudio.gui.pages.data.banner import Banner
 from sslstudio.gui.pages.data.checks import index_problem, unusable_folder
+from sslstudio.gui.pages.data.recognised import RecognisedLine
 from sslstudio.gui.pages.data.tiling_card import TilingCard
 from sslstudio.gui.qt_models import ImageListModel, SkippedFilesModel, ThumbnailCache, human_bytes
 from sslstudio.gui.run.worker import ScanWorker, ThreadJob
@@ -74,6 +76,9 @@ class DataPage(Page):
         self.body.addLayout(hbox(self.folder_label, None, self.rescan_button, self.choose_button))
         self.banner = Banner()
         self.body.addWidget(self.banner)
+        self.recognised = RecognisedLine()
+        self.body.addWidget(self.recognised)
+        self._choose_preset = False  # whether this scan's recognition sets the preset
 
         self.progress = QProgressBar()
         self.progress.setFormat("Scanning… %v files")
@@ -187,7 +192,10 @@ class DataPage(Page):
         self.model.update(tile_px=options.tile_px, tile_mpp=options.mpp or 0.0)
 
     def _on_model_changed(self, cfg: RunConfig, names: frozenset[str]) -> None:
-        """A new tiling (chosen here or loaded) is shown, and slides are tiled again by a rescan."""
+        """A new tiling (chosen here or loaded) is shown, and slides are tiled again by a rescan;
+        the recognised line follows the preset in use."""
+        if "preset" in names:
+            self.recognised.show_preset(cfg.preset)
         if not names & {"tile_px", "tile_mpp"}:
             return
         options = SlideOptions.of(cfg)
@@ -196,9 +204,12 @@ class DataPage(Page):
         if changed and self.folder and self.tiling_card.isVisibleTo(self):
             self.open_folder(self.folder)
 
-    def open_folder(self, folder: str, *, rescan: bool = False) -> None:
+    def open_folder(self, folder: str, *, rescan: bool = False, choose_preset: bool = True) -> None:
         """Scan ``folder`` in the background (a scan in progress is cancelled); an unchanged
-        folder re-opens from the scan kept on disk unless ``rescan``."""
+        folder re-opens from the scan kept on disk unless ``rescan``. A folder other than the
+        one open sets the preset its images look like, unless ``choose_preset`` is False (a
+        resumed run, or the last session's folder with the last session's choices)."""
+        self._choose_preset = choose_preset and str(folder) != self.folder
         self.cancel_scan()
         self._job += 1
         self.index = None
@@ -261,8 +272,12 @@ class DataPage(Page):
             return
         self._worker = None
         self.scan_row.setVisible(False)
-        index, stats = result
+        index, stats, found = result
         self.show_index(index, stats)
+        if found is not None and self._choose_preset and found.preset != self.model.config.preset:
+            cfg = self.model.config
+            self.model.update(preset=found.preset, augment=preset(found.preset, cfg.image_size))
+        self.recognised.show_found(found, self.model.config.preset)
         self.indexChanged.emit(index)
 
     @Slot(int, str)
@@ -295,6 +310,7 @@ class DataPage(Page):
     def _clear_figures(self) -> None:
         """No figure of the previous folder stays on screen while the next one is looked at."""
         self.banner.clear()
+        self.recognised.show_found(None, "")
         self.image_model.set_index(None)
         for value in self.summary.values():
             value.setText("–")
