@@ -76,6 +76,10 @@ class NeighbourBrowser(QWidget):
         self.k_spin.valueChanged.connect(self.settingsChanged)
         self.group_combo = QComboBox()
         self.group_combo.addItems(list(GROUP_RULES))
+        self.group_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.group_combo.setMinimumContentsLength(14)  # the longest choice elides, not the page
         self.group_combo.setToolTip(
             "Tiles cut from one slide look alike: leave out the query's own slide (its folder, or "
             "the part of the file name a pattern picks, e.g. ^(\\w+)_ for 'SLIDE12_x3_y4.png')."
@@ -98,7 +102,8 @@ class NeighbourBrowser(QWidget):
         side.setSpacing(6)
         side.addWidget(self.query_caption)
         side.addLayout(hbox(self.back_button, self.forward_button, None))
-        side.addLayout(hbox(self.open_button, self.file_button, None))
+        side.addLayout(hbox(self.open_button, None))
+        side.addLayout(hbox(self.file_button, None))
         row = hbox(self.query_image, spacing=12)
         row.addLayout(side, 1)
         top.setLayout(row)

@@ -72,7 +72,7 @@ class ExplorePage(Page):
     def _build_run_bar(self) -> QHBoxLayout:
         """The run chooser, its progress and the page's status line."""
         self.run_combo = QComboBox()
-        self.run_combo.setMinimumWidth(320)
+        self.run_combo.setMinimumWidth(220)
         self.run_combo.setToolTip("The run whose latest good checkpoint embeds the images")
         self.refresh_button = QPushButton("Refresh")
         self.refresh_button.clicked.connect(self.refresh_runs)
@@ -87,16 +87,17 @@ class ExplorePage(Page):
         self.cancel_button.clicked.connect(lambda: self.session.cancel())
         self.status = QLabel("Choose a trained run.")
         self.status.setObjectName("hint")
-        return hbox(
+        self.status.setWordWrap(True)  # a long status wraps instead of widening the page
+        row = hbox(
             QLabel("Run"),
             self.run_combo,
             self.refresh_button,
             self.open_button,
             self.progress,
             self.cancel_button,
-            self.status,
-            None,
         )
+        row.addWidget(self.status, 1)
+        return row
 
     def _build_images_tab(self) -> QWidget:
         self.all_model = self._rows_model()

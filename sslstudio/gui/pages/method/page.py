@@ -124,7 +124,7 @@ class MethodPage(Page):
 
     def _build_method_card(self) -> QWidget:
         card = Card("Method")
-        card.setMinimumWidth(280)
+        card.setMinimumWidth(200)  # the page fits beside the steps at the window's minimum width
         self.method_list = QListWidget()
         self.method_list.setObjectName("methods")
         self.method_list.addItem("Loading the training engine…")
