@@ -4,7 +4,6 @@ classes), PCA or UMAP. A view over :class:`ExploreSession`."""
 from __future__ import annotations
 
 import importlib.util
-
 from collections.abc import Callable
 
 import numpy as np
@@ -20,8 +19,8 @@ from PySide6.QtWidgets import (
 )
 
 from sslstudio.gui import theme
-from sslstudio.gui.qt_models import ThumbnailCache
 from sslstudio.gui.pages.explore.embedding_map import EmbeddingMap
+from sslstudio.gui.qt_models import ThumbnailCache
 from sslstudio.gui.widgets.panels import hbox
 
 

@@ -22,11 +22,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from sslstudio.imaging import decode as imaging, slides
 from sslstudio.gui.pages.explore.models import ROW_ROLE, ImageRowsModel
 from sslstudio.gui.qt_models import ThumbnailCache, numpy_to_qimage
 from sslstudio.gui.widgets.panels import hbox, hint
 from sslstudio.gui.widgets.thumbnail_grid import ThumbnailGrid
+from sslstudio.imaging import decode as imaging
+from sslstudio.imaging import slides
 
 GROUP_RULES = {
     "Keep all": "",

@@ -26,14 +26,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from sslstudio.gui.pages.explore.label_panel import LabelPanel
+from sslstudio.gui.pages.explore.map_panel import MapPanel
 from sslstudio.gui.pages.explore.models import ROW_ROLE, ImageRowsModel
+from sslstudio.gui.pages.explore.neighbour_browser import NeighbourBrowser
 from sslstudio.gui.pages.explore.session import ExploreSession
 from sslstudio.gui.qt_models import ThumbnailCache
 from sslstudio.gui.run.history import find_runs
 from sslstudio.gui.settings import Settings
-from sslstudio.gui.pages.explore.label_panel import LabelPanel
-from sslstudio.gui.pages.explore.map_panel import MapPanel
-from sslstudio.gui.pages.explore.neighbour_browser import NeighbourBrowser
 from sslstudio.gui.widgets.panels import Card, Page, hbox, hint
 from sslstudio.gui.widgets.thumbnail_grid import ThumbnailGrid
 from sslstudio.paths import runs_dir
