@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from sslstudio.config import RunConfig
+from sslstudio.config import DEFAULT_TIME_S, RunConfig
 
 EXIT_INTERRUPTED = 130
 
@@ -117,6 +117,12 @@ def _plan_budget(cfg, args):
         raise ConfigError(str(exc)) from exc
 
 
+def _no_length_given(args: argparse.Namespace) -> bool:
+    """Neither epochs, steps, a time nor a config (which holds its own length) was given."""
+    given = (args.epochs, args.max_steps, args.budget, args.config, args.resume)
+    return all(v is None or v == "" for v in given)
+
+
 def _recognised_preset(cfg: RunConfig) -> tuple[RunConfig, str]:
     """``cfg`` with the preset the folder's pixels suggest (the window's choice on opening it),
     and a line that says why."""
@@ -159,7 +165,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from sslstudio.core.methods import check_backbone, method_config
     from sslstudio.core.train.runs import load_run_config
 
-    recognised = ""
+    recognised = recognised_time = ""
     if args.resume:
         cfg = load_run_config(Path(args.resume))
         if args.device or args.threads:
@@ -170,6 +176,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.folder and not args.config:
             raise ConfigError("train needs a FOLDER of images (or --resume RUN)")
         cfg = config_from_args(args)
+        if _no_length_given(args):  # time first: the stated default time, planned
+            args.budget = f"{DEFAULT_TIME_S:.0f}s"
+            recognised_time = (
+                f"no --epochs, --max-steps or --budget: planning for the default "
+                f"{DEFAULT_TIME_S / 60:.0f} minutes"
+            )
         if args.preset is None and not args.config and Path(cfg.data_root).is_dir():
             cfg, recognised = _recognised_preset(cfg)  # else validate() says what is wrong
     world = None
@@ -180,6 +192,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     budget = None
     if args.budget and not args.resume:
         if world is None or world.main:  # rank 0 times the steps; the others take its plan
+            if recognised_time:  # the user asked for no plan: a wrong flag is told first
+                from sslstudio.config import validate
+
+                validate(cfg)
+                method_config(cfg.method, cfg.method_options)
+                check_backbone(cfg.method, cfg.backbone)
+                print(recognised_time, file=sys.stderr)
             budget = _plan_budget(cfg, args)
             print(budget.summary(), file=sys.stderr)
             cfg = budget.config
