@@ -1,6 +1,6 @@
 """The Method page's "Time available" choice: plan the whole run for 10 minutes, an hour, a night.
 
-A view over :func:`sslstudio.core.train.budget.plan_budget`, run off the GUI thread (the plan times a
+A view over :func:`sslstudio.core.train.budget.plan_budget`, run off the GUI thread (it times a
 few real steps). The page hands it the current config and the folder's size; ``planned`` carries
 the :class:`BudgetPlan` back, whose config the page shows in its forms, where every choice can
 still be changed. The run's own deadline keeps it on time either way.
@@ -14,8 +14,8 @@ from PySide6.QtCore import QTimer, Signal, Slot
 from PySide6.QtWidgets import QComboBox, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
 from sslstudio.config import DEFAULT_TIME_S, RunConfig
-from sslstudio.gui.widgets.panels import hbox, hint
 from sslstudio.gui.run.worker import FunctionWorker, ThreadJob
+from sslstudio.gui.widgets.panels import hbox, hint
 
 CHOICES = (
     ("10 minutes (recommended)", int(DEFAULT_TIME_S)),
