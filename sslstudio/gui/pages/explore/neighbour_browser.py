@@ -8,6 +8,7 @@ result and ``queryRequested(row)`` asks for that image's neighbours.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices, QDragEnterEvent, QDropEvent, QPixmap
@@ -140,8 +141,15 @@ class NeighbourBrowser(QWidget):
         self._update_buttons()
 
     def show_results(
-        self, row: int, path: str, caption: str, hits: list[tuple[int, float]]
+        self,
+        row: int,
+        path: str,
+        caption: str,
+        hits: list[tuple[int, float]],
+        closeness: Any = None,
     ) -> None:
+        """The query on its own beside the list (not as its first neighbour); ``closeness``:
+        per hit, the share of the folder less similar to the query (shown and coloured)."""
         self.query_path = path
         self.query_caption.setText(caption)
         try:
@@ -149,7 +157,8 @@ class NeighbourBrowser(QWidget):
         except (imaging.DecodeError, OSError, ValueError):
             pm = QPixmap()
         self.query_image.setPixmap(pm)
-        self.model.set_rows([r for r, _ in hits], [s for _, s in hits])
+        self.model.set_rows([r for r, _ in hits], [s for _, s in hits], closeness)
+        self.grid.scrollToTop()
         self._update_buttons()
 
     def clear(self) -> None:
