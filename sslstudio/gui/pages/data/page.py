@@ -320,7 +320,9 @@ class DataPage(Page):
         self.skipped_model.set_skipped([])
         self.skipped_table.setVisible(False)
         self.copy_button.setEnabled(False)
-        self.skipped_empty.setVisible(False)
+        self.skipped_empty.setText("No folder scanned.")
+        self.skipped_empty.setVisible(True)
+        self._fit_skipped_card(False)  # an empty card keeps its title at the top
 
     # -- results --------------------------------------------------------------------------
 
