@@ -42,3 +42,14 @@ def index_problem(index: Any) -> tuple[str, str] | None:
             CAUTION,
         )
     return None
+
+
+def ignored_text(index: Any) -> str:
+    """'1 non-image file, 2 system files' or 'none': neither images nor failures."""
+    other = getattr(index, "other", 0)  # documents such as README.md
+    ignored = [
+        f"{n:,} {what}{'' if n == 1 else 's'}"
+        for n, what in ((other, "non-image file"), (index.ignored, "system file"))
+        if n
+    ]
+    return ", ".join(ignored) or "none"

@@ -24,7 +24,7 @@ from sslstudio.config import RunConfig
 from sslstudio.core.transforms.presets import preset
 from sslstudio.gui.config_model import RunConfigModel
 from sslstudio.gui.pages.data.banner import Banner
-from sslstudio.gui.pages.data.checks import index_problem, unusable_folder
+from sslstudio.gui.pages.data.checks import ignored_text, index_problem, unusable_folder
 from sslstudio.gui.pages.data.recognised import RecognisedLine
 from sslstudio.gui.pages.data.tiling_card import TilingCard
 from sslstudio.gui.qt_models import ImageListModel, SkippedFilesModel, ThumbnailCache, human_bytes
@@ -366,15 +366,7 @@ class DataPage(Page):
             if not skipped
             else f"{len(skipped):,}: " + ", ".join(f"{n} {r}" for r, n in reasons.items())
         )
-        other = getattr(
-            index, "other", 0
-        )  # documents such as README.md: neither images nor failures
-        ignored = [
-            f"{n:,} {what}{'' if n == 1 else 's'}"
-            for n, what in ((other, "non-image file"), (index.ignored, "system file"))
-            if n
-        ]
-        s["ignored"].setText(", ".join(ignored) or "none")
+        s["ignored"].setText(ignored_text(index))
         self.skipped_model.set_skipped(skipped)
         self.skipped_table.setVisible(bool(skipped))
         self.skipped_empty.setVisible(not skipped)
@@ -390,8 +382,7 @@ class DataPage(Page):
         self._say_if_too_few(index)
 
     def _say_if_too_few(self, index: Any) -> None:
-        problem = index_problem(index)
-        if problem:
+        if problem := index_problem(index):
             self.banner.say(*problem)
 
     def _fit_skipped_card(self, has_rows: bool) -> None:
