@@ -60,3 +60,17 @@ def test_the_command_line_plans_the_default_time_only_when_no_length_is_given() 
     assert _no_length_given(args())
     for given in ({"epochs": 3}, {"max_steps": 9}, {"budget": "1h"}, {"config": "c.json"}):
         assert not _no_length_given(args(**given))
+
+
+def test_the_estimate_times_a_small_batch_and_scales_it() -> None:
+    from sslstudio.config import RunConfig
+    from sslstudio.gui.pages.method.estimate_panel import PROBE_BATCH, probe_config, scaled
+    from sslstudio.gui.run.estimate import Estimate
+
+    probe, batch = probe_config(RunConfig(batch_size=256), 124)
+    assert (probe.batch_size, batch) == (PROBE_BATCH, 124)  # the run's batch: the folder's size
+    timed = Estimate(2.0, 3, PROBE_BATCH, "cpu (1 thread)", 124, 2)
+    est = scaled(timed, batch)
+    assert est.batch_size == 124 and est.steps_per_epoch == 1
+    assert est.seconds_per_step == 2.0 * 124 / PROBE_BATCH
+    assert scaled(timed, PROBE_BATCH) is timed  # already timed at the run's batch
