@@ -73,7 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int)
     t.add_argument("--epochs", type=int)
     t.add_argument("--max-steps", type=int)
-    t.add_argument("--preset", choices=("natural", "histopathology", "microscopy"))
+    t.add_argument(
+        "--preset",
+        choices=("natural", "histopathology", "microscopy"),
+        help="augmentation preset (default: recognised from a sample of the images)",
+    )
     t.add_argument("--optimizer", choices=("sgd", "lars", "adamw"))
     t.add_argument("--lr", type=float, help="learning rate for a batch of 256")
     t.add_argument("--weight-decay", type=float)

@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from sslstudio.config import RunConfig
+from sslstudio.config import DEFAULT_TIME_S, RunConfig
 from sslstudio.core.events import (
     Event,
     PlanRevised,
@@ -129,6 +129,29 @@ def _plan_budget(cfg, args):
         raise ConfigError(str(exc)) from exc
 
 
+def _no_length_given(args: argparse.Namespace) -> bool:
+    """Neither epochs, steps, a time nor a config (which holds its own length) was given."""
+    given = (args.epochs, args.max_steps, args.budget, args.config, args.resume)
+    return all(v is None or v == "" for v in given)
+
+
+def _recognised_preset(cfg: RunConfig) -> tuple[RunConfig, str]:
+    """``cfg`` with the preset the folder's pixels suggest (the window's choice on opening it),
+    and a line that says why."""
+    from sslstudio.core.data.indexstore import open_index
+    from sslstudio.core.transforms.presets import preset
+    from sslstudio.core.transforms.recognise import recognise_index
+    from sslstudio.imaging.slides import SlideOptions
+    from sslstudio.paths import cache_dir
+
+    index = open_index(cfg.data_root, cache_dir(), tiling=SlideOptions.of(cfg))
+    found = recognise_index(index)
+    cfg = dataclasses.replace(
+        cfg, preset=found.preset, augment=preset(found.preset, cfg.image_size)
+    )
+    return cfg, f"preset {found.preset}: {found.reason} (--preset to choose another)"
+
+
 def _parse_value(text: str):
     for conv in (int, float):
         try:
@@ -143,6 +166,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from sslstudio.core.train.runs import load_run_config
     from sslstudio.errors import ConfigError
 
+    recognised = recognised_time = ""
     if args.resume:
         cfg = load_run_config(Path(args.resume))
         if args.device or args.threads:
@@ -153,6 +177,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.folder and not args.config:
             raise ConfigError("train needs a FOLDER of images (or --resume RUN)")
         cfg = config_from_args(args)
+        if _no_length_given(args):  # time first: the stated default time, planned
+            args.budget = f"{DEFAULT_TIME_S:.0f}s"
+            recognised_time = (
+                f"no --epochs, --max-steps or --budget: planning for the default "
+                f"{DEFAULT_TIME_S / 60:.0f} minutes"
+            )
+        if args.preset is None and not args.config and Path(cfg.data_root).is_dir():
+            cfg, recognised = _recognised_preset(cfg)  # else validate() says what is wrong
     world = None
     if getattr(args, "distributed", False):
         from sslstudio.core.train import distributed
@@ -161,6 +193,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     budget = None
     if args.budget and not args.resume:
         if world is None or world.main:  # rank 0 times the steps; the others take its plan
+            if recognised_time:  # the user asked for no plan: a wrong flag is told first
+                check_run_config(cfg)
+                print(recognised_time, file=sys.stderr)
             budget = _plan_budget(cfg, args)
             print(budget.summary(), file=sys.stderr)
             cfg = budget.config
@@ -177,6 +212,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 torch.distributed.destroy_process_group()
             return 0
     check_run_config(cfg)  # before any work
+    if recognised and not args.quiet:  # after the check: an error stays the first line
+        print(recognised, file=sys.stderr)
     from sslstudio.core.train.trainer import train
 
     stop = threading.Event()

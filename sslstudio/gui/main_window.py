@@ -1,4 +1,4 @@
-"""The main window: a step list, the pages, menus, status bar; the one place pages are wired together."""
+"""The main window: a step list, the pages, menus, status bar; where pages are wired together."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from sslstudio.gui.actions import build_menus
 from sslstudio.gui.catalog import Catalog, CatalogLoader
 from sslstudio.gui.config_model import RunConfigModel
 from sslstudio.gui.pages.augment.page import AugmentPage
+from sslstudio.gui.pages.data.checks import MIN_IMAGES
 from sslstudio.gui.pages.data.page import DataPage
 from sslstudio.gui.pages.explore.page import ExplorePage
 from sslstudio.gui.pages.export.page import ExportPage
@@ -150,6 +151,7 @@ class MainWindow(QMainWindow):
         )
         d.scanStarted.connect(self._on_scan_started)
         d.indexChanged.connect(self._on_index)
+        d.folderRefused.connect(self._on_folder_refused)
         self.config_model.changed.connect(self._on_config_changed)
         m.budgetPlanned.connect(self._on_budget_planned)
         c.event.connect(self._save_budget_plan)
@@ -213,19 +215,19 @@ class MainWindow(QMainWindow):
 
     # -- folders ---------------------------------------------------------------------------------
 
-    def open_folder(self, folder: str | Path) -> None:
-        self.data_page.open_folder(str(folder))
+    def open_folder(self, folder: str | Path, *, choose_preset: bool = True) -> None:
+        self.data_page.open_folder(str(folder), choose_preset=choose_preset)
 
     def open_initial(self, folder: str | None) -> None:
-        """``folder``, else the last one used (if it still exists), else the sample images."""
+        """``folder``, else the last one used (if it still exists) with the last session's
+        choices for it, else the sample images."""
         last = self.settings.get("last_folder", "")
         if folder:
-            target = folder
+            self.open_folder(folder)
         elif last and Path(last).is_dir():
-            target = last
+            self.open_folder(last, choose_preset=False)
         else:
-            target = str(sample_images_dir())
-        self.open_folder(target)
+            self.open_folder(sample_images_dir())
 
     def _choose_folder(self) -> None:
         self.steps.setCurrentRow(0)
@@ -241,17 +243,28 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def _on_scan_started(self, folder: str) -> None:
-        self.settings.set("last_folder", folder)
-        self.settings.add_recent_folder(folder)
-        self.setWindowTitle(f"{Path(folder).name or folder} — SSL Studio")
+        self.setWindowTitle("SSL Studio")  # named after a folder once it proves to hold images
         self.statusBar().showMessage(f"Scanning {folder}…")
+        self._update_can_start()
+
+    @Slot(str)
+    def _on_folder_refused(self, message: str) -> None:
+        self.setWindowTitle("SSL Studio")
+        self.statusBar().showMessage(message)
         self._update_can_start()
 
     @Slot(object)
     def _on_index(self, index: Any) -> None:
         self.augment_page.set_index(index)
         self.method_page.set_num_images(len(index.images))
-        self.statusBar().showMessage(index.summary(), 8000)
+        if index.images:  # only a folder of images is worth offering again
+            folder = self.data_page.folder or str(index.root)
+            self.settings.set("last_folder", folder)
+            self.settings.add_recent_folder(folder)
+            self.setWindowTitle(f"{Path(folder).name or folder} — SSL Studio")
+            self.statusBar().showMessage(index.summary(), 8000)
+        else:
+            self.statusBar().showMessage(f"No images found in {index.root}")
         self._update_can_start()
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt override)
@@ -298,6 +311,8 @@ class MainWindow(QMainWindow):
             ok, why = False, "The training engine is still loading"
         elif self.data_page.index is None or not self.data_page.index.images:
             ok, why = False, "Choose a folder with readable images first"
+        elif len(self.data_page.index.images) < MIN_IMAGES:
+            ok, why = False, f"Too few images to train on: choose a folder of {MIN_IMAGES} or more"
         else:
             ok, why = True, ""
         self.train_page.set_can_start(ok, why)
@@ -321,7 +336,7 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def continue_run(self, run_dir: str) -> None:
-        """Load a run's config into the pages and continue it from its last checkpoint (or step 0)."""
+        """Load a run's config into the pages; continue it from its last checkpoint (or step 0)."""
         from sslstudio.core.train.runs import load_run_config
 
         if self.controller.is_running():
@@ -337,7 +352,8 @@ class MainWindow(QMainWindow):
             and cfg.data_root != self.data_page.folder
             and Path(cfg.data_root).is_dir()
         ):
-            self.open_folder(cfg.data_root)  # the pages then describe the run being continued
+            # the pages then describe the run being continued, with its own preset
+            self.open_folder(cfg.data_root, choose_preset=False)
         self.show_page("Train")
         self.controller.start(
             dataclasses.replace(cfg, threads=self.method_page.threads()),
@@ -408,7 +424,8 @@ class MainWindow(QMainWindow):
         )
         self.about_box.setIconPixmap(theme.app_icon().pixmap(64, 64))
         self.about_box.setText(
-            f"<h3>SSL Studio {__version__}</h3><p>Pretrain self-supervised vision models on your own images.</p>"
+            f"<h3>SSL Studio {__version__}</h3>"
+            "<p>Pretrain self-supervised vision models on your own images.</p>"
             f"<p><b>Sample images</b>: colorectal cancer histology tiles (Kather et al., 2016), "
             f"CC BY 4.0.</p><p style='font-size:small'>{text}</p>"
         )

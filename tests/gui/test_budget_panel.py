@@ -26,7 +26,7 @@ def test_planning_for_ten_minutes_fills_the_forms_and_sets_a_deadline(
 ):
     w, page = ready_window, ready_window.method_page
     panel = page.budget
-    assert w.config_model.config.time_budget_s == 0
+    assert w.config_model.config.time_budget_s == 600  # time first: the default time
     _choose(panel, 600)
     qtbot.waitUntil(lambda: panel.button.isEnabled(), timeout=10_000)
     with qtbot.waitSignal(page.budgetPlanned, timeout=30_000) as signal:

@@ -32,7 +32,7 @@ def page(qtbot, themed_app, trained_sample_run):
     p.shutdown()
 
 
-def test_clicking_an_image_shows_it_first_among_its_neighbours(page, qtbot):
+def test_clicking_an_image_shows_it_as_the_query_and_its_neighbours_beside(page, qtbot):
     emb = page.session.emb
     assert len(emb) == 124 and page.all_model.rowCount() == 124
     idx = page.all_model.index(7)
@@ -40,14 +40,60 @@ def test_clicking_an_image_shows_it_first_among_its_neighbours(page, qtbot):
     qtbot.mouseClick(page.all_grid.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     hits = page.browser.model
     assert hits.rowCount() == page.browser.k
-    assert int(hits.rows()[0]) == 7
-    assert hits.data(hits.index(0)).startswith("1.000")
+    assert 7 not in hits.rows().tolist()  # the query is shown as the query, not a neighbour
+    assert page.browser.query_path == str(emb.abspath(7))
     # neighbours of a neighbour, then back
-    second = int(hits.rows()[1])
+    second = int(hits.rows()[0])
     page.browser.queryRequested.emit(second)
-    assert page.browser.current()[0] == second and int(hits.rows()[0]) == second
+    assert page.browser.current()[0] == second and second not in hits.rows().tolist()
     page.browser.back_button.click()
     assert page.browser.current()[0] == 7
+
+
+def test_similarities_are_ranked_and_coloured_so_near_and_far_differ(page):
+    from sslstudio.gui.pages.explore.models import closeness_colour, top_share
+
+    page.browser.k_spin.setValue(60)
+    page.query_row(3)
+    hits = page.browser.model
+    captions = [hits.data(hits.index(i)) for i in range(hits.rowCount())]
+    assert all("top " in c for c in captions)
+    first, last = hits._close[0], hits._close[-1]
+    assert first > 0.99 and last < 0.55  # 123 others: the 60 nearest span half the folder
+    colours = {hits.data(hits.index(i), Qt.ItemDataRole.ForegroundRole).name() for i in (0, 59)}
+    assert len(colours) == 2
+    assert top_share(0.995) == "top 0.5 %" and top_share(0.5) == "top 50 %"
+    assert closeness_colour(0.995) != closeness_colour(0.5)
+
+
+def test_re_sorting_starts_at_the_top(page, qtbot):
+    grid = page.all_grid
+    grid.scrollToBottom()
+    qtbot.waitUntil(lambda: grid.verticalScrollBar().value() > 0, timeout=5_000)
+    page._fill_all()
+    assert grid.verticalScrollBar().value() == 0
+
+
+def test_duplicates_come_as_pairs_with_a_count(page, qtbot):
+    from sslstudio.gui.pages.explore import session as session_module
+
+    page.tabs.setCurrentIndex(3)
+    page.dup_threshold.setValue(0.5)  # every neighbour pair of the 124 images
+    page.dup_button.click()
+    qtbot.waitUntil(lambda: page.dup_model.rowCount() > 0, timeout=30_000)
+    found = page.session.pairs_found
+    shown = page.dup_model.rowCount() // 2
+    assert found > session_module.MAX_PAIRS and shown == session_module.MAX_PAIRS
+    assert f"{found:,} pairs" in page.dup_count.text() and "most similar" in page.dup_count.text()
+    assert page.tabs.tabText(3) == f"Duplicates ({found:,})"
+    assert page.dup_grid.columns() % 2 == 0  # a pair never breaks across two rows
+    assert page.dup_threshold.value() == 0.5
+
+
+def test_the_map_offers_umap_only_when_it_is_installed(page):
+    from sslstudio.gui.pages.explore.map_panel import umap_installed
+
+    assert page.map_panel.umap_button.isVisibleTo(page.map_panel) == umap_installed()
 
 
 def test_leaving_out_the_same_folder(page):

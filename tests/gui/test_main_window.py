@@ -140,7 +140,7 @@ def test_a_file_is_not_a_droppable_folder(window, image_folder: Path) -> None:
 def test_a_missing_folder_says_why(window, qtbot, tmp_path: Path) -> None:
     window.open_folder(tmp_path / "nope")
     qtbot.waitUntil(lambda: not window.data_page.is_scanning, timeout=10_000)
-    assert "does not exist" in window.data_page.summary["skipped"].text()
+    assert "does not exist" in window.data_page.banner.text()
     assert not window.train_page.start_button.isEnabled()
 
 
@@ -181,12 +181,12 @@ def test_choices_and_folder_persist_across_sessions(
     ready_window, qtbot, image_folder: Path
 ) -> None:
     w = ready_window
+    w.open_folder(image_folder)  # a new folder sets its own preset: the choices come after
+    qtbot.waitUntil(lambda: w.data_page.index is not None, timeout=10_000)
     w.method_page.run_form.control("epochs").setValue(7)
     w.method_page.run_form.control("backbone").setCurrentText("tiny_cnn")
     w.method_page.options_form.control("temperature").setValue(0.3)
     w.augment_page.preset_combo.setCurrentText("microscopy")
-    w.open_folder(image_folder)
-    qtbot.waitUntil(lambda: w.data_page.index is not None, timeout=10_000)
     w.close()
     saved = json.loads(settings_path().read_text())
     assert saved["last_folder"] == str(image_folder) and saved["geometry"]

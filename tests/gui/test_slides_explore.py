@@ -50,14 +50,14 @@ def test_tiles_show_in_the_neighbour_browser_and_group_by_slide(page, qtbot):
     page.browser.queryRequested.emit(0)
     hits = page.browser.model
     rows = [int(r) for r in hits.rows()]
-    assert rows[0] == 0 and hits.rowCount() == page.browser.k
+    assert 0 not in rows and hits.rowCount() == page.browser.k  # the query is not its neighbour
     # thumbnails of tiles decode (a placeholder would be the same for every row)
     qtbot.waitUntil(lambda: page.cache.decoded >= 2, timeout=20_000)
     assert not page.cache._failed  # every tile thumbnail decoded so far
     query_slide = slides.parse_address(paths[0]).slide
     page.browser.group_combo.setCurrentText("Leave out the same folder or slide")
     page.browser.queryRequested.emit(0)
-    others = [slides.parse_address(paths[int(r)]).slide for r in hits.rows()[1:]]
+    others = [slides.parse_address(paths[int(r)]).slide for r in hits.rows()]
     assert others and all(s != query_slide for s in others)
     # "open full size" hands the viewer a real PNG of the tile
     png = Path(full_size_file(page.browser.query_path))

@@ -125,13 +125,13 @@ class TrainingWorker(QObject):
 
 class ScanWorker(QObject):
     """Runs :func:`sslstudio.core.data.indexstore.open_index` (a scan, or the one kept on disk);
-    ``done`` carries ``(index, index.stats())``. Progress is throttled to ~20 Hz.
+    ``done`` carries ``(index, index.stats(), Recognition | None)`` (what the images are). Progress is throttled to ~20 Hz.
 
     Every signal carries ``job``, so a page can ignore a scan it has already replaced.
     """
 
     progress = Signal(int, int, int)  # job, done, total (-1 while unknown)
-    done = Signal(int, object)  # job, (ImageIndex, IndexStats)
+    done = Signal(int, object)  # job, (ImageIndex, IndexStats, Recognition | None)
     failed = Signal(int, str)
     cancelled = Signal(int)
     finished = Signal()
@@ -153,6 +153,7 @@ class ScanWorker(QObject):
         try:
             from sslstudio.core.data.indexstore import open_index
             from sslstudio.core.data.scan import ScanCancelled
+            from sslstudio.core.transforms.recognise import recognise_index
             from sslstudio.paths import cache_dir
 
             try:
@@ -169,13 +170,14 @@ class ScanWorker(QObject):
                 stats = (
                     index.stats()
                 )  # vectorised, but it may read a sample of headers: not on the GUI thread
+                found = recognise_index(index) if len(index.images) else None  # reads 32 images
             except ScanCancelled:
                 self.cancelled.emit(self.job)
                 return
             if self._cancel.is_set():
                 self.cancelled.emit(self.job)
             else:
-                self.done.emit(self.job, (index, stats))
+                self.done.emit(self.job, (index, stats, found))
         except Exception as exc:
             log.error("scanning %s failed:\n%s", self._root, traceback.format_exc())
             self.failed.emit(self.job, user_message(exc))

@@ -21,7 +21,11 @@ from PySide6.QtWidgets import (
 )
 
 from sslstudio.config import RunConfig
+from sslstudio.core.transforms.presets import preset
 from sslstudio.gui.config_model import RunConfigModel
+from sslstudio.gui.pages.data.banner import Banner
+from sslstudio.gui.pages.data.checks import ignored_text, index_problem, unusable_folder
+from sslstudio.gui.pages.data.recognised import RecognisedLine
 from sslstudio.gui.pages.data.tiling_card import TilingCard
 from sslstudio.gui.qt_models import ImageListModel, SkippedFilesModel, ThumbnailCache, human_bytes
 from sslstudio.gui.run.worker import ScanWorker, ThreadJob
@@ -31,7 +35,8 @@ from sslstudio.imaging.slides import SlideOptions
 
 
 class DataPage(Page):
-    """Signals: ``scanStarted(folder)``, ``indexChanged(ImageIndex)`` when a scan completes.
+    """Signals: ``scanStarted(folder)``, ``indexChanged(ImageIndex)`` when a scan completes,
+    ``folderRefused(message)`` when a path cannot be used (missing, a file, a failed scan).
 
     Edits the model's folder (``data_root``: the folder opened here) and slide tiling."""
 
@@ -39,12 +44,13 @@ class DataPage(Page):
 
     scanStarted = Signal(str)
     indexChanged = Signal(object)
+    folderRefused = Signal(str)
 
     def __init__(self, model: RunConfigModel, parent: QWidget | None = None) -> None:
         super().__init__(
             "Your images",
-            "Choose a folder of images. Subfolders are searched too, and become classes when present; "
-            "files that cannot be read are set aside with the reason.",
+            "Choose a folder of images. Subfolders are searched too, and become classes when "
+            "present; files that cannot be read are set aside with the reason.",
             parent,
         )
         self.model = model
@@ -68,6 +74,11 @@ class DataPage(Page):
             lambda: self.folder and self.open_folder(self.folder, rescan=True)
         )
         self.body.addLayout(hbox(self.folder_label, None, self.rescan_button, self.choose_button))
+        self.banner = Banner()
+        self.body.addWidget(self.banner)
+        self.recognised = RecognisedLine()
+        self.body.addWidget(self.recognised)
+        self._choose_preset = False  # whether this scan's recognition sets the preset
 
         self.progress = QProgressBar()
         self.progress.setFormat("Scanning… %v files")
@@ -181,7 +192,10 @@ class DataPage(Page):
         self.model.update(tile_px=options.tile_px, tile_mpp=options.mpp or 0.0)
 
     def _on_model_changed(self, cfg: RunConfig, names: frozenset[str]) -> None:
-        """A new tiling (chosen here or loaded) is shown, and slides are tiled again by a rescan."""
+        """A new tiling (chosen here or loaded) is shown, and slides are tiled again by a rescan;
+        the recognised line follows the preset in use."""
+        if "preset" in names:
+            self.recognised.show_preset(cfg.preset)
         if not names & {"tile_px", "tile_mpp"}:
             return
         options = SlideOptions.of(cfg)
@@ -190,22 +204,27 @@ class DataPage(Page):
         if changed and self.folder and self.tiling_card.isVisibleTo(self):
             self.open_folder(self.folder)
 
-    def open_folder(self, folder: str, *, rescan: bool = False) -> None:
+    def open_folder(self, folder: str, *, rescan: bool = False, choose_preset: bool = True) -> None:
         """Scan ``folder`` in the background (a scan in progress is cancelled); an unchanged
-        folder re-opens from the scan kept on disk unless ``rescan``."""
+        folder re-opens from the scan kept on disk unless ``rescan``. A folder other than the
+        one open sets the preset its images look like, unless ``choose_preset`` is False (a
+        resumed run, or the last session's folder with the last session's choices)."""
+        self._choose_preset = choose_preset and str(folder) != self.folder
         self.cancel_scan()
         self._job += 1
-        self.folder = str(folder)
         self.index = None
+        self._clear_figures()
+        problem = unusable_folder(Path(folder))
+        if problem:
+            self._refuse(str(folder), problem)
+            return
+        self.folder = str(folder)
         self.folder_label.setText(self.folder)
         self.folder_label.setToolTip(self.folder)
         self.rescan_button.setEnabled(True)
         self.progress.setRange(0, 0)  # busy until the first count arrives
         self.scan_status.setText("Listing files…")
         self.scan_row.setVisible(True)
-        self.image_model.set_index(None)
-        self.skipped_model.set_skipped([])
-        self.skipped_table.setVisible(False)  # until the scan says which files it set aside
         self.skipped_empty.setText(
             "Files the scan cannot use will be listed here, with the reason."
         )
@@ -253,8 +272,12 @@ class DataPage(Page):
             return
         self._worker = None
         self.scan_row.setVisible(False)
-        index, stats = result
+        index, stats, found = result
         self.show_index(index, stats)
+        if found is not None and self._choose_preset and found.preset != self.model.config.preset:
+            cfg = self.model.config
+            self.model.update(preset=found.preset, augment=preset(found.preset, cfg.image_size))
+        self.recognised.show_found(found, self.model.config.preset)
         self.indexChanged.emit(index)
 
     @Slot(int, str)
@@ -263,10 +286,7 @@ class DataPage(Page):
             return
         self._worker = None
         self.scan_row.setVisible(False)
-        self.summary["images"].setText("–")
-        self.summary["skipped"].setText(message)
-        self.summary["skipped"].setObjectName("warning")
-        self.summary["skipped"].setStyleSheet("")  # re-polish for the new object name
+        self._refuse(self.folder or "", message)
 
     @Slot(int)
     def _on_cancelled(self, job: int) -> None:
@@ -277,6 +297,32 @@ class DataPage(Page):
     @Slot()
     def _on_job_ended(self) -> None:
         self._jobs = [j for j in self._jobs if not j.done]
+
+    def _refuse(self, folder: str, message: str) -> None:
+        """Nothing from this path is shown or kept: the banner says why, the figures are empty."""
+        self.folder = None
+        self.rescan_button.setEnabled(False)
+        self.folder_label.setText("No folder open")
+        self.folder_label.setToolTip(folder)
+        self.banner.say(message)
+        self.folderRefused.emit(message)
+
+    def _clear_figures(self) -> None:
+        """No figure of the previous folder stays on screen while the next one is looked at."""
+        self.banner.clear()
+        self.recognised.show_found(None, "")
+        self.image_model.set_index(None)
+        for value in self.summary.values():
+            value.setText("–")
+        self.class_list.setVisible(False)
+        self.grid_caption.setText("")
+        self.tiling_card.setVisible(False)
+        self.skipped_model.set_skipped([])
+        self.skipped_table.setVisible(False)
+        self.copy_button.setEnabled(False)
+        self.skipped_empty.setText("No folder scanned.")
+        self.skipped_empty.setVisible(True)
+        self._fit_skipped_card(False)  # an empty card keeps its title at the top
 
     # -- results --------------------------------------------------------------------------
 
@@ -320,15 +366,7 @@ class DataPage(Page):
             if not skipped
             else f"{len(skipped):,}: " + ", ".join(f"{n} {r}" for r, n in reasons.items())
         )
-        other = getattr(
-            index, "other", 0
-        )  # documents such as README.md: neither images nor failures
-        ignored = [
-            f"{n:,} {what}{'' if n == 1 else 's'}"
-            for n, what in ((other, "non-image file"), (index.ignored, "system file"))
-            if n
-        ]
-        s["ignored"].setText(", ".join(ignored) or "none")
+        s["ignored"].setText(ignored_text(index))
         self.skipped_model.set_skipped(skipped)
         self.skipped_table.setVisible(bool(skipped))
         self.skipped_empty.setVisible(not skipped)
@@ -341,6 +379,11 @@ class DataPage(Page):
         if tiles:
             self.tiling_card.show_count(tiles, stats.slides)
         self.grid_caption.setText(f"{len(images):,} images · hover for details")
+        self._say_if_too_few(index)
+
+    def _say_if_too_few(self, index: Any) -> None:
+        if problem := index_problem(index):
+            self.banner.say(*problem)
 
     def _fit_skipped_card(self, has_rows: bool) -> None:
         """The set-aside card grows with a table to show; otherwise the slack goes below it."""

@@ -82,18 +82,10 @@ class LabelPanel(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.class_list)
-        lay.addLayout(
-            hbox(
-                self.new_class_button,
-                self.assign_button,
-                self.unassign_button,
-                self.import_button,
-                None,
-            )
-        )
-        lay.addLayout(
-            hbox(self.kind_combo, self.train_button, self.export_button, self.auto_check, None)
-        )
+        # two buttons a row: the panel stays usable beside the image tabs at the window's minimum
+        lay.addLayout(hbox(self.new_class_button, self.assign_button, self.unassign_button, None))
+        lay.addLayout(hbox(self.import_button, self.export_button, None))
+        lay.addLayout(hbox(self.kind_combo, self.train_button, self.auto_check, None))
         lay.addWidget(self.accuracy_label)
         session.labelsChanged.connect(self._on_labels)
         session.predictionsChanged.connect(self._on_predictions)

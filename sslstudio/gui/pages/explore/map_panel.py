@@ -3,6 +3,7 @@ classes), PCA or UMAP. A view over :class:`ExploreSession`."""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 
 import numpy as np
@@ -18,9 +19,14 @@ from PySide6.QtWidgets import (
 )
 
 from sslstudio.gui import theme
-from sslstudio.gui.qt_models import ThumbnailCache
 from sslstudio.gui.pages.explore.embedding_map import EmbeddingMap
+from sslstudio.gui.qt_models import ThumbnailCache
 from sslstudio.gui.widgets.panels import hbox
+
+
+def umap_installed() -> bool:
+    return importlib.util.find_spec("umap") is not None
+
 
 COLOUR_BY = ("Label", "Prediction", "Cluster (k-means)", "Folder class")
 
@@ -61,6 +67,8 @@ class MapPanel(QWidget):
             "A UMAP map (needs the umap-learn package; runs in the background)"
         )
         self.umap_button.clicked.connect(self._umap)
+        # offered only where it can run: a button that answers "pip install" is no choice
+        self.umap_button.setVisible(umap_installed())
         self.pca_button = QPushButton("PCA")
         self.pca_button.setToolTip("The first two principal components (instant)")
         self.pca_button.clicked.connect(lambda: session.use_pca())

@@ -29,6 +29,21 @@ _ROOT = QModelIndex()
 ROW_ROLE = Qt.ItemDataRole.UserRole  # the image's row in the folder
 
 
+def top_share(closeness: float) -> str:
+    """'top 0.5 %': how few images of the folder are as similar as this one."""
+    top = max(0.0, 1.0 - closeness) * 100
+    return f"top {top:.1f} %" if top < 10 else f"top {top:.0f} %"
+
+
+def closeness_colour(closeness: float) -> QColor:
+    """Green for the nearest 1 % of the folder, amber to the nearest 10 %, grey beyond."""
+    if closeness >= 0.99:
+        return QColor("#2b8a3e")
+    if closeness >= 0.90:
+        return QColor("#a15c07")
+    return QColor("#868e96")
+
+
 class ImageRowsModel(QAbstractListModel):
     """Rows of a session's images, each with an optional score shown beside its name.
 
@@ -41,6 +56,7 @@ class ImageRowsModel(QAbstractListModel):
         self._cache = cache
         self._rows = np.zeros(0, np.int64)
         self._scores: np.ndarray | None = None
+        self._close: np.ndarray | None = None
         self._where: dict[int, list[int]] = {}
         self.session: Any = None
         self.caption: Any = None
@@ -50,11 +66,17 @@ class ImageRowsModel(QAbstractListModel):
         cache.loaded.connect(self._on_loaded)
 
     def set_rows(
-        self, rows: np.ndarray | list[int], scores: np.ndarray | list[float] | None = None
+        self,
+        rows: np.ndarray | list[int],
+        scores: np.ndarray | list[float] | None = None,
+        closeness: np.ndarray | list[float] | None = None,
     ) -> None:
+        """``closeness`` (0-1 per row: the share of the folder less similar to a query) adds
+        'top 2 %' to the caption and colours it, so near and far differ at a glance."""
         self.beginResetModel()
         self._rows = np.asarray(rows, np.int64)
         self._scores = None if scores is None else np.asarray(scores, np.float32)
+        self._close = None if closeness is None else np.asarray(closeness, np.float32)
         self._where = {}
         for i, r in enumerate(self._rows.tolist()):
             self._where.setdefault(r, []).append(i)
@@ -80,7 +102,9 @@ class ImageRowsModel(QAbstractListModel):
         emb = self.session.emb
         if role == Qt.ItemDataRole.DisplayRole:
             parts = []
-            if self._scores is not None:
+            if self._close is not None:  # the rank says more than a cosine of 0.97-0.99
+                parts.append(top_share(float(self._close[index.row()])))
+            elif self._scores is not None:
                 parts.append(f"{self._scores[index.row()]:.3f}")
             extra = self.caption(row) if self.caption else ""
             if extra:
@@ -88,8 +112,16 @@ class ImageRowsModel(QAbstractListModel):
             return " · ".join(parts) or Path(emb.paths[row]).name
         if role == Qt.ItemDataRole.DecorationRole:
             return self._cache.get(row, str(emb.abspath(row))) or self._placeholder
+        if role == Qt.ItemDataRole.ForegroundRole and self._close is not None:
+            return closeness_colour(float(self._close[index.row()]))
         if role == Qt.ItemDataRole.ToolTipRole:
-            return self.tooltip(row) if self.tooltip else emb.paths[row]
+            tip = self.tooltip(row) if self.tooltip else emb.paths[row]
+            if self._close is not None and self._scores is not None:
+                tip += (
+                    f"\nsimilarity {self._scores[index.row()]:.3f}: more similar to the query "
+                    f"than {self._close[index.row()]:.1%} of the folder"
+                )
+            return tip
         if role == ROW_ROLE:
             return row
         return None

@@ -8,6 +8,7 @@ result and ``queryRequested(row)`` asks for that image's neighbours.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices, QDragEnterEvent, QDropEvent, QPixmap
@@ -22,11 +23,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from sslstudio.imaging import decode as imaging, slides
 from sslstudio.gui.pages.explore.models import ROW_ROLE, ImageRowsModel
 from sslstudio.gui.qt_models import ThumbnailCache, numpy_to_qimage
 from sslstudio.gui.widgets.panels import hbox, hint
 from sslstudio.gui.widgets.thumbnail_grid import ThumbnailGrid
+from sslstudio.imaging import decode as imaging
+from sslstudio.imaging import slides
 
 GROUP_RULES = {
     "Keep all": "",
@@ -76,6 +78,10 @@ class NeighbourBrowser(QWidget):
         self.k_spin.valueChanged.connect(self.settingsChanged)
         self.group_combo = QComboBox()
         self.group_combo.addItems(list(GROUP_RULES))
+        self.group_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.group_combo.setMinimumContentsLength(14)  # the longest choice elides, not the page
         self.group_combo.setToolTip(
             "Tiles cut from one slide look alike: leave out the query's own slide (its folder, or "
             "the part of the file name a pattern picks, e.g. ^(\\w+)_ for 'SLIDE12_x3_y4.png')."
@@ -98,7 +104,8 @@ class NeighbourBrowser(QWidget):
         side.setSpacing(6)
         side.addWidget(self.query_caption)
         side.addLayout(hbox(self.back_button, self.forward_button, None))
-        side.addLayout(hbox(self.open_button, self.file_button, None))
+        side.addLayout(hbox(self.open_button, None))
+        side.addLayout(hbox(self.file_button, None))
         row = hbox(self.query_image, spacing=12)
         row.addLayout(side, 1)
         top.setLayout(row)
@@ -134,8 +141,15 @@ class NeighbourBrowser(QWidget):
         self._update_buttons()
 
     def show_results(
-        self, row: int, path: str, caption: str, hits: list[tuple[int, float]]
+        self,
+        row: int,
+        path: str,
+        caption: str,
+        hits: list[tuple[int, float]],
+        closeness: Any = None,
     ) -> None:
+        """The query on its own beside the list (not as its first neighbour); ``closeness``:
+        per hit, the share of the folder less similar to the query (shown and coloured)."""
         self.query_path = path
         self.query_caption.setText(caption)
         try:
@@ -143,7 +157,8 @@ class NeighbourBrowser(QWidget):
         except (imaging.DecodeError, OSError, ValueError):
             pm = QPixmap()
         self.query_image.setPixmap(pm)
-        self.model.set_rows([r for r, _ in hits], [s for _, s in hits])
+        self.model.set_rows([r for r, _ in hits], [s for _, s in hits], closeness)
+        self.grid.scrollToTop()
         self._update_buttons()
 
     def clear(self) -> None:

@@ -26,14 +26,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from sslstudio.gui.pages.explore.label_panel import LabelPanel
+from sslstudio.gui.pages.explore.map_panel import MapPanel
 from sslstudio.gui.pages.explore.models import ROW_ROLE, ImageRowsModel
+from sslstudio.gui.pages.explore.neighbour_browser import NeighbourBrowser
+from sslstudio.gui.pages.explore.pair_grid import PairGrid, duplicates_text
 from sslstudio.gui.pages.explore.session import ExploreSession
 from sslstudio.gui.qt_models import ThumbnailCache
 from sslstudio.gui.run.history import find_runs
 from sslstudio.gui.settings import Settings
-from sslstudio.gui.pages.explore.label_panel import LabelPanel
-from sslstudio.gui.pages.explore.map_panel import MapPanel
-from sslstudio.gui.pages.explore.neighbour_browser import NeighbourBrowser
 from sslstudio.gui.widgets.panels import Card, Page, hbox, hint
 from sslstudio.gui.widgets.thumbnail_grid import ThumbnailGrid
 from sslstudio.paths import runs_dir
@@ -72,7 +73,7 @@ class ExplorePage(Page):
     def _build_run_bar(self) -> QHBoxLayout:
         """The run chooser, its progress and the page's status line."""
         self.run_combo = QComboBox()
-        self.run_combo.setMinimumWidth(320)
+        self.run_combo.setMinimumWidth(220)
         self.run_combo.setToolTip("The run whose latest good checkpoint embeds the images")
         self.refresh_button = QPushButton("Refresh")
         self.refresh_button.clicked.connect(self.refresh_runs)
@@ -87,16 +88,17 @@ class ExplorePage(Page):
         self.cancel_button.clicked.connect(lambda: self.session.cancel())
         self.status = QLabel("Choose a trained run.")
         self.status.setObjectName("hint")
-        return hbox(
+        self.status.setWordWrap(True)  # a long status wraps instead of widening the page
+        row = hbox(
             QLabel("Run"),
             self.run_combo,
             self.refresh_button,
             self.open_button,
             self.progress,
             self.cancel_button,
-            self.status,
-            None,
         )
+        row.addWidget(self.status, 1)
+        return row
 
     def _build_images_tab(self) -> QWidget:
         self.all_model = self._rows_model()
@@ -144,7 +146,7 @@ class ExplorePage(Page):
         self.dup_threshold.setRange(0.5, 1.0)
         self.dup_threshold.setSingleStep(0.005)
         self.dup_threshold.setDecimals(3)
-        self.dup_threshold.setValue(0.97)
+        self.dup_threshold.setValue(0.99)
         self.dup_button = QPushButton("Find near-duplicates")
         self.dup_button.clicked.connect(
             lambda: self.session.find_duplicates(self.dup_threshold.value())
@@ -157,11 +159,13 @@ class ExplorePage(Page):
                 QLabel("Similarity ≥"),
                 self.dup_threshold,
                 self.dup_button,
-                hint("Pairs side by side, most similar first."),
                 None,
             )
         )
-        lay.addWidget(self._grid(self.dup_model), 1)
+        self.dup_count = hint("Pairs side by side, most similar first.")
+        lay.addWidget(self.dup_count)
+        self.dup_grid = self._grid(self.dup_model, PairGrid)
+        lay.addWidget(self.dup_grid, 1)
         return dups
 
     def _build_right(self) -> QSplitter:
@@ -210,8 +214,10 @@ class ExplorePage(Page):
         model.tooltip = self._tooltip
         return model
 
-    def _grid(self, model: ImageRowsModel) -> ThumbnailGrid:
-        grid = ThumbnailGrid(model, icon_size=88)  # type: ignore[arg-type]
+    def _grid(
+        self, model: ImageRowsModel, kind: type[ThumbnailGrid] = ThumbnailGrid
+    ) -> ThumbnailGrid:
+        grid = kind(model, icon_size=88)  # type: ignore[arg-type]
         grid.clicked.connect(lambda idx: self.query_row(int(idx.data(ROW_ROLE))))
         grid.selectionModel().selectionChanged.connect(lambda *_: self._take_selection(grid))
         return grid
@@ -309,15 +315,23 @@ class ExplorePage(Page):
     def _on_file_query(self, vector: Any, path: str) -> None:
         self.browser.push(-1, path)
         hits = self.session.neighbours(vector, self.browser.k, -1, self.browser.group_rule())
-        self.browser.show_results(-1, path, f"{Path(path).name} (outside the folder)", hits)
+        near = self.session.closeness(vector, [sim for _, sim in hits])
+        caption = f"{Path(path).name} (outside the folder)"
+        self.browser.show_results(-1, path, caption, hits, near)
         self.map.set_highlight([r for r, _ in hits])
 
     @Slot(str, object, object)
     def _on_list(self, kind: str, rows: Any, scores: Any) -> None:
         model = self.outlier_model if kind == "outliers" else self.dup_model
         model.set_rows(rows, scores)
-        if kind == "duplicates" and not len(rows):
-            self.status.setText(f"No pairs at similarity ≥ {self.dup_threshold.value():.3f}.")
+        if kind == "duplicates":
+            self.dup_count.setText(
+                duplicates_text(
+                    self.session.pairs_found, len(rows) // 2, self.dup_threshold.value()
+                )
+            )
+            self.tabs.setTabText(3, f"Duplicates ({self.session.pairs_found:,})")
+            self.dup_grid.scrollToTop()
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:
@@ -336,7 +350,8 @@ class ExplorePage(Page):
         hits = self.session.neighbours(
             emb.unit()[row], self.browser.k, row, self.browser.group_rule()
         )
-        self.browser.show_results(row, str(emb.abspath(row)), self._tooltip(row), hits)
+        near = self.session.closeness(emb.unit()[row], [sim for _, sim in hits], row)
+        self.browser.show_results(row, str(emb.abspath(row)), self._tooltip(row), hits, near)
         self.map.set_highlight([row, *[r for r, _ in hits]])
 
     @Slot(str)
@@ -408,6 +423,7 @@ class ExplorePage(Page):
             self.all_model.set_rows(np.lexsort((-s.predictions.confidence, s.predictions.label)))
         else:
             self.all_model.set_rows(np.arange(len(s.emb)))
+        self.all_grid.scrollToTop()  # a new order is read from its start
 
     def _set_enabled(self, on: bool) -> None:
         for w in (self.tabs, self.browser, self.labels):

@@ -23,6 +23,9 @@ from sslstudio.gui.run.worker import ThreadJob, user_message
 log = logging.getLogger(__name__)
 
 
+MAX_PAIRS = 100  # near-duplicate pairs shown at once, most similar first
+
+
 class ProgressWorker(QObject):
     """Calls ``fn(progress, cancel)`` off the GUI thread; progress throttled to ~20 Hz."""
 
@@ -74,6 +77,7 @@ class ExploreSession(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
+        self.pairs_found = 0  # near-duplicate pairs at the last threshold (some maybe not shown)
         self.run: Path | None = None
         self.emb: Any = None
         self.index: Any = None
@@ -187,10 +191,23 @@ class ExploreSession(QObject):
 
         groups = group_ids(self.emb.paths, group_rule)
         qg = None if groups is None else np.array([groups[row] if row >= 0 else -1])
+        extra = 1 if row >= 0 else 0  # the image itself comes back first: it is the query
         sims, ids = self.index.search(
-            vector[None], k, groups=groups, query_groups=qg, rows=np.array([row])
+            vector[None], k + extra, groups=groups, query_groups=qg, rows=np.array([row])
         )
-        return [(int(i), float(s)) for s, i in zip(sims[0], ids[0]) if i >= 0]
+        hits = [(int(i), float(s)) for s, i in zip(sims[0], ids[0]) if i >= 0 and i != row]
+        return hits[:k]
+
+    def closeness(self, vector: np.ndarray, sims: list[float], row: int = -1) -> np.ndarray:
+        """For each of ``sims`` (similarities to ``vector``), the share of the folder (the
+        query's own ``row`` left out) that is less similar: raw cosines of one folder crowd into
+        0.97-0.99, these shares spread over 0-1."""
+        every = self.emb.unit() @ np.asarray(vector, np.float32)
+        if row >= 0:
+            every = np.delete(every, row)
+        every.sort()
+        below = np.searchsorted(every, np.asarray(sims, np.float32), side="left")
+        return below / max(len(every), 1)
 
     def query_file(self, path: str) -> None:
         """Embed an image from outside the folder; ``queryReady(vector, path)`` follows."""
@@ -320,14 +337,19 @@ class ExploreSession(QObject):
         def work(progress, cancel):
             from sslstudio.core.explore.neighbours import near_duplicates
 
-            pairs = near_duplicates(index, threshold=threshold)
+            found = near_duplicates(index, threshold=threshold)
+            pairs = found[:MAX_PAIRS]  # the most similar: a list one can review
             rows = np.array([r for a, b, _ in pairs for r in (a, b)], np.int64)
             sims = np.array([s for _, _, s in pairs for _ in (0, 1)], np.float32)
-            return rows, sims
+            return rows, sims, len(found)
+
+        def done(result: Any) -> None:
+            rows, sims, self.pairs_found = result
+            self.listReady.emit("duplicates", rows, sims)
 
         self._start(
             "duplicates",
             work,
-            lambda r: self.listReady.emit("duplicates", *r),
+            done,
             "Finding near-duplicates…",
         )

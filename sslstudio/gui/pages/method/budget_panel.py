@@ -1,6 +1,6 @@
 """The Method page's "Time available" choice: plan the whole run for 10 minutes, an hour, a night.
 
-A view over :func:`sslstudio.core.train.budget.plan_budget`, run off the GUI thread (the plan times a
+A view over :func:`sslstudio.core.train.budget.plan_budget`, run off the GUI thread (it times a
 few real steps). The page hands it the current config and the folder's size; ``planned`` carries
 the :class:`BudgetPlan` back, whose config the page shows in its forms, where every choice can
 still be changed. The run's own deadline keeps it on time either way.
@@ -8,27 +8,44 @@ still be changed. The run's own deadline keeps it on time either way.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal, Slot
+from datetime import datetime, timedelta
+
+from PySide6.QtCore import QTimer, Signal, Slot
 from PySide6.QtWidgets import QComboBox, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
-from sslstudio.config import RunConfig
-from sslstudio.gui.widgets.panels import hbox, hint
+from sslstudio.config import DEFAULT_TIME_S, RunConfig
 from sslstudio.gui.run.worker import FunctionWorker, ThreadJob
+from sslstudio.gui.widgets.panels import hbox, hint
 
 CHOICES = (
-    ("No limit: the epochs set here", 0),
-    ("10 minutes", 600),
+    ("10 minutes (recommended)", int(DEFAULT_TIME_S)),
     ("1 hour", 3600),
     ("Overnight (10 hours)", 36000),
     ("Custom…", -1),
+    ("No limit: as many epochs as set", 0),  # listed while Advanced is open
 )
+NO_LIMIT = len(CHOICES) - 1
+
+
+def finish_text(seconds: float, now: datetime) -> str:
+    """'Planned finish: about 14:32 if started now (10 min)'; the epochs' own pace otherwise."""
+    if seconds <= 0:
+        return (
+            "No time limit: the run lasts as long as its epochs take (Estimate time says how long)."
+        )
+    end = now + timedelta(seconds=seconds)
+    day = "" if end.date() == now.date() else " tomorrow"
+    minutes = round(seconds / 60)
+    length = f"{minutes} min" if minutes < 120 else f"{seconds / 3600:.3g} h"
+    return f"Planned finish: about <b>{end:%H:%M}</b>{day} if started now ({length})."
 
 
 class BudgetPanel(QWidget):
-    """Signals: ``planned(object)`` (a BudgetPlan), ``cleared()`` (back to no limit)."""
+    """Signals: ``planned(object)`` (a BudgetPlan), ``chosen(float)`` (the seconds chosen; 0 is
+    no limit). A time counts from the moment it is chosen; planning only refines the settings."""
 
     planned = Signal(object)
-    cleared = Signal()
+    chosen = Signal(float)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -47,6 +64,7 @@ class BudgetPanel(QWidget):
         self.minutes.setValue(30)
         self.minutes.setSuffix(" min")
         self.minutes.setVisible(False)
+        self.minutes.valueChanged.connect(self._on_choice)
         self.button = QPushButton("Plan for this time")
         self.button.setToolTip("Time a few real steps here and plan the run to end on time")
         self.button.setEnabled(False)
@@ -56,6 +74,15 @@ class BudgetPanel(QWidget):
         self.summary.setObjectName("budgetPlan")
         self.summary.setVisible(False)
         col.addWidget(self.summary)
+        self.finish = hint("")
+        self.finish.setObjectName("plannedFinish")
+        col.addWidget(self.finish)
+        self._clock = QTimer(self)  # the finish moves on with the clock until Start
+        self._clock.setInterval(20_000)
+        self._clock.timeout.connect(self.show_finish)
+        self._clock.start()
+        self.set_advanced(False)
+        self.show_finish()
         self.choice.currentIndexChanged.connect(self._on_choice)
         self.button.clicked.connect(self.plan)
         self._job: ThreadJob | None = None
@@ -66,6 +93,30 @@ class BudgetPanel(QWidget):
     def seconds(self) -> float:
         s = self.choice.currentData()
         return float(self.minutes.value() * 60 if s == -1 else s)
+
+    def set_advanced(self, shown: bool) -> None:
+        """'No limit' is offered only with the advanced settings (the epochs it relies on)."""
+        view = self.choice.view()
+        if hasattr(view, "setRowHidden"):
+            view.setRowHidden(NO_LIMIT, not shown)
+
+    def show_seconds(self, seconds: float) -> None:
+        """Show ``seconds`` (a loaded config's time) without emitting ``chosen``."""
+        index = self.choice.findData(int(seconds)) if float(seconds).is_integer() else -1
+        self.choice.blockSignals(True)
+        self.minutes.blockSignals(True)
+        if index < 0:
+            index = self.choice.findData(-1)
+            self.minutes.setValue(max(1, round(seconds / 60)))
+        self.choice.setCurrentIndex(index)
+        self.minutes.setVisible(self.choice.currentData() == -1)
+        self.choice.blockSignals(False)
+        self.minutes.blockSignals(False)
+        self.show_finish()
+
+    @Slot()
+    def show_finish(self) -> None:
+        self.finish.setText(finish_text(self.seconds(), datetime.now()))
 
     def set_ready(self, ready: bool) -> None:
         """The training engine is loaded (planning needs torch)."""
@@ -93,10 +144,10 @@ class BudgetPanel(QWidget):
     @Slot()
     def _on_choice(self) -> None:
         self.minutes.setVisible(self.choice.currentData() == -1)
-        if self.seconds() == 0:
-            self.plan_result = None
-            self.summary.setVisible(False)
-            self.cleared.emit()
+        self.plan_result = None  # a plan was for the time chosen before
+        self.summary.setVisible(False)
+        self.show_finish()
+        self.chosen.emit(self.seconds())
         self._update()
 
     @Slot()

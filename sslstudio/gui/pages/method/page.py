@@ -82,8 +82,8 @@ class MethodPage(Page):
     def __init__(self, model: RunConfigModel, parent: QWidget | None = None) -> None:
         super().__init__(
             "Method and training",
-            "Choose how the network learns from unlabelled images, which network, and for how long. "
-            "The defaults are a sound start.",
+            "Choose how the network learns from unlabelled images, which network, and for how "
+            "long. The defaults are a sound start: they train for 10 minutes.",
             parent,
         )
         self.model = model
@@ -120,11 +120,13 @@ class MethodPage(Page):
             QWidget.setTabOrder(a, b)
         model.changed.connect(self._on_model_changed)
         self._edits.update(**self.run_form.values())  # this machine's thread count, from the start
+        self.show_advanced(False)
+        self._edits.update(time_budget_s=self.budget.seconds())  # time first: the default time
         self._refresh()
 
     def _build_method_card(self) -> QWidget:
         card = Card("Method")
-        card.setMinimumWidth(280)
+        card.setMinimumWidth(200)  # the page fits beside the steps at the window's minimum width
         self.method_list = QListWidget()
         self.method_list.setObjectName("methods")
         self.method_list.addItem("Loading the training engine…")
@@ -142,6 +144,7 @@ class MethodPage(Page):
         options_title = QLabel("Method options")
         options_title.setObjectName("formSection")
         card.add(options_title)
+        self._advanced: list[QWidget] = [options_title]
         self.options_scroll = QScrollArea()  # a method with many options scrolls, the page does not
         self.options_scroll.setObjectName("formScroll")
         self.options_scroll.setWidgetResizable(True)
@@ -153,6 +156,9 @@ class MethodPage(Page):
         self.options_box.addStretch(1)
         self.options_scroll.setWidget(body)
         card.add(self.options_scroll, 1)
+        self._advanced.append(self.options_scroll)
+        card.layout_.addStretch(0)  # takes the slack while the options are hidden
+        self._method_card = card
         return card
 
     def _build_settings_card(self) -> QWidget:
@@ -172,7 +178,7 @@ class MethodPage(Page):
         threads.setToolTip(
             "CPU threads for training. The default leaves one core to the window, so it stays smooth."
         )
-        self.run_form.valueChanged.connect(lambda: self._edits.update(**self.run_form.values()))
+        self.run_form.valueChanged.connect(self._on_run_form_changed)
         card.add(self.run_form)
         self.backbone_description = hint("")
         self.device_label = hint("")
@@ -213,8 +219,36 @@ class MethodPage(Page):
         card = Card("Time available")
         self.budget = card.add(BudgetPanel())
         self.budget.planned.connect(self.budgetPlanned)
-        self.budget.cleared.connect(lambda: self.model.update(time_budget_s=0.0))
+        self.budget.chosen.connect(lambda s: self._edits.update(time_budget_s=s))
+        self.advanced_button = QPushButton("Show advanced settings")
+        self.advanced_button.setObjectName("advancedToggle")
+        self.advanced_button.setCheckable(True)
+        self.advanced_button.setToolTip(
+            "Method options, the optimiser, and training with no time limit"
+        )
+        self.advanced_button.toggled.connect(self.show_advanced)
+        card.add(self.advanced_button)
         return card
+
+    def _on_run_form_changed(self) -> None:
+        values = self.run_form.values()
+        if values.get("epochs") != self.model.config.epochs and self.model.config.time_budget_s:
+            # epochs set by hand: the run lasts as many epochs as that, not a time
+            values["time_budget_s"] = 0.0
+            self.budget.show_seconds(0.0)
+        self._edits.update(**values)
+
+    def show_advanced(self, shown: bool) -> None:
+        """The method's options, the optimiser and 'No limit': for those who know them."""
+        self.advanced_button.setChecked(shown)
+        self.advanced_button.setText(
+            "Hide advanced settings" if shown else "Show advanced settings"
+        )
+        for w in self._advanced:
+            w.setVisible(shown)
+        lay = self._method_card.layout_
+        lay.setStretch(lay.count() - 1, 0 if shown else 1)
+        self.budget.set_advanced(shown)
 
     def _build_optim_card(self) -> QWidget:
         card = Card("Optimizer")
@@ -230,6 +264,7 @@ class MethodPage(Page):
             lambda: self._edits.update(optim=self.optim_form.value())
         )
         card.add(self.optim_form)
+        self._advanced.append(card)
         return card
 
     def _build_schedule_card(self) -> QWidget:
@@ -297,6 +332,8 @@ class MethodPage(Page):
     def _on_model_changed(self, cfg: RunConfig, names: frozenset[str]) -> None:
         """Show what others changed (a loaded config, a plan); every change redraws the views."""
         shown = self._edits.others(names)
+        if "time_budget_s" in shown:
+            self.budget.show_seconds(cfg.time_budget_s)
         if shown & RUN_FIELDS:
             self.run_form.set_value(cfg)
         if "optim" in shown:
