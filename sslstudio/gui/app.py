@@ -77,7 +77,8 @@ def wait_until(app: QApplication, done: Callable[[], bool], timeout_s: float, wh
 
 
 def selftest_main(folder: str | None) -> int:
-    """Build the window offscreen, scan, train SimCLR for 2 tiny steps, report; 0 when all worked."""
+    """Build the window offscreen, scan, train SimCLR for 2 tiny steps, report; 0 when all
+    worked."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     home = tempfile.mkdtemp(prefix="sslstudio-selftest-")
     saved_home = os.environ.get("SSLSTUDIO_HOME")
@@ -144,7 +145,8 @@ def _selftest(folder: str | None, t0: float) -> str:
         steps = [e for e in events if isinstance(e, StepLogged)]
         if not finished or len(steps) != 2:
             raise RuntimeError(
-                f"expected 2 steps and a finished run, got {len(steps)} steps, finished={bool(finished)}"
+                f"expected 2 steps and a finished run, got {len(steps)} steps, "
+                f"finished={bool(finished)}"
             )
         if not Path(finished[0].path).exists():
             raise RuntimeError(f"the final checkpoint {finished[0].path} is missing")

@@ -1,4 +1,5 @@
-"""Qt models over core objects: the scanned images (with lazily decoded thumbnails), skipped files, runs.
+"""Qt models over core objects: the scanned images (with lazily decoded thumbnails), skipped files,
+runs.
 
 The image model never touches the disk in ``data()``: a thumbnail the view asks for (only
 visible items are painted, so only they are asked for) is queued for decoding on a small thread
@@ -29,7 +30,8 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor, QImage, QPixmap
 
-from sslstudio.imaging import decode as imaging, slides
+from sslstudio.imaging import decode as imaging
+from sslstudio.imaging import slides
 
 _Index = QModelIndex | QPersistentModelIndex
 _ROOT = QModelIndex()  # the invalid index: "no parent" in a flat model

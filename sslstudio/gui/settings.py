@@ -111,40 +111,54 @@ def coerce(value: Any, default: T) -> T:
     """``value`` as ``type(default)`` where that is unambiguous, else ``default``."""
     if default is None:
         return value
-    if isinstance(default, bool):  # before int: bool is an int subclass
-        if isinstance(value, bool):
-            return value  # type: ignore[return-value]
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)  # type: ignore[return-value]
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-            return value.strip().lower() in _TRUE  # type: ignore[return-value]
-        return default
-    if isinstance(default, int):
-        if isinstance(value, bool):
-            return default
-        if isinstance(value, int):
-            return value  # type: ignore[return-value]
-        if isinstance(value, float) and value.is_integer():
-            return int(value)  # type: ignore[return-value]
-        if isinstance(value, str):
-            try:
-                return int(value.strip())  # type: ignore[return-value]
-            except ValueError:
-                return default
-        return default
-    if isinstance(default, float):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)  # type: ignore[return-value]
-        if isinstance(value, str):
-            try:
-                return float(value.strip())  # type: ignore[return-value]
-            except ValueError:
-                return default
-        return default
-    if isinstance(default, str):
-        return value if isinstance(value, str) else default  # type: ignore[return-value]
+    for kind, convert in _CONVERTERS:  # bool before int: bool is an int subclass
+        if isinstance(default, kind):
+            out = convert(value)
+            return default if out is None else out  # type: ignore[return-value]
     if isinstance(default, (list, tuple)):
         return type(default)(value) if isinstance(value, (list, tuple)) else default  # type: ignore[return-value]
-    if isinstance(default, dict):
-        return value if isinstance(value, dict) else default  # type: ignore[return-value]
     return value if isinstance(value, type(default)) else default
+
+
+def _to_bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    return None
+
+
+def _to_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return _parsed(value, int)
+
+
+def _to_float(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return _parsed(value, float)
+
+
+def _parsed(value: Any, kind: type) -> Any:
+    if isinstance(value, str):
+        try:
+            return kind(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+_CONVERTERS: tuple[tuple[type, Any], ...] = (
+    (bool, _to_bool),
+    (int, _to_int),
+    (float, _to_float),
+    (str, lambda v: v if isinstance(v, str) else None),
+    (dict, lambda v: v if isinstance(v, dict) else None),
+)

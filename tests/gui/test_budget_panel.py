@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sslstudio.core.train import budget
 from sslstudio.core.events import RunFinished
+from sslstudio.core.train import budget
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from sslstudio.core.train import trainer
 from sslstudio.core.events import Preparing, RunFinished, RunStarted, RunStopped
+from sslstudio.core.train import trainer
 from sslstudio.gui.pages.train.page import format_preparing
 from sslstudio.gui.run.controller import IDLE, PREPARING, STOPPING
 from tests.gui.test_training import collect, set_tiny, steps_of

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from sslstudio.core.train import trainer
 from sslstudio.core.events import (
     CheckpointSaved,
     MonitorLogged,
@@ -24,6 +23,7 @@ from sslstudio.core.events import (
     RunStopped,
     StepLogged,
 )
+from sslstudio.core.train import trainer
 from sslstudio.gui.run.controller import IDLE, PAUSED, PREPARING, RUNNING, STOPPING
 
 

@@ -77,7 +77,8 @@ def format_duration(seconds: float) -> str:
 
 
 def device_words(device: str) -> str:
-    """'cpu (2 threads)' -> 'CPU, 2 threads'; 'cuda (NVIDIA H100)' -> 'NVIDIA H100'; 'mps' -> 'Apple GPU'."""
+    """'cpu (2 threads)' -> 'CPU, 2 threads'; 'cuda (NVIDIA H100)' -> 'NVIDIA H100'; 'mps' -> 'Apple
+    GPU'."""
     if device.startswith("cpu"):
         inner = device[device.find("(") + 1 : device.rfind(")")] if "(" in device else ""
         return f"CPU, {inner}" if inner else "CPU"
@@ -89,17 +90,21 @@ def device_words(device: str) -> str:
 def describe_estimate(est: Estimate, epochs: int) -> tuple[str, str, str]:
     """A headline ('≈ 3 min 20 s per epoch on CPU, 2 threads (measured)'), the arithmetic under it,
     and how it was measured (for a tooltip)."""
-    head = f"≈ {format_duration(est.seconds_per_epoch)} per epoch on {device_words(est.device)} (measured)"
+    per_epoch, device = format_duration(est.seconds_per_epoch), device_words(est.device)
+    head = f"≈ {per_epoch} per epoch on {device} (measured)"
     spe = est.steps_per_epoch
     detail = (
-        f"{format_duration(est.seconds_per_step)} per step × {spe:,} step{'s' if spe != 1 else ''} of "
+        f"{format_duration(est.seconds_per_step)} per step × {spe:,} step{'s' if spe != 1 else ''} "
+        "of "
         f"{est.batch_size:,} images; {epochs:,} epoch{'s' if epochs != 1 else ''} ≈ "
         f"{format_duration(est.seconds_per_epoch * epochs)}."
     )
     n = est.measured_steps
     how = (
-        f"Measured over {n} training step{'s' if n != 1 else ''} (augmentation, forward, backward, optimizer) "
-        f"on random images after one warm-up step, {est.num_images:,} images in the folder. Health checks "
+        f"Measured over {n} training step{'s' if n != 1 else ''} (augmentation, forward, backward, "
+        "optimizer) "
+        f"on random images after one warm-up step, {est.num_images:,} images in the folder. Health "
+        "checks "
         "and checkpoints add a little."
     )
     return head, detail, how

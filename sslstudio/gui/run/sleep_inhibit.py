@@ -32,7 +32,8 @@ find_binary: Callable[[str], str | None] = shutil.which  # replaced in tests
 
 
 class SleepInhibitor:
-    """``start()`` on RunStarted, ``release()`` when the run ends or the window closes; both idempotent.
+    """``start()`` on RunStarted, ``release()`` when the run ends or the window closes; both
+    idempotent.
 
     Args:
         why: the reason shown by the system (``systemd-inhibit --list``, Activity Monitor).

@@ -110,7 +110,8 @@ class TorchrunWorker(QObject):
                     )
             if not ended:
                 self.failed.emit(
-                    f"the torchrun run ended without finishing (exit code {code}): {_reason(_tail(log_path, 4000))}"
+                    f"the torchrun run ended without finishing (exit code {code}): "
+                    f"{_reason(_tail(log_path, 4000))}"
                 )
         except OSError as exc:
             self.failed.emit(f"could not start torchrun: {exc}")

@@ -125,7 +125,8 @@ class TrainingWorker(QObject):
 
 class ScanWorker(QObject):
     """Runs :func:`sslstudio.core.data.indexstore.open_index` (a scan, or the one kept on disk);
-    ``done`` carries ``(index, index.stats(), Recognition | None)`` (what the images are). Progress is throttled to ~20 Hz.
+    ``done`` carries ``(index, index.stats(), Recognition | None)`` (what the images are). Progress
+    is throttled to ~20 Hz.
 
     Every signal carries ``job``, so a page can ignore a scan it has already replaced.
     """
@@ -196,7 +197,8 @@ class ScanWorker(QObject):
 
 
 class FunctionWorker(QObject):
-    """Calls ``fn()`` once off the GUI thread: ``done(result)`` or ``failed(message)``, then ``finished``.
+    """Calls ``fn()`` once off the GUI thread: ``done(result)`` or ``failed(message)``, then
+    ``finished``.
 
     For short reads and writes the GUI thread must not wait on (listing runs, reading a metrics
     log, deleting a folder). ``tag`` travels with the result, so a view can drop stale answers.

@@ -119,8 +119,9 @@ class AugmentPage(Page):
     def __init__(self, model: RunConfigModel, parent: QWidget | None = None) -> None:
         super().__init__(
             "Augmentations",
-            "Each image is altered at random, twice per step; the network learns to ignore what these "
-            "changes vary. The preview shows what training will see: keep what matters in your images intact.",
+            "Each image is altered at random, twice per step; the network learns to ignore what "
+            "these changes vary. The preview shows what training will see: keep what matters in "
+            "your images intact.",
             parent,
         )
         self.model = model
@@ -294,7 +295,8 @@ class AugmentPage(Page):
         self._pool.clear()  # a queued, not yet started preview is already stale
         self._pool.start(lambda: self._render(job))
         self.preview_caption.setText(
-            f"{ROWS} images × {VIEWS} random views at the training size ({self.image_size} px), enlarged."
+            f"{ROWS} images × {VIEWS} random views at the training size ({self.image_size} px), "
+            "enlarged."
         )
 
     def _pick_images(self) -> list[tuple[str, int]]:

@@ -1,4 +1,5 @@
-"""A grid of images that fills its space: rows of (original, view 1..n), scaled to fit, square cells."""
+"""A grid of images that fills its space: rows of (original, view 1..n), scaled to fit, square
+cells."""
 
 from __future__ import annotations
 

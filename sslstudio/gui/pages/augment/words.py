@@ -48,7 +48,8 @@ def describe(a: AugmentConfig, size: int) -> list[str]:
         lines.append(f"Greyscale in {pct(a.grey_p)}.")
     if a.blur_p > 0 and a.blur_sigma_max > 0:
         lines.append(
-            f"Gaussian blur in {pct(a.blur_p)} (sigma {a.blur_sigma_min:g} to {a.blur_sigma_max:g} px at 224 px)."
+            f"Gaussian blur in {pct(a.blur_p)} (sigma {a.blur_sigma_min:g} to {a.blur_sigma_max:g} "
+            "px at 224 px)."
         )
     if a.hed_p > 0 and a.hed_sigma > 0:
         lines.append(f"Stain (HED) jitter in {pct(a.hed_p)}, strength ±{a.hed_sigma:g}.")

@@ -44,8 +44,10 @@ class ExplorePage(Page):
     def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
         super().__init__(
             "Explore",
-            "What the model learned: click an image to see its nearest neighbours, look at the map of "
-            "the whole folder, find outliers and near-duplicates — then label a few images and let a "
+            "What the model learned: click an image to see its nearest neighbours, look at the map "
+            "of "
+            "the whole folder, find outliers and near-duplicates — then label a few images and let "
+            "a "
             "classifier on the learned features label the rest.",
             parent,
         )
@@ -391,7 +393,8 @@ class ExplorePage(Page):
         if user:
             return f"✓ {user}"
         if s.predictions is not None:
-            return f"{s.predictions.classes[s.predictions.label[row]]} {s.predictions.confidence[row]:.0%}"
+            pred = s.predictions
+            return f"{pred.classes[pred.label[row]]} {pred.confidence[row]:.0%}"
         return Path(s.emb.paths[row]).name
 
     def _tooltip(self, row: int) -> str:

@@ -103,7 +103,8 @@ class EstimatePanel(QWidget):
         self._update_button()
 
     def set_blocked(self, blocked: bool) -> None:
-        """While a run trains, measuring would compete with it for the cores (and torch's threads)."""
+        """While a run trains, measuring would compete with it for the cores (and torch's
+        threads)."""
         self._blocked = blocked
         self._update_button()
 

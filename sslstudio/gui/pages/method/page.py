@@ -176,7 +176,8 @@ class MethodPage(Page):
         threads.setRange(1, max(1, os.cpu_count() or 1))
         threads.setValue(cfg.threads if 1 <= cfg.threads <= threads.maximum() else gui_threads())
         threads.setToolTip(
-            "CPU threads for training. The default leaves one core to the window, so it stays smooth."
+            "CPU threads for training. The default leaves one core to the window, so it stays "
+            "smooth."
         )
         self.run_form.valueChanged.connect(self._on_run_form_changed)
         card.add(self.run_form)
@@ -305,7 +306,8 @@ class MethodPage(Page):
         self._refresh()
 
     def set_run_active(self, active: bool) -> None:
-        """No estimate while a run trains: both would compete for the cores (and torch's threads)."""
+        """No estimate while a run trains: both would compete for the cores (and torch's
+        threads)."""
         self.estimates.set_blocked(active)
 
     def processes(self) -> int:

@@ -1,7 +1,8 @@
 """The schedules a run will follow, drawn before it starts: learning rate, and the teacher momentum
 of methods that have one (BYOL, MoCo, DINO ...: a ``momentum_base``/``momentum_final`` pair).
 
-Long runs are drawn from at most ``PLOT_POINTS`` samples of the same curve, never allocated per step.
+Long runs are drawn from at most ``PLOT_POINTS`` samples of the same curve, never allocated per
+step.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def momentum_fields(config_cls: type) -> tuple[str, str] | None:
     """The (start, end) float fields of a momentum schedule in a method's Config, if it has one.
 
     Matches names such as ``momentum_base``/``momentum_final``, ``base_momentum``/``final_momentum``
-    or ``teacher_momentum_start``/``teacher_momentum_end``: the same stem, one start and one end word.
+    or ``teacher_momentum_start``/``teacher_momentum_end``: the same stem, one start and one end
+    word.
     """
     if not dataclasses.is_dataclass(config_cls):
         return None
@@ -103,7 +105,8 @@ class ScheduleCard(Card):
         method_config: Any = None,
         momentum: tuple[str, str] | None = None,
     ) -> None:
-        """Plot ``cfg``'s schedules over the folder of ``num_images`` (assumed 1,000 when unknown)."""
+        """Plot ``cfg``'s schedules over the folder of ``num_images`` (assumed 1,000 when
+        unknown)."""
         n, batch, spe, total = plan_steps(cfg, num_images)
         peak = scaled_lr(cfg.optim.lr, batch)
         warm = int(round(cfg.optim.warmup_epochs * spe))
@@ -119,7 +122,8 @@ class ScheduleCard(Card):
             else f"{ASSUMED_IMAGES:,} images assumed (no folder scanned yet)"
         )
         text = (
-            f"{total:,} steps = {cfg.epochs:,} epochs × {spe:,} step{'s' if spe != 1 else ''} of {batch:,} "
+            f"{total:,} steps = {cfg.epochs:,} epochs × {spe:,} step{'s' if spe != 1 else ''} of "
+            f"{batch:,} "
             f"images ({where}); peak LR {peak:.3g} after {warm:,} warm-up steps."
         )
         shown = momentum is not None and method_config is not None

@@ -25,6 +25,7 @@ from PySide6.QtGui import QAction, QDesktopServices, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
+    QHBoxLayout,
     QHeaderView,
     QMessageBox,
     QPushButton,
@@ -35,13 +36,13 @@ from PySide6.QtWidgets import (
 
 from sslstudio.core.events import RunStarted
 from sslstudio.gui import theme
+from sslstudio.gui.pages.runs.run_details import RunDetailsView
 from sslstudio.gui.qt_models import RunTableModel
 from sslstudio.gui.run.controller import RunController
 from sslstudio.gui.run.history import RUNNING, RunDetails, owned_paths
+from sslstudio.gui.run.worker import FunctionWorker, ThreadJob
 from sslstudio.gui.settings import Settings
 from sslstudio.gui.widgets.panels import Card, Page, hbox, hint, with_shortcut
-from sslstudio.gui.pages.runs.run_details import RunDetailsView
-from sslstudio.gui.run.worker import FunctionWorker, ThreadJob
 from sslstudio.paths import runs_dir
 
 MAX_COMPARE = 4
@@ -58,8 +59,8 @@ class RunsPage(Page):
     ) -> None:
         super().__init__(
             "Runs",
-            "Every training run, newest first. Select one to see its settings and curves, two or more to "
-            "compare them; a stopped run resumes from its last checkpoint.",
+            "Every training run, newest first. Select one to see its settings and curves, two or "
+            "more to compare them; a stopped run resumes from its last checkpoint.",
             parent,
         )
         self.controller = controller
@@ -71,7 +72,31 @@ class RunsPage(Page):
         self._refreshed_at = 0.0
         self._select_after: str | None = None
         self.listing = False  # a listing is on its way (tests wait on it)
+        self.body.addLayout(self._build_buttons())
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.setChildrenCollapsible(False)
+        splitter.addWidget(self._build_table())
+        self.details = RunDetailsView()
+        self.settings_tree = self.details.settings_tree
+        splitter.addWidget(self.details)
+        splitter.setStretchFactor(0, 2)
+        splitter.setStretchFactor(1, 3)
+        splitter.setSizes([180, 460])
+        self.body.addWidget(splitter, 1)
+        self._set_tab_order()
 
+        self._live = QTimer(self)  # while a run trains and the page is on screen, its row keeps up
+        self._live.setInterval(LIVE_REFRESH_MS)
+        self._live.timeout.connect(self._on_live_tick)
+        self._live.start()
+        controller.runEnded.connect(lambda _outcome: self.refresh())
+        controller.event.connect(self._on_run_event)
+        controller.stateChanged.connect(lambda _s: self._update_buttons())
+        self._update_buttons()
+
+    # -- construction ------------------------------------------------------------------------
+
+    def _build_buttons(self) -> QHBoxLayout:
         self.refresh_button = QPushButton("Refresh")
         self.refresh_button.setToolTip(with_shortcut("Read the runs folder again", "F5"))
         self.refresh_button.clicked.connect(self.refresh)
@@ -97,17 +122,17 @@ class RunsPage(Page):
             with_shortcut("Delete the selected runs and their checkpoints", "Del")
         )
         self.delete_button.clicked.connect(self.delete_selected)
-        self.body.addLayout(
-            hbox(
-                self.refresh_button,
-                self.open_button,
-                None,
-                self.resume_button,
-                self.folder_button,
-                self.delete_button,
-            )
+        return hbox(
+            self.refresh_button,
+            self.open_button,
+            None,
+            self.resume_button,
+            self.folder_button,
+            self.delete_button,
         )
 
+    def _build_table(self) -> Card:
+        """The runs as a sortable table, with Delete on the keyboard and an empty state."""
         self.model = RunTableModel(self)
         self.model.state_colors = dict(theme.current().tokens.get("run_states", {}))
         theme.changes().changed.connect(self._restyle)
@@ -141,17 +166,9 @@ class RunsPage(Page):
         table_box = Card(margins=10)
         table_box.add(self.table, 1)
         table_box.add(self.empty_label)
+        return table_box
 
-        splitter = QSplitter(Qt.Orientation.Vertical)
-        splitter.setChildrenCollapsible(False)
-        splitter.addWidget(table_box)
-        self.details = RunDetailsView()
-        self.settings_tree = self.details.settings_tree
-        splitter.addWidget(self.details)
-        splitter.setStretchFactor(0, 2)
-        splitter.setStretchFactor(1, 3)
-        splitter.setSizes([180, 460])
-        self.body.addWidget(splitter, 1)
+    def _set_tab_order(self) -> None:
         QWidget.setTabOrder(self.refresh_button, self.open_button)
         QWidget.setTabOrder(self.open_button, self.table)
         for a, b in (
@@ -161,15 +178,6 @@ class RunsPage(Page):
             (self.delete_button, self.settings_tree),
         ):
             QWidget.setTabOrder(a, b)
-
-        self._live = QTimer(self)  # while a run trains and the page is on screen, its row keeps up
-        self._live.setInterval(LIVE_REFRESH_MS)
-        self._live.timeout.connect(self._on_live_tick)
-        self._live.start()
-        controller.runEnded.connect(lambda _outcome: self.refresh())
-        controller.event.connect(self._on_run_event)
-        controller.stateChanged.connect(lambda _s: self._update_buttons())
-        self._update_buttons()
 
     # -- listing ----------------------------------------------------------------------------
 
@@ -351,7 +359,8 @@ class RunsPage(Page):
         answer = QMessageBox.question(
             self,
             "Delete runs?",
-            f"Delete {'this run' if len(runs) == 1 else f'these {len(runs)} runs'} with all checkpoints and "
+            f"Delete {'this run' if len(runs) == 1 else f'these {len(runs)} runs'} with all "
+            "checkpoints and "
             f"metrics? This cannot be undone.\n\n{names}",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
             QMessageBox.StandardButton.Cancel,
