@@ -1,6 +1,6 @@
 """Render every page of the window offscreen on the sample images and save PNGs.
 
-    python bench/screenshots.py [--out docs/screenshots] [--dark]
+    python bench/screenshots.py [--out docs/screenshots] [--dark] [--size 1440x900]
 
 Trains a tiny model twice first (10 steps, then a second run with other options stopped half-way)
 so the Train page shows curves and the Runs page compares two runs. Runs, caches and settings go
@@ -19,14 +19,23 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SIZE = (1280, 800)
+SIZE = (1440, 900)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
     p.add_argument("--dark", action="store_true", help="the dark theme (files get a -dark suffix)")
+    p.add_argument(
+        "--size",
+        default="1440x900",
+        help="window size WxH; sizes other than 1440x900 go to a subfolder",
+    )
     args = p.parse_args(argv)
+    global SIZE
+    SIZE = tuple(int(v) for v in args.size.lower().split("x"))
+    if args.size != "1440x900":
+        args.out = str(Path(args.out) / args.size)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     home = tempfile.mkdtemp(prefix="sslstudio-shots-")
     os.environ["SSLSTUDIO_HOME"] = home
