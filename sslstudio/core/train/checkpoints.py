@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from sslstudio.errors import CheckpointError
+from sslstudio.errors import CheckpointError, as_write_error
 
 FORMAT_VERSION = 1
 KEEP = 3  # most recent checkpoints kept besides "final"
@@ -55,9 +55,23 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _write_file(path: Path, writer) -> None:
-    writer(path)
+    """``writer(path)``, then fsync; a full disk raises ``OSError`` whichever library wrote."""
+    try:
+        writer(path)
+    except Exception as exc:
+        failure = as_write_error(exc)
+        if failure is None:
+            raise
+        raise failure from exc
     with open(path, "rb+") as fh:
         os.fsync(fh.fileno())
+
+
+def _torch_save(obj: Any, path: Path) -> None:
+    # through a Python file: a short write then raises the real OSError (ENOSPC, EFBIG), which
+    # torch chains to its own "unexpected pos" RuntimeError
+    with open(path, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def save_checkpoint(
@@ -77,7 +91,7 @@ def save_checkpoint(
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=parent))
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in model_state.items()}
         _write_file(tmp / "model.safetensors", lambda p: save_file(tensors, str(p)))
-        _write_file(tmp / "state.pt", lambda p: torch.save(train_state, p))
+        _write_file(tmp / "state.pt", lambda p: _torch_save(train_state, p))
         body = json.dumps({**meta, "format_version": FORMAT_VERSION}, indent=2, sort_keys=True)
         _write_file(tmp / "meta.json", lambda p: p.write_text(body, encoding="utf-8"))
         _fsync_dir(tmp)

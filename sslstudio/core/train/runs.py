@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -124,7 +125,8 @@ class MetricsLog:
 
     def __init__(self, path: Path, resume_step: int | None) -> None:
         self.path = path
-        if resume_step is not None and path.exists():
+        # a regular file only: a log pointed at a device (/dev/full, /dev/zero) reads forever
+        if resume_step is not None and path.is_file():
             keep = []
             for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
                 try:
@@ -157,13 +159,19 @@ class MetricsLog:
             ) from exc
 
     def close(self) -> None:
-        self._fh.close()
+        # after a failed write the buffer still holds the line: closing retries it and fails
+        # again, and that failure was already reported
+        try:
+            self._fh.close()
+        except OSError:
+            with contextlib.suppress(OSError):
+                self._fh.buffer.raw.close()  # type: ignore[attr-defined]
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / "metrics.jsonl"
     rows = []
-    if path.exists():
+    if path.is_file():
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
                 rows.append(json.loads(line))

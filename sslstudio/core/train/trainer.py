@@ -199,9 +199,18 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
         lr_schedule=tuple(float(x) for x in lr_sched),
         notices=tuple(notices),
     )
-    log.write(
-        "start", step=step, total_steps=total, device=describe(device), plan=plan, notices=notices
-    )
+    try:
+        log.write(
+            "start",
+            step=step,
+            total_steps=total,
+            device=describe(device),
+            plan=plan,
+            notices=notices,
+        )
+    except BaseException:  # the first write fails on a full disk: before the loop's finally
+        log.close()
+        raise
 
     def save(name: str) -> str:
         if not ranks.main:  # rank 0 writes; the others know where
