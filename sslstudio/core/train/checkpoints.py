@@ -153,8 +153,9 @@ def read_meta(path: Path) -> dict[str, Any]:
         raise CheckpointError(
             f"checkpoint {path} is damaged: meta.json unreadable ({type(exc).__name__})"
         ) from exc
-    if not isinstance(meta, dict) or "step" not in meta:
-        raise CheckpointError(f"checkpoint {path} is damaged: meta.json lacks a step")
+    step = meta.get("step") if isinstance(meta, dict) else None
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"checkpoint {path} is damaged: meta.json lacks a valid step")
     return meta
 
 
@@ -171,7 +172,52 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         raise CheckpointError(
             f"checkpoint {path} is damaged: state.pt ({type(exc).__name__})"
         ) from exc
+    problem = _train_state_problem(train_state) or _plan_problem(meta.get("plan"))
+    if problem:  # loads safely yet holds the wrong things: as damaged as a truncated file
+        raise CheckpointError(f"checkpoint {path} is damaged: {problem}")
     return model_state, train_state, meta
+
+
+def _train_state_problem(state: Any) -> str | None:
+    """What is wrong with a loaded ``state.pt`` (None when it has the shape we save)."""
+    if not isinstance(state, dict) or not isinstance(state.get("optimizer"), dict):
+        return "state.pt holds no optimizer state"
+    opt = state["optimizer"]
+    groups, per_param = opt.get("param_groups"), opt.get("state")
+    if not isinstance(groups, list) or not groups or not isinstance(per_param, dict):
+        return "state.pt's optimizer state lacks its parameter groups"
+    ids: list[Any] = []
+    for g in groups:
+        if not isinstance(g, dict) or not isinstance(g.get("params"), list):
+            return "state.pt's optimizer parameter groups are malformed"
+        ids += g["params"]
+    if any(not isinstance(i, int) or isinstance(i, bool) for i in ids) or len(set(ids)) != len(ids):
+        return "state.pt's optimizer parameter ids are malformed"
+    if not all(k in ids and isinstance(v, dict) for k, v in per_param.items()):
+        return "state.pt's optimizer state names parameters it does not hold"
+    rng = state.get("torch_rng")
+    if rng is not None and not (isinstance(rng, torch.Tensor) and rng.dtype == torch.uint8):
+        return "state.pt's random-number state is not a byte tensor"
+    if "scaler" in state and not isinstance(state["scaler"], dict):
+        return "state.pt's gradient-scaler state is malformed"
+    return None
+
+
+_PLAN_INTS = ("batch_size", "steps_per_epoch", "total_steps", "num_images", "warmup_steps")
+
+
+def _plan_problem(plan: Any) -> str | None:
+    if plan is None:
+        return None  # written by hand or by a test: the trainer then plans afresh
+    if not isinstance(plan, dict):
+        return "meta.json's plan is not a table"
+    bad = [k for k in _PLAN_INTS if not isinstance(plan.get(k), int) or plan[k] < 0]
+    for k in ("batch_size", "steps_per_epoch"):
+        if k not in bad and plan[k] < 1:
+            bad.append(k)
+    if not isinstance(plan.get("peak_lr"), (int, float)):
+        bad.append("peak_lr")
+    return f"meta.json's plan has no valid {', '.join(bad)}" if bad else None
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
@@ -239,11 +285,17 @@ def restore(start: Checkpoint, method, opt, scaler) -> tuple[int, dict]:
     best-checkpoint record). The global RNG comes back too: methods drawing from it resume exactly."""
     model_state, train_state, _ = load_checkpoint(start.path)
     load_model_state(method, model_state, start.path)
-    opt.load_state_dict(train_state["optimizer"])
-    if "torch_rng" in train_state:
-        torch.set_rng_state(train_state["torch_rng"])
-    if scaler is not None and "scaler" in train_state:
-        scaler.load_state_dict(train_state["scaler"])
+    try:
+        opt.load_state_dict(train_state["optimizer"])
+        if "torch_rng" in train_state:
+            torch.set_rng_state(train_state["torch_rng"])
+        if scaler is not None and "scaler" in train_state:
+            scaler.load_state_dict(train_state["scaler"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:  # another optimizer's state
+        raise CheckpointError(
+            f"checkpoint {start.path} does not fit this run's optimizer ({exc}); resume from "
+            "an older checkpoint or start a new run"
+        ) from exc
     return int(start.meta["step"]), dict(start.meta.get("selection", {}))
 
 
