@@ -47,8 +47,25 @@ def new_run_dir(cfg: RunConfig) -> Path:
             n += 1
             path = path.with_name(f"{path.name.rsplit('~', 1)[0]}~{n}")
     path.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path / "config.json", cfg.to_dict())
-    return path
+    return path  # config.json follows once the run really starts (write_run_config)
+
+
+def write_run_config(run_dir: Path, cfg: RunConfig) -> None:
+    """Make ``run_dir`` a run: written once its images and model are ready, so a start that
+    fails (no usable images, bad weights, a bad option) leaves ``--out`` free to use again."""
+    if not (run_dir / "config.json").exists():
+        write_json_atomic(run_dir / "config.json", cfg.to_dict())
+
+
+def discard_unstarted(run_dir: Path, created: bool) -> None:
+    """After a start that failed before ``write_run_config``: remove the lock file, and the
+    folder too when this start made it (anything else in it stays)."""
+    if (run_dir / "config.json").exists():
+        return
+    with contextlib.suppress(OSError):
+        (run_dir / ".lock").unlink(missing_ok=True)
+        if created:
+            run_dir.rmdir()
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -21,13 +21,9 @@ import numpy as np
 import torch
 
 from sslstudio.config import RunConfig, validate
-from sslstudio.core.train import checkpoints as ckpt
 from sslstudio.core.data.cache import CacheCancelled
 from sslstudio.core.data.loader import BatchLoader
 from sslstudio.core.data.scan import ScanCancelled
-from sslstudio.core.train.deadline import Deadline
-from sslstudio.core.train.device import describe, pick_device
-from sslstudio.errors import ConfigError, DivergedError
 from sslstudio.core.events import (
     CheckpointSaved,
     EpochEnded,
@@ -41,6 +37,9 @@ from sslstudio.core.events import (
     StepLogged,
 )
 from sslstudio.core.methods import build_method, check_backbone, method_config
+from sslstudio.core.train import checkpoints as ckpt
+from sslstudio.core.train.deadline import Deadline
+from sslstudio.core.train.device import describe, pick_device
 from sslstudio.core.train.monitor import run_probe
 from sslstudio.core.train.optimizers import build_optimizer
 from sslstudio.core.train.plan import lr_schedule, make_plan, position, revise
@@ -50,8 +49,10 @@ from sslstudio.core.train.runs import (
     MetricsLog,
     RunLock,
     config_differences,
+    discard_unstarted,
     load_run_config,
     new_run_dir,
+    write_run_config,
 )
 from sslstudio.core.train.stepping import (
     amp_dtype,
@@ -65,6 +66,7 @@ from sslstudio.core.train.stepping import (
     skip_reasons,
 )
 from sslstudio.core.transforms.views import ViewPipeline, step_generator
+from sslstudio.errors import ConfigError, DivergedError
 
 
 def train(
@@ -85,6 +87,7 @@ def train(
     check_backbone(cfg.method, cfg.backbone, cfg.progressive_from)  # e.g. MAE without a ViT
     ranks = for_this_process(cfg.method)
     resume_dir = Path(resume_from) if resume_from else None
+    created = resume_dir is None and not (cfg.out and Path(cfg.out).exists())
     start: ckpt.Checkpoint | None = None
     notices: list[str] = []
     if resume_dir is not None:
@@ -107,6 +110,8 @@ def train(
     finally:
         if lock is not None:
             lock.release()
+            if resume_dir is None:
+                discard_unstarted(run_dir, created)
 
 
 def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Iterator[Event]:
@@ -125,6 +130,8 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
     try:
         index, data = yield from prepare(cfg, cancel)
     except (ScanCancelled, CacheCancelled):
+        if ranks.main:  # stopped by the user, not failed: the run can be resumed
+            write_run_config(run_dir, cfg)
         last = str(start.path) if start is not None else ""
         step0 = int(start.meta["step"]) if start is not None else 0
         yield RunStopped(step=step0, path=last, run_dir=str(run_dir))
@@ -178,6 +185,8 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
             method.on_data_changed(n, step)
     ranks.adopt(method)
     # rows past the checkpoint (a crash after it) are dropped: no gaps, no duplicates
+    if ranks.main:  # images decoded, model built: the run really starts
+        write_run_config(run_dir, cfg)
     log = MetricsLog(run_dir / "metrics.jsonl", resume_step=step) if ranks.main else NullLog()
 
     @functools.cache
