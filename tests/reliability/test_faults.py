@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 import torch
 
-from sslstudio.core.train import checkpoints as ckpt
-from sslstudio.core.export import bundle as ex
-from sslstudio.core.train import runs
-from sslstudio.errors import CheckpointError, SSLStudioError
 from sslstudio.core.events import CheckpointSaved, RunFailed, StepLogged
+from sslstudio.core.export import bundle as ex
 from sslstudio.core.export.formats import ExportError
+from sslstudio.core.train import checkpoints as ckpt
+from sslstudio.core.train import runs
 from sslstudio.core.train.trainer import train
+from sslstudio.errors import CheckpointError, SSLStudioError
 from tests.shapes import tiny_config
 
 FAULTS = {
