@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import signal
 import sys
 import threading
@@ -17,8 +18,8 @@ EXIT_INTERRUPTED = 130
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    from sslstudio.errors import ConfigError
     from sslstudio.core.transforms.presets import preset
+    from sslstudio.errors import ConfigError
 
     base = RunConfig.load(args.config) if args.config else RunConfig()
     if args.folder:
@@ -72,14 +73,14 @@ def _plan_budget(cfg, args):
     """The budget plan for ``cfg``; the flags the user gave stay as given."""
     import time
 
-    from sslstudio.core.train.budget import plan_budget
     from sslstudio.core.data.indexstore import open_index
     from sslstudio.core.data.scan import require_usable
+    from sslstudio.core.train.budget import plan_budget
     from sslstudio.core.train.deadline import parse_duration
-    from sslstudio.errors import ConfigError
     from sslstudio.core.train.stepping import median_short_side
-    from sslstudio.paths import cache_dir
+    from sslstudio.errors import ConfigError
     from sslstudio.imaging.slides import SlideOptions
+    from sslstudio.paths import cache_dir
 
     started = time.perf_counter()
     try:
@@ -127,7 +128,6 @@ def _parse_value(text: str):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from sslstudio.errors import ConfigError
     from sslstudio.core.events import (
         MonitorLogged,
         PlanRevised,
@@ -141,6 +141,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     from sslstudio.core.methods import check_backbone, method_config
     from sslstudio.core.train.runs import load_run_config
+    from sslstudio.errors import ConfigError
 
     if args.resume:
         cfg = load_run_config(Path(args.resume))
@@ -221,7 +222,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                     bar.message(f"resume with: sslstudio train --resume {run_dir}")
                 return EXIT_INTERRUPTED
             elif isinstance(ev, RunFinished):
-                bar.message(f"finished {ev.step} steps, final loss {ev.final_loss:.4f}")
+                # a finished run resumed takes no step: it has no loss to report, not "nan"
+                done = "already finished" if math.isnan(ev.final_loss) else "final loss"
+                loss = "" if math.isnan(ev.final_loss) else f" {ev.final_loss:.4f}"
+                bar.message(f"finished {ev.step} steps, {done}{loss}")
                 if ev.advice:
                     bar.message(f"recommended checkpoint: {ev.recommended} — {ev.advice}")
                 bar.message(f"run folder: {Path(ev.path).parent.parent}")

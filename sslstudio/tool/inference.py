@@ -132,7 +132,13 @@ class Model:
         for start in range(0, len(batch), self.batch_size):
             x = batch[start : start + self.batch_size].astype(np.float32) * self._a + self._b
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # NHWC -> NCHW
-            (f,) = self.session.run([self.bundle.onnx_output], {self.bundle.onnx_input: x})
+            try:
+                (f,) = self.session.run([self.bundle.onnx_output], {self.bundle.onnx_input: x})
+            except Exception as e:  # a graph that passed the checks yet fails when run
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise ToolError(
+                    f"{self.bundle.source}: the model failed in onnxruntime ({first})"
+                ) from e
             f = np.asarray(f, np.float32).reshape(len(x), -1)
             if f.shape[1] != self.bundle.dim:
                 raise ToolError(

@@ -27,7 +27,7 @@ from sslstudio.core.train import checkpoints as ckpt
 from sslstudio.core.train.device import pick_device
 from sslstudio.core.train.runs import load_run_config
 from sslstudio.core.transforms.views import centre_view
-from sslstudio.errors import SSLStudioError
+from sslstudio.errors import CheckpointError, SSLStudioError
 from sslstudio.paths import cache_dir
 
 
@@ -75,7 +75,10 @@ def load_method(
     cfg = load_run_config(run)
     method = build_method(_no_weights(cfg))
     state, _, _ = ckpt.load_checkpoint(ck_path)
-    method.load_state_dict(state, strict=True)
+    try:  # config.json edited since: the network it builds is not the checkpoint's
+        ckpt.load_model_state(method, state, ck_path)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc} (does {run}/config.json still match its run?)") from exc
     method.eval()
     return method.to(device or pick_device(cfg.device)[0]), cfg, ck_path
 
