@@ -153,9 +153,10 @@ def _info(bundle: Bundle) -> int:
 def _embed(model: Model, args: argparse.Namespace) -> int:
     from sslstudio.tool.interchange import relative_paths, write_embeddings
 
-    paths = list_images(args.input)
+    folders: list[tuple[str, str]] = []
+    paths = list_images(args.input, folders)
     result = model.embed_files(paths, normalise=not args.raw)
-    _report(args.input, paths, result.skipped)
+    _report(args.input, paths, result.skipped, folders)
     root, rel = relative_paths(result.paths, args.input)
     items = write_embeddings(
         args.output,
@@ -179,9 +180,10 @@ def _classify(model: Model, args: argparse.Namespace) -> int:
     )
 
     clf = model.classifier  # before decoding anything: no classifier, no work
-    paths = list_images(args.input)
+    folders: list[tuple[str, str]] = []
+    paths = list_images(args.input, folders)
     result = model.embed_files(paths)
-    _report(args.input, paths, result.skipped)
+    _report(args.input, paths, result.skipped, folders)
     _, rel = relative_paths(result.paths, args.input)
     probs = clf.probabilities(result.features)
     write_predictions_csv(args.output, rel, probs, clf.classes)
@@ -202,7 +204,14 @@ def _classify(model: Model, args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(folder: str, paths: list[str], skipped: list[tuple[str, str]]) -> None:
+def _report(
+    folder: str,
+    paths: list[str],
+    skipped: list[tuple[str, str]],
+    folders: list[tuple[str, str]] = (),  # type: ignore[assignment]
+) -> None:
+    for path, reason in folders:  # as the studio's scan reports them: never silently fewer
+        print(f"skipped folder {path}: {reason}", file=sys.stderr)
     for path, reason in skipped[:_SHOW_SKIPPED]:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     if len(skipped) > _SHOW_SKIPPED:
