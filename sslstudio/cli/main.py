@@ -348,13 +348,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_scan(args: argparse.Namespace) -> int:
     from sslstudio.core.data.indexstore import open_index
+    from sslstudio.core.data.scan import require_usable
     from sslstudio.paths import cache_dir
 
     index = open_index(args.folder, cache_dir(), verify=not args.quick, rescan=True)
     print(index.summary())
     for f in index.skipped:
         print(f"  skipped {f.path}: {f.reason}")
-    return 0 if index.images else 1
+    require_usable(index)  # none usable: the reason as the error line, exit 1
+    return 0
 
 
 def cmd_methods(args: argparse.Namespace) -> int:

@@ -9,6 +9,8 @@ import threading
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sslstudio.tool.bundle import load_bundle
 from sslstudio.tool.inference import Model
@@ -80,3 +82,56 @@ def test_a_body_shorter_than_its_content_length_is_answered_within_seconds(serve
         assert status == 408 and "Content-Length" in body["error"], body  # a 500 before
     err = capsys.readouterr().err
     assert "Traceback" not in err and "internal error" not in err, err
+
+
+HOSTILE_K = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True).filter(
+        lambda x: (
+            not (x == x and x not in (float("inf"), float("-inf")) and x.is_integer())
+            or not 1 <= x <= 1000
+        )
+    ),
+    st.integers(max_value=0),
+    st.integers(min_value=1001, max_value=10**40),
+    st.text(max_size=20).filter(lambda t: not t.strip().lstrip("+-").isdigit()),
+    st.booleans(),
+    st.none(),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+HOSTILE_IMAGE = st.one_of(
+    st.text(max_size=40),
+    st.integers(),
+    st.none(),
+    st.lists(st.text(max_size=3), max_size=2),
+    st.just("data:image/png;base64,!!!"),
+    st.just("data:text/html,<b>"),
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(k=HOSTILE_K)
+def test_any_hostile_k_in_json_is_a_400(served, capsys, k):
+    port, png = served
+    text = json.dumps({"image": base64.b64encode(png).decode(), "k": k})
+    status, body, _ = _raw(port, _post_json(port, text))
+    assert status == 400 and "k must be" in body["error"], (k, body)
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(image=HOSTILE_IMAGE, path=st.sampled_from(["/query", "/embed", "/classify"]))
+def test_any_hostile_image_field_is_a_4xx(served, capsys, image, path):
+    port, _ = served
+    body = json.dumps({"image": image}).encode()
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    status, answer, _ = _raw(port, request)
+    assert 400 <= status < 500 and answer["error"], (image, status, answer)
+    assert "Traceback" not in capsys.readouterr().err
