@@ -244,6 +244,10 @@ def field_problems(obj: Any, where: str = "") -> list[str]:
             problems += field_problems(value, f"{name}.")
             continue
         meta = f.metadata
+        wrong = _wrong_type(value, f.default)
+        if wrong:
+            problems.append(f"{name} must be {wrong}, got {value!r}")
+            continue
         if isinstance(value, float) and not math.isfinite(value):
             problems.append(f"{name} must be finite, got {value}")
         if "min" in meta and isinstance(value, (int, float)) and value < meta["min"]:
@@ -253,6 +257,21 @@ def field_problems(obj: Any, where: str = "") -> list[str]:
         if "choices" in meta and value not in meta["choices"]:
             problems.append(f"{name} must be one of {', '.join(meta['choices'])}; got {value!r}")
     return problems
+
+
+def _wrong_type(value: Any, default: Any) -> str | None:
+    """What a value of a field with a plain default should be, when it is not (an option typed
+    by hand: ``temperature=abc``); None when it fits."""
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(default, int):
+        return None if isinstance(value, int) and not isinstance(value, bool) else "a whole number"
+    if isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return None if ok else "a number"
+    if isinstance(default, str) and not isinstance(value, str):
+        return "text"
+    return None
 
 
 def validate(cfg: RunConfig) -> None:

@@ -14,7 +14,9 @@ Errors from below print as one line and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -37,6 +39,46 @@ COMMANDS = (
 def _die(msg: str, code: int = 2) -> int:
     print(f"sslstudio: error: {msg}", file=sys.stderr)
     return code
+
+
+def _whole(lo: int, hi: int = 10**9):
+    """An argparse type: a whole number in [lo, hi] (a count, a port), else one clear line."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be from {lo} to {hi}, got {value}")
+        return value
+
+    return parse
+
+
+def _number(lo: float, hi: float):
+    """An argparse type: a finite number in [lo, hi]."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (math.isfinite(value) and lo <= value <= hi):
+            raise argparse.ArgumentTypeError(f"must be from {lo:g} to {hi:g}, got {text}")
+        return value
+
+    return parse
+
+
+def _group_rule(text: str) -> str:
+    if text in ("", "folder"):
+        return text
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a valid regex ({exc})") from None
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,8 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument(
         "--test", help="labelled folder used as queries (default: leave-one-out on --train)"
     )
-    v.add_argument("-k", type=int, default=200)
-    v.add_argument("--temperature", type=float, default=0.1)
+    v.add_argument("-k", type=_whole(1), default=200)
+    # below ~0.01 exp(sim / t) overflows float32 and every score ties
+    v.add_argument("--temperature", type=_number(0.01, 100.0), default=0.1)
     v.add_argument("--json", help="also write the result here")
 
     s = sub.add_parser("scan", help="list usable images and skipped files with reasons")
@@ -160,21 +203,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     n.add_argument("run")
     n.add_argument("image", nargs="?", help="query image: one of the folder's or any other file")
-    n.add_argument("-k", type=int, default=10)
+    n.add_argument("-k", type=_whole(1), default=10)
     n.add_argument("--folder", help="search this folder (default: the run's training folder)")
     n.add_argument("--checkpoint", help="checkpoint folder or name (default: the latest good one)")
     n.add_argument(
         "--group",
         default="",
+        type=_group_rule,
         metavar="RULE",
         help="leave out the query's group: 'folder' (parent folder) or a regex on the file name",
     )
     n.add_argument(
-        "--outliers", type=int, metavar="N", help="list the N images least like their neighbours"
+        "--outliers",
+        type=_whole(1),
+        metavar="N",
+        help="list the N images least like their neighbours",
     )
     n.add_argument(
         "--duplicates",
-        type=float,
+        type=_number(-1.0, 1.0),
         metavar="SIM",
         help="list pairs at least this similar (e.g. 0.97)",
     )
@@ -305,13 +352,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_scan(args: argparse.Namespace) -> int:
     from sslstudio.core.data.indexstore import open_index
+    from sslstudio.core.data.scan import require_usable
     from sslstudio.paths import cache_dir
 
     index = open_index(args.folder, cache_dir(), verify=not args.quick, rescan=True)
     print(index.summary())
     for f in index.skipped:
         print(f"  skipped {f.path}: {f.reason}")
-    return 0 if index.images else 1
+    require_usable(index)  # none usable: the reason as the error line, exit 1
+    return 0
 
 
 def cmd_methods(args: argparse.Namespace) -> int:

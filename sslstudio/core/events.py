@@ -279,10 +279,11 @@ def describe(ev: Event) -> str | None:
             return "stopped before the first step; resuming starts this run again from step 0"
         return "stopped before the first step; nothing to resume."
     if isinstance(ev, RunFinished):
-        text = (
-            f"finished {_count(ev.step, 'step')}, final loss {ev.final_loss:.4f}; "
-            f"weights in {ev.path}"
+        # a finished run resumed takes no step: it has no loss to report, not "nan"
+        loss = (
+            "already finished" if math.isnan(ev.final_loss) else f"final loss {ev.final_loss:.4f}"
         )
+        text = f"finished {_count(ev.step, 'step')}, {loss}; weights in {ev.path}"
         return text + (f"\nrecommended: {ev.recommended}: {ev.advice}" if ev.advice else "")
     if isinstance(ev, RunFailed):
         last = f" (last good checkpoint: {ev.last_checkpoint})" if ev.last_checkpoint else ""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -30,11 +31,40 @@ TOKEN_ENV = "SSLSTUDIO_TOOL_TOKEN"
 _SHOW_SKIPPED = 20
 
 
+def _whole(lo: int, hi: int = 10**9):
+    """An argparse type: a whole number in [lo, hi], else one clear line."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be from {lo} to {hi}, got {value}")
+        return value
+
+    return parse
+
+
+def _megabytes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and 0 < value <= 1 << 20):
+        raise argparse.ArgumentTypeError(f"must be a positive number of megabytes, got {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("bundle", help="bundle folder or .zip written by `sslstudio export`")
-    common.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: auto)")
-    common.add_argument("--batch-size", type=int, default=32, help="images per model run")
+    common.add_argument(
+        "--threads", type=_whole(0, 1024), default=0, help="onnxruntime threads (0: auto)"
+    )
+    common.add_argument(
+        "--batch-size", type=_whole(1, 1 << 16), default=32, help="images per model run"
+    )
     p = argparse.ArgumentParser(prog="sslstudio-tool", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("info", parents=[common], help="verify the bundle and describe it")
@@ -44,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--raw", action="store_true", help="keep features unnormalised")
     q = sub.add_parser("query", parents=[common], help="nearest bundled images to an image")
     q.add_argument("image")
-    q.add_argument("-k", type=int, default=10)
+    q.add_argument("-k", type=_whole(1), default=10)
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
     q.add_argument("--approximate", action="store_true", help="HNSW index (needs usearch)")
     c = sub.add_parser("classify", parents=[common], help="predict a class for each image")
@@ -63,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     _label_names(c)
     s = sub.add_parser("serve", parents=[common], help="HTTP API and Label Studio ML backend")
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8765)
+    s.add_argument("--port", type=_whole(0, 65535), default=8765, help="0: any free port")
     s.add_argument(
         "--token",
         default=os.environ.get(TOKEN_ENV),
@@ -76,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="another Host name clients may use (e.g. behind a reverse proxy)",
     )
-    s.add_argument("--max-body-mb", type=float, default=20.0)
+    s.add_argument("--max-body-mb", type=_megabytes, default=20.0)
     s.add_argument("--approximate", choices=["auto", "on", "off"], default="auto")
     s.add_argument("--label-studio-url", help="fetch task images from this Label Studio only")
     s.add_argument(
@@ -87,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     _label_names(s)
     v = sub.add_parser("view", parents=[common], help="a window with an image's neighbours")
     v.add_argument("image")
-    v.add_argument("-k", type=int, default=10)
+    v.add_argument("-k", type=_whole(1), default=10)
     v.add_argument("--images-root", help="where the bundled images are (default: items.json root)")
     return p
 
@@ -133,9 +163,10 @@ def _info(bundle: Bundle) -> int:
 def _embed(model: Model, args: argparse.Namespace) -> int:
     from sslstudio.tool.interchange import relative_paths, write_embeddings
 
-    paths = list_images(args.input)
+    folders: list[tuple[str, str]] = []
+    paths = list_images(args.input, folders)
     result = model.embed_files(paths, normalise=not args.raw)
-    _report(args.input, paths, result.skipped)
+    _report(args.input, paths, result.skipped, folders)
     root, rel = relative_paths(result.paths, args.input)
     items = write_embeddings(
         args.output,
@@ -159,9 +190,10 @@ def _classify(model: Model, args: argparse.Namespace) -> int:
     )
 
     clf = model.classifier  # before decoding anything: no classifier, no work
-    paths = list_images(args.input)
+    folders: list[tuple[str, str]] = []
+    paths = list_images(args.input, folders)
     result = model.embed_files(paths)
-    _report(args.input, paths, result.skipped)
+    _report(args.input, paths, result.skipped, folders)
     _, rel = relative_paths(result.paths, args.input)
     probs = clf.probabilities(result.features)
     write_predictions_csv(args.output, rel, probs, clf.classes)
@@ -203,7 +235,14 @@ def _url_prefix(args: argparse.Namespace) -> str:
     return prefix
 
 
-def _report(folder: str, paths: list[str], skipped: list[tuple[str, str]]) -> None:
+def _report(
+    folder: str,
+    paths: list[str],
+    skipped: list[tuple[str, str]],
+    folders: list[tuple[str, str]] = (),  # type: ignore[assignment]
+) -> None:
+    for path, reason in folders:  # as the studio's scan reports them: never silently fewer
+        print(f"skipped folder {path}: {reason}", file=sys.stderr)
     for path, reason in skipped[:_SHOW_SKIPPED]:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     if len(skipped) > _SHOW_SKIPPED:

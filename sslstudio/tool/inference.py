@@ -36,17 +36,32 @@ class Embedded:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
 
-def list_images(folder: str | os.PathLike[str]) -> list[str]:
-    """Files under ``folder`` (or the file itself), sorted, OS junk left out; not yet decoded."""
+def list_images(
+    folder: str | os.PathLike[str], skipped_folders: list[tuple[str, str]] | None = None
+) -> list[str]:
+    """Files under ``folder`` (or the file itself), sorted, OS junk left out; not yet decoded.
+
+    Links to folders are not followed and unreadable folders cannot be listed: each is added
+    to ``skipped_folders`` as (path, reason), so a caller can say what it did not look at.
+    """
     root = Path(folder)
     if root.is_file():
         return [str(root)]
     if not root.is_dir():
         raise ToolError(f"{root}: no such file or folder")
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    found: list[str] = []
+    passed = skipped_folders if skipped_folders is not None else []
+
+    def unreadable(e: OSError) -> None:
+        passed.append((str(e.filename), f"unreadable folder ({type(e).__name__})"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         dirnames[:] = sorted(d for d in dirnames if not is_ignored_name(d))
+        for d in dirnames:
+            if os.path.islink(os.path.join(dirpath, d)):
+                passed.append((os.path.join(dirpath, d), "a link to a folder: not followed"))
         found += [os.path.join(dirpath, f) for f in sorted(filenames) if not is_ignored_name(f)]
+    passed.sort()
     return found
 
 
@@ -132,7 +147,13 @@ class Model:
         for start in range(0, len(batch), self.batch_size):
             x = batch[start : start + self.batch_size].astype(np.float32) * self._a + self._b
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # NHWC -> NCHW
-            (f,) = self.session.run([self.bundle.onnx_output], {self.bundle.onnx_input: x})
+            try:
+                (f,) = self.session.run([self.bundle.onnx_output], {self.bundle.onnx_input: x})
+            except Exception as e:  # a graph that passed the checks yet fails when run
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise ToolError(
+                    f"{self.bundle.source}: the model failed in onnxruntime ({first})"
+                ) from e
             f = np.asarray(f, np.float32).reshape(len(x), -1)
             if f.shape[1] != self.bundle.dim:
                 raise ToolError(

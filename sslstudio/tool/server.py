@@ -23,6 +23,7 @@ import binascii
 import hmac
 import ipaddress
 import json
+import math
 import sys
 import threading
 import traceback
@@ -48,6 +49,7 @@ from sslstudio.tool.search import NeighbourIndex
 
 LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain"})
 MAX_K = 1000
+BODY_TIMEOUT_S = 3.0  # a body that stops arriving for this long is a 408
 _DRAIN_LIMIT = 64 << 20  # read and drop up to this much of a refused body, so the 413 arrives
 
 
@@ -207,14 +209,41 @@ class _Handler(BaseHTTPRequestHandler):
             self._drain(length)
             raise HttpError(413, f"body of {length} bytes is over the {limit}-byte limit")
         self._consumed = True
-        return self.rfile.read(length)
+        return self._read_exactly(length)
+
+    def _read_exactly(self, length: int) -> bytes:
+        """The body, read under a short timeout: a Content-Length larger than what is sent
+        is a 408 within seconds, not a thread held for the connection's whole timeout."""
+        parts, left = [], length
+        self.connection.settimeout(BODY_TIMEOUT_S)
+        try:
+            while left > 0:
+                chunk = self.rfile.read1(min(left, 1 << 16))
+                if not chunk:
+                    raise HttpError(400, f"the body ended {left} bytes before its Content-Length")
+                parts.append(chunk)
+                left -= len(chunk)
+        except TimeoutError as e:
+            self.close_connection = True
+            raise HttpError(
+                408, f"the body stopped {left} bytes before its Content-Length (timed out)"
+            ) from e
+        finally:
+            self.connection.settimeout(self.timeout)
+        return b"".join(parts)
 
     def _drain(self, length: int) -> None:
         self.close_connection = True
         self._consumed = True
         left = min(max(length, 0), _DRAIN_LIMIT)
-        while left > 0 and (chunk := self.rfile.read(min(left, 1 << 16))):
-            left -= len(chunk)
+        self.connection.settimeout(BODY_TIMEOUT_S)  # a body shorter than announced: give up
+        try:
+            while left > 0 and (chunk := self.rfile.read1(min(left, 1 << 16))):
+                left -= len(chunk)
+        except (TimeoutError, ConnectionError):
+            pass  # the connection closes after the answer anyway
+        finally:
+            self.connection.settimeout(self.timeout)
 
     def _media(self) -> str:
         return self.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -255,6 +284,17 @@ class _Handler(BaseHTTPRequestHandler):
             raise HttpError(415, str(e)) from e
         except DecodeError as e:
             raise HttpError(400, f"image does not decode: {e.reason}") from e
+
+
+def _whole(value: Any, name: str) -> int:
+    """A JSON or query-string whole number; 2.5, true, 1e999 and "abc" are a 400."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value)
+    raise HttpError(400, f"{name} must be an integer, got {str(value)[:40]!r}")
 
 
 def _int(text: str | None) -> int:
@@ -304,10 +344,7 @@ def _embed(h: _Handler) -> dict[str, Any]:
 def _query(h: _Handler) -> dict[str, Any]:
     data, doc = h._image_request()
     k_text = doc.get("k", parse_qs(urlsplit(h.path).query).get("k", ["10"])[0])
-    try:
-        k = int(k_text)
-    except (TypeError, ValueError) as e:
-        raise HttpError(400, f"k must be an integer, got {k_text!r}") from e
+    k = _whole(k_text, "k")
     if not 1 <= k <= MAX_K:
         raise HttpError(400, f"k must be in [1, {MAX_K}], got {k}")
     scores, idx = h.server.index.search(h._features(data), k)

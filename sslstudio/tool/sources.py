@@ -2,16 +2,21 @@
 
 A folder member must resolve (links followed) to a regular file inside the folder. A zip is read
 in place, never extracted: only names the manifest lists are opened, so a member called
-``../../x`` is never written anywhere, and a member's reads stop at its declared size (zip
-bombs). Each read of a file the tool uses returns the very bytes that were hashed.
+``../../x`` is never written anywhere, and a member's reads stop at its declared size. Zip
+bombs: a big member that would expand more than real bundle files do is refused unread, and a
+file is hashed while streaming, its bytes spooled to disk past a fixed size, so memory does not
+follow what the manifest declares. Each read of a file the tool uses returns the very bytes that
+were hashed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import stat
+import tempfile
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
@@ -20,6 +25,11 @@ from typing import Any
 from sslstudio.tool.tensors import TensorFileError, parse_safetensors, safetensors_header_length
 
 _CHUNK = 1 << 20
+_SPOOL = 16 << 20  # a kept file's bytes beyond this wait in a temp file until verified
+# Weights, embeddings and ONNX graphs are float data that deflate shrinks by ~10%; a list of
+# paths by ~10x. A big member expanding past MAX_RATIO is a bomb, however its hash was made.
+BOMB_FLOOR = 32 << 20
+MAX_RATIO = 200
 MAX_ZIP_MEMBERS = 10_000  # a bundle has about eight; a million-entry zip is an attack
 # What a damaged folder or zip raises while being read (encrypted zip members: RuntimeError).
 _READ_ERRORS = (OSError, EOFError, RuntimeError, zipfile.BadZipFile, zlib.error)
@@ -76,22 +86,30 @@ class Source:
             raise BundleError(
                 f"{self.name}/{name}: {actual} bytes, manifest says {size} (truncated or altered)"
             )
-        h, parts, total = hashlib.sha256(), [], 0
-        try:
-            with self.open(name) as f:
-                while total <= size and (chunk := f.read(_CHUNK)):
-                    h.update(chunk)
-                    total += len(chunk)
-                    if keep:
-                        parts.append(chunk)
-        except _READ_ERRORS as e:
-            raise BundleError(f"{self.name}/{name}: unreadable ({type(e).__name__}: {e})") from e
-        if total != size or h.hexdigest() != digest:
-            raise BundleError(
-                f"{self.name}/{name}: sha256 differs from the manifest "
-                "(the file was altered or damaged)"
-            )
-        return b"".join(parts) if keep else None
+        h, total = hashlib.sha256(), 0
+        # kept bytes wait on disk past _SPOOL: memory stays one chunk plus the spool, whatever
+        # size the manifest declares, until the hash has said the bytes are the real ones
+        with tempfile.SpooledTemporaryFile(_SPOOL) if keep else contextlib.nullcontext() as kept:
+            try:
+                with self.open(name) as f:
+                    while total <= size and (chunk := f.read(_CHUNK)):
+                        h.update(chunk)
+                        total += len(chunk)
+                        if kept is not None:
+                            kept.write(chunk)
+            except _READ_ERRORS as e:
+                raise BundleError(
+                    f"{self.name}/{name}: unreadable ({type(e).__name__}: {e})"
+                ) from e
+            if total != size or h.hexdigest() != digest:
+                raise BundleError(
+                    f"{self.name}/{name}: sha256 differs from the manifest "
+                    "(the file was altered or damaged)"
+                )
+            if kept is None:
+                return None
+            kept.seek(0)
+            return kept.read()
 
     def check_safetensors_header(self, name: str, size: int) -> None:
         try:
@@ -166,7 +184,14 @@ class Zip(Source):
         return self._info(name).file_size
 
     def open(self, name: str):
-        return self.zf.open(self._info(name))  # reads stop at the declared size (zip bombs)
+        info = self._info(name)
+        ratio = info.file_size / max(1, info.compress_size)
+        if info.file_size > BOMB_FLOOR and ratio > MAX_RATIO:
+            raise BundleError(
+                f"{self.name}: member {name} would expand {ratio:.0f} times, to {info.file_size} "
+                "bytes: a zip bomb, refused (a real bundle's files barely compress)"
+            )
+        return self.zf.open(info)  # reads stop at the declared size (zip bombs)
 
     def close(self) -> None:
         self.zf.close()

@@ -9,6 +9,7 @@ shows as a grey tile with its name.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -110,9 +111,24 @@ def show(model: Model, index: NeighbourIndex, image: str, k: int, images_root: s
             "the viewer needs PySide6 (pip install PySide6-Essentials); "
             "`sslstudio-tool query` prints the same neighbours as text"
         ) from e
+    _require_display()
     pixels, hits = neighbours(model, index, image, k)
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
     root = images_root or model.bundle.items_root
     win = build_window(pixels, Path(image).name, hits, root)
     win.show()
     return int(app.exec())
+
+
+def _require_display() -> None:
+    """Qt aborts the process (exit 134) when its platform has no display: say so first."""
+    if not sys.platform.startswith("linux"):
+        return
+    platform = os.environ.get("QT_QPA_PLATFORM", "").split(":")[0]
+    needs = {"": ("DISPLAY", "WAYLAND_DISPLAY"), "xcb": ("DISPLAY",)}
+    needs["wayland"] = ("WAYLAND_DISPLAY",)
+    if platform in needs and not any(os.environ.get(v) for v in needs[platform]):
+        raise ToolError(
+            "no display to open the viewer on (DISPLAY is not set): run it in a desktop session, "
+            "or use `sslstudio-tool query`, which prints the same neighbours as text"
+        )

@@ -10,8 +10,12 @@ from sslstudio.errors import CheckpointError
 
 def _save(run, name, step, value=1.0):
     return ckpt.save_checkpoint(
-        run, name, {"w": torch.full((3,), value)}, {"optimizer": {"lr": 0.1}}, {"step": step}
+        run, name, {"w": torch.full((3,), value)}, _TRAIN_STATE, {"step": step}
     )
+
+
+# the shape of an optimizer's state_dict: a state.pt without it counts as damaged
+_TRAIN_STATE = {"optimizer": {"state": {}, "param_groups": [{"params": [0], "lr": 0.1}]}}
 
 
 def test_round_trip_and_newest_first(tmp_path):
@@ -21,7 +25,10 @@ def test_round_trip_and_newest_first(tmp_path):
     assert found.step == 4 and not damaged
     model, state, meta = ckpt.load_checkpoint(found.path)
     assert torch.equal(model["w"], torch.full((3,), 4.0))
-    assert state["optimizer"]["lr"] == 0.1 and meta["format_version"] == ckpt.FORMAT_VERSION
+    assert (
+        state["optimizer"]["param_groups"][0]["lr"] == 0.1
+        and meta["format_version"] == ckpt.FORMAT_VERSION
+    )
 
 
 @pytest.mark.parametrize("damage", ["truncate", "empty", "random", "delete_meta"])

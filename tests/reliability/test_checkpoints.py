@@ -28,8 +28,12 @@ from tests.shapes import make_shapes_folder, tiny_config
 
 def _save(run, name, step, value=1.0):
     return ckpt.save_checkpoint(
-        run, name, {"w": torch.full((3,), value)}, {"optimizer": {"lr": 0.1}}, {"step": step}
+        run, name, {"w": torch.full((3,), value)}, _TRAIN_STATE, {"step": step}
     )
+
+
+# the shape of an optimizer's state_dict: a state.pt without it counts as damaged
+_TRAIN_STATE = {"optimizer": {"state": {}, "param_groups": [{"params": [0], "lr": 0.1}]}}
 
 
 def _stop_after(cfg, step, **kw):

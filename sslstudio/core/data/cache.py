@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import threading
@@ -26,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sslstudio.imaging import decode as imaging
 from sslstudio.core.data.scan import ImageIndex, SkippedFile, no_usable_images
 from sslstudio.errors import NoUsableImagesError, SSLStudioError
+from sslstudio.imaging import decode as imaging
 
 CACHE_VERSION = 1
 DISK_RESERVE = 512 * 2**20  # leave this much free on the disk after the cache
@@ -168,11 +169,7 @@ def build_cache(
             f"the decoded cache needs {_size(need)} {where}; "
             "free some disk space, raise the limit or lower the image size"
         )
-    tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}") if target else None
-    if tmp is not None:
-        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, side, side, 3))
-    else:
-        arr = np.empty((n, side, side, 3), dtype=np.uint8)
+    tmp, arr = _open_array(cache_root, target, (n, side, side, 3))
     ok = np.zeros(n, dtype=bool)
     failed: list[SkippedFile] = []
     root = Path(index.root)
@@ -218,11 +215,58 @@ def build_cache(
             "side": side,
         }
         meta_tmp = target.with_suffix(".json.tmp")
-        meta_tmp.write_text(json.dumps(meta), encoding="utf-8")
-        os.replace(tmp, target)
-        os.replace(meta_tmp, target.with_suffix(".json"))
-        return _open_existing(cache_root, key, index)  # type: ignore[return-value]
+        try:
+            meta_tmp.write_text(json.dumps(meta), encoding="utf-8")
+            os.replace(tmp, target)
+            os.replace(meta_tmp, target.with_suffix(".json"))
+        except OSError as exc:  # the decoded pixels are lost with the file: say why, keep none
+            for p in (tmp, meta_tmp):
+                p.unlink(missing_ok=True)
+            raise SSLStudioError(
+                f"could not write the decoded cache in {cache_root}: {exc}"
+            ) from exc
+        found = _open_existing(cache_root, key, index)
+        if found is None:
+            raise SSLStudioError(f"the decoded cache in {cache_root} could not be read back")
+        return found
     return DecodedImages(arr, rows, index, failed, "memory")
+
+
+def _open_array(
+    cache_root: Path | None, target: Path | None, shape: tuple[int, ...]
+) -> tuple[Path | None, np.ndarray]:
+    """The array to decode into: a temp file beside ``target`` (stray ones of dead processes
+    removed first), or memory when there is no target or the file cannot be made."""
+    if target is None or cache_root is None:
+        return None, np.empty(shape, dtype=np.uint8)
+    for stray in cache_root.glob(".tmp-*"):
+        pid = stray.name.split("-")[1]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            stray.unlink(missing_ok=True)
+    tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
+    try:
+        return tmp, np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+    except OSError as exc:  # a full disk or a file-size limit
+        tmp.unlink(missing_ok=True)
+        if math.prod(shape) > IN_MEMORY_LIMIT:
+            raise SSLStudioError(
+                f"could not write the decoded cache in {cache_root}: {exc.strerror or exc}; "
+                "free some disk space or lower the image size"
+            ) from exc
+        return None, np.empty(shape, dtype=np.uint8)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (then its temp files are in use)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _open_existing(cache_root: Path, key: str, index: ImageIndex) -> DecodedImages | None:

@@ -22,10 +22,11 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from sslstudio.imaging import decode as imaging, slides
 from sslstudio.core.data.index import ImageIndex, SkippedFile
 from sslstudio.core.data.scan import HEADER_LIMIT, scan_folder
 from sslstudio.core.data.table import RecordTable
+from sslstudio.imaging import decode as imaging
+from sslstudio.imaging import slides
 
 STORE_VERSION = 1
 
@@ -64,7 +65,7 @@ def open_index(
         rescan: ignore any stored index.
     Other arguments as :func:`~sslstudio.core.data.scan.scan_folder`.
     """
-    if cache_root is None:
+    if cache_root is None or not str(root).strip():  # "" would open the current folder's store
         return scan_folder(
             root,
             verify=verify,

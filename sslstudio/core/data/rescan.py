@@ -18,10 +18,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from sslstudio.imaging import slides
 from sslstudio.core.data.found import Candidate
 from sslstudio.core.data.index import ImageIndex, SkippedFile
 from sslstudio.core.data.table import FORMATS
+from sslstudio.imaging import slides
 
 
 def reuse_unchanged(
@@ -59,9 +59,11 @@ class _Known:
         t = previous.table
         self.table = t
         parents = np.array([_folder_of(p) for p in t.paths()], dtype=object)
-        order = np.argsort(parents, kind="stable")
-        bounds = np.flatnonzero(np.r_[True, parents[order][1:] != parents[order][:-1], True])
-        self.rows = {parents[order[a]]: order[a:b] for a, b in zip(bounds[:-1], bounds[1:])}
+        self.rows: dict[str, np.ndarray] = {}
+        if len(parents):  # a previous scan that found no images (an empty folder then filled)
+            order = np.argsort(parents, kind="stable")
+            ends = np.flatnonzero(np.r_[True, parents[order][1:] != parents[order][:-1], True])
+            self.rows = {parents[order[a]]: order[a:b] for a, b in zip(ends[:-1], ends[1:])}
         self.skipped: dict[str, dict[str, SkippedFile]] = {}
         for s in previous.skipped:
             self.skipped.setdefault(s.path.rpartition("/")[0], {})[s.path] = s

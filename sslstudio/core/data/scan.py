@@ -25,7 +25,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from functools import partial
 from pathlib import Path
 
-from sslstudio.imaging import decode as imaging, slides
 from sslstudio.core.data.found import Candidate as _Candidate
 from sslstudio.core.data.found import Columns as _Columns
 from sslstudio.core.data.found import Verdict as _Verdict
@@ -39,6 +38,8 @@ from sslstudio.core.data.index import (  # noqa: F401  (re-exported: the public 
 )
 from sslstudio.core.data.rescan import reuse_unchanged
 from sslstudio.errors import NoUsableImagesError
+from sslstudio.imaging import decode as imaging
+from sslstudio.imaging import slides
 
 _PROGRESS_INTERVAL = 1 / 30  # at most ~30 progress calls a second, whatever the file rate
 _POLL = 0.05  # seconds between cancel checks while waiting on the pool
@@ -89,6 +90,8 @@ def scan_folder(
         NoUsableImagesError: ``root`` does not exist or is not a folder.
         ScanCancelled: ``cancel`` was set.
     """
+    if not str(root).strip():  # Path("") is the current folder: never scanned by accident
+        raise NoUsableImagesError("no folder given: choose a folder of images")
     root_path = Path(root).expanduser()
     if not root_path.exists():
         raise NoUsableImagesError(f"folder {root_path} does not exist: choose a folder of images")

@@ -6,6 +6,8 @@ path (the same pixels the exported tool sees), then runs the backbone in eval mo
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,17 +17,17 @@ import numpy as np
 import torch
 
 from sslstudio.config import RunConfig
-from sslstudio.core.train import checkpoints as ckpt
 from sslstudio.core.data.cache import DecodedImages, build_cache
 from sslstudio.core.data.indexstore import open_index
 from sslstudio.core.data.scan import SkippedFile, require_usable
-from sslstudio.core.train.device import pick_device
-from sslstudio.errors import SSLStudioError
 from sslstudio.core.maths.knn import knn_accuracy
 from sslstudio.core.methods import build_method
 from sslstudio.core.methods.base import Method
+from sslstudio.core.train import checkpoints as ckpt
+from sslstudio.core.train.device import pick_device
 from sslstudio.core.train.runs import load_run_config
 from sslstudio.core.transforms.views import centre_view
+from sslstudio.errors import CheckpointError, SSLStudioError
 from sslstudio.paths import cache_dir
 
 
@@ -47,16 +49,22 @@ class Embeddings:
         path = Path(path)
         extra = {"labels": self.labels} if self.labels is not None else {}
         tmp = path.with_name(f".tmp-{path.name}")
-        with open(tmp, "wb") as fh:
-            np.savez(
-                fh,
-                features=self.features,
-                paths=np.array(self.paths, dtype=str),
-                classes=np.array(self.classes, dtype=str),
-                root=np.array(self.root),
-                **extra,
-            )
-        tmp.replace(path)
+        try:
+            with open(tmp, "wb") as fh:
+                np.savez(
+                    fh,
+                    features=self.features,
+                    paths=np.array(self.paths, dtype=str),
+                    classes=np.array(self.classes, dtype=str),
+                    root=np.array(self.root),
+                    **extra,
+                )
+            tmp.replace(path)
+        except OSError as exc:  # disk full, read-only: the file that was there stays
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise SSLStudioError(f"could not write {path}: {reason}; nothing was written") from exc
 
 
 def load_method(
@@ -67,7 +75,10 @@ def load_method(
     cfg = load_run_config(run)
     method = build_method(_no_weights(cfg))
     state, _, _ = ckpt.load_checkpoint(ck_path)
-    method.load_state_dict(state, strict=True)
+    try:  # config.json edited since: the network it builds is not the checkpoint's
+        ckpt.load_model_state(method, state, ck_path)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc} (does {run}/config.json still match its run?)") from exc
     method.eval()
     return method.to(device or pick_device(cfg.device)[0]), cfg, ck_path
 

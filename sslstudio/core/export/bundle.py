@@ -12,6 +12,7 @@ never half a bundle someone might ship.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import math
@@ -29,11 +30,13 @@ import numpy as np
 import torch
 
 from sslstudio import __version__
+from sslstudio.core.data.cache import pid_alive
 from sslstudio.core.export.formats import ExportError, family_file, read_classifier, write_onnx
 from sslstudio.core.train import checkpoints as ckpt
 from sslstudio.core.train.device import pick_device
 from sslstudio.core.train.runs import read_metrics
 from sslstudio.core.transforms.views import MEAN, STD
+from sslstudio.errors import as_write_error
 
 FORMAT = "sslstudio-bundle"
 FORMAT_VERSION = 1
@@ -93,7 +96,8 @@ def export_bundle(
             "folder of images (sslstudio export --folder DIR)"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    _remove_stray(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-{os.getpid()}-", dir=target.parent))
     try:
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would hide the bundle from colleagues
         method.float()
@@ -170,15 +174,15 @@ def export_bundle(
         _write_json(tmp / "manifest.json", manifest)
         report("writing", 1, 1)
         _publish(tmp, target, zip)
-    except OSError as exc:  # disk full, read-only, permissions: the destination is unchanged
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        failure = as_write_error(exc)  # disk full, read-only: the destination is unchanged
+        if failure is None:
+            raise
+        reason = os.strerror(failure.errno) if failure.errno else str(failure)
         raise ExportError(
             f"export to {target} failed: {reason}; nothing was written there"
         ) from exc
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 
@@ -298,6 +302,22 @@ def _is_bundle(manifest: Path) -> bool:
         return json.loads(manifest.read_text(encoding="utf-8")).get("format") == FORMAT
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def _remove_stray(target: Path) -> None:
+    """Remove what a killed export to ``target`` left beside it (``.tmp-NAME-PID-*``, and
+    ``.old-NAME-PID`` when ``NAME`` is back in place), unless that process still runs."""
+    for p in target.parent.glob(f".*-{glob.escape(target.name)}-*"):
+        kind, _, rest = p.name.partition("-")
+        pid = rest[len(target.name) + 1 :].split("-", 1)[0].removesuffix(".zip")
+        ours = kind in (".tmp", ".old") and rest.startswith(f"{target.name}-") and pid.isdigit()
+        if not ours or pid_alive(int(pid)):
+            continue
+        if kind == ".old" and not target.exists():
+            with contextlib.suppress(OSError):  # killed between the two renames: put it back
+                os.replace(p, target)
+                continue
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
 def _publish(tmp: Path, target: Path, as_zip: bool) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from sslstudio.errors import CheckpointError
+from sslstudio.errors import CheckpointError, as_write_error
 
 FORMAT_VERSION = 1
 KEEP = 3  # most recent checkpoints kept besides "final"
@@ -55,9 +55,23 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _write_file(path: Path, writer) -> None:
-    writer(path)
+    """``writer(path)``, then fsync; a full disk raises ``OSError`` whichever library wrote."""
+    try:
+        writer(path)
+    except Exception as exc:
+        failure = as_write_error(exc)
+        if failure is None:
+            raise
+        raise failure from exc
     with open(path, "rb+") as fh:
         os.fsync(fh.fileno())
+
+
+def _torch_save(obj: Any, path: Path) -> None:
+    # through a Python file: a short write then raises the real OSError (ENOSPC, EFBIG), which
+    # torch chains to its own "unexpected pos" RuntimeError
+    with open(path, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def save_checkpoint(
@@ -77,7 +91,7 @@ def save_checkpoint(
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=parent))
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in model_state.items()}
         _write_file(tmp / "model.safetensors", lambda p: save_file(tensors, str(p)))
-        _write_file(tmp / "state.pt", lambda p: torch.save(train_state, p))
+        _write_file(tmp / "state.pt", lambda p: _torch_save(train_state, p))
         body = json.dumps({**meta, "format_version": FORMAT_VERSION}, indent=2, sort_keys=True)
         _write_file(tmp / "meta.json", lambda p: p.write_text(body, encoding="utf-8"))
         _fsync_dir(tmp)
@@ -139,8 +153,9 @@ def read_meta(path: Path) -> dict[str, Any]:
         raise CheckpointError(
             f"checkpoint {path} is damaged: meta.json unreadable ({type(exc).__name__})"
         ) from exc
-    if not isinstance(meta, dict) or "step" not in meta:
-        raise CheckpointError(f"checkpoint {path} is damaged: meta.json lacks a step")
+    step = meta.get("step") if isinstance(meta, dict) else None
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"checkpoint {path} is damaged: meta.json lacks a valid step")
     return meta
 
 
@@ -157,7 +172,52 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         raise CheckpointError(
             f"checkpoint {path} is damaged: state.pt ({type(exc).__name__})"
         ) from exc
+    problem = _train_state_problem(train_state) or _plan_problem(meta.get("plan"))
+    if problem:  # loads safely yet holds the wrong things: as damaged as a truncated file
+        raise CheckpointError(f"checkpoint {path} is damaged: {problem}")
     return model_state, train_state, meta
+
+
+def _train_state_problem(state: Any) -> str | None:
+    """What is wrong with a loaded ``state.pt`` (None when it has the shape we save)."""
+    if not isinstance(state, dict) or not isinstance(state.get("optimizer"), dict):
+        return "state.pt holds no optimizer state"
+    opt = state["optimizer"]
+    groups, per_param = opt.get("param_groups"), opt.get("state")
+    if not isinstance(groups, list) or not groups or not isinstance(per_param, dict):
+        return "state.pt's optimizer state lacks its parameter groups"
+    ids: list[Any] = []
+    for g in groups:
+        if not isinstance(g, dict) or not isinstance(g.get("params"), list):
+            return "state.pt's optimizer parameter groups are malformed"
+        ids += g["params"]
+    if any(not isinstance(i, int) or isinstance(i, bool) for i in ids) or len(set(ids)) != len(ids):
+        return "state.pt's optimizer parameter ids are malformed"
+    if not all(k in ids and isinstance(v, dict) for k, v in per_param.items()):
+        return "state.pt's optimizer state names parameters it does not hold"
+    rng = state.get("torch_rng")
+    if rng is not None and not (isinstance(rng, torch.Tensor) and rng.dtype == torch.uint8):
+        return "state.pt's random-number state is not a byte tensor"
+    if "scaler" in state and not isinstance(state["scaler"], dict):
+        return "state.pt's gradient-scaler state is malformed"
+    return None
+
+
+_PLAN_INTS = ("batch_size", "steps_per_epoch", "total_steps", "num_images", "warmup_steps")
+
+
+def _plan_problem(plan: Any) -> str | None:
+    if plan is None:
+        return None  # written by hand or by a test: the trainer then plans afresh
+    if not isinstance(plan, dict):
+        return "meta.json's plan is not a table"
+    bad = [k for k in _PLAN_INTS if not isinstance(plan.get(k), int) or plan[k] < 0]
+    for k in ("batch_size", "steps_per_epoch"):
+        if k not in bad and plan[k] < 1:
+            bad.append(k)
+    if not isinstance(plan.get("peak_lr"), (int, float)):
+        bad.append("peak_lr")
+    return f"meta.json's plan has no valid {', '.join(bad)}" if bad else None
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
@@ -225,11 +285,17 @@ def restore(start: Checkpoint, method, opt, scaler) -> tuple[int, dict]:
     best-checkpoint record). The global RNG comes back too: methods drawing from it resume exactly."""
     model_state, train_state, _ = load_checkpoint(start.path)
     load_model_state(method, model_state, start.path)
-    opt.load_state_dict(train_state["optimizer"])
-    if "torch_rng" in train_state:
-        torch.set_rng_state(train_state["torch_rng"])
-    if scaler is not None and "scaler" in train_state:
-        scaler.load_state_dict(train_state["scaler"])
+    try:
+        opt.load_state_dict(train_state["optimizer"])
+        if "torch_rng" in train_state:
+            torch.set_rng_state(train_state["torch_rng"])
+        if scaler is not None and "scaler" in train_state:
+            scaler.load_state_dict(train_state["scaler"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:  # another optimizer's state
+        raise CheckpointError(
+            f"checkpoint {start.path} does not fit this run's optimizer ({exc}); resume from "
+            "an older checkpoint or start a new run"
+        ) from exc
     return int(start.meta["step"]), dict(start.meta.get("selection", {}))
 
 

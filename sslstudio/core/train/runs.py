@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -49,8 +50,25 @@ def new_run_dir(cfg: RunConfig) -> Path:
             n += 1
             path = path.with_name(f"{path.name.rsplit('~', 1)[0]}~{n}")
     path.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path / "config.json", cfg.to_dict())
-    return path
+    return path  # config.json follows once the run really starts (write_run_config)
+
+
+def write_run_config(run_dir: Path, cfg: RunConfig) -> None:
+    """Make ``run_dir`` a run: written once its images and model are ready, so a start that
+    fails (no usable images, bad weights, a bad option) leaves ``--out`` free to use again."""
+    if not (run_dir / "config.json").exists():
+        write_json_atomic(run_dir / "config.json", cfg.to_dict())
+
+
+def discard_unstarted(run_dir: Path, created: bool) -> None:
+    """After a start that failed before ``write_run_config``: remove the lock file, and the
+    folder too when this start made it (anything else in it stays)."""
+    if (run_dir / "config.json").exists():
+        return
+    with contextlib.suppress(OSError):
+        (run_dir / ".lock").unlink(missing_ok=True)
+        if created:
+            run_dir.rmdir()
 
 
 def open_for_resume(
@@ -144,7 +162,8 @@ class MetricsLog:
 
     def __init__(self, path: Path, resume_step: int | None) -> None:
         self.path = path
-        if resume_step is not None and path.exists():
+        # a regular file only: a log pointed at a device (/dev/full, /dev/zero) reads forever
+        if resume_step is not None and path.is_file():
             keep = []
             for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
                 try:
@@ -182,13 +201,19 @@ class MetricsLog:
         self.write(KINDS[type(ev)], **encode(ev), **more)
 
     def close(self) -> None:
-        self._fh.close()
+        # after a failed write the buffer still holds the line: closing retries it and fails
+        # again, and that failure was already reported
+        try:
+            self._fh.close()
+        except OSError:
+            with contextlib.suppress(OSError):
+                self._fh.buffer.raw.close()  # type: ignore[attr-defined]
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / "metrics.jsonl"
     rows = []
-    if path.exists():
+    if path.is_file():
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
                 row = json.loads(line)

@@ -44,7 +44,14 @@ from sslstudio.core.train.plan import Plan, lr_schedule, make_plan, position, re
 from sslstudio.core.train.prepare import prepare, skipped_notices
 from sslstudio.core.train.ranks import Alone, NullLog, for_this_process
 from sslstudio.core.train.resizing import size_schedule, sizes_of_rest
-from sslstudio.core.train.runs import MetricsLog, RunLock, new_run_dir, open_for_resume
+from sslstudio.core.train.runs import (
+    MetricsLog,
+    RunLock,
+    discard_unstarted,
+    new_run_dir,
+    open_for_resume,
+    write_run_config,
+)
 from sslstudio.core.train.step import (
     Pending,
     StepQueue,
@@ -74,6 +81,7 @@ def train(
     """
     check_run_config(cfg)  # before a run folder exists
     ranks = for_this_process(cfg.method)
+    created = not resume_from and not (cfg.out and Path(cfg.out).exists())
     if resume_from:
         run_dir, start, notices = open_for_resume(Path(resume_from), cfg, clean=ranks.main)
     else:
@@ -85,6 +93,8 @@ def train(
     finally:
         if lock is not None:
             lock.release()
+            if not resume_from:  # a start that failed leaves --out as it found it
+                discard_unstarted(run_dir, created)
 
 
 def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Iterator[Event]:
@@ -103,6 +113,8 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
     try:
         index, data = yield from prepare(cfg, stop)
     except (ScanCancelled, CacheCancelled):
+        if ranks.main:  # stopped by the user, not failed: the run can be resumed
+            write_run_config(run_dir, cfg)
         last = str(start.path) if start is not None else ""
         step0 = int(start.meta["step"]) if start is not None else 0
         yield RunStopped(step=step0, path=last, run_dir=str(run_dir))
@@ -175,6 +187,8 @@ class _Run:
             if saved is not plan:
                 self.method.on_data_changed(n, self.step)
         ranks.adopt(self.method)
+        if ranks.main:  # images decoded, model built: the run really starts
+            write_run_config(run_dir, cfg)
         # rows past the checkpoint (a crash after it) are dropped: no gaps, no duplicates
         self.log = MetricsLog(run_dir / "metrics.jsonl", self.step) if ranks.main else NullLog()
         rows = np.random.default_rng(cfg.seed).permutation(n)[: min(cfg.probe_size, n)]
@@ -202,9 +216,13 @@ class _Run:
             notices=tuple(notices),
         )
         total, row = plan.total_steps, plan.to_dict()
-        self.log.write(
-            "start", step=self.step, total_steps=total, device=device, plan=row, notices=notices
-        )
+        try:
+            self.log.write(
+                "start", step=self.step, total_steps=total, device=device, plan=row, notices=notices
+            )
+        except BaseException:  # the first write fails on a full disk: before the loop's finally
+            self.log.close()
+            raise
         self.stop, self.pause = stop, pause
         self.loader = self._new_loader()
         self.queue = StepQueue(settle_lag(self.device), self.log)
