@@ -77,8 +77,13 @@ def test_ntxent_with_an_identity_gather_is_the_plain_loss():
     )
 
 
-def test_methods_with_batch_wide_state_are_refused_under_distributed():
-    distributed.check_method("simclr")
+def test_every_method_trains_under_distributed_and_one_without_the_trait_is_refused(monkeypatch):
+    from sslstudio.core.methods import METHODS
+
+    for name in METHODS:
+        distributed.check_method(name)
+    unfit = type("Unfit", (METHODS["swav"],), {"distributed": False})
+    monkeypatch.setitem(METHODS, "swav", unfit)
     with pytest.raises(ConfigError, match="swav does not train across processes"):
         distributed.check_method("swav")
     assert distributed.current() is None
