@@ -63,7 +63,7 @@ class Columns:
             for tile in verdict:
                 self.add(c, (tile.side, tile.side, "tile"), str(tile))
         elif verdict.reason == "not an image" and is_document(verdict.path):
-            index.other += 1
+            index.count_in(verdict.path.rpartition("/")[0], other=1)
         else:
             index.skipped.append(verdict)
 

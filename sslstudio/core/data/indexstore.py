@@ -27,7 +27,7 @@ from sslstudio.core.data.index import ImageIndex, SkippedFile
 from sslstudio.core.data.scan import HEADER_LIMIT, scan_folder
 from sslstudio.core.data.table import RecordTable
 
-STORE_VERSION = 1
+STORE_VERSION = 2  # 2: per-folder counts, so an unchanged folder is not listed again
 
 
 def store_path(
@@ -106,6 +106,7 @@ def save_index(index: ImageIndex, where: Path, *, verify: bool) -> None:
         "ignored": index.ignored,
         "other": index.other,
         "folders": index.folders,
+        "folder_counts": index.folder_counts,
         "skipped": [[s.path, s.reason, s.error] for s in index.skipped],
     }
     tmp = where / "index.json.tmp"
@@ -125,6 +126,7 @@ def _read(where: Path, verify: bool) -> ImageIndex | None:
         if meta.get("version") != STORE_VERSION or (verify and not meta.get("verify")):
             return None
         folders = {str(k): int(v) for k, v in meta["folders"].items()}
+        counts = {str(k): (int(i), int(o)) for k, (i, o) in meta["folder_counts"].items()}
         table = RecordTable.load(where / "images")
         index = ImageIndex(
             root=str(meta["root"]),
@@ -133,6 +135,7 @@ def _read(where: Path, verify: bool) -> ImageIndex | None:
             ignored=int(meta["ignored"]),
             other=int(meta["other"]),
             folders=folders,
+            folder_counts=counts,
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None

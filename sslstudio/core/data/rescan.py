@@ -3,9 +3,10 @@
 A folder whose modification time is the one recorded last time has the same entries, so its
 files need not be opened again: their facts (size, time, format, and size in pixels when it
 was read), why they were set aside, or their tiles (a slide) come from the previous index. Only
-the files of changed folders are type-checked again. The walk itself still lists every folder
-(that is how new and removed subfolders are found, and how hidden files are counted), which
-costs a small part of a scan. In a previous index of at most ``HEADER_LIMIT`` images every
+the files of changed folders are type-checked again. An unchanged folder is not even listed:
+its files, subfolders and counts of ignored files are the last scan's (``Previous``), so a
+changed million-image folder costs a stat per folder and the listings of the changed ones.
+In a previous index of at most ``HEADER_LIMIT`` images every
 reused file is also checked against its size and time, so an image edited in place is read
 again; in a bigger one an edited image is caught when it is decoded (as at re-open).
 """
@@ -24,11 +25,36 @@ from sslstudio.core.data.index import ImageIndex, SkippedFile
 from sslstudio.core.data.table import FORMATS
 
 
+class Previous:
+    """The last scan, asked folder by folder by the walk (``scan._walk``)."""
+
+    def __init__(self, index: ImageIndex) -> None:
+        self.index, self.known = index, _Known(index)
+        self._children: dict[str, list[str]] = {}
+        for rel in sorted(index.folders):
+            if rel:
+                self._children.setdefault(rel.rpartition("/")[0], []).append(rel)
+
+    def unchanged(self, folder: str, mtime_ns: int) -> bool:
+        return self.index.folders.get(folder) == mtime_ns
+
+    def entries(self, folder: str) -> list[str]:
+        """The files (and files set aside) the last scan found in ``folder``, sorted; a set-aside
+        folder that was walked is left to its own visit."""
+        return sorted(p for p in self.known.facts(folder) if p not in self.index.folders)
+
+    def subfolders(self, folder: str) -> list[str]:
+        return self._children.get(folder, [])
+
+    def counts(self, folder: str) -> tuple[int, int]:
+        return self.index.folder_counts.get(folder, (0, 0))
+
+
 def reuse_unchanged(
-    candidates: Iterator[Candidate], index: ImageIndex, previous: ImageIndex, check_files: bool
+    candidates: Iterator[Candidate], index: ImageIndex, previous: Previous, check_files: bool
 ) -> Iterator[Candidate]:
     """The walk's candidates, those in unchanged folders carrying their previous verdict."""
-    known = _Known(previous)
+    known, previous = previous.known, previous.index
     for c in candidates:
         folder = c.rel.rpartition("/")[0]
         stamp = previous.folders.get(folder)
@@ -68,9 +94,12 @@ class _Known:
         self._folder, self._facts = None, {}
 
     def get(self, folder: str, rel: str):
+        return self.facts(folder).get(rel)
+
+    def facts(self, folder: str) -> dict[str, tuple]:
         if folder != self._folder:
             self._folder, self._facts = folder, self._build(folder)
-        return self._facts.get(rel)
+        return self._facts
 
     def _build(self, folder: str) -> dict[str, tuple]:
         c = self.table.columns
