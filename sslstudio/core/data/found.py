@@ -75,6 +75,13 @@ class Columns:
         self.height.append(facts[1])
         self.formats.append(facts[2])
 
+    def extend(self, paths: list[str], columns: dict[str, list], formats: list[str]) -> None:
+        """Rows taken as they are (a rescan's unchanged folders): one call per folder."""
+        self.paths.extend(paths)
+        for name in ("size", "mtime", "width", "height"):
+            getattr(self, name).extend(columns[name])
+        self.formats.extend(formats)
+
     def table(self) -> RecordTable:
         if self.dropped:
             keep = [k for k in range(len(self.paths)) if k not in self.dropped]

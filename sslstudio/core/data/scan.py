@@ -105,10 +105,13 @@ def scan_folder(
     found = _Columns()
     with ThreadPoolExecutor(io_workers, thread_name_prefix="sslstudio-scan") as pool:
         # 1: list and type-check every file by its magic bytes, in chunks, while the walk goes on
-        last = Previous(previous) if previous is not None else None
+        last = None
+        if previous is not None:  # a big index: unchanged folders' rows are taken in bulk
+            small = len(previous.images) <= header_limit
+            last = Previous(previous, into=None if small else found)
         walk = _walk(index, cancel, last)
         if last is not None:
-            walk = reuse_unchanged(walk, index, last, len(previous.images) <= header_limit)
+            walk = reuse_unchanged(walk, index, last, small)
         _run(
             pool,
             _chunks(walk, _SNIFF_CHUNK),
@@ -354,9 +357,12 @@ def _as_before(index, last: Previous, rel, ancestors, seen, stack, cancel) -> It
     attached by ``reuse_unchanged``), counts and subfolders (each stat-ed: it may have changed)."""
     ignored, other = last.counts(rel)
     index.count_in(rel, ignored, other)
-    for rel_path in last.entries(rel):
-        _check(cancel)
-        yield _Candidate(rel_path, os.path.join(index.root, rel_path), -1, -1)
+    _check(cancel)
+    if last.into is not None:
+        last.carry(rel, index)
+    else:  # a small index: each file is checked against its size and time (reuse_unchanged)
+        for rel_path in last.entries(rel):
+            yield _Candidate(rel_path, os.path.join(index.root, rel_path), -1, -1)
     subfolders: list[tuple[str, str, frozenset[tuple[int, int]]]] = []
     for sub in last.subfolders(rel):
         path = os.path.join(index.root, sub)
