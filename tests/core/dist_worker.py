@@ -14,14 +14,14 @@ sys.path.insert(0, str(ROOT))
 
 from sslstudio.core.methods import Batch  # noqa: E402
 from sslstudio.core.train import distributed  # noqa: E402
+from sslstudio.core.train.ranks import Ranked  # noqa: E402
 from tests.core.dist_model import global_views, tiny_groupnorm_simclr  # noqa: E402
 
 
 def main(out: str) -> None:
     world = distributed.init_from_env("cpu")
     method = tiny_groupnorm_simclr()
-    distributed.broadcast_parameters(method)
-    method.gather = distributed.gather_rows
+    Ranked(world).adopt(method)  # rank 0's weights, and the ranks as the method's collectives
     views = global_views()
     rows = distributed.rank_rows(views[0].shape[0], world)
     loss, _ = method.training_step(Batch([v[rows] for v in views]))

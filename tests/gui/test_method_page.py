@@ -261,7 +261,13 @@ def test_applying_a_config_shows_its_method_options(ready_window) -> None:
 def test_with_several_gpus_the_page_offers_torchrun(ready_window) -> None:
     page = ready_window.method_page
     assert not page.all_gpus.isVisibleTo(page) and page.processes() == 1  # this machine: no GPUs
-    page.set_catalog(dataclasses.replace(ready_window.catalog, cuda_name="Test GPU", cuda_count=4))
+    catalog = ready_window.catalog
+    methods = dict(catalog.methods)  # every method trains across processes; one that did not:
+    methods["swav"] = dataclasses.replace(methods["swav"], distributed=False)
+    assert all(info.distributed for name, info in catalog.methods.items())
+    page.set_catalog(
+        dataclasses.replace(catalog, cuda_name="Test GPU", cuda_count=4, methods=methods)
+    )
     page._select_method("simclr")
     page.run_form.control("device").setCurrentText("auto")
     assert page.all_gpus.isVisibleTo(page) and "all 4 GPUs" in page.all_gpus.text()
@@ -271,7 +277,7 @@ def test_with_several_gpus_the_page_offers_torchrun(ready_window) -> None:
     command = page.command_edit.toPlainText()
     assert command.startswith("torchrun --standalone --nproc_per_node=4 -m sslstudio train")
     assert command.endswith("--distributed")
-    page._select_method("swav")  # batch-wide state not yet gathered across ranks: not offered
+    page._select_method("swav")  # a method without the distributed trait: not offered
     assert not page.all_gpus.isVisibleTo(page) and page.processes() == 1
 
 

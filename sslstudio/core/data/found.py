@@ -12,9 +12,9 @@ from array import array
 from dataclasses import dataclass
 from typing import Any
 
-from sslstudio.imaging import slides
 from sslstudio.core.data.index import ImageIndex, SkippedFile
 from sslstudio.core.data.table import RecordTable
+from sslstudio.imaging import slides
 from sslstudio.imaging.filetypes import is_document
 
 # width, height, format; or why the file was set aside; or a slide's tissue tiles
@@ -63,7 +63,7 @@ class Columns:
             for tile in verdict:
                 self.add(c, (tile.side, tile.side, "tile"), str(tile))
         elif verdict.reason == "not an image" and is_document(verdict.path):
-            index.other += 1
+            index.count_in(verdict.path.rpartition("/")[0], other=1)
         else:
             index.skipped.append(verdict)
 
@@ -74,6 +74,13 @@ class Columns:
         self.width.append(facts[0])
         self.height.append(facts[1])
         self.formats.append(facts[2])
+
+    def extend(self, paths: list[str], columns: dict[str, list], formats: list[str]) -> None:
+        """Rows taken as they are (a rescan's unchanged folders): one call per folder."""
+        self.paths.extend(paths)
+        for name in ("size", "mtime", "width", "height"):
+            getattr(self, name).extend(columns[name])
+        self.formats.extend(formats)
 
     def table(self) -> RecordTable:
         if self.dropped:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from sslstudio.imaging import decode as imaging
 from sslstudio.core.data.records import ImageRecord  # noqa: F401  (part of this API)
 from sslstudio.core.data.table import FORMATS, RecordTable
 from sslstudio.errors import NoUsableImagesError
+from sslstudio.imaging import decode as imaging
 
 INDEX_VERSION = 1
 
@@ -83,6 +83,15 @@ class ImageIndex:
     # every folder walked (relative path, "" for the root) and its mtime before it was listed:
     # a re-open compares them to tell an unchanged folder without listing it again
     folders: dict[str, int] = field(default_factory=dict)
+    # per folder, where not zero: its (system files ignored, documents); a rescan takes them
+    # for a folder it does not list again
+    folder_counts: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def count_in(self, folder: str, ignored: int = 0, other: int = 0) -> None:
+        """Add to the totals and to ``folder``'s own counts."""
+        self.ignored, self.other = self.ignored + ignored, self.other + other
+        i, o = self.folder_counts.get(folder, (0, 0))
+        self.folder_counts[folder] = (i + ignored, o + other)
 
     @property
     def table(self) -> RecordTable:

@@ -28,7 +28,7 @@ from sslstudio.core.data.table import RecordTable
 from sslstudio.imaging import decode as imaging
 from sslstudio.imaging import slides
 
-STORE_VERSION = 1
+STORE_VERSION = 2  # 2: per-folder counts, so an unchanged folder is not listed again
 
 
 def store_path(
@@ -107,6 +107,7 @@ def save_index(index: ImageIndex, where: Path, *, verify: bool) -> None:
         "ignored": index.ignored,
         "other": index.other,
         "folders": index.folders,
+        "folder_counts": index.folder_counts,
         "skipped": [[s.path, s.reason, s.error] for s in index.skipped],
     }
     tmp = where / "index.json.tmp"
@@ -126,6 +127,7 @@ def _read(where: Path, verify: bool) -> ImageIndex | None:
         if meta.get("version") != STORE_VERSION or (verify and not meta.get("verify")):
             return None
         folders = {str(k): int(v) for k, v in meta["folders"].items()}
+        counts = {str(k): (int(i), int(o)) for k, (i, o) in meta["folder_counts"].items()}
         table = RecordTable.load(where / "images")
         index = ImageIndex(
             root=str(meta["root"]),
@@ -134,6 +136,7 @@ def _read(where: Path, verify: bool) -> ImageIndex | None:
             ignored=int(meta["ignored"]),
             other=int(meta["other"]),
             folders=folders,
+            folder_counts=counts,
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None

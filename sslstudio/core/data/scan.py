@@ -36,7 +36,7 @@ from sslstudio.core.data.index import (  # noqa: F401  (re-exported: the public 
     no_usable_images,
     require_usable,
 )
-from sslstudio.core.data.rescan import reuse_unchanged
+from sslstudio.core.data.rescan import Previous, reuse_unchanged
 from sslstudio.errors import NoUsableImagesError
 from sslstudio.imaging import decode as imaging
 from sslstudio.imaging import slides
@@ -108,9 +108,13 @@ def scan_folder(
     found = _Columns()
     with ThreadPoolExecutor(io_workers, thread_name_prefix="sslstudio-scan") as pool:
         # 1: list and type-check every file by its magic bytes, in chunks, while the walk goes on
-        walk = _walk(index, cancel)
-        if previous is not None:
-            walk = reuse_unchanged(walk, index, previous, len(previous.images) <= header_limit)
+        last = None
+        if previous is not None:  # a big index: unchanged folders' rows are taken in bulk
+            small = len(previous.images) <= header_limit
+            last = Previous(previous, into=None if small else found)
+        walk = _walk(index, cancel, last)
+        if last is not None:
+            walk = reuse_unchanged(walk, index, last, small)
         _run(
             pool,
             _chunks(walk, _SNIFF_CHUNK),
@@ -293,15 +297,21 @@ def _sniff(c: _Candidate) -> tuple[_Candidate, tuple[int, int, str] | SkippedFil
     return c, ((0, 0, fmt) if fmt is not None else SkippedFile(c.rel, "not an image"))
 
 
-def _walk(index: ImageIndex, cancel: threading.Event | None) -> Iterator[_Candidate]:
-    """Depth-first, sorted, one folder listing in memory at a time; junk and bad links noted."""
+def _walk(
+    index: ImageIndex, cancel: threading.Event | None, last: Previous | None = None
+) -> Iterator[_Candidate]:
+    """Depth-first, sorted, one folder listing in memory at a time; junk and bad links noted.
+    A folder whose time is the one ``last`` recorded is not listed: its entries are the last's."""
     top = os.stat(index.root)
     seen = {(top.st_dev, top.st_ino)}  # every folder entered once: loops and duplicates end here
     stack: list[tuple[str, str, frozenset[tuple[int, int]]]] = [(index.root, "", frozenset(seen))]
     while stack:
         folder, rel, ancestors = stack.pop()
         try:
-            index.folders[rel] = os.stat(folder).st_mtime_ns  # before listing: a later add shows
+            mtime = index.folders[rel] = os.stat(folder).st_mtime_ns  # before listing
+            if last is not None and last.unchanged(rel, mtime):
+                yield from _as_before(index, last, rel, ancestors, seen, stack, cancel)
+                continue
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as e:
@@ -313,7 +323,7 @@ def _walk(index: ImageIndex, cancel: threading.Event | None) -> Iterator[_Candid
         for entry in entries:
             _check(cancel)
             if imaging.is_ignored_name(entry.name):
-                index.ignored += 1
+                index.count_in(rel, ignored=1)
                 continue
             rel_path = f"{rel}/{entry.name}" if rel else entry.name
             if entry.is_file(follow_symlinks=False):  # from the listing itself, no system call
@@ -325,21 +335,48 @@ def _walk(index: ImageIndex, cancel: threading.Event | None) -> Iterator[_Candid
                 index.skipped.append(_bad_entry(entry, rel_path, e))
                 continue
             if stat.S_ISDIR(st.st_mode):
-                key = (st.st_dev, st.st_ino)
-                if key in ancestors:
-                    index.skipped.append(SkippedFile(rel_path, "symlink loop"))
-                elif key in seen:
-                    index.skipped.append(
-                        SkippedFile(rel_path, "duplicate folder (already scanned)")
-                    )
-                else:
-                    seen.add(key)
-                    subfolders.append((entry.path, rel_path, ancestors | {key}))
+                _enter(index, st, entry.path, rel_path, ancestors, seen, subfolders)
             elif stat.S_ISREG(st.st_mode):
                 yield _Candidate(rel_path, entry.path, st.st_size, st.st_mtime_ns)
             else:
                 index.skipped.append(SkippedFile(rel_path, "not an image (special file)"))
         stack.extend(reversed(subfolders))
+
+
+def _enter(index, st, path, rel_path, ancestors, seen, subfolders) -> None:
+    """Queue a subfolder for the walk, unless it was entered already (a loop, a duplicate)."""
+    key = (st.st_dev, st.st_ino)
+    if key in ancestors:
+        index.skipped.append(SkippedFile(rel_path, "symlink loop"))
+    elif key in seen:
+        index.skipped.append(SkippedFile(rel_path, "duplicate folder (already scanned)"))
+    else:
+        seen.add(key)
+        subfolders.append((path, rel_path, ancestors | {key}))
+
+
+def _as_before(index, last: Previous, rel, ancestors, seen, stack, cancel) -> Iterator[_Candidate]:
+    """An unchanged folder without listing it: the last scan's entries (their verdicts are
+    attached by ``reuse_unchanged``), counts and subfolders (each stat-ed: it may have changed)."""
+    ignored, other = last.counts(rel)
+    index.count_in(rel, ignored, other)
+    _check(cancel)
+    if last.into is not None:
+        last.carry(rel, index)
+    else:  # a small index: each file is checked against its size and time (reuse_unchanged)
+        for rel_path in last.entries(rel):
+            yield _Candidate(rel_path, os.path.join(index.root, rel_path), -1, -1)
+    subfolders: list[tuple[str, str, frozenset[tuple[int, int]]]] = []
+    for sub in last.subfolders(rel):
+        path = os.path.join(index.root, sub)
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            name = type(e).__name__
+            index.skipped.append(SkippedFile(sub, f"unreadable folder ({name})", name))
+            continue
+        _enter(index, st, path, sub, ancestors, seen, subfolders)
+    stack.extend(reversed(subfolders))
 
 
 def _bad_entry(entry: os.DirEntry[str], rel_path: str, e: OSError) -> SkippedFile:

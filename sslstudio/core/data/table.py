@@ -22,7 +22,6 @@ import numpy as np
 
 from sslstudio.core.data.records import ImageRecord
 
-
 TABLE_VERSION = 1
 FORMATS = ("jpeg", "png", "tiff", "bmp", "webp", "gif", "tile")  # append only: codes are stored
 _COLUMNS = ("blob", "offsets", "size_bytes", "mtime_ns", "width", "height", "fmt", "label")

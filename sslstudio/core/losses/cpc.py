@@ -12,6 +12,8 @@ mini-batch." InfoNCE is the cross-entropy of picking the true patch among all of
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -33,11 +35,18 @@ class CPCLoss(nn.Module):
             raise ValueError(f"steps must be >= 1, got {steps}")
         self.steps = steps
 
-    def forward(self, preds: list[Tensor], z: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self,
+        preds: list[Tensor],
+        z: Tensor,
+        gather: Callable[[Tensor], tuple[Tensor, int]] | None = None,
+    ) -> tuple[Tensor, Tensor]:
         """Args:
             preds: ``steps`` maps ``(B, D, G, G)``; ``preds[k-1][:, :, r, c]`` predicts
                 ``z[:, :, r + k, c]``.
             z: ``(B, D, G, G)`` patch embeddings.
+            gather: under ``--distributed``, every rank's rows (with gradients) and where this
+                rank's start: the candidates are then the patches of the global batch.
 
         Returns the mean InfoNCE loss over steps and the share of predictions whose true patch
         scored highest (a detached scalar).
@@ -48,7 +57,10 @@ class CPCLoss(nn.Module):
         if self.steps >= g:
             raise ValueError(f"a {g}x{g} patch grid leaves no target {self.steps} rows ahead")
         cand = z.permute(0, 2, 3, 1).reshape(-1, d).float()  # (B*G*G, D): row (b*G + r)*G + c
-        ids = torch.arange(b * g * g, device=z.device).view(b, g, g)
+        at = 0  # where this rank's patches start among the candidates
+        if gather is not None:
+            cand, at = gather(cand)
+        ids = torch.arange(at, at + b * g * g, device=z.device).view(b, g, g)
         losses, hits, count = [], z.new_zeros(()), 0
         for k, p in enumerate(preds, start=1):
             q = p[:, :, : g - k].permute(0, 2, 3, 1).reshape(-1, d).float()  # (B*(G-k)*G, D)

@@ -11,6 +11,8 @@ distribution over K output dimensions; every student view is compared with every
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -36,9 +38,18 @@ def cross_view_entropy(student_log_probs: list[Tensor], teacher: list[Tensor]) -
     return total / pairs
 
 
-def updated_center(center: Tensor, teacher_out: Tensor, momentum: float) -> Tensor:
-    """``m c + (1 - m) mean(teacher_out)``: the EMA of the teacher's batch mean ``(1, K)``."""
-    return center * momentum + teacher_out.float().mean(dim=0, keepdim=True) * (1 - momentum)
+def updated_center(
+    center: Tensor,
+    teacher_out: Tensor,
+    momentum: float,
+    average: Callable[[Tensor], Tensor] | None = None,
+) -> Tensor:
+    """``m c + (1 - m) mean(teacher_out)``: the EMA of the teacher's batch mean ``(1, K)``;
+    ``average`` (under ``--distributed``) makes this rank's mean that of every rank's rows."""
+    mean = teacher_out.float().mean(dim=0, keepdim=True)
+    if average is not None:  # equal shares on every rank: the mean of means is the global one
+        mean = average(mean)
+    return center * momentum + mean * (1 - momentum)
 
 
 class DINOLoss(nn.Module):
@@ -67,12 +78,18 @@ class DINOLoss(nn.Module):
         self.register_buffer("center", torch.zeros(1, out_dim))  # checkpointed: resume is exact
 
     def forward(
-        self, student_out: list[Tensor], teacher_out: list[Tensor], teacher_temp: float
+        self,
+        student_out: list[Tensor],
+        teacher_out: list[Tensor],
+        teacher_temp: float,
+        average: Callable[[Tensor], Tensor] | None = None,
     ) -> Tensor:
         """Args:
             student_out: per view ``(B, K)`` student head outputs, global views first.
             teacher_out: per global view ``(B, K)`` teacher head outputs (no gradient).
             teacher_temp: τ_t of this step (warmed up from 0.04 to 0.07 in the paper).
+            average: the mean over ranks, under ``--distributed``: the centre follows the
+                global batch's teacher outputs, the same on every rank.
 
         Returns the loss; updates the centre with this batch's teacher outputs afterwards.
         """
@@ -83,5 +100,5 @@ class DINOLoss(nn.Module):
         loss = cross_view_entropy(log_p, q)
         with torch.no_grad():
             batch = torch.cat(teacher_out).detach()  # (n_global * B, K)
-            self.center.copy_(updated_center(self.center, batch, self.center_momentum))
+            self.center.copy_(updated_center(self.center, batch, self.center_momentum, average))
         return loss

@@ -32,18 +32,29 @@ class InfoNCELoss(nn.Module):
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = temperature
 
-    def forward(self, q: Tensor, k: Tensor, negatives: Tensor | None = None) -> Tensor:
+    def forward(
+        self, q: Tensor, k: Tensor, negatives: Tensor | None = None, offset: int | None = None
+    ) -> Tensor:
         """Args:
             q: ``(N, D)`` queries.
-            k: ``(N, D)`` their positive keys (row i belongs to query i).
+            k: ``(N, D)`` their positive keys (row i belongs to query i); with ``offset``,
+                ``(M, D)`` keys of a larger batch (every rank's, gathered), where query i's key
+                is row ``offset + i`` and the other rows are its negatives.
             negatives: ``(M, D)`` keys that match no query (MoCo's queue), or ``None`` to use
                 the batch's other keys as negatives.
+            offset: where the queries' own keys start in a gathered ``k`` (without
+                ``negatives``); ``None``: ``k`` is the queries' own batch.
 
-        Returns: the scalar loss.
+        Returns: the scalar loss, the mean over the N queries.
         """
-        if q.shape != k.shape or q.ndim != 2:
+        gathered = offset is not None and negatives is None
+        fits = gathered and q.ndim == k.ndim == 2 and q.shape[1] == k.shape[1]
+        if not (q.shape == k.shape and q.ndim == 2) and not (
+            fits and k.shape[0] >= offset + len(q)
+        ):
             raise ValueError(
-                f"q and k must both be (N, D), got {tuple(q.shape)} and {tuple(k.shape)}"
+                f"q and k must both be (N, D), or k (M, D) holding the queries' keys from "
+                f"offset {offset}; got {tuple(q.shape)} and {tuple(k.shape)}"
             )
         if negatives is not None and (negatives.ndim != 2 or negatives.shape[1] != q.shape[1]):
             raise ValueError(f"negatives must be (M, {q.shape[1]}), got {tuple(negatives.shape)}")
@@ -53,8 +64,9 @@ class InfoNCELoss(nn.Module):
             q = F.normalize(q.float(), dim=1)
             k = F.normalize(k.float(), dim=1)
             if negatives is None:
-                logits = q @ k.T  # (N, N): query i against every key; positives on the diagonal
-                target = torch.arange(n, device=q.device)
+                logits = q @ k.T  # (N, M): query i against every key; its own at offset + i
+                start = offset or 0
+                target = torch.arange(start, start + n, device=q.device)
             else:
                 pos = (q * k).sum(dim=1, keepdim=True)  # (N, 1)
                 neg = q @ F.normalize(negatives.float(), dim=1).T  # (N, M)

@@ -11,6 +11,7 @@ trivial solution — every image in one cluster — is excluded.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -64,7 +65,11 @@ class SwAVLoss(nn.Module):
         self.temperature, self.epsilon, self.iterations = temperature, epsilon, iterations
 
     def forward(
-        self, scores: list[Tensor], n_global: int = 2, queue: Tensor | None = None
+        self,
+        scores: list[Tensor],
+        n_global: int = 2,
+        queue: Tensor | None = None,
+        gather: Callable[[Tensor], tuple[Tensor, int]] | None = None,
     ) -> Tensor:
         """Args:
             scores: one ``(B, K)`` tensor of prototype scores per view, global views first.
@@ -72,6 +77,9 @@ class SwAVLoss(nn.Module):
             queue: optional ``(L, K)`` scores of earlier global embeddings; they join the
                 Sinkhorn batch (more samples make the equipartition meaningful for small batches)
                 but get no loss.
+            gather: under ``--distributed``, every rank's rows of a tensor in rank order and
+                where this rank's start: the codes are then computed over the global batch, and
+                this rank's rows of them used. Every rank passes the same number of rows.
 
         Returns: the mean over (code view, other view) pairs of the cross-entropy between the
         code and the softmax of the other view's scores.
@@ -85,9 +93,13 @@ class SwAVLoss(nn.Module):
         total, pairs = scores[0].new_zeros((), dtype=torch.float32), 0
         for i in range(n_global):
             s = scores[i].detach()
+            start = 0  # where this rank's rows are among the codes
+            if gather is not None:
+                s, start = gather(s)
             if queue is not None:
+                start += queue.shape[0]
                 s = torch.cat([queue, s])  # (L + B, K): queued scores first
-            q = sinkhorn(s, self.epsilon, self.iterations)[-b:]  # (B, K): this view's codes
+            q = sinkhorn(s, self.epsilon, self.iterations)[start : start + b]  # this view's codes
             for v, lp in enumerate(log_p):
                 if v != i:
                     total = total - (q * lp).sum(dim=1).mean()

@@ -35,6 +35,7 @@ class BarlowTwins(Method):
 
     Config = BarlowTwinsConfig
     display_name = "Barlow Twins"
+    distributed = True
     paper = "Zbontar et al. 2021, https://arxiv.org/abs/2103.03230"
     paper_recipe = "LARS, lr 0.2 for weights and 0.0048 for biases and norms (per 256 images), weight decay 1.5e-6, batch 2048, projector 8192-8192-8192, λ 0.005, 1000 epochs"
     summary = (
@@ -60,4 +61,7 @@ class BarlowTwins(Method):
     def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
         x = torch.cat(batch.views)  # one pass over both views
         z0, z1 = self.projector(self.backbone(x)).chunk(2)
+        # the cross-correlation is over the global batch: every rank computes the whole loss
+        # on every rank's embeddings (gathered with their gradients)
+        (z0, _), (z1, _) = self.ranks.gather_with_grad(z0), self.ranks.gather_with_grad(z1)
         return self.criterion(z0, z1), {}

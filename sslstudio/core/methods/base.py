@@ -8,10 +8,10 @@ metrics), ``on_step_end(step, total_steps)`` (EMA, queues, centres; default no-o
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
+import torch
 from torch import Tensor, nn
 
 from sslstudio.config import OptimConfig, RunConfig, option, validate
@@ -28,6 +28,36 @@ class Batch(NamedTuple):
     views: list[Tensor]  # one (B, C, H, W) tensor per view, in ``view_specs`` order
     # the images' positions in the dataset (B,), on the CPU: for per-image state (DeepCluster)
     indices: Tensor | None = None
+
+
+class Collectives:
+    """What a method asks of the other processes, so its code is the same on one process and on
+    many: here the identity (one process holds the whole batch); ``train.ranks.Ranked`` speaks
+    to the other ranks. Every rank passes tensors of the same shape, in the same order."""
+
+    rank, size = 0, 1
+
+    def gather_with_grad(self, x: Tensor) -> tuple[Tensor, int]:
+        """Every rank's rows of ``x`` stacked in rank order, gradients flowing back to each
+        rank's own rows, and where this rank's rows start."""
+        return x, 0
+
+    def gather(self, x: Tensor) -> Tensor:
+        """Every rank's rows of ``x`` stacked in rank order, without gradients."""
+        return x.detach()
+
+    def all_reduce_mean(self, x: Tensor) -> Tensor:
+        """The mean of ``x`` over ranks, without gradients."""
+        return x.detach()
+
+    def gather_chunks(self, x: Tensor, chunks: int) -> Tensor:
+        """``x`` stacks ``chunks`` equal parts (views of the same images): each part gathered
+        on its own, so the result stacks the global batch part by part, as one process's
+        ``torch.cat`` of the views would."""
+        return torch.cat([self.gather(part) for part in x.chunk(chunks)])
+
+
+ONE_PROCESS = Collectives()
 
 
 def register(name: str):
@@ -77,17 +107,17 @@ class Method(nn.Module):
     Config: ClassVar[type]
     display_name: ClassVar[str] = ""  # empty: shown as the registered name
     summary: ClassVar[str] = ""
-    # trains under --distributed: a per-image loss, or batch negatives gathered with ``gather``;
-    # queues, Sinkhorn-Knopp, centring and clustering keep per-process state and are refused
+    # trains under --distributed: every batch-wide quantity (negatives, queues, statistics,
+    # Sinkhorn, centres, clusters) is computed over the global batch through ``ranks``
     distributed: ClassVar[bool] = False
     paper: ClassVar[str] = ""
     # how the paper trains it at scale (large batches, long schedules): shown beside the
     # studio's own defaults, which are tuned for short runs at small sizes
     paper_recipe: ClassVar[str] = ""
     constraints: ClassVar[dict[str, float]] = {}
-    # set by the trainer under --distributed: every rank's rows of a tensor (with gradients) and
-    # where this rank's start; losses comparing an image with the batch use it for negatives
-    gather: Callable[[Tensor], tuple[Tensor, int]] | None = None
+    # the other processes, for batch-wide state (``Collectives``): the identity on one process;
+    # under --distributed the trainer sets its ``Ranked`` here
+    ranks: Collectives = ONE_PROCESS
     # a backbone family the method cannot work without (MAE masks ViT tokens: "timm-vit")
     requires_backbone_family: ClassVar[str | None] = None
     # OptimConfig fields this method trains better with than the defaults (which suit most

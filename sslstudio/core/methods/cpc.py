@@ -126,7 +126,9 @@ class CPC(Method):
     def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
         z = self.patch_embeddings(batch.views[0])
         c = self.context(z)
-        loss, accuracy = self.criterion([w(c) for w in self.predictors], z)
+        loss, accuracy = self.criterion(
+            [w(c) for w in self.predictors], z, self.ranks.gather_with_grad
+        )
         return loss, {"cpc_accuracy": accuracy}  # a tensor: the trainer reads it after its sync
 
     def embed(self, images: Tensor) -> Tensor:

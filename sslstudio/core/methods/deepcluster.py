@@ -49,6 +49,7 @@ class DeepCluster(Method):
 
     Config = DeepClusterConfig
     display_name = "DeepCluster"
+    distributed = True
     paper = "Caron et al. 2018, https://arxiv.org/abs/1807.05520 (v2: arXiv 2006.09882)"
     paper_recipe = "as for SwAV: LARS, lr 0.3 per 256 images at batch 4096, weight decay 1e-6, three clusterings of 3000, τ 0.1, multi-crop, 800 epochs"
     summary = (
@@ -101,16 +102,16 @@ class DeepCluster(Method):
         if self.bank.shape[0] == 0 or batch.indices is None:
             raise RuntimeError("DeepCluster needs on_train_start(num_images, ...) and the indices")
         views, indices = batch.views, batch.indices.to(self.bank.device)
-        every = self.recluster_every(views[0].shape[0])
+        every = self.recluster_every(views[0].shape[0] * self.ranks.size)  # the global batch
         step = int(self.steps_done) - int(self.fill_start)  # steps since the bank began filling
         if step > 0 and step % every == 0:
             self.recluster(step // every)
         z = F.normalize(self.head(self.backbone(torch.cat(views))), dim=1)  # (V*B, D)
         zs = z.chunk(len(views))
-        with torch.no_grad():
-            self.bank[indices] = F.normalize(
-                sum(zs).float(), dim=1
-            )  # (B, D): the views' mean direction
+        with torch.no_grad():  # (B, D): the views' mean direction, every rank's rows on every
+            # rank, so the banks (and the k-means over the whole folder) stay one
+            rows = F.normalize(sum(zs).float(), dim=1)
+            self.bank[self.ranks.gather(indices)] = self.ranks.gather(rows)
         if step < every:  # no clustering yet: fill the bank, learn nothing
             return z.sum() * 0.0, {"clustered": 0.0}
         target = self.labels[indices]  # (B,)

@@ -62,6 +62,7 @@ class DINO(Method):
 
     Config = DINOConfig
     display_name = "DINO"
+    distributed = True
     paper = "Caron et al. 2021, https://arxiv.org/abs/2104.14294"
     paper_recipe = "ViT-S: AdamW, lr 5e-4 per 256 images at batch 1024, weight decay 0.04 rising to 0.4, teacher momentum 0.996 rising to 1, teacher τ 0.04→0.07, 65,536 outputs, 2×224 + 10×96 px crops, 100-800 epochs"
     summary = (
@@ -122,7 +123,8 @@ class DINO(Method):
                 lambda x: self.teacher_head(self.teacher_backbone(x)), batch.views[:2]
             )
         temp = self.teacher_temperature()
-        return self.criterion(student, teacher, temp), {"teacher_temp": temp}
+        loss = self.criterion(student, teacher, temp, average=self.ranks.all_reduce_mean)
+        return loss, {"teacher_temp": temp}
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         c = self.config

@@ -101,7 +101,9 @@ class MAE(Method):
         if grid != self.grid:
             raise ValueError(f"MAE was built for a {self.grid} patch grid, got {grid}")
         b, n, d = tokens.shape
-        ids_keep, mask = random_masking(self.mask_noise(b, n, x.device), self.config.mask_ratio)
+        # the global batch's noise, this rank's rows of it: the masks of one process's step
+        noise = self.mask_noise(b * self.ranks.size, n, x.device)[self.ranks.rank * b :][:b]
+        ids_keep, mask = random_masking(noise, self.config.mask_ratio)
         kept = torch.gather(tokens, 1, ids_keep[..., None].expand(-1, -1, d))  # (B, n_keep, D)
         latent = self.decoder_embed(vit.encode(kept))  # (B, 1 + n_keep, Dd)
         dd = latent.shape[-1]

@@ -53,6 +53,7 @@ class MoCo(Method):
 
     Config = MoCoConfig
     display_name = "MoCo v2"
+    distributed = True
     paper = "He et al. 2019, https://arxiv.org/abs/1911.05722; Chen et al. 2020, https://arxiv.org/abs/2003.04297"
     paper_recipe = "SGD, lr 0.03 per 256 images, weight decay 1e-4, batch 256, key encoder momentum 0.999, queue of 65,536, τ 0.2, 200-800 epochs"
     summary = (
@@ -88,7 +89,8 @@ class MoCo(Method):
         # row i of q meets row i of k; symmetric mode stacks [q0; q1] against [k1; k0], so the
         # mean over its 2N rows is the mean of both directions
         loss = self.criterion(q, k, self.queue.contents())
-        self._keys = k
+        # every rank queues the global batch's keys, view by view as one process stacks them
+        self._keys = self.ranks.gather_chunks(k, 2 if sym else 1)
         return loss, {"momentum": self.momentum.current()}
 
     def on_step_end(self, step: int, total_steps: int) -> None:

@@ -59,6 +59,7 @@ class MoCoV3(Method):
 
     Config = MoCoV3Config
     display_name = "MoCo v3"
+    distributed = True
     paper = "Chen, Xie, He 2021, https://arxiv.org/abs/2104.02057"
     paper_recipe = "ResNet: LARS, weight decay 1.5e-6, τ 1.0, batch 4096; ViT: AdamW, lr 1.5e-4 per 256 images, weight decay 0.1, τ 0.2; key momentum 0.99 rising to 1"
     summary = (
@@ -86,9 +87,12 @@ class MoCoV3(Method):
         p0, p1 = self.predictor(self.projector(self.backbone(x))).chunk(2)
         with torch.no_grad():
             k0, k1 = self.key_projector(self.key_backbone(x)).chunk(2)
+            at = self.ranks.rank * k0.shape[0]  # this rank's images in the global batch
+            k0, k1 = self.ranks.gather(k0), self.ranks.gather(k1)  # negatives: the global batch
         # "ctr(q1, k2) + ctr(q2, k1)", each scaled by 2τ so the gradient's size does not
         # depend on τ (Algorithm 1)
-        loss = (self.criterion(p0, k1) + self.criterion(p1, k0)) * (2 * self.config.temperature)
+        loss = self.criterion(p0, k1, offset=at) + self.criterion(p1, k0, offset=at)
+        loss = loss * (2 * self.config.temperature)
         return loss, {"momentum": self.momentum.current()}
 
     def on_step_end(self, step: int, total_steps: int) -> None:

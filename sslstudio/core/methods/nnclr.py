@@ -42,6 +42,7 @@ class NNCLR(Method):
 
     Config = NNCLRConfig
     display_name = "NNCLR"
+    distributed = True
     paper = "Dwibedi et al. 2021, https://arxiv.org/abs/2104.14548"
     paper_recipe = "LARS, batch 4096, weight decay 1e-6, τ 0.1, a support set of 98,304 embeddings, 1000 epochs"
     summary = (
@@ -85,9 +86,14 @@ class NNCLR(Method):
         z = self.projector(self.backbone(torch.cat(batch.views)))  # one pass over both views
         p0, p1 = self.predictor(z).chunk(2)
         z0, z1 = z.chunk(2)
-        # "NN(z_i, Q) · p_i⁺ / τ" against the other images' predictions, symmetrised (eq. 2)
-        loss = (self.criterion(self.nearest(z0), p1) + self.criterion(self.nearest(z1), p0)) / 2
-        self._z0 = z0.detach()
+        # "NN(z_i, Q) · p_i⁺ / τ" against the other images' predictions, symmetrised (eq. 2);
+        # the other images are the global batch's (gathered with their gradients)
+        (g1, at), (g0, _) = self.ranks.gather_with_grad(p1), self.ranks.gather_with_grad(p0)
+        loss = (
+            self.criterion(self.nearest(z0), g1, offset=at)
+            + self.criterion(self.nearest(z1), g0, offset=at)
+        ) / 2
+        self._z0 = self.ranks.gather(z0)  # the support set is fed from every rank
         return loss, {}
 
     def on_step_end(self, step: int, total_steps: int) -> None:

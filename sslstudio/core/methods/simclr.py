@@ -58,4 +58,4 @@ class SimCLR(Method):
             self.backbone(torch.cat(batch.views))
         )  # one pass over both views: shared BN statistics
         z0, z1 = z.chunk(2)
-        return self.criterion(z0, z1, self.gather), {}
+        return self.criterion(z0, z1, self.ranks.gather_with_grad), {}

@@ -53,6 +53,7 @@ class SwAV(Method):
 
     Config = SwAVConfig
     display_name = "SwAV"
+    distributed = True
     paper = "Caron et al. 2020, https://arxiv.org/abs/2006.09882"
     paper_recipe = "LARS, lr 0.3 per 256 images at batch 4096, weight decay 1e-6, 3000 prototypes, ε 0.05, τ 0.1, 2×224 + 6×96 px crops, prototypes frozen for the first epoch, 800 epochs"
     summary = (
@@ -91,7 +92,7 @@ class SwAV(Method):
         return int(self.steps_done) < n
 
     def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
-        b = batch.views[0].shape[0]
+        b = batch.views[0].shape[0] * self.ranks.size  # the global batch
         z = by_resolution(lambda x: F.normalize(self.head(self.backbone(x)), dim=1), batch.views)
         frozen = self.prototypes_frozen(b)
         w = self.prototypes.weight.detach() if frozen else self.prototypes.weight  # (K, D)
@@ -100,10 +101,11 @@ class SwAV(Method):
         q_len = self.config.queue_length
         if q_len and int(self.steps_done) * 2 * b >= q_len:  # full: 2B embeddings join per step
             queue = self.queue @ w.detach().T  # (L, K)
-        loss = self.criterion(scores, n_global=2, queue=queue)
-        if q_len:
+        # Sinkhorn spreads the global batch over the prototypes: every rank's scores join it
+        loss = self.criterion(scores, n_global=2, queue=queue, gather=self.ranks.gather_with_grad)
+        if q_len:  # every rank queues the global batch's embeddings, view 0's then view 1's
             with torch.no_grad():
-                new = torch.cat(z[:2]).detach()  # (2B, D): the global views' embeddings
+                new = torch.cat([self.ranks.gather(zi) for zi in z[:2]])  # (2B, D)
                 self.queue.copy_(torch.cat([new, self.queue])[:q_len])
         return loss, {"prototypes_frozen": float(frozen)}
 

@@ -39,6 +39,7 @@ class VICReg(Method):
 
     Config = VICRegConfig
     display_name = "VICReg"
+    distributed = True
     paper = "Bardes, Ponce, LeCun 2022, https://arxiv.org/abs/2105.04906"
     paper_recipe = "LARS, lr 0.2 per 256 images at batch 2048, weight decay 1e-6, λ = μ = 25, ν = 1, projector 8192-8192-8192, 1000 epochs"
     summary = (
@@ -71,4 +72,7 @@ class VICReg(Method):
     def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
         x = torch.cat(batch.views)  # one pass over both views
         z0, z1 = self.projector(self.backbone(x)).chunk(2)
+        # variance and covariance are over the global batch: every rank computes the whole
+        # loss on every rank's embeddings (gathered with their gradients)
+        (z0, _), (z1, _) = self.ranks.gather_with_grad(z0), self.ranks.gather_with_grad(z1)
         return self.criterion(z0, z1), {}

@@ -49,6 +49,7 @@ class WMSE(Method):
 
     Config = WMSEConfig
     display_name = "W-MSE"
+    distributed = True
     paper = "Ermolov et al. 2021, https://arxiv.org/abs/2007.06346"
     paper_recipe = "Adam, lr about 1e-3, weight decay 1e-6, whitening sub-batches of 128, a 64-dimensional embedding, batch 1024"
     summary = (
@@ -70,4 +71,7 @@ class WMSE(Method):
     def training_step(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
         x = torch.cat(batch.views)  # one pass over both views
         z0, z1 = self.projector(self.backbone(x)).chunk(2)
+        # whitening groups are drawn from the global batch: every rank computes the whole loss
+        # on every rank's embeddings (gathered with their gradients)
+        (z0, _), (z1, _) = self.ranks.gather_with_grad(z0), self.ranks.gather_with_grad(z1)
         return self.criterion(z0, z1), {}

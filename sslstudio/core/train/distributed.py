@@ -2,13 +2,19 @@
 
 Every rank holds the whole model and takes a contiguous slice of each global batch; gradients
 are averaged over ranks before the optimizer step (one flattened all-reduce), so the update is
-that of one process on the global batch. Losses that compare an image with the rest of the
-batch gather the other ranks' embeddings *with* gradients (``gather_rows``): SimCLR's negatives
-are the whole global batch, exactly as on one process. Rank 0 owns the run folder, the metrics
-log and the checkpoints; checkpoints hold the global plan, so a run resumes on any world size.
+that of one process on the global batch. Batch-wide quantities are computed over the global
+batch through the method's ``ranks`` (``ranks.Ranked``): embeddings that meet the rest of the
+batch are gathered *with* gradients (``gather_rows``: SimCLR's and MoCo v3's negatives, Barlow
+Twins' cross-correlation, VICReg's variance and covariance, W-MSE's whitening), state is fed
+from every rank (queues, DeepCluster's bank, SwAV's Sinkhorn codes) and averages are averaged
+over ranks (DINO's centre), so every rank holds the same state. Rank 0 owns the run folder, the
+metrics log and the checkpoints; checkpoints hold the global plan, so a run resumes on any
+world size.
 
-Methods whose state or statistics span the batch in other ways (queues, Sinkhorn-Knopp,
-centring, clustering) are refused under ``--distributed`` until they gather those too.
+Why the gradients come out exact: ``gather_rows``'s backward sums every rank's gradient into
+the rows' own rank, and ``average_gradients`` divides by the world size. A loss computed on
+each rank from its own rows (its mean over ranks is the global loss), or the whole global loss
+computed identically on every rank, both give the gradient of one process's loss.
 """
 
 from __future__ import annotations
@@ -58,7 +64,8 @@ def current() -> World | None:
 
 
 def check_method(name: str) -> None:
-    """Refuse a method whose loss is not exact across ranks (its class says: ``distributed``)."""
+    """Refuse a method whose loss is not exact across ranks (its class says: ``distributed``;
+    every built-in method is)."""
     cls = METHODS.get(name)
     if cls is None or not cls.distributed:
         fits = sorted(n for n, c in METHODS.items() if c.distributed)
@@ -75,6 +82,14 @@ def gather_rows(x: Tensor) -> tuple[Tensor, int]:
 
     parts = all_gather(x)
     return torch.cat(parts), dist.get_rank() * x.shape[0]
+
+
+def gather_detached(x: Tensor) -> Tensor:
+    """All ranks' ``x`` stacked in rank order, no gradients (keys, codes, indices)."""
+    x = x.detach().contiguous()
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x)
+    return torch.cat(parts)
 
 
 def average_gradients(module: torch.nn.Module) -> None:

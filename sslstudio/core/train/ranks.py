@@ -1,10 +1,13 @@
 """What the trainer does differently as one rank of many: ``Alone`` does nothing extra, so the
-training loop reads the same either way; ``Ranked`` speaks to the other processes."""
+training loop reads the same either way; ``Ranked`` speaks to the other processes. Both are the
+``Collectives`` a method sees as ``method.ranks``: the identity alone, gathers and all-reduces
+over the ranks here, so a method's batch-wide state is that of the global batch."""
 
 from __future__ import annotations
 
 import torch
 
+from sslstudio.core.methods.base import Collectives
 from sslstudio.core.train import distributed
 from sslstudio.core.train.distributed import World
 
@@ -22,8 +25,8 @@ class NullLog:
         pass
 
 
-class Alone:
-    """One process: every hook is a no-op."""
+class Alone(Collectives):
+    """One process: every hook is a no-op, every collective the identity."""
 
     main, rank, size = True, 0, 1
 
@@ -81,8 +84,23 @@ class Ranked(Alone):
             distributed.barrier()
 
     def adopt(self, method: torch.nn.Module) -> None:
+        """Rank 0's weights everywhere, and this rank as the method's ``ranks``. On CUDA every
+        BatchNorm becomes a SyncBatchNorm (statistics of the global batch, as on one process);
+        gloo on CPUs has none, so there each rank normalises its own share (the equivalence
+        tests use a network without batch statistics)."""
         distributed.broadcast_parameters(method)
-        method.gather = distributed.gather_rows
+        if any(p.is_cuda for p in method.parameters()):
+            torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+        method.ranks = self
+
+    def gather_with_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+        return distributed.gather_rows(x)
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        return distributed.gather_detached(x)
+
+    def all_reduce_mean(self, x: torch.Tensor) -> torch.Tensor:
+        return distributed.mean_over_ranks(x)
 
     def batch(self, bs: int) -> int:
         return max(self.size, bs - bs % self.size)

@@ -174,10 +174,18 @@ def test_a_changed_folder_rescans_only_its_changed_subfolders(tmp_path, monkeypa
     monkeypatch.setattr(
         scan, "_sniff", lambda c: (c.known is None and opened.append(c.rel)) or real_sniff(c)
     )
+    listed: list[str] = []
+    real_scandir = os.scandir
+    monkeypatch.setattr(
+        scan.os, "scandir", lambda p: listed.append(os.path.relpath(p, root)) or real_scandir(p)
+    )
     again = open_index(root, cache, header_limit=header_limit)
-    # the changed folders' files, and a document (notes are not kept, so judged again: cheap);
-    # in a small folder also the file set aside (its size and time are not kept to compare)
-    again_judged = ["c0/notes.txt", *(["c1/bad.png"] if header_limit == 1000 else [])]
+    monkeypatch.setattr(scan.os, "scandir", real_scandir)
+    # only the changed folders are listed: the root's time did not change either
+    assert sorted(listed) == ["c2", "c3"]
+    # the changed folders' files; in a small folder also the file set aside (its size and
+    # time are not kept to compare); the document and the system file are counted as before
+    again_judged = ["c1/bad.png"] if header_limit == 1000 else []
     assert sorted(opened) == sorted(
         [
             *(f"c2/{i:02d}.png" for i in range(6)),
@@ -210,3 +218,32 @@ def test_an_image_edited_in_place_is_read_again_in_a_small_folder(tmp_path):
     again = open_index(root, cache)
     rec = next(r for r in again.images if r.path == "c0/00.png")
     assert (rec.width, rec.height) == (48, 40) and rec.size_bytes == target.stat().st_size
+
+
+def test_a_new_subfolder_and_a_removed_one_are_found_listing_only_their_parents(
+    tmp_path, monkeypatch
+):
+    import shutil
+
+    from sslstudio.core.data import scan
+
+    root = _big(tmp_path / "data")
+    cache = tmp_path / "cache"
+    open_index(root, cache)
+    (root / "c0" / "deep").mkdir()  # c0 changes (a new entry); c0/deep is new
+    Image.new("RGB", (20, 20)).save(root / "c0" / "deep" / "x.png")
+    shutil.rmtree(root / "c3")  # the root changes
+    listed: list[str] = []
+    real_scandir = os.scandir
+    monkeypatch.setattr(
+        scan.os, "scandir", lambda p: listed.append(os.path.relpath(p, root)) or real_scandir(p)
+    )
+    again = open_index(root, cache)
+    monkeypatch.setattr(scan.os, "scandir", real_scandir)
+    assert sorted(listed) == [".", "c0", "c0/deep"]  # c1 and c2 are taken as they were
+    fresh = scan_folder(root, verify=False)
+    assert [r.path for r in again.images] == [r.path for r in fresh.images]
+    assert "c0/deep/x.png" in [r.path for r in again.images]
+    assert not any(r.path.startswith("c3/") for r in again.images)
+    assert again.skipped == fresh.skipped and (again.ignored, again.other) == (1, 1)
+    assert again.folders == fresh.folders and again.fingerprint() == fresh.fingerprint()

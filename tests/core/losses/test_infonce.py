@@ -67,3 +67,16 @@ def test_bad_shapes_are_refused():
         InfoNCELoss()(torch.zeros(4, 3), torch.zeros(5, 3))
     with pytest.raises(ValueError, match="negatives"):
         InfoNCELoss()(torch.zeros(4, 3), torch.zeros(4, 3), torch.zeros(6, 2))
+
+
+def test_keys_gathered_from_every_rank_give_each_rank_its_share_of_the_global_loss():
+    """Two ranks' queries against the global batch's keys: the mean of their losses is the
+    loss of one process on the global batch; keys of another size need an offset."""
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(8, 5, generator=g), torch.randn(8, 5, generator=g)
+    loss = InfoNCELoss(0.3)
+    parts = [loss(q[:4], k, offset=0), loss(q[4:], k, offset=4)]
+    assert ((parts[0] + parts[1]) / 2).item() == pytest.approx(loss(q, k).item(), abs=1e-6)
+    assert abs(parts[0].item() - loss(q[:4], k[:4]).item()) > 1e-3  # the other keys count
+    with pytest.raises(ValueError, match="offset"):
+        loss(q[4:], k, offset=6)
