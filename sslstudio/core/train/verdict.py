@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from sslstudio.config import AugmentConfig
 from sslstudio.core.data.cache import DecodedImages
-from sslstudio.core.transforms.views import augment_batch, centre_view, normalise
+from sslstudio.core.transforms.views import augment_batch, normalise
 
 # strong enough that colour stops identifying a class: crc-he-shifted moves class means by up
 # to 20 levels of 255 and shrinks their spread 2-3x (its ABOUT.md); this shifts each query by
@@ -51,6 +51,8 @@ SHIFT = AugmentConfig(
 KNN_K = 20  # a small k: the probe holds a few hundred images, a few dozen per class
 DUPLICATE_CORR = 0.95  # 8x8 grey thumbnails this alike (under some flip/rotation) are one tile
 BOOTSTRAP = 400
+SHIFTS = ("jitter", "normalise", "donor", "grey", "structure")
+DEFAULT_SHIFT = "jitter"
 
 BETTER, WORSE, UNSURE = 1, -1, 0
 
@@ -80,19 +82,76 @@ def near_duplicates(thumbs: np.ndarray) -> np.ndarray:
     return same | same.T
 
 
-@torch.no_grad()
-def _features(method, data, rows, image_size, device, seed: int | None) -> torch.Tensor:
-    """L2-normalised embeddings: the centre view (seed None) or one shifted view per image."""
-    g = None if seed is None else torch.Generator().manual_seed(seed * 104_729 + 23)
+def _colour_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return x.mean(dim=(2, 3)), x.std(dim=(2, 3)).clamp(min=1e-3)
+
+
+def colour_transfer(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """``x`` (B, 3, H, W) in [0, 1] with each image's per-channel mean and std replaced."""
+    m, s = _colour_stats(x)
+    out = (x - m[..., None, None]) / s[..., None, None] * std[..., None, None]
+    return (out + mean[..., None, None]).clamp(0, 1)
+
+
+def _small(data, rows, image_size, device) -> torch.Tensor:
+    """The rows' whole images at ``image_size``, float in [0, 1] (the centre view, unnormalised)."""
     out = []
     for i in range(0, len(rows), 256):
         x = torch.from_numpy(data.batch(rows[i : i + 256])).permute(0, 3, 1, 2).to(device)
-        if g is None:
-            v = centre_view(x, image_size)
-        else:
-            v = normalise(augment_batch(x.float() / 255, SHIFT, image_size, g))
-        out.append(F.normalize(method.embed(v).float(), dim=1).cpu())
+        out.append(
+            F.interpolate(
+                x.float() / 255,
+                size=(image_size, image_size),
+                mode="bilinear",
+                antialias=True,
+                align_corners=False,
+            ).clamp(0, 1)
+        )
     return torch.cat(out)
+
+
+def views(data, rows, image_size, device, shift: str, seed: int = 0):
+    """(memory images, query images), normalised for the network, for a kind of ``shift``:
+
+    jitter     strong random colour and stain jitter and a mild crop on the queries
+    normalise  each query's colour statistics set to the probe set's average (stain
+               normalisation): colour no longer tells the classes apart
+    donor      each query takes the colour statistics of another probe image: colour points
+               at the wrong class as often as a stain shift between slides would make it
+    grey       greyscale queries
+    structure  queries and memory both normalised as in ``normalise``
+    """
+    x = _small(data, rows, image_size, device)
+    g = torch.Generator().manual_seed(seed * 104_729 + 23)
+    mean, std = _colour_stats(x)
+    if shift == "jitter":
+        raw = [
+            torch.from_numpy(data.batch(rows[i : i + 256])).permute(0, 3, 1, 2).to(device)
+            for i in range(0, len(rows), 256)
+        ]
+        q = torch.cat([augment_batch(r.float() / 255, SHIFT, image_size, g) for r in raw])
+    elif shift in ("normalise", "structure"):
+        q = colour_transfer(x, mean.mean(0).expand_as(mean), std.mean(0).expand_as(std))
+    elif shift == "donor":
+        order = torch.randperm(len(x), generator=g)
+        donor = order[(torch.argsort(order) + 1) % len(x)]  # a derangement: never itself
+        q = colour_transfer(x, mean[donor], std[donor])
+    elif shift == "grey":
+        q = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        q = q.expand_as(x)
+    else:
+        raise ValueError(f"unknown shift {shift!r}")
+    m = q if shift == "structure" else x
+    return normalise(m), normalise(q)
+
+
+def _embed(method, x: torch.Tensor) -> torch.Tensor:
+    return torch.cat(
+        [
+            F.normalize(method.embed(x[i : i + 256]).float(), dim=1).cpu()
+            for i in range(0, len(x), 256)
+        ]
+    )
 
 
 @torch.no_grad()
@@ -106,17 +165,20 @@ def shifted_hits(
     seed: int = 0,
     duplicates: np.ndarray | None = None,
     memory: torch.Tensor | None = None,
+    shift: str | None = None,
 ) -> np.ndarray:
     """Per probe image, 1.0 when its shifted view is answered right (kNN label, or its own
     image without labels), else 0.0. Same seed, same shifted pixels: paired across steps.
     ``memory``: the rows' centre-view embeddings, when already computed."""
+    shift = shift or DEFAULT_SHIFT
     was_training = method.training
     method.eval()
     try:
-        if memory is None:
-            memory = _features(method, data, rows, image_size, device, None)
+        mem_x, q_x = views(data, rows, image_size, device, shift, seed)
+        if memory is None or shift == "structure":
+            memory = _embed(method, mem_x)
         memory = F.normalize(memory.float(), dim=1)
-        queries = _features(method, data, rows, image_size, device, seed)
+        queries = _embed(method, q_x)
     finally:
         method.train(was_training)
     dup = torch.from_numpy(
