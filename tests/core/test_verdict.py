@@ -1,11 +1,13 @@
 """The verdict against random init on colour/stain-shifted probe images (core.train.verdict)."""
 
 import numpy as np
+import pytest
 import torch
 
 from sslstudio.core.events import MonitorLogged
 from sslstudio.core.train.monitor import run_probe
 from sslstudio.core.train.verdict import (
+    SHIFTS,
     BETTER,
     UNSURE,
     WORSE,
@@ -69,12 +71,14 @@ def test_a_flipped_or_rotated_copy_is_a_near_duplicate_and_other_tiles_are_not()
     assert not dup[0, 6] and not dup[5, 9]
 
 
-def test_shifted_queries_expose_features_that_key_on_colour():
+@pytest.mark.parametrize("shift", SHIFTS)
+def test_shifted_queries_expose_features_that_key_on_colour(shift):
     data = FakeImages()
     rows = np.arange(len(data.images))
-    colour = shifted_hits(Embedder("colour"), data, rows, data.labels, 32, "cpu")
-    structure = shifted_hits(Embedder("structure"), data, rows, data.labels, 32, "cpu")
-    again = shifted_hits(Embedder("colour"), data, rows, data.labels, 32, "cpu")
+    args = (data, rows, data.labels, 32, "cpu")
+    colour = shifted_hits(Embedder("colour"), *args, shift=shift)
+    structure = shifted_hits(Embedder("structure"), *args, shift=shift)
+    again = shifted_hits(Embedder("colour"), *args, shift=shift)
     np.testing.assert_array_equal(colour, again)  # fixed shifts: paired across measurements
     assert structure.mean() > 0.9 and colour.mean() < 0.6, (structure.mean(), colour.mean())
 
