@@ -7,8 +7,8 @@ import torch
 from sslstudio.core.events import MonitorLogged
 from sslstudio.core.train.monitor import run_probe
 from sslstudio.core.train.verdict import (
-    SHIFTS,
     BETTER,
+    SHIFTS,
     UNSURE,
     WORSE,
     judge,
