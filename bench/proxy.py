@@ -147,10 +147,13 @@ class ProbeSet:
         self.dup = near_duplicates(thumbnails(self.data, self.rows))
 
     def hits(self, method) -> dict[str, np.ndarray]:  # noqa: ANN001
-        from sslstudio.core.train.verdict import SHIFTS, shifted_hits
+        from sslstudio.core.train.verdict import SHIFTS, colour_reliance, shifted_hits
 
         args = (self.data, self.rows, self.labels, self.cfg.image_size, "cpu", self.cfg.seed)
-        return {v: shifted_hits(method, *args, duplicates=self.dup, shift=v) for v in SHIFTS}
+        out = {v: shifted_hits(method, *args, duplicates=self.dup, shift=v) for v in SHIFTS}
+        # less colour in the features' neighbourhoods than at random init counts as better
+        out["colour-reliance"] = 1 - colour_reliance(method, *args[:2], args[3], "cpu")
+        return out
 
 
 def one_run(name: str, steps: int, probes: int, batch: int) -> dict:

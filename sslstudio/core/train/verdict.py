@@ -145,6 +145,28 @@ def views(data, rows, image_size, device, shift: str, seed: int = 0):
     return normalise(m), normalise(q)
 
 
+@torch.no_grad()
+def colour_reliance(method, data, rows, image_size, device, k: int = 10) -> np.ndarray:
+    """Per probe image, the share of its ``k`` nearest neighbours by the network's features
+    that are also among its ``k`` nearest by colour statistics alone (per-channel mean and std,
+    standardised): features that key on the colour of the slides share many."""
+    x = _small(data, rows, image_size, device)
+    was_training = method.training
+    method.eval()
+    try:
+        z = _embed(method, normalise(x))
+    finally:
+        method.train(was_training)
+    c = torch.cat(_colour_stats(x), dim=1).cpu()
+    c = (c - c.mean(0)) / c.std(0).clamp(min=1e-6)
+    k = min(k, len(rows) - 1)
+    eye = torch.eye(len(rows), dtype=torch.bool)
+    by_feature = (z @ z.T).masked_fill(eye, -float("inf")).topk(k, dim=1).indices
+    by_colour = (-torch.cdist(c, c)).masked_fill(eye, -float("inf")).topk(k, dim=1).indices
+    same = (by_feature[:, :, None] == by_colour[:, None, :]).any(dim=2)
+    return same.float().mean(dim=1).numpy()
+
+
 def _embed(method, x: torch.Tensor) -> torch.Tensor:
     return torch.cat(
         [
