@@ -149,3 +149,12 @@ def test_the_cli_prints_the_verdict_at_each_probe_and_in_the_recommendation(
     assert any(w in said[0] for w in ("better than", "WORSE than", "cannot tell"))
     rec = [line for line in err.splitlines() if line.startswith("recommended checkpoint")]
     assert rec and "colour/stain-shifted images" in rec[0] and "random init" in rec[0]
+
+
+def test_better_needs_a_better_shifted_score_and_no_more_colour_reliance():
+    from sslstudio.core.train.verdict import combined
+
+    assert combined(BETTER, 0.01, 0.02) == BETTER
+    assert combined(BETTER, 0.09, 0.02) == UNSURE  # leans on colour: cannot tell
+    assert combined(WORSE, 0.0, 0.02) == WORSE
+    assert combined(UNSURE, -0.1, 0.02) == UNSURE
