@@ -158,3 +158,11 @@ def test_better_needs_a_better_shifted_score_and_no_more_colour_reliance():
     assert combined(BETTER, 0.09, 0.02) == UNSURE  # leans on colour: cannot tell
     assert combined(WORSE, 0.0, 0.02) == WORSE
     assert combined(UNSURE, -0.1, 0.02) == UNSURE
+
+
+def test_features_that_lean_on_colour_far_more_than_at_random_init_are_called_worse():
+    from sslstudio.core.train.verdict import combined, verdict_words
+
+    assert combined(BETTER, 0.15, 0.02) == WORSE and combined(UNSURE, 0.11, 0.02) == WORSE
+    words = verdict_words(WORSE, 0.40, 0.33, 0.05, True, colour_gain=0.14)
+    assert words.startswith("likely WORSE than random init on new slides") and "+14%" in words
