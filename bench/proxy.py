@@ -126,17 +126,49 @@ def knn_hits(method) -> dict[str, np.ndarray]:  # noqa: ANN001
     return out
 
 
+class ProbeSet:
+    """The trainer's probe set for ``cfg`` (same rows), to score every kind of shift offline."""
+
+    def __init__(self, cfg) -> None:  # noqa: ANN001
+        from sslstudio.core.data.cache import build_cache
+        from sslstudio.core.data.indexstore import open_index
+        from sslstudio.core.train.stepping import median_short_side
+        from sslstudio.core.train.verdict import near_duplicates, thumbnails
+        from sslstudio.core.transforms.views import default_cache_size
+        from sslstudio.paths import cache_dir
+
+        index = open_index(cfg.data_root, cache_dir())
+        side = default_cache_size(cfg.image_size, median_short_side(index))
+        self.data = build_cache(index, side, cache_dir())
+        n = len(self.data)
+        perm = np.random.default_rng(cfg.seed).permutation(n)
+        self.rows = np.sort(perm[: min(cfg.probe_size, n)])
+        self.labels, self.cfg = self.data.labels(), cfg
+        self.dup = near_duplicates(thumbnails(self.data, self.rows))
+
+    def hits(self, method) -> dict[str, np.ndarray]:  # noqa: ANN001
+        from sslstudio.core.train.verdict import SHIFTS, colour_reliance, shifted_hits
+
+        args = (self.data, self.rows, self.labels, self.cfg.image_size, "cpu", self.cfg.seed)
+        out = {v: shifted_hits(method, *args, duplicates=self.dup, shift=v) for v in SHIFTS}
+        # less colour in the features' neighbourhoods than at random init counts as better
+        out["colour-reliance"] = 1 - colour_reliance(method, *args[:2], args[3], "cpu")
+        return out
+
+
 def one_run(name: str, steps: int, probes: int, batch: int) -> dict:
     import torch
 
     from sslstudio.core.explore.embed import load_method, random_init_method
     from sslstudio.core.train.runs import read_metrics
-    from sslstudio.core.train.verdict import paired_noise
+    from sslstudio.core.train.verdict import judge, paired_noise
 
     torch.set_num_threads(1)
     tmp = Path(tempfile.mkdtemp(prefix=f"sslstudio-proxy-{name}-"))
     cfg = run_config(name, steps, probes, str(tmp / name), batch)
     ref = knn_hits(random_init_method(cfg))
+    probe = ProbeSet(cfg)
+    ref_variants = probe.hits(random_init_method(cfg))
     t0 = time.perf_counter()
     run_dir, saved, advice, error = train_keeping(cfg)
     wall = time.perf_counter() - t0
@@ -153,6 +185,11 @@ def one_run(name: str, steps: int, probes: int, batch: int) -> dict:
             row[f"knn_{s}"] = float(hits[s].mean())
             row[f"gap_{s}"] = float(hits[s].mean() - ref[s].mean())
             row[f"noise_{s}"] = paired_noise(hits[s], ref[s])
+        hits_v = probe.hits(load_method(path)[0])
+        row["variants"] = {}
+        for v, h in hits_v.items():
+            gap, noise = float(h.mean() - ref_variants[v].mean()), paired_noise(h, ref_variants[v])
+            row["variants"][v] = {"gap": gap, "noise": noise, "sign": judge(gap, 0.0, noise)}
         rows.append(row)
         print(f"{name} step {step}: {json.dumps(row)}", flush=True)
     shutil.rmtree(tmp, ignore_errors=True)
@@ -183,6 +220,25 @@ def agreement(results: list[dict]) -> dict:
         "both_decide_agree": len(clear_agree),
         "knn_clear_but_verdict_unsure": len(missed),
     }
+
+
+def variant_agreement(results: list[dict]) -> dict:
+    """Per kind of shift (computed offline on the same probe set): decided / agreeing checkpoints."""
+    rows = [r for res in results for r in res["rows"]]
+    out = {}
+    for v in rows[0]["variants"] if rows else ():
+        decided = [r for r in rows if r["variants"][v]["sign"]]
+        agree = [r for r in decided if np.sign(r["gap_shifted"]) == r["variants"][v]["sign"]]
+        gaps = [r["variants"][v]["gap"] for r in rows]
+        out[v] = {
+            "decides": len(decided),
+            "agree": len(agree),
+            "checkpoints": len(rows),
+            "corr_with_knn_gap": float(np.corrcoef(gaps, [r["gap_shifted"] for r in rows])[0, 1])
+            if len(rows) > 2
+            else None,
+        }
+    return out
 
 
 def table(results: list[dict]) -> None:
@@ -253,12 +309,19 @@ def main(argv: list[str] | None = None) -> int:
         f"kNN clear but verdict unsure: {agree['knn_clear_but_verdict_unsure']}"
         + (f"; failed runs: {failed}" if failed else "")
     )
+    variants = variant_agreement(results)
+    for v, x in variants.items():
+        print(
+            f"shift {v:<10}: decides {x['decides']}/{x['checkpoints']}, agrees {x['agree']}, "
+            f"correlation of gaps with the kNN gap {x['corr_with_knn_gap']}"
+        )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
         json.dumps(
             {
                 "results": results,
                 "agreement": agree,
+                "shift_variants": variants,
                 "steps": args.steps,
                 "batch": args.batch,
                 "probes": args.probes,

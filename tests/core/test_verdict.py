@@ -1,12 +1,14 @@
 """The verdict against random init on colour/stain-shifted probe images (core.train.verdict)."""
 
 import numpy as np
+import pytest
 import torch
 
 from sslstudio.core.events import MonitorLogged
 from sslstudio.core.train.monitor import run_probe
 from sslstudio.core.train.verdict import (
     BETTER,
+    SHIFTS,
     UNSURE,
     WORSE,
     judge,
@@ -69,12 +71,14 @@ def test_a_flipped_or_rotated_copy_is_a_near_duplicate_and_other_tiles_are_not()
     assert not dup[0, 6] and not dup[5, 9]
 
 
-def test_shifted_queries_expose_features_that_key_on_colour():
+@pytest.mark.parametrize("shift", SHIFTS)
+def test_shifted_queries_expose_features_that_key_on_colour(shift):
     data = FakeImages()
     rows = np.arange(len(data.images))
-    colour = shifted_hits(Embedder("colour"), data, rows, data.labels, 32, "cpu")
-    structure = shifted_hits(Embedder("structure"), data, rows, data.labels, 32, "cpu")
-    again = shifted_hits(Embedder("colour"), data, rows, data.labels, 32, "cpu")
+    args = (data, rows, data.labels, 32, "cpu")
+    colour = shifted_hits(Embedder("colour"), *args, shift=shift)
+    structure = shifted_hits(Embedder("structure"), *args, shift=shift)
+    again = shifted_hits(Embedder("colour"), *args, shift=shift)
     np.testing.assert_array_equal(colour, again)  # fixed shifts: paired across measurements
     assert structure.mean() > 0.9 and colour.mean() < 0.6, (structure.mean(), colour.mean())
 
@@ -145,3 +149,20 @@ def test_the_cli_prints_the_verdict_at_each_probe_and_in_the_recommendation(
     assert any(w in said[0] for w in ("better than", "WORSE than", "cannot tell"))
     rec = [line for line in err.splitlines() if line.startswith("recommended")]
     assert rec and "colour/stain-shifted images" in rec[0] and "random init" in rec[0]
+
+
+def test_better_needs_a_better_shifted_score_and_no_more_colour_reliance():
+    from sslstudio.core.train.verdict import combined
+
+    assert combined(BETTER, 0.01, 0.02) == BETTER
+    assert combined(BETTER, 0.09, 0.02) == UNSURE  # leans on colour: cannot tell
+    assert combined(WORSE, 0.0, 0.02) == WORSE
+    assert combined(UNSURE, -0.1, 0.02) == UNSURE
+
+
+def test_features_that_lean_on_colour_far_more_than_at_random_init_are_called_worse():
+    from sslstudio.core.train.verdict import combined, verdict_words
+
+    assert combined(BETTER, 0.15, 0.02) == WORSE and combined(UNSURE, 0.11, 0.02) == WORSE
+    words = verdict_words(WORSE, 0.40, 0.33, 0.05, True, colour_gain=0.14)
+    assert words.startswith("likely WORSE than random init on new slides") and "+14%" in words

@@ -29,7 +29,14 @@ from sslstudio.config import AugmentConfig
 from sslstudio.core.data.cache import DecodedImages
 from sslstudio.core.events import MonitorLogged
 from sslstudio.core.maths.knn import knn_accuracy
-from sslstudio.core.train.verdict import judge, paired_noise, shifted_hits, verdict_words
+from sslstudio.core.train.verdict import (
+    colour_reliance,
+    combined,
+    judge,
+    paired_noise,
+    shifted_hits,
+    verdict_words,
+)
 from sslstudio.core.transforms.views import augment_batch, centre_view, normalise
 
 COLLAPSE_STD = 0.1  # below this std x sqrt(d) the embeddings have (nearly) collapsed to a point
@@ -174,13 +181,17 @@ def with_verdict(ev, z, method, data, rows, labels, image_size, device, seed, se
     """``ev`` with the shifted score, and the verdict once step 0's answers are known; ``z``
     the rows' centre-view embeddings (the verdict's memory)."""
     hits = shifted_hits(method, data, rows, labels, image_size, device, seed, memory=z)
+    shared = colour_reliance(method, data, rows, image_size, device, features=z)
     if ev.step == 0 and "shift_ref_hits" not in selection:
         selection["shift_ref_hits"] = [int(h) for h in hits]
+        selection["colour_ref"] = [round(float(c), 3) for c in shared]
     ref_hits = np.asarray(selection.get("shift_ref_hits", []), float)
+    colour_ref = np.asarray(selection.get("colour_ref", []), float)
     ev = replace(ev, shift_top1=float(hits.mean()))
-    if ev.step == 0 or len(ref_hits) != len(hits):  # random init itself, or another probe set
-        return ev
+    if ev.step == 0 or len(ref_hits) != len(hits) or len(colour_ref) != len(hits):
+        return ev  # random init itself, or another probe set
     ref, noise = float(ref_hits.mean()), paired_noise(hits, ref_hits, seed)
-    sign = judge(ev.shift_top1, ref, noise)
-    words = verdict_words(sign, ev.shift_top1, ref, noise, labels is not None)
+    gain, gain_noise = float(shared.mean() - colour_ref.mean()), paired_noise(shared, colour_ref)
+    sign = combined(judge(ev.shift_top1, ref, noise), gain, gain_noise)
+    words = verdict_words(sign, ev.shift_top1, ref, noise, labels is not None, gain)
     return replace(ev, shift_ref=ref, shift_noise=noise, verdict_sign=sign, verdict=words)
