@@ -115,7 +115,8 @@ def classify(args: argparse.Namespace) -> int:
     counts = np.bincount(pred.label, minlength=len(labels.classes))
     print(
         f"{args.kind} classifier from {len(rows)} labels in {len(labels.classes)} classes; "
-        f"cross-validated accuracy: {'n/a (need 2 labels per class)' if cv is None else f'{cv:.3f}'}"
+        "cross-validated accuracy: "
+        f"{'n/a (need 2 labels per class)' if cv is None else f'{cv:.3f}'}"
     )
     for name, n in zip(labels.classes, counts):
         print(f"  {name}: {n} predicted")

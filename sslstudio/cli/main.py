@@ -86,7 +86,19 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sslstudio", description="Self-supervised pretraining on your own images."
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    _add_gui(sub)
+    _add_train(sub)
+    _add_embed(sub)
+    _add_eval(sub)
+    _add_scan(sub)
+    _add_methods(sub)
+    _add_neighbors(sub)
+    _add_classify(sub)
+    _add_export(sub)
+    return p
 
+
+def _add_gui(sub) -> None:
     g = sub.add_parser("gui", help="open the window (default when no command is given)")
     g.add_argument(
         "folder", nargs="?", help="folder of images (default: the bundled sample images)"
@@ -95,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--selftest", action="store_true", help="build the window offscreen, train 2 steps, exit 0"
     )
 
+
+def _add_train(sub) -> None:
     t = sub.add_parser("train", help="train a model on a folder of images")
     t.add_argument("folder", nargs="?", help="folder of images (searched recursively)")
     t.add_argument(
@@ -110,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--progressive-from",
         type=int,
         metavar="PX",
-        help="progressive resizing: train the first steps at PX pixels, growing to --image-size (0 = off)",
+        help="progressive resizing: train the first steps at PX pixels, growing to --image-size (0 "
+        "= off)",
     )
     t.add_argument("--batch-size", type=int)
     t.add_argument("--epochs", type=int)
@@ -132,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--tile-mpp",
         type=float,
-        help="whole-slide images: tile resolution in µm per pixel (default 0.5, about 20x; 0 = full)",
+        help="whole-slide images: tile resolution in µm per pixel (default 0.5, about 20x; 0 = "
+        "full)",
     )
     t.add_argument("--seed", type=int)
     t.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
@@ -152,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--budget",
         metavar="TIME",
-        help="plan the whole run to finish within TIME (e.g. 10m, 1h, 1h30m, overnight): method, size, "
+        help="plan the whole run to finish within TIME (e.g. 10m, 1h, 1h30m, overnight): method, "
+        "size, "
         "batch and schedules from measured rules; flags you give are kept",
     )
     t.add_argument(
@@ -167,14 +184,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--events-json",
         action="store_true",
-        help="print every event as one JSON line on stdout (rank 0): how the window follows a torchrun",
+        help="print every event as one JSON line on stdout (rank 0): how the window follows a "
+        "torchrun",
     )
 
+
+def _add_embed(sub) -> None:
     e = sub.add_parser("embed", help="write backbone features of a folder")
     e.add_argument("run")
     e.add_argument("folder")
     e.add_argument("-o", "--output", required=True, help=".npz file (features, paths, labels)")
 
+
+def _add_eval(sub) -> None:
     v = sub.add_parser(
         "eval", help="weighted kNN top-1 of a run beside the same network at random init"
     )
@@ -188,14 +210,20 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--temperature", type=_number(0.01, 100.0), default=0.1)
     v.add_argument("--json", help="also write the result here")
 
+
+def _add_scan(sub) -> None:
     s = sub.add_parser("scan", help="list usable images and skipped files with reasons")
     s.add_argument("folder")
     s.add_argument(
         "--quick", action="store_true", help="headers only: faster, misses truncated files"
     )
 
+
+def _add_methods(sub) -> None:
     sub.add_parser("methods", help="list the self-supervised methods")
 
+
+def _add_neighbors(sub) -> None:
     n = sub.add_parser(
         "neighbors",
         aliases=["neighbours"],
@@ -228,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--approximate", choices=("auto", "on", "off"), default="auto")
     n.add_argument("--json", help="also write the answer here")
 
+
+def _add_classify(sub) -> None:
     c = sub.add_parser("classify", help="train a classifier on a few labels, predict every image")
     c.add_argument("run")
     c.add_argument("-o", "--output", required=True, help="predictions CSV")
@@ -239,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--folder", help="classify this folder (default: the run's training folder)")
     c.add_argument("--checkpoint", help="checkpoint folder or name (default: the latest good one)")
 
+
+def _add_export(sub) -> None:
     x = sub.add_parser(
         "export", help="write a bundle (ONNX model, weights, index) other programs can use"
     )
@@ -258,7 +290,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="checkpoint folder or name (default: the latest good one)",
     )
     x.add_argument("--folder", help="index this folder (default: the run's training folder)")
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -373,7 +404,8 @@ def cmd_methods(args: argparse.Namespace) -> int:
         print(textwrap.fill(cls.summary, width=90, initial_indent="    ", subsequent_indent="    "))
         o = method_optim(name)
         print(
-            f"    defaults here: {o.optimizer}, lr {o.lr:g} per 256 images, weight decay {o.weight_decay:g}"
+            f"    defaults here: {o.optimizer}, lr {o.lr:g} per 256 images, weight decay "
+            f"{o.weight_decay:g}"
         )
         if cls.paper_recipe:
             print(

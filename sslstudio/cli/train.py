@@ -163,6 +163,28 @@ def _parse_value(text: str):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from sslstudio.core.methods import check_run_config
+
+    cfg, recognised, recognised_time = _config_for(args)
+    world = None
+    if getattr(args, "distributed", False):
+        from sslstudio.core.train import distributed
+
+        world = distributed.init_from_env(cfg.device)
+    budget = None
+    if args.budget and not args.resume:
+        cfg, budget = _budget_plan(cfg, args, world, recognised_time)
+        if args.plan_only:
+            _leave_group(world)
+            return 0
+    check_run_config(cfg)  # before any work
+    if recognised and not args.quiet:  # after the check: an error stays the first line
+        print(recognised, file=sys.stderr)
+    return _run(cfg, args, world, budget)
+
+
+def _config_for(args: argparse.Namespace) -> tuple[RunConfig, str, str]:
+    """(config, the preset the folder was recognised as, the default-time note) from the flags
+    or the run to resume."""
     from sslstudio.core.train.runs import load_run_config
     from sslstudio.errors import ConfigError
 
@@ -173,47 +195,53 @@ def cmd_train(args: argparse.Namespace) -> int:
             cfg = dataclasses.replace(
                 cfg, device=args.device or cfg.device, threads=args.threads or cfg.threads
             )
-    else:
-        if not args.folder and not args.config:
-            raise ConfigError("train needs a FOLDER of images (or --resume RUN)")
-        cfg = config_from_args(args)
-        if _no_length_given(args):  # time first: the stated default time, planned
-            args.budget = f"{DEFAULT_TIME_S:.0f}s"
-            recognised_time = (
-                f"no --epochs, --max-steps or --budget: planning for the default "
-                f"{DEFAULT_TIME_S / 60:.0f} minutes"
-            )
-        if args.preset is None and not args.config and Path(cfg.data_root).is_dir():
-            cfg, recognised = _recognised_preset(cfg)  # else validate() says what is wrong
-    world = None
-    if getattr(args, "distributed", False):
+        return cfg, recognised, recognised_time
+    if not args.folder and not args.config:
+        raise ConfigError("train needs a FOLDER of images (or --resume RUN)")
+    cfg = config_from_args(args)
+    if _no_length_given(args):  # time first: the stated default time, planned
+        args.budget = f"{DEFAULT_TIME_S:.0f}s"
+        recognised_time = (
+            f"no --epochs, --max-steps or --budget: planning for the default "
+            f"{DEFAULT_TIME_S / 60:.0f} minutes"
+        )
+    if args.preset is None and not args.config and Path(cfg.data_root).is_dir():
+        cfg, recognised = _recognised_preset(cfg)  # else validate() says what is wrong
+    return cfg, recognised, recognised_time
+
+
+def _budget_plan(cfg: RunConfig, args, world, recognised_time: str):
+    """(the planned config, the plan): rank 0 times the steps; the others take its plan."""
+    from sslstudio.core.methods import check_run_config
+
+    budget = None
+    if world is None or world.main:
+        if recognised_time:  # the user asked for no plan: a wrong flag is told first
+            check_run_config(cfg)
+            print(recognised_time, file=sys.stderr)
+        budget = _plan_budget(cfg, args)
+        print(budget.summary(), file=sys.stderr)
+        cfg = budget.config
+    if world is not None:
         from sslstudio.core.train import distributed
 
-        world = distributed.init_from_env(cfg.device)
-    budget = None
-    if args.budget and not args.resume:
-        if world is None or world.main:  # rank 0 times the steps; the others take its plan
-            if recognised_time:  # the user asked for no plan: a wrong flag is told first
-                check_run_config(cfg)
-                print(recognised_time, file=sys.stderr)
-            budget = _plan_budget(cfg, args)
-            print(budget.summary(), file=sys.stderr)
-            cfg = budget.config
-        if world is not None:
-            # planned for one process: the deadline then paces the run on all of them (the
-            # pace is agreed every step), adding steps when the shared batch goes faster
-            cfg = RunConfig.from_dict(
-                json.loads(distributed.broadcast_text(cfg.to_json() if world.main else ""))
-            )
-        if args.plan_only:
-            if world is not None:
-                import torch.distributed
+        # planned for one process: the deadline then paces the run on all of them (the pace is
+        # agreed every step), adding steps when the shared batch goes faster
+        cfg = RunConfig.from_dict(
+            json.loads(distributed.broadcast_text(cfg.to_json() if world.main else ""))
+        )
+    return cfg, budget
 
-                torch.distributed.destroy_process_group()
-            return 0
-    check_run_config(cfg)  # before any work
-    if recognised and not args.quiet:  # after the check: an error stays the first line
-        print(recognised, file=sys.stderr)
+
+def _leave_group(world) -> None:
+    if world is not None:
+        import torch.distributed
+
+        torch.distributed.destroy_process_group()
+
+
+def _run(cfg: RunConfig, args: argparse.Namespace, world, budget) -> int:
+    """Train, printing progress; Ctrl-C (or SIGTERM) stops after the step and checkpoints."""
     from sslstudio.core.train.trainer import train
 
     stop = threading.Event()
@@ -241,10 +269,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
-        if world is not None:
-            import torch.distributed
-
-            torch.distributed.destroy_process_group()
+        _leave_group(world)
     return 0
 
 
@@ -304,7 +329,8 @@ class _Progress:
         pct = 100 * (ev.step + 1) / max(1, self.total)
         eta = time.strftime("%H:%M:%S", time.gmtime(ev.eta_s))
         line = (
-            f"step {ev.step + 1}/{self.total} [{pct:5.1f}%] epoch {ev.epoch + 1} loss {ev.loss:.4f} "
+            f"step {ev.step + 1}/{self.total} [{pct:5.1f}%] epoch {ev.epoch + 1} loss "
+            f"{ev.loss:.4f} "
             f"lr {ev.lr:.2e} {ev.images_per_s:.0f} img/s ETA {eta}"
         )
         if self.tty:

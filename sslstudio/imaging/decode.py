@@ -12,7 +12,8 @@ RGB PNG as its high byte; tifffile reads RGB TIFF at full depth). No natural RGB
 choose channels" unless ``channels`` names three channel (page) indices, each then scaled by its
 own percentiles (stains differ in brightness); ordinary images ignore ``channels``. Limits are
 per call: Pillow's global MAX_IMAGE_PIXELS and LOAD_TRUNCATED_IMAGES stay untouched. A
-whole-slide tile address (``slide.svs#0:x:y:side``, see :mod:`sslstudio.imaging.slides`) reads as an image.
+whole-slide tile address (``slide.svs#0:x:y:side``, see :mod:`sslstudio.imaging.slides`) reads as an
+image.
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ def decode_resized(
     channels: Channels | None = None,
     max_pixels: int = MAX_PIXELS,
 ) -> np.ndarray:
-    """Shorter side to ``size``, centre square (else aspect kept); big files are cheap (see code)."""
+    """Shorter side to ``size``, centre square (else aspect kept); big files are cheap (see
+    code)."""
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
     return cast(np.ndarray, _process(path, channels, max_pixels, size, square)[1])

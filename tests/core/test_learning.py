@@ -6,8 +6,8 @@ import dataclasses
 import pytest
 
 from sslstudio.config import AugmentConfig, OptimConfig
-from sslstudio.core.explore.embed import knn_eval, load_method, random_init_method
 from sslstudio.core.events import RunFinished
+from sslstudio.core.explore.embed import knn_eval, load_method, random_init_method
 from sslstudio.core.train.trainer import train
 from tests.shapes import make_shapes_folder, tiny_config
 

@@ -7,17 +7,17 @@ import numpy as np
 import pytest
 import torch
 
+from sslstudio.core.events import MonitorLogged, PlanRevised, RunFailed, RunFinished, StepLogged
 from sslstudio.core.train import checkpoints as ckpt
 from sslstudio.core.train import deadline as deadline_mod
 from sslstudio.core.train import trainer
 from sslstudio.core.train.deadline import Deadline, parse_duration
-from sslstudio.errors import ConfigError
-from sslstudio.core.events import MonitorLogged, PlanRevised, RunFailed, RunFinished, StepLogged
 from sslstudio.core.train.plan import lr_schedule, make_plan, position, revise
 from sslstudio.core.train.runs import read_metrics
 from sslstudio.core.train.selection import recommendation
 from sslstudio.core.train.step import is_out_of_memory
 from sslstudio.core.train.trainer import train
+from sslstudio.errors import ConfigError
 from tests.shapes import tiny_config
 
 

@@ -9,12 +9,11 @@ import pytest
 import torch
 
 from sslstudio.config import validate
+from sslstudio.core.events import MonitorLogged, PlanRevised, RunStopped, StepLogged
 from sslstudio.core.train import checkpoints as ckpt
 from sslstudio.core.train import deadline as deadline_mod
 from sslstudio.core.train import trainer as trainer_mod
 from sslstudio.core.train.deadline import Deadline, _last_fitting
-from sslstudio.errors import ConfigError
-from sslstudio.core.events import MonitorLogged, PlanRevised, RunStopped, StepLogged
 from sslstudio.core.train.plan import make_plan, revise
 from sslstudio.core.train.resizing import (
     FIXED_COST,
@@ -29,6 +28,7 @@ from sslstudio.core.train.resizing import (
     steps_left,
 )
 from sslstudio.core.train.trainer import train
+from sslstudio.errors import ConfigError
 from tests.shapes import tiny_config
 
 

@@ -5,8 +5,8 @@ import threading
 import pytest
 from safetensors.torch import load_file
 
-from sslstudio.core.train import trainer
 from sslstudio.core.events import EpochEnded, RunStopped, StepLogged
+from sslstudio.core.train import trainer
 from tests.shapes import tiny_config
 
 

@@ -248,7 +248,8 @@ class Api:
         boundary = uuid.uuid4().hex
         body = (
             (
-                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                f'filename="{name}"\r\n'
                 f"Content-Type: {ctype}\r\n\r\n"
             ).encode()
             + data

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-from sslstudio.core.train import checkpoints as ckpt
 from sslstudio.core.data.cache import DecodedImages
-from sslstudio.errors import CheckpointError, ConfigError
 from sslstudio.core.events import RunFailed, RunFinished, RunStarted, StepLogged
 from sslstudio.core.methods import build_method
+from sslstudio.core.train import checkpoints as ckpt
 from sslstudio.core.train.runs import RunLock, RunLockedError, read_metrics
 from sslstudio.core.train.trainer import train
+from sslstudio.errors import CheckpointError, ConfigError
 from tests.shapes import make_shapes_folder, tiny_config
 
 

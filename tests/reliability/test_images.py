@@ -75,10 +75,10 @@ def test_torture_folder_scan_reports_every_bad_file_with_its_reason(tmp_path, mo
 
 def test_training_on_the_torture_folder_trains_and_exports_every_good_name(tmp_path, monkeypatch):
     """Items 1-13 end to end; 11: a file deleted after the scan; 12: names through export."""
-    from sslstudio.core.train import trainer
     from sslstudio.core.data import indexstore
     from sslstudio.core.events import RunFinished, RunStarted
     from sslstudio.core.export.bundle import export_bundle
+    from sslstudio.core.train import trainer
     from sslstudio.tool.bundle import load_bundle
     from tests.shapes import make_shapes_folder, tiny_config
 

@@ -23,8 +23,8 @@ import pytest
 from onnx import helper
 from safetensors.numpy import save as st_save
 
-from sslstudio.errors import WeightsError
 from sslstudio.core.models.backbones import build_backbone
+from sslstudio.errors import WeightsError
 from sslstudio.tool.bundle import BundleError, load_bundle
 from tests.tool.bundle_factory import copy_bundle, edit_manifest, make_bundle, rehash, zip_bundle
 

@@ -198,7 +198,8 @@ class ImageIndex:
             text += f" ({len(self.classes)} classes)"
         tile, slides = self._tiles()
         if slides:
-            text += f", {int(tile.sum())} of them tissue tiles of {len(slides)} slide{'s' * (len(slides) != 1)}"
+            many = "s" * (len(slides) != 1)
+            text += f", {int(tile.sum())} of them tissue tiles of {len(slides)} slide{many}"
         text += f" in {self.root}"
         if self.skipped:
             text += f"; {len(self.skipped)} skipped: {_describe(self.skipped_counts())}"
@@ -262,7 +263,8 @@ def require_usable(index: ImageIndex) -> None:
 
 
 def no_usable_images(index: ImageIndex, failed: Sequence[SkippedFile] = ()) -> NoUsableImagesError:
-    """The error for nothing to train on: what the scan skipped and what then ``failed`` to decode."""
+    """The error for nothing to train on: what the scan skipped and what then ``failed`` to
+    decode."""
     everything = dataclasses.replace(index, skipped=[*index.skipped, *failed])
     if everything.skipped:
         detail = _describe(everything.skipped_counts())

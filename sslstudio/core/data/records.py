@@ -1,4 +1,5 @@
-"""One usable image as a record: what the columns of a :class:`~sslstudio.core.data.table.RecordTable` hand out."""
+"""One usable image as a record: what the columns of a
+:class:`~sslstudio.core.data.table.RecordTable` hand out."""
 
 from __future__ import annotations
 

@@ -82,7 +82,8 @@ def scan_folder(
         header_limit: a folder of at most this many images has every header read (and with
             ``verify`` every image decoded); a bigger one is only listed and type-checked by
             magic bytes, its sizes 0 until read lazily (``ImageIndex.sizes``).
-        tiling: how whole-slide images become tiles (:mod:`sslstudio.imaging.slides`); None skips them.
+        tiling: how whole-slide images become tiles (:mod:`sslstudio.imaging.slides`); None skips
+        them.
         previous: the last scan of this folder with these settings: files of folders that did
             not change take its verdicts instead of being opened (:mod:`.rescan`).
 

@@ -1,7 +1,8 @@
 """The images of an index as columns: a few dozen bytes an image, not a Python object each.
 
 A million-image folder held as a list of records costs ~340 MB of Python objects and seconds to
-load; held as numpy columns it costs ~70 MB (measured with tracemalloc), saves as plain ``.npy`` files (no pickle), and
+load; held as numpy columns it costs ~70 MB (measured with tracemalloc), saves as plain ``.npy``
+files (no pickle), and
 re-opens memory-mapped in milliseconds. :class:`RecordTable` is a read-only ``Sequence`` of
 :class:`~sslstudio.core.data.records.ImageRecord`: records are made on access, one at a time.
 

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sslstudio.errors import SSLStudioError
 from sslstudio.core.maths.knn import knn_votes
+from sslstudio.errors import SSLStudioError
 
 KINDS = ("linear", "knn")
 

@@ -6,7 +6,8 @@ real set), the descent can end in the wrong group and no search width brings it 
 at a million rows stayed at 0.75 (0.88 with a denser graph) for every ``ef`` from 320 to 2560.
 These lists make the first step exact: rows are grouped under ~√N spherical k-means centroids,
 a query scores every centroid, and the rows of its ``probe`` nearest lists join the graph's
-candidates, which are then re-scored exactly (:class:`~sslstudio.core.explore.neighbours.ApproxIndex`).
+candidates, which are then re-scored exactly
+(:class:`~sslstudio.core.explore.neighbours.ApproxIndex`).
 numpy only; saved as plain arrays beside the graph.
 """
 

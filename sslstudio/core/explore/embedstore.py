@@ -21,15 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from sslstudio.core.train import checkpoints as ckpt
 from sslstudio.core.data.cache import CacheCancelled, build_cache
 from sslstudio.core.data.indexstore import open_index
 from sslstudio.core.data.scan import ImageIndex, ScanCancelled, require_usable
 from sslstudio.core.explore.embed import EmbeddingCancelled
-from sslstudio.errors import SSLStudioError
+from sslstudio.core.train import checkpoints as ckpt
 from sslstudio.core.train.runs import load_run_config
-from sslstudio.paths import cache_dir
+from sslstudio.errors import SSLStudioError
 from sslstudio.imaging.slides import SlideOptions
+from sslstudio.paths import cache_dir
 
 FORMAT = 1
 KEEP = 3  # embedding sets kept per run (a few checkpoints or folders side by side)

@@ -84,7 +84,8 @@ def write_onnx(method: Method, image_size: int, path: Path) -> dict[str, Any]:
     error = onnx_parity(method, data, probe)
     if not error <= PARITY_LIMIT:
         raise ExportError(
-            f"the ONNX model disagrees with PyTorch (relative error {error:.2e} > {PARITY_LIMIT:g}); "
+            f"the ONNX model disagrees with PyTorch (relative error {error:.2e} > "
+            f"{PARITY_LIMIT:g}); "
             "please report this with the run's config.json"
         )
     return {

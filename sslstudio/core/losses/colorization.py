@@ -6,7 +6,8 @@ space and weight them proportionally to their distance from the ground truth usi
 kernel with σ = 5." Predicting a distribution rather than regressing ab avoids the desaturated,
 averaged colours an L2 loss produces.
 
-- [0] Zhang, Isola, Efros, "Colorful Image Colorization", ECCV 2016, https://arxiv.org/abs/1603.08511
+- [0] Zhang, Isola, Efros, "Colorful Image Colorization", ECCV 2016,
+https://arxiv.org/abs/1603.08511
 """
 
 from __future__ import annotations

@@ -66,7 +66,8 @@ class MAELoss(nn.Module):
         self.norm_pix, self.eps = norm_pix, eps
 
     def forward(self, pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-        """Args: pred, target ``(B, N, P)`` patches; mask ``(B, N)``, 1 = hidden. Returns a scalar."""
+        """Args: pred, target ``(B, N, P)`` patches; mask ``(B, N)``, 1 = hidden. Returns a
+        scalar."""
         target = target.float()
         if self.norm_pix:
             mean = target.mean(dim=-1, keepdim=True)  # (B, N, 1)

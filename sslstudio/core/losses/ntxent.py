@@ -30,7 +30,8 @@ class NTXentLoss(nn.Module):
     def forward(self, z0: Tensor, z1: Tensor, gather: Gather | None = None) -> Tensor:
         """Args: z0, z1 ``(N, D)`` projections of two views of the same N images; ``gather``
         (under ``--distributed``) returns every rank's rows and where this rank's start, so the
-        negatives are the whole global batch. Returns a scalar: the mean over this rank's 2N rows."""
+        negatives are the whole global batch. Returns a scalar: the mean over this rank's 2N
+        rows."""
         if z0.shape != z1.shape or z0.ndim != 2:
             raise ValueError(
                 f"z0 and z1 must both be (N, D), got {tuple(z0.shape)} and {tuple(z1.shape)}"

@@ -57,7 +57,8 @@ class WMSELoss(nn.Module):
         """Args: z0, z1 ``(N, D)`` embeddings of two views of the same N images, N >= 2."""
         if z0.shape != z1.shape or z0.ndim != 2 or z0.shape[0] < 2:
             raise ValueError(
-                f"z0 and z1 must both be (N, D), N >= 2; got {tuple(z0.shape)} and {tuple(z1.shape)}"
+                f"z0 and z1 must both be (N, D), N >= 2; got {tuple(z0.shape)} and "
+                f"{tuple(z1.shape)}"
             )
         n = z0.shape[0]
         groups = max(1, n // min(self.w_size, n))

@@ -37,7 +37,10 @@ class BarlowTwins(Method):
     display_name = "Barlow Twins"
     distributed = True
     paper = "Zbontar et al. 2021, https://arxiv.org/abs/2103.03230"
-    paper_recipe = "LARS, lr 0.2 for weights and 0.0048 for biases and norms (per 256 images), weight decay 1.5e-6, batch 2048, projector 8192-8192-8192, λ 0.005, 1000 epochs"
+    paper_recipe = (
+        "LARS, lr 0.2 for weights and 0.0048 for biases and norms (per 256 images), weight decay "
+        "1.5e-6, batch 2048, projector 8192-8192-8192, λ 0.005, 1000 epochs"
+    )
     summary = (
         "Barlow Twins shows the network two altered copies of each image and asks that each of "
         "its output numbers rise and fall together across the two copies, while different "

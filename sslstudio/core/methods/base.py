@@ -169,7 +169,8 @@ def check_backbone(method: str, backbone: str, progressive_from: int = 0) -> Non
         )
     if progressive_from and info.family == "timm-vit":
         raise ConfigError(
-            f"progressive resizing needs a convolutional backbone: {backbone}'s position embeddings "
+            f"progressive resizing needs a convolutional backbone: {backbone}'s position "
+            "embeddings "
             "are fixed to the image size; set progressive_from to 0 or choose a ResNet"
         )
 
@@ -189,7 +190,8 @@ def method_config(name: str, options: dict[str, Any]) -> Any:
     unknown = sorted(set(options) - known)
     if unknown:
         raise ConfigError(
-            f"unknown option(s) for {name}: {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            f"unknown option(s) for {name}: {', '.join(unknown)} (known: "
+            f"{', '.join(sorted(known))})"
         )
     try:
         conf = cls(**options)

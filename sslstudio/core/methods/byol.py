@@ -43,7 +43,10 @@ class BYOL(Method):
     display_name = "BYOL"
     distributed = True
     paper = "Grill et al. 2020, https://arxiv.org/abs/2006.07733"
-    paper_recipe = "LARS, lr 0.2 per 256 images at batch 4096, weight decay 1.5e-6, target momentum 0.996 rising to 1, projector 4096→256, 1000 epochs"
+    paper_recipe = (
+        "LARS, lr 0.2 per 256 images at batch 4096, weight decay 1.5e-6, target momentum 0.996 "
+        "rising to 1, projector 4096→256, 1000 epochs"
+    )
     summary = (
         "BYOL shows the network two altered copies of each image and asks it to guess, from one "
         "copy, how a slowly changing copy of itself describes the other. It never compares "

@@ -50,7 +50,10 @@ class Colorization(Method):
     display_name = "Colorization"
     distributed = True
     paper = "Zhang et al. 2016, https://arxiv.org/abs/1603.08511"
-    paper_recipe = "Adam (β 0.9, 0.99), lr 3e-5, weight decay 1e-3, 313 colour bins with class rebalancing, 224 px"
+    paper_recipe = (
+        "Adam (β 0.9, 0.99), lr 3e-5, weight decay 1e-3, 313 colour bins with class rebalancing, "
+        "224 px"
+    )
     summary = (
         "Colourisation shows the network a black-and-white version of each image and trains it "
         "to guess the original colours, pixel by pixel. To guess well it must recognise what it "

@@ -89,7 +89,10 @@ class CPC(Method):
     # lr 5e-4 rather than 2e-3: in an equal-time CPU run the larger step lost three quarters of
     # the features' dimensions within 26 steps (bench/methods.py, centred RankMe 182 -> 20 vs 52)
     optim_defaults = {"lr": 5e-4}
-    paper_recipe = "a very wide ResNet on 7×7 grids of 64 px tiles cut from 256 px crops, layer norm instead of batch norm, per-tile augmentation, hundreds of epochs on many accelerators"
+    paper_recipe = (
+        "a very wide ResNet on 7×7 grids of 64 px tiles cut from 256 px crops, layer norm instead "
+        "of batch norm, per-tile augmentation, hundreds of epochs on many accelerators"
+    )
     summary = (
         "CPC cuts each image into a grid of overlapping tiles, describes every tile, and learns "
         "to predict the descriptions of tiles lower down from the tiles above, telling the true "

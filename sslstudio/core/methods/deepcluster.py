@@ -51,13 +51,17 @@ class DeepCluster(Method):
     display_name = "DeepCluster"
     distributed = True
     paper = "Caron et al. 2018, https://arxiv.org/abs/1807.05520 (v2: arXiv 2006.09882)"
-    paper_recipe = "as for SwAV: LARS, lr 0.3 per 256 images at batch 4096, weight decay 1e-6, three clusterings of 3000, τ 0.1, multi-crop, 800 epochs"
+    paper_recipe = (
+        "as for SwAV: LARS, lr 0.3 per 256 images at batch 4096, weight decay 1e-6, three "
+        "clusterings of 3000, τ 0.1, multi-crop, 800 epochs"
+    )
     summary = (
         "DeepCluster alternates two things: it groups all images into clusters by how similar "
         "the network currently finds them, then trains the network to recognise each image's "
         "cluster from an altered view. Regrouping every epoch lets the clusters and the features "
         "improve together. The first epoch only collects features, so its loss reads zero. It "
-        "needs several rounds: a few minutes on a CPU helped on tissue tiles, hardly on small photos."
+        "needs several rounds: a few minutes on a CPU helped on tissue tiles, hardly on small "
+        "photos."
     )
 
     def __init__(self, backbone: Backbone, config: DeepClusterConfig) -> None:
@@ -67,7 +71,8 @@ class DeepCluster(Method):
         self.register_buffer("bank", torch.zeros(0, config.proj_out))  # (N, D) unit rows
         self.register_buffer("labels", torch.zeros(0, dtype=torch.long))  # (N,) pseudo-labels
         self.register_buffer("centroids", torch.zeros(config.n_clusters, config.proj_out))
-        # drawn from the run's seed when the method is built: runs with other seeds cluster differently
+        # drawn from the run's seed when the method is built: runs with other seeds cluster
+        # differently
         self.register_buffer("seed", torch.randint(0, 2**31 - 1, ()))
         self.register_buffer("fill_start", torch.zeros((), dtype=torch.long))  # step the bank began
         self.steps_done = StepCounter()

@@ -64,21 +64,27 @@ class DINO(Method):
     display_name = "DINO"
     distributed = True
     paper = "Caron et al. 2021, https://arxiv.org/abs/2104.14294"
-    paper_recipe = "ViT-S: AdamW, lr 5e-4 per 256 images at batch 1024, weight decay 0.04 rising to 0.4, teacher momentum 0.996 rising to 1, teacher τ 0.04→0.07, 65,536 outputs, 2×224 + 10×96 px crops, 100-800 epochs"
+    paper_recipe = (
+        "ViT-S: AdamW, lr 5e-4 per 256 images at batch 1024, weight decay 0.04 rising to 0.4, "
+        "teacher momentum 0.996 rising to 1, teacher τ 0.04→0.07, 65,536 outputs, 2×224 + 10×96 px "
+        "crops, 100-800 epochs"
+    )
     summary = (
         "DINO trains a student network to give the same answer as a teacher network for "
         "different views of an image, including small close-up crops that the teacher never "
         "sees. The teacher is a slowly moving average of the student, so there are no negative "
         "pairs and no labels. It works with both convolutional networks and vision transformers, "
         "and its transformer features are known to outline tissue structures well. In a few "
-        "minutes on a CPU it helped on tissue tiles but hardly on small photos: it rewards long runs."
+        "minutes on a CPU it helped on tissue tiles but hardly on small photos: it rewards long "
+        "runs."
     )
 
     def __init__(self, backbone: Backbone, config: DINOConfig) -> None:
         super().__init__(backbone, config)
         if config.momentum_base > config.momentum_final:
             raise ValueError(
-                f"momentum_base ({config.momentum_base}) must not exceed momentum_final ({config.momentum_final})"
+                f"momentum_base ({config.momentum_base}) must not exceed momentum_final "
+                f"({config.momentum_final})"
             )
         # BatchNorm in the head is on by default: a small random CNN gives nearly the same output
         # for every image, so the centred teacher targets were uniform and the loss sat at log K
@@ -110,7 +116,8 @@ class DINO(Method):
         self._total_steps = max(1, total_steps)
 
     def teacher_temperature(self) -> float:
-        """Linear warm-up of τ_t: "a linear warm-up from 0.04 to 0.07 during the first 30 epochs"."""
+        """Linear warm-up of τ_t: "a linear warm-up from 0.04 to 0.07 during the first 30
+        epochs"."""
         c = self.config
         warm = c.teacher_temp_warmup * self._total_steps
         share = min(1.0, int(self.steps_done) / warm) if warm > 0 else 1.0

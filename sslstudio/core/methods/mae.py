@@ -36,7 +36,10 @@ class MAE(Method):
     display_name = "MAE"
     distributed = True
     paper = "He et al. 2021, https://arxiv.org/abs/2111.06377"
-    paper_recipe = "AdamW (β 0.9, 0.95), lr 1.5e-4 per 256 images at batch 4096, weight decay 0.05, 75 % of patches hidden, 800-1600 epochs"
+    paper_recipe = (
+        "AdamW (β 0.9, 0.95), lr 1.5e-4 per 256 images at batch 4096, weight decay 0.05, 75 % of "
+        "patches hidden, 800-1600 epochs"
+    )
     summary = (
         "MAE hides three quarters of each image, in small square patches, and trains the network "
         "to paint the hidden parts back from the visible ones. It needs only mild augmentation "
@@ -62,7 +65,8 @@ class MAE(Method):
             )
         if config.decoder_dim % config.decoder_heads:
             raise ValueError(
-                f"decoder_heads ({config.decoder_heads}) must divide decoder_dim ({config.decoder_dim})"
+                f"decoder_heads ({config.decoder_heads}) must divide decoder_dim "
+                f"({config.decoder_dim})"
             )
         from timm.models.vision_transformer import Block  # timm only loads when MAE is built
 

@@ -54,8 +54,14 @@ class MoCo(Method):
     Config = MoCoConfig
     display_name = "MoCo v2"
     distributed = True
-    paper = "He et al. 2019, https://arxiv.org/abs/1911.05722; Chen et al. 2020, https://arxiv.org/abs/2003.04297"
-    paper_recipe = "SGD, lr 0.03 per 256 images, weight decay 1e-4, batch 256, key encoder momentum 0.999, queue of 65,536, τ 0.2, 200-800 epochs"
+    paper = (
+        "He et al. 2019, https://arxiv.org/abs/1911.05722; Chen et al. 2020, "
+        "https://arxiv.org/abs/2003.04297"
+    )
+    paper_recipe = (
+        "SGD, lr 0.03 per 256 images, weight decay 1e-4, batch 256, key encoder momentum 0.999, "
+        "queue of 65,536, τ 0.2, 200-800 epochs"
+    )
     summary = (
         "MoCo shows the network two altered copies of each image and teaches it to match them, "
         "while telling each image apart from thousands of images it has seen recently, which it "

@@ -61,7 +61,10 @@ class MoCoV3(Method):
     display_name = "MoCo v3"
     distributed = True
     paper = "Chen, Xie, He 2021, https://arxiv.org/abs/2104.02057"
-    paper_recipe = "ResNet: LARS, weight decay 1.5e-6, τ 1.0, batch 4096; ViT: AdamW, lr 1.5e-4 per 256 images, weight decay 0.1, τ 0.2; key momentum 0.99 rising to 1"
+    paper_recipe = (
+        "ResNet: LARS, weight decay 1.5e-6, τ 1.0, batch 4096; ViT: AdamW, lr 1.5e-4 per 256 "
+        "images, weight decay 0.1, τ 0.2; key momentum 0.99 rising to 1"
+    )
     summary = (
         "MoCo v3 shows the network two altered copies of each image. From each copy the network "
         "guesses how a slowly changing copy of itself describes the other copy, and it must pick "

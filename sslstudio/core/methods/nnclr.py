@@ -44,7 +44,10 @@ class NNCLR(Method):
     display_name = "NNCLR"
     distributed = True
     paper = "Dwibedi et al. 2021, https://arxiv.org/abs/2104.14548"
-    paper_recipe = "LARS, batch 4096, weight decay 1e-6, τ 0.1, a support set of 98,304 embeddings, 1000 epochs"
+    paper_recipe = (
+        "LARS, batch 4096, weight decay 1e-6, τ 0.1, a support set of 98,304 embeddings, 1000 "
+        "epochs"
+    )
     summary = (
         "NNCLR teaches the network that an image belongs with the most similar image it has seen "
         "recently, not only with an altered copy of itself. Each image is paired with its closest "

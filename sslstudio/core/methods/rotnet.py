@@ -46,7 +46,10 @@ class RotNet(Method):
     display_name = "RotNet"
     distributed = True
     paper = "Gidaris et al. 2018, https://arxiv.org/abs/1803.07728"
-    paper_recipe = "SGD with momentum 0.9, lr 0.1 with step decays, weight decay 5e-4, all four rotations of every image in each batch"
+    paper_recipe = (
+        "SGD with momentum 0.9, lr 0.1 with step decays, weight decay 5e-4, all four rotations of "
+        "every image in each batch"
+    )
     summary = (
         "RotNet turns each image by 0, 90, 180 and 270 degrees and trains the network to tell "
         "which turn it sees. To answer, the network must recognise objects and which way is up. "

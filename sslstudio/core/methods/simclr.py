@@ -38,7 +38,10 @@ class SimCLR(Method):
     display_name = "SimCLR"
     distributed = True
     paper = "Chen et al. 2020, https://arxiv.org/abs/2002.05709"
-    paper_recipe = "LARS, lr 0.3 per 256 images at batch 4096, weight decay 1e-6, τ 0.1-0.5, 10 warm-up epochs, 100-1000 epochs"
+    paper_recipe = (
+        "LARS, lr 0.3 per 256 images at batch 4096, weight decay 1e-6, τ 0.1-0.5, 10 warm-up "
+        "epochs, 100-1000 epochs"
+    )
     summary = (
         "SimCLR shows the network two randomly altered copies of each image and teaches it to "
         "recognise that they belong together, while telling them apart from every other image "

@@ -1,4 +1,5 @@
-"""SimSiam: one view's prediction regresses onto the other view's projection, which is held still."""
+"""SimSiam: one view's prediction regresses onto the other view's projection, which is held
+still."""
 
 from __future__ import annotations
 
@@ -40,7 +41,10 @@ class SimSiam(Method):
     display_name = "SimSiam"
     distributed = True
     paper = "Chen & He 2021, https://arxiv.org/abs/2011.10566"
-    paper_recipe = "SGD, lr 0.05 per 256 images, weight decay 1e-4, batch 512, the predictor at a fixed learning rate, 100-800 epochs"
+    paper_recipe = (
+        "SGD, lr 0.05 per 256 images, weight decay 1e-4, batch 512, the predictor at a fixed "
+        "learning rate, 100-800 epochs"
+    )
     summary = (
         "SimSiam shows the network two altered copies of each image and asks it to guess, from "
         "one copy, how it describes the other, while the answer it is steering towards is held "

@@ -55,7 +55,10 @@ class SwAV(Method):
     display_name = "SwAV"
     distributed = True
     paper = "Caron et al. 2020, https://arxiv.org/abs/2006.09882"
-    paper_recipe = "LARS, lr 0.3 per 256 images at batch 4096, weight decay 1e-6, 3000 prototypes, ε 0.05, τ 0.1, 2×224 + 6×96 px crops, prototypes frozen for the first epoch, 800 epochs"
+    paper_recipe = (
+        "LARS, lr 0.3 per 256 images at batch 4096, weight decay 1e-6, 3000 prototypes, ε 0.05, τ "
+        "0.1, 2×224 + 6×96 px crops, prototypes frozen for the first epoch, 800 epochs"
+    )
     summary = (
         "SwAV sorts the images of each batch into a fixed number of groups it learns as it goes, "
         "with every group getting a fair share, and then asks the network to predict the group "
@@ -115,5 +118,6 @@ class SwAV(Method):
 
     @torch.no_grad()
     def _normalise_prototypes(self) -> None:
-        # prototypes live on the unit sphere, like the embeddings (Algorithm 1: "normalize prototypes")
+        # prototypes live on the unit sphere, like the embeddings (Algorithm 1: "normalize
+        # prototypes")
         self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))

@@ -41,7 +41,10 @@ class VICReg(Method):
     display_name = "VICReg"
     distributed = True
     paper = "Bardes, Ponce, LeCun 2022, https://arxiv.org/abs/2105.04906"
-    paper_recipe = "LARS, lr 0.2 per 256 images at batch 2048, weight decay 1e-6, λ = μ = 25, ν = 1, projector 8192-8192-8192, 1000 epochs"
+    paper_recipe = (
+        "LARS, lr 0.2 per 256 images at batch 2048, weight decay 1e-6, λ = μ = 25, ν = 1, "
+        "projector 8192-8192-8192, 1000 epochs"
+    )
     summary = (
         "VICReg shows the network two altered copies of each image and asks three things: that "
         "the two copies get similar descriptions, that the descriptions of different images stay "

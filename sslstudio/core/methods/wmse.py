@@ -51,7 +51,10 @@ class WMSE(Method):
     display_name = "W-MSE"
     distributed = True
     paper = "Ermolov et al. 2021, https://arxiv.org/abs/2007.06346"
-    paper_recipe = "Adam, lr about 1e-3, weight decay 1e-6, whitening sub-batches of 128, a 64-dimensional embedding, batch 1024"
+    paper_recipe = (
+        "Adam, lr about 1e-3, weight decay 1e-6, whitening sub-batches of 128, a 64-dimensional "
+        "embedding, batch 1024"
+    )
     summary = (
         "W-MSE shows the network two altered copies of each image and pulls their descriptions "
         "together, after first spreading the descriptions of each batch evenly in every "

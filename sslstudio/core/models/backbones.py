@@ -159,7 +159,8 @@ def build_backbone(
 
 
 def load_backbone_weights(model: Backbone, weights: str) -> None:
-    """Load weights into ``model.body``; a torchvision-style dict (``conv1.weight`` ...) is accepted."""
+    """Load weights into ``model.body``; a torchvision-style dict (``conv1.weight`` ...) is
+    accepted."""
     if weights == "imagenet":
         state = _imagenet_state(model)
     else:
@@ -180,7 +181,8 @@ def load_backbone_weights(model: Backbone, weights: str) -> None:
         if wrong:
             k = wrong[0]
             parts.append(
-                f"{len(wrong)} of another shape (e.g. {k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)})"
+                f"{len(wrong)} of another shape (e.g. {k}: file {tuple(state[k].shape)} vs model "
+                f"{tuple(own[k].shape)})"
             )
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected")
@@ -191,7 +193,8 @@ def load_backbone_weights(model: Backbone, weights: str) -> None:
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors from a safetensors file, or a torch file loaded with ``weights_only=True`` (never unpickled)."""
+    """Tensors from a safetensors file, or a torch file loaded with ``weights_only=True`` (never
+    unpickled)."""
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist")
     if path.suffix == ".safetensors":
@@ -241,6 +244,7 @@ def _imagenet_state(model: Backbone) -> dict[str, torch.Tensor]:
         return enum.get_state_dict(progress=False)
     except Exception as exc:  # URLError, socket errors, ...: all mean "could not download"
         raise WeightsError(
-            f"could not fetch ImageNet weights for {model.info.name} ({type(exc).__name__}); this machine "
+            f"could not fetch ImageNet weights for {model.info.name} ({type(exc).__name__}); this "
+            "machine "
             "looks offline. Download them elsewhere and pass the file with --weights."
         ) from exc

@@ -14,7 +14,8 @@ from torch import nn
 
 
 def momentum_schedule(base: float, final: float, total_steps: int) -> np.ndarray:
-    """``(total_steps,)`` momentum per step, ``base`` at step 0 rising to ``final`` at the last step."""
+    """``(total_steps,)`` momentum per step, ``base`` at step 0 rising to ``final`` at the last
+    step."""
     if not 0.0 <= base <= final <= 1.0:
         raise ValueError(f"momentum must satisfy 0 <= base <= final <= 1, got {base}, {final}")
     if total_steps <= 0:

@@ -56,7 +56,8 @@ class ViT(VisionTransformer):
         return int(self.patch_embed.patch_size[0])
 
     def pos_embed_for(self, grid: tuple[int, int]) -> tuple[Tensor, Tensor]:
-        """Positional embeddings ``(1, 1, D)`` of the class token and ``(1, h*w, D)`` of the patches."""
+        """Positional embeddings ``(1, 1, D)`` of the class token and ``(1, h*w, D)`` of the
+        patches."""
         pos = self.pos_embed
         if tuple(grid) != tuple(self.patch_embed.grid_size):
             pos = resample_abs_pos_embed(
@@ -68,7 +69,8 @@ class ViT(VisionTransformer):
         return pos[:, :1], pos[:, 1:]
 
     def patch_tokens(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
-        """Args: x ``(B, 3, H, W)``. Returns patch tokens plus positions ``(B, h*w, D)`` and ``(h, w)``."""
+        """Args: x ``(B, 3, H, W)``. Returns patch tokens plus positions ``(B, h*w, D)`` and ``(h,
+        w)``."""
         t = self.patch_embed(x)  # (B, h, w, D): dynamic_img_size makes the patch embedding NHWC
         b, h, w, d = t.shape
         _, patch_pos = self.pos_embed_for((h, w))

@@ -81,7 +81,8 @@ def save_checkpoint(
     train_state: dict[str, Any],
     meta: dict[str, Any],
 ) -> Path:
-    """Write checkpoint ``name`` atomically; raises ``CheckpointError`` (disk full, read-only, ...)."""
+    """Write checkpoint ``name`` atomically; raises ``CheckpointError`` (disk full, read-only,
+    ...)."""
     parent = run_dir / "checkpoints"
     final = parent / name
     tmp: Path | None = None
@@ -111,7 +112,8 @@ def save_checkpoint(
                 os.replace(old, final)  # the second rename failed: the previous one goes back
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise CheckpointError(
-            f"could not save checkpoint {name} in {parent}: {reason}. The previous checkpoint is intact."
+            f"could not save checkpoint {name} in {parent}: {reason}. The previous checkpoint is "
+            "intact."
         ) from exc
     return final
 
@@ -282,7 +284,8 @@ def resolve(
 
 def restore(start: Checkpoint, method, opt, scaler) -> tuple[int, dict]:
     """Load ``start`` into the model, optimizer (and grad scaler); returns (step, the run's
-    best-checkpoint record). The global RNG comes back too: methods drawing from it resume exactly."""
+    best-checkpoint record). The global RNG comes back too: methods drawing from it resume
+    exactly."""
     model_state, train_state, _ = load_checkpoint(start.path)
     load_model_state(method, model_state, start.path)
     try:
@@ -300,13 +303,16 @@ def restore(start: Checkpoint, method, opt, scaler) -> tuple[int, dict]:
 
 
 def load_model_state(method: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
-    """Load all of ``state`` or nothing: another architecture raises ``CheckpointError`` naming the difference."""
+    """Load all of ``state`` or nothing: another architecture raises ``CheckpointError`` naming the
+    difference."""
     own = method.state_dict()
     wrong = [k for k in own if k not in state or tuple(state[k].shape) != tuple(own[k].shape)]
     extra = [k for k in state if k not in own]
     if wrong or extra:
         raise CheckpointError(
-            f"checkpoint {path} belongs to another model: {len(wrong)} tensors missing or of another shape"
-            f"{' (e.g. ' + wrong[0] + ')' if wrong else ''}, {len(extra)} unexpected; nothing was loaded"
+            f"checkpoint {path} belongs to another model: {len(wrong)} tensors missing or of "
+            "another shape"
+            f"{' (e.g. ' + wrong[0] + ')' if wrong else ''}, {len(extra)} unexpected; nothing was "
+            "loaded"
         )
     method.load_state_dict(state, strict=True)

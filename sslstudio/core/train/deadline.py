@@ -68,7 +68,8 @@ class Deadline:
     def step_done(self, step: int, size: int = 0) -> None:
         """Step ``step - 1`` ended; it trained at ``size`` px (0: one size throughout). The time
         since the previous step ended is its own, less any probe or save noted in between
-        (those are spread over all steps alike: they come every so many steps, whatever the size)."""
+        (those are spread over all steps alike: they come every so many steps, whatever the
+        size)."""
         now = time.perf_counter()
         self._seen += 1
         if self._seen > SETTLE and self._prev is not None:
@@ -89,7 +90,8 @@ class Deadline:
         return sum(self._ending.values())
 
     def pace(self) -> float | None:
-        """Seconds a step at the current size takes now, its share of probes and checkpoints included."""
+        """Seconds a step at the current size takes now, its share of probes and checkpoints
+        included."""
         steps = self._steps()
         if steps < 10:
             return None

@@ -42,7 +42,8 @@ class World:
 
 
 def init_from_env(device: str = "auto") -> World:
-    """Join the process group ``torchrun`` describes in the environment (NCCL on CUDA, else gloo)."""
+    """Join the process group ``torchrun`` describes in the environment (NCCL on CUDA, else
+    gloo)."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         raise ConfigError(
             "--distributed needs torchrun: torchrun --nproc-per-node=N -m sslstudio train …"

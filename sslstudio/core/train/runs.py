@@ -179,7 +179,8 @@ class MetricsLog:
             except OSError as exc:  # disk full, read-only: the log stays as it was
                 tmp.unlink(missing_ok=True)
                 raise CheckpointError(
-                    f"cannot write the metrics log {path}: {os.strerror(exc.errno) if exc.errno else exc}"
+                    f"cannot write the metrics log {path}: "
+                    f"{os.strerror(exc.errno) if exc.errno else exc}"
                 ) from exc
         try:
             self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 (held for the life of the run)
@@ -192,7 +193,8 @@ class MetricsLog:
             self._fh.flush()
         except OSError as exc:
             raise CheckpointError(
-                f"cannot write the metrics log {self.path}: {os.strerror(exc.errno) if exc.errno else exc}"
+                f"cannot write the metrics log {self.path}: "
+                f"{os.strerror(exc.errno) if exc.errno else exc}"
             ) from exc
 
     def write_event(self, ev: Event, **more: Any) -> None:

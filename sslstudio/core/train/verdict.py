@@ -334,7 +334,10 @@ def recommendation(selection: dict, final, final_path: str, best_path: str) -> t
     ref = selection.get("shift_ref")
     why = f"{where} scores best on colour/stain-shifted images: {chosen:.3f}"
     if not use_best and best > score:
-        why = f"the final step: {score:.3f}, within the measure's noise of step {best_step}'s {best:.3f}"
+        why = (
+            f"the final step: {score:.3f}, within the measure's noise of step {best_step}'s "
+            f"{best:.3f}"
+        )
     if ref is None or sign is None:
         return path, why
     if sign == WORSE:

@@ -21,7 +21,8 @@ _DELTA = 6 / 29
 
 
 def rgb_to_lab(rgb: Tensor) -> Tensor:
-    """Args: rgb ``(B, 3, H, W)`` sRGB in [0, 1]. Returns Lab ``(B, 3, H, W)``: L in [0, 100], a, b."""
+    """Args: rgb ``(B, 3, H, W)`` sRGB in [0, 1]. Returns Lab ``(B, 3, H, W)``: L in [0, 100], a,
+    b."""
     x = rgb.float().clamp(0, 1)
     linear = torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
     m = torch.tensor(_RGB_TO_XYZ, device=x.device)

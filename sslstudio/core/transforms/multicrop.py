@@ -22,7 +22,8 @@ from sslstudio.core.transforms.views import ViewSpec
 
 
 def local_view_size(image_size: int, ratio: float) -> int:
-    """Side of a local view: ``ratio`` of the training size (DINO: 96 of 224, about 0.43), at least 8 px."""
+    """Side of a local view: ``ratio`` of the training size (DINO: 96 of 224, about 0.43), at least
+    8 px."""
     return max(8, round(image_size * ratio))
 
 

@@ -210,7 +210,8 @@ def gaussian_blur(x: Tensor, sigma: Tensor, max_sigma: float | None = None) -> T
     return y.view(b, c, hgt, wid)
 
 
-# Ruifrok & Johnston (2001) stain vectors, rows = haematoxylin, eosin, DAB; as skimage's rgb_from_hed
+# Ruifrok & Johnston (2001) stain vectors, rows = haematoxylin, eosin, DAB; as skimage's
+# rgb_from_hed
 _rgb_from_hed = torch.tensor(
     [[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=torch.float64
 )

@@ -20,9 +20,12 @@ from sslstudio.config import AugmentConfig
 PRESETS = ("natural", "histopathology", "microscopy")
 
 DESCRIPTIONS = {
-    "natural": "Photos of everyday scenes: SimCLR's crops, flips, strong colour jitter, greyscale and blur.",
-    "histopathology": "H&E tiles: rotations and flips in every direction, milder crops, stain (HED) jitter, no greyscale.",
-    "microscopy": "Unstained or fluorescence images: rotations, flips, brightness and contrast only.",
+    "natural": "Photos of everyday scenes: SimCLR's crops, flips, strong colour jitter, greyscale "
+    "and blur.",
+    "histopathology": "H&E tiles: rotations and flips in every direction, milder crops, stain "
+    "(HED) jitter, no greyscale.",
+    "microscopy": "Unstained or fluorescence images: rotations, flips, brightness and contrast "
+    "only.",
 }
 
 

@@ -51,7 +51,8 @@ class ViewPipeline:
     def __call__(
         self, images: Tensor, generator: torch.Generator, normalize: bool = True
     ) -> list[Tensor]:
-        """Args: images ``(B, 3, H, W)`` uint8 on any device. Returns one ``(B, 3, S, S)`` float tensor per view."""
+        """Args: images ``(B, 3, H, W)`` uint8 on any device. Returns one ``(B, 3, S, S)`` float
+        tensor per view."""
         x = images.float().div_(255)  # converted once, shared by every view
         views = []
         for spec in self.specs:
@@ -135,7 +136,8 @@ def crop_boxes_for(a: AugmentConfig, n: int, g: torch.Generator) -> Tensor:
 
 
 def centre_view(images: Tensor, size: int) -> Tensor:
-    """The deterministic evaluation view: the whole (square) image resized to ``size``, normalised."""
+    """The deterministic evaluation view: the whole (square) image resized to ``size``,
+    normalised."""
     x = images.float().div_(255)
     if x.shape[-1] != size or x.shape[-2] != size:
         x = torch.nn.functional.interpolate(
@@ -145,14 +147,16 @@ def centre_view(images: Tensor, size: int) -> Tensor:
 
 
 def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
-    """A generator whose state depends only on (seed, step, stream): exact resume needs no saved state."""
+    """A generator whose state depends only on (seed, step, stream): exact resume needs no saved
+    state."""
     g = torch.Generator()
     g.manual_seed((seed * 1_000_003 + step * 7919 + stream * 104_729) % (2**63 - 1))
     return g
 
 
 def default_cache_size(image_size: int, native: int | None = None) -> int:
-    """Side of the decoded cache: room for crops at 1.5x the training size, never above the source."""
+    """Side of the decoded cache: room for crops at 1.5x the training size, never above the
+    source."""
     want = int(math.ceil(image_size * 1.5))
     if native is not None:
         want = min(want, native)

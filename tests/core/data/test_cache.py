@@ -5,11 +5,11 @@ from collections import namedtuple
 import numpy as np
 import pytest
 
-from sslstudio.imaging import decode as imaging
 from sslstudio.core.data import cache as cache_mod
 from sslstudio.core.data.cache import CacheCancelled, build_cache
 from sslstudio.core.data.scan import scan_folder
 from sslstudio.errors import NoUsableImagesError, SSLStudioError
+from sslstudio.imaging import decode as imaging
 from tests.image_factory import write_truncated_jpeg
 
 

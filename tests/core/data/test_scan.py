@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from sslstudio.imaging import decode as imaging
 from sslstudio.core.data.scan import (
     ImageIndex,
     ImageRecord,
@@ -20,6 +19,7 @@ from sslstudio.core.data.scan import (
     scan_folder,
 )
 from sslstudio.errors import NoUsableImagesError
+from sslstudio.imaging import decode as imaging
 from tests import image_factory as f
 
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sslstudio.imaging import decode as imaging, slides
 from sslstudio.core.data.scan import scan_folder
+from sslstudio.imaging import decode as imaging
+from sslstudio.imaging import slides
 from sslstudio.imaging.slides import SlideOptions, TileAddress, parse_address
 from tests.slide_factory import TISSUE, write_slide
 

@@ -6,8 +6,8 @@ import threading
 import pytest
 import torch
 
-from sslstudio.core.train import checkpoints as ckpt
 from sslstudio.core.events import RunStarted, RunStopped, StepLogged
+from sslstudio.core.train import checkpoints as ckpt
 from sslstudio.core.train.trainer import train
 from tests.shapes import tiny_config
 

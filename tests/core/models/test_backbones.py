@@ -3,9 +3,9 @@ import torch
 import torchvision
 from safetensors.torch import save_file
 
-from sslstudio.errors import WeightsError
 from sslstudio.core.models import backbones
 from sslstudio.core.models.backbones import BACKBONES, build_backbone, resolve_small_stem
+from sslstudio.errors import WeightsError
 
 
 @pytest.mark.parametrize("name", BACKBONES)
