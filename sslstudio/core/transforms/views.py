@@ -112,20 +112,26 @@ def augment_batch(x: Tensor, a: AugmentConfig, size: int, generator: torch.Gener
 
     out = ops.affine_views(x, p["boxes"], p["hflip"], p["vflip"], p["rot"], size)
     if a.jitter_p > 0:
-        if a.brightness > 0:
-            out = ops.adjust_brightness(out, p["bright"])
-        if a.contrast > 0:
-            out = ops.adjust_contrast(out, p["contr"])
-        if a.saturation > 0:
-            out = ops.adjust_saturation(out, p["satur"])
-        if a.hue > 0:
-            out = ops.adjust_hue(out, p["hue"])
+        out = _colour_jitter(out, a, p)
     if "alpha" in p:
         out = ops.hed_jitter(out, p["alpha"], p["beta"])
     if "grey" in p:
         out = ops.to_greyscale(out, p["grey"])
     if max_sigma > 0:
         out = ops.gaussian_blur(out, p["sigma"], max_sigma)
+    return out
+
+
+def _colour_jitter(out: Tensor, a: AugmentConfig, p: dict[str, Tensor]) -> Tensor:
+    """ColorJitter's four adjustments with the factors drawn for each image (``p``)."""
+    if a.brightness > 0:
+        out = ops.adjust_brightness(out, p["bright"])
+    if a.contrast > 0:
+        out = ops.adjust_contrast(out, p["contr"])
+    if a.saturation > 0:
+        out = ops.adjust_saturation(out, p["satur"])
+    if a.hue > 0:
+        out = ops.adjust_hue(out, p["hue"])
     return out
 
 
