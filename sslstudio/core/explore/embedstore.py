@@ -147,35 +147,16 @@ def _run_embeddings(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        feats = None
-        for start, f in feature_batches(
+        batches = feature_batches(
             method,
             data,
             cfg.image_size,
             batch,
             (lambda d, t: progress("embed", d, t)) if progress else None,
             cancel,
-        ):
-            if feats is None:
-                feats = np.lib.format.open_memmap(
-                    tmp / "features.npy", mode="w+", dtype=dtype, shape=(n, f.shape[1])
-                )
-            feats[start : start + len(f)] = f
-        assert feats is not None
-        feats.flush()
-        del feats
-        labels = data.labels()
-        items = {
-            "format": FORMAT,
-            "root": str(index.root),
-            "paths": data.relpaths(),
-            "labels": None if labels is None else labels.tolist(),
-            "classes": list(index.classes),
-            "checkpoint": str(ck_path),
-            "image_size": cfg.image_size,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "skipped": [{"path": s.path, "reason": s.reason} for s in index.skipped + data.failed],
-        }
+        )
+        _write_features(tmp / "features.npy", batches, n, dtype)
+        items = _items(index, data, ck_path, cfg.image_size)
         (tmp / "items.json").write_text(json.dumps(items), encoding="utf-8")
         final = base / key
         shutil.rmtree(final, ignore_errors=True)
@@ -188,6 +169,34 @@ def _run_embeddings(
     if out is None:  # pragma: no cover - we just wrote it
         raise SSLStudioError(f"embeddings written to {final} could not be read back")
     return out
+
+
+def _write_features(path: Path, batches, n: int, dtype: str) -> None:
+    """Stream ``(start, features)`` batches into an ``(n, D)`` .npy file on disk."""
+    feats = None
+    for start, f in batches:
+        if feats is None:
+            feats = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(n, f.shape[1]))
+        feats[start : start + len(f)] = f
+    assert feats is not None
+    feats.flush()
+    del feats
+
+
+def _items(index: ImageIndex, data, ck_path: Path, image_size: int) -> dict:
+    """items.json: which image each row is, its label, and what was set aside and why."""
+    labels = data.labels()
+    return {
+        "format": FORMAT,
+        "root": str(index.root),
+        "paths": data.relpaths(),
+        "labels": None if labels is None else labels.tolist(),
+        "classes": list(index.classes),
+        "checkpoint": str(ck_path),
+        "image_size": image_size,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "skipped": [{"path": s.path, "reason": s.reason} for s in index.skipped + data.failed],
+    }
 
 
 def load(location: Path) -> RunEmbeddings | None:
