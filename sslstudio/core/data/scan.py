@@ -91,16 +91,7 @@ def scan_folder(
         NoUsableImagesError: ``root`` does not exist or is not a folder.
         ScanCancelled: ``cancel`` was set.
     """
-    if not str(root).strip():  # Path("") is the current folder: never scanned by accident
-        raise NoUsableImagesError("no folder given: choose a folder of images")
-    root_path = Path(root).expanduser()
-    if not root_path.exists():
-        raise NoUsableImagesError(f"folder {root_path} does not exist: choose a folder of images")
-    if not root_path.is_dir():
-        raise NoUsableImagesError(
-            f"{root_path} is not a folder: choose the folder holding the images"
-        )
-    index = ImageIndex(root=os.path.abspath(root_path))
+    index = ImageIndex(root=os.path.abspath(_folder(root)))
     n_workers = workers or min(8, os.cpu_count() or 1)
     # Sniffing waits on the disk (8 threads keep a cold disk ~2x busier than 1); reading headers
     # is Python and Pillow under the GIL, where threads beyond the cores only contend.
@@ -143,6 +134,20 @@ def scan_folder(
     index.images = found.table()
     index.skipped.sort(key=lambda s: s.path)
     return index
+
+
+def _folder(root: str | os.PathLike[str]) -> Path:
+    """``root`` as a folder that exists, or the one-line reason it cannot be scanned."""
+    if not str(root).strip():  # Path("") is the current folder: never scanned by accident
+        raise NoUsableImagesError("no folder given: choose a folder of images")
+    root_path = Path(root).expanduser()
+    if not root_path.exists():
+        raise NoUsableImagesError(f"folder {root_path} does not exist: choose a folder of images")
+    if not root_path.is_dir():
+        raise NoUsableImagesError(
+            f"{root_path} is not a folder: choose the folder holding the images"
+        )
+    return root_path
 
 
 def _check(cancel: threading.Event | None) -> None:
