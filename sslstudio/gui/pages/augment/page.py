@@ -32,6 +32,7 @@ from sslstudio.gui.pages.augment.words import describe
 from sslstudio.gui.qt_models import numpy_to_qimage
 from sslstudio.gui.widgets.config_form import ConfigForm
 from sslstudio.gui.widgets.panels import Card, Page, hbox, hint
+from sslstudio.gui.widgets.words import AUGMENT_LABELS
 from sslstudio.imaging import decode as imaging
 
 ROWS = 4
@@ -45,22 +46,7 @@ SECTIONS = (
     ("Blur", ("blur_p", "blur_sigma_min", "blur_sigma_max")),
     ("Stain (H&E)", ("hed_p", "hed_sigma")),
 )
-LABELS = {
-    "crop_scale_min": "Crop area (min)",
-    "crop_scale_max": "Crop area (max)",
-    "crop_ratio_min": "Aspect ratio (min)",
-    "crop_ratio_max": "Aspect ratio (max)",
-    "hflip_p": "Horizontal flip",
-    "vflip_p": "Vertical flip",
-    "rot90_p": "90° rotations",
-    "jitter_p": "Colour jitter",
-    "grey_p": "Greyscale",
-    "blur_p": "Blur",
-    "blur_sigma_min": "Blur sigma (min)",
-    "blur_sigma_max": "Blur sigma (max)",
-    "hed_p": "Stain jitter",
-    "hed_sigma": "Stain jitter strength",
-}
+LABELS = AUGMENT_LABELS  # one vocabulary: the Runs page names these settings alike
 
 
 def render_views(

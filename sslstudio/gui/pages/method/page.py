@@ -37,6 +37,7 @@ from sslstudio.gui.pages.method.options import options_config, plain_options
 from sslstudio.gui.pages.method.schedule_plots import ASSUMED_IMAGES, ScheduleCard, momentum_fields
 from sslstudio.gui.widgets.config_form import ConfigForm
 from sslstudio.gui.widgets.panels import Card, Page, hbox, hint, with_shortcut
+from sslstudio.gui.widgets.words import RUN_LABELS  # one vocabulary with Runs
 
 RUN_SECTIONS = (
     ("Network", ("backbone", "image_size", "progressive_from", "small_stem")),
@@ -44,14 +45,6 @@ RUN_SECTIONS = (
     ("Where and how often", ("device", "threads", "seed", "checkpoint_every", "monitor_every")),
 )
 RUN_FIELDS = frozenset(n for _, group in RUN_SECTIONS for n in group)
-RUN_LABELS = {
-    "max_steps": "Max steps (0 = all)",
-    "monitor_every": "Health check every",
-    "checkpoint_every": "Checkpoint every",
-    "small_stem": "Small-image stem",
-    "threads": "CPU threads",
-    "progressive_from": "Start size (0 = fixed)",
-}
 ESTIMATE_KEYS = (
     "method",
     "method_options",
