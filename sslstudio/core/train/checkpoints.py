@@ -25,7 +25,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from sslstudio.errors import CheckpointError, as_write_error
+from sslstudio.config import RunConfig
+from sslstudio.core.train.runs import config_differences, load_run_config
+from sslstudio.errors import CheckpointError, ConfigError, as_write_error
 
 FORMAT_VERSION = 1
 KEEP = 3  # most recent checkpoints kept besides "final"
@@ -316,3 +318,20 @@ def load_model_state(method: torch.nn.Module, state: dict[str, torch.Tensor], pa
             "loaded"
         )
     method.load_state_dict(state, strict=True)
+
+
+def open_for_resume(
+    resume_from: Path, cfg: RunConfig, *, clean: bool
+) -> tuple[Path, Checkpoint | None, list[str]]:
+    """(run folder, its newest good checkpoint, notices) to resume ``resume_from`` (a run folder
+    or one of its checkpoints) with ``cfg``; ``clean``: remove half-written checkpoints first."""
+    run_dir = Path(resume_from)
+    if (run_dir / "meta.json").exists():  # a checkpoint folder was given: use its run
+        run_dir = run_dir.parent.parent
+    diffs = config_differences(load_run_config(run_dir), cfg)
+    if diffs:
+        raise ConfigError("cannot resume with a different model: " + "; ".join(diffs))
+    if clean:
+        clean_stray(run_dir)
+    start, damaged = latest_good(run_dir)
+    return run_dir, start, [f"skipped a damaged checkpoint: {m}" for m in damaged]

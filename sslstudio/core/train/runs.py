@@ -21,7 +21,6 @@ from typing import Any
 
 from sslstudio.config import RunConfig
 from sslstudio.core.events import KINDS, Event, decode, encode
-from sslstudio.core.train import checkpoints as ckpt
 from sslstudio.errors import CheckpointError, ConfigError, SSLStudioError
 from sslstudio.paths import runs_dir
 
@@ -69,23 +68,6 @@ def discard_unstarted(run_dir: Path, created: bool) -> None:
         (run_dir / ".lock").unlink(missing_ok=True)
         if created:
             run_dir.rmdir()
-
-
-def open_for_resume(
-    resume_from: Path, cfg: RunConfig, *, clean: bool
-) -> tuple[Path, ckpt.Checkpoint | None, list[str]]:
-    """(run folder, its newest good checkpoint, notices) to resume ``resume_from`` (a run folder
-    or one of its checkpoints) with ``cfg``; ``clean``: remove half-written checkpoints first."""
-    run_dir = Path(resume_from)
-    if (run_dir / "meta.json").exists():  # a checkpoint folder was given: use its run
-        run_dir = run_dir.parent.parent
-    diffs = config_differences(load_run_config(run_dir), cfg)
-    if diffs:
-        raise ConfigError("cannot resume with a different model: " + "; ".join(diffs))
-    if clean:
-        ckpt.clean_stray(run_dir)
-    start, damaged = ckpt.latest_good(run_dir)
-    return run_dir, start, [f"skipped a damaged checkpoint: {m}" for m in damaged]
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -49,7 +49,6 @@ from sslstudio.core.train.runs import (
     RunLock,
     discard_unstarted,
     new_run_dir,
-    open_for_resume,
     write_run_config,
 )
 from sslstudio.core.train.step import (
@@ -83,7 +82,7 @@ def train(
     ranks = for_this_process(cfg.method)
     created = not resume_from and not (cfg.out and Path(cfg.out).exists())
     if resume_from:
-        run_dir, start, notices = open_for_resume(Path(resume_from), cfg, clean=ranks.main)
+        run_dir, start, notices = ckpt.open_for_resume(Path(resume_from), cfg, clean=ranks.main)
     else:
         run_dir, start, notices = new_run_dir(cfg) if ranks.main else "", None, []
     run_dir = Path(ranks.run_dir(run_dir))  # under torchrun: rank 0's folder on every rank
