@@ -99,21 +99,23 @@ def train_keeping(cfg) -> tuple[Path, dict[int, Path], str, str]:
 def one_set(name: str, steps: int, probes: int) -> dict:
     import torch
 
-    from sslstudio.core.explore.embed import knn_eval, load_method, random_init_method
+    from bench import protocol
+    from sslstudio.core.explore.embed import load_method, random_init_method
     from sslstudio.core.train.runs import read_metrics
 
     torch.set_num_threads(1)
     data = DATA / name
     tmp = Path(tempfile.mkdtemp(prefix=f"sslstudio-proxy-{name}-"))
 
-    def full_knn(method) -> float:  # noqa: ANN001
-        return knn_eval(method, data / "train", data / "val", 32)
+    def full_knn(method) -> dict[str, float]:  # noqa: ANN001
+        return protocol.knn_scores(method, data, 32)  # val, and crc-he-shifted for H&E
 
     good = base_config(name, steps, probes, str(tmp / "good"))
     bad = dataclasses.replace(
         good, optim=dataclasses.replace(good.optim, lr=good.optim.lr * BAD_LR), out=str(tmp / "bad")
     )
-    knn0 = full_knn(random_init_method(good))
+    scores0 = full_knn(random_init_method(good))
+    knn0 = scores0["val"]
     runs = {}
     for label, cfg in (("good", good), ("bad", bad)):
         t0 = time.perf_counter()
@@ -124,6 +126,7 @@ def one_set(name: str, steps: int, probes: int) -> dict:
             {
                 "step": 0,
                 "knn": knn0,
+                "knn_shifted": scores0.get("shifted"),
                 "proxy": monitors[0]["view_top1"],
                 "online": monitors[0]["knn_top1"],
             }
@@ -133,10 +136,12 @@ def one_set(name: str, steps: int, probes: int) -> dict:
                 continue
             method, _, _ = load_method(path)
             m = monitors[step]
+            scores = full_knn(method)
             rows.append(
                 {
                     "step": step,
-                    "knn": full_knn(method),
+                    "knn": scores["val"],
+                    "knn_shifted": scores.get("shifted"),
                     "proxy": m["view_top1"],
                     "online": m["knn_top1"],
                 }
@@ -148,7 +153,7 @@ def one_set(name: str, steps: int, probes: int) -> dict:
         final = saved[max(saved)] if saved else None
         rec_knn = None
         if recommended and final is not None and Path(recommended) != final:
-            rec_knn = full_knn(load_method(Path(recommended))[0])
+            rec_knn = full_knn(load_method(Path(recommended))[0])["val"]
         elif final is not None:
             rec_knn = rows[-1]["knn"]
         runs[label] = {
@@ -160,7 +165,13 @@ def one_set(name: str, steps: int, probes: int) -> dict:
             "rows": rows,
         }
     shutil.rmtree(tmp, ignore_errors=True)
-    return {"data": name, "random_init_knn": knn0, "runs": runs}
+    return {
+        "data": name,
+        "random_init_knn": knn0,
+        "random_init_knn_shifted": scores0.get("shifted"),
+        "colour_baseline": protocol.colour_baseline(name, 32),
+        "runs": runs,
+    }
 
 
 def summarise(result: dict) -> dict:

@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench import protocol  # noqa: E402
 from sslstudio.config import RunConfig  # noqa: E402
-from sslstudio.core.explore.embed import load_method, random_init_method  # noqa: E402
 from sslstudio.core.events import RunFinished, StepLogged  # noqa: E402
+from sslstudio.core.explore.embed import load_method, random_init_method  # noqa: E402
 from sslstudio.core.train import budget  # noqa: E402
 from sslstudio.core.train.trainer import train  # noqa: E402
 from sslstudio.core.transforms import views  # noqa: E402
