@@ -131,6 +131,24 @@ def run_trial(name: str, steps: int, seed: int) -> dict:
     }
 
 
+def table(paths: list[Path]) -> str:
+    """The search's rows as a Markdown table (BENCHMARKS.md)."""
+    head = (
+        "| trial | input | steps | threads | val | shifted | random init val / shifted "
+        "| colour val / shifted | command |\n|---|---|---|---|---|---|---|---|---|"
+    )
+    lines = [head]
+    for p in paths:
+        r = json.loads(p.read_text())
+        t, z, c = r["trained"], r["random_init"], r["colour_baseline"]
+        lines.append(
+            f"| {r['trial']} (seed {r['seed']}) | {r['normalise']} | {r['steps']} | {r['threads']} "
+            f"| {t['val']:.3f} | {t['shifted']:.3f} | {z['val']:.3f} / {z['shifted']:.3f} "
+            f"| {c['val']:.3f} / {c['shifted']:.3f} | `{r['command']}` |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -139,7 +157,11 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--list", action="store_true", help="print the trials and exit")
+    ap.add_argument("--table", action="store_true", help="print the results so far as a table")
     args = ap.parse_args()
+    if args.table:
+        print(table(sorted(OUT.glob("stain-*.json"), key=lambda p: p.stat().st_mtime)))
+        return 0
     if args.list or not args.trial:
         for k, (f, o, n) in TRIALS.items():
             print(f"{k:<16} jitter x{f:g} {o} normalise={n}")

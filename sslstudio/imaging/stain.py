@@ -76,12 +76,34 @@ def reinhard(
     return out[0] if single else out
 
 
-def normalise_tiles(tiles: np.ndarray, kind: str) -> np.ndarray:
-    """``tiles`` (uint8 RGB, ``(N, H, W, 3)`` or ``(H, W, 3)``) under the input normalisation ``kind``."""
+def normalise_tiles(
+    tiles: np.ndarray,
+    kind: str,
+    mean: tuple[float, float, float] = REINHARD_MEAN,
+    std: tuple[float, float, float] = REINHARD_STD,
+) -> np.ndarray:
+    """``tiles`` (uint8 RGB, ``(N, H, W, 3)`` or ``(H, W, 3)``) under the input normalisation
+    ``kind``; ``mean`` and ``std`` are Reinhard's Lab targets (a bundle states its own)."""
     if kind == "none":
         return tiles
     if kind == "reinhard":
-        return reinhard(tiles)
+        return reinhard(tiles, mean, std)
     raise ValueError(
         f"unknown input normalisation {kind!r}; choose one of {', '.join(NORMALISATIONS)}"
     )
+
+
+def describe(kind: str) -> dict | None:
+    """The normalisation as a bundle manifest states it (``None`` when there is none)."""
+    if kind == "none":
+        return None
+    if kind not in NORMALISATIONS:
+        raise ValueError(f"unknown input normalisation {kind!r}")
+    return {
+        "kind": kind,
+        "space": "CIE Lab (D65), per tile: each channel shifted and scaled to mean and std",
+        "mean": list(REINHARD_MEAN),
+        "std": list(REINHARD_STD),
+        "function": "sslstudio.imaging.stain.normalise_tiles(pixels, kind, mean, std), uint8 in "
+        "and out, before the scale, mean and std above",
+    }

@@ -29,11 +29,12 @@ import numpy as np
 import torch
 
 from sslstudio import __version__
+from sslstudio.core.export.formats import ExportError, family_file, read_classifier, write_onnx
 from sslstudio.core.train import checkpoints as ckpt
 from sslstudio.core.train.device import pick_device
-from sslstudio.core.export.formats import ExportError, family_file, read_classifier, write_onnx
 from sslstudio.core.train.runs import read_metrics
 from sslstudio.core.transforms.views import MEAN, STD
+from sslstudio.imaging import stain
 
 FORMAT = "sslstudio-bundle"
 FORMAT_VERSION = 1
@@ -142,7 +143,7 @@ def export_bundle(
             "backbone": cfg.backbone,
             "small_stem": bool(method.backbone.small_stem),
             "embedding_dim": dim,
-            "input": input_spec(cfg.image_size),
+            "input": input_spec(cfg.image_size, cfg.input_norm),
             "onnx": onnx_entry,
             "index": {
                 "embeddings": "embeddings.npy",
@@ -182,9 +183,11 @@ def export_bundle(
     return target
 
 
-def input_spec(size: int) -> dict[str, Any]:
+def input_spec(size: int, input_norm: str = "none") -> dict[str, Any]:
     """How a reader turns an image file into the model's input (docs/bundle-format.md)."""
+    normalisation = stain.describe(input_norm)
     return {
+        **({"normalisation": normalisation} if normalisation else {}),
         "size": size,
         "channels": "RGB",
         "layout": "NCHW",

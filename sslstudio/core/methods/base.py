@@ -14,9 +14,9 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from sslstudio.config import OptimConfig, RunConfig
-from sslstudio.errors import ConfigError
 from sslstudio.core.models.backbones import Backbone, build_backbone, resolve_small_stem
 from sslstudio.core.transforms.views import ViewSpec
+from sslstudio.errors import ConfigError
 
 METHODS: dict[str, type[Method]] = {}
 
@@ -144,9 +144,12 @@ def build_method(cfg: RunConfig) -> Method:
         image_size=cfg.image_size,
     )
     try:
-        return METHODS[cfg.method](backbone, conf)
+        method = METHODS[cfg.method](backbone, conf)
     except ValueError as exc:  # e.g. MAE on a ResNet: the user must change the config
         raise ConfigError(str(exc)) from exc
+    # what embedding must do to an image before this network sees it (as training did)
+    method.input_norm = cfg.input_norm
+    return method
 
 
 def method_optim(name: str, base: OptimConfig | None = None) -> OptimConfig:

@@ -21,13 +21,9 @@ import numpy as np
 import torch
 
 from sslstudio.config import RunConfig, validate
-from sslstudio.core.train import checkpoints as ckpt
 from sslstudio.core.data.cache import CacheCancelled
 from sslstudio.core.data.loader import BatchLoader
 from sslstudio.core.data.scan import ScanCancelled
-from sslstudio.core.train.deadline import Deadline
-from sslstudio.core.train.device import describe, pick_device
-from sslstudio.errors import ConfigError, DivergedError
 from sslstudio.core.events import (
     CheckpointSaved,
     EpochEnded,
@@ -41,6 +37,9 @@ from sslstudio.core.events import (
     StepLogged,
 )
 from sslstudio.core.methods import build_method, check_backbone, method_config
+from sslstudio.core.train import checkpoints as ckpt
+from sslstudio.core.train.deadline import Deadline
+from sslstudio.core.train.device import describe, pick_device
 from sslstudio.core.train.monitor import run_probe
 from sslstudio.core.train.optimizers import build_optimizer
 from sslstudio.core.train.plan import lr_schedule, make_plan, position, revise
@@ -65,6 +64,7 @@ from sslstudio.core.train.stepping import (
     skip_reasons,
 )
 from sslstudio.core.transforms.views import ViewPipeline, step_generator
+from sslstudio.errors import ConfigError, DivergedError
 
 
 def train(
@@ -124,6 +124,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
     ranks.before_prepare()
     try:
         index, data = yield from prepare(cfg, cancel)
+        data = dataclasses.replace(data, input_norm=cfg.input_norm)  # views and probes alike
     except (ScanCancelled, CacheCancelled):
         last = str(start.path) if start is not None else ""
         step0 = int(start.meta["step"]) if start is not None else 0
