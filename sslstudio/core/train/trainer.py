@@ -21,9 +21,13 @@ import numpy as np
 import torch
 
 from sslstudio.config import RunConfig, validate
+from sslstudio.core.train import checkpoints as ckpt
 from sslstudio.core.data.cache import CacheCancelled
 from sslstudio.core.data.loader import BatchLoader
 from sslstudio.core.data.scan import ScanCancelled
+from sslstudio.core.train.deadline import Deadline
+from sslstudio.core.train.device import describe, pick_device
+from sslstudio.errors import ConfigError, DivergedError
 from sslstudio.core.events import (
     CheckpointSaved,
     EpochEnded,
@@ -37,9 +41,6 @@ from sslstudio.core.events import (
     StepLogged,
 )
 from sslstudio.core.methods import build_method, check_backbone, method_config
-from sslstudio.core.train import checkpoints as ckpt
-from sslstudio.core.train.deadline import Deadline
-from sslstudio.core.train.device import describe, pick_device
 from sslstudio.core.train.monitor import run_probe
 from sslstudio.core.train.optimizers import build_optimizer
 from sslstudio.core.train.plan import lr_schedule, make_plan, position, revise
@@ -64,7 +65,6 @@ from sslstudio.core.train.stepping import (
     skip_reasons,
 )
 from sslstudio.core.transforms.views import ViewPipeline, step_generator
-from sslstudio.errors import ConfigError, DivergedError
 
 
 def train(
