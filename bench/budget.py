@@ -8,7 +8,8 @@ For each labelled benchmark folder (train/ and val/ class subfolders):
       ends on time rather than being cut),
   (c) ``sslstudio train --budget`` (``plan_budget`` + the trainer's deadline), evaluated at the
       checkpoint the run recommends and at its final step.
-Evaluation: weighted kNN (k=200, tau=0.1, cosine), train split as memory, val split as queries.
+Evaluation (bench/protocol.py): weighted kNN (k=200, tau=0.1, cosine), train split as memory,
+val split as queries and, for H&E, crc-he-shifted too; beside the colour-statistics baseline.
 Also reported: wall time against the budget, and how the label-free proxy (own-view retrieval)
 ranks the run's probes against the online kNN (Spearman).
 
@@ -33,13 +34,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import protocol  # noqa: E402
 from sslstudio.config import OptimConfig, RunConfig  # noqa: E402
-from sslstudio.core.train.budget import measure_seconds_per_step, plan_budget  # noqa: E402
 from sslstudio.core.data.scan import scan_folder  # noqa: E402
-from sslstudio.core.explore.embed import knn_eval, load_method, random_init_method  # noqa: E402
 from sslstudio.core.events import PlanRevised, RunFinished  # noqa: E402
-from sslstudio.core.train.runs import read_metrics  # noqa: E402
+from sslstudio.core.explore.embed import load_method, random_init_method  # noqa: E402
+from sslstudio.core.train.budget import measure_seconds_per_step, plan_budget  # noqa: E402
 from sslstudio.core.train.prepare import median_short_side  # noqa: E402
+from sslstudio.core.train.runs import read_metrics  # noqa: E402
 from sslstudio.core.train.trainer import train  # noqa: E402
 from sslstudio.core.transforms.presets import preset  # noqa: E402
 
@@ -60,9 +62,15 @@ def run(cfg: RunConfig) -> tuple[Path, float, list]:
     return Path(done.path).parent.parent, time.perf_counter() - t0, [done, revisions]
 
 
-def knn_of(run_dir: Path, checkpoint: str, data: Path, size: int) -> float:
-    method, _, _ = load_method(run_dir, which=checkpoint)
-    return knn_eval(method, data / "train", data / "val", size)
+def knn_of(run_dir: Path, checkpoint: str, data: Path, size: int) -> dict[str, float]:
+    """kNN per query set of the protocol (val; crc-he-shifted for H&E) of one checkpoint."""
+    method, cfg, _ = load_method(run_dir, which=checkpoint)
+    return protocol.knn_scores(method, data, size, getattr(cfg, "input_norm", "none"))
+
+
+def flat(scores: dict[str, float]) -> dict[str, float]:
+    """``{"knn": val, "knn_shifted": ...}``: a row's columns, ``knn`` still the val split."""
+    return {("knn" if k == "val" else f"knn_{k}"): v for k, v in scores.items()}
 
 
 def main() -> int:
@@ -98,20 +106,25 @@ def main() -> int:
     run_dir, _, (done, revisions) = run(plan.config)
     wall = time.perf_counter() - t0
     size = plan.config.image_size
-    random = knn_eval(random_init_method(plan.config), data / "train", data / "val", size)
-    final = knn_of(run_dir, "final", data, size)
+    norm = getattr(plan.config, "input_norm", "none")
+    random_all = protocol.knn_scores(random_init_method(plan.config), data, size, norm)
+    final_all = knn_of(run_dir, "final", data, size)
     recommended = Path(done.recommended).name if done.recommended else "final"
-    chosen = final if recommended == "final" else knn_of(run_dir, recommended, data, size)
+    chosen_all = final_all if recommended == "final" else knn_of(run_dir, recommended, data, size)
+    random, final, chosen = random_all["val"], final_all["val"], chosen_all["val"]
+    colour = protocol.colour_baseline(str(data), 32)
     monitors = [r for r in read_metrics(run_dir) if r["kind"] == "monitor"]
     proxy = [m["view_top1"] for m in monitors]
     online = [m["knn_top1"] for m in monitors]
-    rows.append({"run": "random init", "size": size, "knn": random})
+    rows.append({"run": "colour statistics (k=20)", "size": 32, **flat(colour)})
+    rows.append({"run": "random init", "size": size, **flat(random_all)})
     rows.append(
         {
             "run": "budget mode (recommended: " + recommended + ")",
             "size": size,
-            "knn": chosen,
+            **flat(chosen_all),
             "final_knn": final,
+            "final_knn_all": final_all,
             "wall_s": wall,
             "overrun": wall / budget_s - 1,
             "steps": done.step,
@@ -148,20 +161,24 @@ def main() -> int:
             {
                 "run": "standard SimCLR",
                 "size": small,
-                "knn": knn_of(std_dir, "final", data, small),
-                "random_init_knn": knn_eval(
-                    random_init_method(std), data / "train", data / "val", small
-                ),
+                **flat(knn_of(std_dir, "final", data, small)),
+                "random_init_knn": protocol.knn_scores(random_init_method(std), data, small),
                 "wall_s": std_wall,
                 "steps": steps,
             }
         )
 
     print(f"\n{data.name}, budget {args.minutes:g} min, {plan.device}")
-    print(f"{'run':<40} {'px':>4} {'kNN top-1':>9} {'wall':>7}")
+    print(f"{'run':<40} {'px':>4} {'kNN val':>9} {'shifted':>9} {'wall':>7}")
     for r in rows:
-        print(f"{r['run']:<40} {r['size']:>4} {r['knn']:>9.4f} {r.get('wall_s', 0):>6.0f}s")
-    gain = rows[1]["knn"] - random
+        shifted = f"{r['knn_shifted']:>9.4f}" if "knn_shifted" in r else f"{'-':>9}"
+        print(
+            f"{r['run']:<40} {r['size']:>4} {r['knn']:>9.4f} {shifted} {r.get('wall_s', 0):>6.0f}s"
+        )
+    gain = chosen - random
+    gains = {k: chosen_all[k] - random_all[k] for k in chosen_all}
+    over_colour = {k: chosen_all[k] - colour[k] for k in chosen_all}
+    print(f"budget mode vs random init {gains}; vs colour statistics {over_colour}")
     rho = spearman(proxy, online)
     print(
         f"budget mode - random init: {gain:+.4f}; wall {wall:.0f} s of {budget_s:.0f} s "
@@ -178,6 +195,8 @@ def main() -> int:
                 "plan": plan.to_dict(),
                 "rows": rows,
                 "gain_over_random": gain,
+                "gain_over_random_by_set": gains,
+                "gain_over_colour_by_set": over_colour,
                 "proxy_spearman_vs_online_knn": rho,
                 "proxy": proxy,
                 "online_knn": online,

@@ -129,6 +129,7 @@ def evaluate(method, data: str, size: int) -> dict[str, float]:
     import numpy as np
     import torch
 
+    from bench import protocol
     from sslstudio.core.explore import classify as cl
     from sslstudio.core.explore.embed import embed_folder
     from sslstudio.core.maths.knn import knn_accuracy
@@ -155,7 +156,13 @@ def evaluate(method, data: str, size: int) -> dict[str, float]:
         (probe.probabilities(unit((te.features - mu) / sd)).argmax(1) == te.labels).mean()
     )
     z = torch.from_numpy(te.features)
-    return {"knn": knn, "linear": linear, **spread(z)}
+    # the other query sets of the protocol (crc-he-shifted for H&E; none for CIFAR)
+    others = {
+        f"knn_{k}": v
+        for k, v in protocol.knn_scores(method, DATA / data, size).items()
+        if k != "val"
+    }
+    return {"knn": knn, **others, "linear": linear, **spread(z)}
 
 
 def spread(z) -> dict[str, float]:
@@ -178,8 +185,9 @@ def one(method: str, data: str, steps: int, seed: int, options: dict, optim: dic
     """Train one pair for ``steps`` steps on one thread, then evaluate it beside random init."""
     import torch
 
-    from sslstudio.core.explore.embed import load_method, random_init_method
+    from bench import protocol
     from sslstudio.core.events import RunFailed, RunFinished, StepLogged
+    from sslstudio.core.explore.embed import load_method, random_init_method
     from sslstudio.core.train.trainer import train
 
     torch.set_num_threads(1)
@@ -220,6 +228,7 @@ def one(method: str, data: str, steps: int, seed: int, options: dict, optim: dic
         "last_loss": losses[-1],
         "trained": evaluate(trained, data, size),
         "random_init": evaluate(random_init_method(cfg), data, size),
+        "colour_baseline": protocol.colour_baseline(data, 32),
     }
     return row
 
@@ -344,21 +353,23 @@ def table(rows: list[dict]) -> str:
     cal_file = RESULTS / "calibration.json"  # seconds per step, quiet machine, one thread
     cal = json.loads(cal_file.read_text()) if cal_file.exists() else {}
     head = (
-        "| data | method | steps | s/step | peak MB | kNN random → trained | linear random → trained "
-        "| std×√d (centred) | RankMe (centred) | judged by |\n|---|---|---|---|---|---|---|---|---|---|"
+        "| data | method | steps | s/step | peak MB | kNN random → trained "
+        "| kNN crc-he-shifted random → trained | linear random → trained "
+        "| std×√d (centred) | RankMe (centred) | judged by |\n|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for r in sorted(rows, key=lambda r: (r["data"], r["method"], r["seed"])):
         if "failed" in r:
-            lines.append(f"| {r['data']} | {r['method']} | failed: {r['failed'][:80]} |||||||")
+            lines.append(f"| {r['data']} | {r['method']} | failed: {r['failed'][:80]} ||||||||")
             continue
         t, z = r["trained"], r["random_init"]
         seed = "" if r["seed"] == 0 else f" (seed {r['seed']})"
+        shifted = f"{z['knn_shifted']:.3f} → {t['knn_shifted']:.3f}" if "knn_shifted" in t else "–"
         mb = mem.get(f"{r['method']}@{r['data']}", r["peak_rss_mb"])
         sps = cal.get(f"{r['method']}@{r['data']}", r["seconds_per_step"])
         lines.append(
             f"| {r['data']} | {r['method']}{seed} | {r['steps']} "
-            f"| {sps:.2f} | {mb:.0f} | {z['knn']:.3f} → {t['knn']:.3f} "
+            f"| {sps:.2f} | {mb:.0f} | {z['knn']:.3f} → {t['knn']:.3f} | {shifted} "
             f"| {z['linear']:.3f} → {t['linear']:.3f} | {t.get('std_sqrt_d_centred', t['std_sqrt_d']):.2f} | {t.get('rankme_centred', t['rankme']):.0f} "
             f"| {verdict(r)} |"
         )

@@ -132,7 +132,7 @@ class ProbeSet:
     def __init__(self, cfg) -> None:  # noqa: ANN001
         from sslstudio.core.data.cache import build_cache
         from sslstudio.core.data.indexstore import open_index
-        from sslstudio.core.train.stepping import median_short_side
+        from sslstudio.core.train.prepare import median_short_side
         from sslstudio.core.train.verdict import near_duplicates, thumbnails
         from sslstudio.core.transforms.views import default_cache_size
         from sslstudio.paths import cache_dir

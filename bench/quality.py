@@ -3,7 +3,8 @@
 The run is sized to the budget before it starts (a short measured warm-up gives seconds per
 step, the step count follows), so the cosine schedule ends at the deadline instead of being
 cut. Evaluation is the standard weighted kNN (k=200, τ=0.1, cosine; train split as memory,
-val split as queries) on the same network at step 0 and at the end.
+val split as queries; for H&E also crc-he-shifted) on the same network at step 0 and at the
+end, beside the colour-statistics baseline (bench/protocol.py).
 
     python bench/quality.py --data ../shared/data/cifar10-subset --size 32 --minutes 20
     python bench/quality.py --data ../shared/data/crc-he-subset --size 64 --preset histopathology --minutes 20
@@ -25,10 +26,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import protocol  # noqa: E402
 from bench.throughput import limit_block  # noqa: E402
 from sslstudio.config import OptimConfig, RunConfig  # noqa: E402
-from sslstudio.core.explore.embed import knn_eval, load_method, random_init_method  # noqa: E402
 from sslstudio.core.events import RunFinished, RunStarted, StepLogged  # noqa: E402
+from sslstudio.core.explore.embed import load_method, random_init_method  # noqa: E402
 from sslstudio.core.train.trainer import train  # noqa: E402
 from sslstudio.core.transforms.presets import preset, with_jitter_strength  # noqa: E402
 
@@ -168,8 +170,8 @@ def main() -> int:
             run = Path(ev.path).parent.parent
     train_s = time.perf_counter() - t_start
     method, _, _ = load_method(run)
-    trained = knn_eval(method, data / "train", data / "val", args.size)
-    random = knn_eval(random_init_method(cfg), data / "train", data / "val", args.size)
+    scores = protocol.report(method, random_init_method(cfg), data, args.size)
+    trained, random = scores["trained"]["val"], scores["random_init"]["val"]
     epochs = steps * args.batch / len(list((data / "train").rglob("*.*")))
     print(
         f"\n{'data':<16} {'size':>4} {'min':>5} {'epochs':>6} {'random kNN':>10} {'trained kNN':>11} {'gain':>7}"
@@ -177,8 +179,10 @@ def main() -> int:
     print(
         f"{data.name:<16} {args.size:>4} {train_s / 60:>5.1f} {epochs:>6.2f} {random:>10.4f} {trained:>11.4f} {trained - random:>+7.4f}"
     )
+    print(protocol.line(scores))
     result = {
         "data": data.name,
+        **scores,  # every query set (val, and crc-he-shifted for H&E) and the colour baseline
         "size": args.size,
         "train_minutes": train_s / 60,
         "steps": steps,

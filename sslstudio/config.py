@@ -117,6 +117,12 @@ class RunConfig:
         "augmentation preset",
         choices=("natural", "histopathology", "microscopy", "custom"),
     )
+    input_norm: str = _f(
+        "none",
+        "colour normalisation of every image before the network sees it, in training, embedding "
+        "and the exported tool ('reinhard': each tile's Lab colour moved to fixed H&E statistics)",
+        choices=("none", "reinhard"),
+    )
     augment: AugmentConfig = field(
         default_factory=AugmentConfig, metadata={"help": "augmentation parameters"}
     )

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from sslstudio.imaging.stain import NORMALISATIONS, normalise_tiles
 from sslstudio.tool.onnxcheck import OnnxCheckError, inspect_onnx
 from sslstudio.tool.sources import BundleError, Folder, Source, Zip, check_relative
 from sslstudio.tool.tensors import TensorFileError, parse_safetensors, read_npy, tensor
@@ -41,6 +42,17 @@ class InputSpec:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     scale: float = 1 / 255
+    # per-tile colour normalisation before scale/mean/std (sslstudio.imaging.stain): its kind
+    # and Reinhard's Lab targets; "none" for bundles that state none
+    normalisation: str = "none"
+    norm_mean: tuple[float, ...] = ()
+    norm_std: tuple[float, ...] = ()
+
+    def normalise(self, pixels: np.ndarray) -> np.ndarray:
+        """``(N, S, S, 3)`` uint8 decoded pixels under the bundle's colour normalisation."""
+        if self.normalisation == "none":
+            return pixels
+        return normalise_tiles(pixels, self.normalisation, self.norm_mean, self.norm_std)
 
 
 @dataclass(frozen=True)
@@ -227,7 +239,27 @@ def _input_spec(manifest: dict[str, Any], src: Source) -> InputSpec:
     if min(std) <= 0 or not _finite(scale) or scale <= 0:
         raise BundleError(f"{where}: std and scale must be > 0")
     m, s = [float(v) for v in mean], [float(v) for v in std]
-    return InputSpec(size, (m[0], m[1], m[2]), (s[0], s[1], s[2]), float(scale))
+    kind, n_mean, n_std = _normalisation(spec.get("normalisation"), where)
+    return InputSpec(
+        size, (m[0], m[1], m[2]), (s[0], s[1], s[2]), float(scale), kind, n_mean, n_std
+    )
+
+
+def _normalisation(spec: Any, where: str) -> tuple[str, tuple[float, ...], tuple[float, ...]]:
+    if spec is None:
+        return "none", (), ()
+    kind = spec.get("kind") if isinstance(spec, dict) else None
+    if kind not in NORMALISATIONS or kind == "none":
+        raise BundleError(
+            f"{where}.normalisation.kind is {kind!r}; this tool knows "
+            f"{', '.join(n for n in NORMALISATIONS if n != 'none')}: update the tool"
+        )
+    mean, std = spec.get("mean"), spec.get("std")
+    if not all(isinstance(t, list) and len(t) == 3 and all(map(_finite, t)) for t in (mean, std)):
+        raise BundleError(f"{where}.normalisation.mean and .std must be three numbers each")
+    if min(std) <= 0:
+        raise BundleError(f"{where}.normalisation.std must be > 0")
+    return kind, tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
 def _finite(v: Any) -> bool:

@@ -145,7 +145,8 @@ class Model:
         """(N, S, S, 3) uint8 -> (N, D) float32 features, L2-normalised unless told not."""
         out = []
         for start in range(0, len(batch), self.batch_size):
-            x = batch[start : start + self.batch_size].astype(np.float32) * self._a + self._b
+            x = self.bundle.input.normalise(batch[start : start + self.batch_size])
+            x = x.astype(np.float32) * self._a + self._b
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # NHWC -> NCHW
             try:
                 (f,) = self.session.run([self.bundle.onnx_output], {self.bundle.onnx_input: x})

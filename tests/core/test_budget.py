@@ -33,10 +33,10 @@ def test_a_ten_minute_cpu_plan(tmp_path):
     assert (
         c.augment.crop_scale_min == pytest.approx(0.25) and c.augment.hed_p > 0
     )  # the domain's preset, milder crops
-    he = preset("histopathology", 32)  # colour jitter at a quarter on H&E, stain jitter kept
-    assert (c.augment.brightness, c.augment.hue, c.augment.hed_sigma) == pytest.approx(
-        (he.brightness / 4, he.hue / 4, he.hed_sigma)
-    )
+    he = preset("histopathology", 32)  # H&E: stronger colour and stain jitter, greyscale views
+    assert (c.augment.brightness, c.augment.hue) == pytest.approx((he.brightness * 2, he.hue * 2))
+    assert (c.augment.hed_sigma, c.augment.grey_p) == pytest.approx((0.2, 0.2))
+    assert he.hed_sigma < 0.2 and he.grey_p == 0  # the preset itself is unchanged
     natural = plan_budget(
         RunConfig(data_root=str(HERE), device="cpu"), 600, 2500, seconds_per_step=0.5
     ).config

@@ -204,6 +204,16 @@ def test_pickled_embeddings_refused(bundle_copy):
         (lambda m: m["input"].update(size=2), "input.size"),
         (lambda m: m["onnx"].update(output="logits"), "expected input 'images' and output"),
         (lambda m: m["classifier"].update(kind="mlp"), "kind 'mlp'"),
+        (
+            lambda m: m["input"].update(normalisation={"kind": "macenko"}),
+            "normalisation.kind is 'macenko'.*update the tool",
+        ),
+        (
+            lambda m: m["input"].update(
+                normalisation={"kind": "reinhard", "mean": [1, 2, 3], "std": [1, 0, 1]}
+            ),
+            "normalisation.std must be > 0",
+        ),
     ],
 )
 def test_inconsistent_manifest_refused(bundle_copy, edit, words):

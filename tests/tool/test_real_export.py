@@ -5,6 +5,7 @@ torch blocked in the tool's process."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -93,3 +94,24 @@ def test_tool_classifies_as_the_studio_does(tmp_path):
         ref = studio_rows[row["path"]]
         assert row["label"] == ref["label"]
         assert float(row["confidence"]) == pytest.approx(float(ref["confidence"]), abs=2e-3)
+
+
+def test_stain_normalised_run_embeds_the_same_in_the_tool(tmp_path, module_home):
+    """A run trained on Reinhard-normalised tiles: the manifest states it, and the torch-free
+    tool, applying the same numpy function, reproduces the studio's embeddings."""
+    from sslstudio.core.export.bundle import export_bundle
+    from tests.core.test_export import make_trained_run
+
+    run = make_trained_run(tmp_path, name="reinhard", input_norm="reinhard")
+    bundle = load_bundle(export_bundle(run, tmp_path / "bundle", absolute_paths=True))
+    assert bundle.input.normalisation == "reinhard"
+    out = tmp_path / "e.npy"
+    assert main(["embed", str(tmp_path / "bundle"), str(tmp_path / "shapes"), "-o", str(out)]) == 0
+    np.testing.assert_allclose(np.load(out), bundle.embeddings, atol=2e-4)
+    # and the normalisation mattered: the same model on raw pixels gives other features
+    from sslstudio.tool.inference import Model
+
+    model = Model(bundle)
+    pixels = np.stack([model.pixels(tmp_path / "shapes" / p) for p in bundle.paths[:4]])
+    raw = dataclasses.replace(bundle, input=dataclasses.replace(bundle.input, normalisation="none"))
+    assert np.abs(Model(raw).embed_pixels(pixels) - model.embed_pixels(pixels)).max() > 1e-3

@@ -30,6 +30,7 @@ import numpy as np
 from sslstudio.core.data.scan import ImageIndex, SkippedFile, no_usable_images
 from sslstudio.errors import NoUsableImagesError, SSLStudioError
 from sslstudio.imaging import decode as imaging
+from sslstudio.imaging.stain import normalise_tiles
 
 CACHE_VERSION = 1
 DISK_RESERVE = 512 * 2**20  # leave this much free on the disk after the cache
@@ -91,6 +92,9 @@ class DecodedImages:
     index: ImageIndex
     failed: list[SkippedFile] = field(default_factory=list)
     location: str = ""  # file path, or "memory"
+    # the run's input normalisation (sslstudio.imaging.stain), applied to every batch read: the
+    # loader, the probes and embedding all read through here; the cache itself stays raw
+    input_norm: str = "none"
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])
@@ -112,7 +116,7 @@ class DecodedImages:
         order = np.argsort(r)  # sorted reads are kinder to a memory-mapped file
         out = np.empty((len(r), *self.array.shape[1:]), dtype=np.uint8)
         out[order] = self.array[r[order]]
-        return out
+        return normalise_tiles(out, self.input_norm)
 
     def relpaths(self) -> list[str]:
         return [self.index.images[int(r)].path for r in self.rows]

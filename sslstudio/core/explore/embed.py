@@ -7,6 +7,7 @@ path (the same pixels the exported tool sees), then runs the backbone in eval mo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ from sslstudio.core.train.device import pick_device
 from sslstudio.core.train.runs import load_run_config
 from sslstudio.core.transforms.views import centre_view
 from sslstudio.errors import CheckpointError, SSLStudioError
+from sslstudio.imaging.stain import normalise_tiles
 from sslstudio.paths import cache_dir
 
 
@@ -89,6 +91,11 @@ def random_init_method(cfg: RunConfig) -> Method:
     return build_method(cfg).eval()
 
 
+def input_norm_of(method: Method) -> str:
+    """The input normalisation the method was trained with (``"none"`` for one built elsewhere)."""
+    return getattr(method, "input_norm", "none")
+
+
 def _no_weights(cfg: RunConfig) -> RunConfig:
     from dataclasses import replace
 
@@ -130,6 +137,7 @@ def feature_batches(
     """``(first row, (b, D) float32 features)`` of the decoded images, in order, batch by batch."""
     device = next(method.parameters()).device
     method.eval()
+    data = dataclasses.replace(data, input_norm=input_norm_of(method))
     n = len(data)
     for i in range(0, n, batch):
         if cancel is not None and cancel.is_set():
@@ -196,7 +204,8 @@ def embed_files(
     if not arrays:
         return np.zeros((0, 0), np.float32), failed
     device = next(method.parameters()).device
-    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(device)
+    pixels = normalise_tiles(np.stack(arrays), input_norm_of(method))
+    x = torch.from_numpy(pixels).permute(0, 3, 1, 2).to(device)
     method.eval()
     return method.embed(centre_view(x, image_size)).float().cpu().numpy(), failed
 

@@ -37,6 +37,7 @@ from sslstudio.core.train.device import pick_device
 from sslstudio.core.train.runs import read_metrics
 from sslstudio.core.transforms.views import MEAN, STD
 from sslstudio.errors import as_write_error
+from sslstudio.imaging import stain
 
 FORMAT = "sslstudio-bundle"
 FORMAT_VERSION = 1
@@ -146,7 +147,7 @@ def export_bundle(
             "backbone": cfg.backbone,
             "small_stem": bool(method.backbone.small_stem),
             "embedding_dim": dim,
-            "input": input_spec(cfg.image_size),
+            "input": input_spec(cfg.image_size, cfg.input_norm),
             "onnx": onnx_entry,
             "index": {
                 "embeddings": "embeddings.npy",
@@ -186,11 +187,14 @@ def export_bundle(
     return target
 
 
-def input_spec(size: int) -> dict[str, Any]:
+def input_spec(size: int, input_norm: str = "none") -> dict[str, Any]:
     """How a reader turns an image file into the model's input (docs/bundle-format.md), exactly
     as ``sslstudio.imaging.decode.decode_resized`` does it: a torchvision pipeline that follows
-    ``resample`` step by step gets the bundle's features to 1e-4 (tests/core/test_export.py)."""
+    ``resample`` step by step gets the bundle's features to 1e-4 (tests/core/test_export.py);
+    ``normalisation``, when present, is the per-tile stain normalisation training used."""
+    normalisation = stain.describe(input_norm)
     return {
+        **({"normalisation": normalisation} if normalisation else {}),
         "size": size,
         "channels": "RGB",
         "layout": "NCHW",

@@ -214,9 +214,12 @@ def build_method(cfg: RunConfig) -> Method:
         image_size=cfg.image_size,
     )
     try:
-        return METHODS[cfg.method](backbone, conf)
+        method = METHODS[cfg.method](backbone, conf)
     except ValueError as exc:  # e.g. MAE on a ResNet: the user must change the config
         raise ConfigError(str(exc)) from exc
+    # what embedding must do to an image before this network sees it (as training did)
+    method.input_norm = cfg.input_norm
+    return method
 
 
 def method_optim(name: str, base: OptimConfig | None = None) -> OptimConfig:

@@ -111,6 +111,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
     ranks.before_prepare()
     try:
         index, data = yield from prepare(cfg, stop)
+        data = dataclasses.replace(data, input_norm=cfg.input_norm)  # views and probes alike
     except (ScanCancelled, CacheCancelled):
         if ranks.main:  # stopped by the user, not failed: the run can be resumed
             write_run_config(run_dir, cfg)

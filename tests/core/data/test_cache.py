@@ -1,3 +1,4 @@
+import dataclasses
 import shutil
 import threading
 from collections import namedtuple
@@ -118,3 +119,14 @@ def test_a_cache_bigger_than_the_limit_stays_in_memory_or_is_refused(
         build_cache(index, 17, tmp_path / "c")
     monkeypatch.setenv("SSLSTUDIO_CACHE_LIMIT_GB", "lots")  # unreadable: the default
     assert cache_mod.cache_limit() == cache_mod.DEFAULT_LIMIT
+
+
+def test_a_runs_input_normalisation_applies_to_every_batch_read(tiny_folder, tmp_path):
+    from sslstudio.imaging.stain import reinhard
+
+    raw = build_cache(scan_folder(tiny_folder, verify=False), 16, tmp_path / "c")
+    normed = dataclasses.replace(raw, input_norm="reinhard")
+    idx = np.arange(min(4, len(raw)))
+    np.testing.assert_array_equal(normed.batch(idx), reinhard(raw.batch(idx)))
+    assert not np.array_equal(normed.batch(idx), raw.batch(idx))
+    assert raw.input_norm == "none"  # the cache on disk and other readers stay raw

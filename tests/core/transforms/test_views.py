@@ -170,3 +170,17 @@ def test_histopathology_has_no_greyscale_and_uses_rotations():
 def test_unknown_preset():
     with pytest.raises(ValueError, match="unknown augmentation preset"):
         preset("paintings", 32)
+
+
+def test_hed_jitter_scales_and_shifts_each_stain_exactly():
+    # H&E-like pixels well inside (0, 1), so no clamp touches them on either side
+    x = torch.tensor([[0.55, 0.35, 0.6], [0.8, 0.5, 0.7], [0.65, 0.6, 0.75]]).T.reshape(1, 3, 1, 3)
+    alpha, beta = torch.tensor([[1.1, 0.9, 1.0]]), torch.tensor([[0.02, -0.03, 0.0]])
+    out = ops.hed_jitter(x.double(), alpha, beta)
+    m_in = torch.tensor(ops._HED_FROM_RGB, dtype=torch.float64)
+
+    def stains(img):
+        od = -img.reshape(3, -1).T.log()  # (pixels, RGB) optical density
+        return od @ m_in  # (pixels, H E D)
+
+    assert torch.allclose(stains(out), stains(x.double()) * alpha + beta, atol=1e-9)
