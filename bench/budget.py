@@ -182,7 +182,8 @@ def main() -> int:
     rho = spearman(proxy, online)
     print(
         f"budget mode - random init: {gain:+.4f}; wall {wall:.0f} s of {budget_s:.0f} s "
-        f"({100 * (wall / budget_s - 1):+.1f} %); proxy vs online kNN Spearman {rho:.2f} over {len(proxy)} probes"
+        f"({100 * (wall / budget_s - 1):+.1f} %); proxy vs online kNN Spearman {rho:.2f} over "
+        f"{len(proxy)} probes"
     )
     out = Path(args.json or ROOT / "bench" / "results" / f"budget-{data.name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -159,7 +159,8 @@ def measure(folder: Path, size: int, variant: str, batch: int, steps: int, repea
         "limit_runs": lim,
     }
     print(
-        f"{size:>5} {variant:<16} {p:>10.0f} {m:>10.0f} {p / m:>7.3f} {row['data_wait']:>7.3f} {warm_s:>7.1f}",
+        f"{size:>5} {variant:<16} {p:>10.0f} {m:>10.0f} {p / m:>7.3f} {row['data_wait']:>7.3f} "
+        f"{warm_s:>7.1f}",
         flush=True,
     )
     del method, opt
@@ -198,7 +199,8 @@ def main() -> int:
     folder = make_folder(Path(tempfile.mkdtemp()) / "imgs", args.images, 336)
     print(f"generated {args.images} images in {time.perf_counter() - t0:.1f} s", flush=True)
     print(
-        f"\n{'size':>5} {'variant':<16} {'pipe img/s':>10} {'limit':>10} {'eff':>7} {'wait':>7} {'start':>7}"
+        f"\n{'size':>5} {'variant':<16} {'pipe img/s':>10} {'limit':>10} {'eff':>7} {'wait':>7} "
+        f"{'start':>7}"
     )
     rows = []
     for size in [int(s) for s in args.sizes.split(",")]:

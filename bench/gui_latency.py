@@ -244,18 +244,24 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(
-        f"\nGUI thread stalls (a {TICK_MS} ms timer; gap = time between ticks; target worst < {TARGET_MS:.0f} ms)"
+        f"\nGUI thread stalls (a {TICK_MS} ms timer; gap = time between ticks; target worst < "
+        f"{TARGET_MS:.0f} ms)"
     )
-    head = f"{'phase':<9} {'seconds':>8} {'ticks':>7} {'median':>7} {'p99':>7} {'worst':>7} {'>100ms':>7} {'updates/s':>10}"
+    head = (
+        f"{'phase':<9} {'seconds':>8} {'ticks':>7} {'median':>7} {'p99':>7} {'worst':>7} "
+        f"{'>100ms':>7} {'updates/s':>10}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
         print(
-            f"{r['phase']:<9} {r['seconds']:>8.2f} {r['ticks']:>7} {r['median_gap_ms']:>7.1f} {r['p99_gap_ms']:>7.1f} "
+            f"{r['phase']:<9} {r['seconds']:>8.2f} {r['ticks']:>7} {r['median_gap_ms']:>7.1f} "
+            f"{r['p99_gap_ms']:>7.1f} "
             f"{r['worst_gap_ms']:>7.1f} {r['gaps_over_100ms']:>7} {r['ui_updates_per_s']:>10.1f}"
         )
     print(
-        f"\n{info['images_scanned']:,} images scanned; {info['preparing_events']} Preparing events; "
+        f"\n{info['images_scanned']:,} images scanned; {info['preparing_events']} Preparing "
+        "events; "
         f"{info['steps']} steps on {info['threads']} torch thread(s)"
     )
 

@@ -1,4 +1,5 @@
-"""Kill loop: SIGKILL a real training process at random moments, resume, compare with a straight run.
+"""Kill loop: SIGKILL a real training process at random moments, resume, compare with a straight
+run.
 
 Each round starts tests/reliability/kill_child.py (resuming the run after the first), waits
 for its RunStarted, sleeps a random time and SIGKILLs it; after ``--kills`` kills the run is
@@ -146,7 +147,8 @@ def main() -> int:
         "rounds": rows,
     }
     print(
-        f"{'kill':>4} {'delay ms':>9} {'from':>5} {'logged':>7} {'ckpt':>5} {'redone':>7} {'tmp':>4}"
+        f"{'kill':>4} {'delay ms':>9} {'from':>5} {'logged':>7} {'ckpt':>5} {'redone':>7} "
+        f"{'tmp':>4}"
     )
     for r in rows:
         print(

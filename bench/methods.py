@@ -10,7 +10,8 @@ Each run trains with the method's defaults (``method_optim``: AdamW unless the m
 otherwise), then embeds ``train/`` and ``val/`` with the trained backbone and
 with **the same network at random initialisation** (same seed) and reports: weighted kNN
 top-1 (k=200, τ=0.1), a linear probe (the studio's class-balanced logistic regression on
-standardised, then L2-normalised features, all ``train/`` labels, accuracy on ``val/``), the collapse metrics
+standardised, then L2-normalised features, all ``train/`` labels, accuracy on ``val/``), the
+collapse metrics
 of the ``val/`` features (std×√d, RankMe), seconds per step, and the run's peak memory.
 
     python bench/methods.py --minutes 4                      # every method, both sets
@@ -149,7 +150,8 @@ def evaluate(method, data: str, size: int) -> dict[str, float]:
         temperature=0.1,
     )
     # the linear probe sees standardised features (train statistics), as MAE's probe puts a
-    # BatchNorm without affine before its classifier: a few dominant dimensions do not drown the rest
+    # BatchNorm without affine before its classifier: a few dominant dimensions do not drown the
+    # rest
     mu, sd = tr.features.mean(0), tr.features.std(0) + 1e-6
     probe = cl.fit("linear", unit((tr.features - mu) / sd), tr.labels, tr.classes)
     linear = float(
@@ -265,7 +267,8 @@ def reevaluate(path: Path) -> None:
     run = find_run(row)
     if "failed" in row or run is None:
         print(
-            f"  {path.name}: {'failed' if 'failed' in row else 'run folder not found'}, left as it was"
+            f"  {path.name}: {'failed' if 'failed' in row else 'run folder not found'}, left as it "
+            "was"
         )
         return
     size = SETS[row["data"]][0]
@@ -355,7 +358,8 @@ def table(rows: list[dict]) -> str:
     head = (
         "| data | method | steps | s/step | peak MB | kNN random → trained "
         "| kNN crc-he-shifted random → trained | linear random → trained "
-        "| std×√d (centred) | RankMe (centred) | judged by |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "| std×√d (centred) | RankMe (centred) | judged by "
+        "|\n|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for r in sorted(rows, key=lambda r: (r["data"], r["method"], r["seed"])):
@@ -370,7 +374,9 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"| {r['data']} | {r['method']}{seed} | {r['steps']} "
             f"| {sps:.2f} | {mb:.0f} | {z['knn']:.3f} → {t['knn']:.3f} | {shifted} "
-            f"| {z['linear']:.3f} → {t['linear']:.3f} | {t.get('std_sqrt_d_centred', t['std_sqrt_d']):.2f} | {t.get('rankme_centred', t['rankme']):.0f} "
+            f"| {z['linear']:.3f} → {t['linear']:.3f} | "
+            f"{t.get('std_sqrt_d_centred', t['std_sqrt_d']):.2f} | "
+            f"{t.get('rankme_centred', t['rankme']):.0f} "
             f"| {verdict(r)} |"
         )
     return "\n".join(lines)

@@ -127,7 +127,8 @@ def main() -> int:
         f"10th-neighbour cosine distance of the real set {spread:.3f}"
     )
     print(
-        f"\n{'data':<10} {'N':>9} {'index':<12} {'build s':>8} {'p50 ms':>8} {'p95 ms':>8} {'recall@10':>10}"
+        f"\n{'data':<10} {'N':>9} {'index':<12} {'build s':>8} {'p50 ms':>8} {'p95 ms':>8} "
+        f"{'recall@10':>10}"
     )
     rows = []
     for name in sets:
@@ -157,7 +158,8 @@ def main() -> int:
                 }
             )
             print(
-                f"{name:<10} {n:>9} {'exact':<12} {build:>8.2f} {p50:>8.2f} {p95:>8.2f} {1.0:>10.3f}",
+                f"{name:<10} {n:>9} {'exact':<12} {build:>8.2f} {p50:>8.2f} {p95:>8.2f} "
+                f"{1.0:>10.3f}",
                 flush=True,
             )
             if nb.usearch_available():
@@ -195,7 +197,8 @@ def main() -> int:
                     )
                     label = f"approx ef{ef}"
                     print(
-                        f"{name:<10} {n:>9} {label:<12} {build:>8.2f} {p50:>8.2f} {p95:>8.2f} {recall:>10.3f}",
+                        f"{name:<10} {n:>9} {label:<12} {build:>8.2f} {p50:>8.2f} {p95:>8.2f} "
+                        f"{recall:>10.3f}",
                         flush=True,
                     )
                 del approx

@@ -176,12 +176,14 @@ def main() -> int:
         )
         r = rows[-1]
         print(
-            f"{data}: ours {o['images_per_s']:.0f} img/s, kNN {knn['ours']:.3f}; lightly {p['images_per_s']:.0f} img/s, "
+            f"{data}: ours {o['images_per_s']:.0f} img/s, kNN {knn['ours']:.3f}; lightly "
+            f"{p['images_per_s']:.0f} img/s, "
             f"kNN {knn['peer']:.3f}; random init {knn['random_init']:.3f}",
             flush=True,
         )
     print(
-        "\n| data | px | run | steps | img/s | wall s | kNN top-1 | vs random init |\n|---|---|---|---|---|---|---|---|"
+        "\n| data | px | run | steps | img/s | wall s | kNN top-1 | vs random init "
+        "|\n|---|---|---|---|---|---|---|---|"
     )
     for r in rows:
         k = r["knn"]
@@ -189,11 +191,13 @@ def main() -> int:
             name = "SSL Studio SimCLR" if who == "ours" else "lightly SimCLR (its example)"
             x = r[who]
             print(
-                f"| {r['data']} | {r['size']} | {name} | {x['steps']} | {x['images_per_s']:.1f} | {x['wall_s']:.0f} "
+                f"| {r['data']} | {r['size']} | {name} | {x['steps']} | {x['images_per_s']:.1f} | "
+                f"{x['wall_s']:.0f} "
                 f"| {k[who]:.3f} | {k[who] - k['random_init']:+.3f} |"
             )
         print(
-            f"| {r['data']} | {r['size']} | ratio ours / lightly | | **{r['throughput_ratio']:.2f}×** | | | "
+            f"| {r['data']} | {r['size']} | ratio ours / lightly | | "
+            f"**{r['throughput_ratio']:.2f}×** | | | "
             f"gain {r['gain_ratio']:.1f}× |"
         )
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,8 @@ lightly's own SimCLR example (ResNet-18 with its fc removed, ``SimCLRProjectionH
 decay 5e-4), trains until the wall-clock budget is spent, and saves the backbone's weights as
 a torchvision state dict in safetensors so that the studio evaluates them with its own kNN.
 
-    peer-python bench/peer_lightly.py --data DIR/train --size 32 --batch 128 --seconds 240 --out W.safetensors
+    peer-python bench/peer_lightly.py --data DIR/train --size 32 --batch 128 --seconds 240 --out
+    W.safetensors
 """
 
 from __future__ import annotations

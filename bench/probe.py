@@ -71,7 +71,8 @@ def main() -> int:
     nets = {"trained": method, "random init": random_init_method(cfg)}
     rows = []
     print(
-        f"{cfg.method} {cfg.backbone} at {cfg.image_size} px, {ck.name}; {args.data.name}; {args.draws} draws"
+        f"{cfg.method} {cfg.backbone} at {cfg.image_size} px, {ck.name}; {args.data.name}; "
+        f"{args.draws} draws"
     )
     print(f"\n{'features':<12} {'labels/class':>12} {'classifier':<8} {'accuracy':>9} {'± sd':>7}")
     feats = {name: features(net, args.data, cfg.image_size) for name, net in nets.items()}
@@ -91,7 +92,8 @@ def main() -> int:
                     }
                 )
                 print(
-                    f"{name:<12} {per_class:>12} {kind:<8} {np.mean(accs):>9.3f} {np.std(accs):>7.3f}",
+                    f"{name:<12} {per_class:>12} {kind:<8} {np.mean(accs):>9.3f} "
+                    f"{np.std(accs):>7.3f}",
                     flush=True,
                 )
     out = {

@@ -223,7 +223,8 @@ def agreement(results: list[dict]) -> dict:
 
 
 def variant_agreement(results: list[dict]) -> dict:
-    """Per kind of shift (computed offline on the same probe set): decided / agreeing checkpoints."""
+    """Per kind of shift (computed offline on the same probe set): decided / agreeing
+    checkpoints."""
     rows = [r for res in results for r in res["rows"]]
     out = {}
     for v in rows[0]["variants"] if rows else ():

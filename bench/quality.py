@@ -7,7 +7,8 @@ val split as queries; for H&E also crc-he-shifted) on the same network at step 0
 end, beside the colour-statistics baseline (bench/protocol.py).
 
     python bench/quality.py --data ../shared/data/cifar10-subset --size 32 --minutes 20
-    python bench/quality.py --data ../shared/data/crc-he-subset --size 64 --preset histopathology --minutes 20
+    python bench/quality.py --data ../shared/data/crc-he-subset --size 64 --preset histopathology
+    --minutes 20
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from sslstudio.core.transforms.presets import preset, with_jitter_strength  # no
 
 
 def seconds_per_step(cfg: RunConfig, steps: int = 3) -> float:
-    """Model-only time per step (the throughput benchmark's limit) plus 5 % for the data pipeline."""
+    """Model-only time per step (the throughput benchmark's limit) plus 5 % for the data
+    pipeline."""
     return cfg.batch_size / limit_block(cfg, steps) * 1.05
 
 
@@ -92,14 +94,16 @@ def main() -> int:
         "--mean-cost",
         type=float,
         default=0.0,
-        help="with --progressive-from: the mean step cost from an earlier quiet measurement (skips timing)",
+        help="with --progressive-from: the mean step cost from an earlier quiet measurement (skips "
+        "timing)",
     )
     ap.add_argument("--json", default=None)
     ap.add_argument(
         "--steps",
         type=int,
         default=0,
-        help="fix the step count instead of measuring (e.g. from an earlier uncontended measurement)",
+        help="fix the step count instead of measuring (e.g. from an earlier uncontended "
+        "measurement)",
     )
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = all)")
     ap.add_argument(
@@ -147,7 +151,8 @@ def main() -> int:
             mean = args.mean_cost or measured_mean_cost(cfg)
             steps = int(round(args.steps / mean))
             print(
-                f"progressive from {args.progressive_from} px: mean step cost {mean:.3f} of a full one "
+                f"progressive from {args.progressive_from} px: mean step cost {mean:.3f} of a full "
+                "one "
                 f"(measured) -> {steps} steps in the same time"
             )
     else:
@@ -160,7 +165,8 @@ def main() -> int:
     for ev in train(cfg):
         if isinstance(ev, RunStarted):
             print(
-                f"{ev.num_images} images, {ev.steps_per_epoch} steps/epoch, {ev.total_steps} steps on {ev.device}"
+                f"{ev.num_images} images, {ev.steps_per_epoch} steps/epoch, {ev.total_steps} steps "
+                f"on {ev.device}"
             )
         elif isinstance(ev, StepLogged):
             losses.append(ev.loss)
@@ -174,10 +180,12 @@ def main() -> int:
     trained, random = scores["trained"]["val"], scores["random_init"]["val"]
     epochs = steps * args.batch / len(list((data / "train").rglob("*.*")))
     print(
-        f"\n{'data':<16} {'size':>4} {'min':>5} {'epochs':>6} {'random kNN':>10} {'trained kNN':>11} {'gain':>7}"
+        f"\n{'data':<16} {'size':>4} {'min':>5} {'epochs':>6} {'random kNN':>10} "
+        f"{'trained kNN':>11} {'gain':>7}"
     )
     print(
-        f"{data.name:<16} {args.size:>4} {train_s / 60:>5.1f} {epochs:>6.2f} {random:>10.4f} {trained:>11.4f} {trained - random:>+7.4f}"
+        f"{data.name:<16} {args.size:>4} {train_s / 60:>5.1f} {epochs:>6.2f} {random:>10.4f} "
+        f"{trained:>11.4f} {trained - random:>+7.4f}"
     )
     print(protocol.line(scores))
     result = {

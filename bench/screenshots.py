@@ -86,9 +86,10 @@ def shoot(out: Path, dark: bool) -> int:
                 tiny, augment=preset("histopathology", 32), method_options={"temperature": 0.5}
             )
         )
-        stop_at_5 = lambda ev: (
-            isinstance(ev, StepLogged) and ev.step == 4 and window.controller.stop()
-        )  # noqa: E731
+
+        def stop_at_5(ev):
+            return isinstance(ev, StepLogged) and ev.step == 4 and window.controller.stop()
+
         window.controller.event.connect(stop_at_5)
         window.start_run()
         wait_until(app, lambda: not window.controller.is_running(), 600, "the first run")
@@ -105,7 +106,8 @@ def shoot(out: Path, dark: bool) -> int:
             120,
             "two runs' details",
         )
-        # the Method page shows a run one would really launch next (BYOL: its momentum schedule too),
+        # the Method page shows a run one would really launch next (BYOL: its momentum schedule
+        # too),
         # with a measured estimate
         window.load_config(
             dataclasses.replace(

@@ -153,7 +153,8 @@ def main() -> int:
     )
     for r in rows:
         print(
-            f"{r['size']:>5} {r['folder']:<16} {r['pipeline_img_s']:>15.1f} {r['limit_img_s']:>12.1f} {r['efficiency']:>10.3f}"
+            f"{r['size']:>5} {r['folder']:<16} {r['pipeline_img_s']:>15.1f} "
+            f"{r['limit_img_s']:>12.1f} {r['efficiency']:>10.3f}"
         )
     out = {
         "machine": platform.platform(),

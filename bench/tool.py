@@ -1,7 +1,8 @@
 """The exported tool's embedding throughput on the CPU: onnxruntime against PyTorch, side by side.
 
 For each size a resnet18 run is trained for one step on the sample H&E tiles and exported with
-the real exporter (``sslstudio.core.export.bundle.export_bundle``), so the ONNX graph is the one users
+the real exporter (``sslstudio.core.export.bundle.export_bundle``), so the ONNX graph is the one
+users
 get. Then, interleaved block by block in one process with the same thread count for both:
 
 - torch: ``method.embed`` (the exported computation) on a ready-made (B, 3, S, S) batch;

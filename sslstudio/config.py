@@ -95,12 +95,14 @@ class RunConfig:
     )
     weights: str = _f(
         "",
-        "local weights file to start from (safetensors or a torchvision state dict); empty = random init",
+        "local weights file to start from (safetensors or a torchvision state dict); empty = "
+        "random init",
     )
     image_size: int = _f(32, "training resolution in pixels", min=8, max=1024)
     progressive_from: int = _f(
         0,
-        "progressive resizing: train the first steps at this many pixels, growing to image_size by 85 % of the run (0 = off)",
+        "progressive resizing: train the first steps at this many pixels, growing to image_size by "
+        "85 % of the run (0 = off)",
         min=0,
         max=1024,
     )
@@ -108,7 +110,8 @@ class RunConfig:
     tile_px: int = _f(224, "whole-slide images: tile side in pixels", min=16, max=4096)
     tile_mpp: float = _f(
         0.5,
-        "whole-slide images: tile resolution in µm per pixel (0.5 is about 20x; 0 = full resolution)",
+        "whole-slide images: tile resolution in µm per pixel (0.5 is about 20x; 0 = full "
+        "resolution)",
         min=0.0,
         max=100.0,
     )
@@ -155,12 +158,14 @@ class RunConfig:
     step_seconds: dict[str, float] = field(
         default_factory=dict,
         metadata={
-            "help": "seconds per training step by image size, as the budget planner measured them (the deadline's first estimate; empty = learn as the run goes)"
+            "help": "seconds per training step by image size, as the budget planner measured them "
+            "(the deadline's first estimate; empty = learn as the run goes)"
         },
     )
     time_budget_s: float = _f(
         0.0,
-        "finish the whole run, evaluation and checkpoints included, within this many seconds (0 = no limit)",
+        "finish the whole run, evaluation and checkpoints included, within this many seconds (0 = "
+        "no limit)",
         min=0.0,
         max=1e7,
     )
@@ -181,7 +186,8 @@ class RunConfig:
         version = data.pop("version", CONFIG_VERSION)
         if version > CONFIG_VERSION:
             raise ConfigError(
-                f"config version {version} is newer than this SSL Studio understands ({CONFIG_VERSION})"
+                f"config version {version} is newer than this SSL Studio understands "
+                f"({CONFIG_VERSION})"
             )
         return _build(cls, data, "config")
 
@@ -221,23 +227,26 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where} must be an object")
         return dict(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, got {value!r}")
+    rule = _SCALARS.get(tp)
+    if rule is None:
         return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where} must be a whole number, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} must be text, got {value!r}")
-        return value
-    return value
+    fits, words, convert = rule
+    if not fits(value):
+        raise ConfigError(f"{where} must be {words}, got {value!r}")
+    return convert(value)
+
+
+# JSON scalars a field of each type takes: bool is an int to Python, never to a config
+_SCALARS: dict[type, tuple[Any, str, Any]] = {
+    bool: (lambda v: isinstance(v, bool), "true or false", lambda v: v),
+    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number", lambda v: v),
+    float: (
+        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "a number",
+        float,
+    ),
+    str: (lambda v: isinstance(v, str), "text", lambda v: v),
+}
 
 
 def field_problems(obj: Any, where: str = "") -> list[str]:
@@ -286,11 +295,13 @@ def validate(cfg: RunConfig) -> None:
     a = cfg.augment
     if a.crop_scale_min > a.crop_scale_max:
         problems.append(
-            f"augment.crop_scale_min ({a.crop_scale_min}) exceeds crop_scale_max ({a.crop_scale_max})"
+            f"augment.crop_scale_min ({a.crop_scale_min}) exceeds crop_scale_max "
+            f"({a.crop_scale_max})"
         )
     if a.blur_sigma_min > a.blur_sigma_max:
         problems.append(
-            f"augment.blur_sigma_min ({a.blur_sigma_min}) exceeds blur_sigma_max ({a.blur_sigma_max})"
+            f"augment.blur_sigma_min ({a.blur_sigma_min}) exceeds blur_sigma_max "
+            f"({a.blur_sigma_max})"
         )
     if not cfg.data_root:
         problems.append("data_root is empty: choose a folder of images")
@@ -305,7 +316,8 @@ def validate(cfg: RunConfig) -> None:
         problems.append(f"step_seconds must map sizes in pixels to positive seconds, got {bad}")
     if cfg.progressive_from and not 8 <= cfg.progressive_from < cfg.image_size:
         problems.append(
-            f"progressive_from ({cfg.progressive_from}) must be 0 (off) or from 8 up to below image_size ({cfg.image_size})"
+            f"progressive_from ({cfg.progressive_from}) must be 0 (off) or from 8 up to below "
+            f"image_size ({cfg.image_size})"
         )
     if cfg.cache_size and cfg.cache_size < cfg.image_size:
         problems.append(

@@ -85,7 +85,8 @@ class CacheCancelled(Exception):
 
 @dataclass
 class DecodedImages:
-    """Rows of ``array`` correspond to ``index.images[rows[i]]``; ``failed`` lists files that did not decode."""
+    """Rows of ``array`` correspond to ``index.images[rows[i]]``; ``failed`` lists files that did
+    not decode."""
 
     array: np.ndarray  # (len(index.images), S, S, 3) uint8, possibly a read-only memmap
     rows: np.ndarray  # (N,) int64: the rows of ``array`` (= images of the index) that decoded
@@ -151,7 +152,35 @@ def build_cache(
         found = _open_existing(cache_root, key, index)
         if found is not None:
             return found
-    need = n * side * side * 3
+    target = _cache_file(cache_root, key, n * side * side * 3)
+    tmp, arr = _open_array(cache_root, target, (n, side, side, 3))
+    try:
+        ok, failed = _decode_into(arr, index, side, progress, cancel, workers)
+    except BaseException:
+        del arr
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise
+    rows = np.flatnonzero(ok)
+    if rows.size == 0:
+        if tmp is not None:
+            del arr
+            tmp.unlink(missing_ok=True)
+        raise no_usable_images(index, failed)  # "3 truncated, 2 not images": scan's and ours
+    if tmp is None:
+        return DecodedImages(arr, rows, index, failed, "memory")
+    arr.flush()
+    del arr
+    _keep(cache_root, tmp, target, rows, failed, side)
+    found = _open_existing(cache_root, key, index)
+    if found is None:
+        raise SSLStudioError(f"the decoded cache in {cache_root} could not be read back")
+    return found
+
+
+def _cache_file(cache_root: Path | None, key: str, need: int) -> Path | None:
+    """Where the decoded pixels go on disk, or None to keep them in memory; refuses a cache
+    neither the disk nor memory can hold."""
     target: Path | None = None
     limit = cache_limit()
     if cache_root is not None and need <= limit:
@@ -173,7 +202,12 @@ def build_cache(
             f"the decoded cache needs {_size(need)} {where}; "
             "free some disk space, raise the limit or lower the image size"
         )
-    tmp, arr = _open_array(cache_root, target, (n, side, side, 3))
+    return target
+
+
+def _decode_into(arr, index: ImageIndex, side: int, progress, cancel, workers):
+    """Decode every image into ``arr`` on a thread pool: (decoded mask, files that failed)."""
+    n = len(index.images)
     ok = np.zeros(n, dtype=bool)
     failed: list[SkippedFile] = []
     root = Path(index.root)
@@ -186,54 +220,37 @@ def build_cache(
         except imaging.DecodeError as exc:
             return i, SkippedFile(rec.path, exc.reason, exc.error)
 
+    with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 2)) as pool:
+        chunk = 256
+        for start in range(0, n, chunk):
+            if cancel is not None and cancel.is_set():
+                raise CacheCancelled()
+            for i, bad in pool.map(work, range(start, min(n, start + chunk))):
+                if bad is None:
+                    ok[i] = True
+                else:
+                    failed.append(bad)
+            if progress is not None:
+                progress(min(n, start + chunk), n)
+    return ok, failed
+
+
+def _keep(cache_root, tmp: Path, target: Path, rows, failed: list[SkippedFile], side: int) -> None:
+    """Rename the written pixels into place beside their metadata, or remove both and say why."""
+    meta = {
+        "rows": rows.tolist(),
+        "failed": [[f.path, f.reason, f.error] for f in failed],
+        "side": side,
+    }
+    meta_tmp = target.with_suffix(".json.tmp")
     try:
-        with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 2)) as pool:
-            chunk = 256
-            for start in range(0, n, chunk):
-                if cancel is not None and cancel.is_set():
-                    raise CacheCancelled()
-                for i, bad in pool.map(work, range(start, min(n, start + chunk))):
-                    if bad is None:
-                        ok[i] = True
-                    else:
-                        failed.append(bad)
-                if progress is not None:
-                    progress(min(n, start + chunk), n)
-    except BaseException:
-        del arr
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
-        raise
-    rows = np.flatnonzero(ok)
-    if rows.size == 0:
-        if tmp is not None:
-            del arr
-            tmp.unlink(missing_ok=True)
-        raise no_usable_images(index, failed)  # "3 truncated, 2 not images": scan's and ours
-    if tmp is not None:
-        arr.flush()
-        del arr
-        meta = {
-            "rows": rows.tolist(),
-            "failed": [[f.path, f.reason, f.error] for f in failed],
-            "side": side,
-        }
-        meta_tmp = target.with_suffix(".json.tmp")
-        try:
-            meta_tmp.write_text(json.dumps(meta), encoding="utf-8")
-            os.replace(tmp, target)
-            os.replace(meta_tmp, target.with_suffix(".json"))
-        except OSError as exc:  # the decoded pixels are lost with the file: say why, keep none
-            for p in (tmp, meta_tmp):
-                p.unlink(missing_ok=True)
-            raise SSLStudioError(
-                f"could not write the decoded cache in {cache_root}: {exc}"
-            ) from exc
-        found = _open_existing(cache_root, key, index)
-        if found is None:
-            raise SSLStudioError(f"the decoded cache in {cache_root} could not be read back")
-        return found
-    return DecodedImages(arr, rows, index, failed, "memory")
+        meta_tmp.write_text(json.dumps(meta), encoding="utf-8")
+        os.replace(tmp, target)
+        os.replace(meta_tmp, target.with_suffix(".json"))
+    except OSError as exc:  # the decoded pixels are lost with the file: say why, keep none
+        for p in (tmp, meta_tmp):
+            p.unlink(missing_ok=True)
+        raise SSLStudioError(f"could not write the decoded cache in {cache_root}: {exc}") from exc
 
 
 def _open_array(

@@ -174,7 +174,8 @@ def knn_eval(
     qry = embed_folder(method, test_dir, image_size)
     if qry.labels is None or qry.classes != mem.classes:
         raise SSLStudioError(
-            f"{test_dir} must have the same class subfolders as {train_dir}: {qry.classes} vs {mem.classes}"
+            f"{test_dir} must have the same class subfolders as {train_dir}: {qry.classes} vs "
+            f"{mem.classes}"
         )
     return knn_accuracy(
         torch.from_numpy(mem.features),

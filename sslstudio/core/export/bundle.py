@@ -74,7 +74,7 @@ def export_bundle(
     Raises:
         ExportError (ExportCancelled), CheckpointError, ConfigError, NoUsableImagesError.
     """
-    from sslstudio.core.explore.embed import embed_folder, load_method
+    from sslstudio.core.explore.embed import load_method
 
     def report(stage: str, done: int = 0, total: int = 1) -> None:
         if cancel is not None and cancel.is_set():
@@ -90,47 +90,19 @@ def export_bundle(
     report("model")
     method, cfg, ck_path = load_method(ck_path, device=torch.device("cpu"))
     meta = ckpt.read_meta(ck_path)
-    index_root = Path(folder or cfg.data_root).expanduser()
-    if not index_root.is_dir():
-        raise ExportError(
-            f"the folder to index, {index_root}, does not exist: move it back, or index another "
-            "folder of images (sslstudio export --folder DIR)"
-        )
+    index_root = _index_folder(folder or cfg.data_root)
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stray(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-{os.getpid()}-", dir=target.parent))
     try:
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would hide the bundle from colleagues
-        method.float()
-        backbone = {
-            k: v.detach().cpu().contiguous() for k, v in method.backbone.state_dict().items()
-        }
-        _save_tensors(tmp / "backbone.safetensors", backbone)
-        family = family_file(method)
-        if family.file is not None:
-            _save_tensors(tmp / family.file, family.tensors)
-        dim = int(method.backbone.feature_dim)
-        classifier = read_classifier(run_dir, dim)  # before the slow steps: a misfit fails fast
-        if classifier is not None:
-            _save_tensors(tmp / "classifier.safetensors", classifier[0])
+        family, classifier = _write_weights(method, run_dir, tmp)
         report("onnx")
         onnx_entry = write_onnx(method, cfg.image_size, tmp / "model.onnx")
 
         report("embedding", 0, 1)
         method.to(pick_device(device or cfg.device)[0])
-        try:
-            with _full_float32():
-                emb = embed_folder(
-                    method,
-                    index_root,
-                    cfg.image_size,
-                    progress=lambda d, n: report("embedding", d, n),
-                    cancel=cancel,
-                )
-        except Exception:
-            if cancel is not None and cancel.is_set():
-                raise ExportCancelled("export cancelled; nothing was written") from None
-            raise
+        emb = _embed_index(method, index_root, cfg.image_size, report, cancel)
         report("writing")
         feats = emb.features.astype(np.float32)
         feats /= np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
@@ -138,40 +110,9 @@ def export_bundle(
         root = str(Path(emb.root).resolve()) if absolute_paths else None
         _write_json(tmp / "items.json", {"root": root, "paths": emb.paths})
 
-        manifest = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "sslstudio_version": __version__,
-            "method": cfg.method,
-            "backbone": cfg.backbone,
-            "small_stem": bool(method.backbone.small_stem),
-            "embedding_dim": dim,
-            "input": input_spec(cfg.image_size, cfg.input_norm),
-            "onnx": onnx_entry,
-            "index": {
-                "embeddings": "embeddings.npy",
-                "items": "items.json",
-                "count": int(feats.shape[0]),
-                "normalised": True,
-                "absolute_paths": bool(absolute_paths),
-            },
-            "classifier": None
-            if classifier is None
-            else {"file": "classifier.safetensors", **classifier[1]},
-            "classes": classifier[1]["classes"] if classifier else list(emb.classes),
-            "family": family.entry,
-            "training": {
-                "images": int(meta.get("plan", {}).get("num_images", feats.shape[0])),
-                "folder_name": Path(cfg.data_root).name,
-                "steps": int(meta["step"]),
-                "image_size": cfg.image_size,
-                "preset": cfg.preset,
-                "checkpoint": ck_path.name,
-            },
-            "metrics": run_metrics(run_dir, int(meta["step"])),
-            "files": {p.name: _file_entry(p) for p in sorted(tmp.iterdir())},
-        }
+        facts = (method, meta, ck_path, run_dir)
+        manifest = _manifest(cfg, facts, onnx_entry, feats, emb, classifier, family, absolute_paths)
+        manifest["files"] = {p.name: _file_entry(p) for p in sorted(tmp.iterdir())}
         _write_json(tmp / "manifest.json", manifest)
         report("writing", 1, 1)
         _publish(tmp, target, zip)
@@ -185,6 +126,89 @@ def export_bundle(
             f"export to {target} failed: {reason}; nothing was written there"
         ) from exc
     return target
+
+
+def _index_folder(folder: str | Path) -> Path:
+    index_root = Path(folder).expanduser()
+    if not index_root.is_dir():
+        raise ExportError(
+            f"the folder to index, {index_root}, does not exist: move it back, or index another "
+            "folder of images (sslstudio export --folder DIR)"
+        )
+    return index_root
+
+
+def _write_weights(method, run_dir: Path, tmp: Path):
+    """backbone.safetensors, the family state dict where there is one, and the run's classifier
+    (read before the slow steps: a misfit fails fast): (family, classifier or None)."""
+    method.float()
+    backbone = {k: v.detach().cpu().contiguous() for k, v in method.backbone.state_dict().items()}
+    _save_tensors(tmp / "backbone.safetensors", backbone)
+    family = family_file(method)
+    if family.file is not None:
+        _save_tensors(tmp / family.file, family.tensors)
+    classifier = read_classifier(run_dir, int(method.backbone.feature_dim))
+    if classifier is not None:
+        _save_tensors(tmp / "classifier.safetensors", classifier[0])
+    return family, classifier
+
+
+def _embed_index(method, index_root: Path, size: int, report, cancel):
+    """The bundle's index: every image of ``index_root`` through the backbone, in float32."""
+    from sslstudio.core.explore.embed import embed_folder
+
+    try:
+        with _full_float32():
+            return embed_folder(
+                method,
+                index_root,
+                size,
+                progress=lambda d, n: report("embedding", d, n),
+                cancel=cancel,
+            )
+    except Exception:
+        if cancel is not None and cancel.is_set():
+            raise ExportCancelled("export cancelled; nothing was written") from None
+        raise
+
+
+def _manifest(cfg, facts, onnx_entry, feats, emb, classifier, family, absolute_paths) -> dict:
+    """manifest.json but its "files" (docs/bundle-format.md)."""
+    method, meta, ck_path, run_dir = facts
+    dim = int(method.backbone.feature_dim)
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "sslstudio_version": __version__,
+        "method": cfg.method,
+        "backbone": cfg.backbone,
+        "small_stem": bool(method.backbone.small_stem),
+        "embedding_dim": dim,
+        "input": input_spec(cfg.image_size, cfg.input_norm),
+        "onnx": onnx_entry,
+        "index": {
+            "embeddings": "embeddings.npy",
+            "items": "items.json",
+            "count": int(feats.shape[0]),
+            "normalised": True,
+            "absolute_paths": bool(absolute_paths),
+        },
+        "classifier": None
+        if classifier is None
+        else {"file": "classifier.safetensors", **classifier[1]},
+        "classes": classifier[1]["classes"] if classifier else list(emb.classes),
+        "family": family.entry,
+        "training": {
+            "images": int(meta.get("plan", {}).get("num_images", feats.shape[0])),
+            "folder_name": Path(cfg.data_root).name,
+            "steps": int(meta["step"]),
+            "image_size": cfg.image_size,
+            "preset": cfg.preset,
+            "checkpoint": ck_path.name,
+        },
+        "metrics": run_metrics(run_dir, int(meta["step"])),
+    }
 
 
 def input_spec(size: int, input_norm: str = "none") -> dict[str, Any]:

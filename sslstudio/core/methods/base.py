@@ -182,7 +182,8 @@ def _backbone_names() -> list[str]:
 
 
 def method_config(name: str, options: dict[str, Any]) -> Any:
-    """The method's typed config from plain options; unknown or bad options raise ``ConfigError``."""
+    """The method's typed config from plain options; unknown or bad options raise
+    ``ConfigError``."""
     if name not in METHODS:
         raise ConfigError(f"unknown method {name!r}; choose one of {', '.join(sorted(METHODS))}")
     cls = METHODS[name].Config

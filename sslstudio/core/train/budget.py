@@ -46,7 +46,8 @@ class BudgetPlan:
         c = self.config
         size = f"{c.progressive_from}→{c.image_size}" if c.progressive_from else str(c.image_size)
         head = (
-            f"Plan for {_fmt(self.budget_s)} on {self.device}: {c.method} · {c.backbone} · {size} px · "
+            f"Plan for {_fmt(self.budget_s)} on {self.device}: {c.method} · {c.backbone} · {size} "
+            "px · "
             f"batch {c.batch_size} · {c.optim.optimizer} lr {c.optim.lr:g} · {self.steps} steps "
             f"(~{self.epochs:.1f} epochs, {self.seconds_per_step:.2f} s/step measured)"
         )
@@ -92,12 +93,14 @@ def rules(
     if native_side:
         size = min(size, max(32, native_side))
     why.append(
-        f"{size} px throughout: on {'a GPU' if gpu else 'a CPU'} with {_fmt(budget_s)}, more epochs at a "
+        f"{size} px throughout: on {'a GPU' if gpu else 'a CPU'} with {_fmt(budget_s)}, more "
+        "epochs at a "
         "lower resolution beat fewer at a higher one"
         + (
             " (GPU sizes not yet measured)"
             if gpu
-            else "; progressive resizing lost here (H&E, 10 min: 0.768 from 32 to 64 px vs 0.800 at "
+            else "; progressive resizing lost here (H&E, 10 min: 0.768 from 32 to 64 px vs 0.800 "
+            "at "
             "32 px; CIFAR: starting at 16 px lost 2 kNN points)"
         )
     )
@@ -123,7 +126,8 @@ def rules(
         optimizer="adamw", lr=lr, weight_decay=1e-4, warmup_epochs=0.5, min_lr_ratio=0.0
     )
     why.append(
-        f"AdamW, lr {lr:g} per 256 images, cosine to zero at the deadline: beat SGD by 1-11 kNN points "
+        f"AdamW, lr {lr:g} per 256 images, cosine to zero at the deadline: beat SGD by 1-11 kNN "
+        "points "
         "in equal-time runs on both benchmark sets"
     )
     choice = {
@@ -219,7 +223,8 @@ def plan_budget(
         f"{steps} steps: {_fmt(run_s)} at {sps:.2f} s/step measured here"
         + (f" at full size (the smaller steps: {mean:.0%} of that on average)" if mean < 1 else "")
         + ", less start-up, "
-        f"{PROBES} quality probes and the final checkpoint; the deadline re-plans if the pace changes"
+        f"{PROBES} quality probes and the final checkpoint; the deadline re-plans if the pace "
+        "changes"
     )
     why += [note] if (note := plan_note(cfg, device)) else []
     return BudgetPlan(
