@@ -45,21 +45,6 @@ RUN_SECTIONS = (
     ("Where and how often", ("device", "threads", "seed", "checkpoint_every", "monitor_every")),
 )
 RUN_FIELDS = frozenset(n for _, group in RUN_SECTIONS for n in group)
-ESTIMATE_KEYS = (
-    "method",
-    "method_options",
-    "backbone",
-    "image_size",
-    "progressive_from",
-    "small_stem",
-    "batch_size",
-    "device",
-    "threads",
-    "cache_size",
-    "amp",
-    "augment",
-    "optim",
-)
 
 
 class MethodPage(Page):
