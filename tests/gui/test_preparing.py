@@ -30,7 +30,7 @@ def test_format_preparing() -> None:
 @pytest.fixture
 def preparing_trainer(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
     """Replace ``train`` by a preparation that waits at 'decode 5 / 10' until ``release`` is set."""
-    from sslstudio.core.train.runs import new_run_dir
+    from sslstudio.core.train.runs import new_run_dir, write_run_config
 
     state: dict[str, object] = {
         "release": threading.Event(),
@@ -46,6 +46,7 @@ def preparing_trainer(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
         yield Preparing("decode", 5, 10)
         assert state["release"].wait(30), "the test never released the preparation"
         if stop is not None and stop.is_set():
+            write_run_config(run_dir, cfg)  # as train() does for a stop while preparing
             yield RunStopped(step=0, path="", run_dir=str(run_dir) if state["tell_run_dir"] else "")
             return
         raise AssertionError("this stand-in only prepares")

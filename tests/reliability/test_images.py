@@ -159,7 +159,7 @@ def test_scan_streams_with_bounded_work_in_flight_and_cancels(monkeypatch):
     walked, judged, headers = [0], [0], [0]
     lead = [0]
 
-    def walk(index, cancel):
+    def walk(index, cancel, previous=None):
         for i in range(n):
             scan._check(cancel)
             walked[0] += 1

@@ -224,6 +224,7 @@ class ImageIndex:
                 "images": [asdict(r) for r in self.images],
                 "skipped": [asdict(s) for s in self.skipped],
                 "folders": self.folders,
+                "folder_counts": {k: list(v) for k, v in self.folder_counts.items()},
             }
         )
 
@@ -241,6 +242,9 @@ class ImageIndex:
                 ignored=int(data["ignored"]),
                 other=int(data.get("other", 0)),
                 folders={str(k): int(v) for k, v in data.get("folders", {}).items()},
+                folder_counts={
+                    str(k): (int(i), int(o)) for k, (i, o) in data.get("folder_counts", {}).items()
+                },
             )
         except (KeyError, TypeError) as e:
             raise ValueError(f"damaged image index: {e}") from e
