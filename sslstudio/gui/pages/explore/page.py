@@ -393,8 +393,8 @@ class ExplorePage(Page):
         if user:
             return f"✓ {user}"
         if s.predictions is not None:
-            pred = s.predictions
-            return f"{pred.classes[pred.label[row]]} {pred.confidence[row]:.0%}"
+            pred = s.predictions  # the share first: a narrow cell elides the class, not the share
+            return f"{pred.confidence[row]:.0%} {pred.classes[pred.label[row]]}"
         return Path(s.emb.paths[row]).name
 
     def _tooltip(self, row: int) -> str:
