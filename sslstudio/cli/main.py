@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from sslstudio.cli.train import EXIT_INTERRUPTED, cmd_train, config_from_args  # noqa: F401 (re-exported)
+from sslstudio.tool.arguments import whole_number as _whole
 
 COMMANDS = (
     "train",
@@ -39,21 +40,6 @@ COMMANDS = (
 def _die(msg: str, code: int = 2) -> int:
     print(f"sslstudio: error: {msg}", file=sys.stderr)
     return code
-
-
-def _whole(lo: int, hi: int = 10**9):
-    """An argparse type: a whole number in [lo, hi] (a count, a port), else one clear line."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"must be from {lo} to {hi}, got {value}")
-        return value
-
-    return parse
 
 
 def _number(lo: float, hi: float):

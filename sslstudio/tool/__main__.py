@@ -23,27 +23,13 @@ from pathlib import Path
 from urllib.parse import quote
 
 from sslstudio.imaging.decode import DecodeError
+from sslstudio.tool.arguments import whole_number as _whole
 from sslstudio.tool.bundle import Bundle, BundleError, load_bundle
 from sslstudio.tool.inference import Model, ToolError, list_images, skipped_summary
 from sslstudio.tool.search import NeighbourIndex
 
 TOKEN_ENV = "SSLSTUDIO_TOOL_TOKEN"
 _SHOW_SKIPPED = 20
-
-
-def _whole(lo: int, hi: int = 10**9):
-    """An argparse type: a whole number in [lo, hi], else one clear line."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"must be from {lo} to {hi}, got {value}")
-        return value
-
-    return parse
 
 
 def _megabytes(text: str) -> float:
