@@ -6,7 +6,7 @@
     sslstudio eval RUN --train DIR [--test DIR]
     sslstudio scan FOLDER
     sslstudio methods
-    sslstudio export RUN -o DIR [--zip] [--absolute-paths] [--checkpoint NAME]
+    sslstudio export RUN -o DIR [--zip] [--absolute-paths] [--family-formats] [--checkpoint NAME]
 
 Errors from below print as one line and a non-zero exit, never a traceback.
 """
@@ -271,6 +271,12 @@ def _add_export(sub) -> None:
         help="store the indexed folder's absolute path (file names may identify people)",
     )
     x.add_argument(
+        "--family-formats",
+        action="store_true",
+        help="also write the weights as a torchvision/timm state dict where the network has one "
+        "(a second copy; model.onnx and backbone.safetensors share one)",
+    )
+    x.add_argument(
         "--checkpoint",
         default="latest",
         help="checkpoint folder or name (default: the latest good one)",
@@ -421,6 +427,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         zip=args.zip,
         absolute_paths=args.absolute_paths,
+        family_formats=args.family_formats,
         folder=args.folder,
         progress=progress,
     )

@@ -14,7 +14,7 @@ import math
 import os
 import re
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,8 @@ class Bundle:
     items_root: str | None
     classifier: Classifier | None
     model_version: str  # method-backbone-<sha256 prefix of model.onnx>: names predictions
+    # initialisers model.onnx stores as external data in the bundle's weights file, by name
+    onnx_weights: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def dim(self) -> int:
@@ -126,6 +128,9 @@ def _load(src: Source, max_total: int) -> Bundle:
     }
     if clf_spec is not None:
         needed["clf"] = _name(_section(manifest, "classifier", src), "file", src)
+    weights_spec = onnx_spec.get("weights")
+    if weights_spec is not None:
+        needed["weights"] = _name(_section(onnx_spec, "weights", src), "file", src)
     family = manifest.get("family")
     if isinstance(family, dict) and family.get("file") is not None:
         needed["family"] = _name(family, "file", src)  # hashed, not read: the tool never uses it
@@ -136,7 +141,7 @@ def _load(src: Source, max_total: int) -> Bundle:
     if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
         raise BundleError(f"{src.name}/manifest.json: embedding_dim must be a positive integer")
     spec = _input_spec(manifest, src)  # cheap checks first: hashing a large bundle takes seconds
-    used = {needed[k] for k in ("onnx", "emb", "items", "clf") if k in needed}
+    used = {needed[k] for k in ("onnx", "emb", "items", "clf", "weights") if k in needed}
     data: dict[str, bytes] = {}
     for name, (size, digest) in sorted(files.items()):
         content = src.verified(name, size, digest, keep=name in used)
@@ -145,7 +150,10 @@ def _load(src: Source, max_total: int) -> Bundle:
         elif name.endswith(".safetensors"):
             src.check_safetensors_header(name, size)
     model = data[needed["onnx"]]
-    in_name, out_name = _check_onnx(model, onnx_spec, needed["onnx"], src)
+    external = {}
+    if weights_spec is not None:
+        external = _onnx_weights(data[needed["weights"]], weights_spec, needed["weights"], src)
+    in_name, out_name = _check_onnx(model, onnx_spec, needed["onnx"], src, frozenset(external))
     embeddings = _embeddings(data[needed["emb"]], index, dim, needed["emb"], src)
     root, paths = _items(data[needed["items"]], len(embeddings), needed["items"], src)
     classifier = None
@@ -170,7 +178,30 @@ def _load(src: Source, max_total: int) -> Bundle:
         root,
         classifier,
         version,
+        external,
     )
+
+
+def _onnx_weights(
+    data: bytes, spec: dict[str, Any], name: str, src: Source
+) -> dict[str, np.ndarray]:
+    """{initialiser: array} for the ONNX initialisers kept in the weights file (read-only views
+    of its verified bytes); onnxruntime is handed them instead of opening the file itself."""
+    wanted = spec.get("initializers")
+    if not isinstance(wanted, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in wanted.items()
+    ):
+        raise BundleError(
+            f"{src.name}/manifest.json: onnx.weights.initializers must map names to names"
+        )
+    try:
+        entries = parse_safetensors(data, len(data))
+        missing = sorted(set(wanted.values()) - set(entries))
+        if missing:
+            raise TensorFileError(f"has no tensor {missing[0]!r}, which model.onnx reads")
+        return {init: tensor(data, entries[t]) for init, t in wanted.items()}
+    except TensorFileError as e:
+        raise BundleError(f"{src.name}/{name}: {e}") from e
 
 
 def _manifest(src: Source) -> dict[str, Any]:
@@ -266,11 +297,19 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _check_onnx(model: bytes, spec: dict[str, Any], name: str, src: Source) -> tuple[str, str]:
+def _check_onnx(
+    model: bytes, spec: dict[str, Any], name: str, src: Source, supplied: frozenset[str]
+) -> tuple[str, str]:
     try:
-        info = inspect_onnx(model)
+        info = inspect_onnx(model, supplied)
     except OnnxCheckError as e:
         raise BundleError(f"{src.name}/{name}: {e}") from e
+    if info.external != supplied:
+        odd = sorted(info.external ^ supplied)[0]
+        raise BundleError(
+            f"{src.name}/{name}: the manifest says initialiser {odd!r} is kept in the weights "
+            "file, the model disagrees"
+        )
     want_in, want_out = spec.get("input", "images"), spec.get("output", "features")
     if want_in not in info.inputs or want_out not in info.outputs:
         raise BundleError(

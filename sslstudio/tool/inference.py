@@ -90,6 +90,10 @@ class Model:
         opts.intra_op_num_threads = max(0, threads)  # 0: onnxruntime picks (physical cores)
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3  # warnings about unused initialisers are noise to users
+        if bundle.onnx_weights:  # the model's weights live in the bundle's safetensors file
+            names = list(bundle.onnx_weights)
+            values = [ort.OrtValue.ortvalue_from_numpy(np.array(bundle.onnx_weights[n])) for n in names]
+            opts.add_external_initializers(names, values)
         try:
             self.session = ort.InferenceSession(
                 bundle.onnx_model, sess_options=opts, providers=["CPUExecutionProvider"]

@@ -9,8 +9,10 @@ to onnxruntime afterwards. One code path everywhere; the tests cross-check it ag
 built with the ``onnx`` package.
 
 Refused: a tensor anywhere with ``data_location = EXTERNAL`` or ``external_data`` entries (the
-runtime would open files named inside the model, relative to who knows where); any node,
-function or opset import outside the standard domains.
+runtime would open files named inside the model, relative to who knows where), except the main
+graph's initialisers the caller names (a bundle's model.onnx keeps its weights in
+backbone.safetensors; the tool hands the runtime those tensors from the verified bytes, so no
+file is opened); any node, function or opset import outside the standard domains.
 """
 
 from __future__ import annotations
@@ -44,10 +46,12 @@ class OnnxInfo:
     opset: int = 0  # the default domain's version
     inputs: list[str] = field(default_factory=list)  # graph inputs that are not initialisers
     outputs: list[str] = field(default_factory=list)
+    external: set[str] = field(default_factory=set)  # main-graph initialisers kept outside
 
 
-def inspect_onnx(data: bytes) -> OnnxInfo:
-    """Walk the whole model; raise OnnxCheckError on the first rule it breaks."""
+def inspect_onnx(data: bytes, supplied: frozenset[str] = frozenset()) -> OnnxInfo:
+    """Walk the whole model; raise OnnxCheckError on the first rule it breaks. Initialisers of
+    the main graph named in ``supplied`` may keep their data outside (the caller supplies it)."""
     info = OnnxInfo()
     graph: memoryview | None = None
     for num, value in _fields(memoryview(data)):
@@ -64,13 +68,18 @@ def inspect_onnx(data: bytes) -> OnnxInfo:
                     _graph(_bytes(sub), 1)
     if graph is None:
         raise OnnxCheckError("not an ONNX model (no graph)")
-    inputs, outputs, initialisers = _graph(graph, 1)
+    inputs, outputs, initialisers = _graph(graph, 1, supplied, info.external)
     info.inputs = [n for n in inputs if n not in initialisers]
     info.outputs = outputs
     return info
 
 
-def _graph(buf: memoryview, depth: int) -> tuple[list[str], list[str], set[str]]:
+def _graph(
+    buf: memoryview,
+    depth: int,
+    supplied: frozenset[str] = frozenset(),
+    external: set[str] | None = None,
+) -> tuple[list[str], list[str], set[str]]:
     if depth > MAX_DEPTH:
         raise OnnxCheckError(f"graphs nested deeper than {MAX_DEPTH}")
     inputs: list[str] = []
@@ -80,7 +89,10 @@ def _graph(buf: memoryview, depth: int) -> tuple[list[str], list[str], set[str]]
         if num == _GRAPH_NODE:
             _node(_bytes(value), depth)
         elif num == _GRAPH_INIT:
-            initialisers.add(_tensor(_bytes(value)))
+            name, outside = _tensor(_bytes(value), supplied)
+            initialisers.add(name)
+            if outside and external is not None:
+                external.add(name)
         elif num == _GRAPH_SPARSE:
             _sparse(_bytes(value))
         elif num in (_GRAPH_INPUT, _GRAPH_OUTPUT):
@@ -129,17 +141,21 @@ def _function(buf: memoryview, depth: int) -> None:
         raise OnnxCheckError(f"defines function {name!r} in the custom domain {domain!r}")
 
 
-def _tensor(buf: memoryview) -> str:
-    name = ""
+def _tensor(buf: memoryview, supplied: frozenset[str] = frozenset()) -> tuple[str, bool]:
+    """(name, whether its data is kept outside); outside is refused unless ``supplied`` names it
+    (the name may come after the external fields: judged once the whole tensor is read)."""
+    name, outside = "", False
     for num, value in _fields(buf):
         if num == _TENSOR_NAME:
             name = _text(value)
         elif num == _TENSOR_EXTERNAL or (num == _TENSOR_LOCATION and value == _EXTERNAL):
-            raise OnnxCheckError(
-                f"tensor {name or '(unnamed)'!r} keeps its data in an external "
-                "file; export the model as one self-contained file"
-            )
-    return name
+            outside = True
+    if outside and name not in supplied:
+        raise OnnxCheckError(
+            f"tensor {name or '(unnamed)'!r} keeps its data in an external "
+            "file; export the model as one self-contained file"
+        )
+    return name, outside
 
 
 def _sparse(buf: memoryview) -> None:

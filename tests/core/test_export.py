@@ -263,7 +263,20 @@ def test_resnet18_family_file_loads_strictly_into_torchvision(tmp_path_factory, 
         max_steps=1,
         augment=preset("natural", 32),
     )
-    out = ex.export_bundle(run, base / "bundle")
+    one = ex.export_bundle(run, base / "one-copy")
+    m1 = json.loads((one / "manifest.json").read_text())
+    # by default one copy of the weights: model.onnx reads them from backbone.safetensors
+    assert m1["family"]["file"] is None
+    assert m1["family"]["available"] == "torchvision_resnet18.safetensors"
+    assert "--family-formats" in m1["family"]["reason"]
+    assert sorted(p.name for p in one.iterdir() if p.suffix == ".safetensors") == [
+        "backbone.safetensors"
+    ]
+    weights = (one / "backbone.safetensors").stat().st_size
+    assert weights > 40e6 and (one / "model.onnx").stat().st_size < 0.02 * weights
+    shared = m1["onnx"]["weights"]
+    assert shared["file"] == "backbone.safetensors" and len(shared["initializers"]) >= 100
+    out = ex.export_bundle(run, base / "bundle", family_formats=True)
     m = json.loads((out / "manifest.json").read_text())
     fam = m["family"]
     assert fam["file"] == "torchvision_resnet18.safetensors" and fam["strict"] is True
@@ -278,6 +291,18 @@ def test_resnet18_family_file_loads_strictly_into_torchvision(tmp_path_factory, 
     with torch.no_grad():
         torch.testing.assert_close(net(x), method.embed(x), rtol=1e-5, atol=1e-5)
     assert m["onnx"]["max_relative_error"] <= REL_TOL
+    # the shared-weights model, opened from its path and through the tool (bytes in memory)
+    import onnxruntime as ort
+
+    from sslstudio.tool.bundle import load_bundle
+    from sslstudio.tool.inference import Model
+
+    want = method.embed(x).detach().numpy()
+    by_path = ort.InferenceSession(str(one / "model.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(by_path.run(None, {"images": x.numpy()})[0], want, atol=1e-4)
+    tool = Model(load_bundle(one))
+    got = tool.session.run(None, {"images": x.numpy()})[0]
+    np.testing.assert_allclose(got, want, atol=1e-4)
 
 
 def _method(**over):

@@ -88,8 +88,11 @@ def make_bundle(
     dim: int = 16,
     classifier: bool = True,
     net: Any = None,
+    shared_weights: bool = True,
 ) -> Path:
-    """Write a bundle for every image under ``images``; classes are its subfolders."""
+    """Write a bundle for every image under ``images``; classes are its subfolders. With
+    ``shared_weights`` the model's initialisers that equal a tensor of backbone.safetensors are
+    stored there as ONNX external data, as the exporter does (the rest stay in model.onnx)."""
     from safetensors.numpy import save as st_save
 
     net = net if net is not None else tiny_net(dim)
@@ -105,6 +108,17 @@ def make_bundle(
         k: v.detach().numpy() for k, v in net.state_dict().items() if v.dtype.is_floating_point
     }
     (dest / "backbone.safetensors").write_bytes(st_save(weights))
+    onnx_spec = {"file": "model.onnx", "opset": 17, "input": "images", "output": "features"}
+    if shared_weights:
+        import onnx
+
+        from sslstudio.core.export.formats import share_weights
+
+        model = onnx.load_from_string((dest / "model.onnx").read_bytes())
+        shared = share_weights(model, dest / "backbone.safetensors")
+        assert shared, "the factory's net shares no tensor with its state dict"
+        (dest / "model.onnx").write_bytes(model.SerializeToString())
+        onnx_spec["weights"] = {"file": "backbone.safetensors", "initializers": shared}
     classes = sorted({r.split("/")[0] for r in rel if "/" in r})
     clf = None
     if classifier and classes:
@@ -140,7 +154,7 @@ def make_bundle(
             "std": STD,
             "resize": "decode_resized",
         },
-        "onnx": {"file": "model.onnx", "opset": 17, "input": "images", "output": "features"},
+        "onnx": onnx_spec,
         "index": {
             "embeddings": "embeddings.npy",
             "items": "items.json",

@@ -222,6 +222,40 @@ def test_inconsistent_manifest_refused(bundle_copy, edit, words):
         load_bundle(bundle_copy)
 
 
+def _first_shared(m):
+    return next(iter(m["onnx"]["weights"]["initializers"]))
+
+
+def _rename_tensor(m):
+    m["onnx"]["weights"]["initializers"][_first_shared(m)] = "no.such.tensor"
+
+
+def _drop_shared(m):
+    m["onnx"]["weights"]["initializers"].pop(_first_shared(m))
+
+
+def _add_shared(m):
+    m["onnx"]["weights"]["initializers"]["not.in.model"] = _first_shared(m)
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (_rename_tensor, "backbone.safetensors: has no tensor 'no.such.tensor'"),
+        (_drop_shared, "keeps its data in an external file"),  # never opened by path
+        (_add_shared, "'not.in.model' is kept in the weights file, the model disagrees"),
+        (
+            lambda m: m["onnx"]["weights"].update(initializers=[1]),
+            "initializers must map names to names",
+        ),
+    ],
+)
+def test_shared_weights_that_do_not_match_refused(bundle_copy, edit, words):
+    edit_manifest(bundle_copy, edit)
+    with pytest.raises(BundleError, match=words):
+        load_bundle(bundle_copy)
+
+
 def test_unnormalised_embeddings_refused(bundle_copy):
     np.save(bundle_copy / "embeddings.npy", 2 * np.load(bundle_copy / "embeddings.npy"))
     rehash(bundle_copy)

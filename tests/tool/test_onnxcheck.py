@@ -135,3 +135,23 @@ def test_garbage_bytes_refused():
     for junk in (b"", b"\x00\x01\x02", b"\xff" * 20, b"PK\x03\x04 not onnx"):
         with pytest.raises(OnnxCheckError):
             inspect_onnx(junk)
+
+
+def test_supplied_initialisers_may_be_external_only_in_the_main_graph():
+    main = _model([helper.make_node("Add", ["x", "w"], ["y"])], [_external(_w())])
+    assert inspect_onnx(main, frozenset({"w"})).external == {"w"}
+    with pytest.raises(OnnxCheckError, match="'w' keeps its data in an external file"):
+        inspect_onnx(main)  # not supplied: the runtime would open ../../etc/passwd
+    two = _model(
+        [helper.make_node("Add", ["x", "w"], ["t"]), helper.make_node("Add", ["t", "v"], ["y"])],
+        [_external(_w()), _external(_w("v"))],
+    )
+    with pytest.raises(OnnxCheckError, match="'v' keeps its data"):
+        inspect_onnx(two, frozenset({"w"}))
+    # the same name inside a branch, an attribute or a sparse tensor is never supplied
+    nested = _model(
+        [_if_with(helper.make_node("Constant", [], ["y"], value=_external(_w())))],
+        [_w("c")],
+    )
+    with pytest.raises(OnnxCheckError, match="external file"):
+        inspect_onnx(nested, frozenset({"w"}))

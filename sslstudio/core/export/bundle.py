@@ -1,8 +1,8 @@
 """Export a trained run as a bundle other programs can use without SSL Studio or torch.
 
 The format is docs/bundle-format.md: manifest.json (with the sha256 of every other file),
-model.onnx, backbone.safetensors, the family file when one fits, the training folder's
-L2-normalised embeddings and their paths, and the Explore page's classifier when there is one.
+model.onnx (whose weights are read from backbone.safetensors: one copy), the family file when
+one fits and was asked for, the training folder's L2-normalised embeddings and their paths, and the Explore page's classifier when there is one.
 
 The bundle is built in a hidden temp folder beside the destination and moved in with one
 ``os.replace``: a crash, a cancel or a full disk leaves either the previous bundle or nothing,
@@ -31,7 +31,13 @@ import torch
 
 from sslstudio import __version__
 from sslstudio.core.data.cache import pid_alive
-from sslstudio.core.export.formats import ExportError, family_file, read_classifier, write_onnx
+from sslstudio.core.export.formats import (
+    ExportError,
+    family_file,
+    not_asked,
+    read_classifier,
+    write_onnx,
+)
 from sslstudio.core.train import checkpoints as ckpt
 from sslstudio.core.train.device import pick_device
 from sslstudio.core.train.runs import read_metrics
@@ -56,6 +62,7 @@ def export_bundle(
     checkpoint: str | Path = "latest",
     zip: bool = False,  # the CLI flag's name; shadows the builtin only in here
     absolute_paths: bool = False,
+    family_formats: bool = False,
     folder: str | Path | None = None,
     device: str | None = None,
     progress: Progress | None = None,
@@ -68,6 +75,8 @@ def export_bundle(
             checkpoint folder.
         absolute_paths: store the indexed folder's absolute path in items.json (paths stay
             relative to it). Off by default: folder names can identify people.
+        family_formats: also write the backbone in its family's own layout (a torchvision or
+            timm state dict) where one fits: a second copy of the weights, so off by default.
         folder: images to index instead of the run's training folder.
         device: where to compute the embeddings (default: the run's choice); the ONNX model and
             the weights are always made on the CPU in float32.
@@ -96,9 +105,10 @@ def export_bundle(
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-{os.getpid()}-", dir=target.parent))
     try:
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would hide the bundle from colleagues
-        family, classifier = _write_weights(method, run_dir, tmp)
+        family, classifier = _write_weights(method, run_dir, tmp, family_formats)
         report("onnx")
-        onnx_entry = write_onnx(method, cfg.image_size, tmp / "model.onnx")
+        weights = tmp / "backbone.safetensors"  # model.onnx reads its weights from there
+        onnx_entry = write_onnx(method, cfg.image_size, tmp / "model.onnx", weights)
 
         report("embedding", 0, 1)
         method.to(pick_device(device or cfg.device)[0])
@@ -138,13 +148,16 @@ def _index_folder(folder: str | Path) -> Path:
     return index_root
 
 
-def _write_weights(method, run_dir: Path, tmp: Path):
-    """backbone.safetensors, the family state dict where there is one, and the run's classifier
-    (read before the slow steps: a misfit fails fast): (family, classifier or None)."""
+def _write_weights(method, run_dir: Path, tmp: Path, family_formats: bool):
+    """backbone.safetensors, the family state dict where there is one and it was asked for, and
+    the run's classifier (read before the slow steps: a misfit fails fast):
+    (family, classifier or None)."""
     method.float()
     backbone = {k: v.detach().cpu().contiguous() for k, v in method.backbone.state_dict().items()}
     _save_tensors(tmp / "backbone.safetensors", backbone)
     family = family_file(method)
+    if family.file is not None and not family_formats:
+        family = not_asked(family)
     if family.file is not None:
         _save_tensors(tmp / family.file, family.tensors)
     classifier = read_classifier(run_dir, int(method.backbone.feature_dim))
@@ -292,6 +305,11 @@ def describe_bundle(manifest: dict[str, Any]) -> list[str]:
         "the ONNX model gives the features PyTorch gives (checked: they differ by at most "
         f"{onnx['max_relative_error']:.5%}; ONNX opset {onnx['opset']})"
     )
+    if onnx.get("weights"):
+        lines.append(
+            f"model.onnx reads its weights from {onnx['weights']['file']}: keep the two files "
+            "together"
+        )
     if fam["file"]:
         lines.append(f"family format: {fam['file']} loads into {fam['loads_into']}")
     else:

@@ -7,6 +7,7 @@ the studio uses for features (``method.embed``), then checked against PyTorch be
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from dataclasses import dataclass
@@ -42,12 +43,42 @@ class _Features(nn.Module):
         return self.method.embed(images)
 
 
-def write_onnx(method: Method, image_size: int, path: Path) -> dict[str, Any]:
-    """Write ``method.embed`` as one self-contained ONNX file with a dynamic batch.
+def write_onnx(
+    method: Method, image_size: int, path: Path, weights: Path | None = None
+) -> dict[str, Any]:
+    """Write ``method.embed`` as an ONNX file with a dynamic batch.
 
+    With ``weights`` (a safetensors file in the same folder), every initialiser whose bytes equal
+    one of its tensors is stored as ONNX external data pointing into that file, so the bundle
+    holds one copy of the weights; the rest (constants of the graph) stay inside the model.
     Returns the manifest's ``onnx`` entry, including the worst relative error measured against
     PyTorch on random images. Raises ``ExportError`` if the graph cannot be built or disagrees.
     """
+    model = _export(method, image_size)
+    shared = share_weights(model, weights) if weights is not None else {}
+    path.write_bytes(model.SerializeToString())
+    probe = torch.randn(3, 3, image_size, image_size, generator=torch.Generator().manual_seed(1))
+    error = onnx_parity(method, str(path), probe)  # a path: external data resolves beside it
+    if not error <= PARITY_LIMIT:
+        raise ExportError(
+            f"the ONNX model disagrees with PyTorch (relative error {error:.2e} > "
+            f"{PARITY_LIMIT:g}); "
+            "please report this with the run's config.json"
+        )
+    entry = {
+        "file": path.name,
+        "opset": OPSET,
+        "input": INPUT_NAME,
+        "output": OUTPUT_NAME,
+        "max_relative_error": float(error),
+    }
+    if shared:
+        entry["weights"] = {"file": weights.name, "initializers": shared}
+    return entry
+
+
+def _export(method: Method, image_size: int):
+    """The checked ONNX ModelProto of ``method.embed``, initialisers inline."""
     import onnx
 
     wrapper = _Features(method).eval()
@@ -67,6 +98,10 @@ def write_onnx(method: Method, image_size: int, path: Path) -> dict[str, Any]:
                 external_data=False,
                 dynamic_shapes={"images": {0: torch.export.Dim("batch")}},
                 verbose=False,
+                # unfolded: the initialisers stay the state dict's own tensors (BatchNorm is not
+                # folded into the convolutions), so they can point into backbone.safetensors;
+                # onnxruntime folds them when it loads the model
+                optimize=False,
             )
         model = program.model_proto
     except Exception as exc:  # many types, all meaning "this graph does not export"
@@ -78,23 +113,41 @@ def write_onnx(method: Method, image_size: int, path: Path) -> dict[str, Any]:
     if outside or model.functions:
         raise ExportError(f"the ONNX graph uses non-standard operator domains {outside}")
     onnx.checker.check_model(model)
-    data = model.SerializeToString()  # one protobuf: no external-data files beside it
-    path.write_bytes(data)
-    probe = torch.randn(3, 3, image_size, image_size, generator=torch.Generator().manual_seed(1))
-    error = onnx_parity(method, data, probe)
-    if not error <= PARITY_LIMIT:
-        raise ExportError(
-            f"the ONNX model disagrees with PyTorch (relative error {error:.2e} > "
-            f"{PARITY_LIMIT:g}); "
-            "please report this with the run's config.json"
-        )
-    return {
-        "file": path.name,
-        "opset": OPSET,
-        "input": INPUT_NAME,
-        "output": OUTPUT_NAME,
-        "max_relative_error": float(error),
-    }
+    return model
+
+
+def share_weights(model, weights: Path) -> dict[str, str]:
+    """Point ``model``'s float initialisers that equal a tensor of ``weights`` (safetensors, byte
+    for byte, same shape) at that tensor's bytes; returns {initialiser: tensor name}."""
+    import onnx
+    from onnx import numpy_helper
+
+    raw = weights.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    header.pop("__metadata__", None)
+    where = {}
+    for name, spec in header.items():
+        start, end = (8 + n + o for o in spec["data_offsets"])
+        key = (spec["dtype"], tuple(spec["shape"]), hashlib.sha256(raw[start:end]).digest())
+        where.setdefault(key, (name, start, end - start))
+    shared: dict[str, str] = {}
+    for init in model.graph.initializer:
+        if init.data_type != onnx.TensorProto.FLOAT or init.data_location == onnx.TensorProto.EXTERNAL:
+            continue
+        arr = np.ascontiguousarray(numpy_helper.to_array(init), dtype="<f4")
+        found = where.get(("F32", arr.shape, hashlib.sha256(arr.tobytes()).digest()))
+        if found is None:
+            continue
+        name, offset, length = found
+        init.ClearField("raw_data")
+        init.ClearField("float_data")
+        init.data_location = onnx.TensorProto.EXTERNAL
+        for key, value in (("location", weights.name), ("offset", offset), ("length", length)):
+            entry = init.external_data.add()
+            entry.key, entry.value = key, str(value)
+        shared[init.name] = name
+    return shared
 
 
 def onnx_parity(method: Method, model: bytes | str, images: torch.Tensor) -> float:
@@ -143,6 +196,22 @@ def family_file(method: Method) -> FamilyFile:
     return _none(
         f"{info.name} is SSL Studio's own network: no standard library model has this shape; "
         "use model.onnx or backbone.safetensors"
+    )
+
+
+def not_asked(family: FamilyFile) -> FamilyFile:
+    """The manifest's entry for a family file that fits but was not written (one copy of the
+    weights by default): where it would load, and how to ask for it."""
+    return FamilyFile(
+        None,
+        {},
+        {
+            "file": None,
+            "available": family.file,
+            "loads_into": family.entry.get("loads_into"),
+            "reason": f"not written: {family.file} would be a second copy of the weights. Export "
+            "with --family-formats (or tick the Export page's family-format box) to get it",
+        },
     )
 
 

@@ -149,7 +149,12 @@ class ExportPage(Page):
             "Lets a program on this machine open the images; reveals the folder path"
         )
         self.absolute_box.toggled.connect(self._update_warning)
-        for box in (self.zip_box, self.absolute_box):
+        self.family_box = QCheckBox("Also write a torchvision / timm weights file")
+        self.family_box.setToolTip(
+            "A second copy of the weights in the layout torchvision or timm loads directly "
+            "(where the network has one). model.onnx and backbone.safetensors share one copy"
+        )
+        for box in (self.zip_box, self.absolute_box, self.family_box):
             # the cards' "background: transparent" rule hides an unchecked box's frame; "none"
             # keeps it
             box.setStyleSheet("QCheckBox { background: none; }")
@@ -166,6 +171,7 @@ class ExportPage(Page):
         form.addRow("Output", hbox(self.out_edit, self.browse_out))
         form.addRow("", self.zip_box)
         form.addRow("", self.absolute_box)
+        form.addRow("", self.family_box)
         choose = Card("What to export")
         choose.layout_.addLayout(form)
         choose.add(self.warning)
@@ -275,6 +281,7 @@ class ExportPage(Page):
             "checkpoint": self.checkpoint_combo.currentData() or "latest",
             "zip": self.zip_box.isChecked(),
             "absolute_paths": self.absolute_box.isChecked(),
+            "family_formats": self.family_box.isChecked(),
         }
         worker = ExportWorker(run, out, options)
         worker.progress.connect(self._on_progress)
@@ -354,6 +361,7 @@ class ExportPage(Page):
             self.browse_out,
             self.zip_box,
             self.absolute_box,
+            self.family_box,
         ):
             w.setEnabled(idle)
 
