@@ -58,16 +58,36 @@ TRIALS: dict[str, tuple[float, dict, str]] = {
     "reinhard-grey": (1.0, {"grey_p": 0.2}, "reinhard"),
     "crop08": (1.0, {"crop_scale_min": 0.08}, "none"),
     "reinhard-crop08": (1.0, {"crop_scale_min": 0.08}, "reinhard"),
+    # the shifted split is also at another sharpness and apparent magnification (median Laplacian
+    # variance 2,048 vs 4,829 on AC; larger crypts on H): views that vary scale and focus too
+    "strong-crop08": (2.0, {"hed_sigma": 0.2, "grey_p": 0.2, "crop_scale_min": 0.08}, "none"),
+    "strong-blur": (2.0, {"hed_sigma": 0.2, "grey_p": 0.2, "blur_p": 0.5}, "none"),
+    "strong-scale-blur": (
+        2.0,
+        {"hed_sigma": 0.2, "grey_p": 0.2, "crop_scale_min": 0.08, "blur_p": 0.5},
+        "none",
+    ),
+    "grey-all-blur": (2.0, {"hed_sigma": 0.2, "grey_p": 1.0, "blur_p": 0.5}, "none"),
 }
 
 
-def trial_config(name: str, steps: int, seed: int, out: str) -> tuple[RunConfig, str]:
+def trial_config(
+    name: str,
+    steps: int,
+    seed: int,
+    out: str,
+    every: int = 0,
+    method: str = "simclr",
+    threads: int = 1,
+) -> tuple[RunConfig, str]:
     factor, overrides, norm = TRIALS[name]
     base = RunConfig(data_root=str(protocol.DATA / "crc-he-subset" / "train"))
     choice, _ = budget.rules(dataclasses.replace(base, preset="histopathology"), 600.0, "cpu", 224)
     aug = dataclasses.replace(preset("histopathology", 32), crop_scale_min=0.25)
     aug = dataclasses.replace(with_jitter_strength(aug, factor), **overrides)
     choice = {**choice, "augment": aug, "preset": "custom"}
+    if method != "simclr":
+        choice = {**choice, "method": method, "method_options": {}}
     warmup = round(budget.WARMUP_SHARE * steps * 128 / 2481, 3)  # 5 % of the run, as planned
     cfg = dataclasses.replace(
         base,
@@ -75,8 +95,8 @@ def trial_config(name: str, steps: int, seed: int, out: str) -> tuple[RunConfig,
         epochs=10_000,
         max_steps=steps,
         monitor_every=0,
-        checkpoint_every=10**9,
-        threads=1,
+        checkpoint_every=every or 10**9,
+        threads=threads,
         seed=seed,
         out=out,
     )
@@ -98,8 +118,11 @@ def normalising(kind: str) -> None:
     views.ViewPipeline.__call__ = call
 
 
-def run_trial(name: str, steps: int, seed: int) -> dict:
-    cfg, norm = trial_config(name, steps, seed, tempfile.mkdtemp(prefix="sslstudio-stain-"))
+def run_trial(
+    name: str, steps: int, seed: int, every: int = 0, method: str = "simclr", threads: int = 1
+) -> dict:
+    out = tempfile.mkdtemp(prefix="sslstudio-stain-")
+    cfg, norm = trial_config(name, steps, seed, out, every, method, threads)
     normalising(norm)
     t0 = time.perf_counter()
     losses, run = [], None
@@ -111,14 +134,21 @@ def run_trial(name: str, steps: int, seed: int) -> dict:
         elif isinstance(ev, RunFinished):
             run = Path(ev.path).parent.parent
     train_s = time.perf_counter() - t0
-    method, _, _ = load_method(run)
-    result = protocol.report(method, random_init_method(cfg), "crc-he-subset", 32, norm)
+    model, _, _ = load_method(run)
+    result = protocol.report(model, random_init_method(cfg), "crc-he-subset", 32, norm)
     print(protocol.line(result))
+    curve = {}  # the drift: kNN on both query sets at each kept checkpoint
+    for ck in sorted((run / "checkpoints").glob("step_*")) if every else []:
+        at = load_method(run, which=ck.name)[0]
+        curve[ck.name] = protocol.knn_scores(at, "crc-he-subset", 32, norm)
+        print(f"{name} {ck.name} {curve[ck.name]}", flush=True)
     return {
-        "trial": name,
+        "trial": name + ("" if method == "simclr" else f"-{method}"),
+        "method": method,
+        "curve": curve,
         "steps": steps,
         "seed": seed,
-        "threads": 1,
+        "threads": threads,
         "normalise": norm,
         **result,
         "train_s": train_s,
@@ -156,6 +186,11 @@ def main() -> int:
     ap.add_argument("--trial", choices=sorted(TRIALS))
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--eval-every", type=int, default=0, help="also score a checkpoint every K steps"
+    )
+    ap.add_argument("--method", default="simclr", help="another method on the same views")
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--list", action="store_true", help="print the trials and exit")
     ap.add_argument("--table", action="store_true", help="print the results so far as a table")
     args = ap.parse_args()
@@ -166,10 +201,10 @@ def main() -> int:
         for k, (f, o, n) in TRIALS.items():
             print(f"{k:<16} jitter x{f:g} {o} normalise={n}")
         return 0
-    torch.set_num_threads(1)
-    row = run_trial(args.trial, args.steps, args.seed)
+    torch.set_num_threads(args.threads)
+    row = run_trial(args.trial, args.steps, args.seed, args.eval_every, args.method, args.threads)
     OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"stain-{args.trial}-{args.steps}-s{args.seed}.json"
+    path = OUT / f"stain-{row['trial']}-{args.steps}-s{args.seed}.json"
     path.write_text(json.dumps(row, indent=2))
     print(f"wrote {path}")
     return 0

@@ -283,6 +283,7 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_catalog(self, catalog: Catalog) -> None:
         self.catalog = catalog
+        self.data_page.gpu = catalog.cuda_count > 0  # the image size a time plan chooses
         self.method_page.set_catalog(catalog)
         self._on_method_changed(self.config_model.config.method)
         self.augment_page.set_catalog_ready()

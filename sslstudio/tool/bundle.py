@@ -128,12 +128,7 @@ def _load(src: Source, max_total: int) -> Bundle:
     }
     if clf_spec is not None:
         needed["clf"] = _name(_section(manifest, "classifier", src), "file", src)
-    weights_spec = onnx_spec.get("weights")
-    if weights_spec is not None:
-        needed["weights"] = _name(_section(onnx_spec, "weights", src), "file", src)
-    family = manifest.get("family")
-    if isinstance(family, dict) and family.get("file") is not None:
-        needed["family"] = _name(family, "file", src)  # hashed, not read: the tool never uses it
+    weights_spec = _optional_files(manifest, onnx_spec, needed, src)
     for name in needed.values():
         if name not in files:
             raise BundleError(f"{src.name}: manifest names {name} but lists no sha256 for it")
@@ -180,6 +175,21 @@ def _load(src: Source, max_total: int) -> Bundle:
         version,
         external,
     )
+
+
+def _optional_files(
+    manifest: dict[str, Any], onnx_spec: dict[str, Any], needed: dict[str, str], src: Source
+) -> dict[str, Any] | None:
+    """Adds the weights file model.onnx reads (when it shares one) and the family file to
+    ``needed``; returns the ``onnx.weights`` section or None."""
+    weights_spec = onnx_spec.get("weights")
+    if weights_spec is not None:
+        weights_spec = _section(onnx_spec, "weights", src)
+        needed["weights"] = _name(weights_spec, "file", src)
+    family = manifest.get("family")
+    if isinstance(family, dict) and family.get("file") is not None:
+        needed["family"] = _name(family, "file", src)  # hashed, not read: the tool never uses it
+    return weights_spec
 
 
 def _onnx_weights(

@@ -92,7 +92,9 @@ class Model:
         opts.log_severity_level = 3  # warnings about unused initialisers are noise to users
         if bundle.onnx_weights:  # the model's weights live in the bundle's safetensors file
             names = list(bundle.onnx_weights)
-            values = [ort.OrtValue.ortvalue_from_numpy(np.array(bundle.onnx_weights[n])) for n in names]
+            values = [
+                ort.OrtValue.ortvalue_from_numpy(np.array(bundle.onnx_weights[n])) for n in names
+            ]
             opts.add_external_initializers(names, values)
         try:
             self.session = ort.InferenceSession(

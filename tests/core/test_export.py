@@ -419,7 +419,7 @@ def test_a_failure_mid_export_leaves_the_previous_bundle_untouched(
 ):
     before = {p.name: _sha(p) for p in bundle.iterdir()}
 
-    def broken(method, size, path):
+    def broken(method, size, path, weights=None):
         path.write_bytes(b"half an onnx file")
         raise OSError(28, "No space left on device")
 

@@ -48,12 +48,17 @@ def test_he_tiles_choose_histopathology_and_photos_natural(window, qtbot, tmp_pa
     line = page.recognised.text()
     assert page.recognised.isVisible() and "stained tissue (H&amp;E)" in line
     assert "pink and purple" in line and "histopathology" in line
+    # and an image size for the time limit: the sample's tiles are 150 px, a 10-minute CPU
+    # run trains at 32 px (core.train.budget.planned_size), said on the same line
+    assert model.config.time_budget_s == 600 and model.config.image_size == 32
+    assert "Image size: 32 px: the images are 150 px" in line and "10 min run" in line
 
     _open(window, qtbot, photos(tmp_path / "photos"))
     assert model.config.preset == "natural"
     assert window.augment_page.preset_combo.currentText() == "natural"
     line = page.recognised.text()
     assert "everyday photos" in line and "ordinary colour photos" in line
+    assert model.config.image_size == 32 and "Image size: 32 px, the images&#x27; own size" in line
 
 
 def test_the_user_can_still_choose_another_preset(window, qtbot) -> None:

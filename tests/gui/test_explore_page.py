@@ -88,6 +88,17 @@ def test_duplicates_come_as_pairs_with_a_count(page, qtbot):
     assert page.tabs.tabText(3) == f"Duplicates ({found:,})"
     assert page.dup_grid.columns() % 2 == 0  # a pair never breaks across two rows
     assert page.dup_threshold.value() == 0.5
+    # a pair shares one tinted band; plain background separates it from the next pair
+    grid = page.dup_grid
+    qtbot.waitUntil(lambda: grid.visualRect(page.dup_model.index(3, 0)).isValid(), timeout=5_000)
+    image = grid.viewport().grab().toImage()
+    second, third = (grid.visualRect(page.dup_model.index(i, 0)) for i in (1, 2))
+    assert second.top() == third.top()  # both on the first row
+    y = second.top() + 4
+    inside = image.pixelColor(second.left(), y)  # where the pair's two cells meet
+    gap = image.pixelColor(third.left() + 2, y)  # the next pair's outer margin
+    base = grid.viewport().palette().color(grid.viewport().backgroundRole())
+    assert gap.name() == base.name() and inside.name() != gap.name()
 
 
 def test_the_map_offers_umap_only_when_it_is_installed(page):

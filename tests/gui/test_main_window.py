@@ -6,6 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import QApplication
@@ -167,7 +168,15 @@ def test_method_page_fills_in_when_the_engine_is_loaded(ready_window) -> None:
     xs, ys = page.schedule_curve.getData()
     assert len(xs) > 0 and max(ys) > 0
     assert "124 images" in page.schedule_caption.text()
+    # the default is a time limit: the schedule spans its minutes, not the 100-epoch fallback
+    assert page.model.config.time_budget_s == 600 and not page.model.config.max_steps
+    assert xs[-1] == pytest.approx(10.0) and ys[-1] == pytest.approx(min(ys))
+    assert "10-minute limit" in page.schedule_caption.text()
+    assert page.schedule_plot.getPlotItem().getAxis("bottom").labelText == "minute"
     page.run_form.control("epochs").setValue(3)
+    xs, _ = page.schedule_curve.getData()
+    assert "3 epochs" in page.schedule_caption.text() and xs[-1] < 3 * 124
+    assert page.schedule_plot.getPlotItem().getAxis("bottom").labelText == "step"
     page.copy_command()
     cmd = QApplication.clipboard().text()
     assert cmd.startswith("sslstudio train ") and "--method simclr" in cmd and "--epochs 3" in cmd

@@ -2,7 +2,8 @@
 
 The format is docs/bundle-format.md: manifest.json (with the sha256 of every other file),
 model.onnx (whose weights are read from backbone.safetensors: one copy), the family file when
-one fits and was asked for, the training folder's L2-normalised embeddings and their paths, and the Explore page's classifier when there is one.
+one fits and was asked for, the training folder's L2-normalised embeddings and their paths, and
+the Explore page's classifier when there is one.
 
 The bundle is built in a hidden temp folder beside the destination and moved in with one
 ``os.replace``: a crash, a cancel or a full disk leaves either the previous bundle or nothing,

@@ -133,7 +133,10 @@ def share_weights(model, weights: Path) -> dict[str, str]:
         where.setdefault(key, (name, start, end - start))
     shared: dict[str, str] = {}
     for init in model.graph.initializer:
-        if init.data_type != onnx.TensorProto.FLOAT or init.data_location == onnx.TensorProto.EXTERNAL:
+        if (
+            init.data_type != onnx.TensorProto.FLOAT
+            or init.data_location == onnx.TensorProto.EXTERNAL
+        ):
             continue
         arr = np.ascontiguousarray(numpy_helper.to_array(init), dtype="<f4")
         found = where.get(("F32", arr.shape, hashlib.sha256(arr.tobytes()).digest()))

@@ -79,6 +79,28 @@ HE_STAIN_SIGMA = 0.2
 HE_GREY_P = 0.2
 
 
+def planned_size(budget_s: float, gpu: bool, native_side: int | None) -> int:
+    """The image size a run of ``budget_s`` trains at: more epochs at a lower resolution beat
+    fewer at a higher one on a short budget; never above the images' own (shorter) side."""
+    if gpu:
+        size = 224 if budget_s >= 4 * HOUR else 96 if budget_s >= HOUR else 64
+    else:
+        size = 64 if budget_s >= 4 * HOUR else 32
+    return min(size, max(32, native_side)) if native_side else size
+
+
+def size_reason(size: int, budget_s: float, gpu: bool, native_side: int | None) -> str:
+    """One line on why ``planned_size`` chose ``size``, for the Data page and the CLI."""
+    where = "a GPU" if gpu else "the CPU"
+    if native_side and size >= native_side:
+        return f"{size} px, the images' own size ({_fmt(budget_s)} on {where})"
+    native = f"the images are {native_side:,} px, but " if native_side else ""
+    return (
+        f"{size} px: {native}a {_fmt(budget_s)} run on {where} learns more from more passes "
+        "over the folder at a low resolution than from fewer at a high one"
+    )
+
+
 def rules(
     cfg: RunConfig, budget_s: float, device: str, native_side: int | None
 ) -> tuple[dict, list[str]]:
@@ -86,12 +108,7 @@ def rules(
     domain = cfg.preset if cfg.preset != "custom" else "natural"
     gpu = device != "cpu"
     why: list[str] = []
-    if gpu:
-        size = 224 if budget_s >= 4 * HOUR else 96 if budget_s >= HOUR else 64
-    else:
-        size = 64 if budget_s >= 4 * HOUR else 32
-    if native_side:
-        size = min(size, max(32, native_side))
+    size = planned_size(budget_s, gpu, native_side)
     why.append(
         f"{size} px throughout: on {'a GPU' if gpu else 'a CPU'} with {_fmt(budget_s)}, more "
         "epochs at a "

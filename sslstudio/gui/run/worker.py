@@ -154,6 +154,7 @@ class ScanWorker(QObject):
         try:
             from sslstudio.core.data.indexstore import open_index
             from sslstudio.core.data.scan import ScanCancelled
+            from sslstudio.core.train.prepare import median_short_side
             from sslstudio.core.transforms.recognise import recognise_index
             from sslstudio.paths import cache_dir
 
@@ -172,13 +173,14 @@ class ScanWorker(QObject):
                     index.stats()
                 )  # vectorised, but it may read a sample of headers: not on the GUI thread
                 found = recognise_index(index) if len(index.images) else None  # reads 32 images
+                native = median_short_side(index) if found is not None else None
             except ScanCancelled:
                 self.cancelled.emit(self.job)
                 return
             if self._cancel.is_set():
                 self.cancelled.emit(self.job)
             else:
-                self.done.emit(self.job, (index, stats, found))
+                self.done.emit(self.job, (index, stats, found, native))
         except Exception as exc:
             log.error("scanning %s failed:\n%s", self._root, traceback.format_exc())
             self.failed.emit(self.job, user_message(exc))

@@ -79,6 +79,7 @@ class DataPage(Page):
         self.recognised = RecognisedLine()
         self.body.addWidget(self.recognised)
         self._choose_preset = False  # whether this scan's recognition sets the preset
+        self.gpu = False  # set by the window once the engine says what it trains on
 
         self.progress = QProgressBar()
         self.progress.setFormat("Scanning… %v files")
@@ -272,12 +273,22 @@ class DataPage(Page):
             return
         self._worker = None
         self.scan_row.setVisible(False)
-        index, stats, found = result
+        index, stats, found, native = result
         self.show_index(index, stats)
-        if found is not None and self._choose_preset and found.preset != self.model.config.preset:
+        size_line = ""
+        if found is not None and self._choose_preset:
             cfg = self.model.config
-            self.model.update(preset=found.preset, augment=preset(found.preset, cfg.image_size))
-        self.recognised.show_found(found, self.model.config.preset)
+            size = cfg.image_size
+            if cfg.time_budget_s > 0:  # a time-first run: the size its plan will use
+                from sslstudio.core.train.budget import planned_size, size_reason
+
+                size = planned_size(cfg.time_budget_s, self.gpu, native)
+                size_line = size_reason(size, cfg.time_budget_s, self.gpu, native)
+            if found.preset != cfg.preset or size != cfg.image_size:
+                self.model.update(
+                    preset=found.preset, image_size=size, augment=preset(found.preset, size)
+                )
+        self.recognised.show_found(found, self.model.config.preset, size_line)
         self.indexChanged.emit(index)
 
     @Slot(int, str)

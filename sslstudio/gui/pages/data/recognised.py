@@ -24,10 +24,13 @@ class RecognisedLine(QLabel):
         self.setObjectName("recognised")
         self.setWordWrap(True)
         self.found: Recognition | None = None
+        self.size_line = ""
         self.setVisible(False)
 
-    def show_found(self, found: Recognition | None, preset_in_use: str) -> None:
+    def show_found(self, found: Recognition | None, preset_in_use: str, size: str = "") -> None:
+        """``size``: why the image size was chosen with it (empty: the size was not chosen)."""
         self.found = found
+        self.size_line = size
         self.show_preset(preset_in_use)
 
     def show_preset(self, preset_in_use: str) -> None:
@@ -45,6 +48,8 @@ class RecognisedLine(QLabel):
             text += f" suggested; <b>{preset_in_use}</b> in use (Augment page)."
         else:
             text += " (change it on the Augment page)."
+        if self.size_line:
+            text += f" Image size: {escape(self.size_line)} (change it on the Method page)."
         self.setText(text)
         self.setToolTip(
             "Recognised from the colours of 32 images spread across the folder. The preset sets "

@@ -16,6 +16,7 @@ import pyqtgraph as pg
 from PySide6.QtWidgets import QWidget
 
 from sslstudio.config import RunConfig
+from sslstudio.core.train.budget import WARMUP_SHARE
 from sslstudio.core.train.schedules import cosine_schedule, scaled_lr
 from sslstudio.gui import theme
 from sslstudio.gui.widgets.grid_axis import grid_axes
@@ -65,6 +66,11 @@ def plan_steps(cfg: RunConfig, num_images: int | None) -> tuple[int, int, int, i
     return n, batch, spe, total
 
 
+def _length(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes}-minute" if minutes < 120 else f"{seconds / 3600:.3g}-hour"
+
+
 def _plot(name: str, color_key: str) -> tuple[pg.PlotWidget, pg.PlotDataItem]:
     w = pg.PlotWidget(axisItems=grid_axes())
     w.setObjectName(name)
@@ -106,26 +112,50 @@ class ScheduleCard(Card):
         momentum: tuple[str, str] | None = None,
     ) -> None:
         """Plot ``cfg``'s schedules over the folder of ``num_images`` (assumed 1,000 when
-        unknown)."""
+        unknown). Under a time limit with no step count planned yet, over minutes: the run sets
+        its steps from its measured pace and lays the schedule to end at the deadline."""
         n, batch, spe, total = plan_steps(cfg, num_images)
         peak = scaled_lr(cfg.optim.lr, batch)
-        warm = int(round(cfg.optim.warmup_epochs * spe))
-        points = min(total, PLOT_POINTS)
-        lr = cosine_schedule(
-            peak, peak * cfg.optim.min_lr_ratio, points, round(warm * points / total)
-        )
-        x = np.arange(points) * (total / points)
+        timed = cfg.time_budget_s > 0 and not cfg.max_steps
+        if timed:  # the trainer's plan: 5 % warm-up, then cosine to the deadline
+            minutes = cfg.time_budget_s / 60
+            points = PLOT_POINTS
+            warm_points = round(WARMUP_SHARE * points)
+            x = np.linspace(0.0, minutes, points)
+        else:
+            warm = int(round(cfg.optim.warmup_epochs * spe))
+            points = min(total, PLOT_POINTS)
+            warm_points = round(warm * points / total)
+            x = np.arange(points) * (total / points)
+        lr = cosine_schedule(peak, peak * cfg.optim.min_lr_ratio, points, warm_points)
         self.schedule_curve.setData(x, lr)
+        self.schedule_plot.getPlotItem().setLabel("bottom", "minute" if timed else "step")
         where = (
             f"{n:,} images"
             if num_images
             else f"{ASSUMED_IMAGES:,} images assumed (no folder scanned yet)"
         )
-        text = (
-            f"{total:,} steps = {cfg.epochs:,} epochs × {spe:,} step{'s' if spe != 1 else ''} of "
-            f"{batch:,} "
-            f"images ({where}); peak LR {peak:.3g} after {warm:,} warm-up steps."
-        )
+        if timed:
+            text = (
+                f"A {_length(cfg.time_budget_s)} limit: the run times its first steps and sets "
+                "its step count from that pace, so the learning rate ends at the deadline "
+                f"(peak {peak:.3g} after a 5 % warm-up; batch {batch:,}, {where}). "
+                "Plan now shows the step count."
+            )
+        else:
+            text = (
+                f"{total:,} steps = "
+                + (
+                    f"{cfg.epochs:,} epochs × "
+                    if total == spe * cfg.epochs
+                    else f"a limit of {cfg.max_steps:,} ({cfg.epochs:,} epochs of "
+                )
+                + f"{spe:,} step{'s' if spe != 1 else ''} of {batch:,} images"
+                + ("" if total == spe * cfg.epochs else ")")
+                + f" ({where}); peak LR {peak:.3g} after {warm:,} warm-up steps."
+            )
+            if cfg.time_budget_s > 0:
+                text += f" Planned for {_length(cfg.time_budget_s)}; the deadline re-plans."
         shown = momentum is not None and method_config is not None
         if shown:
             from sslstudio.core.models.ema import (
