@@ -126,6 +126,14 @@ class RunConfig:
         "and the exported tool ('reinhard': each tile's Lab colour moved to fixed H&E statistics)",
         choices=("none", "reinhard"),
     )
+    init_blend: float = _f(
+        0.0,
+        "share of the untrained network in the features: every checkpoint's weights are used "
+        "blended with the run's step-0 weights (weight-space ensembling, as WiSE-FT) for "
+        "embedding, Explore and export; training and resume use the trained weights (0 = off)",
+        min=0.0,
+        max=0.9,
+    )
     augment: AugmentConfig = field(
         default_factory=AugmentConfig, metadata={"help": "augmentation parameters"}
     )

@@ -77,12 +77,26 @@ def load_method(
     cfg = load_run_config(run)
     method = build_method(_no_weights(cfg))
     state, _, _ = ckpt.load_checkpoint(ck_path)
+    if cfg.init_blend > 0 and ck_path.name != "init":
+        state = ckpt.blend_with_init(state, _init_state(run), cfg.init_blend)
     try:  # config.json edited since: the network it builds is not the checkpoint's
         ckpt.load_model_state(method, state, ck_path)
     except CheckpointError as exc:
         raise CheckpointError(f"{exc} (does {run}/config.json still match its run?)") from exc
     method.eval()
     return method.to(device or pick_device(cfg.device)[0]), cfg, ck_path
+
+
+def _init_state(run: Path) -> dict:
+    """The run's step-0 weights (checkpoint ``init``), which init_blend blends features with."""
+    path = run / "checkpoints" / "init"
+    if not (path / "meta.json").is_file():
+        raise CheckpointError(
+            f"{run} blends its features with its step-0 weights (init_blend), but "
+            f"{path} is missing: restore that folder, or set init_blend to 0 in config.json"
+        )
+    state, _, _ = ckpt.load_checkpoint(path)
+    return state
 
 
 def random_init_method(cfg: RunConfig) -> Method:

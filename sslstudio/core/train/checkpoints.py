@@ -335,3 +335,36 @@ def open_for_resume(
         clean_stray(run_dir)
     start, damaged = latest_good(run_dir)
     return run_dir, start, [f"skipped a damaged checkpoint: {m}" for m in damaged]
+
+
+def blend_with_init(state: dict, init: dict, share: float) -> dict:
+    """``state`` with every float tensor moved ``share`` of the way to ``init`` (the run's
+    step-0 weights); integer buffers (BatchNorm's batch counts) stay the trained ones.
+
+    Weight-space ensembling (Wortsman et al. 2022, "Robust fine-tuning of zero-shot models"):
+    halfway between a short self-supervised run and its own starting point, features kept the
+    run's gain on the training split's tiles and held on another split's, where the trained
+    weights alone fell below the untrained network (BENCHMARKS.md, issue 23).
+    """
+    out = {}
+    for name, value in state.items():
+        start = init.get(name)
+        if (
+            start is not None
+            and value.is_floating_point()
+            and start.shape == value.shape
+            and start.dtype == value.dtype
+        ):
+            out[name] = torch.lerp(value, start.to(value.device), share)
+        else:
+            out[name] = value
+    return out
+
+
+def blend_note(share: float) -> str:
+    """The run's advice on what its features are, in plain words."""
+    return (
+        f"Features use the trained weights blended {1 - share:.0%} with {share:.0%} of the "
+        "untrained network's (init_blend): on tiles from another batch of slides this held "
+        "where the trained weights alone fell below an untrained network."
+    )

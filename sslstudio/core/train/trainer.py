@@ -223,6 +223,8 @@ class _Run:
         except BaseException:  # the first write fails on a full disk: before the loop's finally
             self.log.close()
             raise
+        if self.cfg.init_blend > 0 and self.step == 0 and self.ranks.main:
+            self.save("init")  # the step-0 weights the features are blended with (init_blend)
         self.stop, self.pause = stop, pause
         self.loader = self._new_loader()
         self.queue = StepQueue(settle_lag(self.device), self.log)
@@ -397,6 +399,8 @@ class _Run:
         self.last_ckpt = last = self.save("final")
         best, seconds = self.selection.get("best", ""), self.clock.spent()
         path, advice = recommendation(self.selection, final_probe, last, best)
+        if self.cfg.init_blend > 0:
+            advice = (advice + " " if advice else "") + ckpt.blend_note(self.cfg.init_blend)
         loss = self.queue.last_loss
         done = RunFinished(
             step=self.step, path=last, final_loss=loss, recommended=path, advice=advice
