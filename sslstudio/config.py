@@ -115,6 +115,12 @@ class RunConfig:
         min=0.0,
         max=100.0,
     )
+    tile_tissue: float = _f(
+        0.5,
+        "whole-slide images: the share of a tile that must be tissue for it to be kept",
+        min=0.05,
+        max=1.0,
+    )
     preset: str = _f(
         "natural",
         "augmentation preset",

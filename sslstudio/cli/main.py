@@ -131,6 +131,12 @@ def _add_train(sub) -> None:
         "--tile-px", type=int, help="whole-slide images: tile side in pixels (default 224)"
     )
     t.add_argument(
+        "--tile-tissue",
+        type=float,
+        metavar="SHARE",
+        help="whole-slide images: keep tiles at least this share tissue (default 0.5)",
+    )
+    t.add_argument(
         "--tile-mpp",
         type=float,
         help="whole-slide images: tile resolution in µm per pixel (default 0.5, about 20x; 0 = "

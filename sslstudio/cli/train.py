@@ -54,6 +54,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         "preset": args.preset,
         "tile_px": getattr(args, "tile_px", None),
         "tile_mpp": getattr(args, "tile_mpp", None),
+        "tile_tissue": getattr(args, "tile_tissue", None),
     }
     cfg = dataclasses.replace(base, **{k: v for k, v in simple.items() if v is not None})
     if args.preset or not args.config:

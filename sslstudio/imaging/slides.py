@@ -50,8 +50,8 @@ class SlideOptions:
 
     @classmethod
     def of(cls, cfg) -> SlideOptions:
-        """From a RunConfig's ``tile_px`` and ``tile_mpp`` (0: full resolution)."""
-        return cls(cfg.tile_px, cfg.tile_mpp or None)
+        """From a RunConfig's ``tile_px``, ``tile_mpp`` (0: full resolution), ``tile_tissue``."""
+        return cls(cfg.tile_px, cfg.tile_mpp or None, getattr(cfg, "tile_tissue", 0.5))
 
     def __post_init__(self) -> None:
         if not 16 <= self.tile_px <= 4096:
@@ -75,6 +75,56 @@ class TileAddress:
 
     def __str__(self) -> str:
         return f"{self.slide}{SEP}{self.level}:{self.x}:{self.y}:{self.side}"
+
+
+# Formats whose slide is an index file plus other files OpenSlide opens through it: MIRAX
+# (``x.mrxs`` beside a folder ``x/`` of Slidedat.ini, Index.dat, Data*.dat) and Hamamatsu
+# VMS/VMU (an INI file naming JPEG or NGR images, a map and an optimisation file).
+MULTI_FILE = (".mrxs", ".vms", ".vmu")
+_VMS_GROUPS = ("Virtual Microscope Specimen", "Uncompressed Virtual Microscope Specimen")
+_VMS_FILE_KEYS = ("ImageFile", "MapFile", "OptimisationFile", "MacroImage")
+_INDEX_BYTES = 1 << 20  # a VMS index is a few hundred bytes; never read a huge file as one
+
+
+def is_multi_file(path: str) -> bool:
+    """Whether ``path`` names the index file of a multi-file slide (by its extension)."""
+    return os.path.splitext(path)[1].lower() in MULTI_FILE
+
+
+def companions(folder: str, name: str) -> set[str]:
+    """The entries of ``folder`` that belong to the multi-file slide ``name`` there (their first
+    path component): they are read through the slide, never scanned as images of their own."""
+    stem, ext = os.path.splitext(name)
+    ext = ext.lower()
+    if ext == ".mrxs":
+        return {stem}  # MIRAX keeps its data in a folder of the slide's name
+    if ext not in (".vms", ".vmu"):
+        return set()
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.optionxform = str  # keys are case-sensitive, as OpenSlide reads them
+    try:
+        with open(os.path.join(folder, name), "rb") as f:
+            parser.read_string(f.read(_INDEX_BYTES).decode("utf-8", "replace"))
+    except (OSError, configparser.Error):
+        return set()
+    out = set()
+    for group in _VMS_GROUPS:
+        if parser.has_section(group):
+            for key, value in parser.items(group):
+                if key.startswith(_VMS_FILE_KEYS) and value.strip():
+                    out.add(value.strip().replace("\\", "/").split("/")[0])
+    return out - {name}
+
+
+def owned_names(folder: str, names: list[str]) -> set[str]:
+    """Of ``names`` (one folder's entries), those that are parts of a multi-file slide."""
+    owned: set[str] = set()
+    for name in names:
+        if is_multi_file(name):
+            owned |= companions(folder, name)
+    return owned & set(names)
 
 
 def parse_address(path: str) -> TileAddress | None:

@@ -183,3 +183,15 @@ def test_a_method_trains_with_its_own_optimiser_defaults_unless_flags_say_otherw
         parse(["train", "/tmp", "--method", "mae", "--lr", "0.01", "--optimizer", "sgd"])
     ).optim
     assert (mine.optimizer, mine.lr, mine.weight_decay) == ("sgd", 0.01, 0.05)
+
+
+def test_slide_tiling_flags_reach_the_scan_options():
+    from sslstudio.cli.main import build_parser, config_from_args
+    from sslstudio.imaging.slides import SlideOptions
+
+    args = ["train", "/tmp", "--tile-px", "128", "--tile-mpp", "1", "--tile-tissue", "0.8"]
+    cfg = config_from_args(build_parser().parse_args(args))
+    assert SlideOptions.of(cfg) == SlideOptions(128, 1.0, 0.8)
+    assert SlideOptions.of(config_from_args(build_parser().parse_args(["train", "/tmp"]))) == (
+        SlideOptions()
+    )

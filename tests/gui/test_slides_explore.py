@@ -86,3 +86,14 @@ def test_the_data_page_shows_slides_as_tiles_and_tiles_them_again(window, qtbot,
     cfg = window.config_model.config
     assert (cfg.tile_px, cfg.tile_mpp) == (64, 1.0)  # the run tiles as the page shows
     assert "--tile-px 64 --tile-mpp 1" in window.method_page.command_edit.toPlainText()
+    # the tissue share: only squares that are nearly all tissue, fewer of them
+    at_half = len(page.index.images)
+    card.tissue_spin.setValue(95)
+    card.apply_button.click()
+    qtbot.waitUntil(
+        lambda: page.index is not None and len(page.index.images) != at_half, timeout=60_000
+    )
+    assert 0 < len(page.index.images) < at_half
+    assert window.config_model.config.tile_tissue == 0.95
+    assert "at least 95% tissue" in card.caption.text()
+    assert "--tile-tissue 0.95" in window.method_page.command_edit.toPlainText()

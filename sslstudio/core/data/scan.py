@@ -224,7 +224,12 @@ def _header_rows(
         return [k for k in range(n) if found.width[k] == 0]
     if tiling is None:
         return []
-    return [k for k in range(n) if found.formats[k] == "tiff" and found.size[k] > _SLIDE_BYTES]
+    return [
+        k
+        for k in range(n)
+        if found.formats[k] == "slide"
+        or (found.formats[k] == "tiff" and found.size[k] > _SLIDE_BYTES)
+    ]
 
 
 def _each(
@@ -254,6 +259,8 @@ def _judge(
     channels: imaging.Channels | None,
     tiling: slides.SlideOptions | None = None,
 ) -> _Verdict:
+    if slides.is_multi_file(c.path):
+        return _multi_file(c, tiling)
     try:
         info = imaging.read_info(c.path, channels=channels, verify=verify)
     except imaging.DecodeError as e:
@@ -267,6 +274,28 @@ def _judge(
     if tiling is not None and info.format == "tiff" and info.frames > 1 and slides.is_slide(c.path):
         return _tiles(c, tiling)  # a pyramid small enough to read whole is still a slide
     return info.width, info.height, info.format
+
+
+def _multi_file(c: _Candidate, tiling: slides.SlideOptions | None) -> _Verdict:
+    """A multi-file slide's index file (MRXS, VMS, VMU): its tiles, or why there are none."""
+    kind = os.path.splitext(c.rel)[1][1:].upper()
+    if not slides.available():
+        return SkippedFile(
+            c.rel, f"whole-slide image ({kind}); install openslide: pip install 'sslstudio[slides]'"
+        )
+    if tiling is None:
+        return SkippedFile(c.rel, f"whole-slide image ({kind}): tiling is off")
+    found = _tiles(c, tiling) if slides.is_slide(c.path) else None
+    if isinstance(found, list):
+        return found
+    if found is not None and not found.reason.startswith("unreadable"):
+        return found  # read, but no tissue
+    return SkippedFile(
+        c.rel,
+        f"whole-slide image ({kind}): OpenSlide cannot open it (are the files it names "
+        "beside it, as the scanner wrote them?)",
+        found.error if found is not None else "",
+    )
 
 
 def _tiles(c: _Candidate, tiling: slides.SlideOptions) -> list[slides.TileAddress] | SkippedFile:
@@ -297,6 +326,8 @@ def _sniff(c: _Candidate) -> tuple[_Candidate, tuple[int, int, str] | SkippedFil
     c = _Candidate(c.rel, c.path, st.st_size, st.st_mtime_ns)
     if not stat.S_ISREG(st.st_mode):
         return c, SkippedFile(c.rel, "not an image (special file)")
+    if slides.is_multi_file(c.rel):
+        return c, (0, 0, "slide")  # an index file: OpenSlide judges it with the headers
     if st.st_size == 0:
         return c, SkippedFile(c.rel, "empty file")
     fmt = imaging.sniff_format(head)
@@ -326,9 +357,10 @@ def _walk(
             )
             continue
         subfolders = []
+        owned = slides.owned_names(folder, [e.name for e in entries])  # a slide's other files
         for entry in entries:
             _check(cancel)
-            if imaging.is_ignored_name(entry.name):
+            if entry.name in owned or imaging.is_ignored_name(entry.name):
                 index.count_in(rel, ignored=1)
                 continue
             rel_path = f"{rel}/{entry.name}" if rel else entry.name

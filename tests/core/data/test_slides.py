@@ -111,3 +111,41 @@ def test_a_rescan_reuses_the_tiles_of_an_unchanged_slide(tmp_path, monkeypatch):
     assert tiles == [r.path for r in first.images] and "other/new.png" in {
         r.path for r in again.images
     }
+
+
+def test_a_vms_slide_is_one_slide_not_three_images(tmp_path):
+    from tests.slide_factory import write_vms
+
+    root = tmp_path / "data"
+    vms = write_vms(root / "slides")
+    Image.new("RGB", (40, 40), (10, 200, 30)).save(root / "slides" / "loose.png")
+    assert slides.owned_names(str(vms.parent), sorted(p.name for p in vms.parent.iterdir())) == {
+        "case2.jpg",
+        "case2_map.jpg",
+    }
+    index = scan_folder(root, tiling=SlideOptions(tile_px=64, mpp=None))
+    assert not index.skipped
+    paths = [r.path for r in index.images]
+    assert "slides/loose.png" in paths
+    assert not any(p.endswith((".jpg", "_map.jpg")) for p in paths)  # read through the slide
+    tiles = [r for r in index.images if r.format == "tile"]
+    assert tiles and all(parse_address(r.path).slide == "slides/case2.vms" for r in tiles)
+    pixels = imaging.decode(root / tiles[len(tiles) // 2].path)
+    assert pixels.shape == (64, 64, 3) and abs(int(pixels[..., 1].mean()) - 115) < 30
+
+
+def test_an_mrxs_is_one_entry_and_its_data_folder_is_not_scanned(tmp_path):
+    root = tmp_path / "data"
+    data = root / "case3"
+    data.mkdir(parents=True)
+    (root / "case3.mrxs").write_bytes(b"\xff\xd8 not really a slide")
+    (data / "Slidedat.ini").write_text("[GENERAL]\n")
+    for k in range(3):
+        (data / f"Data000{k}.dat").write_bytes(b"\0" * 64)
+    Image.new("RGB", (32, 32), (10, 200, 30)).save(data / "stray.png")  # inside the slide
+    index = scan_folder(root, tiling=OPTIONS)
+    assert [s.path for s in index.skipped] == ["case3.mrxs"]  # one line for the slide
+    assert (
+        "OpenSlide cannot open it" in index.skipped[0].reason and "MRXS" in index.skipped[0].reason
+    )
+    assert not index.images  # nothing inside its data folder became an image

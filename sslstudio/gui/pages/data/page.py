@@ -40,7 +40,7 @@ class DataPage(Page):
 
     Edits the model's folder (``data_root``: the folder opened here) and slide tiling."""
 
-    EDITS = ("data_root", "tile_px", "tile_mpp")
+    EDITS = ("data_root", "tile_px", "tile_mpp", "tile_tissue")
 
     scanStarted = Signal(str)
     indexChanged = Signal(object)
@@ -190,14 +190,16 @@ class DataPage(Page):
             self.open_folder(folder)
 
     def _on_tiling_chosen(self, options: SlideOptions) -> None:
-        self.model.update(tile_px=options.tile_px, tile_mpp=options.mpp or 0.0)
+        self.model.update(
+            tile_px=options.tile_px, tile_mpp=options.mpp or 0.0, tile_tissue=options.tissue_min
+        )
 
     def _on_model_changed(self, cfg: RunConfig, names: frozenset[str]) -> None:
         """A new tiling (chosen here or loaded) is shown, and slides are tiled again by a rescan;
         the recognised line follows the preset in use."""
         if "preset" in names:
             self.recognised.show_preset(cfg.preset)
-        if not names & {"tile_px", "tile_mpp"}:
+        if not names & {"tile_px", "tile_mpp", "tile_tissue"}:
             return
         options = SlideOptions.of(cfg)
         changed = options != self.tiling_card.options

@@ -31,26 +31,38 @@ class TilingCard(Card):
         self.mpp_spin.setToolTip(
             "0.25 is about 40x, 0.5 about 20x, 1.0 about 10x; 0: the slide's own resolution"
         )
+        self.tissue_spin = QSpinBox()
+        self.tissue_spin.setRange(5, 100)
+        self.tissue_spin.setSingleStep(5)
+        self.tissue_spin.setSuffix(" % tissue")
+        self.tissue_spin.setToolTip(
+            "Keep a tile when at least this share of it is tissue (not glass): lower keeps "
+            "the edges of the tissue, higher only its middle"
+        )
         form.addRow("Tile size", self.size_spin)
         form.addRow("Resolution", self.mpp_spin)
+        form.addRow("Keep tiles of at least", self.tissue_spin)
         self.layout_.addLayout(form)
         self.caption = hint("")
         self.add(self.caption)
         self.apply_button = QPushButton("Tile again")
-        self.apply_button.setToolTip("Rescan the slides with this tile size and resolution")
+        self.apply_button.setToolTip(
+            "Rescan the slides with this tile size, resolution and tissue share"
+        )
         self.apply_button.clicked.connect(lambda: self.applied.emit(self.chosen()))
         self.layout_.addLayout(hbox(None, self.apply_button))
         self.show_options(self.options)
 
     def chosen(self) -> SlideOptions:
         return SlideOptions(
-            self.size_spin.value(), self.mpp_spin.value() or None, self.options.tissue_min
+            self.size_spin.value(), self.mpp_spin.value() or None, self.tissue_spin.value() / 100
         )
 
     def show_options(self, options: SlideOptions) -> None:
         self.options = options
         self.size_spin.setValue(options.tile_px)
         self.mpp_spin.setValue(options.mpp or 0.0)
+        self.tissue_spin.setValue(round(options.tissue_min * 100))
 
     def show_count(self, tiles: int, slides: int) -> None:
         self.caption.setText(

@@ -58,6 +58,7 @@ def command_line(cfg: RunConfig, method_defaults: dict[str, object] | None = Non
         ("--monitor-every", cfg.monitor_every, d.monitor_every, "d"),
         ("--tile-px", cfg.tile_px, d.tile_px, "d"),
         ("--tile-mpp", cfg.tile_mpp, d.tile_mpp, "g"),
+        ("--tile-tissue", cfg.tile_tissue, d.tile_tissue, "g"),
     )
     for flag, value, default, fmt in optional:
         if value != default:
