@@ -132,6 +132,14 @@ def test_a_vms_slide_is_one_slide_not_three_images(tmp_path):
     assert tiles and all(parse_address(r.path).slide == "slides/case2.vms" for r in tiles)
     pixels = imaging.decode(root / tiles[len(tiles) // 2].path)
     assert pixels.shape == (64, 64, 3) and abs(int(pixels[..., 1].mean()) - 115) < 30
+    # and it trains: two steps on its tiles, with the run's own tiling flags
+    from sslstudio.core.events import RunFinished
+    from sslstudio.core.train.trainer import train
+    from tests.shapes import tiny_config
+
+    cfg = tiny_config(root, tmp_path / "run", max_steps=2, tile_px=64, tile_mpp=0.0)
+    done = [ev for ev in train(cfg) if isinstance(ev, RunFinished)]
+    assert done and done[0].step == 2
 
 
 def test_an_mrxs_is_one_entry_and_its_data_folder_is_not_scanned(tmp_path):
