@@ -37,6 +37,8 @@ def test_a_ten_minute_cpu_plan(tmp_path):
     assert (c.augment.brightness, c.augment.hue) == pytest.approx((he.brightness * 2, he.hue * 2))
     assert (c.augment.hed_sigma, c.augment.grey_p) == pytest.approx((0.2, 0.2))
     assert he.hed_sigma < 0.2 and he.grey_p == 0  # the preset itself is unchanged
+    assert c.init_blend == pytest.approx(0.5)  # H&E features blended with the start
+    assert any("blended 50% trained" in why for why in plan.choices)
     natural = plan_budget(
         RunConfig(data_root=str(HERE), device="cpu"), 600, 2500, seconds_per_step=0.5
     ).config
@@ -44,6 +46,7 @@ def test_a_ten_minute_cpu_plan(tmp_path):
     assert natural.augment.brightness == pytest.approx(
         preset("natural", 32).brightness
     )  # photos keep theirs
+    assert natural.init_blend == 0  # photos have no stain shift: the blend cost 2 points there
     assert 0 < c.time_budget_s <= 600 and c.max_steps == plan.steps
     assert 900 < plan.steps < 600 / 0.5  # start-up, probes and the final save are left room
     spe = 2500 // 128

@@ -52,6 +52,10 @@ def test_he_tiles_choose_histopathology_and_photos_natural(window, qtbot, tmp_pa
     # run trains at 32 px (core.train.budget.planned_size), said on the same line
     assert model.config.time_budget_s == 600 and model.config.image_size == 32
     assert "Image size: 32 px: the images are 150 px" in line and "10 min run" in line
+    # and what `sslstudio train` plans for H&E: stronger colour views, features blended with
+    # the untrained network's so they hold on new slides
+    assert model.config.init_blend == 0.5 and "blended with 50% of the untrained" in line
+    assert model.config.augment.grey_p == 0.2 and model.config.augment.hed_sigma == 0.2
 
     _open(window, qtbot, photos(tmp_path / "photos"))
     assert model.config.preset == "natural"
@@ -59,6 +63,7 @@ def test_he_tiles_choose_histopathology_and_photos_natural(window, qtbot, tmp_pa
     line = page.recognised.text()
     assert "everyday photos" in line and "ordinary colour photos" in line
     assert model.config.image_size == 32 and "Image size: 32 px, the images&#x27; own size" in line
+    assert model.config.init_blend == 0 and "blended" not in line  # photos: no stain shift
 
 
 def test_the_user_can_still_choose_another_preset(window, qtbot) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -279,19 +280,33 @@ class DataPage(Page):
         self.show_index(index, stats)
         size_line = ""
         if found is not None and self._choose_preset:
-            cfg = self.model.config
-            size = cfg.image_size
-            if cfg.time_budget_s > 0:  # a time-first run: the size its plan will use
-                from sslstudio.core.train.budget import planned_size, size_reason
-
-                size = planned_size(cfg.time_budget_s, self.gpu, native)
-                size_line = size_reason(size, cfg.time_budget_s, self.gpu, native)
-            if found.preset != cfg.preset or size != cfg.image_size:
-                self.model.update(
-                    preset=found.preset, image_size=size, augment=preset(found.preset, size)
-                )
+            size_line = self._choose_for(found.preset, native)
         self.recognised.show_found(found, self.model.config.preset, size_line)
         self.indexChanged.emit(index)
+
+    def _choose_for(self, domain: str, native: int | None) -> str:
+        """The preset for these images and, under a time limit, the image size, views and
+        feature blend the planner chooses for them (as ``sslstudio train`` does); returns the
+        line that says why the size ('' when no time limit chose it)."""
+        cfg = self.model.config
+        edits: dict[str, Any] = {"preset": domain, "augment": preset(domain, cfg.image_size)}
+        line = ""
+        if cfg.time_budget_s > 0:  # a time-first run: what its plan will use
+            from sslstudio.core.train import budget
+
+            seconds, device = cfg.time_budget_s, "cuda" if self.gpu else "cpu"
+            planned = dataclasses.replace(cfg, preset=domain)
+            choice, _ = budget.rules(planned, seconds, device, native)
+            edits.update({k: choice[k] for k in ("image_size", "augment", "init_blend")})
+            line = budget.size_reason(choice["image_size"], seconds, self.gpu, native)
+            if choice["init_blend"]:
+                line += (
+                    f"; features blended with {choice['init_blend']:.0%} of the untrained "
+                    "network, so they hold on slides stained another day"
+                )
+        if any(getattr(cfg, k) != v for k, v in edits.items()):
+            self.model.update(**edits)
+        return line
 
     @Slot(int, str)
     def _on_failed(self, job: int, message: str) -> None:
