@@ -37,7 +37,8 @@ def make_trained_run(base: Path, **over) -> Path:
     if not folder.exists():
         make_shapes_folder(folder, per_class=12, size=24, shapes=("circle", "square"))
     run = base / over.pop("name", "run")
-    for _ in train(tiny_config(folder, run, monitor_every=0, **over)):
+    over.setdefault("monitor_every", 0)
+    for _ in train(tiny_config(folder, run, **over)):
         pass
     return run
 

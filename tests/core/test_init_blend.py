@@ -76,3 +76,20 @@ def test_a_missing_init_checkpoint_is_a_clear_error(blended_run, tmp_path):
 def test_off_by_default_writes_no_init(tmp_path, module_home):
     run = make_trained_run(tmp_path)
     assert not (run / "checkpoints" / "init").exists()
+
+
+def test_the_last_probe_reads_the_blend_and_training_keeps_its_weights(tmp_path, module_home):
+    """The final probe runs on the blended weights; the final checkpoint holds the trained
+    ones, exactly as a run without the blend ends (the blend never feeds back into training)."""
+    runs = {
+        share: make_trained_run(tmp_path, name=f"b{share}", init_blend=share, monitor_every=2)
+        for share in (0.0, 0.5)
+    }
+    plain, blended = (_raw(runs[s], "final") for s in (0.0, 0.5))
+    for name, value in plain.items():
+        torch.testing.assert_close(blended[name], value)
+    probes = {
+        s: [r for r in read_metrics(run) if r["kind"] == "monitor"][-1] for s, run in runs.items()
+    }
+    assert probes[0.0]["step"] == probes[0.5]["step"]
+    assert probes[0.0]["std_sqrt_d"] != probes[0.5]["std_sqrt_d"]  # measured on other weights

@@ -384,6 +384,21 @@ class _Run:
         keep_best(sel, ev, step, total, lambda: self.save("best"), n)
         return ev
 
+    @contextlib.contextmanager
+    def as_features(self) -> Iterator[None]:
+        """The model holds the weights features are read from (blended with the step-0 ones
+        under init_blend) inside the block, its trained weights again after it."""
+        if self.cfg.init_blend <= 0:
+            yield
+            return
+        trained = {k: v.detach().clone() for k, v in self.method.state_dict().items()}
+        init, _, _ = ckpt.load_checkpoint(self.run_dir / "checkpoints" / "init")
+        self.method.load_state_dict(ckpt.blend_with_init(trained, init, self.cfg.init_blend))
+        try:
+            yield
+        finally:
+            self.method.load_state_dict(trained)
+
     def stopped(self) -> RunStopped:
         self.checkpoint()
         ev = RunStopped(step=self.step, path=self.last_ckpt or "", run_dir=str(self.run_dir))
@@ -394,7 +409,8 @@ class _Run:
         """The last probe, the final checkpoint and the one to use."""
         final_probe = None
         if self.cfg.monitor_every and self.ranks.main:
-            final_probe = self.probe()
+            with self.as_features():  # the last verdict is about the features the user gets
+                final_probe = self.probe()
             yield final_probe
         self.last_ckpt = last = self.save("final")
         best, seconds = self.selection.get("best", ""), self.clock.spent()
