@@ -127,21 +127,7 @@ def _add_train(sub) -> None:
     t.add_argument("--warmup-epochs", type=float, help="linear learning-rate warm-up, in epochs")
     t.add_argument("--weights", help="local weights file to start from, or 'imagenet'")
     t.add_argument("--small-stem", choices=("auto", "on", "off"))
-    t.add_argument(
-        "--tile-px", type=int, help="whole-slide images: tile side in pixels (default 224)"
-    )
-    t.add_argument(
-        "--tile-tissue",
-        type=float,
-        metavar="SHARE",
-        help="whole-slide images: keep tiles at least this share tissue (default 0.5)",
-    )
-    t.add_argument(
-        "--tile-mpp",
-        type=float,
-        help="whole-slide images: tile resolution in µm per pixel (default 0.5, about 20x; 0 = "
-        "full)",
-    )
+    _add_tiling(t)
     t.add_argument("--seed", type=int)
     t.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
     t.add_argument("--threads", type=int)
@@ -178,6 +164,25 @@ def _add_train(sub) -> None:
         action="store_true",
         help="print every event as one JSON line on stdout (rank 0): how the window follows a "
         "torchrun",
+    )
+
+
+def _add_tiling(t) -> None:
+    """How whole-slide images become tiles (the Data page's "Whole-slide images" card)."""
+    t.add_argument(
+        "--tile-px", type=int, help="whole-slide images: tile side in pixels (default 224)"
+    )
+    t.add_argument(
+        "--tile-tissue",
+        type=float,
+        metavar="SHARE",
+        help="whole-slide images: keep tiles at least this share tissue (default 0.5)",
+    )
+    t.add_argument(
+        "--tile-mpp",
+        type=float,
+        help="whole-slide images: tile resolution in µm per pixel (default 0.5, about 20x; 0 = "
+        "full)",
     )
 
 

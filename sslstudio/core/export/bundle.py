@@ -76,8 +76,7 @@ def export_bundle(
             checkpoint folder.
         absolute_paths: store the indexed folder's absolute path in items.json (paths stay
             relative to it). Off by default: folder names can identify people.
-        family_formats: also write the backbone in its family's own layout (a torchvision or
-            timm state dict) where one fits: a second copy of the weights, so off by default.
+        family_formats: also write a torchvision/timm state dict where one fits (a 2nd copy).
         folder: images to index instead of the run's training folder.
         device: where to compute the embeddings (default: the run's choice); the ONNX model and
             the weights are always made on the CPU in float32.
