@@ -166,3 +166,11 @@ def test_features_that_lean_on_colour_far_more_than_at_random_init_are_called_wo
     assert combined(BETTER, 0.15, 0.02) == WORSE and combined(UNSURE, 0.11, 0.02) == WORSE
     words = verdict_words(WORSE, 0.40, 0.33, 0.05, True, colour_gain=0.14)
     assert words.startswith("likely WORSE than random init on new slides") and "+14%" in words
+
+
+def test_better_says_it_is_a_simulated_shift_not_new_slides():
+    from sslstudio.core.train.verdict import BETTER, verdict_words
+
+    words = verdict_words(BETTER, 0.43, 0.33, 0.05, True)
+    assert words.startswith("better than random init on colour/stain-shifted images")
+    assert "simulated shift, not new slides" in words and "Explore" in words

@@ -269,7 +269,11 @@ def verdict_words(
     what = "kNN" if labelled else "retrieval"
     figures = f"{what} {score:.3f} vs {ref:.3f} at random init, noise ±{noise:.3f}"
     if sign == BETTER:
-        return f"better than random init on colour/stain-shifted images ({figures})"
+        return (
+            f"better than random init on colour/stain-shifted images ({figures}); a simulated "
+            "shift, not new slides: on another split of real H&E this measure has said better "
+            "where kNN was worse, so check a few new slides in Explore"
+        )
     if sign == WORSE and score >= ref - noise:  # worse by its colour reliance
         return (
             f"likely WORSE than random init on new slides: its features group images by colour "
