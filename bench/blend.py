@@ -43,7 +43,10 @@ def main() -> int:
     trained, _, _ = ckpt.load_checkpoint(args.run / "checkpoints" / args.checkpoint)
     init_dir = args.run / "checkpoints" / "init"
     model = random_init_method(cfg)
-    init = ckpt.load_checkpoint(init_dir)[0] if init_dir.is_dir() else model.state_dict()
+    if init_dir.is_dir():
+        init = ckpt.load_checkpoint(init_dir)[0]
+    else:  # copies: the model's own tensors are overwritten by the first load_state_dict
+        init = {k: v.detach().clone() for k, v in model.state_dict().items()}
     rows = []
     for share in (float(s) for s in args.shares.split(",")):
         model.load_state_dict(ckpt.blend_with_init(trained, init, share))

@@ -83,7 +83,12 @@ def test_debounce_coalesces_a_burst_of_changes(ready_window, qtbot) -> None:
 
 def test_preset_and_image_size_drive_the_form(ready_window, qtbot) -> None:
     page = ready_window.augment_page
-    page.preset_combo.setCurrentText("histopathology")
+    cfg = ready_window.config_model.config
+    assert cfg.time_budget_s > 0 and page.preset_combo.currentText() == "histopathology"
+    # under a time limit the page shows the planner's views for H&E (what the run will use)
+    assert page.form.value() == cfg.augment != preset("histopathology", page.image_size)
+    page.preset_combo.setCurrentText("natural")
+    page.preset_combo.setCurrentText("histopathology")  # picked by hand: the preset itself
     assert page.form.value() == preset("histopathology", page.image_size)
     assert "H&E" in page.preset_description.text()
     ready_window.method_page.run_form.control("image_size").setValue(

@@ -76,17 +76,18 @@ def test_the_data_page_shows_slides_as_tiles_and_tiles_them_again(window, qtbot,
     first = page.image_model.data(page.image_model.index(0))
     assert first.startswith("case1 ") and "#" not in first  # "case1 1120, 448", not the address
     assert f"{at_20x:,} tissue tiles from 1 slide" in card.caption.text()
-    card.size_spin.setValue(64)
+    card.size_spin.setValue(48)
     card.mpp_spin.setValue(1.0)
-    card.apply_button.click()  # 64 px at 10x: a few times more tiles than 224 px at 20x
+    card.apply_button.click()  # 48 px at 10x: a few times more tiles than 224 px at 20x
     qtbot.waitUntil(
         lambda: page.index is not None and len(page.index.images) != at_20x, timeout=60_000
     )
     assert len(page.index.images) > at_20x
     cfg = window.config_model.config
-    assert (cfg.tile_px, cfg.tile_mpp) == (64, 1.0)  # the run tiles as the page shows
-    assert "--tile-px 64 --tile-mpp 1" in window.method_page.command_edit.toPlainText()
-    # the tissue share: only squares that are nearly all tissue, fewer of them
+    assert (cfg.tile_px, cfg.tile_mpp) == (48, 1.0)  # the run tiles as the page shows
+    assert "--tile-px 48 --tile-mpp 1" in window.method_page.command_edit.toPlainText()
+    # the tissue share: only squares that are nearly all tissue, fewer of them (96 µm squares
+    # straddle the tissue's edges; squares that tile it exactly would not change)
     at_half = len(page.index.images)
     card.tissue_spin.setValue(95)
     card.apply_button.click()

@@ -197,7 +197,9 @@ def trained_run(tmp_path_factory, module_home) -> Path:
     return run
 
 
-def _fake_onnx(method, size, path):  # the real one takes seconds; the I/O is what is tested here
+def _fake_onnx(
+    method, size, path, weights=None
+):  # the real one takes seconds; the I/O is what is tested here
     path.write_bytes(b"onnx stand-in")
     return {"file": path.name}
 

@@ -65,7 +65,9 @@ def test_cancelling_an_export_is_acknowledged_at_once_and_writes_nothing(
     run = make_trained_run(tmp_path, max_steps=2)
     inside, release = threading.Event(), threading.Event()
 
-    def slow_onnx(method, size, path):  # holds the export mid-work until the test has clicked
+    def slow_onnx(
+        method, size, path, weights=None
+    ):  # holds the export mid-work until the test has clicked
         inside.set()
         assert release.wait(30)
         path.write_bytes(b"onnx stand-in")

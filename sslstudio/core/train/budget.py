@@ -19,13 +19,13 @@ from pathlib import Path
 from sslstudio.config import OptimConfig, RunConfig, validate
 from sslstudio.core.train.device import describe, pick_device
 from sslstudio.core.train.resizing import mean_cost
+from sslstudio.core.train.schedules import WARMUP_SHARE
 from sslstudio.core.train.threads import plan_note
 from sslstudio.core.transforms.presets import preset, with_jitter_strength
 
 HOUR = 3600.0
 PROBES = 12  # quality measurements per run: enough to pick a best checkpoint, ~2 % of the time
 CHECKPOINTS = 5  # resumable points per run
-WARMUP_SHARE = 0.05  # of the planned steps: a cold start at a high rate collapses a small folder
 SAVE_S = 1.0  # one checkpoint write, generously
 START_S = 5.0  # scan, decode-cache check and model build before step 0 (measured: 1-4 s cached)
 

@@ -6,6 +6,10 @@ import math
 
 import numpy as np
 
+# Warm-up under a time limit, as a share of the planned steps: a cold start at a high rate
+# collapses a small folder. Here (torch-free) so the window can draw the plan.
+WARMUP_SHARE = 0.05
+
 
 def cosine_schedule(
     peak: float, final: float, total_steps: int, warmup_steps: int = 0, start: float = 0.0

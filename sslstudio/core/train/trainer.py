@@ -124,6 +124,7 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
     run = _Run(cfg, run_dir, ranks, device, clock, index, data, start, notices)
     yield from run.begin(notices, stop, pause)
     try:
+        run.save_init()
         while run.step < run.plan.total_steps:
             yield from run.wait_while_paused()
             monitor_now = cfg.monitor_every and run.step % cfg.monitor_every == 0
@@ -223,11 +224,15 @@ class _Run:
         except BaseException:  # the first write fails on a full disk: before the loop's finally
             self.log.close()
             raise
-        if self.cfg.init_blend > 0 and self.step == 0 and self.ranks.main:
-            self.save("init")  # the step-0 weights the features are blended with (init_blend)
         self.stop, self.pause = stop, pause
         self.loader = self._new_loader()
         self.queue = StepQueue(settle_lag(self.device), self.log)
+
+    def save_init(self) -> None:
+        """The step-0 weights the features are blended with (``init_blend``), once per run; a
+        failure here (a full disk) is the run's failure, reported like any other."""
+        if self.cfg.init_blend > 0 and self.step == 0 and self.ranks.main:
+            self.save("init")
 
     def _new_loader(self) -> BatchLoader:
         bs, spe, cuda = self.plan.batch_size, self.plan.steps_per_epoch, self.device.type == "cuda"

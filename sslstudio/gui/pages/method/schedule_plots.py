@@ -16,8 +16,7 @@ import pyqtgraph as pg
 from PySide6.QtWidgets import QWidget
 
 from sslstudio.config import RunConfig
-from sslstudio.core.train.budget import WARMUP_SHARE
-from sslstudio.core.train.schedules import cosine_schedule, scaled_lr
+from sslstudio.core.train.schedules import WARMUP_SHARE, cosine_schedule, scaled_lr
 from sslstudio.gui import theme
 from sslstudio.gui.widgets.grid_axis import grid_axes
 from sslstudio.gui.widgets.panels import Card, hint
