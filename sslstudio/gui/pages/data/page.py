@@ -302,7 +302,7 @@ class DataPage(Page):
             if choice["init_blend"]:
                 line += (
                     f"; features blended with {choice['init_blend']:.0%} of the untrained "
-                    "network, so they hold on slides stained another day"
+                    "network, which in our tests held up better on slides stained elsewhere"
                 )
         if any(getattr(cfg, k) != v for k, v in edits.items()):
             self.model.update(**edits)
