@@ -82,6 +82,7 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--skip-standard", action="store_true")
+    ap.add_argument("--seed", type=int, default=0, help="the run's seed (weights, views, order)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     data = Path(args.data)
@@ -92,6 +93,7 @@ def main() -> int:
         data_root=str(data / "train"),
         preset=args.preset,
         threads=args.threads,
+        seed=args.seed,
         out=tempfile.mkdtemp(prefix="sslstudio-budget-"),
     )
     rows = []
