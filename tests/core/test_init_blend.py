@@ -93,3 +93,23 @@ def test_the_last_probe_reads_the_blend_and_training_keeps_its_weights(tmp_path,
     }
     assert probes[0.0]["step"] == probes[0.5]["step"]
     assert probes[0.0]["std_sqrt_d"] != probes[0.5]["std_sqrt_d"]  # measured on other weights
+
+
+def test_a_blended_he_run_recommends_its_final_step_and_its_verdict_does_not_decide(tmp_path):
+    from sslstudio.core.transforms.presets import preset
+
+    run = make_trained_run(
+        tmp_path,
+        init_blend=0.5,
+        preset="histopathology",
+        augment=preset("histopathology", 16),
+        monitor_every=1,
+        max_steps=4,
+    )
+    rows = read_metrics(run)
+    checks = [r for r in rows if r.get("kind") == "monitor" and r["step"] > 0]
+    assert checks and all(r["verdict_sign"] == 0 for r in checks)  # H&E: cannot tell
+    assert all(r["verdict"].startswith("cannot tell from inside the run") for r in checks)
+    done = [r for r in rows if r.get("type") == "RunFinished"][-1]
+    assert done["recommended"].endswith("final") and "blended with the start" in done["advice"]
+    assert ". Features use the trained weights" in done["advice"]  # one sentence after another

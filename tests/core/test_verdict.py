@@ -174,3 +174,29 @@ def test_better_says_it_is_a_simulated_shift_not_new_slides():
     words = verdict_words(BETTER, 0.43, 0.33, 0.05, True)
     assert words.startswith("better than random init on colour/stain-shifted images")
     assert "simulated shift, not new slides" in words and "Explore" in words
+
+
+def test_on_he_the_verdict_reports_its_figures_and_does_not_decide():
+    """On held-out H&E the verdict was wrong in sign every time it decided (BENCHMARKS.md): for
+    the histopathology preset it says it cannot tell, with the figures, and points to Explore."""
+    data = FakeImages()
+    rows = np.arange(len(data.images))
+    sel: dict = {}
+    run_probe(Embedder("structure"), data, rows, data.labels, 32, "cpu", 0, selection=sel)
+    colour = Embedder("colour")
+    plain = run_probe(colour, data, rows, data.labels, 32, "cpu", 50, selection=dict(sel))
+    assert plain.verdict_sign == WORSE  # elsewhere it decides (the fixture's colour features)
+    he = run_probe(
+        colour, data, rows, data.labels, 32, "cpu", 50, selection=dict(sel), domain="histopathology"
+    )
+    assert he.verdict_sign == UNSURE and he.shift_top1 == plain.shift_top1
+    assert he.verdict.startswith("cannot tell from inside the run") and "Explore" in he.verdict
+    assert f"{he.shift_top1:.3f} vs {he.shift_ref:.3f}" in he.verdict
+
+
+def test_a_blended_run_recommends_its_final_step_not_a_step_scored_without_the_blend():
+    sel = {"signal": "shift_top1", "shift_ref": 0.36, "best_score": 0.45, "best_step": 111}
+    final = _monitor(0.37, UNSURE, noise=0.04)
+    assert recommendation(sel, final, "final", "best")[0] == "best"  # unblended: by the score
+    path, why = recommendation(sel, final, "final", "best", blended=True)
+    assert path == "final" and "blended" in why and "step 111" not in why

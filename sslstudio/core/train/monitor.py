@@ -31,7 +31,7 @@ from sslstudio.core.events import MonitorLogged
 from sslstudio.core.maths.knn import knn_accuracy
 from sslstudio.core.train.verdict import (
     colour_reliance,
-    combined,
+    decide,
     judge,
     paired_noise,
     shifted_hits,
@@ -149,11 +149,13 @@ def run_probe(
     augment: AugmentConfig | None = None,
     seed: int = 0,
     selection: dict | None = None,
+    domain: str | None = None,
 ) -> MonitorLogged:
     """Collapse metrics, view retrieval when ``augment`` is given, and leave-one-out kNN with
     k <= 10 when labels exist, on the probe rows. With ``selection`` (the run's record, kept in
     its checkpoints) also the verdict against random init (core.train.verdict): step 0's
-    answers are stored there, later probes are judged against them."""
+    answers are stored there, later probes are judged against them; ``domain`` (the preset)
+    says where the verdict may decide (``verdict.UNVALIDATED``)."""
     z = probe_features(method, data, rows, image_size, device)
     s, r = std_sqrt_d(z), rankme(z)
     knn = None
@@ -174,10 +176,13 @@ def run_probe(
     )
     if selection is None or len(rows) < 4:
         return ev
-    return with_verdict(ev, z, method, data, rows, labels, image_size, device, seed, selection)
+    where = (data, rows, labels, image_size, device, seed)
+    return with_verdict(ev, z, method, *where, selection, domain)
 
 
-def with_verdict(ev, z, method, data, rows, labels, image_size, device, seed, selection: dict):
+def with_verdict(
+    ev, z, method, data, rows, labels, image_size, device, seed, selection: dict, domain=None
+):
     """``ev`` with the shifted score, and the verdict once step 0's answers are known; ``z``
     the rows' centre-view embeddings (the verdict's memory)."""
     hits = shifted_hits(method, data, rows, labels, image_size, device, seed, memory=z)
@@ -192,6 +197,6 @@ def with_verdict(ev, z, method, data, rows, labels, image_size, device, seed, se
         return ev  # random init itself, or another probe set
     ref, noise = float(ref_hits.mean()), paired_noise(hits, ref_hits, seed)
     gain, gain_noise = float(shared.mean() - colour_ref.mean()), paired_noise(shared, colour_ref)
-    sign = combined(judge(ev.shift_top1, ref, noise), gain, gain_noise)
-    words = verdict_words(sign, ev.shift_top1, ref, noise, labels is not None, gain)
+    sign = decide(judge(ev.shift_top1, ref, noise), gain, gain_noise, domain)
+    words = verdict_words(sign, ev.shift_top1, ref, noise, labels is not None, gain, domain)
     return replace(ev, shift_ref=ref, shift_noise=noise, verdict_sign=sign, verdict=words)

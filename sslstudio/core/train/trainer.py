@@ -382,7 +382,9 @@ class _Run:
         """The quality probe at this step; a new best by its signal is saved as ``best``."""
         t, step, cfg, sel = time.perf_counter(), self.step, self.cfg, self.selection
         where = (self.probe_rows, self.labels, cfg.image_size, self.device, step)
-        ev = run_probe(self.method, self.data, *where, cfg.augment, cfg.seed, selection=sel)
+        ev = run_probe(
+            self.method, self.data, *where, cfg.augment, cfg.seed, selection=sel, domain=cfg.preset
+        )
         self.log.write_event(ev)
         self.clock.note("probe", time.perf_counter() - t)
         total, n = self.plan.total_steps, len(self.probe_rows)
@@ -419,9 +421,12 @@ class _Run:
             yield final_probe
         self.last_ckpt = last = self.save("final")
         best, seconds = self.selection.get("best", ""), self.clock.spent()
-        path, advice = recommendation(self.selection, final_probe, last, best)
-        if self.cfg.init_blend > 0:
-            advice = (advice + " " if advice else "") + ckpt.blend_note(self.cfg.init_blend)
+        blended = self.cfg.init_blend > 0
+        path, advice = recommendation(self.selection, final_probe, last, best, blended)
+        if blended:
+            advice = (advice.rstrip(".") + ". " if advice else "") + ckpt.blend_note(
+                self.cfg.init_blend
+            )
         loss = self.queue.last_loss
         done = RunFinished(
             step=self.step, path=last, final_loss=loss, recommended=path, advice=advice

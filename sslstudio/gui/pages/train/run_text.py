@@ -58,6 +58,13 @@ def verdict_sentence(ev: MonitorLogged, first: MonitorLogged | None, finished: b
                 f"Not better than the untrained network: {match}. It relies on colour more "
                 f"than on tissue structure. {advice} with more colour change."
             )
+        noise = ev.shift_noise if ev.shift_noise is not None else 0.0
+        if abs(ev.shift_top1 - ev.shift_ref) > noise:  # a real difference, of unknown meaning
+            then = "Look" if finished else "Keep going, then look"
+            return (
+                f"Cannot tell how it will do on new images: {match}, but this check has not "
+                f"predicted results on new H&E slides. {then} at a few new images in Explore."
+            )
         if finished:  # "too early" no longer: the run is over
             return (
                 f"Not clearly better than the untrained network: {match}, a difference within "
