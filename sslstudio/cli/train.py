@@ -234,10 +234,15 @@ def _budget_plan(cfg: RunConfig, args, world, recognised_time: str):
     return cfg, budget
 
 
-def _leave_group(world) -> None:
+def _leave_group(world, clean: bool = True) -> None:
+    """Leave the process group; after a clean end, only once every rank has got there (a rank
+    tearing gloo down while its peer still sent to it crashed the peer at exit: 'terminate
+    called without an active exception'). After a failure no barrier: a peer may never come."""
     if world is not None:
         import torch.distributed
 
+        if clean:
+            torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
 
@@ -270,7 +275,7 @@ def _run(cfg: RunConfig, args: argparse.Namespace, world, budget) -> int:
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
-        _leave_group(world)
+        _leave_group(world, clean=sys.exc_info()[0] is None)
     return 0
 
 

@@ -239,8 +239,9 @@ def test_delete_asks_first_and_never_deletes_a_running_run(
 
     answers.append(QMessageBox.StandardButton.Yes)
     page.delete_button.click()
-    qtbot.waitUntil(lambda: not history["failed"].exists() and not page.listing, timeout=10_000)
-    qtbot.waitUntil(lambda: page.proxy.rowCount() == 2, timeout=10_000)
+    # a delete and a relisting in worker threads: seconds on a loaded CI machine
+    qtbot.waitUntil(lambda: not history["failed"].exists() and not page.listing, timeout=30_000)
+    qtbot.waitUntil(lambda: page.proxy.rowCount() == 2, timeout=30_000)
 
     lock = RunLock(history["killed"]).acquire()
     try:
