@@ -140,6 +140,13 @@ class RunConfig:
         min=0.0,
         max=0.9,
     )
+    check_folder: str = _f(
+        "",
+        "labelled images from other slides, another staining day or scanner (one subfolder per "
+        "class, named as the training folder's), never trained on: at every probe the training "
+        "folder's labelled images answer them by kNN, beside random init, and that verdict "
+        "picks the checkpoint (empty = no check)",
+    )
     augment: AugmentConfig = field(
         default_factory=AugmentConfig, metadata={"help": "augmentation parameters"}
     )
@@ -321,6 +328,7 @@ def validate(cfg: RunConfig) -> None:
         problems.append("data_root is empty: choose a folder of images")
     elif not Path(cfg.data_root).is_dir():
         problems.append(f"data_root {cfg.data_root!r} is not a folder")
+    problems += check_folder_problems(cfg)
     bad = {
         k: v
         for k, v in cfg.step_seconds.items()
@@ -339,3 +347,20 @@ def validate(cfg: RunConfig) -> None:
         )
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def check_folder_problems(cfg: RunConfig) -> list[str]:
+    """A check folder that is not a folder, or whose images the run would train on."""
+    if not cfg.check_folder:
+        return []
+    check = Path(cfg.check_folder).expanduser()
+    if not check.is_dir():
+        return [f"check_folder {cfg.check_folder!r} is not a folder"]
+    if cfg.data_root and Path(cfg.data_root).is_dir():
+        data, check = Path(cfg.data_root).resolve(), check.resolve()
+        if check == data or data in check.parents:
+            return [
+                f"check_folder {cfg.check_folder!r} lies inside the training folder: its images "
+                "would be trained on; choose images from other slides"
+            ]
+    return []

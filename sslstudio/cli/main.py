@@ -128,6 +128,13 @@ def _add_train(sub) -> None:
     t.add_argument("--weights", help="local weights file to start from, or 'imagenet'")
     t.add_argument("--small-stem", choices=("auto", "on", "off"))
     _add_tiling(t)
+    t.add_argument(
+        "--check-folder",
+        metavar="FOLDER",
+        help="labelled images from other slides (one subfolder per class, named as the training "
+        "folder's), never trained on: each probe says whether the features beat random init on "
+        "them, and the run recommends the checkpoint that does best there",
+    )
     t.add_argument("--seed", type=int)
     t.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
     t.add_argument("--threads", type=int)

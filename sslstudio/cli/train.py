@@ -55,6 +55,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         "tile_px": getattr(args, "tile_px", None),
         "tile_mpp": getattr(args, "tile_mpp", None),
         "tile_tissue": getattr(args, "tile_tissue", None),
+        "check_folder": _folder(getattr(args, "check_folder", None)),
     }
     cfg = dataclasses.replace(base, **{k: v for k, v in simple.items() if v is not None})
     if args.preset or not args.config:
@@ -79,6 +80,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             raise ConfigError(f"--option takes KEY=VALUE, got {item!r}")
         options[key.strip()] = _parse_value(value.strip())
     return dataclasses.replace(cfg, method_options=options)
+
+
+def _folder(path: str | None) -> str | None:
+    return None if path is None else str(Path(path).expanduser())
 
 
 def _plan_budget(cfg, args):
@@ -322,9 +327,14 @@ class _Progress:
         if self.quiet or not self.tty or now - self._last < 0.25:
             return
         self._last = now
-        what = "scanning" if ev.stage == "scan" else "decoding"
+        what = {"scan": "scanning images", "check": "reading the check folder"}
         count = f"{ev.done:,}/{ev.total:,}" if ev.total else f"{ev.done:,}"
-        print(f"\r{what} images: {count}".ljust(60), end="", file=sys.stderr, flush=True)
+        print(
+            f"\r{what.get(ev.stage, 'decoding images')}: {count}".ljust(60),
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def step(self, ev: StepLogged) -> None:
         now = time.monotonic()

@@ -66,6 +66,12 @@ class MonitorLogged:
     shift_noise: float | None = None  # two bootstrap standard errors of the paired gap
     verdict_sign: int | None = None  # 1 better than random init, -1 worse, 0 cannot tell
     verdict: str | None = None  # the same in plain words
+    # the check folder (core.train.check): labelled images from other slides, answered by the
+    # training folder's labelled images; when given, its verdict is the one above
+    check_top1: float | None = None
+    check_ref: float | None = None  # the same at step 0 (random init)
+    check_noise: float | None = None
+    check_n: int | None = None  # check images asked
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,8 @@ from sslstudio.core.events import (
 )
 from sslstudio.core.methods import build_method, check_run_config
 from sslstudio.core.train import checkpoints as ckpt
+from sslstudio.core.train.check import check_notices, load_check, with_check
+from sslstudio.core.train.check import hits as check_hits
 from sslstudio.core.train.deadline import Deadline
 from sslstudio.core.train.device import describe, pick_device
 from sslstudio.core.train.monitor import run_probe
@@ -112,6 +114,15 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
     try:
         index, data = yield from prepare(cfg, stop)
         data = dataclasses.replace(data, input_norm=cfg.input_norm)  # views and probes alike
+        check = None
+        if cfg.check_folder:  # labelled images from other slides, asked at every probe
+            side = int(data.array.shape[1])
+            check = yield from load_check(
+                cfg.check_folder, list(index.classes), data.labels(), side, stop, cfg.seed
+            )
+            check = dataclasses.replace(
+                check, data=dataclasses.replace(check.data, input_norm=cfg.input_norm)
+            )
     except (ScanCancelled, CacheCancelled):
         if ranks.main:  # stopped by the user, not failed: the run can be resumed
             write_run_config(run_dir, cfg)
@@ -121,7 +132,9 @@ def _train(cfg, run_dir: Path, start, notices, stop, pause, ranks: Alone) -> Ite
         return
     ranks.after_prepare()
     notices += skipped_notices(index, data)
-    run = _Run(cfg, run_dir, ranks, device, clock, index, data, start, notices)
+    if check is not None:
+        notices += check_notices(check)
+    run = _Run(cfg, run_dir, ranks, device, clock, index, data, start, notices, check)
     yield from run.begin(notices, stop, pause)
     try:
         run.save_init()
@@ -164,9 +177,10 @@ class _Run:
     and the steps queued on the device (``queue``)."""
 
     def __init__(
-        self, cfg, run_dir: Path, ranks: Alone, device, clock, index, data, start, notices
+        self, cfg, run_dir: Path, ranks: Alone, device, clock, index, data, start, notices, check
     ):
         self.cfg, self.run_dir, self.ranks, self.device = cfg, run_dir, ranks, device
+        self.check, self._as_read = check, False
         self.clock, self.index, self.data = clock, index, data
         n = len(data)
         self.method, self.use_cl = _build_model(cfg, device)
@@ -385,6 +399,12 @@ class _Run:
         ev = run_probe(
             self.method, self.data, *where, cfg.augment, cfg.seed, selection=sel, domain=cfg.preset
         )
+        if self.check is not None:
+            with self.as_features():  # the check is about the features the user gets
+                got = check_hits(
+                    self.method, self.check, self.data, self.labels, cfg.image_size, self.device
+                )
+            ev = with_check(ev, got, self.check.size, sel, cfg.seed)
         self.log.write_event(ev)
         self.clock.note("probe", time.perf_counter() - t)
         total, n = self.plan.total_steps, len(self.probe_rows)
@@ -395,15 +415,17 @@ class _Run:
     def as_features(self) -> Iterator[None]:
         """The model holds the weights features are read from (blended with the step-0 ones
         under init_blend) inside the block, its trained weights again after it."""
-        if self.cfg.init_blend <= 0:
+        if self.cfg.init_blend <= 0 or self._as_read:
             yield
             return
         trained = {k: v.detach().clone() for k, v in self.method.state_dict().items()}
         init, _, _ = ckpt.load_checkpoint(self.run_dir / "checkpoints" / "init")
         self.method.load_state_dict(ckpt.blend_with_init(trained, init, self.cfg.init_blend))
+        self._as_read = True
         try:
             yield
         finally:
+            self._as_read = False
             self.method.load_state_dict(trained)
 
     def stopped(self) -> RunStopped:
@@ -421,7 +443,9 @@ class _Run:
             yield final_probe
         self.last_ckpt = last = self.save("final")
         best, seconds = self.selection.get("best", ""), self.clock.spent()
-        blended = self.cfg.init_blend > 0
+        # a blended run's earlier probes measured the trained weights, unless a check folder
+        # measured every probe on the features as read
+        blended = self.cfg.init_blend > 0 and self.check is None
         path, advice = recommendation(self.selection, final_probe, last, best, blended)
         if blended:
             advice = (advice.rstrip(".") + ". " if advice else "") + ckpt.blend_note(

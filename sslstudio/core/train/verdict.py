@@ -292,7 +292,8 @@ def verdict_words(
             f"cannot tell from inside the run whether it beats random init on new slides "
             f"(colour/stain-shifted images: {figures}; colour grouping {colour_gain:+.0%} "
             "shared neighbours): on held-out H&E this check was wrong in sign every time it "
-            "decided, so look at a few new slides in Explore"
+            "decided; give the run a check folder (labelled images from other slides) to "
+            "measure it, or look at a few new slides in Explore"
         )
     if sign == BETTER:
         return (
@@ -328,18 +329,22 @@ def verdict_words(
 def keep_best(
     selection: dict, ev, step: int, total: int, save_best: Callable[[], str], n: int
 ) -> None:
-    """Record step 0's score and the best step by the shifted score (``save_best`` saves it)."""
-    score = ev.shift_top1
+    """Record step 0's score and the best step by the check folder's score when the run has
+    one, else by the shifted score (``save_best`` saves it)."""
+    checked = ev.check_top1 is not None
+    score, noise = (ev.check_top1, ev.check_noise) if checked else (ev.shift_top1, ev.shift_noise)
     if score is None:
         return
-    if "shift_ref" not in selection and step == 0:
-        selection.update(signal="shift_top1", shift_ref=score, n=n)
+    ref_key = "check_ref" if checked else "shift_ref"
+    if ref_key not in selection and step == 0:
+        selection.update({"signal": "check_top1" if checked else "shift_top1", ref_key: score})
+        selection["n"] = n
     elif step > 0 and step < total and score > selection.get("best_score", -1.0):
         selection.update(
             best_step=step,
             best_score=score,
             best_sign=ev.verdict_sign,
-            best_noise=ev.shift_noise,
+            best_noise=noise,
             best=save_best(),
         )
 
@@ -356,19 +361,30 @@ def recommendation(
         # a run begun before the verdict existed, resumed: its record speaks the older signal
         older = getattr(final, selection["signal"])
         return recommendation_by_signal(selection, older, final_path, best_path)
-    score = None if final is None else final.shift_top1
-    if selection.get("signal") != "shift_top1" or score is None:
+    signal = selection.get("signal")
+    if signal not in ("shift_top1", "check_top1") or final is None:
+        return final_path, ""
+    checked = signal == "check_top1"
+    score, noise = (
+        (final.check_top1, final.check_noise) if checked else (final.shift_top1, final.shift_noise)
+    )
+    if score is None:
         return final_path, ""
     best, best_step = selection.get("best_score", -1.0), selection.get("best_step")
-    noise = final.shift_noise if final.shift_noise is not None else 0.0
+    noise = noise if noise is not None else 0.0
     # an earlier step only when it beats the end by more than the measure's noise: the
     # schedule ends at a low rate, and a noisy measure would otherwise pick a lucky early step
     use_best = bool(best_path) and best > score + noise and not blended
     sign = selection.get("best_sign") if use_best else final.verdict_sign
     where = f"step {best_step}" if use_best else "the final step"
     path, chosen = (best_path, best) if use_best else (final_path, score)
-    ref = selection.get("shift_ref")
-    why = f"{where} scores best on colour/stain-shifted images: {chosen:.3f}"
+    ref = selection.get("check_ref" if checked else "shift_ref")
+    images = (
+        f"your {final.check_n} check images from other slides"
+        if checked
+        else "colour/stain-shifted images"
+    )
+    why = f"{where} scores best on {images}: {chosen:.3f}"
     if blended:
         why = (
             f"the final step, its features blended with the start (scored {score:.3f} on "
@@ -376,8 +392,8 @@ def recommendation(
         )
     elif not use_best and best > score:
         why = (
-            f"the final step: {score:.3f}, within the measure's noise of step {best_step}'s "
-            f"{best:.3f}"
+            f"the final step: {score:.3f} on {images}, within the measure's noise of step "
+            f"{best_step}'s {best:.3f}"
         )
     if ref is None or sign is None:
         return path, why
@@ -387,6 +403,11 @@ def recommendation(
             f"{ref:.3f} at step 0): its features key on the colours of these images, and on new "
             "slides the untrained network's features would do better; retrain with stronger "
             "colour/stain augmentation"
+        )
+    if sign == UNSURE and checked:
+        return path, (
+            f"{why}; cannot tell whether it beats random init ({ref:.3f}) on them: the gap is "
+            "within the noise of this many check images; more would tell"
         )
     if sign == UNSURE:
         return path, (

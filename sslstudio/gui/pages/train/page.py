@@ -60,7 +60,11 @@ ENDED_TEXT = {
     "finished": "Finished",  # the verdict line says how it went, the button what is next
     "failed": "Failed: see the log below",
 }
-LOG_TEXT = {"scan": "reading the folder…", "decode": "decoding the images at the working size…"}
+LOG_TEXT = {
+    "scan": "reading the folder…",
+    "decode": "decoding the images at the working size…",
+    "check": "reading the check folder (labelled images from other slides)…",
+}
 BEFORE_RUN = (
     "Start a run: this line then tells you, in plain words, whether the network is learning."
 )

@@ -7,7 +7,11 @@ import re
 
 from sslstudio.core.events import MonitorLogged, Preparing
 
-STAGE_TEXT = {"scan": "Reading images…", "decode": "Decoding…"}
+STAGE_TEXT = {
+    "scan": "Reading images…",
+    "decode": "Decoding…",
+    "check": "Reading the check folder…",
+}
 
 
 def format_preparing(ev: Preparing) -> str:
