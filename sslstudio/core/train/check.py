@@ -156,12 +156,18 @@ def hits(
     """Per check image, 1.0 when the training images' weighted kNN gives its class, else 0.0."""
     memory = _features(method, train, check.memory_rows, image_size, device)
     queries = _features(method, check.data, check.rows, image_size, device)
-    y_mem = torch.from_numpy(np.asarray(train_labels)[check.memory_rows]).long()
-    k = min(KNN_K, len(memory))
-    top, ix = (queries @ memory.T).topk(k, dim=1)
+    return answer(memory, np.asarray(train_labels)[check.memory_rows], queries, check.labels)
+
+
+def answer(memory: torch.Tensor, memory_labels, queries: torch.Tensor, labels) -> np.ndarray:
+    """Weighted kNN (k=20, tau=0.1, cosine) of ``queries`` among ``memory``: 1.0 per right
+    answer."""
+    memory, queries = F.normalize(memory.float(), dim=1), F.normalize(queries.float(), dim=1)
+    y_mem = torch.from_numpy(np.asarray(memory_labels)).long()
+    top, ix = (queries @ memory.T).topk(min(KNN_K, len(memory)), dim=1)
     votes = torch.zeros(len(queries), int(y_mem.max()) + 1)
     votes.scatter_add_(1, y_mem[ix], (top / TEMPERATURE).exp())
-    return (votes.argmax(dim=1).numpy() == check.labels).astype(np.float64)
+    return (votes.argmax(dim=1).numpy() == np.asarray(labels)).astype(np.float64)
 
 
 def words(sign: int, score: float, ref: float, noise: float, n: int) -> str:

@@ -25,6 +25,7 @@ from sslstudio.config import RunConfig
 from sslstudio.core.transforms.presets import preset
 from sslstudio.gui.config_model import RunConfigModel
 from sslstudio.gui.pages.data.banner import Banner
+from sslstudio.gui.pages.data.check_card import CheckCard
 from sslstudio.gui.pages.data.checks import ignored_text, index_problem, unusable_folder
 from sslstudio.gui.pages.data.recognised import RecognisedLine
 from sslstudio.gui.pages.data.tiling_card import TilingCard
@@ -41,7 +42,7 @@ class DataPage(Page):
 
     Edits the model's folder (``data_root``: the folder opened here) and slide tiling."""
 
-    EDITS = ("data_root", "tile_px", "tile_mpp", "tile_tissue")
+    EDITS = ("data_root", "tile_px", "tile_mpp", "tile_tissue", "check_folder")
 
     scanStarted = Signal(str)
     indexChanged = Signal(object)
@@ -138,6 +139,10 @@ class DataPage(Page):
         self.tiling_card.setVisible(False)  # shown when the folder holds whole-slide images
         self.tiling_card.applied.connect(self._on_tiling_chosen)
         col.addWidget(self.tiling_card)
+        self.check_card = CheckCard()
+        self.check_card.show_folder(self.model.config.check_folder)
+        self.check_card.chosen.connect(lambda folder: self.model.update(check_folder=folder))
+        col.addWidget(self.check_card)
 
         skipped = self._skipped_card = Card()
         title = QLabel("Files set aside")
@@ -200,6 +205,8 @@ class DataPage(Page):
         the recognised line follows the preset in use."""
         if "preset" in names:
             self.recognised.show_preset(cfg.preset)
+        if "check_folder" in names:
+            self.check_card.show_folder(cfg.check_folder)
         if not names & {"tile_px", "tile_mpp", "tile_tissue"}:
             return
         options = SlideOptions.of(cfg)
@@ -278,6 +285,7 @@ class DataPage(Page):
         self.scan_row.setVisible(False)
         index, stats, found, native = result
         self.show_index(index, stats)
+        self.check_card.show_classes(list(index.classes))
         size_line = ""
         if found is not None and self._choose_preset:
             size_line = self._choose_for(found.preset, native)

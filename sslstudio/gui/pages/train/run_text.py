@@ -50,6 +50,8 @@ def verdict_sentence(ev: MonitorLogged, first: MonitorLogged | None, finished: b
             "Something is wrong: the network now sees all images as nearly the same. "
             "Stop, and try a lower learning rate or another method."
         )
+    if ev.verdict_sign is not None and ev.check_top1 is not None and ev.check_ref is not None:
+        return _checked(ev, finished, go_on)
     if ev.verdict_sign is not None and ev.shift_top1 is not None and ev.shift_ref is not None:
         now, before = f"{ev.shift_top1:.0%}", f"{ev.shift_ref:.0%}"
         match = f"{SHIFTED}, it finds the right match {now} of the time (untrained: {before})"
@@ -76,6 +78,24 @@ def verdict_sentence(ev: MonitorLogged, first: MonitorLogged | None, finished: b
             )
         return f"Too early to tell: {match}, a difference within chance.{go_on}"
     return _fallback(ev, first, go_on)
+
+
+def _checked(ev: MonitorLogged, finished: bool, go_on: str) -> str:
+    """The verdict measured on the check folder: labelled images from other slides."""
+    match = (
+        f"on your {ev.check_n} check images from other slides, the right tissue class "
+        f"{ev.check_top1:.0%} of the time (untrained: {ev.check_ref:.0%})"
+    )
+    if ev.verdict_sign > 0:
+        return f"{'It learned' if finished else 'It is learning'}: {match}.{go_on}"
+    if ev.verdict_sign < 0:
+        advice = "Retrain" if finished else "Keep going; if it stays so, retrain"
+        return (
+            f"Worse than the untrained network on new slides: {match}. {advice} with more "
+            "colour change."
+        )
+    more = "More check images would tell." if finished else "Keep going."
+    return f"Cannot tell yet: {match}, a difference within chance for this many images. {more}"
 
 
 def _fallback(ev: MonitorLogged, first: MonitorLogged | None, go_on: str) -> str:
