@@ -195,3 +195,25 @@ def test_slide_tiling_flags_reach_the_scan_options():
     assert SlideOptions.of(config_from_args(build_parser().parse_args(["train", "/tmp"]))) == (
         SlideOptions()
     )
+
+
+def test_a_check_folder_is_measured_and_said(tiny_folder, tmp_path, capsys):
+    """``--check-folder``: every probe after step 0 says, in words, how the features do on the
+    check images beside random init; a check folder the run cannot use is one clear line."""
+    new = make_shapes_folder(
+        tmp_path / "new", per_class=5, size=24, seed=9, shapes=("circle", "square")
+    )
+    run = tmp_path / "run"
+    argv = ["train", str(tiny_folder), *TINY[:-1], "--epochs", "2", "--monitor-every", "2"]
+    assert main([*argv, "--check-folder", str(new), "--out", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "checking on 10 labelled image(s) of the check folder (circle, square)" in err
+    assert "on your 10 check images from other slides" in err
+    probes = [r for r in read_metrics(run) if r.get("type") == "MonitorLogged"]
+    assert probes[0]["check_n"] == 10 and probes[-1]["check_ref"] == probes[0]["check_top1"]
+    assert json.loads((run / "config.json").read_text())["check_folder"] == str(new)
+    code = main(
+        [*argv, "--check-folder", str(tiny_folder / "circle"), "--out", str(tmp_path / "r2")]
+    )
+    err = capsys.readouterr().err
+    assert code != 0 and "lies inside the training folder" in err and "Traceback" not in err
