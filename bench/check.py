@@ -2,13 +2,13 @@
 
 For every kept checkpoint of the given H&E runs (trained weights, and blended 50/50 with the
 run's step-0 weights, as ``init_blend`` reads them), the product's check
-(``sslstudio.core.train.check``: a labelled sample of ``crc-he-shifted`` answered by 1,000
-labelled ``crc-he-subset/train`` images, weighted kNN k=20, paired with step 0, two bootstrap
-standard errors of noise) is compared in sign with the truth: the benchmark's kNN (k=200,
-memory the whole training split) on the **rest** of ``crc-he-shifted``, trained minus random
-init. Beside it, the design that was rejected: leave-one-out kNN inside the check sample alone.
+(``sslstudio.core.train.check``: a labelled sample of ``crc-he-shifted``, in that folder's class
+mix, answered by 1,000 labelled ``crc-he-subset/train`` images, weighted kNN k=200, paired with
+step 0, two bootstrap standard errors of noise) is compared in sign with the truth: the
+benchmark's kNN (k=200, memory the whole training split) on the **rest** of ``crc-he-shifted``
+(the same class mix), trained minus random init. Beside it, the design that was rejected: leave-one-out kNN inside the check sample alone.
 
-    python bench/check.py /path/to/run1 /path/to/run2 --per-class 20 50 100 --draws 3
+    python bench/check.py /path/to/run1 /path/to/run2 --per-class 20 50 100 --draws 3   # ~N per class
 
 Prints a table per check size (decided / agreed / wrong in sign) and writes JSON.
 """
@@ -40,6 +40,7 @@ from sslstudio.core.train.verdict import judge, paired_noise  # noqa: E402
 from sslstudio.paths import cache_dir  # noqa: E402
 
 SIZE = 32
+LOO_K = 20  # leave-one-out inside a check sample of 100-500 images
 
 
 def _cache(folder: Path):
@@ -66,7 +67,7 @@ def _loo(feats: torch.Tensor, y: np.ndarray, n_cls: int) -> np.ndarray:
     f = torch.nn.functional.normalize(feats, dim=1)
     sim = f @ f.T
     sim.fill_diagonal_(-2.0)
-    top, ix = sim.topk(min(ck.KNN_K, len(f) - 1), dim=1)
+    top, ix = sim.topk(min(LOO_K, len(f) - 1), dim=1)
     votes = torch.zeros(len(f), n_cls).scatter_add_(
         1, torch.from_numpy(y)[ix], (top / ck.TEMPERATURE).exp()
     )
@@ -82,12 +83,17 @@ class Bench:
         self.n_cls = int(self.y_train.max()) + 1
         rng = np.random.default_rng(0)
         self.sets = {}
-        for per in per_class:
-            for d in range(draws):
+        shares = np.bincount(self.y_new) / len(self.y_new)
+        for per in per_class:  # ``per`` images per class on average, in the folder's class mix:
+            for d in range(draws):  # the rest (the truth) keeps the same mix
                 rows = np.sort(
                     np.concatenate(
                         [
-                            rng.choice(np.flatnonzero(self.y_new == c), per, replace=False)
+                            rng.choice(
+                                np.flatnonzero(self.y_new == c),
+                                round(per * self.n_cls * shares[c]),
+                                replace=False,
+                            )
                             for c in range(self.n_cls)
                         ]
                     )
@@ -221,7 +227,7 @@ def table(rows: list[dict]) -> str:
         c, loo = s["check"], s["leave_one_out"]
         n_img = next(r["check_images"] for r in rows if r["per_class"] == int(per))
         lines.append(
-            f"| {n_img} ({per} per class) | {c['n']} | {c['decided']} | {c['wrong']} "
+            f"| {n_img} (~{per} per class) | {c['n']} | {c['decided']} | {c['wrong']} "
             f"| ±{s['mean_check_noise']:.3f} | {loo['decided']} | {loo['wrong']} |"
         )
     return "\n".join(lines)
