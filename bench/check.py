@@ -6,11 +6,13 @@ run's step-0 weights, as ``init_blend`` reads them), the product's check
 mix, answered by 1,000 labelled ``crc-he-subset/train`` images, weighted kNN k=200, paired with
 step 0, two bootstrap standard errors of noise) is compared in sign with the truth: the
 benchmark's kNN (k=200, memory the whole training split) on the **rest** of ``crc-he-shifted``
-(the same class mix), trained minus random init. Beside it, the design that was rejected: leave-one-out kNN inside the check sample alone.
+(the same class mix), trained minus random init. Beside it, the design that was rejected:
+leave-one-out kNN inside the check sample alone.
 
-    python bench/check.py /path/to/run1 /path/to/run2 --per-class 20 50 100 --draws 3   # ~N per class
+    python bench/check.py /path/to/run1 /path/to/run2 --per-class 20 50 100 --draws 3
 
-Prints a table per check size (decided / agreed / wrong in sign) and writes JSON.
+``--per-class N``: about N per class, in the folder's class mix. Prints a table per check size
+(decided / wrong in sign) and writes JSON.
 """
 
 from __future__ import annotations
