@@ -192,3 +192,13 @@ def test_recommendation_by_the_check_picks_an_earlier_step_only_beyond_its_noise
     sel_w = {**sel, "best_score": 0.52, "best_sign": -1}
     path, why = recommendation(sel_w, worse, "final-path", "best-path", blended=False)
     assert path == "final-path" and "NOT better than random init" in why
+
+
+def test_k_is_the_benchmarks_from_a_thousand_images_and_a_fifth_below():
+    assert ck.neighbours(1000) == 200 and ck.neighbours(5000) == 200
+    assert ck.neighbours(500) == 100 and ck.neighbours(60) == 20 and ck.neighbours(12) == 12
+    memory = np.eye(3)[[0, 0, 1, 1, 2, 2]].astype(np.float32)  # two images of each class
+    import torch
+
+    got = ck.answer(torch.from_numpy(memory), [0, 0, 1, 1, 2, 2], torch.eye(3)[[2, 0]], [2, 1])
+    assert got.tolist() == [1.0, 0.0]  # the second query is class 0's image labelled 1
