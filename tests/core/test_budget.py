@@ -81,6 +81,10 @@ def test_the_users_choices_are_kept():
         {},
     )
     assert any("kept as you set them" in line for line in plan.choices)
+    # no reason for a choice the planner did not make (it said "32 px throughout" at 64 px)
+    assert not any(" px throughout" in line for line in plan.choices)
+    assert not any(line.startswith(("AdamW", "SimCLR")) for line in plan.choices)
+    assert any(line.startswith("batch 128") for line in plan.choices)  # its own choices stay
 
 
 def test_a_small_folder_and_a_too_short_budget():

@@ -109,57 +109,71 @@ def rules(
     cfg: RunConfig, budget_s: float, device: str, native_side: int | None
 ) -> tuple[dict, list[str]]:
     """The planner's choices for this budget and device, as RunConfig field values + reasons."""
+    choice, tagged = _rules(cfg, budget_s, device, native_side)
+    return choice, [text for _, text in tagged]
+
+
+def _rules(
+    cfg: RunConfig, budget_s: float, device: str, native_side: int | None
+) -> tuple[dict, list[tuple[str, str]]]:
+    """:func:`rules` with each reason tagged by the field it is for."""
     domain = cfg.preset if cfg.preset != "custom" else "natural"
     gpu = device != "cpu"
-    why: list[str] = []
+    why: list[tuple[str, str]] = []
     size = planned_size(budget_s, gpu, native_side)
-    why.append(
+    sized = (
         f"{size} px throughout: on {'a GPU' if gpu else 'a CPU'} with {_fmt(budget_s)}, more "
-        "epochs at a "
-        "lower resolution beat fewer at a higher one"
+        "epochs at a lower resolution beat fewer at a higher one"
         + (
             " (GPU sizes not yet measured)"
             if gpu
             else "; progressive resizing lost here (H&E, 10 min: 0.768 from 32 to 64 px vs 0.800 "
-            "at "
-            "32 px; CIFAR: starting at 16 px lost 2 kNN points)"
+            "at 32 px; CIFAR: starting at 16 px lost 2 kNN points)"
         )
     )
+    why.append(("image_size", sized))
     batch = 256 if gpu else 128
-    why.append(f"batch {batch}: {'fills the GPU' if gpu else 'beat 64 in an equal-time CPU run'}")
+    batched = "fills the GPU" if gpu else "beat 64 in an equal-time CPU run"
+    why.append(("batch_size", f"batch {batch}: {batched}"))
     aug = dataclasses.replace(preset(domain, size), crop_scale_min=0.25)
     why.append(
-        "crops of 25-100 % of the image: the 8 % crops of long schedules slow a short one down"
+        (
+            "augment",
+            "crops of 25-100 % of the image: the 8 % crops of long schedules slow a short one down",
+        )
     )
     if domain == "histopathology":
         aug = dataclasses.replace(
             with_jitter_strength(aug, HE_JITTER), hed_sigma=HE_STAIN_SIGMA, grey_p=HE_GREY_P
         )
-        why.append(
+        stained = (
             f"colour jitter at {HE_JITTER:g}x the preset's, stain jitter {HE_STAIN_SIGMA:g}, "
-            f"greyscale {HE_GREY_P:.0%} of views: so the features carry tissue, not slide colour. "
-            "On tiles from another split with shifted colours the preset's jitter (or a quarter of "
-            "it) fell below an untrained network (0.48 vs 0.64 kNN); this stayed above it (0.69), "
-            "at a cost on the training split's own tiles (0.56 vs 0.69; two seeds, 100 steps)"
+            f"greyscale {HE_GREY_P:.0%} of views: so the features carry tissue, not slide "
+            "colour. On tiles from another split with shifted colours the preset's jitter (or a "
+            "quarter of it) fell below an untrained network (0.48 vs 0.64 kNN); this stayed "
+            "above it (0.69), at a cost on the training split's own tiles (0.56 vs 0.69; two "
+            "seeds, 100 steps)"
         )
+        why.append(("augment", stained))
     blend = HE_INIT_BLEND if domain == "histopathology" else 0.0
     if blend:
-        why.append(
+        blended = (
             f"features blended {1 - blend:.0%} trained with {blend:.0%} of the untrained "
             "network: on tiles from another split the trained weights fell below an untrained "
             "network (0.56-0.58 vs 0.64 kNN in three 10-minute runs) where the blend held above "
-            "it (0.65-0.73 in five), at about no cost on the training split's own tiles (-3 to +1 "
-            "points); on CIFAR, with no such shift, it cost 2 points, so only here"
+            "it (0.65-0.73 in five), at about no cost on the training split's own tiles (-3 to "
+            "+1 points); on CIFAR, with no such shift, it cost 2 points, so only here"
         )
+        why.append(("init_blend", blended))
     lr = 2e-3 if domain == "histopathology" else 4e-3
     optim = OptimConfig(
         optimizer="adamw", lr=lr, weight_decay=1e-4, warmup_epochs=0.5, min_lr_ratio=0.0
     )
-    why.append(
+    optimised = (
         f"AdamW, lr {lr:g} per 256 images, cosine to zero at the deadline: beat SGD by 1-11 kNN "
-        "points "
-        "in equal-time runs on both benchmark sets"
+        "points in equal-time runs on both benchmark sets"
     )
+    why.append(("optim", optimised))
     choice = {
         "method": "simclr",
         "method_options": {"temperature": 0.2},  # SimCLR's default; 0.5 was slower to start
@@ -175,8 +189,11 @@ def rules(
     }
     why.insert(
         0,
-        "SimCLR, temperature 0.2: first of the 16 methods in equal-time CPU runs on both benchmark "
-        "sets, VICReg second (bench/methods.py)",
+        (
+            "method",
+            "SimCLR, temperature 0.2: first of the 16 methods in equal-time CPU runs on both "
+            "benchmark sets, VICReg second (bench/methods.py)",
+        ),
     )
     return choice, why
 
@@ -209,8 +226,10 @@ def plan_budget(
         raise ValueError(f"a time budget of {budget_s:.0f} s is too short: give at least 30 s")
     t_plan = time.perf_counter() if started is None else started
     device, _ = pick_device(cfg.device)
-    choice, why = rules(cfg, budget_s, device.type, native_side)
+    choice, tagged = _rules(cfg, budget_s, device.type, native_side)
     kept = sorted(k for k in choice if k in keep)
+    # a field the user set keeps their value: the planner's reason for its own would mislead
+    why = [text for name, text in tagged if name not in keep]
     user_optim = cfg.optim
     cfg = dataclasses.replace(cfg, **{k: v for k, v in choice.items() if k not in keep})
     if "optim" in keep:  # the user's own optimiser settings, over the planned ones
