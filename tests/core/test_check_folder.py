@@ -88,6 +88,14 @@ def test_the_check_reads_the_features_the_user_gets(folders, module_home):
         check_set = stop.value
     got = hits(method, check_set, data, data.labels(), run_cfg.image_size, torch.device("cpu"))
     assert float(got.mean()) == pytest.approx(final.check_top1)
+    done = next(e for e in events if isinstance(e, RunFinished))
+    assert "blended 50% with 50% of the untrained network" in done.advice
+    # the bundle's metrics are the final probe's, check included
+    from sslstudio.core.export.bundle import export_bundle, read_manifest
+
+    metrics = read_manifest(export_bundle(base / "blended", base / "bundle"))["metrics"]
+    assert metrics["check_top1"] == pytest.approx(final.check_top1)
+    assert metrics["check_n"] == 12 and metrics["check_ref"] == pytest.approx(final.check_ref)
 
 
 @pytest.mark.parametrize(

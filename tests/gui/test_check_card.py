@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sslstudio.core.events import MonitorLogged
-from sslstudio.gui.pages.data.check_card import NEEDS_CLASSES
+from sslstudio.gui.pages.data.check_card import NEEDS_CLASSES, UNSET
 from sslstudio.gui.pages.train.run_text import verdict_sentence
 
 COMMON = {"std_sqrt_d": 0.8, "rankme": 40.0, "embed_dim": 64}
@@ -58,18 +58,19 @@ def test_the_card_sets_the_check_folder_and_says_what_it_checks(
     card = page.check_card
     window.open_folder(image_folder)  # classes a and b
     qtbot.waitUntil(lambda: page.index is not None, timeout=10_000)
-    assert card.classes == ["a", "b"] and not card.clear_button.isEnabled()
+    assert card.classes == ["a", "b"] and not card.clear_button.isVisibleTo(card)
     new = _classes(tmp_path / "new", ("a", "b", "c"))
     card.chosen.emit(str(new))
     assert window.config_model.config.check_folder == str(new)
-    assert card.folder_label.text() == str(new) and card.clear_button.isEnabled()
+    assert card.folder_label.text() == str(new) and card.clear_button.isVisibleTo(card)
     assert card.status.text() == "Checks a, b; c left out (not a class here)."
     one = _classes(tmp_path / "one", ("a", "z"))
     card.chosen.emit(str(one))
     assert card.status.text().startswith("Only 1 of its subfolders is a class here (a, b)")
     card.clear_button.click()
     assert window.config_model.config.check_folder == ""
-    assert card.folder_label.text() == "No check folder" and card.status.text() == ""
+    assert card.folder_label.text() == UNSET and card.status.text() == ""
+    assert not card.status.isVisibleTo(card)
     # a training folder without classes: the check cannot run, and the card says why
     flat = tmp_path / "flat"
     flat.mkdir()

@@ -263,10 +263,13 @@ def resolve_checkpoint(run: str | Path, which: str | Path = "latest") -> tuple[P
 
 
 def run_metrics(run: Path, step: int) -> dict[str, Any]:
-    """The run's last loss and monitor values up to ``step`` (finite numbers only)."""
+    """The run's last loss and monitor values of the weights after ``step`` steps (finite
+    numbers only): losses of steps before it (0-based), probes up to it (a probe at step k
+    measures the weights after k steps, the final probe the final weights)."""
     out: dict[str, Any] = {}
     for row in read_metrics(run):
-        if row.get("step", math.inf) >= step:
+        at = row.get("step", math.inf)
+        if at > step or (at == step and row.get("kind") != "monitor"):
             continue
         if row.get("kind") == "step" and _finite(row.get("loss")):
             out["final_loss"] = float(row["loss"])

@@ -443,10 +443,11 @@ class _Run:
             yield final_probe
         self.last_ckpt = last = self.save("final")
         best, seconds = self.selection.get("best", ""), self.clock.spent()
+        blended = self.cfg.init_blend > 0
         # a blended run's earlier probes measured the trained weights, unless a check folder
-        # measured every probe on the features as read
-        blended = self.cfg.init_blend > 0 and self.check is None
-        path, advice = recommendation(self.selection, final_probe, last, best, blended)
+        # measured every probe on the features as read: then its steps are on one scale
+        apart = blended and self.check is None
+        path, advice = recommendation(self.selection, final_probe, last, best, apart)
         if blended:
             advice = (advice.rstrip(".") + ". " if advice else "") + ckpt.blend_note(
                 self.cfg.init_blend

@@ -19,6 +19,7 @@ EXPLAINED = (
     "more per class), never trained on. Each check of the run then measures whether its "
     "features beat an untrained network on them, and picks the checkpoint that does best there."
 )
+UNSET = "Optional: labelled images from other slides, to measure the run on (hover for more)"
 NEEDS_CLASSES = (
     "Needs class subfolders in this folder too: its labelled images answer the check images."
 )
@@ -30,21 +31,24 @@ class CheckCard(Card):
     chosen = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__("Check on new slides", parent)
+        super().__init__("", parent)
         self.folder = ""
         self.classes: list[str] = []
-        self.add(hint(EXPLAINED))
-        self.folder_label = QLabel("No check folder")
-        self.folder_label.setObjectName("checkFolder")
-        self.folder_label.setWordWrap(True)
-        self.add(self.folder_label)
+        self.setToolTip(EXPLAINED)
+        title = QLabel("Check on new slides")
+        title.setObjectName("sectionTitle")
         self.choose_button = QPushButton("Choose…")
-        self.choose_button.setToolTip("A folder of labelled images from slides not trained on")
+        self.choose_button.setToolTip(EXPLAINED)
         self.choose_button.clicked.connect(self._choose)
         self.clear_button = QPushButton("Clear")
         self.clear_button.setToolTip("Train without a check folder")
         self.clear_button.clicked.connect(lambda: self.chosen.emit(""))
-        self.layout_.addLayout(hbox(None, self.clear_button, self.choose_button))
+        self.layout_.addLayout(hbox(title, None, self.choose_button))
+        self.folder_label = hint(UNSET)
+        self.folder_label.setObjectName("checkFolder")
+        row = hbox(self.folder_label, self.clear_button)
+        row.setStretch(0, 1)  # the path takes the room, the button its own width
+        self.layout_.addLayout(row)
         self.status = hint("")
         self.add(self.status)
         self.show_folder("")
@@ -58,9 +62,9 @@ class CheckCard(Card):
     def show_folder(self, folder: str) -> None:
         """Show the model's check folder and what the check needs now."""
         self.folder = folder
-        self.folder_label.setText(folder or "No check folder")
+        self.folder_label.setText(folder or UNSET)
         self.folder_label.setToolTip(folder)
-        self.clear_button.setEnabled(bool(folder))
+        self.clear_button.setVisible(bool(folder))
         self._explain()
 
     def show_classes(self, classes: list[str]) -> None:
@@ -69,6 +73,10 @@ class CheckCard(Card):
         self._explain()
 
     def _explain(self) -> None:
+        self._say_status()
+        self.status.setVisible(bool(self.status.text()))
+
+    def _say_status(self) -> None:
         if not self.classes:
             self.status.setText(NEEDS_CLASSES if self.folder else "")
             return
