@@ -100,6 +100,7 @@ def test_command_line_round_trips_the_main_choices() -> None:
             max_steps=10,
             method_options={"temperature": 0.1, "proj_out": 128},
             progressive_from=32,
+            check_folder="/data/new_slides",
         ),
         optim=dataclasses.replace(OptimConfig(), lr=0.3, optimizer="lars"),
     )
@@ -123,6 +124,7 @@ def test_command_line_round_trips_the_main_choices() -> None:
         "preset",
         "max_steps",
         "progressive_from",
+        "check_folder",
     ):
         assert getattr(back, name) == getattr(cfg, name), name
     assert (

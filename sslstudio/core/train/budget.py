@@ -113,15 +113,8 @@ def rules(
     return choice, [text for _, text in tagged]
 
 
-def _rules(
-    cfg: RunConfig, budget_s: float, device: str, native_side: int | None
-) -> tuple[dict, list[tuple[str, str]]]:
-    """:func:`rules` with each reason tagged by the field it is for."""
-    domain = cfg.preset if cfg.preset != "custom" else "natural"
-    gpu = device != "cpu"
-    why: list[tuple[str, str]] = []
-    size = planned_size(budget_s, gpu, native_side)
-    sized = (
+def _size_why(size: int, gpu: bool, budget_s: float) -> str:
+    return (
         f"{size} px throughout: on {'a GPU' if gpu else 'a CPU'} with {_fmt(budget_s)}, more "
         "epochs at a lower resolution beat fewer at a higher one"
         + (
@@ -131,7 +124,18 @@ def _rules(
             "at 32 px; CIFAR: starting at 16 px lost 2 kNN points)"
         )
     )
-    why.append(("image_size", sized))
+
+
+def _rules(
+    cfg: RunConfig, budget_s: float, device: str, native_side: int | None
+) -> tuple[dict, list[tuple[str, str]]]:
+    """:func:`rules` with each reason tagged by the field it is for (a field the user set keeps
+    their value, and the planner's reason for its own would mislead: ``plan_budget`` drops it)."""
+    domain = cfg.preset if cfg.preset != "custom" else "natural"
+    gpu = device != "cpu"
+    why: list[tuple[str, str]] = []
+    size = planned_size(budget_s, gpu, native_side)
+    why.append(("image_size", _size_why(size, gpu, budget_s)))
     batch = 256 if gpu else 128
     batched = "fills the GPU" if gpu else "beat 64 in an equal-time CPU run"
     why.append(("batch_size", f"batch {batch}: {batched}"))
@@ -228,7 +232,6 @@ def plan_budget(
     device, _ = pick_device(cfg.device)
     choice, tagged = _rules(cfg, budget_s, device.type, native_side)
     kept = sorted(k for k in choice if k in keep)
-    # a field the user set keeps their value: the planner's reason for its own would mislead
     why = [text for name, text in tagged if name not in keep]
     user_optim = cfg.optim
     cfg = dataclasses.replace(cfg, **{k: v for k, v in choice.items() if k not in keep})

@@ -65,6 +65,8 @@ def command_line(cfg: RunConfig, method_defaults: dict[str, object] | None = Non
             args += [flag, format(value, fmt)]
     if cfg.weights:
         args += ["--weights", quote(cfg.weights)]
+    if cfg.check_folder:
+        args += ["--check-folder", quote(cfg.check_folder)]
     if cfg.time_budget_s:  # the CLI plans again and keeps every flag given here
         args += ["--budget", f"{round(cfg.time_budget_s)}s"]
     defaults = method_defaults or {}
