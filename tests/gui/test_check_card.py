@@ -80,3 +80,17 @@ def test_the_card_sets_the_check_folder_and_says_what_it_checks(
     qtbot.waitUntil(lambda: page.index is not None and page.folder == str(flat), timeout=10_000)
     card.chosen.emit(str(new))
     assert card.status.text() == NEEDS_CLASSES
+
+
+def test_the_health_plot_draws_the_check_beside_the_other_scores(qtbot, themed_app) -> None:  # noqa: ANN001
+    from sslstudio.gui.widgets.run_plots import RunPlots
+
+    plots = RunPlots()
+    qtbot.addWidget(plots)
+    plain = MonitorLogged(step=0, **COMMON)
+    plots.on_event(plain)
+    assert len(plots.health_plot.buffer("check")) == 0  # no check folder: no such curve
+    for ev in (_checked(0, None, 0.60), _checked(20, 1, 0.72)):
+        plots.on_event(ev)
+    got = plots.health_plot.buffer("check")
+    assert len(got) == 2

@@ -284,7 +284,8 @@ def load_details(run_dir: Path, owned: tuple[str, ...] = ()) -> RunDetails:
 def curve_points(ev: Event) -> list[tuple[str, float, float]]:
     """The points ``ev`` adds to a run's curves, as (series, step, value): the one reading of
     events into curves, for the live Train page and for the Runs page replaying a finished run's
-    decoded log. Series: loss, lr, ips (images/s), wait (% of the step), std, rank, knn, view."""
+    decoded log. Series: loss, lr, ips (images/s), wait (% of the step), std, rank, knn, view, check
+    (the check folder's kNN)."""
     if isinstance(ev, StepLogged):
         return [
             ("loss", ev.step, ev.loss),
@@ -298,6 +299,8 @@ def curve_points(ev: Event) -> list[tuple[str, float, float]]:
             points.append(("knn", ev.step, ev.knn_top1))
         if ev.view_top1 is not None:
             points.append(("view", ev.step, ev.view_top1))
+        if ev.check_top1 is not None:
+            points.append(("check", ev.step, ev.check_top1))
         return points
     return []
 

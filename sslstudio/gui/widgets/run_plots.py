@@ -39,7 +39,11 @@ TIPS = {
         "<b>kNN top-1</b> (when the folder has class subfolders): the share of test images whose "
         "most similar images belong to the same class.<br>"
         "<b>Own-view retrieval</b>: the share of images the network finds again after a mild "
-        "change of crop and colour.<br>" + BAND + "telling images apart."
+        "change of crop and colour.<br>"
+        "<b>New slides</b> (with a check folder): the share of your labelled check images from "
+        "other slides that the training folder's labelled images place in the right class.<br>"
+        + BAND
+        + "telling images apart."
     ),
     "rank": (
         "<b>Effective rank (RankMe)</b>: how many independent features the network uses to "
@@ -80,7 +84,8 @@ class RunPlots(QWidget):
         self.loss_plot.add_curve("raw", pen("loss_raw", 1), name="per step")
         self.loss_plot.add_curve("ema", pen("loss_ema"), name="smoothed")
         self.health_plot = ThrottledPlot("Spread and quality", placeholder=later)
-        for key, name in (("std", "spread"), ("knn", "kNN"), ("view", "own view")):
+        curves = (("std", "spread"), ("knn", "kNN"), ("view", "own view"), ("check", "new slides"))
+        for key, name in curves:
             self.health_plot.add_curve(key, pen(key), name=name, symbolBrush=t.curve(key), **dots)
         self.health_plot.setYRange(0, 1.05, padding=0)
         self.health_plot.getPlotItem().enableAutoRange(y=False)
@@ -114,6 +119,7 @@ class RunPlots(QWidget):
             "std": (self.health_plot, "std"),
             "knn": (self.health_plot, "knn"),
             "view": (self.health_plot, "view"),
+            "check": (self.health_plot, "check"),
             "rank": (self.rank_plot, "rank"),
         }
         grid = QGridLayout(self)
