@@ -150,6 +150,21 @@ def test_queries_are_stratified_and_memory_is_capped(monkeypatch):
     assert (check_labels[rows] < 2).all()
 
 
+def _final(score: float, sign: int) -> MonitorLogged:
+    """The last probe of a run with 200 check images (random init scored 0.60 on them)."""
+    return MonitorLogged(
+        step=100,
+        std_sqrt_d=1.0,
+        rankme=10.0,
+        embed_dim=8,
+        check_top1=score,
+        check_ref=0.60,
+        check_noise=0.05,
+        check_n=200,
+        verdict_sign=sign,
+    )
+
+
 def test_recommendation_by_the_check_picks_an_earlier_step_only_beyond_its_noise():
     sel = {
         "signal": "check_top1",
@@ -159,44 +174,14 @@ def test_recommendation_by_the_check_picks_an_earlier_step_only_beyond_its_noise
         "best_sign": 1,
         "best": "best-path",
     }
-    final = MonitorLogged(
-        step=100,
-        std_sqrt_d=1.0,
-        rankme=10.0,
-        embed_dim=8,
-        check_top1=0.70,
-        check_ref=0.60,
-        check_noise=0.05,
-        check_n=200,
-        verdict_sign=1,
-    )
+    final = _final(0.70, 1)
     path, why = recommendation(sel, final, "final-path", "best-path", blended=False)
     assert path == "best-path" and "step 40 scores best on your 200 check images" in why
     assert "better than random init (0.600)" in why
-    close = MonitorLogged(
-        step=100,
-        std_sqrt_d=1.0,
-        rankme=10.0,
-        embed_dim=8,
-        check_top1=0.78,
-        check_ref=0.60,
-        check_noise=0.05,
-        check_n=200,
-        verdict_sign=0,
-    )
+    close = _final(0.78, 0)
     path, why = recommendation(sel, close, "final-path", "best-path", blended=False)
     assert path == "final-path" and "within the noise of this many check images" in why
-    worse = MonitorLogged(
-        step=100,
-        std_sqrt_d=1.0,
-        rankme=10.0,
-        embed_dim=8,
-        check_top1=0.50,
-        check_ref=0.60,
-        check_noise=0.05,
-        check_n=200,
-        verdict_sign=-1,
-    )
+    worse = _final(0.50, -1)
     sel_w = {**sel, "best_score": 0.52, "best_sign": -1}
     path, why = recommendation(sel_w, worse, "final-path", "best-path", blended=False)
     assert path == "final-path" and "NOT better than random init" in why
