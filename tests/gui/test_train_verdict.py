@@ -32,7 +32,7 @@ def test_the_sentence_says_better_worse_or_unsure_with_the_numbers() -> None:
     # a gap beyond the noise that the check may not call (H&E): never "within chance"
     unsure = verdict_sentence(check(50, 0), check(0))
     assert unsure.startswith("Cannot tell how it will do on new images") and "55%" in unsure
-    assert "within chance" not in unsure and "Explore" in unsure
+    assert "within chance" not in unsure and "Explore" in unsure and "check folder" in unsure
     done = verdict_sentence(check(50, 1), check(0), finished=True)
     assert done.startswith("It learned") and "Keep going" not in done
 

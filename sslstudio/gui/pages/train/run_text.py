@@ -69,7 +69,8 @@ def verdict_sentence(ev: MonitorLogged, first: MonitorLogged | None, finished: b
             then = "Look" if finished else "Keep going, then look"
             return (
                 f"Cannot tell how it will do on new images: {match}, but this check has not "
-                f"predicted results on new H&E slides. {then} at a few new images in Explore."
+                f"predicted results on new H&E slides. {then} at a few new images in Explore, "
+                "or give the next run a check folder (Data page) to measure it."
             )
         if finished:  # "too early" no longer: the run is over
             return (
