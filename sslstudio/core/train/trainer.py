@@ -180,7 +180,7 @@ class _Run:
         self, cfg, run_dir: Path, ranks: Alone, device, clock, index, data, start, notices, check
     ):
         self.cfg, self.run_dir, self.ranks, self.device = cfg, run_dir, ranks, device
-        self.check, self._as_read = check, False
+        self.check, self._as_read, self._init = check, False, None
         self.clock, self.index, self.data = clock, index, data
         n = len(data)
         self.method, self.use_cl = _build_model(cfg, device)
@@ -419,8 +419,9 @@ class _Run:
             yield
             return
         trained = {k: v.detach().clone() for k, v in self.method.state_dict().items()}
-        init, _, _ = ckpt.load_checkpoint(self.run_dir / "checkpoints" / "init")
-        self.method.load_state_dict(ckpt.blend_with_init(trained, init, self.cfg.init_blend))
+        if self._init is None:  # read once: a check folder blends at every probe
+            self._init, _, _ = ckpt.load_checkpoint(self.run_dir / "checkpoints" / "init")
+        self.method.load_state_dict(ckpt.blend_with_init(trained, self._init, self.cfg.init_blend))
         self._as_read = True
         try:
             yield

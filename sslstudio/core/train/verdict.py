@@ -337,8 +337,9 @@ def keep_best(
         return
     ref_key = "check_ref" if checked else "shift_ref"
     if ref_key not in selection and step == 0:
-        selection.update({"signal": "check_top1" if checked else "shift_top1", ref_key: score})
-        selection["n"] = n
+        selection.update(
+            {"signal": "check_top1" if checked else "shift_top1", ref_key: score, "n": n}
+        )
     elif step > 0 and step < total and score > selection.get("best_score", -1.0):
         selection.update(
             best_step=step,
