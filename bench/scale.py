@@ -96,16 +96,32 @@ def drop_page_cache() -> bool:
         return False
 
 
-def measure(op: str, root: Path, cache: Path) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def measure(op: str, root: Path, cache: Path, code: Path = ROOT) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(code)}
     out = subprocess.run(
         [sys.executable, "-c", CHILD, op, str(root), str(cache)],
         capture_output=True,
         text=True,
         env=env,
+        cwd=code,  # python -c puts the working folder first on the path
         check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _codes(op: str, peer: Path | None) -> list[Path]:
+    return [ROOT, peer] if peer is not None and op.startswith("changed") else [ROOT]
+
+
+def _ratio(rows: list[dict], n: int) -> None:
+    """Median of ours against the peer's for every operation both ran on ``n`` files."""
+    for op in sorted({r["op"] for r in rows if r["files"] == n and r["op"].endswith("(peer)")}):
+        ours = [r["seconds"] for r in rows if r["files"] == n and r["op"] == op[: -len(" (peer)")]]
+        theirs = [r["seconds"] for r in rows if r["files"] == n and r["op"] == op]
+        a, b = sorted(ours)[len(ours) // 2], sorted(theirs)[len(theirs) // 2]
+        print(
+            f"{n:,} {op[: -len(' (peer)')]}: {a:.2f} s against the peer's {b:.2f} s ({b / a:.1f}x)"
+        )
 
 
 def main() -> int:
@@ -114,6 +130,13 @@ def main() -> int:
     ap.add_argument("--where", type=Path, default=Path("/tmp/sslstudio-scale"))
     ap.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "scale.json")
     ap.add_argument("--ops", nargs="+", default=None, help="only these operations, in order")
+    ap.add_argument(
+        "--peer",
+        type=Path,
+        default=None,
+        help="a checkout of other code (git worktree add /tmp/peer REV): each 'changed' is "
+        "then also run with it, interleaved, and the ratio of medians printed",
+    )
     args = ap.parse_args()
     rows = []
     for n in args.sizes:
@@ -123,22 +146,25 @@ def main() -> int:
             print(f"wrote {n:,} files in {written:.0f} s", flush=True)
         ops = ["scan-cold", "scan", "reopen", "changed-cold", "changed"]
         ops += ["headers-all"] if n <= 100_000 else []
-        for op in args.ops or ops:
+        todo = [(op, code) for op in args.ops or ops for code in _codes(op, args.peer)]
+        for op, code in todo:
             if op.startswith("changed"):  # one new file in one of the n/1000 subfolders
                 new = f"new-{op}-{time.time_ns()}.png"  # a new name: every run is a change
                 (root / "class0" / "slide00000" / new).write_bytes(_png())
             cold = op.endswith("-cold") and drop_page_cache()
             if op.endswith("-cold") and not cold:
                 continue  # the page cache cannot be dropped here (not root)
-            r = measure(op, root, cache)
-            r.update(files=n, op=op, cold=cold)
+            r = measure(op, root, cache, code)
+            name = op if code == ROOT else f"{op} (peer)"
+            r.update(files=n, op=name, cold=cold, code=str(code))
             rows.append(r)
             print(
-                f"{n:>9,}  {op:<12} {r['seconds']:7.2f} s  {r['peak_rss_mb']:6.0f} MB peak "
+                f"{n:>9,}  {name:<16} {r['seconds']:7.2f} s  {r['peak_rss_mb']:6.0f} MB peak "
                 f"(imports {r['imports_rss_mb']:.0f} MB)  {r['images']:,} images, "
                 f"{r['unread']:,} headers unread{'  [cold page cache]' if cold else ''}",
                 flush=True,
             )
+        _ratio(rows, n)
     peers = {(r["files"], r["op"]): r["seconds"] for r in rows}
     for n in args.sizes:
         if (n, "headers-all") in peers:

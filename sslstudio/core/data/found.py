@@ -12,7 +12,10 @@ from array import array
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from sslstudio.core.data.index import ImageIndex, SkippedFile
+from sslstudio.core.data.splice import splice
 from sslstudio.core.data.table import RecordTable
 from sslstudio.imaging import slides
 from sslstudio.imaging.filetypes import is_document
@@ -44,6 +47,8 @@ class Columns:
         self.width, self.height = array("i"), array("i")
         self.formats: list[str] = []
         self.dropped: set[int] = set()
+        self.base: RecordTable | None = None  # a rescan: the last table, and which rows it keeps
+        self.kept: np.ndarray | None = None
 
     def candidate(self, root: str, k: int) -> Candidate:
         rel = self.paths[k]
@@ -75,12 +80,15 @@ class Columns:
         self.height.append(facts[1])
         self.formats.append(facts[2])
 
-    def extend(self, paths: list[str], columns: dict[str, list], formats: list[str]) -> None:
-        """Rows taken as they are (a rescan's unchanged folders): one call per folder."""
-        self.paths.extend(paths)
-        for name in ("size", "mtime", "width", "height"):
-            getattr(self, name).extend(columns[name])
-        self.formats.extend(formats)
+    def keep(self, base: RecordTable, rows: np.ndarray) -> None:
+        """Rows of the last scan's table taken as they are (a rescan's unchanged folder)."""
+        if self.base is None:
+            self.base, self.kept = base, np.zeros(len(base), dtype=bool)
+        self.kept[rows] = True
+
+    @property
+    def carried(self) -> int:
+        return 0 if self.kept is None else int(np.count_nonzero(self.kept))
 
     def table(self) -> RecordTable:
         if self.dropped:
@@ -90,6 +98,9 @@ class Columns:
             for name in ("size", "mtime", "width", "height"):
                 column = getattr(self, name)
                 setattr(self, name, array(column.typecode, (column[k] for k in keep)))
-        return RecordTable.build(
+        new = RecordTable.build(
             self.paths, self.size, self.mtime, self.width, self.height, self.formats
         )
+        if self.base is None:
+            return new
+        return splice(self.base, np.flatnonzero(self.kept), new)

@@ -5,7 +5,8 @@ files need not be opened again: their facts (size, time, format, and size in pix
 was read), why they were set aside, or their tiles (a slide) come from the previous index. Only
 the files of changed folders are type-checked again. An unchanged folder is not even listed:
 its files, subfolders and counts of ignored files are the last scan's (``Previous``), so a
-changed million-image folder costs a stat per folder and the listings of the changed ones.
+changed million-image folder costs a stat per folder and the listings of the changed ones, and
+its table is spliced from the last one (:mod:`.splice`): no unchanged path is decoded again.
 In a previous index of at most ``HEADER_LIMIT`` images every
 reused file is also checked against its size and time, so an image edited in place is read
 again; in a bigger one an edited image is caught when it is decoded (as at re-open).
@@ -17,10 +18,9 @@ import os
 from collections.abc import Iterator
 from dataclasses import replace
 
-import numpy as np
-
 from sslstudio.core.data.found import Candidate, Columns
 from sslstudio.core.data.index import ImageIndex, SkippedFile
+from sslstudio.core.data.splice import FolderRows
 from sslstudio.core.data.table import FORMATS
 from sslstudio.imaging import slides
 
@@ -31,11 +31,23 @@ class Previous:
     def __init__(self, index: ImageIndex, into: Columns | None = None) -> None:
         """``into``: where ``carry`` files an unchanged folder's images (a big index, whose files
         are not checked one by one); None: the walk yields them as candidates."""
-        self.index, self.known, self.into = index, _Known(index), into
+        self.index, self.into = index, into
+        self.rows = FolderRows(index.table)
+        self._known: _Known | None = None
         self._children: dict[str, list[str]] = {}
         for rel in sorted(index.folders):
             if rel:
                 self._children.setdefault(rel.rpartition("/")[0], []).append(rel)
+        self.skipped: dict[str, dict[str, SkippedFile]] = {}
+        for s in index.skipped:
+            self.skipped.setdefault(s.path.rpartition("/")[0], {})[s.path] = s
+
+    @property
+    def known(self) -> _Known:
+        """Each file's verdict, for a small index whose files are checked one by one."""
+        if self._known is None:
+            self._known = _Known(self)
+        return self._known
 
     def unchanged(self, folder: str, mtime_ns: int) -> bool:
         return self.index.folders.get(folder) == mtime_ns
@@ -53,20 +65,9 @@ class Previous:
 
     def carry(self, folder: str, index: ImageIndex) -> None:
         """``folder``'s images into ``into`` and its files set aside into ``index``, as the
-        last scan had them: a few array operations per folder, no candidate per file."""
-        rows = self.known.rows.get(folder)
-        if rows is not None and len(rows):
-            c = self.known.table.columns
-            names = {
-                "size": "size_bytes",
-                "mtime": "mtime_ns",
-                "width": "width",
-                "height": "height",
-            }
-            columns = {k: np.asarray(c[v])[rows].tolist() for k, v in names.items()}
-            fmts = [FORMATS[f] for f in np.asarray(c["fmt"])[rows].tolist()]
-            self.into.extend([self.known.paths[k] for k in rows.tolist()], columns, fmts)
-        skipped = self.known.skipped.get(folder, {})
+        last scan had them: its row numbers in the last table, no path decoded."""
+        self.into.keep(self.index.table, self.rows.of(folder))
+        skipped = self.skipped.get(folder, {})
         index.skipped.extend(s for p, s in skipped.items() if p not in self.index.folders)
 
 
@@ -74,14 +75,15 @@ def reuse_unchanged(
     candidates: Iterator[Candidate], index: ImageIndex, previous: Previous, check_files: bool
 ) -> Iterator[Candidate]:
     """The walk's candidates, those in unchanged folders carrying their previous verdict."""
-    known, previous = previous.known, previous.index
+    last = previous
+    previous = last.index
     for c in candidates:
         folder = c.rel.rpartition("/")[0]
         stamp = previous.folders.get(folder)
         if stamp is None or index.folders.get(folder) != stamp:
             yield c  # a new or changed folder: judged afresh
             continue
-        facts = known.get(folder, c.rel)
+        facts = last.known.get(folder, c.rel)  # built on first use: a big index never needs it
         if facts is None:
             yield c  # a document, or a file the last scan never saw: cheap to judge again
             continue
@@ -101,18 +103,9 @@ def reuse_unchanged(
 class _Known:
     """The previous index's verdicts, one folder at a time (built when the walk reaches it)."""
 
-    def __init__(self, previous: ImageIndex) -> None:
-        t = previous.table
-        self.table, self.paths = t, _paths(t)
-        parents = np.array([_folder_of(p) for p in self.paths], dtype=object)
-        self.rows: dict[str, np.ndarray] = {}
-        if len(parents):  # a previous scan that found no images (an empty folder then filled)
-            order = np.argsort(parents, kind="stable")
-            ends = np.flatnonzero(np.r_[True, parents[order][1:] != parents[order][:-1], True])
-            self.rows = {parents[order[a]]: order[a:b] for a, b in zip(ends[:-1], ends[1:])}
-        self.skipped: dict[str, dict[str, SkippedFile]] = {}
-        for s in previous.skipped:
-            self.skipped.setdefault(s.path.rpartition("/")[0], {})[s.path] = s
+    def __init__(self, previous: Previous) -> None:
+        self.previous, self.table = previous, previous.index.table
+        self.paths = self.table.paths()
         self._folder, self._facts = None, {}
 
     def get(self, folder: str, rel: str):
@@ -126,7 +119,7 @@ class _Known:
     def _build(self, folder: str) -> dict[str, tuple]:
         c = self.table.columns
         facts: dict[str, tuple] = {}
-        for k in self.rows.get(folder, ()):
+        for k in self.previous.rows.of(folder).tolist():
             path = self.paths[k]
             size, mtime = int(c["size_bytes"][k]), int(c["mtime_ns"][k])
             tile = slides.parse_address(path)
@@ -135,21 +128,8 @@ class _Known:
             else:
                 fmt = FORMATS[int(c["fmt"][k])]
                 facts[path] = (size, mtime, (int(c["width"][k]), int(c["height"][k]), fmt))
-        for path, s in self.skipped.get(folder, {}).items():
+        for path, s in self.previous.skipped.get(folder, {}).items():
             facts.setdefault(
                 path, (-1, -1, s)
             )  # size unknown: a skipped file is judged again if edited
         return facts
-
-
-def _paths(table) -> list[str]:
-    """Every row's path, the stored bytes read once (``table.path`` per row costs ~20x more)."""
-    blob = np.asarray(table.columns["blob"]).tobytes()
-    ends = np.asarray(table.columns["offsets"]).tolist()
-    return [blob[a:b].decode("utf-8", "surrogateescape") for a, b in zip(ends, ends[1:])]
-
-
-def _folder_of(path: str) -> str:
-    """The folder of a file, or of a tile's slide."""
-    tile = slides.parse_address(path)
-    return (tile.slide if tile is not None else path).rpartition("/")[0]

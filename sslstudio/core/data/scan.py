@@ -220,7 +220,9 @@ def _header_rows(
     found: _Columns, header_limit: int, tiling: slides.SlideOptions | None
 ) -> list[int]:
     n = len(found.paths)
-    if n <= header_limit:  # every header not read yet (a rescan reuses the ones it knows)
+    if (
+        n + found.carried <= header_limit
+    ):  # every header not read yet (a rescan reuses the ones it knows)
         return [k for k in range(n) if found.width[k] == 0]
     if tiling is None:
         return []
