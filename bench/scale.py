@@ -19,6 +19,8 @@ Targets (issue 8): 1M files listed in < 60 s, re-open < 2 s, < 1 GB RSS; (issue 
 
     python bench/scale.py [--sizes 100000 1000000] [--where /tmp/sslstudio-scale] [--ops ...]
 
+``--peer DIR`` (a checkout of other code, e.g. ``git worktree add /tmp/peer REV``) runs every
+``changed`` operation with that code too, interleaved, and prints the ratio of medians.
 ``--ops`` runs only some operations (``--ops scan reopen changed``: no cold ones, which drop
 the whole machine's page cache).
 """

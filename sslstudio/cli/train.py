@@ -188,6 +188,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     return _run(cfg, args, world, budget)
 
 
+# flags that shape a run: a resumed run keeps its own (its schedule was planned to its length)
+_SHAPING = (
+    "folder config method backbone image_size progressive_from batch_size epochs max_steps preset "
+    "optimizer lr weight_decay warmup_epochs weights small_stem tile_px tile_tissue tile_mpp "
+    "check_folder seed checkpoint_every monitor_every option out budget"
+).split()
+
+
+def _refuse_ignored(args: argparse.Namespace) -> None:
+    """A flag given with --resume that the resumed run would not use is an error, not a surprise
+    at the end (``--resume RUN --epochs 300`` would otherwise finish at the run's own length)."""
+    from sslstudio.errors import ConfigError
+
+    given = [name for name in _SHAPING if getattr(args, name, None) not in (None, [], False)]
+    if not given:
+        return
+    flags = ", ".join("FOLDER" if n == "folder" else "--" + n.replace("_", "-") for n in given)
+    raise ConfigError(
+        f"--resume continues {args.resume} as it was planned, so {flags} would be ignored "
+        "(only --device and --threads may change). To train further or differently, start a "
+        f"new run from its weights: --weights {Path(args.resume) / 'checkpoints' / 'final'}"
+        "/model.safetensors"
+    )
+
+
 def _config_for(args: argparse.Namespace) -> tuple[RunConfig, str, str]:
     """(config, the preset the folder was recognised as, the default-time note) from the flags
     or the run to resume."""
@@ -196,6 +221,7 @@ def _config_for(args: argparse.Namespace) -> tuple[RunConfig, str, str]:
 
     recognised = recognised_time = ""
     if args.resume:
+        _refuse_ignored(args)
         cfg = load_run_config(Path(args.resume))
         if args.device or args.threads:
             cfg = dataclasses.replace(

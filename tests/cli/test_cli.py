@@ -57,6 +57,8 @@ def test_train_embed_eval_end_to_end(tiny_folder, tmp_path, capsys):
         (["train", "{folder}", "--option", "colour"], "KEY=VALUE"),
         (["train", "{folder}", "--option", "wobble=3"], "unknown option"),
         (["train", "--resume", "{tmp}"], "not a run folder"),
+        (["train", "--resume", "{tmp}", "--epochs", "300"], "--epochs would be ignored"),
+        (["train", "{folder}", "--resume", "{tmp}", "--lr", "1"], "FOLDER, --lr would be"),
         (["embed", "{tmp}", "{folder}", "-o", "x.npz"], "not a run folder"),
         (["scan", "/no/such/folder"], "no/such/folder"),
     ],
