@@ -84,6 +84,9 @@ def main() -> int:
     ap.add_argument("--skip-standard", action="store_true")
     ap.add_argument("--seed", type=int, default=0, help="the run's seed (weights, views, order)")
     ap.add_argument("--json", default=None)
+    ap.add_argument(
+        "--method", default=None, help="keep this method (with its default options) in the plan"
+    )
     args = ap.parse_args()
     data = Path(args.data)
     if args.threads:
@@ -95,14 +98,21 @@ def main() -> int:
         threads=args.threads,
         seed=args.seed,
         out=tempfile.mkdtemp(prefix="sslstudio-budget-"),
+        **({"method": args.method, "method_options": {}} if args.method else {}),
     )
+    keep = frozenset({"method", "method_options"} if args.method else ())
     rows = []
 
     # (c) budget mode: planning counts against the budget, as it does for a user
     t0 = time.perf_counter()
     index = scan_folder(base.data_root, verify=False)
     plan = plan_budget(
-        base, budget_s, len(index.images), native_side=median_short_side(index), started=t0
+        base,
+        budget_s,
+        len(index.images),
+        keep=keep,
+        native_side=median_short_side(index),
+        started=t0,
     )
     print(plan.summary(), flush=True)
     run_dir, _, (done, revisions) = run(plan.config)
