@@ -219,3 +219,38 @@ def test_a_check_folder_is_measured_and_said(tiny_folder, tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert code != 0 and "lies inside the training folder" in err and "Traceback" not in err
+
+
+def test_a_finished_run_trains_further_as_a_new_run_from_its_weights(tiny_folder, tmp_path, capsys):
+    """What the --resume refusal points to: --weights RUN/checkpoints/final/model.safetensors
+    starts a new run whose backbone is the finished run's, and --resume with --epochs is refused
+    before anything is written."""
+    import dataclasses
+
+    from safetensors.torch import load_file
+
+    from sslstudio.core.explore.embed import random_init_method
+    from sslstudio.core.train.checkpoints import load_checkpoint
+    from sslstudio.core.train.runs import load_run_config
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["train", str(tiny_folder), *TINY, "--max-steps", "2", "--out", str(first)]) == 0
+    weights = first / "checkpoints" / "final" / "model.safetensors"
+    capsys.readouterr()
+    assert main(["train", "--resume", str(first), "--epochs", "9"]) != 0
+    assert str(weights) in capsys.readouterr().err
+    assert sorted(p.name for p in (first / "checkpoints").iterdir()) == ["final"]
+    args = [str(tiny_folder), *TINY, "--max-steps", "1", "--checkpoint-every", "1"]
+    assert main(["train", *args, "--weights", str(weights), "--out", str(second)]) == 0
+    trained = load_file(str(weights))
+    state, _, _ = load_checkpoint(second / "checkpoints" / "final")
+    seed_only = dataclasses.replace(load_run_config(second), weights="")
+    fresh = random_init_method(seed_only).state_dict()
+    body = [k for k in trained if k.startswith("backbone.body.") and k.endswith(".weight")]
+    assert body
+
+    def apart(other) -> float:  # noqa: ANN001
+        return sum(float((other[k].float() - trained[k].float()).norm()) for k in body)
+
+    # one step from the finished run's weights, not from the seed's random start
+    assert apart(state) < 0.2 * apart(fresh)
