@@ -75,15 +75,14 @@ def reuse_unchanged(
     candidates: Iterator[Candidate], index: ImageIndex, previous: Previous, check_files: bool
 ) -> Iterator[Candidate]:
     """The walk's candidates, those in unchanged folders carrying their previous verdict."""
-    last = previous
-    previous = last.index
+    stamps = previous.index.folders
     for c in candidates:
         folder = c.rel.rpartition("/")[0]
-        stamp = previous.folders.get(folder)
+        stamp = stamps.get(folder)
         if stamp is None or index.folders.get(folder) != stamp:
             yield c  # a new or changed folder: judged afresh
             continue
-        facts = last.known.get(folder, c.rel)  # built on first use: a big index never needs it
+        facts = previous.known.get(folder, c.rel)  # built on first use: a big index never needs it
         if facts is None:
             yield c  # a document, or a file the last scan never saw: cheap to judge again
             continue

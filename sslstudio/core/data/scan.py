@@ -219,10 +219,8 @@ def _chunks(items: Iterator[_Candidate], size: int) -> Iterator[list[_Candidate]
 def _header_rows(
     found: _Columns, header_limit: int, tiling: slides.SlideOptions | None
 ) -> list[int]:
-    n = len(found.paths)
-    if (
-        n + found.carried <= header_limit
-    ):  # every header not read yet (a rescan reuses the ones it knows)
+    n = len(found.paths)  # a big rescan's carried rows count too: as big as the folder is
+    if n + found.carried <= header_limit:  # every header not read yet (a rescan reuses known)
         return [k for k in range(n) if found.width[k] == 0]
     if tiling is None:
         return []
