@@ -189,11 +189,34 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 # flags that shape a run: a resumed run keeps its own (its schedule was planned to its length)
-_SHAPING = (
-    "folder config method backbone image_size progressive_from batch_size epochs max_steps preset "
-    "optimizer lr weight_decay warmup_epochs weights small_stem tile_px tile_tissue tile_mpp "
-    "check_folder seed checkpoint_every monitor_every option out budget"
-).split()
+_SHAPING = [
+    "folder",
+    "config",
+    "method",
+    "backbone",
+    "image_size",
+    "progressive_from",
+    "batch_size",
+    "epochs",
+    "max_steps",
+    "preset",
+    "optimizer",
+    "lr",
+    "weight_decay",
+    "warmup_epochs",
+    "weights",
+    "small_stem",
+    "tile_px",
+    "tile_tissue",
+    "tile_mpp",
+    "check_folder",
+    "seed",
+    "checkpoint_every",
+    "monitor_every",
+    "option",
+    "out",
+    "budget",
+]
 
 
 def _refuse_ignored(args: argparse.Namespace) -> None:
