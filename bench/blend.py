@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import platform
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import protocol  # noqa: E402
+from bench import protocol, record  # noqa: E402
 from sslstudio.core.explore.embed import random_init_method  # noqa: E402
 from sslstudio.core.train import checkpoints as ckpt  # noqa: E402
 from sslstudio.core.train.runs import load_run_config  # noqa: E402
@@ -56,23 +53,17 @@ def main() -> int:
             f"share of step 0 {share:.2f}: " + "  ".join(f"{k} {v:.3f}" for k, v in scores.items())
         )
     out = args.json or ROOT / "bench" / "results" / f"blend-{args.run.name}.json"
-    out.write_text(
-        json.dumps(
-            {
-                "run": str(args.run),
-                "checkpoint": args.checkpoint,
-                "data": args.data,
-                "image_size": cfg.image_size,
-                "rows": rows,
-                "colour_baseline": protocol.colour_baseline(str(protocol._root(args.data)), 32),
-                "machine": platform.platform(),
-                "date": time.strftime("%Y-%m-%d"),
-                "command": "python bench/blend.py " + " ".join(sys.argv[1:]),
-            },
-            indent=2,
-        )
+    record.write(
+        out,
+        {
+            "run": str(args.run),
+            "checkpoint": args.checkpoint,
+            "data": args.data,
+            "image_size": cfg.image_size,
+            "rows": rows,
+            "colour_baseline": protocol.colour_baseline(str(protocol._root(args.data)), 32),
+        },
     )
-    print(f"wrote {out}")
     return 0
 
 

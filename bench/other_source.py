@@ -13,9 +13,7 @@ the same network at random init and per-tile colour statistics (standardised, th
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +22,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import protocol  # noqa: E402
+from bench import protocol, record  # noqa: E402
 from sslstudio.core.explore.embed import load_method, random_init_method  # noqa: E402
 from sslstudio.core.maths.knn import knn_accuracy  # noqa: E402
 
@@ -70,18 +68,7 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     result = {str(size): scores(args.runs, size) for size in args.sizes}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(
-        json.dumps(
-            {
-                "date": time.strftime("%Y-%m-%d %H:%M"),
-                "command": "python bench/other_source.py " + " ".join(sys.argv[1:]),
-                "sizes": result,
-            },
-            indent=2,
-        )
-    )
-    print(f"wrote {args.json}")
+    record.write(args.json, {"sizes": result})
     return 0
 
 

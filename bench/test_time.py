@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +22,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import protocol  # noqa: E402
+from bench import protocol, record  # noqa: E402
 from sslstudio.core.explore.embed import load_method, random_init_method  # noqa: E402
 from sslstudio.core.maths.knn import knn_accuracy  # noqa: E402
 from sslstudio.core.transforms.views import centre_view  # noqa: E402
@@ -105,21 +103,9 @@ def main() -> int:
             f"{name:<20} trained {t['val']:.3f} / {t['shifted']:.3f}   "
             f"random init {r['val']:.3f} / {r['shifted']:.3f}   (val / shifted)"
         )
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(
-        json.dumps(
-            {
-                "run": str(args.run),
-                "method": cfg.method,
-                "seed": cfg.seed,
-                "date": time.strftime("%Y-%m-%d %H:%M"),
-                "command": "python bench/test_time.py " + " ".join(sys.argv[1:]),
-                **result,
-            },
-            indent=2,
-        )
+    record.write(
+        args.json, {"run": str(args.run), "method": cfg.method, "seed": cfg.seed, **result}
     )
-    print(f"wrote {args.json}")
     return 0
 
 
