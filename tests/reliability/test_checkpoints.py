@@ -11,6 +11,7 @@ import random
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -302,6 +303,72 @@ def test_another_process_holding_the_run_is_refused_until_it_dies(tiny_folder, t
         holder.kill()
         holder.wait(10)
     RunLock(tmp_path / "run").acquire().release()  # a dead holder never locks the run for good
+
+
+def test_looking_at_a_run_never_looks_like_a_trainer_nor_refuses_one(tmp_path):
+    """The Runs page looks at every run's lock from background threads while the user may press
+    Resume: two looks must not see each other as a trainer (a finished run stayed "running"),
+    and a trainer starting during a look must get the lock, not a refusal."""
+    from sslstudio.gui.run.history import is_locked
+
+    run = tmp_path / "run"
+    run.mkdir()
+    RunLock(run).acquire().release()  # the .lock file of a run trained before
+    seen: list[list[bool]] = [[] for _ in range(4)]  # each looker's answers, in order
+    quit_ = threading.Event()
+
+    def look(mine: list[bool]) -> None:
+        while not quit_.is_set():
+            mine.append(is_locked(run))
+
+    lookers = [threading.Thread(target=look, args=(mine,)) for mine in seen]
+    for t in lookers:
+        t.start()
+    try:
+        while min(map(len, seen)) < 500:
+            time.sleep(0.01)
+        answers = [a for mine in seen for a in mine]
+        assert not any(answers), f"{sum(answers)} of {len(answers)} looks saw a trainer"
+        for _ in range(100):  # a trainer arriving in the middle of the looks gets the lock
+            held = RunLock(run).acquire(grace=1.0)
+            counts = [len(mine) for mine in seen]
+            while any(len(mine) < c + 2 for mine, c in zip(seen, counts, strict=True)):
+                time.sleep(0.001)
+            # a look begun before the trainer may answer "free"; every later one sees it
+            assert all(mine[c + 1] for mine, c in zip(seen, counts, strict=True))
+            held.release()
+    finally:
+        quit_.set()
+        for t in lookers:
+            t.join(10)
+
+
+def test_a_trainer_elsewhere_is_refused_after_the_grace_and_seen_by_a_look(tmp_path):
+    from sslstudio.gui.run.history import is_locked
+
+    run = tmp_path / "run"
+    run.mkdir()
+    code = (
+        "import sys, time; from pathlib import Path; from sslstudio.core.train.runs import RunLock;"
+        "held = RunLock(Path(sys.argv[1])).acquire(); print('held', flush=True); time.sleep(60)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(run)],
+        stdout=subprocess.PIPE,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+    )
+    try:
+        assert holder.stdout.readline().strip() == b"held"
+        assert is_locked(run)
+        t0 = time.monotonic()
+        with pytest.raises(RunLockedError, match="another SSL Studio process"):
+            RunLock(run).acquire(grace=0.3)
+        assert time.monotonic() - t0 >= 0.3  # it waited out the grace before refusing
+    finally:
+        holder.kill()
+        holder.wait(10)
+    assert not is_locked(run)  # a dead holder's lock is gone with it
+    RunLock(run).acquire(grace=0).release()
 
 
 # 23:

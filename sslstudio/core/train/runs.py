@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -102,40 +103,97 @@ def config_differences(saved: RunConfig, wanted: RunConfig) -> list[str]:
 
 
 class RunLock:
-    """An exclusive lock on a run folder; a second process is refused (RELIABILITY 22)."""
+    """An exclusive lock on a run folder; a second process is refused (RELIABILITY 22).
+
+    Others only *look* (:meth:`is_held`, the Runs page's listing): a look takes a shared lock
+    for an instant, which never blocks another look. A trainer that arrives during such an
+    instant waits for it (``grace`` seconds at most) instead of being refused: a listing must
+    never make a resume fail, and two listings must never see each other's look as a trainer
+    (both happened: the Runs page showed a finished run as "running" until the next refresh).
+    """
+
+    GRACE_S = 2.0  # how long acquire() rides out other holders before it refuses
 
     def __init__(self, run_dir: Path) -> None:
         self.path = Path(run_dir) / ".lock"
-        self._fh = None
+        self._fh: Any = None
 
-    def acquire(self) -> RunLock:
+    def acquire(self, grace: float | None = None) -> RunLock:
+        """Hold the lock, or raise :class:`RunLockedError` once ``grace`` seconds (default
+        :attr:`GRACE_S`) have passed with another holder."""
+        deadline = time.monotonic() + (self.GRACE_S if grace is None else grace)
         self._fh = open(self.path, "a+")  # noqa: SIM115 (held for the life of the run)
-        try:
-            import fcntl
-
-            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except ImportError:  # Windows: msvcrt locks a byte range instead
-            import msvcrt
-
+        while True:
             try:
-                msvcrt.locking(self._fh.fileno(), msvcrt.LK_NBLCK, 1)
-            except OSError as exc:
-                self._fh.close()
+                _lock(self._fh, exclusive=True)
+                return self
+            except BlockingIOError as exc:  # somebody holds it: a look passes in milliseconds
+                if time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    continue
+                self.release()
                 raise RunLockedError(
-                    f"run {self.path.parent} is open in another SSL Studio process"
+                    f"run {self.path.parent} is being trained by another SSL Studio process"
                 ) from exc
-        except OSError as exc:
-            self._fh.close()
-            self._fh = None
-            raise RunLockedError(
-                f"run {self.path.parent} is being trained by another SSL Studio process"
-            ) from exc
-        return self
+            except OSError as exc:
+                self.release()
+                raise RunLockedError(
+                    f"run {self.path.parent} is being trained by another SSL Studio process"
+                ) from exc
 
     def release(self) -> None:
         if self._fh is not None:
-            self._fh.close()  # closing drops the flock
+            self._fh.close()  # closing drops the lock
             self._fh = None
+
+    @staticmethod
+    def is_held(run_dir: Path) -> bool:
+        """True while a trainer (in this process or another) holds ``run_dir``'s lock.
+
+        Creates nothing: a folder without a ``.lock`` file was never trained. A folder that
+        cannot be opened for locking (read-only) cannot be training here either: False.
+        """
+        path = Path(run_dir) / ".lock"
+        if not path.exists():
+            return False
+        try:
+            fh = open(path, "a+")  # noqa: SIM115 (closed below)
+        except OSError:
+            return False
+        try:
+            _lock(fh, exclusive=False)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            fh.close()
+        return False
+
+
+_LOOKS = threading.Lock()  # Windows has no shared lock: this process's looks take turns
+
+
+def _lock(fh: Any, exclusive: bool) -> None:
+    """Lock ``fh`` at once or raise BlockingIOError; ``exclusive=False``: a shared lock (a look)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: msvcrt locks a byte range, always exclusively
+        import msvcrt
+
+        with contextlib.ExitStack() as turns:
+            if not exclusive:
+                turns.enter_context(_LOOKS)
+            fh.seek(0)  # every holder locks the same first byte
+            try:
+                msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+            except OSError as exc:
+                raise BlockingIOError(str(exc)) from exc
+            if not exclusive:  # a look lets go at once
+                fh.seek(0)
+                msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
+        return
+    fcntl.flock(fh.fileno(), (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
 
 
 class MetricsLog:

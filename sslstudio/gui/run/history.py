@@ -107,21 +107,12 @@ def find_runs(root: Path, extra: tuple[str, ...] = ()) -> list[Path]:
 def is_locked(run_dir: Path) -> bool:
     """True when another process (or another part of this one) holds the run's lock: it is training.
 
-    A folder without a ``.lock`` file was never trained and is not probed (no file is created).
+    Only looks (a shared lock for an instant): never refuses a trainer starting now, never sees
+    another listing's look as a trainer.
     """
-    from sslstudio.core.train.runs import RunLock, RunLockedError
+    from sslstudio.core.train.runs import RunLock
 
-    if not (Path(run_dir) / ".lock").exists():
-        return False
-    lock = RunLock(Path(run_dir))
-    try:
-        lock.acquire()
-    except RunLockedError:
-        return True
-    except OSError:  # a read-only folder: cannot be training here either
-        return False
-    lock.release()  # at once: a trainer starting now must get it
-    return False
+    return RunLock.is_held(Path(run_dir))
 
 
 def summarize(
