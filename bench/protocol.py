@@ -56,10 +56,17 @@ def tiles(folder: str, size: int) -> tuple[np.ndarray, np.ndarray, tuple[str, ..
 
 
 @torch.no_grad()
-def features(method, folder: Path, size: int, normalise: str = "none") -> np.ndarray:  # noqa: ANN001
+def features(
+    method,  # noqa: ANN001
+    folder: Path,
+    size: int,
+    normalise: str = "none",
+    decoded: int | None = None,
+) -> np.ndarray:
     """Backbone features of every tile of ``folder`` at ``size`` px (the embedding path's centre
-    view), after the input normalisation ``normalise``."""
-    x, _, _ = tiles(str(folder), size)
+    view), after the input normalisation ``normalise``; ``decoded``: the tiles are decoded at
+    that size first and resized to ``size`` by the view (default: decoded at ``size``)."""
+    x, _, _ = tiles(str(folder), decoded or size)
     device = next(method.parameters()).device
     method.eval()
     out = []
@@ -69,17 +76,24 @@ def features(method, folder: Path, size: int, normalise: str = "none") -> np.nda
     return np.concatenate(out)
 
 
-def knn_scores(method, data: str | Path, size: int, normalise: str = "none") -> dict[str, float]:  # noqa: ANN001
-    """Weighted kNN top-1 per query set of ``data`` (memory: its train split)."""
+def knn_scores(
+    method,  # noqa: ANN001
+    data: str | Path,
+    size: int,
+    normalise: str = "none",
+    decoded: int | None = None,
+) -> dict[str, float]:
+    """Weighted kNN top-1 per query set of ``data`` (memory: its train split); ``decoded`` as in
+    :func:`features`."""
     root = _root(data)
-    mem = features(method, root / "train", size, normalise)
+    mem = features(method, root / "train", size, normalise, decoded)
     _, mem_y, mem_classes = tiles(str(root / "train"), size)
     scores = {}
     for name, folder in queries(root).items():
         _, y, classes = tiles(str(folder), size)
         if classes != mem_classes:
             raise ValueError(f"{folder} has classes {classes}, the memory {mem_classes}")
-        q = features(method, folder, size, normalise)
+        q = features(method, folder, size, normalise, decoded)
         scores[name] = knn_accuracy(
             torch.from_numpy(mem),
             torch.from_numpy(mem_y),
