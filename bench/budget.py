@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import platform
 import sys
 import tempfile
 import time
@@ -34,7 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import protocol  # noqa: E402
+from bench import protocol, record  # noqa: E402
 from sslstudio.config import OptimConfig, RunConfig  # noqa: E402
 from sslstudio.core.data.scan import scan_folder  # noqa: E402
 from sslstudio.core.events import PlanRevised, RunFinished  # noqa: E402
@@ -197,33 +195,24 @@ def main() -> int:
         f"({100 * (wall / budget_s - 1):+.1f} %); proxy vs online kNN Spearman {rho:.2f} over "
         f"{len(proxy)} probes"
     )
-    out = Path(args.json or ROOT / "bench" / "results" / f"budget-{data.name}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "data": data.name,
-                "minutes": args.minutes,
-                "device": plan.device,
-                "plan": plan.to_dict(),
-                "rows": rows,
-                "gain_over_random": gain,
-                "gain_over_random_by_set": gains,
-                "gain_over_colour_by_set": over_colour,
-                "proxy_spearman_vs_online_knn": rho,
-                "proxy": proxy,
-                "online_knn": online,
-                "probe_steps": [m["step"] for m in monitors],
-                "machine": platform.platform(),
-                "threads": torch.get_num_threads(),
-                "date": time.strftime("%Y-%m-%d"),
-                "command": " ".join(sys.argv),
-            },
-            indent=2,
-            default=str,
-        )
+    record.write(
+        Path(args.json or ROOT / "bench" / "results" / f"budget-{data.name}.json"),
+        {
+            "data": data.name,
+            "minutes": args.minutes,
+            "device": plan.device,
+            "plan": plan.to_dict(),
+            "rows": rows,
+            "gain_over_random": gain,
+            "gain_over_random_by_set": gains,
+            "gain_over_colour_by_set": over_colour,
+            "proxy_spearman_vs_online_knn": rho,
+            "proxy": proxy,
+            "online_knn": online,
+            "probe_steps": [m["step"] for m in monitors],
+            "threads": torch.get_num_threads(),
+        },
     )
-    print(f"wrote {out}")
     return 0
 
 

@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import protocol  # noqa: E402
+from bench import protocol, record  # noqa: E402
 from sslstudio.core.data.cache import build_cache  # noqa: E402
 from sslstudio.core.data.indexstore import open_index  # noqa: E402
 from sslstudio.core.explore.embed import load_method, random_init_method  # noqa: E402
@@ -189,15 +186,7 @@ def main() -> int:
                     )
                 print(f"{run.name} {name} {reading}: truth {truth - t0:+.3f}", flush=True)
     print(table(rows))
-    out = {
-        "rows": rows,
-        "summary": summary(rows),
-        "machine": platform.platform(),
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-        "command": "python bench/check.py " + " ".join(sys.argv[1:]),
-    }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=1))
+    record.write(Path(args.json), {"rows": rows, "summary": summary(rows)})
     return 0
 
 

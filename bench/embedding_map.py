@@ -19,7 +19,6 @@ Offscreen rendering is Qt's raster engine on the CPU, as on most desktops withou
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -30,6 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from bench import record  # noqa: E402
 
 
 def clustered(n: int, k: int, seed: int = 0) -> tuple:
@@ -114,10 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"{r['points']:>10,} " + " ".join(f"{r[c]:>9.2f}" for c in cols))
     result = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "command": " ".join(["python", "bench/embedding_map.py", *(argv or sys.argv[1:])]),
-        "machine": {
-            "platform": platform.platform(),
+        "environment": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "pyside6": PySide6.__version__,
@@ -130,10 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         "categories": 20,
         "rows": rows,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {out}")
+    record.write(Path(args.out), result)
     return 0
 
 

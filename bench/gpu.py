@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -33,6 +31,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import record  # noqa: E402
 from sslstudio.config import RunConfig  # noqa: E402
 from sslstudio.core.events import RunStarted, StepLogged  # noqa: E402
 from sslstudio.core.methods import Batch, build_method  # noqa: E402
@@ -213,19 +212,17 @@ def main() -> int:
             except Exception as exc:  # one failing variant must not lose the others' numbers
                 print(f"{size:>5} {v:<16} FAILED: {type(exc).__name__}: {exc}", flush=True)
                 rows.append({"size": size, "variant": v, "error": f"{type(exc).__name__}: {exc}"})
-    out = {
-        "card": card,
-        "machine": platform.platform(),
-        "torch": torch.__version__,
-        "date": time.strftime("%Y-%m-%d"),
-        "parity": checks,
-        "steps_per_block": args.steps,
-        "repeats": args.repeats,
-        "rows": rows,
-    }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=2))
-    print(f"wrote {args.json}")
+    record.write(
+        Path(args.json),
+        {
+            "card": card,
+            "torch": torch.__version__,
+            "parity": checks,
+            "steps_per_block": args.steps,
+            "repeats": args.repeats,
+            "rows": rows,
+        },
+    )
     return 0
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import shutil
@@ -36,6 +35,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench import record  # noqa: E402
 
 TICK_MS = 5
 TARGET_MS = 100.0
@@ -269,10 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     result = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "command": " ".join(["python", "bench/gui_latency.py", *(argv or sys.argv[1:])]),
-        "machine": {
-            "platform": platform.platform(),
+        "environment": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "torch": torch.__version__,
@@ -287,10 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         "phases": rows,
         **info,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {out}")
+    record.write(Path(args.out), result)
     return 0
 
 

@@ -15,7 +15,6 @@ final weights (0 means bit-identical).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -28,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import record  # noqa: E402
 from sslstudio.core.train import checkpoints as ckpt  # noqa: E402
 from sslstudio.core.train.runs import read_metrics  # noqa: E402
 from tests.reliability.kill_child import (  # noqa: E402
@@ -129,10 +129,7 @@ def main() -> int:
     diff = max(float((a[k].double() - b[k].double()).abs().max()) for k in a if a[k].numel())
     same_losses = [r["loss"] for r in final] == [r["loss"] for r in steps]
     result = {
-        "machine": platform.platform(),
         "python": platform.python_version(),
-        "date": time.strftime("%Y-%m-%d"),
-        "command": "python bench/kill_loop.py " + " ".join(sys.argv[1:]),
         "total_steps": total,
         "step_ms": round(step_s * 1000, 2),
         "straight_run_s": round(straight_s, 1),
@@ -167,8 +164,7 @@ def main() -> int:
         "weights_identical",
     ):
         print(f"{key:>20}: {result[key]}")
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    record.write(Path(args.json), result)
     return 0 if result["weights_identical"] and result["kills_survived"] == len(rows) else 1
 
 

@@ -25,7 +25,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -36,6 +35,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench import record  # noqa: E402
+
 DATA = ROOT.parent / "shared" / "data"
 SETS = {  # name: (image size, preset)
     "cifar10-subset": (32, "natural"),
@@ -504,16 +506,8 @@ def main() -> int:
                 flush=True,
             )
     print("\n" + table(rows))
-    summary = {
-        "machine": platform.platform(),
-        "date": time.strftime("%Y-%m-%d"),
-        "minutes": args.minutes,
-        "command": " ".join(sys.argv),
-        "rows": rows,
-    }
     stamp = time.strftime("%H%M%S")
-    (RESULTS / f"summary-{stamp}.json").write_text(json.dumps(summary, indent=1))
-    print(f"wrote {RESULTS / f'summary-{stamp}.json'}")
+    record.write(RESULTS / f"summary-{stamp}.json", {"minutes": args.minutes, "rows": rows})
     return 0
 
 

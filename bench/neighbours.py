@@ -16,8 +16,6 @@ neighbour browser asks), and for the approximate index recall@10 against exact.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -28,6 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import record  # noqa: E402
 from sslstudio.core.explore import neighbours as nb  # noqa: E402
 
 
@@ -203,17 +202,15 @@ def main() -> int:
                     )
                 del approx
             del exact, x
-    out = {
-        "machine": platform.platform(),
-        "threads": torch.get_num_threads(),
-        "date": time.strftime("%Y-%m-%d"),
-        "run": str(args.run) if args.run else None,
-        "knn_spread": spread,
-        "rows": rows,
-    }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=2))
-    print(f"wrote {args.json}")
+    record.write(
+        Path(args.json),
+        {
+            "threads": torch.get_num_threads(),
+            "run": str(args.run) if args.run else None,
+            "knn_spread": spread,
+            "rows": rows,
+        },
+    )
     return 0
 
 

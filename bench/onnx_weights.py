@@ -13,8 +13,6 @@ loads a model; this checks it does).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import tempfile
 import time
@@ -27,6 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import record  # noqa: E402
 from sslstudio.config import RunConfig  # noqa: E402
 from sslstudio.core.explore.embed import random_init_method  # noqa: E402
 from sslstudio.core.export.formats import family_file, write_onnx  # noqa: E402
@@ -108,26 +107,20 @@ def main() -> int:
     print(f"{'onnxruntime images/s':<34}{old_s:>10.0f}{new_s:>10.0f}")
     print(f"bundle weights now / before {now / before:.3f}; speed now / before {new_s / old_s:.3f}")
     print(f"shared initialisers: {len(entry['weights']['initializers'])}")
-    args.json.write_text(
-        json.dumps(
-            {
-                "size": args.size,
-                "batch": args.batch,
-                "mb": mb,
-                "bundle_weights_mb_before": before,
-                "bundle_weights_mb_now": now,
-                "images_per_s_folded": speed_old,
-                "images_per_s_shared": speed_new,
-                "speed_ratio_now_over_before": new_s / old_s,
-                "threads": torch.get_num_threads(),
-                "machine": platform.platform(),
-                "date": time.strftime("%Y-%m-%d"),
-                "command": "python bench/onnx_weights.py " + " ".join(sys.argv[1:]),
-            },
-            indent=2,
-        )
+    record.write(
+        args.json,
+        {
+            "size": args.size,
+            "batch": args.batch,
+            "mb": mb,
+            "bundle_weights_mb_before": before,
+            "bundle_weights_mb_now": now,
+            "images_per_s_folded": speed_old,
+            "images_per_s_shared": speed_new,
+            "speed_ratio_now_over_before": new_s / old_s,
+            "threads": torch.get_num_threads(),
+        },
     )
-    print(f"wrote {args.json}")
     return 0
 
 

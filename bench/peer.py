@@ -19,7 +19,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import record  # noqa: E402
 from bench.methods import DATA, SETS, config  # noqa: E402
 
 PEER_ENV = ROOT / "bench" / ".peer-venv"
@@ -200,20 +200,7 @@ def main() -> int:
             f"**{r['throughput_ratio']:.2f}×** | | | "
             f"gain {r['gain_ratio']:.1f}× |"
         )
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(
-        json.dumps(
-            {
-                "machine": platform.platform(),
-                "date": time.strftime("%Y-%m-%d"),
-                "minutes": args.minutes,
-                "command": " ".join(sys.argv),
-                "rows": rows,
-            },
-            indent=1,
-        )
-    )
-    print(f"wrote {args.json}")
+    record.write(args.json, {"minutes": args.minutes, "rows": rows})
     return 0
 
 

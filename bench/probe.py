@@ -11,10 +11,7 @@ per budget), accuracy measured on the test split. The classifier is the studio's
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +20,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import record  # noqa: E402
 from sslstudio.core.explore import classify as cl  # noqa: E402
 from sslstudio.core.explore.embed import embed_folder, load_method, random_init_method  # noqa: E402
 
@@ -96,18 +94,16 @@ def main() -> int:
                     f"{np.std(accs):>7.3f}",
                     flush=True,
                 )
-    out = {
-        "machine": platform.platform(),
-        "threads": torch.get_num_threads(),
-        "date": time.strftime("%Y-%m-%d"),
-        "run": str(args.run),
-        "checkpoint": str(ck),
-        "data": str(args.data),
-        "rows": rows,
-    }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=2))
-    print(f"wrote {args.json}")
+    record.write(
+        Path(args.json),
+        {
+            "threads": torch.get_num_threads(),
+            "run": str(args.run),
+            "checkpoint": str(ck),
+            "data": str(args.data),
+            "rows": rows,
+        },
+    )
     return 0
 
 

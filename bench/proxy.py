@@ -28,7 +28,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -40,6 +39,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench import record  # noqa: E402
+
 DATA = ROOT.parent / "shared" / "data"
 MEMORY, SHIFTED, VAL = "crc-he-subset/train", "crc-he-shifted", "crc-he-subset/val"
 RUNS = {  # name: (preset, colour jitter factor, learning-rate factor)
@@ -316,27 +318,20 @@ def main(argv: list[str] | None = None) -> int:
             f"shift {v:<10}: decides {x['decides']}/{x['checkpoints']}, agrees {x['agree']}, "
             f"correlation of gaps with the kNN gap {x['corr_with_knn_gap']}"
         )
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(
-        json.dumps(
-            {
-                "results": results,
-                "agreement": agree,
-                "shift_variants": variants,
-                "steps": args.steps,
-                "batch": args.batch,
-                "probes": args.probes,
-                "threads": 1,
-                "wall_s": time.perf_counter() - t0,
-                "load_avg": os.getloadavg(),
-                "machine": platform.platform(),
-                "date": time.strftime("%Y-%m-%d %H:%M"),
-                "command": " ".join(sys.argv),
-            },
-            indent=1,
-        )
+    record.write(
+        args.json,
+        {
+            "results": results,
+            "agreement": agree,
+            "shift_variants": variants,
+            "steps": args.steps,
+            "batch": args.batch,
+            "probes": args.probes,
+            "threads": 1,
+            "wall_s": time.perf_counter() - t0,
+            "load_avg": os.getloadavg(),
+        },
     )
-    print(f"wrote {args.json}")
     return 1 if failed else 0
 
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import platform
 import sys
 import tempfile
 import time
@@ -27,7 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import protocol  # noqa: E402
+from bench import protocol, record  # noqa: E402
 from bench.throughput import limit_block  # noqa: E402
 from sslstudio.config import OptimConfig, RunConfig  # noqa: E402
 from sslstudio.core.events import RunFinished, RunStarted, StepLogged  # noqa: E402
@@ -201,14 +199,9 @@ def main() -> int:
         "config": cfg.to_dict(),
         "first_loss": losses[0],
         "last_loss": losses[-1],
-        "machine": platform.platform(),
-        "date": time.strftime("%Y-%m-%d"),
-        "command": " ".join(sys.argv),
     }
     out = Path(args.json or ROOT / "bench" / "results" / f"quality-{data.name}-{args.size}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    record.write(out, result)
     return 0
 
 

@@ -19,5 +19,5 @@ def write(path: Path, result: dict) -> None:
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "command": f"python bench/{script} " + " ".join(sys.argv[1:]),
     }
-    path.write_text(json.dumps({**result, **footer}, indent=2))
+    path.write_text(json.dumps({**result, **footer}, indent=2, default=str))
     print(f"wrote {path}")

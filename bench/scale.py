@@ -38,6 +38,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import record  # noqa: E402
+
 PER_FOLDER = 1000
 
 CHILD = r"""
@@ -172,18 +176,7 @@ def main() -> int:
         if (n, "headers-all") in peers:
             ratio = peers[(n, "headers-all")] / peers[(n, "scan")]
             print(f"{n:,}: the scan is {ratio:.1f}x faster than reading every header")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(
-        json.dumps(
-            {
-                "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs",
-                "date": time.strftime("%Y-%m-%d"),
-                "rows": rows,
-            },
-            indent=2,
-        )
-    )
-    print(f"wrote {args.json}")
+    record.write(args.json, {"host": platform.node(), "cpus": os.cpu_count(), "rows": rows})
     return 0
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import protocol  # noqa: E402
+from bench import protocol, record  # noqa: E402
 from sslstudio.config import RunConfig  # noqa: E402
 from sslstudio.core.events import RunFinished, StepLogged  # noqa: E402
 from sslstudio.core.explore.embed import load_method, random_init_method  # noqa: E402
@@ -155,9 +154,6 @@ def run_trial(
         "first_loss": losses[0],
         "last_loss": losses[-1],
         "augment": dataclasses.asdict(cfg.augment),
-        "machine": platform.platform(),
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-        "command": "python bench/stain_search.py " + " ".join(sys.argv[1:]),
     }
 
 
@@ -203,10 +199,7 @@ def main() -> int:
         return 0
     torch.set_num_threads(args.threads)
     row = run_trial(args.trial, args.steps, args.seed, args.eval_every, args.method, args.threads)
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"stain-{row['trial']}-{args.steps}-s{args.seed}.json"
-    path.write_text(json.dumps(row, indent=2))
-    print(f"wrote {path}")
+    record.write(OUT / f"stain-{row['trial']}-{args.steps}-s{args.seed}.json", row)
     return 0
 
 

@@ -20,7 +20,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import subprocess
 import sys
 import threading
@@ -29,6 +28,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench import record  # noqa: E402
+
 DATA = ROOT.parent / "shared" / "data" / "crc-he-subset" / "train"
 OUT = ROOT / "bench" / "results" / "threads.json"
 BUSY = "while True: pass"
@@ -132,24 +134,17 @@ def main(argv: list[str] | None = None) -> int:
         share = steps["chosen"] / best if best else float("nan")
         summary[load] = {**{str(k): v for k, v in steps.items()}, "chosen_vs_best": share}
         print(f"{load:<14} {steps[1]:>9} {steps[most]:>10} {steps['chosen']:>7} {share:>8.0%}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(
-        json.dumps(
-            {
-                "rows": rows,
-                "summary": summary,
-                "seconds": args.seconds,
-                "batch": args.batch,
-                "load_avg_end": os.getloadavg(),
-                "machine": platform.platform(),
-                "cpus": os.cpu_count(),
-                "date": time.strftime("%Y-%m-%d %H:%M"),
-                "command": " ".join(sys.argv),
-            },
-            indent=1,
-        )
+    record.write(
+        args.json,
+        {
+            "rows": rows,
+            "summary": summary,
+            "seconds": args.seconds,
+            "batch": args.batch,
+            "load_avg_end": os.getloadavg(),
+            "cpus": os.cpu_count(),
+        },
     )
-    print(f"wrote {args.json}")
     return 0
 
 

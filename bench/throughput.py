@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -27,6 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import record  # noqa: E402
 from sslstudio.config import RunConfig  # noqa: E402
 from sslstudio.core.events import RunStarted, StepLogged  # noqa: E402
 from sslstudio.core.methods import Batch, build_method  # noqa: E402
@@ -156,18 +155,16 @@ def main() -> int:
             f"{r['size']:>5} {r['folder']:<16} {r['pipeline_img_s']:>15.1f} "
             f"{r['limit_img_s']:>12.1f} {r['efficiency']:>10.3f}"
         )
-    out = {
-        "machine": platform.platform(),
-        "cpu_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "date": time.strftime("%Y-%m-%d"),
-        "repeats": args.repeats,
-        "steps_per_block": args.steps,
-        "rows": rows,
-    }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=2))
-    print(f"wrote {args.json}")
+    record.write(
+        Path(args.json),
+        {
+            "cpu_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "repeats": args.repeats,
+            "steps_per_block": args.steps,
+            "rows": rows,
+        },
+    )
     return 0
 
 

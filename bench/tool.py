@@ -19,14 +19,12 @@ ratio onnxruntime / torch as the median of the per-repeat ratios (same inputs, s
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import record  # noqa: E402
 from sslstudio.config import RunConfig  # noqa: E402
 from sslstudio.core.explore.embed import load_method  # noqa: E402
 from sslstudio.core.export.bundle import export_bundle  # noqa: E402
@@ -171,20 +170,17 @@ def main() -> None:
             f"{r['ratio_onnxruntime_over_torch']:>10.2f} {r['tool_end_to_end_img_s']:>11.1f} "
             f"{r['max_abs_diff']:>11.2e}"
         )
-    out = {
-        "machine": platform.platform(),
-        "processor": cpu_model(),
-        "cpu_threads": os.cpu_count(),
-        "torch": torch.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "date": date.today().isoformat(),
-        "command": "python " + " ".join(sys.argv),
-        "repeats": args.repeats,
-        "rows": rows,
-    }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=2))
-    print(f"\nwrote {args.json}")
+    record.write(
+        Path(args.json),
+        {
+            "processor": cpu_model(),
+            "cpu_threads": os.cpu_count(),
+            "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "repeats": args.repeats,
+            "rows": rows,
+        },
+    )
 
 
 if __name__ == "__main__":
