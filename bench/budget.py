@@ -82,6 +82,10 @@ def main() -> int:
     ap.add_argument("--skip-standard", action="store_true")
     ap.add_argument("--seed", type=int, default=0, help="the run's seed (weights, views, order)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--size", type=int, default=0, help="keep this training size (px) in the plan")
+    ap.add_argument(
+        "--progressive-from", type=int, default=0, help="start at this size, growing to --size"
+    )
     ap.add_argument(
         "--method", default=None, help="keep this method (with its default options) in the plan"
     )
@@ -97,8 +101,14 @@ def main() -> int:
         seed=args.seed,
         out=tempfile.mkdtemp(prefix="sslstudio-budget-"),
         **({"method": args.method, "method_options": {}} if args.method else {}),
+        **({"image_size": args.size} if args.size else {}),
+        **({"progressive_from": args.progressive_from} if args.progressive_from else {}),
     )
-    keep = frozenset({"method", "method_options"} if args.method else ())
+    keep = frozenset(
+        ({"method", "method_options"} if args.method else set())
+        | ({"image_size"} if args.size else set())
+        | ({"progressive_from"} if args.progressive_from else set())
+    )
     rows = []
 
     # (c) budget mode: planning counts against the budget, as it does for a user
