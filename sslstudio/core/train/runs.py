@@ -150,14 +150,14 @@ class RunLock:
     def is_held(run_dir: Path) -> bool:
         """True while a trainer (in this process or another) holds ``run_dir``'s lock.
 
-        Creates nothing: a folder without a ``.lock`` file was never trained. A folder that
-        cannot be opened for locking (read-only) cannot be training here either: False.
+        Creates and writes nothing (a read-only run folder can be looked at): a folder without a
+        ``.lock`` file was never trained; a lock file this user cannot open tells nothing: False.
         """
         path = Path(run_dir) / ".lock"
         if not path.exists():
             return False
         try:
-            fh = open(path, "a+")  # noqa: SIM115 (closed below)
+            fh = open(path, "rb")  # noqa: SIM115 (closed below); reading is enough to lock
         except OSError:
             return False
         try:
