@@ -28,17 +28,6 @@ DATA = protocol.DATA / "crc-he-subset"
 SIZE = 32
 
 
-def colour_predict(mem_x: np.ndarray, mem_y: np.ndarray, q_x: np.ndarray, n: int) -> np.ndarray:
-    """The colour baseline's predictions (protocol.colour_baseline, per query)."""
-    mem = protocol.colour_stats(mem_x)
-    mu, sd = mem.mean(0), mem.std(0) + 1e-9
-    mem, q = (mem - mu) / sd, (protocol.colour_stats(q_x) - mu) / sd
-    near = np.argsort(((q[:, None, :] - mem[None, :, :]) ** 2).sum(-1), axis=1)[:, :20]
-    votes = np.zeros((len(q), n))
-    np.add.at(votes, (np.arange(len(q))[:, None], mem_y[near]), 1.0)
-    return votes.argmax(1)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run", type=Path)
@@ -53,7 +42,7 @@ def main() -> int:
     out: dict = {"run": str(args.run), "classes": classes, "sets": {}}
     for name, folder in protocol.queries(DATA).items():
         q_x, q_y, _ = protocol.tiles(str(folder), SIZE)
-        preds = {"colour statistics": colour_predict(mem_x, mem_y, q_x, n)}
+        preds = {"colour statistics": protocol.colour_predict(mem_x, mem_y, q_x)}
         for label, net in nets.items():
             mem = torch.from_numpy(protocol.features(net, DATA / "train", SIZE))
             q = torch.from_numpy(protocol.features(net, folder, SIZE))

@@ -111,24 +111,30 @@ def colour_stats(x: np.ndarray) -> np.ndarray:
     return np.concatenate([f.mean(1), f.std(1)], axis=1)
 
 
+def colour_predict(
+    mem_x: np.ndarray, mem_y: np.ndarray, q_x: np.ndarray, k: int = 20
+) -> np.ndarray:
+    """The colour baseline's class for each tile of ``q_x``: plain majority kNN (Euclidean) on
+    per-tile colour statistics, standardised with the memory's."""
+    mem = colour_stats(mem_x)
+    mu, sd = mem.mean(0), mem.std(0) + 1e-9
+    mem, q = (mem - mu) / sd, (colour_stats(q_x) - mu) / sd
+    d = ((q[:, None, :] - mem[None, :, :]) ** 2).sum(-1)
+    near = np.argsort(d, axis=1)[:, :k]
+    votes = np.zeros((len(q), int(mem_y.max()) + 1))
+    np.add.at(votes, (np.arange(len(q))[:, None], mem_y[near]), 1.0)
+    return votes.argmax(1)
+
+
 @functools.lru_cache(maxsize=8)
 def colour_baseline(data: str, size: int = 32, k: int = 20) -> dict[str, float]:
     """Plain kNN (k=20, Euclidean, majority vote) on standardised per-tile colour statistics."""
     root = _root(data)
     mx, my, _ = tiles(str(root / "train"), size)
-    mem = colour_stats(mx)
-    mu, sd = mem.mean(0), mem.std(0) + 1e-9
-    mem = (mem - mu) / sd
-    n_cls = int(my.max()) + 1
     scores = {}
     for name, folder in queries(root).items():
         qx, qy, _ = tiles(str(folder), size)
-        q = (colour_stats(qx) - mu) / sd
-        d = ((q[:, None, :] - mem[None, :, :]) ** 2).sum(-1)
-        near = np.argsort(d, axis=1)[:, :k]
-        votes = np.zeros((len(q), n_cls))
-        np.add.at(votes, (np.arange(len(q))[:, None], my[near]), 1.0)
-        scores[name] = float((votes.argmax(1) == qy).mean())
+        scores[name] = float((colour_predict(mx, my, qx, k) == qy).mean())
     return scores
 
 

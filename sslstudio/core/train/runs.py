@@ -127,15 +127,10 @@ class RunLock:
             try:
                 _lock(self._fh, exclusive=True)
                 return self
-            except BlockingIOError as exc:  # somebody holds it: a look passes in milliseconds
-                if time.monotonic() < deadline:
-                    time.sleep(0.01)
-                    continue
-                self.release()
-                raise RunLockedError(
-                    f"run {self.path.parent} is being trained by another SSL Studio process"
-                ) from exc
             except OSError as exc:
+                if isinstance(exc, BlockingIOError) and time.monotonic() < deadline:
+                    time.sleep(0.01)  # somebody holds it: a look passes in milliseconds
+                    continue
                 self.release()
                 raise RunLockedError(
                     f"run {self.path.parent} is being trained by another SSL Studio process"
@@ -181,9 +176,7 @@ def _lock(fh: Any, exclusive: bool) -> None:
     except ImportError:  # Windows: msvcrt locks a byte range, always exclusively
         import msvcrt
 
-        with contextlib.ExitStack() as turns:
-            if not exclusive:
-                turns.enter_context(_LOOKS)
+        with contextlib.nullcontext() if exclusive else _LOOKS:
             fh.seek(0)  # every holder locks the same first byte
             try:
                 msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
